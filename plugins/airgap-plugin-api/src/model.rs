@@ -1,0 +1,382 @@
+//! The request a plugin receives and the contribution it returns. Both cross the ABI as JSON.
+//!
+//! Compatibility rule: within an ABI major, fields are only added, always with
+//! `#[serde(default)]`, so an older plugin ignores what it does not know and a newer plugin
+//! reading an older host's request gets defaults.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// What the host asks a plugin for.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ContributeRequest {
+    /// The key of the source table that selected this plugin (`[sources.NAME]`).
+    pub source: String,
+    /// That table, converted from TOML. Relative paths in it are relative to `config_dir`.
+    pub config: serde_json::Value,
+    /// Directory of the configuration file (the working directory when there is none).
+    pub config_dir: PathBuf,
+    /// Name of the bundle: the top folder inside the archive.
+    pub bundle_name: String,
+    /// The machine the bundle is for.
+    pub target: TargetProfile,
+    /// A scratch directory for this plugin alone (downloaded wheels, patched copies). The host
+    /// creates it, keeps it until the archive is written, then removes it. Entries may point
+    /// into it.
+    pub work_dir: PathBuf,
+    /// Everything earlier plugins contributed, with directories already walked: one record
+    /// per file, link or directory that will be in the bundle.
+    pub earlier: Vec<BundleFile>,
+    /// The Python environment an earlier plugin brought, if any.
+    pub python: Option<PythonEnvironment>,
+    /// Named facts earlier plugins published (`Contribution::facts`), by plugin name.
+    pub facts: BTreeMap<String, serde_json::Value>,
+    /// The user asked for more detail (`-v`).
+    pub verbose: bool,
+}
+
+/// The air-gapped machine, as declared in `[target]` and completed by the host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TargetProfile {
+    /// Full Python version on the target (`3.11.7`); micro matters for `Requires-Python`.
+    pub python: Option<String>,
+    /// Python implementation tag (`cp`).
+    pub implementation: Option<String>,
+    /// Python ABI tag (`cp311`).
+    pub abi: Option<String>,
+    /// Platform tags, most specific first (`manylinux2014_x86_64`, `linux_x86_64`).
+    pub platforms: Vec<String>,
+    /// The target's glibc version (`2.17`).
+    pub glibc: Option<String>,
+    /// Where the bundle will be unpacked, when known at bundle time (`--dest-prefix`).
+    pub prefix: Option<String>,
+    /// Machine architecture (`x86_64`).
+    pub arch: Option<String>,
+}
+
+/// One path that will be in the bundle, as later plugins see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleFile {
+    /// Path inside the bundle, relative to its top folder, `/`-separated.
+    pub path: String,
+    /// Where the content comes from on the build machine (for links and directories: absent).
+    pub source: Option<PathBuf>,
+    /// What it is.
+    pub kind: FileKind,
+    /// Unix permission bits.
+    pub mode: u32,
+    /// Size in bytes (files only).
+    pub size: u64,
+    /// Name of the plugin that contributed it.
+    pub plugin: String,
+    /// The package it belongs to (a [`Package::id`]), if known.
+    pub package: Option<String>,
+}
+
+/// Kind of a [`BundleFile`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum FileKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link kept as a link, with its (relative) target.
+    Symlink {
+        /// The link target, relative to the link's directory.
+        target: String,
+    },
+}
+
+/// What a plugin brings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Contribution {
+    /// Paths to put into the bundle. The host reads, dereferences, deduplicates and hashes
+    /// them: plugins name files, they never send contents.
+    pub entries: Vec<Entry>,
+    /// Packages brought, for the manifest and the provenance report.
+    pub packages: Vec<Package>,
+    /// Steps the host runs on the target after unpacking, in order.
+    pub install_steps: Vec<InstallStep>,
+    /// Things the user should read in the summary.
+    pub warnings: Vec<String>,
+    /// The Python environment this plugin brings (environment-stage plugins).
+    pub python: Option<PythonEnvironment>,
+    /// Free-form facts for later plugins (`request.facts[plugin name]`).
+    pub facts: BTreeMap<String, serde_json::Value>,
+}
+
+/// One thing to put into the bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Path inside the bundle, relative to its top folder, `/`-separated, no `..`.
+    pub dest: String,
+    /// What to put there.
+    #[serde(flatten)]
+    pub kind: EntryKind,
+    /// Permission bits to store instead of the source's.
+    #[serde(default)]
+    pub mode: Option<u32>,
+    /// The package this belongs to (a [`Package::id`]).
+    #[serde(default)]
+    pub package: Option<String>,
+    /// This entry knowingly replaces what an earlier plugin put at `dest` (a patched copy of
+    /// a file). Without it, two different contents at one path are an error.
+    #[serde(default)]
+    pub replace: bool,
+}
+
+impl Entry {
+    /// A file or directory tree copied from `source` to `dest`.
+    pub fn path(source: impl Into<PathBuf>, dest: impl Into<String>) -> Entry {
+        Entry {
+            dest: dest.into(),
+            kind: EntryKind::Path {
+                source: source.into(),
+                exclude: Vec::new(),
+            },
+            mode: None,
+            package: None,
+            replace: false,
+        }
+    }
+
+    /// A symbolic link at `dest` pointing to `target` (relative to the link's directory).
+    pub fn symlink(dest: impl Into<String>, target: impl Into<String>) -> Entry {
+        Entry {
+            dest: dest.into(),
+            kind: EntryKind::Symlink {
+                target: target.into(),
+            },
+            mode: None,
+            package: None,
+            replace: false,
+        }
+    }
+
+    /// An empty directory at `dest`.
+    pub fn dir(dest: impl Into<String>) -> Entry {
+        Entry {
+            dest: dest.into(),
+            kind: EntryKind::Dir,
+            mode: None,
+            package: None,
+            replace: false,
+        }
+    }
+
+    /// Attach the package id.
+    pub fn with_package(mut self, package: impl Into<String>) -> Entry {
+        self.package = Some(package.into());
+        self
+    }
+
+    /// Store these permission bits.
+    pub fn with_mode(mut self, mode: u32) -> Entry {
+        self.mode = Some(mode);
+        self
+    }
+
+    /// Mark as a deliberate replacement of an earlier plugin's entry.
+    pub fn replacing(mut self) -> Entry {
+        self.replace = true;
+        self
+    }
+}
+
+/// What an [`Entry`] puts into the bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum EntryKind {
+    /// A file, or a directory walked recursively, from the build machine. Symlinks under it are
+    /// kept when they stay inside the bundle and dereferenced when they leave it.
+    Path {
+        /// Absolute path on the build machine.
+        source: PathBuf,
+        /// Glob patterns (relative to `source`) to leave out when walking a directory.
+        #[serde(default)]
+        exclude: Vec<String>,
+    },
+    /// A symbolic link, stored as a link.
+    Symlink {
+        /// Link target, relative to the link's directory; must stay inside the bundle.
+        target: String,
+    },
+    /// An empty directory.
+    Dir,
+}
+
+/// A package a plugin brings, for the manifest.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Package {
+    /// Unique id within the bundle, referenced by entries (`conda:numpy-1.26.4-py311h...`).
+    pub id: String,
+    /// Package name.
+    pub name: String,
+    /// Package version.
+    pub version: String,
+    /// Kind of package: `conda`, `wheel`, `system`, `python`, or the plugin's own.
+    pub kind: String,
+    /// Where it came from: channel, index URL, library path.
+    pub origin: String,
+    /// sha256 of the package artifact, when there is one (a wheel, a .conda file).
+    pub sha256: Option<String>,
+    /// Licence, when known.
+    pub license: Option<String>,
+}
+
+/// A Python environment brought into the bundle.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PythonEnvironment {
+    /// The environment's directory inside the bundle (`env`).
+    pub prefix: String,
+    /// The interpreter inside the bundle (`env/bin/python3`).
+    pub executable: String,
+    /// The environment's prefix on the build machine.
+    pub source_prefix: PathBuf,
+    /// An interpreter on the build machine that behaves as the bundled one (to ask for tags).
+    pub source_executable: PathBuf,
+    /// Full version (`3.11.7`).
+    pub version: String,
+    /// Implementation tag (`cp`).
+    pub implementation: String,
+    /// ABI tag (`cp311`).
+    pub abi: String,
+    /// Platform tags the interpreter accepts, most specific first.
+    pub platforms: Vec<String>,
+    /// site-packages inside the bundle (`env/lib/python3.11/site-packages`).
+    pub site_packages: String,
+}
+
+/// A step the host runs on the target after unpacking. Steps are data, not code: the
+/// air-gapped side never needs a plugin installed.
+///
+/// In every string of a step, `{dest}` stands for the absolute path the bundle was unpacked
+/// to (the bundle's top folder).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "step")]
+pub enum InstallStep {
+    /// Replace the build machine's prefix by where `root` ended up, in the listed files. Text
+    /// files: every occurrence. Binary files: C strings starting with the prefix, rewritten in
+    /// place and padded with NUL bytes so that the size never changes. The host remembers the
+    /// new prefix, so that `airgap relocate` can move the tree again later.
+    RewritePrefix {
+        /// The prefix as written in the files on the build machine (or a placeholder).
+        old_prefix: String,
+        /// The directory inside the bundle that `old_prefix` stands for (`env`).
+        root: String,
+        /// Files inside the bundle to rewrite.
+        files: Vec<PrefixFile>,
+    },
+    /// Run a program. `program` is a path inside the bundle, or a bare name looked up on the
+    /// target's `PATH`. A non-zero exit fails the installation, and nothing is left behind.
+    Run {
+        /// What this step does, for the user.
+        description: String,
+        /// The program.
+        program: String,
+        /// Its arguments.
+        #[serde(default)]
+        args: Vec<String>,
+        /// Extra environment variables.
+        #[serde(default)]
+        env: BTreeMap<String, String>,
+    },
+}
+
+/// A file that holds a prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrefixFile {
+    /// Path inside the bundle.
+    pub path: String,
+    /// How to rewrite it.
+    pub mode: PrefixMode,
+}
+
+/// How to rewrite a prefix in a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrefixMode {
+    /// Every occurrence; the file may change size.
+    Text,
+    /// C strings, NUL-padded in place; the file never changes size.
+    Binary,
+}
+
+/// Why a plugin could not contribute.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PluginError {
+    /// What went wrong, lower case, naming the file or setting at fault.
+    pub message: String,
+    /// What the user can do about it (shown as a `help:` line).
+    pub help: Option<String>,
+    /// The plugin stopped because the host asked it to.
+    pub cancelled: bool,
+}
+
+impl PluginError {
+    /// An error with a message.
+    pub fn new(message: impl Into<String>) -> PluginError {
+        PluginError {
+            message: message.into(),
+            help: None,
+            cancelled: false,
+        }
+    }
+
+    /// Add a `help:` line.
+    pub fn with_help(mut self, help: impl Into<String>) -> PluginError {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// The error to return when [`crate::Host::is_cancelled`] turned true.
+    pub fn cancelled() -> PluginError {
+        PluginError {
+            message: "cancelled".into(),
+            help: None,
+            cancelled: true,
+        }
+    }
+}
+
+impl std::fmt::Display for PluginError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for PluginError {}
+
+impl ContributeRequest {
+    /// Read this plugin's configuration table into a typed struct.
+    pub fn config<T: serde::de::DeserializeOwned>(&self) -> Result<T, PluginError> {
+        let value = if self.config.is_null() {
+            serde_json::Value::Object(Default::default())
+        } else {
+            self.config.clone()
+        };
+        serde_json::from_value(value).map_err(|e| {
+            PluginError::new(format!("invalid [sources.{}] table: {e}", self.source))
+                .with_help("see docs/configuration.md for the keys this source takes")
+        })
+    }
+
+    /// Resolve a path from the configuration against the configuration file's directory.
+    pub fn resolve_path(&self, path: impl AsRef<std::path::Path>) -> PathBuf {
+        let path = path.as_ref();
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.config_dir.join(path)
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The `conda` source plugin.

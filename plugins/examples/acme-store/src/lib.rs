@@ -1,0 +1,1 @@
+//! Example in-house plugin.

@@ -1,0 +1,1 @@
+//! The `pip` source plugin.

@@ -1,0 +1,1 @@
+//! The `syslibs` source plugin.

@@ -1,0 +1,1 @@
+//! Test support: paths to built binaries, temp dirs, helpers to run the real CLI.
