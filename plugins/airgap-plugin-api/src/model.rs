@@ -259,7 +259,9 @@ pub struct PythonEnvironment {
 /// air-gapped side never needs a plugin installed.
 ///
 /// In every string of a step, `{dest}` stands for the absolute path the bundle was unpacked
-/// to (the bundle's top folder).
+/// to (the bundle's top folder), and `{python}` for the target's own interpreter given with
+/// `airgap unpack --python PATH` (a step that uses `{python}` fails with a clear message when
+/// none was given: that is how a wheelhouse-only bundle asks for one).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "step")]
 pub enum InstallStep {
