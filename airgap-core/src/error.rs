@@ -6,17 +6,159 @@ use std::path::PathBuf;
 /// Everything that can go wrong in the host.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Placeholder until the host lands.
-    #[error("{0}")]
-    Other(String),
+    /// The configuration file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    ConfigRead {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The configuration file is not valid.
+    #[error("invalid configuration {}: {message}", path.display())]
+    ConfigParse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the line where toml says it.
+        message: String,
+    },
+    /// No configuration and no active environment.
+    #[error("no Python environment to bundle: no -c airgap.toml given, and neither CONDA_PREFIX nor VIRTUAL_ENV is set")]
+    NoActiveEnvironment,
+    /// The bundle name is not a single path component.
+    #[error("invalid bundle name {0:?}: it must be one folder name")]
+    BadBundleName(String),
+    /// A source table names a plugin that was not found.
+    #[error("no plugin for source `{name}`: found {}", if found.is_empty() { "no plugins at all".to_string() } else { found.join(", ") })]
+    UnknownSource {
+        /// The plugin name asked for.
+        name: String,
+        /// The usable plugins.
+        found: Vec<String>,
+        /// Where we looked.
+        searched: Vec<PathBuf>,
+    },
+    /// A needed plugin exists but could not be loaded.
+    #[error("the plugin for source `{name}` cannot be used: {reason}")]
+    PluginUnusable {
+        /// The plugin.
+        name: String,
+        /// Why.
+        reason: String,
+        /// What to do.
+        help: Option<String>,
+    },
+    /// A plugin file could not be loaded.
+    #[error("{}: {reason}", path.display())]
+    PluginLoad {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+        /// What to do.
+        help: String,
+    },
+    /// A plugin was built for an ABI this host does not speak.
+    #[error("{}: built for plugin ABI {plugin_abi}, but this airgap speaks plugin ABI {host_abi}", path.display())]
+    PluginIncompatible {
+        /// The file.
+        path: PathBuf,
+        /// The plugin's ABI version.
+        plugin_abi: String,
+        /// The host's ABI version.
+        host_abi: String,
+        /// What to do.
+        help: String,
+    },
+    /// A plugin returned an error.
+    #[error("source `{source_name}` (plugin {plugin}): {message}")]
+    PluginFailed {
+        /// The plugin.
+        plugin: String,
+        /// The source table.
+        source_name: String,
+        /// The plugin's message.
+        message: String,
+        /// The plugin's advice.
+        help: Option<String>,
+    },
+    /// A plugin panicked.
+    #[error("plugin {plugin} ({}) panicked: {message}", path.display())]
+    PluginPanicked {
+        /// The plugin.
+        plugin: String,
+        /// Its file.
+        path: PathBuf,
+        /// The panic message.
+        message: String,
+    },
+    /// A plugin returned something that is not a contribution.
+    #[error("plugin {plugin} ({}) returned malformed data: {reason}", path.display())]
+    PluginMalformed {
+        /// The plugin.
+        plugin: String,
+        /// Its file.
+        path: PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A plugin contributed something it may not.
+    #[error("plugin {plugin} contributed an invalid entry: {reason}")]
+    PluginContract {
+        /// The plugin.
+        plugin: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The archive engine failed.
+    #[error(transparent)]
+    Archive(#[from] airgap_archive::ArchiveError),
+    /// The bundle would not work on the declared target.
+    #[error("the bundle will not work on the target: {summary}")]
+    CheckFailed {
+        /// One line per problem.
+        summary: String,
+    },
+    /// The user pressed Ctrl-C.
+    #[error("cancelled")]
+    Cancelled,
+    /// A file or directory operation of the host failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A bug in airgap.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl Error {
     /// Advice for the user, printed as a `help:` line.
     pub fn help(&self) -> Option<String> {
-        None
+        match self {
+            Error::ConfigRead { .. } => Some("pass the path of an airgap.toml with -c, or run without -c inside an activated environment".into()),
+            Error::ConfigParse { .. } => Some("see docs/configuration.md for every key".into()),
+            Error::NoActiveEnvironment => Some("activate the environment to bundle (conda activate / source bin/activate), or write an airgap.toml and pass -c airgap.toml".into()),
+            Error::BadBundleName(_) => Some("set [bundle] name to a plain name like \"nlp-env\"".into()),
+            Error::UnknownSource { searched, .. } => Some(format!(
+                "searched {}; install the plugin there, pass --plugin-dir DIR, or set `plugin = \"NAME\"` in the source table",
+                searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            )),
+            Error::PluginUnusable { help, .. } => help.clone(),
+            Error::PluginLoad { help, .. } => Some(help.clone()),
+            Error::PluginIncompatible { help, .. } => Some(help.clone()),
+            Error::PluginFailed { help, .. } => help.clone(),
+            Error::PluginPanicked { .. } | Error::PluginMalformed { .. } | Error::PluginContract { .. } => {
+                Some("this is a bug in the plugin: report it to its authors; other sources are unaffected".into())
+            }
+            Error::Archive(e) => e.help(),
+            Error::CheckFailed { .. } => Some("fix what is listed above, or pass --no-check to write the bundle anyway".into()),
+            Error::Cancelled => None,
+            Error::Io { .. } => None,
+            Error::Internal(_) => Some("this is a bug in airgap; please report it".into()),
+        }
     }
 }
-
-#[allow(dead_code)]
-fn _unused(_: PathBuf) {}

@@ -4,7 +4,15 @@
 //!
 //! Architecture invariant: this is the only crate that loads libraries. It never prints.
 
+pub mod bundle;
 pub mod check;
+pub mod config;
 mod error;
+pub mod plugin;
+pub mod registry;
 
+pub use bundle::{bundle, plan_bundle, BundleOptions, BundleReport, Planned};
+pub use config::Config;
 pub use error::Error;
+pub use plugin::Plugin;
+pub use registry::Registry;

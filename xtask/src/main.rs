@@ -1,1 +1,55 @@
-fn main() {}
+//! Build tasks: `cargo xtask <task>` (the alias lives in `.cargo/config.toml`).
+//!
+//! - `setup`: install the Debian and Python packages the tests need (from `xtask/setup/`)
+//! - `build [--release]`: the CLI, every plugin, and the static unpacker
+//! - `dist`: a relocatable folder `bin/airgap` + `lib/airgap/plugins/*.so` + docs, and its tar.gz
+//! - `test [ARGS]`: setup, build, then every test
+//! - `ci`: fmt check, clippy `-D warnings`, then `test`
+//! - `demo`: the main job on a default example, step by step
+//! - `bench`: the archive benchmark against GNU tar
+//! - `new-plugin NAME --path DIR`: scaffold an out-of-tree plugin crate
+
+mod scaffold;
+mod tasks;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((task, rest)) = args.split_first() else {
+        eprintln!("{}", USAGE);
+        return ExitCode::from(2);
+    };
+    let result = match task.as_str() {
+        "setup" => tasks::setup(),
+        "build" => tasks::build(rest.iter().any(|a| a == "--release")).map(|_| ()),
+        "dist" => tasks::dist(),
+        "test" => tasks::test(rest),
+        "ci" => tasks::ci(rest),
+        "demo" => tasks::demo(),
+        "bench" => tasks::bench(rest),
+        "new-plugin" => scaffold::new_plugin(rest),
+        "help" | "--help" | "-h" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => Err(anyhow::anyhow!("unknown task `{other}`\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+const USAGE: &str = "usage: cargo xtask <task>
+  setup                      install what the tests need (apt, pip) if missing
+  build [--release]          build the CLI, all plugins and the static unpacker
+  dist                       make dist/airgap-VERSION-x86_64-linux/ and its .tar.gz
+  test [-- CARGO TEST ARGS]  setup, build, run every test
+  ci                         fmt check, clippy -D warnings, then test
+  demo                       the main job on a default example, step by step
+  bench                      archive benchmark against GNU tar (a few minutes)
+  new-plugin NAME --path DIR scaffold an out-of-tree plugin crate";

@@ -1,0 +1,416 @@
+//! `airgap bundle`: run the source plugins stage by stage, feed what they name into one archive
+//! plan, check the result against the target, then write the archive.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use airgap_archive::progress::Progress;
+use airgap_archive::{
+    Compression, ManifestInput, PackageRecord, Plan, PlanOptions, PluginRecord, StepRecord,
+    WriteOptions, WriteSummary,
+};
+use airgap_plugin_api::{
+    BundleFile, ContributeRequest, EntryKind, FileKind, PythonEnvironment, TargetProfile,
+};
+use serde::Serialize;
+
+use crate::check::{check_files, CheckInput, CheckReport};
+use crate::config::{validate_bundle_name, Config};
+use crate::registry::Registry;
+use crate::Error;
+
+/// Choices of one `airgap bundle` run that are not in the configuration file.
+#[derive(Debug, Clone, Default)]
+pub struct BundleOptions {
+    /// Where to write the archive (overrides `[bundle] output`).
+    pub output: Option<PathBuf>,
+    /// The target path, when known: prefixes are rewritten at bundle time.
+    pub dest_prefix: Option<String>,
+    /// Compression (overrides `[bundle] compression`).
+    pub compression: Option<Compression>,
+    /// Write the bundle even if the target check fails.
+    pub no_check: bool,
+    /// Drop dangling links with a warning.
+    pub drop_dangling: bool,
+    /// More detail for plugins.
+    pub verbose: bool,
+    /// The unpacker binary to carry; found next to the executable when absent.
+    pub unpacker: Option<PathBuf>,
+    /// Compression threads (0 = all cores).
+    pub threads: usize,
+}
+
+/// What one source brought.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceReport {
+    /// The `[sources.NAME]` key.
+    pub name: String,
+    /// The plugin that served it.
+    pub plugin: String,
+    /// The plugin's version.
+    pub plugin_version: String,
+    /// Paths it added to the bundle.
+    pub files: usize,
+    /// Packages it brought.
+    pub packages: usize,
+    /// Install steps it asked for.
+    pub install_steps: usize,
+}
+
+/// Everything the plugins said, resolved into a plan, before anything is written.
+pub struct Planned {
+    /// The files.
+    pub plan: Plan,
+    /// The manifest to write with them.
+    pub manifest: ManifestInput,
+    /// Per source.
+    pub sources: Vec<SourceReport>,
+    /// Warnings from plugins and the planner.
+    pub warnings: Vec<String>,
+    /// Scratch space of the plugins: must outlive the writing of the archive.
+    pub work: tempfile::TempDir,
+}
+
+/// The result of a written bundle.
+#[derive(Debug, Clone, Serialize)]
+pub struct BundleReport {
+    /// Top folder inside the archive.
+    pub name: String,
+    /// The archive.
+    pub output: PathBuf,
+    /// sha256 of the archive (also in `OUTPUT.sha256`).
+    pub sha256: String,
+    /// Paths in the bundle.
+    pub files: u64,
+    /// Bytes before compression.
+    pub bytes_in: u64,
+    /// Bytes of the archive.
+    pub bytes_out: u64,
+    /// Bytes saved by storing identical files once.
+    pub deduplicated: u64,
+    /// Packages in the manifest.
+    pub packages: usize,
+    /// Per source.
+    pub sources: Vec<SourceReport>,
+    /// Warnings.
+    pub warnings: Vec<String>,
+    /// The target check.
+    pub check: CheckReport,
+    /// The target profile recorded in the manifest.
+    pub target: TargetProfile,
+    /// The bundled Python, if any.
+    pub python: Option<PythonEnvironment>,
+    /// The unpacker carried inside, if any.
+    pub unpacker: Option<PathBuf>,
+}
+
+/// Run every source of the configuration and build the plan. Nothing is written.
+pub fn plan_bundle(
+    config: &Config,
+    registry: &Registry,
+    options: &BundleOptions,
+    progress: &dyn Progress,
+    cancelled: &AtomicBool,
+) -> Result<Planned, Error> {
+    let bundle_name = config.bundle_name();
+    validate_bundle_name(&bundle_name)?;
+    if config.sources.is_empty() {
+        return Err(Error::ConfigParse {
+            path: config.path.clone().unwrap_or_else(|| PathBuf::from("<config>")),
+            message: "no [sources.*] table: nothing to bundle".into(),
+        });
+    }
+    // Resolve every plugin first, so that a missing one fails before any work is done.
+    let mut runs = Vec::new();
+    for (index, source) in config.sources.iter().enumerate() {
+        let plugin = registry.get(&source.plugin)?;
+        runs.push((plugin.stage, index, source, plugin));
+    }
+    runs.sort_by_key(|(stage, index, _, _)| (*stage, *index));
+
+    let work = tempfile::Builder::new()
+        .prefix("airgap-work-")
+        .tempdir()
+        .map_err(|source| Error::Io {
+            path: std::env::temp_dir(),
+            source,
+        })?;
+    let mut target = config.target_profile();
+    if options.dest_prefix.is_some() {
+        target.prefix = options.dest_prefix.clone();
+    }
+    let mut plan = Plan::new(PlanOptions {
+        drop_dangling: options.drop_dangling || config.bundle.drop_dangling_links,
+    });
+    let mut python: Option<PythonEnvironment> = None;
+    let mut facts = std::collections::BTreeMap::new();
+    let mut packages = Vec::new();
+    let mut steps = Vec::new();
+    let mut warnings = Vec::new();
+    let mut reports = Vec::new();
+    let mut plugin_records = Vec::new();
+
+    for (_, index, source, plugin) in runs {
+        if cancelled.load(Ordering::Relaxed) {
+            return Err(Error::Cancelled);
+        }
+        let work_dir = work.path().join(format!("{index:02}-{}", source.name));
+        std::fs::create_dir_all(&work_dir).map_err(|source| Error::Io {
+            path: work_dir.clone(),
+            source,
+        })?;
+        let request = ContributeRequest {
+            source: source.name.clone(),
+            config: source.config.clone(),
+            config_dir: config.dir.clone(),
+            bundle_name: bundle_name.clone(),
+            target: target.clone(),
+            work_dir,
+            earlier: plan.files(),
+            python: python.clone(),
+            facts: facts.clone(),
+            verbose: options.verbose,
+        };
+        progress.message(
+            airgap_archive::progress::Level::Info,
+            &format!("source {} (plugin {} {})", source.name, plugin.name, plugin.version),
+        );
+        let contribution = plugin.contribute(&request, progress, cancelled)?;
+        check_contract(&plugin.name, &contribution.entries)?;
+        let added = plan.add(&plugin.name, &contribution.entries, progress)?;
+        if let Some(env) = &contribution.python {
+            if python.is_some() {
+                warnings.push(format!(
+                    "source `{}` brings a second Python environment ({}); the first one stays the target's interpreter",
+                    source.name, env.prefix
+                ));
+            } else {
+                complete_target(&mut target, env);
+                python = Some(env.clone());
+            }
+        }
+        if !contribution.facts.is_empty() {
+            facts.insert(
+                plugin.name.clone(),
+                serde_json::Value::Object(contribution.facts.clone().into_iter().collect()),
+            );
+        }
+        warnings.extend(
+            contribution
+                .warnings
+                .iter()
+                .map(|w| format!("{}: {w}", source.name)),
+        );
+        reports.push(SourceReport {
+            name: source.name.clone(),
+            plugin: plugin.name.clone(),
+            plugin_version: plugin.version.clone(),
+            files: added.len(),
+            packages: contribution.packages.len(),
+            install_steps: contribution.install_steps.len(),
+        });
+        plugin_records.push(PluginRecord {
+            name: plugin.name.clone(),
+            version: plugin.version.clone(),
+            abi: format!("{}.{}", plugin.abi.0, plugin.abi.1),
+            source: source.name.clone(),
+        });
+        packages.extend(contribution.packages.into_iter().map(|package| PackageRecord {
+            plugin: plugin.name.clone(),
+            package,
+        }));
+        steps.extend(contribution.install_steps.into_iter().map(|step| StepRecord {
+            plugin: plugin.name.clone(),
+            step,
+        }));
+    }
+    warnings.extend(plan.warnings().iter().cloned());
+    let manifest = ManifestInput {
+        bundle_name,
+        airgap_version: env!("CARGO_PKG_VERSION").to_string(),
+        plugins: plugin_records,
+        target,
+        python,
+        packages,
+        install_steps: steps,
+        warnings: warnings.clone(),
+    };
+    Ok(Planned {
+        plan,
+        manifest,
+        sources: reports,
+        warnings,
+        work,
+    })
+}
+
+/// Check the planned files against the target profile.
+pub fn check_planned(planned: &Planned) -> Result<CheckReport, Error> {
+    let inputs: Vec<CheckInput> = planned
+        .plan
+        .files()
+        .into_iter()
+        .filter(|f| f.kind == FileKind::File)
+        .filter_map(|f: BundleFile| {
+            f.source.map(|disk| CheckInput {
+                path: f.path,
+                disk,
+            })
+        })
+        .collect();
+    check_files(
+        &inputs,
+        &planned.manifest.target,
+        planned.manifest.python.as_ref(),
+    )
+}
+
+/// Plan, check and write a bundle.
+pub fn bundle(
+    config: &Config,
+    registry: &Registry,
+    options: &BundleOptions,
+    progress: &dyn Progress,
+    cancelled: &AtomicBool,
+) -> Result<BundleReport, Error> {
+    let planned = plan_bundle(config, registry, options, progress, cancelled)?;
+    let check = check_planned(&planned)?;
+    if !check.passed() && !options.no_check {
+        return Err(Error::CheckFailed {
+            summary: check.problems.join("; "),
+        });
+    }
+    if cancelled.load(Ordering::Relaxed) {
+        return Err(Error::Cancelled);
+    }
+    let compression = match options.compression.clone() {
+        Some(c) => c,
+        None => compression_from_config(config)?,
+    };
+    let output = match options.output.clone().or_else(|| config.bundle.output.clone()) {
+        Some(o) => o,
+        None => PathBuf::from(format!(
+            "{}.{}",
+            planned.manifest.bundle_name,
+            match compression {
+                Compression::Zstd { .. } => "tar.zst",
+                Compression::Gzip { .. } => "tar.gz",
+            }
+        )),
+    };
+    let unpacker = options.unpacker.clone().or_else(find_unpacker);
+    let write_options = WriteOptions {
+        compression,
+        threads: options.threads,
+        unpacker: unpacker.clone(),
+    };
+    let summary: WriteSummary = airgap_archive::write_bundle(
+        &planned.plan,
+        planned.manifest.clone(),
+        &output,
+        &write_options,
+        progress,
+    )?;
+    let mut warnings = planned.warnings.clone();
+    if unpacker.is_none() {
+        warnings.push(
+            "no airgap-unpack binary found next to airgap: the bundle carries no unpacker, so the target needs airgap itself to install it".into(),
+        );
+    }
+    Ok(BundleReport {
+        name: planned.manifest.bundle_name.clone(),
+        output: summary.output,
+        sha256: summary.sha256,
+        files: summary.files,
+        bytes_in: summary.bytes_in,
+        bytes_out: summary.bytes_out,
+        deduplicated: summary.deduplicated,
+        packages: planned.manifest.packages.len(),
+        sources: planned.sources.clone(),
+        warnings,
+        check,
+        target: planned.manifest.target.clone(),
+        python: planned.manifest.python.clone(),
+        unpacker,
+    })
+}
+
+fn compression_from_config(config: &Config) -> Result<Compression, Error> {
+    let level = config.bundle.level;
+    match config.bundle.compression.as_deref() {
+        None | Some("gzip") | Some("gz") => Ok(Compression::Gzip {
+            level: level.map(|l| l.clamp(0, 9) as u32).unwrap_or(6),
+        }),
+        Some("zstd") | Some("zst") => Ok(Compression::Zstd {
+            level: level.unwrap_or(3),
+        }),
+        Some(other) => Err(Error::ConfigParse {
+            path: config.path.clone().unwrap_or_else(|| PathBuf::from("<config>")),
+            message: format!("[bundle] compression = {other:?}: use \"gzip\" or \"zstd\""),
+        }),
+    }
+}
+
+/// Fill what `[target]` left open from the bundled interpreter.
+fn complete_target(target: &mut TargetProfile, env: &PythonEnvironment) {
+    if target.python.is_none() && !env.version.is_empty() {
+        target.python = Some(env.version.clone());
+    }
+    if target.implementation.is_none() && !env.implementation.is_empty() {
+        target.implementation = Some(env.implementation.clone());
+    }
+    if target.abi.is_none() && !env.abi.is_empty() {
+        target.abi = Some(env.abi.clone());
+    }
+    if target.platforms.is_empty() {
+        target.platforms = env.platforms.clone();
+    }
+}
+
+/// Entries must stay inside the bundle and out of airgap's own folder.
+fn check_contract(plugin: &str, entries: &[airgap_plugin_api::Entry]) -> Result<(), Error> {
+    for entry in entries {
+        let dest = entry.dest.as_str();
+        let bad = if dest.is_empty() {
+            Some("an empty destination path".to_string())
+        } else if dest.starts_with('/') {
+            Some(format!("absolute destination {dest:?}"))
+        } else if dest.split('/').any(|c| c == "..") {
+            Some(format!("destination {dest:?} leaves the bundle"))
+        } else if dest == ".airgap" || dest.starts_with(".airgap/") || dest == "unpack" {
+            Some(format!("destination {dest:?} is reserved for airgap itself"))
+        } else if let EntryKind::Path { source, .. } = &entry.kind {
+            (!source.is_absolute()).then(|| {
+                format!("source {} for {dest:?} is not an absolute path", source.display())
+            })
+        } else {
+            None
+        };
+        if let Some(reason) = bad {
+            return Err(Error::PluginContract {
+                plugin: plugin.to_string(),
+                reason,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The unpacker to carry: `AIRGAP_UNPACKER`, else beside the executable (a dist folder keeps it
+/// in `lib/airgap/`, a cargo target dir beside `airgap`).
+pub fn find_unpacker() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("AIRGAP_UNPACKER") {
+        let path = PathBuf::from(path);
+        return path.is_file().then_some(path);
+    }
+    let exe = std::env::current_exe().ok()?.canonicalize().ok()?;
+    let dir = exe.parent()?;
+    [
+        dir.join("../lib/airgap/airgap-unpack"),
+        dir.join("airgap-unpack-static"),
+        dir.join("airgap-unpack"),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+    .and_then(|p| p.canonicalize().ok())
+}

@@ -1,0 +1,331 @@
+//! Loading one plugin library and calling it across the C ABI.
+//!
+//! Architecture invariants:
+//! - a library is checked (ELF magic, descriptor magic, ABI version, struct size) before any of
+//!   its code other than the descriptor function runs;
+//! - a library is loaded once and never unloaded (unloading Rust libraries with thread-locals
+//!   crashes; the handle is leaked on purpose);
+//! - buffers the plugin allocates are freed by the plugin.
+
+use std::ffi::{c_void, CStr};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use airgap_archive::progress::{Level, Progress, Unit};
+use airgap_plugin_api::ffi::{
+    Buffer, HostCallbacks, PluginDescriptor, STATUS_ERROR, STATUS_OK, STATUS_PANIC,
+};
+use airgap_plugin_api::{
+    ContributeRequest, Contribution, PluginError, Stage, ABI_MAJOR, ABI_MINOR, DESCRIPTOR_SYMBOL,
+    MAGIC,
+};
+
+use crate::Error;
+
+/// Size of the frozen head of every descriptor (magic, abi_major, abi_minor, struct_size).
+const DESCRIPTOR_HEAD: usize = 8 + 4 + 4 + 4;
+
+/// A loaded, compatible plugin.
+pub struct Plugin {
+    /// Name from the descriptor.
+    pub name: String,
+    /// The plugin's own version.
+    pub version: String,
+    /// One line for listings.
+    pub description: String,
+    /// When it runs.
+    pub stage: Stage,
+    /// ABI it was built against.
+    pub abi: (u32, u32),
+    /// The library file.
+    pub path: PathBuf,
+    descriptor: &'static PluginDescriptor,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("abi", &self.abi)
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// The host's ABI version as text.
+pub fn host_abi() -> String {
+    format!("{ABI_MAJOR}.{ABI_MINOR}")
+}
+
+/// Whether a plugin built against ABI `major.minor` can be loaded by this host, by the semver
+/// rule: a plugin built against 1.2 needs a host `>= 1.2, < 2`.
+pub fn abi_compatible(major: u32, minor: u32) -> bool {
+    let Ok(req) = semver::VersionReq::parse(&format!("^{major}.{minor}")) else {
+        return false;
+    };
+    req.matches(&semver::Version::new(ABI_MAJOR as u64, ABI_MINOR as u64, 0))
+}
+
+impl Plugin {
+    /// Load and check a plugin library.
+    pub fn load(path: &Path) -> Result<Plugin, Error> {
+        let fail = |reason: String, help: &str| Error::PluginLoad {
+            path: path.to_path_buf(),
+            reason,
+            help: help.to_string(),
+        };
+        check_is_shared_library(path).map_err(|reason| {
+            fail(
+                reason,
+                "remove this file from the plugin directory, or rebuild the plugin as a cdylib",
+            )
+        })?;
+        // SAFETY: loading a library runs its initialisers. We only load files from the plugin
+        // search path (never the working directory implicitly), which the user controls.
+        let library = unsafe { libloading::Library::new(path) }.map_err(|e| {
+            fail(
+                format!("cannot load the library: {e}"),
+                "check that the plugin was built for this machine (x86-64 Linux, glibc) and that its own dependencies are installed",
+            )
+        })?;
+        // Never unload (see the module docs).
+        let library: &'static libloading::Library = Box::leak(Box::new(library));
+        type DescriptorFn = extern "C" fn() -> *const PluginDescriptor;
+        // SAFETY: the symbol's type is fixed by the ABI for every major version.
+        let describe = unsafe { library.get::<DescriptorFn>(DESCRIPTOR_SYMBOL.as_bytes()) }
+            .map_err(|_| {
+                fail(
+                    format!("the library has no `{DESCRIPTOR_SYMBOL}` symbol: it is not an airgap plugin"),
+                    "an airgap plugin declares itself with `airgap_plugin_api::export_plugin!`; see docs/writing-a-plugin.md",
+                )
+            })?;
+        let raw = describe();
+        if raw.is_null() {
+            return Err(fail(
+                "the plugin's descriptor is null".into(),
+                "rebuild the plugin with `airgap_plugin_api::export_plugin!`",
+            ));
+        }
+        // Read the frozen head first, as bytes: a plugin of another major may have a different
+        // layout after it.
+        // SAFETY: every descriptor starts with DESCRIPTOR_HEAD bytes of fixed layout.
+        let head = unsafe { std::slice::from_raw_parts(raw as *const u8, DESCRIPTOR_HEAD) };
+        if head[..8] != MAGIC {
+            return Err(fail(
+                "the descriptor's magic bytes are wrong: not an airgap plugin, or a corrupted build".into(),
+                "rebuild the plugin with `airgap_plugin_api::export_plugin!`",
+            ));
+        }
+        let word = |at: usize| u32::from_ne_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
+        let (major, minor, size) = (word(8), word(12), word(16) as usize);
+        if !abi_compatible(major, minor) {
+            let help = if major != ABI_MAJOR {
+                format!(
+                    "rebuild the plugin against airgap-plugin-api {ABI_MAJOR}.x, or use an airgap that speaks plugin ABI {major}.x"
+                )
+            } else {
+                format!(
+                    "upgrade airgap to one that speaks plugin ABI {major}.{minor} or newer, or rebuild the plugin against airgap-plugin-api {ABI_MAJOR}.{ABI_MINOR}"
+                )
+            };
+            return Err(Error::PluginIncompatible {
+                path: path.to_path_buf(),
+                plugin_abi: format!("{major}.{minor}"),
+                host_abi: host_abi(),
+                help,
+            });
+        }
+        if size < std::mem::size_of::<PluginDescriptor>() {
+            return Err(fail(
+                format!(
+                    "the descriptor is {size} bytes but ABI {major}.{minor} needs {}",
+                    std::mem::size_of::<PluginDescriptor>()
+                ),
+                "rebuild the plugin with `airgap_plugin_api::export_plugin!`",
+            ));
+        }
+        // SAFETY: magic, version and size checked: the layout is ours, in static storage of a
+        // library that is never unloaded.
+        let descriptor: &'static PluginDescriptor = unsafe { &*raw };
+        let text = |p: *const std::ffi::c_char, what: &str| -> Result<String, Error> {
+            if p.is_null() {
+                return Err(fail(format!("the descriptor's {what} is null"), "rebuild the plugin"));
+            }
+            // SAFETY: the ABI requires NUL-terminated static strings.
+            let s = unsafe { CStr::from_ptr(p) };
+            s.to_str()
+                .map(str::to_string)
+                .map_err(|_| fail(format!("the descriptor's {what} is not UTF-8"), "rebuild the plugin"))
+        };
+        let name = text(descriptor.name, "name")?;
+        let version = text(descriptor.version, "version")?;
+        let description = text(descriptor.description, "description")?;
+        let stage = Stage::from_raw(descriptor.stage).ok_or_else(|| {
+            fail(
+                format!("unknown stage {} in the descriptor", descriptor.stage),
+                "use airgap_plugin_api::Stage",
+            )
+        })?;
+        if name.is_empty() || name.contains(['/', '\\', ' ']) {
+            return Err(fail(
+                format!("invalid plugin name {name:?}"),
+                "a plugin name is one word like `acme-store`",
+            ));
+        }
+        Ok(Plugin {
+            name,
+            version,
+            description,
+            stage,
+            abi: (major, minor),
+            path: path.to_path_buf(),
+            descriptor,
+        })
+    }
+
+    /// Ask the plugin for its contribution. Panics and malformed answers become errors naming
+    /// the plugin's file; the host keeps running.
+    pub fn contribute(
+        &self,
+        request: &ContributeRequest,
+        progress: &dyn Progress,
+        cancelled: &AtomicBool,
+    ) -> Result<Contribution, Error> {
+        let json = serde_json::to_vec(request).map_err(|e| Error::Internal(format!(
+            "cannot encode the request for plugin {}: {e}",
+            self.name
+        )))?;
+        let context = CallContext {
+            progress,
+            cancelled,
+            phase_started: AtomicBool::new(false),
+            last_done: AtomicU64::new(0),
+        };
+        let callbacks = HostCallbacks {
+            struct_size: std::mem::size_of::<HostCallbacks>() as u32,
+            context: &context as *const CallContext as *mut c_void,
+            log: Some(log_callback),
+            progress: Some(progress_callback),
+            is_cancelled: Some(cancelled_callback),
+        };
+        let mut out = Buffer::empty();
+        // SAFETY: the descriptor was checked at load; all pointers are valid for the call.
+        let status =
+            unsafe { (self.descriptor.contribute)(&callbacks, json.as_ptr(), json.len(), &mut out) };
+        if context.phase_started.load(Ordering::Relaxed) {
+            progress.end();
+        }
+        // SAFETY: `out` was filled by this plugin's contribute.
+        let bytes = unsafe { out.as_slice() }.to_vec();
+        // SAFETY: freed once, by the library that allocated it.
+        unsafe { (self.descriptor.free_buffer)(out) };
+        match status {
+            STATUS_OK => serde_json::from_slice::<Contribution>(&bytes).map_err(|e| {
+                Error::PluginMalformed {
+                    plugin: self.name.clone(),
+                    path: self.path.clone(),
+                    reason: e.to_string(),
+                }
+            }),
+            STATUS_ERROR => {
+                let error: PluginError = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                    PluginError::new(String::from_utf8_lossy(&bytes).into_owned())
+                });
+                if error.cancelled {
+                    return Err(Error::Cancelled);
+                }
+                Err(Error::PluginFailed {
+                    plugin: self.name.clone(),
+                    source_name: request.source.clone(),
+                    message: error.message,
+                    help: error.help,
+                })
+            }
+            STATUS_PANIC => Err(Error::PluginPanicked {
+                plugin: self.name.clone(),
+                path: self.path.clone(),
+                message: String::from_utf8_lossy(&bytes).into_owned(),
+            }),
+            other => Err(Error::PluginMalformed {
+                plugin: self.name.clone(),
+                path: self.path.clone(),
+                reason: format!("unknown status code {other}"),
+            }),
+        }
+    }
+}
+
+/// Refuse files that are not ELF shared objects before `dlopen` sees them, with a message that
+/// says what the file is instead.
+fn check_is_shared_library(path: &Path) -> Result<(), String> {
+    let mut head = [0u8; 18];
+    let mut file = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    let n = file.read(&mut head).map_err(|e| format!("cannot read: {e}"))?;
+    if n < 18 || head[..4] != *b"\x7fELF" {
+        return Err("not a shared library (no ELF header)".to_string());
+    }
+    // e_type at offset 16 (little-endian on x86-64): 3 = ET_DYN.
+    if u16::from_le_bytes([head[16], head[17]]) != 3 {
+        return Err("an ELF file, but not a shared library".to_string());
+    }
+    Ok(())
+}
+
+struct CallContext<'a> {
+    progress: &'a dyn Progress,
+    cancelled: &'a AtomicBool,
+    phase_started: AtomicBool,
+    last_done: AtomicU64,
+}
+
+fn text_from(msg: *const u8, len: usize) -> String {
+    if msg.is_null() || len == 0 {
+        return String::new();
+    }
+    // SAFETY: the plugin passes a valid (pointer, length) pair for the duration of the call.
+    let bytes = unsafe { std::slice::from_raw_parts(msg, len) };
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+unsafe extern "C" fn log_callback(context: *mut c_void, level: u32, msg: *const u8, len: usize) {
+    // Never unwind into the plugin.
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: context is the CallContext of the running call.
+        let ctx = unsafe { &*(context as *const CallContext) };
+        let level = match level {
+            0 => Level::Debug,
+            2 => Level::Warn,
+            _ => Level::Info,
+        };
+        ctx.progress.message(level, &text_from(msg, len));
+    }));
+}
+
+unsafe extern "C" fn progress_callback(
+    context: *mut c_void,
+    done: u64,
+    total: u64,
+    msg: *const u8,
+    len: usize,
+) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: as in log_callback.
+        let ctx = unsafe { &*(context as *const CallContext) };
+        if !ctx.phase_started.swap(true, Ordering::Relaxed) {
+            ctx.progress.begin(&text_from(msg, len), total, Unit::Items);
+        }
+        let before = ctx.last_done.swap(done, Ordering::Relaxed);
+        ctx.progress.advance(done.saturating_sub(before));
+    }));
+}
+
+unsafe extern "C" fn cancelled_callback(context: *mut c_void) -> bool {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: as in log_callback.
+        let ctx = unsafe { &*(context as *const CallContext) };
+        ctx.cancelled.load(Ordering::Relaxed)
+    }))
+    .unwrap_or(false)
+}

@@ -1,0 +1,271 @@
+//! The tasks behind `cargo xtask`. Each prints the commands it runs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The cargo target directory.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|d| if d.is_absolute() { d } else { root().join(d) })
+        .unwrap_or_else(|| root().join("target"))
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+/// Run a command, echoing it; fail with its exit status.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("$ {}", show(cmd));
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {}", show(cmd)))?;
+    if !status.success() {
+        bail!("`{}` failed with {status}", show(cmd));
+    }
+    Ok(())
+}
+
+fn show(cmd: &Command) -> String {
+    let mut parts = vec![cmd.get_program().to_string_lossy().into_owned()];
+    parts.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
+    parts.join(" ")
+}
+
+fn list_file(name: &str) -> Result<Vec<String>> {
+    let path = root().join("xtask/setup").join(name);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect())
+}
+
+fn apt_installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+/// Install the Debian and Python packages listed in `xtask/setup/` that are missing.
+pub fn setup() -> Result<()> {
+    let missing: Vec<String> = list_file("apt.txt")?
+        .into_iter()
+        .filter(|p| !apt_installed(p))
+        .collect();
+    if !missing.is_empty() {
+        let is_root = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+            .unwrap_or(false);
+        if !is_root {
+            bail!(
+                "the tests need these Debian packages: {}\nrun: sudo apt-get install -y {}",
+                missing.join(" "),
+                missing.join(" ")
+            );
+        }
+        run(Command::new("apt-get").args(["update", "-qq"]))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    }
+    let pip = list_file("pip.txt")?;
+    if !pip.is_empty() {
+        run(Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+            .args(&pip))?;
+    }
+    Ok(())
+}
+
+/// Build the CLI, all plugins (with the test fixtures) and the static unpacker.
+/// Returns the profile directory (`target/debug` or `target/release`).
+pub fn build(release: bool) -> Result<PathBuf> {
+    let mut cmd = cargo();
+    cmd.args(["build", "--workspace"]);
+    if release {
+        cmd.arg("--release");
+    }
+    run(&mut cmd)?;
+    let profile = if release { "release" } else { "debug" };
+    let out = target_dir().join(profile);
+    build_static_unpacker(release, &out)?;
+    Ok(out)
+}
+
+const MUSL: &str = "x86_64-unknown-linux-musl";
+const GNU: &str = "x86_64-unknown-linux-gnu";
+
+/// The unpacker carried inside bundles must run on any x86-64 Linux: build it static, with
+/// musl when that target is installed, else glibc with `crt-static`. The result is
+/// `target/<profile>/airgap-unpack-static`, which airgap finds beside itself.
+fn build_static_unpacker(release: bool, out: &Path) -> Result<()> {
+    let profile = if release { "release" } else { "debug" };
+    let musl_installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == MUSL))
+        .unwrap_or(false);
+    let mut attempts: Vec<(&str, Vec<(&str, &str)>)> = Vec::new();
+    if musl_installed {
+        attempts.push((MUSL, vec![]));
+    }
+    attempts.push((GNU, vec![("RUSTFLAGS", "-C target-feature=+crt-static")]));
+    for (triple, env) in attempts {
+        let mut cmd = cargo();
+        cmd.args(["build", "-p", "airgap-unpack", "--target", triple]);
+        if release {
+            cmd.arg("--release");
+        }
+        // A separate target dir for the static build keeps RUSTFLAGS from invalidating the
+        // normal build's cache.
+        cmd.env("CARGO_TARGET_DIR", target_dir().join("static"));
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        match run(&mut cmd) {
+            Ok(()) => {
+                let built = target_dir()
+                    .join("static")
+                    .join(triple)
+                    .join(profile)
+                    .join("airgap-unpack");
+                let dest = out.join("airgap-unpack-static");
+                std::fs::copy(&built, &dest)
+                    .with_context(|| format!("copy {} to {}", built.display(), dest.display()))?;
+                if triple == GNU {
+                    eprintln!(
+                        "note: the {MUSL} target is not installed; the unpacker is a static glibc build (runs on any x86-64 Linux)"
+                    );
+                }
+                return Ok(());
+            }
+            Err(e) => eprintln!("note: static unpacker for {triple} failed: {e:#}"),
+        }
+    }
+    eprintln!(
+        "warning: no static unpacker could be built; bundles will carry the dynamically linked one (needs a glibc at least as new as this machine's)"
+    );
+    Ok(())
+}
+
+/// A relocatable distribution folder and its tarball.
+pub fn dist() -> Result<()> {
+    let out = build(true)?;
+    let version = env!("CARGO_PKG_VERSION");
+    let name = format!("airgap-{version}-x86_64-linux");
+    let dist = root().join("dist");
+    let folder = dist.join(&name);
+    if folder.exists() {
+        std::fs::remove_dir_all(&folder).with_context(|| format!("remove {}", folder.display()))?;
+    }
+    let bin = folder.join("bin");
+    let plugins = folder.join("lib/airgap/plugins");
+    let docs = folder.join("share/doc/airgap");
+    for d in [&bin, &plugins, &docs] {
+        std::fs::create_dir_all(d).with_context(|| format!("create {}", d.display()))?;
+    }
+    copy(&out.join("airgap"), &bin.join("airgap"))?;
+    let unpacker = out.join("airgap-unpack-static");
+    let unpacker = if unpacker.exists() { unpacker } else { out.join("airgap-unpack") };
+    copy(&unpacker, &folder.join("lib/airgap/airgap-unpack"))?;
+    for entry in std::fs::read_dir(&out)? {
+        let path = entry?.path();
+        let file = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if file.starts_with("libairgap_plugin_") && file.ends_with(".so") {
+            copy(&path, &plugins.join(file))?;
+        }
+    }
+    for doc in ["README.md", "ARCHITECTURE.md"] {
+        copy(&root().join(doc), &docs.join(doc))?;
+    }
+    copy_tree(&root().join("docs"), &docs.join("docs"))?;
+    let tarball = dist.join(format!("{name}.tar.gz"));
+    run(Command::new("tar")
+        .arg("-czf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&dist)
+        .arg(&name))?;
+    eprintln!("dist: {}\n      {}", folder.display(), tarball.display());
+    Ok(())
+}
+
+fn copy(from: &Path, to: &Path) -> Result<()> {
+    std::fs::copy(from, to).with_context(|| format!("copy {} to {}", from.display(), to.display()))?;
+    Ok(())
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("read {}", from.display()))? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            copy(&entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Set up, build, and run every test.
+pub fn test(args: &[String]) -> Result<()> {
+    setup()?;
+    build(false)?;
+    let mut cmd = cargo();
+    cmd.args(["test", "--workspace", "--no-fail-fast"]);
+    let extra: Vec<&String> = args.iter().skip_while(|a| *a == "--").collect();
+    if !extra.is_empty() {
+        cmd.arg("--").args(extra);
+    }
+    run(&mut cmd)
+}
+
+/// What CI runs: formatting, lints, then every test.
+pub fn ci(args: &[String]) -> Result<()> {
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    test(args)
+}
+
+/// The archive benchmark.
+pub fn bench(_args: &[String]) -> Result<()> {
+    bail!("the benchmark is not wired up yet")
+}
+
+/// The main job on a default example, step by step.
+pub fn demo() -> Result<()> {
+    crate::tasks::demo_steps()
+}
+
+fn demo_steps() -> Result<()> {
+    bail!("the demo is not wired up yet")
+}
