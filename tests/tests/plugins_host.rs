@@ -336,3 +336,38 @@ fn the_api_crate_depends_on_nothing_in_the_workspace() {
     assert!(!manifest.contains("workspace = true"), "{manifest}");
     assert!(!manifest.contains("path ="), "{manifest}");
 }
+
+/// `cargo xtask dist` makes a folder that works after being moved: the plugins are found next
+/// to the executable. (The debug build is packed here to keep the test fast; the layout is the
+/// same as the release one.)
+#[test]
+fn the_dist_folder_works_after_being_moved() {
+    let dir = tempdir();
+    let xtask = build_dir().join("xtask");
+    run(Command::new(&xtask)
+        .args(["dist", "--debug", "--out"])
+        .arg(dir.path())
+        .env("CARGO_TARGET_DIR", airgap_tests::target_dir()))
+    .success();
+    let name = format!("airgap-{}-x86_64-linux", env!("CARGO_PKG_VERSION"));
+    assert!(dir.path().join(format!("{name}.tar.gz")).exists());
+    let moved = dir.path().join("somewhere/else");
+    std::fs::create_dir_all(&moved).expect("mkdir");
+    std::fs::rename(dir.path().join(&name), moved.join(&name)).expect("move");
+    let exe = moved.join(&name).join("bin/airgap");
+    let done = run(Command::new(&exe)
+        .args(["plugins", "list", "--json"])
+        .env_remove("AIRGAP_PLUGIN_PATH")
+        .env("XDG_DATA_HOME", "/nonexistent"))
+    .success();
+    let json: serde_json::Value = serde_json::from_str(&done.stdout).expect("json");
+    for plugin in ["conda", "pip", "syslibs", "files", "acme-store"] {
+        let p = find(&json, plugin);
+        assert_eq!(p["status"], "ok", "{p:#}");
+        assert!(
+            p["path"].as_str().is_some_and(|path| path.starts_with(&moved.display().to_string())),
+            "{plugin} must load from the moved folder: {p:#}"
+        );
+    }
+    assert!(moved.join(&name).join("lib/airgap/airgap-unpack").exists());
+}

@@ -23,7 +23,7 @@ fn main() -> ExitCode {
     let result = match task.as_str() {
         "setup" => tasks::setup(),
         "build" => tasks::build(rest.iter().any(|a| a == "--release")).map(|_| ()),
-        "dist" => tasks::dist(),
+        "dist" => tasks::dist(rest),
         "test" => tasks::test(rest),
         "ci" => tasks::ci(rest),
         "demo" => tasks::demo(),
@@ -47,7 +47,7 @@ fn main() -> ExitCode {
 const USAGE: &str = "usage: cargo xtask <task>
   setup                      install what the tests need (apt, pip) if missing
   build [--release]          build the CLI, all plugins and the static unpacker
-  dist                       make dist/airgap-VERSION-x86_64-linux/ and its .tar.gz
+  dist [--debug] [--out DIR] make dist/airgap-VERSION-x86_64-linux/ and its .tar.gz
   test [-- CARGO TEST ARGS]  setup, build, run every test
   ci                         fmt check, clippy -D warnings, then test
   demo                       the main job on a default example, step by step

@@ -168,12 +168,17 @@ fn build_static_unpacker(release: bool, out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A relocatable distribution folder and its tarball.
-pub fn dist() -> Result<()> {
-    let out = build(true)?;
+/// A relocatable distribution folder and its tarball. `--debug` packs the debug build (for
+/// tests), `--out DIR` writes elsewhere than `dist/`.
+pub fn dist(args: &[String]) -> Result<()> {
+    let debug = args.iter().any(|a| a == "--debug");
+    let dist = match args.iter().position(|a| a == "--out") {
+        Some(i) => PathBuf::from(args.get(i + 1).context("--out needs a directory")?),
+        None => root().join("dist"),
+    };
+    let out = build(!debug)?;
     let version = env!("CARGO_PKG_VERSION");
     let name = format!("airgap-{version}-x86_64-linux");
-    let dist = root().join("dist");
     let folder = dist.join(&name);
     if folder.exists() {
         std::fs::remove_dir_all(&folder).with_context(|| format!("remove {}", folder.display()))?;
