@@ -345,7 +345,7 @@ fn the_dist_folder_works_after_being_moved() {
     let dir = tempdir();
     let xtask = build_dir().join("xtask");
     run(Command::new(&xtask)
-        .args(["dist", "--debug", "--out"])
+        .args(["dist", "--debug", "--no-build", "--out"])
         .arg(dir.path())
         .env("CARGO_TARGET_DIR", airgap_tests::target_dir()))
     .success();
