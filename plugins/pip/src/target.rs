@@ -1,0 +1,269 @@
+//! The target profile as pip sees it: `--python-version`, `--implementation`, `--abi` and one
+//! `--platform` per tag.
+
+use airgap_plugin_api::{ContributeRequest, PluginError};
+
+/// The target interpreter's tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetTags {
+    /// Full version (`3.6.15`); pip reads `3.6` as `3.6.0`.
+    pub version: String,
+    /// Major and minor.
+    pub major: u32,
+    /// Minor.
+    pub minor: u32,
+    /// Implementation tag (`cp`).
+    pub implementation: String,
+    /// ABI tag (`cp36m`, `cp311`).
+    pub abi: String,
+    /// Platform tags, most specific first.
+    pub platforms: Vec<String>,
+}
+
+/// Where the profile came from, for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Derived {
+    /// The tags.
+    pub tags: TargetTags,
+    /// Notes for the user (assumptions made).
+    pub warnings: Vec<String>,
+}
+
+impl TargetTags {
+    /// The profile for `request`: `[target]` fields first, then the bundled interpreter's.
+    pub fn from_request(
+        request: &ContributeRequest,
+        host_glibc: impl FnOnce() -> Option<String>,
+    ) -> Result<Derived, PluginError> {
+        let target = &request.target;
+        let env = request.python.as_ref();
+        let mut warnings = Vec::new();
+
+        let version = target
+            .python
+            .clone()
+            .filter(|v| !v.trim().is_empty())
+            .or_else(|| env.map(|e| e.version.clone()).filter(|v| !v.is_empty()))
+            .ok_or_else(|| {
+                PluginError::new("no target python version for the pip wheelhouse").with_help(
+                    "set `python = \"3.9.18\"` in [target], or bundle an environment with an \
+                     environment source (conda) before [sources.pip]",
+                )
+            })?;
+        let version = version.trim().to_string();
+        let parts: Vec<&str> = version.split('.').collect();
+        let parse = |i: usize| parts.get(i).and_then(|p| p.parse::<u32>().ok());
+        let (major, minor) = match (parse(0), parse(1)) {
+            (Some(major), Some(minor)) if parts.iter().all(|p| p.parse::<u32>().is_ok()) => {
+                (major, minor)
+            }
+            _ => {
+                return Err(PluginError::new(format!(
+                    "target python version {version:?} is not a version like 3.9.18"
+                ))
+                .with_help("set [target] python to the full version of the target's interpreter"))
+            }
+        };
+        // The environment's tags describe the target only when it is the same Python X.Y.
+        let env = env.filter(|e| {
+            let mut it = e.version.split('.').map(|p| p.parse::<u32>().ok());
+            (it.next().flatten(), it.next().flatten()) == (Some(major), Some(minor))
+        });
+        if parts.len() < 3 {
+            warnings.push(format!(
+                "target python {version} has no micro version: pip reads it as {version}.0 and \
+                 rejects packages needing a later micro; set [target] python to the full version"
+            ));
+        }
+
+        let implementation = target
+            .implementation
+            .clone()
+            .or_else(|| {
+                env.map(|e| e.implementation.clone())
+                    .filter(|i| !i.is_empty())
+            })
+            .map(|i| match i.as_str() {
+                "cpython" | "CPython" => "cp".to_string(),
+                "pypy" | "PyPy" => "pp".to_string(),
+                _ => i,
+            })
+            .unwrap_or_else(|| "cp".into());
+
+        let abi = target
+            .abi
+            .clone()
+            .or_else(|| env.map(|e| e.abi.clone()).filter(|a| !a.is_empty()))
+            .unwrap_or_else(|| {
+                let m = if implementation == "cp" && (major, minor) < (3, 8) {
+                    "m"
+                } else {
+                    ""
+                };
+                format!("{implementation}{major}{minor}{m}")
+            });
+
+        let arch = target
+            .arch
+            .clone()
+            .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+        let platforms = if !target.platforms.is_empty() {
+            target.platforms.clone()
+        } else if let Some(glibc) = &target.glibc {
+            manylinux_platforms(glibc, &arch).ok_or_else(|| {
+                PluginError::new(format!("target glibc {glibc:?} is not a version like 2.17"))
+                    .with_help("set [target] glibc to the target's glibc version (`ldd --version`)")
+            })?
+        } else if let Some(env) = env.filter(|e| !e.platforms.is_empty()) {
+            env.platforms.clone()
+        } else {
+            let glibc = host_glibc().ok_or_else(|| {
+                PluginError::new("no target platform for the pip wheelhouse")
+                    .with_help("set [target] glibc = \"2.17\" (or platforms = [...])")
+            })?;
+            warnings.push(format!(
+                "no target glibc given: assuming glibc {glibc} like this machine; set [target] glibc \
+                 to the target's (`ldd --version` there)"
+            ));
+            manylinux_platforms(&glibc, &arch).ok_or_else(|| {
+                PluginError::new(format!(
+                    "cannot read this machine's glibc version {glibc:?}"
+                ))
+                .with_help("set [target] glibc = \"2.17\"")
+            })?
+        };
+
+        Ok(Derived {
+            tags: TargetTags {
+                version,
+                major,
+                minor,
+                implementation,
+                abi,
+                platforms,
+            },
+            warnings,
+        })
+    }
+
+    /// `X.Y`.
+    pub fn major_minor(&self) -> String {
+        format!("{}.{}", self.major, self.minor)
+    }
+
+    /// The arguments that make pip choose for the target.
+    pub fn pip_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "--python-version".to_string(),
+            self.version.clone(),
+            "--implementation".into(),
+            self.implementation.clone(),
+            "--abi".into(),
+            self.abi.clone(),
+        ];
+        for p in &self.platforms {
+            args.push("--platform".into());
+            args.push(p.clone());
+        }
+        args
+    }
+
+    /// One line for messages: `python 3.9.18 (cp39, manylinux_2_17_x86_64 ...)`.
+    pub fn describe(&self) -> String {
+        let platforms = match self.platforms.len() {
+            0 => String::new(),
+            1 => self.platforms[0].clone(),
+            n => format!("{} and {} more", self.platforms[0], n - 1),
+        };
+        format!("python {} ({}, {})", self.version, self.abi, platforms)
+    }
+}
+
+/// The platform tags of a glibc-based Linux: `manylinux_2_N` down to `manylinux_2_5`, the
+/// legacy aliases, then `linux_ARCH`. `None` when `glibc` is not `2.N`.
+pub fn manylinux_platforms(glibc: &str, arch: &str) -> Option<Vec<String>> {
+    let (major, minor) = glibc.trim().split_once('.')?;
+    let major: u32 = major.parse().ok()?;
+    let minor: u32 = minor.split('.').next()?.parse().ok()?;
+    if major != 2 {
+        return None;
+    }
+    let mut tags = Vec::new();
+    let legacy_ok = arch == "x86_64" || arch == "i686";
+    for m in (5..=minor).rev() {
+        tags.push(format!("manylinux_2_{m}_{arch}"));
+        match m {
+            17 => tags.push(format!("manylinux2014_{arch}")),
+            12 if legacy_ok => tags.push(format!("manylinux2010_{arch}")),
+            5 if legacy_ok => tags.push(format!("manylinux1_{arch}")),
+            _ => {}
+        }
+    }
+    tags.push(format!("linux_{arch}"));
+    Some(tags)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use airgap_plugin_api::{PythonEnvironment, TargetProfile};
+
+    #[test]
+    fn manylinux_tags_go_down_to_2_5_with_aliases() {
+        let tags = manylinux_platforms("2.17", "x86_64").unwrap();
+        assert_eq!(tags[0], "manylinux_2_17_x86_64");
+        assert_eq!(tags[1], "manylinux2014_x86_64");
+        assert!(tags.contains(&"manylinux2010_x86_64".to_string()));
+        assert!(tags.contains(&"manylinux1_x86_64".to_string()));
+        assert_eq!(tags.last().unwrap(), "linux_x86_64");
+        assert!(!manylinux_platforms("2.17", "aarch64")
+            .unwrap()
+            .iter()
+            .any(|t| t.contains("2010")));
+        assert!(manylinux_platforms("musl", "x86_64").is_none());
+    }
+
+    #[test]
+    fn target_fields_win_over_the_environment() {
+        let request = ContributeRequest {
+            target: TargetProfile {
+                python: Some("3.6.15".into()),
+                glibc: Some("2.17".into()),
+                ..Default::default()
+            },
+            python: Some(PythonEnvironment {
+                version: "3.11.7".into(),
+                abi: "cp311".into(),
+                implementation: "cp".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let d = TargetTags::from_request(&request, || None).unwrap();
+        assert_eq!(d.tags.version, "3.6.15");
+        // The environment is another Python: its abi does not describe the target.
+        assert_eq!(d.tags.abi, "cp36m");
+        assert!(d.warnings.is_empty());
+    }
+
+    #[test]
+    fn a_version_without_micro_warns() {
+        let request = ContributeRequest {
+            target: TargetProfile {
+                python: Some("3.9".into()),
+                glibc: Some("2.28".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let d = TargetTags::from_request(&request, || None).unwrap();
+        assert_eq!(d.tags.abi, "cp39");
+        assert!(d.warnings[0].contains("micro"));
+    }
+
+    #[test]
+    fn no_version_is_a_clear_error() {
+        let err = TargetTags::from_request(&ContributeRequest::default(), || None).unwrap_err();
+        assert!(err.message.contains("no target python version"));
+    }
+}
