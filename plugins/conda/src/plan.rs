@@ -1,0 +1,1175 @@
+//! Deciding what goes into the bundle: files, links, packages, prefix rewrites.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use airgap_plugin_api::{
+    ContributeRequest, Contribution, Entry, Host, InstallStep, Package, PluginError, PrefixFile,
+    PrefixMode, PythonEnvironment,
+};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+
+use crate::activate::{self, Flavour};
+use crate::conda_meta::{self, Record};
+use crate::config::{Config, Editable};
+use crate::editable::{self, EditableInstall};
+use crate::paths;
+use crate::prefix;
+use crate::python::{self, Facts};
+use crate::search_path::{self, SearchPath};
+use crate::shebang;
+
+/// What kind of environment a prefix is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// A conda environment (`conda-meta/`).
+    Conda,
+    /// A venv (`pyvenv.cfg`) on top of a base installation.
+    Venv,
+    /// A Python installation that relocates itself (`bin/python3`, `lib/pythonX.Y/os.py`).
+    Plain,
+}
+
+impl Kind {
+    fn as_str(&self) -> &'static str {
+        match self {
+            Kind::Conda => "conda",
+            Kind::Venv => "venv",
+            Kind::Plain => "python",
+        }
+    }
+}
+
+/// Tell what `prefix` is, or say clearly why it is none of the three.
+pub fn detect(prefix: &Path) -> Result<Kind, PluginError> {
+    if !prefix.exists() {
+        return Err(PluginError::new(format!(
+            "the environment {} does not exist",
+            prefix.display()
+        ))
+        .with_help("set `prefix` in [sources.conda] to an existing conda environment, venv or Python installation"));
+    }
+    if !prefix.is_dir() {
+        return Err(PluginError::new(format!(
+            "the environment {} is not a directory",
+            prefix.display()
+        ))
+        .with_help(
+            "`prefix` names the environment's top directory (the one holding bin/ and lib/)",
+        ));
+    }
+    if prefix.join("conda-meta").is_dir() {
+        return Ok(Kind::Conda);
+    }
+    if prefix.join("pyvenv.cfg").is_file() {
+        return Ok(Kind::Venv);
+    }
+    if python::find_interpreter(prefix).is_some() && stdlib_dir(prefix).is_some() {
+        return Ok(Kind::Plain);
+    }
+    Err(PluginError::new(format!(
+        "{} is not a Python environment: it has no conda-meta/, no pyvenv.cfg, and no bin/python3 with lib/pythonX.Y/os.py",
+        prefix.display()
+    ))
+    .with_help(
+        "point `prefix` in [sources.conda] to a conda environment, a venv, or a Python installation \
+         (the directory holding bin/ and lib/, such as ~/.pyenv/versions/3.11.7)",
+    ))
+}
+
+/// `lib/pythonX.Y` of a plain installation (the one holding `os.py`).
+fn stdlib_dir(prefix: &Path) -> Option<PathBuf> {
+    let lib = prefix.join("lib");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&lib)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("python"))
+                && p.join("os.py").is_file()
+        })
+        .collect();
+    dirs.sort();
+    dirs.pop()
+}
+
+/// One tree that goes into the bundle: a source prefix and its folder in the bundle.
+#[derive(Debug, Clone)]
+struct Root {
+    source: PathBuf,
+    canonical: PathBuf,
+    dest: String,
+}
+
+impl Root {
+    /// The prefix strings that stand for this root in files.
+    fn spellings(&self) -> Vec<String> {
+        let mut out = vec![self.source.to_string_lossy().into_owned()];
+        let canonical = self.canonical.to_string_lossy().into_owned();
+        if !out.contains(&canonical) {
+            out.push(canonical);
+        }
+        out
+    }
+}
+
+/// What the conda metadata says about one installed file.
+#[derive(Debug, Clone)]
+struct Managed {
+    package: usize,
+    placeholder: Option<(String, PrefixMode)>,
+}
+
+/// One regular file in the plan.
+#[derive(Debug, Clone)]
+struct FilePlan {
+    dest: String,
+    source: PathBuf,
+    copied: bool,
+    mode: Option<u32>,
+    package: Option<String>,
+    /// (old prefix, root in the bundle, how)
+    rewrites: Vec<(String, String, PrefixMode)>,
+}
+
+struct Planner<'a> {
+    host: &'a Host<'a>,
+    config: Config,
+    work_dir: PathBuf,
+    roots: Vec<Root>,
+    entries: Vec<Entry>,
+    files: Vec<FilePlan>,
+    packages: Vec<Package>,
+    warnings: Vec<String>,
+    scanned: u64,
+    total: u64,
+    elf_strings_left: Vec<String>,
+    /// Bundle paths of files that are left out (excluded, editable mechanism).
+    dropped: BTreeSet<PathBuf>,
+}
+
+/// Build the contribution for `request`.
+pub fn contribute(request: &ContributeRequest, host: &Host) -> Result<Contribution, PluginError> {
+    let config: Config = request.config()?;
+    let prefix = match &config.prefix {
+        Some(p) => request.resolve_path(p),
+        None => active_environment()?,
+    };
+    let prefix = paths::normalize(&prefix);
+    let kind = detect(&prefix)?;
+    host.info(&format!(
+        "bundling the {} environment {}",
+        kind.as_str(),
+        prefix.display()
+    ));
+    check_dest(&config.dest, "dest")?;
+
+    let interpreter = python::find_interpreter(&prefix);
+    let facts = match (&kind, &interpreter) {
+        (_, Some(python)) => Some(python::interrogate(python)?),
+        (Kind::Conda, None) => {
+            host.debug("no python in the conda environment: bundling its files only");
+            None
+        }
+        (_, None) => {
+            return Err(PluginError::new(format!(
+                "the venv {} has no bin/python3",
+                prefix.display()
+            ))
+            .with_help("recreate the venv: `python3 -m venv DIR`"))
+        }
+    };
+
+    let mut planner = Planner {
+        host,
+        work_dir: request.work_dir.join("conda"),
+        roots: vec![Root {
+            canonical: std::fs::canonicalize(&prefix).unwrap_or_else(|_| prefix.clone()),
+            source: prefix.clone(),
+            dest: config.dest.trim_matches('/').to_string(),
+        }],
+        config,
+        entries: Vec::new(),
+        files: Vec::new(),
+        packages: Vec::new(),
+        warnings: Vec::new(),
+        scanned: 0,
+        total: 0,
+        elf_strings_left: Vec::new(),
+        dropped: BTreeSet::new(),
+    };
+
+    // A venv brings its base installation along.
+    let mut base_excludes = Vec::new();
+    if kind == Kind::Venv {
+        let facts = facts
+            .as_ref()
+            .ok_or_else(|| PluginError::new("no interpreter facts"))?;
+        let base = paths::normalize(&facts.base_prefix);
+        if base == Path::new("/usr") || base == Path::new("/") || base == Path::new("/usr/local") {
+            return Err(PluginError::new(format!(
+                "the venv {} is based on the system Python in {}, which cannot be bundled on its own",
+                prefix.display(),
+                base.display()
+            ))
+            .with_help(
+                "create the venv from a self-contained Python installation (pyenv, a source build, \
+                 python-build-standalone, or a conda environment) and bundle that venv",
+            ));
+        }
+        check_dest(&planner.config.base_dest, "base_dest")?;
+        if planner.config.base_dest.trim_matches('/') == planner.roots[0].dest {
+            return Err(PluginError::new(
+                "`dest` and `base_dest` in [sources.conda] are the same folder",
+            )
+            .with_help("give the venv and its base installation different folders"));
+        }
+        let system_site = read_pyvenv_cfg(&prefix.join("pyvenv.cfg"))
+            .get("include-system-site-packages")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        if !system_site {
+            // The venv never sees the base's site-packages: leave its contents out.
+            base_excludes.push(format!("lib/python{}/site-packages/*", facts.version_short));
+        }
+        planner.roots.push(Root {
+            canonical: std::fs::canonicalize(&base).unwrap_or_else(|_| base.clone()),
+            source: base,
+            dest: planner.config.base_dest.trim_matches('/').to_string(),
+        });
+    }
+    // The standard library's test suite, where the standard library is (the installation
+    // itself, or a venv's base).
+    let mut env_patterns = planner.config.exclude.clone();
+    if !planner.config.stdlib_tests {
+        if let Some(f) = &facts {
+            let pattern = format!("lib/python{}/test", f.version_short);
+            match kind {
+                Kind::Venv => base_excludes.push(pattern),
+                _ => env_patterns.push(pattern),
+            }
+        }
+    }
+
+    let mut contribution = Contribution::default();
+    let env_root = planner.roots[0].clone();
+
+    // Conda metadata.
+    let mut managed: HashMap<String, Managed> = HashMap::new();
+    let mut records: Vec<Record> = Vec::new();
+    let env_excludes = globs(&env_patterns, "exclude")?;
+    if kind == Kind::Conda {
+        records =
+            conda_meta::read_records(&prefix, facts.as_ref().map(|f| f.version_short.as_str()))?;
+        let mut missing = Vec::new();
+        for (i, record) in records.iter().enumerate() {
+            for file in &record.files {
+                if !managed.contains_key(file) {
+                    managed.insert(
+                        file.clone(),
+                        Managed {
+                            package: i,
+                            placeholder: record.placeholders.get(file).cloned(),
+                        },
+                    );
+                }
+                if std::fs::symlink_metadata(prefix.join(file)).is_err()
+                    && !env_excludes.is_match(file)
+                {
+                    missing.push((record, file));
+                }
+            }
+            planner.packages.push(Package {
+                id: record.id(),
+                name: record.name.clone(),
+                version: record.version.clone(),
+                kind: "conda".into(),
+                origin: record.channel.clone(),
+                sha256: record.sha256.clone(),
+                license: record.license.clone(),
+            });
+        }
+        if let Some((record, file)) = missing.first() {
+            let more = if missing.len() > 1 {
+                format!(" (and {} more missing files)", missing.len() - 1)
+            } else {
+                String::new()
+            };
+            return Err(PluginError::new(format!(
+                "conda package {} lists {file}, which is missing from the environment {}{more}",
+                record.dist(),
+                prefix.display()
+            ))
+            .with_help(format!(
+                "something removed or replaced it (pip installing over a conda package does this); \
+                 reinstall the package (`conda install --force-reinstall {}`), or add the path to \
+                 `exclude` in [sources.conda] if it is not needed; the package's record is {}",
+                record.name,
+                record.meta_file.display()
+            )));
+        }
+    }
+
+    // Editable installs.
+    let mut editables = Vec::new();
+    if let Some(f) = &facts {
+        let roots = planner.roots.clone();
+        let inside = |p: &Path| {
+            roots
+                .iter()
+                .any(|r| p.starts_with(&r.source) || p.starts_with(&r.canonical))
+        };
+        editables = editable::find(&f.purelib, &inside);
+        if !editables.is_empty() && planner.config.editable == Editable::Error {
+            let e = &editables[0];
+            let others: Vec<String> = editables[1..]
+                .iter()
+                .map(|e| format!("{} ({})", e.name, e.target.display()))
+                .collect();
+            let more = if others.is_empty() {
+                String::new()
+            } else {
+                format!("; also: {}", others.join(", "))
+            };
+            return Err(PluginError::new(format!(
+                "editable install `{}` points to {}, outside the environment (found in {}){more}",
+                e.name,
+                e.target.display(),
+                e.found_in.display()
+            ))
+            .with_help(
+                "install it normally (`pip install PATH` without -e), or set `editable = \"bundle\"` \
+                 in [sources.conda] to copy its code into the bundle",
+            ));
+        }
+        for e in &editables {
+            for m in &e.mechanism {
+                planner.dropped.insert(m.clone());
+            }
+        }
+    }
+
+    // Python packages that conda does not know about (pip-installed), for the manifest.
+    let mut dist_owner: HashMap<PathBuf, String> = HashMap::new();
+    if let Some(f) = &facts {
+        python_packages(
+            &f.purelib,
+            &managed,
+            &prefix,
+            &mut planner.packages,
+            &mut dist_owner,
+        );
+    }
+
+    // Walk the trees.
+    let skip_conda = kind == Kind::Conda;
+    planner.total = count_files(&planner.roots);
+    planner.walk(
+        0,
+        &env_excludes,
+        skip_conda,
+        &managed,
+        &records,
+        &dist_owner,
+    )?;
+    if planner.roots.len() > 1 {
+        let mut patterns = base_excludes.clone();
+        patterns.extend(planner.config.base_exclude.iter().cloned());
+        let base_globs = globs(&patterns, "base_exclude")?;
+        let interpreter_pkg = interpreter_package(facts.as_ref(), &planner.roots[1].source);
+        planner.packages.push(interpreter_pkg.clone());
+        let mut base_owner = HashMap::new();
+        if let Some(f) = &facts {
+            let base_purelib = planner.roots[1]
+                .source
+                .join(format!("lib/python{}/site-packages", f.version_short));
+            if !base_excludes.iter().any(|p| p.contains("site-packages")) {
+                python_packages(
+                    &base_purelib,
+                    &HashMap::new(),
+                    &planner.roots[1].source,
+                    &mut planner.packages,
+                    &mut base_owner,
+                );
+            }
+        }
+        planner.walk_with_default(1, &base_globs, &base_owner, Some(interpreter_pkg.id))?;
+    }
+    if kind == Kind::Plain {
+        let pkg = interpreter_package(facts.as_ref(), &prefix);
+        planner.packages.push(pkg.clone());
+        for f in planner.files.iter_mut().filter(|f| f.package.is_none()) {
+            f.package = Some(pkg.id.clone());
+        }
+    }
+
+    // Editable installs copied as regular files.
+    if planner.config.editable == Editable::Bundle {
+        if let Some(f) = &facts {
+            planner.bundle_editables(&editables, &f.purelib)?;
+        }
+    }
+
+    // The activate script.
+    if planner.config.activate {
+        let flavour = match kind {
+            Kind::Conda => Flavour::Conda,
+            Kind::Venv => Flavour::Venv,
+            Kind::Plain => Flavour::Plain,
+        };
+        planner.add_activate(flavour)?;
+    }
+
+    if !planner.elf_strings_left.is_empty() {
+        host.debug(&format!(
+            "{} ELF files outside conda packages hold the source prefix as a string and are not \
+             rewritten (their search paths are patched instead): {}",
+            planner.elf_strings_left.len(),
+            planner.elf_strings_left.join(", ")
+        ));
+    }
+
+    // A known target path: rewrite now, so that nothing is rewritten at unpack.
+    if let Some(target) = request.target.prefix.clone() {
+        planner.rewrite_for_target(&target)?;
+    }
+
+    // Python facts for later plugins.
+    if let (Some(f), Some(interp)) = (&facts, &interpreter) {
+        let rel_exe = interp
+            .strip_prefix(&prefix)
+            .unwrap_or(Path::new("bin/python3"));
+        let site = f
+            .purelib
+            .strip_prefix(&f.prefix)
+            .ok()
+            .and_then(paths::to_bundle)
+            .unwrap_or_else(|| format!("lib/python{}/site-packages", f.version_short));
+        contribution.python = Some(PythonEnvironment {
+            prefix: env_root.dest.clone(),
+            executable: paths::join(
+                &env_root.dest,
+                &paths::to_bundle(rel_exe).unwrap_or_else(|| "bin/python3".into()),
+            ),
+            source_prefix: prefix.clone(),
+            source_executable: interp.clone(),
+            version: f.version.clone(),
+            implementation: f.implementation.clone(),
+            abi: f.abi.clone(),
+            platforms: f.platforms.clone(),
+            site_packages: paths::join(&env_root.dest, &site),
+        });
+    }
+    contribution.facts.insert(
+        "environment".into(),
+        serde_json::json!({
+            "kind": kind.as_str(),
+            "prefix": env_root.dest,
+            "source_prefix": prefix,
+            "base": planner.roots.get(1).map(|r| r.dest.clone()),
+            "base_source_prefix": planner.roots.get(1).map(|r| r.source.clone()),
+        }),
+    );
+
+    planner.finish(&mut contribution);
+    Ok(contribution)
+}
+
+impl Planner<'_> {
+    fn walk(
+        &mut self,
+        root_index: usize,
+        excludes: &GlobSet,
+        skip_conda: bool,
+        managed: &HashMap<String, Managed>,
+        records: &[Record],
+        dist_owner: &HashMap<PathBuf, String>,
+    ) -> Result<(), PluginError> {
+        let root = self.roots[root_index].clone();
+        let mut walker = walkdir::WalkDir::new(&root.source)
+            .follow_links(false)
+            .sort_by_file_name()
+            .into_iter();
+        loop {
+            let item = match walker.next() {
+                None => break,
+                Some(Ok(item)) => item,
+                Some(Err(e)) => {
+                    let path = e
+                        .path()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default();
+                    return Err(PluginError::new(format!("could not read {path}: {e}"))
+                        .with_help("check the permissions of the environment"));
+                }
+            };
+            let path = item.path();
+            let Ok(rel) = path.strip_prefix(&root.source) else {
+                continue;
+            };
+            let Some(rel_str) = paths::to_bundle(rel) else {
+                self.warnings.push(format!(
+                    "left out {}: its name is not valid UTF-8",
+                    path.display()
+                ));
+                if item.file_type().is_dir() {
+                    walker.skip_current_dir();
+                }
+                continue;
+            };
+            let is_dir = item.file_type().is_dir();
+            if rel_str.is_empty() {
+                self.entries.push(Entry::dir(root.dest.clone()));
+                continue;
+            }
+            if (skip_conda && is_conda_noise(&rel_str))
+                || excludes.is_match(&rel_str)
+                || self.dropped.contains(path)
+            {
+                if is_dir {
+                    walker.skip_current_dir();
+                }
+                continue;
+            }
+            if self.host.is_cancelled() {
+                return Err(PluginError::cancelled());
+            }
+            let dest = paths::join(&root.dest, &rel_str);
+            let ft = item.file_type();
+            if ft.is_dir() {
+                self.entries.push(Entry::dir(dest));
+            } else if ft.is_symlink() {
+                self.add_symlink(path, &dest)?;
+            } else if ft.is_file() {
+                let info = managed.get(&rel_str);
+                let package = match info {
+                    Some(m) => records.get(m.package).map(|r| r.id()),
+                    None => dist_owner.get(path).cloned(),
+                };
+                self.add_file(path, &dest, root_index, info, package)?;
+            } else {
+                self.warnings.push(format!(
+                    "left out {}: not a regular file, directory or link",
+                    path.display()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn walk_with_default(
+        &mut self,
+        root_index: usize,
+        excludes: &GlobSet,
+        owner: &HashMap<PathBuf, String>,
+        default_package: Option<String>,
+    ) -> Result<(), PluginError> {
+        let first = self.files.len();
+        self.walk(root_index, excludes, false, &HashMap::new(), &[], owner)?;
+        for f in &mut self.files[first..] {
+            if f.package.is_none() {
+                f.package.clone_from(&default_package);
+            }
+        }
+        Ok(())
+    }
+
+    /// The bundle path of an absolute path on the build machine, if some root holds it.
+    fn map(&self, path: &Path) -> Option<String> {
+        let mut roots: Vec<&Root> = self.roots.iter().collect();
+        roots.sort_by_key(|r| std::cmp::Reverse(r.source.as_os_str().len()));
+        for r in roots {
+            for base in [&r.source, &r.canonical] {
+                if let Ok(rel) = path.strip_prefix(base) {
+                    return paths::to_bundle(rel).map(|rel| paths::join(&r.dest, &rel));
+                }
+            }
+        }
+        None
+    }
+
+    fn add_symlink(&mut self, path: &Path, dest: &str) -> Result<(), PluginError> {
+        let target = std::fs::read_link(path).map_err(|e| {
+            PluginError::new(format!("could not read the link {}: {e}", path.display()))
+                .with_help("check the permissions of the environment")
+        })?;
+        let parent = path.parent().unwrap_or(Path::new("/"));
+        let absolute = paths::normalize(&parent.join(&target));
+        if let Some(in_bundle) = self.map(&absolute) {
+            let rel = paths::relative(paths::parent(dest), &in_bundle);
+            self.entries.push(Entry::symlink(dest, rel));
+            return Ok(());
+        }
+        // The link leaves the environment: bundle what it points to.
+        match std::fs::canonicalize(path) {
+            Ok(resolved) => {
+                if let Some(in_bundle) = self.map(&resolved) {
+                    let rel = paths::relative(paths::parent(dest), &in_bundle);
+                    self.entries.push(Entry::symlink(dest, rel));
+                } else {
+                    self.host.debug(&format!(
+                        "{} points outside the environment to {}: bundling a copy",
+                        path.display(),
+                        resolved.display()
+                    ));
+                    self.entries.push(Entry::path(path, dest));
+                }
+            }
+            Err(_) => self.warnings.push(format!(
+                "left out the broken link {} (it points to {})",
+                path.display(),
+                target.display()
+            )),
+        }
+        Ok(())
+    }
+
+    fn add_file(
+        &mut self,
+        path: &Path,
+        dest: &str,
+        root_index: usize,
+        managed: Option<&Managed>,
+        package: Option<String>,
+    ) -> Result<(), PluginError> {
+        self.scanned += 1;
+        if self.scanned % 500 == 0 {
+            self.host
+                .progress(self.scanned, self.total, "looking for prefixes in files");
+        }
+        let mut plan = FilePlan {
+            dest: dest.to_string(),
+            source: path.to_path_buf(),
+            copied: false,
+            mode: None,
+            package,
+            rewrites: Vec::new(),
+        };
+        let name = dest.rsplit('/').next().unwrap_or(dest);
+        if name.ends_with(".pyc") || name.ends_with(".pyo") {
+            // Never rewrite byte code: that corrupts it ("bad marshal data"). A stale path in
+            // co_filename only shows in tracebacks.
+            self.files.push(plan);
+            return Ok(());
+        }
+        let data = std::fs::read(path).map_err(|e| {
+            PluginError::new(format!("could not read {}: {e}", path.display()))
+                .with_help("check the permissions of the environment")
+        })?;
+        let mut content: Option<Vec<u8>> = None;
+        let spellings = self.prefix_spellings(root_index);
+        let placeholder = managed.and_then(|m| m.placeholder.clone());
+        let is_managed = managed.is_some();
+
+        if search_path::is_elf(&data) {
+            let mut force_binary = false;
+            let map = |dir: &str| -> Option<String> {
+                if dir.starts_with('$') || !dir.starts_with('/') {
+                    return None;
+                }
+                self.map(&paths::normalize(Path::new(dir)))
+            };
+            match search_path::make_relative(&data, dest, &map) {
+                SearchPath::Untouched => {}
+                SearchPath::Patched {
+                    data: patched,
+                    old,
+                    new,
+                } => {
+                    self.host
+                        .debug(&format!("{dest}: search path {old} -> {new}"));
+                    content = Some(patched);
+                }
+                SearchPath::CannotPatch(why) => {
+                    self.host.debug(&format!(
+                        "{dest}: search path not patched ({why}): rewriting the prefix in place at unpack"
+                    ));
+                    force_binary = true;
+                }
+            }
+            let current: &[u8] = content.as_deref().unwrap_or(&data);
+            if let Some((ph, mode)) = &placeholder {
+                for (old, root) in self.found_prefixes(current, &spellings, Some(ph)) {
+                    plan.rewrites.push((old, root, *mode));
+                }
+            } else if !is_managed {
+                let found = self.found_prefixes(current, &spellings, None);
+                if !found.is_empty() {
+                    if self.config.rewrite_elf_strings || force_binary {
+                        for (old, root) in found {
+                            plan.rewrites.push((old, root, PrefixMode::Binary));
+                        }
+                    } else {
+                        self.elf_strings_left.push(dest.to_string());
+                    }
+                }
+            }
+        } else if prefix::is_text(&data) {
+            if let Some(new) = self.rewrite_shebang(&data, dest) {
+                content = Some(new);
+            }
+            let current: &[u8] = content.as_deref().unwrap_or(&data);
+            match (&placeholder, is_managed) {
+                (Some((ph, mode)), _) => {
+                    for (old, root) in self.found_prefixes(current, &spellings, Some(ph)) {
+                        plan.rewrites.push((old, root, *mode));
+                    }
+                }
+                (None, true) => {}
+                (None, false) => {
+                    for (old, root) in self.found_prefixes(current, &spellings, None) {
+                        plan.rewrites.push((old, root, PrefixMode::Text));
+                    }
+                }
+            }
+        } else {
+            let mode_default = PrefixMode::Binary;
+            match (&placeholder, is_managed) {
+                (Some((ph, mode)), _) => {
+                    for (old, root) in self.found_prefixes(&data, &spellings, Some(ph)) {
+                        plan.rewrites.push((old, root, *mode));
+                    }
+                }
+                (None, true) => {}
+                (None, false) => {
+                    for (old, root) in self.found_prefixes(&data, &spellings, None) {
+                        plan.rewrites.push((old, root, mode_default));
+                    }
+                }
+            }
+        }
+        if let Some(new) = content {
+            let mode = std::fs::metadata(path)
+                .map(|m| m.permissions().mode() & 0o7777)
+                .unwrap_or(0o644);
+            plan.source = self.write_copy(dest, &new)?;
+            plan.copied = true;
+            plan.mode = Some(mode);
+        }
+        self.files.push(plan);
+        Ok(())
+    }
+
+    /// All spellings of all roots' prefixes, longest first, with their roots. Files of the
+    /// environment may hold the base's prefix too (pyvenv.cfg), so every root counts.
+    fn prefix_spellings(&self, _root_index: usize) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .roots
+            .iter()
+            .flat_map(|r| r.spellings().into_iter().map(|s| (s, r.dest.clone())))
+            .collect();
+        out.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
+        out
+    }
+
+    /// Which prefixes `data` holds: (old prefix, root). A placeholder, when given, stands for
+    /// the environment's root.
+    fn found_prefixes(
+        &self,
+        data: &[u8],
+        spellings: &[(String, String)],
+        placeholder: Option<&str>,
+    ) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        if let Some(ph) = placeholder {
+            if prefix::contains(data, ph.as_bytes()) {
+                out.push((ph.to_string(), self.roots[0].dest.clone()));
+            }
+        }
+        for (s, root) in spellings {
+            // A shorter spelling contained in a longer one found already adds nothing.
+            let shadowed = out
+                .iter()
+                .any(|(o, _)| o.len() > s.len() && o.starts_with(s.as_str()));
+            if prefix::contains(data, s.as_bytes()) && (!shadowed || occurs_alone(data, s, &out)) {
+                out.push((s.clone(), root.clone()));
+            }
+        }
+        out
+    }
+
+    /// A script whose shebang names a bundled Python: make it find the interpreter relative to
+    /// itself.
+    fn rewrite_shebang(&self, data: &[u8], dest: &str) -> Option<Vec<u8>> {
+        let sb = shebang::parse(data)?;
+        if !shebang::is_python(&sb.interpreter) {
+            if sb.interpreter.len() + sb.args.len() + 3 > shebang::KERNEL_LIMIT {
+                self.host.warn(&format!(
+                    "{dest}: its #! line is longer than the kernel's limit of {} bytes",
+                    shebang::KERNEL_LIMIT
+                ));
+            }
+            return None;
+        }
+        let target = self.map(&paths::normalize(Path::new(&sb.interpreter)))?;
+        let rel = paths::relative(paths::parent(dest), &target);
+        let mut out = shebang::relative_header(&rel, &sb.args).into_bytes();
+        out.extend_from_slice(&data[sb.header_len..]);
+        Some(out)
+    }
+
+    fn write_copy(&self, dest: &str, data: &[u8]) -> Result<PathBuf, PluginError> {
+        let path = self.work_dir.join("files").join(dest);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                PluginError::new(format!("could not create {}: {e}", parent.display()))
+                    .with_help("check that the work directory is writable")
+            })?;
+        }
+        std::fs::write(&path, data).map_err(|e| {
+            PluginError::new(format!("could not write {}: {e}", path.display()))
+                .with_help("check that the work directory is writable and has space")
+        })?;
+        Ok(path)
+    }
+
+    fn bundle_editables(
+        &mut self,
+        editables: &[EditableInstall],
+        purelib: &Path,
+    ) -> Result<(), PluginError> {
+        let Some(site) = self.map(purelib) else {
+            return Ok(());
+        };
+        for e in editables {
+            if e.copy.is_empty() {
+                self.warnings.push(format!(
+                    "editable install `{}` ({}): found no importable package to copy",
+                    e.name,
+                    e.target.display()
+                ));
+                continue;
+            }
+            self.host.info(&format!(
+                "copying the editable install `{}` from {}",
+                e.name,
+                e.target.display()
+            ));
+            let package = format!("python:{}-editable", e.name);
+            self.packages.push(Package {
+                id: package.clone(),
+                name: e.name.clone(),
+                version: String::new(),
+                kind: "python".into(),
+                origin: format!("editable install from {}", e.target.display()),
+                sha256: None,
+                license: None,
+            });
+            for (source, name) in &e.copy {
+                let dest = paths::join(&site, name);
+                let mut entry = Entry::path(source, dest);
+                if let airgap_plugin_api::EntryKind::Path { exclude, .. } = &mut entry.kind {
+                    exclude.extend(["__pycache__".to_string(), "**/__pycache__".to_string()]);
+                }
+                self.entries.push(entry.with_package(package.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    fn add_activate(&mut self, flavour: Flavour) -> Result<(), PluginError> {
+        let root = self.roots[0].clone();
+        let dest = paths::join(&root.dest, "activate");
+        if root.source.join("activate").exists() {
+            self.warnings.push(format!(
+                "{} exists: no activate script written",
+                root.source.join("activate").display()
+            ));
+            return Ok(());
+        }
+        let fallback = root.source.to_string_lossy().into_owned();
+        let text = activate::script(flavour, &fallback);
+        let source = self.write_copy(&dest, text.as_bytes())?;
+        self.files.push(FilePlan {
+            dest,
+            source,
+            copied: true,
+            mode: Some(0o644),
+            package: None,
+            rewrites: vec![(fallback, root.dest.clone(), PrefixMode::Text)],
+        });
+        Ok(())
+    }
+
+    fn rewrite_for_target(&mut self, target: &str) -> Result<(), PluginError> {
+        let target = target.trim_end_matches('/');
+        if !target.starts_with('/') {
+            return Err(PluginError::new(format!(
+                "the destination prefix `{target}` is not an absolute path"
+            ))
+            .with_help("give --dest-prefix as an absolute path on the target machine"));
+        }
+        self.host
+            .info(&format!("rewriting prefixes for {target} at bundle time"));
+        let files = std::mem::take(&mut self.files);
+        let mut out = Vec::with_capacity(files.len());
+        for mut f in files {
+            if f.rewrites.is_empty() {
+                out.push(f);
+                continue;
+            }
+            let mut data = std::fs::read(&f.source).map_err(|e| {
+                PluginError::new(format!("could not read {}: {e}", f.source.display()))
+                    .with_help("check the permissions of the environment")
+            })?;
+            let mut sorted = f.rewrites.clone();
+            sorted.sort_by_key(|(old, _, _)| std::cmp::Reverse(old.len()));
+            let mut new_rewrites = Vec::new();
+            for (old, root, mode) in sorted {
+                let new = format!("{target}/{root}");
+                match mode {
+                    PrefixMode::Text => {
+                        data = prefix::replace_text(&data, old.as_bytes(), new.as_bytes());
+                    }
+                    PrefixMode::Binary => {
+                        prefix::replace_binary(&mut data, old.as_bytes(), new.as_bytes()).map_err(
+                            |too_long| {
+                                PluginError::new(format!(
+                                    "{}: the destination prefix {new} ({} bytes) is longer than the \
+                                     prefix {old} it must replace in place ({} bytes)",
+                                    f.dest,
+                                    new.len(),
+                                    too_long.max_len
+                                ))
+                                .with_help(format!(
+                                    "choose a destination path of at most {} bytes for `{root}`, or \
+                                     bundle without --dest-prefix",
+                                    too_long.max_len
+                                ))
+                            },
+                        )?;
+                    }
+                }
+                new_rewrites.push((new, root, mode));
+            }
+            if f.mode.is_none() {
+                f.mode = std::fs::metadata(&f.source)
+                    .map(|m| m.permissions().mode() & 0o7777)
+                    .ok();
+            }
+            f.source = self.write_copy(&f.dest, &data)?;
+            f.copied = true;
+            // Keep listing the files under their new prefix: `airgap relocate` moves them again.
+            f.rewrites = new_rewrites;
+            out.push(f);
+        }
+        self.files = out;
+        Ok(())
+    }
+
+    fn finish(self, contribution: &mut Contribution) {
+        let mut steps: BTreeMap<(String, String), Vec<PrefixFile>> = BTreeMap::new();
+        let mut entries = self.entries;
+        for f in self.files {
+            for (old, root, mode) in &f.rewrites {
+                steps
+                    .entry((old.clone(), root.clone()))
+                    .or_default()
+                    .push(PrefixFile {
+                        path: f.dest.clone(),
+                        mode: *mode,
+                    });
+            }
+            let mut entry = Entry::path(&f.source, f.dest);
+            entry.mode = f.mode;
+            entry.package = f.package;
+            entries.push(entry);
+        }
+        let mut steps: Vec<((String, String), Vec<PrefixFile>)> = steps.into_iter().collect();
+        // Longest prefix first, so that a prefix inside another is never replaced half-way.
+        steps.sort_by_key(|((old, _), _)| std::cmp::Reverse(old.len()));
+        contribution.entries = entries;
+        contribution.packages = self.packages;
+        contribution.warnings = self.warnings;
+        contribution.install_steps = steps
+            .into_iter()
+            .map(|((old_prefix, root), files)| InstallStep::RewritePrefix {
+                old_prefix,
+                root,
+                files,
+            })
+            .collect();
+    }
+}
+
+/// True when `s` occurs in `data` somewhere other than inside the longer prefixes in `found`.
+fn occurs_alone(data: &[u8], s: &str, found: &[(String, String)]) -> bool {
+    let mut rest = data.to_vec();
+    for (o, _) in found {
+        rest = prefix::replace_text(&rest, o.as_bytes(), b"\0");
+    }
+    prefix::contains(&rest, s.as_bytes())
+}
+
+/// Directories and files of a conda installation that never belong in a bundle.
+fn is_conda_noise(rel: &str) -> bool {
+    let top = rel.split('/').next().unwrap_or(rel);
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    matches!(
+        top,
+        "pkgs" | "envs" | "conda-bld" | ".conda_lock" | ".conda_trash"
+    ) || name == ".conda_lock"
+        || name.ends_with(".conda_trash")
+        || name.ends_with(".c~")
+}
+
+fn globs(patterns: &[String], key: &str) -> Result<GlobSet, PluginError> {
+    let mut builder = GlobSetBuilder::new();
+    for p in patterns {
+        let p = p.trim_start_matches("./").trim_end_matches('/');
+        let glob = GlobBuilder::new(p)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| {
+                PluginError::new(format!("invalid pattern `{p}` in `{key}` of [sources.conda]: {e}"))
+                    .with_help("patterns are globs relative to the prefix, such as `lib/python3.11/test` or `**/*.a`")
+            })?;
+        builder.add(glob);
+    }
+    builder.build().map_err(|e| {
+        PluginError::new(format!("invalid `{key}` in [sources.conda]: {e}"))
+            .with_help("patterns are globs relative to the prefix")
+    })
+}
+
+fn check_dest(dest: &str, key: &str) -> Result<(), PluginError> {
+    let d = dest.trim_matches('/');
+    if d.is_empty()
+        || d.split('/').any(|c| c == ".." || c == "." || c.is_empty())
+        || dest.starts_with('/')
+    {
+        return Err(PluginError::new(format!(
+            "`{key}` in [sources.conda] must be a relative folder inside the bundle, not `{dest}`"
+        ))
+        .with_help(format!("for example `{key} = \"env\"`")));
+    }
+    Ok(())
+}
+
+/// The active environment: `CONDA_PREFIX`, then `VIRTUAL_ENV`.
+fn active_environment() -> Result<PathBuf, PluginError> {
+    for var in ["CONDA_PREFIX", "VIRTUAL_ENV"] {
+        if let Some(v) = std::env::var_os(var).filter(|v| !v.is_empty()) {
+            return Ok(PathBuf::from(v));
+        }
+    }
+    Err(PluginError::new(
+        "no environment to bundle: [sources.conda] has no `prefix`, and neither CONDA_PREFIX nor VIRTUAL_ENV is set",
+    )
+    .with_help(
+        "activate the environment first (`conda activate NAME` or `. VENV/bin/activate`), or set \
+         `prefix = \"/path/to/env\"` in [sources.conda]",
+    ))
+}
+
+fn read_pyvenv_cfg(path: &Path) -> BTreeMap<String, String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+fn count_files(roots: &[Root]) -> u64 {
+    roots
+        .iter()
+        .map(|r| {
+            walkdir::WalkDir::new(&r.source)
+                .into_iter()
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_type().is_file())
+                .count() as u64
+        })
+        .sum()
+}
+
+fn interpreter_package(facts: Option<&Facts>, prefix: &Path) -> Package {
+    let (name, version) = match facts {
+        Some(f) => (
+            match f.implementation.as_str() {
+                "cp" => "cpython".to_string(),
+                "pp" => "pypy".to_string(),
+                other => other.to_string(),
+            },
+            f.version.clone(),
+        ),
+        None => ("python".to_string(), String::new()),
+    };
+    Package {
+        id: format!("python:{name}-{version}"),
+        name,
+        version,
+        kind: "interpreter".into(),
+        origin: prefix.display().to_string(),
+        sha256: None,
+        license: None,
+    }
+}
+
+/// Python distributions in `site` that conda does not own, from their `RECORD` files; fills
+/// `owner` with the absolute path of each file they installed.
+fn python_packages(
+    site: &Path,
+    managed: &HashMap<String, Managed>,
+    prefix: &Path,
+    packages: &mut Vec<Package>,
+    owner: &mut HashMap<PathBuf, String>,
+) {
+    let Ok(dir) = std::fs::read_dir(site) else {
+        return;
+    };
+    let mut infos: Vec<PathBuf> = dir
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "dist-info"))
+        .collect();
+    infos.sort();
+    for info in infos {
+        let metadata = info.join("METADATA");
+        let rel_meta = metadata
+            .strip_prefix(prefix)
+            .ok()
+            .and_then(paths::to_bundle)
+            .unwrap_or_default();
+        if managed.contains_key(&rel_meta) {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&metadata) else {
+            continue;
+        };
+        let field = |key: &str| {
+            text.lines()
+                .take_while(|l| !l.is_empty())
+                .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+        };
+        let (Some(name), Some(version)) = (field("Name:"), field("Version:")) else {
+            continue;
+        };
+        let id = format!("python:{name}-{version}");
+        let origin = std::fs::read(info.join("direct_url.json"))
+            .ok()
+            .and_then(|t| serde_json::from_slice::<serde_json::Value>(&t).ok())
+            .and_then(|v| v.get("url").and_then(|u| u.as_str()).map(str::to_string))
+            .unwrap_or_else(|| "installed".into());
+        if let Ok(record) = std::fs::read_to_string(info.join("RECORD")) {
+            for line in record.lines() {
+                let path = line.split(',').next().unwrap_or("");
+                if path.is_empty() {
+                    continue;
+                }
+                owner.insert(paths::normalize(&site.join(path)), id.clone());
+            }
+        }
+        packages.push(Package {
+            id,
+            name,
+            version,
+            kind: "python".into(),
+            origin,
+            sha256: None,
+            license: field("License-Expression:").or_else(|| field("License:")),
+        });
+    }
+}
