@@ -1,0 +1,520 @@
+//! The algorithm: find what the bundle's ELF files need, copy it in, patch the users.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use airgap_elf::loader::{Loader, Object};
+use airgap_elf::patch::{origin_relative, set_search_path};
+use airgap_elf::policy::{never_bundle, policy_by_name, policy_for_glibc, ManylinuxPolicy, NeverBundle};
+use airgap_elf::{ElfFile, ElfKind, RpathKind, Version};
+use airgap_plugin_api::{
+    BundleFile, ContributeRequest, Contribution, Entry, FileKind, Host, Package, PluginError,
+    TargetProfile,
+};
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde::Deserialize;
+
+/// `[sources.syslibs]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyslibsConfig {
+    /// Sonames (globs) to bundle even when the target is assumed to have them.
+    pub include: Vec<String>,
+    /// Sonames (globs) never to bundle: the target must provide them.
+    pub exclude: Vec<String>,
+    /// Libraries loaded only with `dlopen` (not in any DT_NEEDED), bundled with their closure.
+    pub extra: Vec<PathBuf>,
+    /// The manylinux policy of the target (`manylinux2014`, `manylinux_2_28`); default: from
+    /// `[target]`'s platform tags, then its glibc, else manylinux2014.
+    pub policy: Option<String>,
+    /// The library dir inside the bundle; default `<python prefix>/lib/airgap-syslibs`.
+    pub dir: Option<String>,
+}
+
+/// The policy the target profile implies.
+pub fn target_policy(
+    config_policy: Option<&str>,
+    target: &TargetProfile,
+) -> Result<ManylinuxPolicy, PluginError> {
+    if let Some(name) = config_policy {
+        return policy_by_name(name).ok_or_else(|| {
+            PluginError::new(format!("unknown manylinux policy `{name}` in [sources.syslibs]"))
+                .with_help("use a tag such as manylinux2014, manylinux_2_28 or manylinux_2_35")
+        });
+    }
+    for tag in &target.platforms {
+        if tag.starts_with("manylinux") {
+            if let Some(p) = policy_by_name(tag) {
+                return Ok(p);
+            }
+        }
+    }
+    if let Some(g) = target.glibc.as_deref().and_then(Version::parse) {
+        if let Some(p) = policy_for_glibc(&g) {
+            return Ok(p);
+        }
+    }
+    policy_by_name("manylinux2014")
+        .ok_or_else(|| PluginError::new("internal: manylinux2014 policy missing"))
+}
+
+fn globset(patterns: &[String], key: &str) -> Result<GlobSet, PluginError> {
+    let mut b = GlobSetBuilder::new();
+    for p in patterns {
+        let g = Glob::new(p).map_err(|e| {
+            PluginError::new(format!("invalid pattern `{p}` in [sources.syslibs] {key}: {e}"))
+        })?;
+        b.add(g);
+    }
+    b.build()
+        .map_err(|e| PluginError::new(format!("invalid [sources.syslibs] {key}: {e}")))
+}
+
+/// What the bundle already holds, indexed for lookups by path and by name.
+struct BundleIndex<'a> {
+    /// Files and links by bundle path.
+    paths: HashMap<&'a str, &'a BundleFile>,
+    /// Bundle paths by file name.
+    by_name: HashMap<&'a str, Vec<&'a str>>,
+    /// Bundle dir of each source dir (to map absolute search-path entries into the bundle).
+    source_dirs: HashMap<PathBuf, String>,
+    /// Bundle path of each source file.
+    sources: HashMap<&'a Path, &'a str>,
+}
+
+impl<'a> BundleIndex<'a> {
+    fn new(files: &'a [BundleFile]) -> BundleIndex<'a> {
+        let mut idx = BundleIndex {
+            paths: HashMap::new(),
+            by_name: HashMap::new(),
+            source_dirs: HashMap::new(),
+            sources: HashMap::new(),
+        };
+        for f in files {
+            if f.kind == FileKind::Dir {
+                continue;
+            }
+            idx.paths.insert(f.path.as_str(), f);
+            let name = f.path.rsplit('/').next().unwrap_or(&f.path);
+            idx.by_name.entry(name).or_default().push(f.path.as_str());
+            if let Some(src) = &f.source {
+                idx.sources.entry(src.as_path()).or_insert(f.path.as_str());
+                if let Some(parent) = src.parent() {
+                    idx.source_dirs
+                        .entry(parent.to_path_buf())
+                        .or_insert_with(|| dir_of(&f.path).to_owned());
+                }
+            }
+        }
+        idx
+    }
+}
+
+/// `a/b/c` -> `a/b`; `c` -> ``.
+fn dir_of(path: &str) -> &str {
+    path.rsplit_once('/').map(|(d, _)| d).unwrap_or("")
+}
+
+/// Join and normalize bundle paths; `None` when `..` leaves the bundle.
+fn join_bundle(dir: &str, rel: &str) -> Option<String> {
+    let mut parts: Vec<&str> = dir.split('/').filter(|s| !s.is_empty()).collect();
+    for p in rel.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            p => parts.push(p),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+/// One ELF file being looked at: from the bundle, or a library we add.
+#[derive(Clone)]
+struct Obj {
+    bundle_path: String,
+    disk: PathBuf,
+    elf: Arc<ElfFile>,
+    /// The earlier file it replaces (None for libraries we add).
+    earlier: Option<BundleFile>,
+}
+
+impl Obj {
+    /// The search-path entries the loader will use for its own needs, as bundle dirs
+    /// (`$ORIGIN` entries) or absolute paths mapped into the bundle.
+    fn entries(&self) -> Vec<String> {
+        let mut e: Vec<String> = Vec::new();
+        if !self.elf.has_runpath {
+            e.extend(self.elf.rpath.iter().cloned());
+        }
+        e.extend(self.elf.runpath.iter().cloned());
+        e
+    }
+}
+
+/// Turn one search-path entry of the file at `bundle_path` into a bundle dir, if it points
+/// into the bundle (`$ORIGIN`-relative, or an absolute source dir we know).
+fn entry_to_bundle_dir(entry: &str, bundle_path: &str, idx: &BundleIndex<'_>) -> Option<String> {
+    for token in ["${ORIGIN}", "$ORIGIN"] {
+        if let Some(rest) = entry.strip_prefix(token) {
+            return join_bundle(dir_of(bundle_path), rest);
+        }
+    }
+    if entry.starts_with('/') {
+        let p = Path::new(entry.trim_end_matches('/'));
+        return idx.source_dirs.get(p).cloned();
+    }
+    None
+}
+
+/// The whole plugin: what to add and which files to replace.
+pub fn graft(
+    request: &ContributeRequest,
+    config: &SyslibsConfig,
+    host: &Host,
+) -> Result<Contribution, PluginError> {
+    let policy = target_policy(config.policy.as_deref(), &request.target)?;
+    let include = globset(&config.include, "include")?;
+    let exclude = globset(&config.exclude, "exclude")?;
+    let lib_dir = match &config.dir {
+        Some(d) => d.trim_matches('/').to_owned(),
+        None => match &request.python {
+            Some(py) if !py.prefix.trim_matches('/').is_empty() => {
+                format!("{}/lib/airgap-syslibs", py.prefix.trim_matches('/'))
+            }
+            _ => "airgap-syslibs".to_owned(),
+        },
+    };
+    host.info(&format!(
+        "looking for system libraries (target policy {}, library dir {lib_dir})",
+        policy.name
+    ));
+
+    let idx = BundleIndex::new(&request.earlier);
+    let loader = Loader::host();
+
+    // The bundle's ELF files, by content, parsed in parallel.
+    let candidates: Vec<&BundleFile> = request
+        .earlier
+        .iter()
+        .filter(|f| f.kind == FileKind::File && f.source.is_some())
+        .collect();
+    let elves: Vec<Obj> = {
+        use rayon::prelude::*;
+        candidates
+            .par_iter()
+            .filter_map(|f| {
+                let src = f.source.as_ref()?;
+                if !airgap_elf::is_elf(src) {
+                    return None;
+                }
+                let elf = loader.parse(src).ok()?;
+                if elf.kind == ElfKind::Other {
+                    return None;
+                }
+                Some(Obj {
+                    bundle_path: f.path.clone(),
+                    disk: src.clone(),
+                    elf,
+                    earlier: Some((*f).clone()),
+                })
+            })
+            .collect()
+    };
+    if host.is_cancelled() {
+        return Err(PluginError::cancelled());
+    }
+    host.debug(&format!("{} ELF files in the bundle", elves.len()));
+
+    let mut out = Contribution::default();
+    // Libraries we add: needed name -> (source on this machine, bundle path).
+    let mut added: BTreeMap<String, (PathBuf, String)> = BTreeMap::new();
+    let mut add_dirs: HashMap<String, BTreeSet<String>> = HashMap::new();
+    let mut missing: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut queue: VecDeque<Obj> = elves.into_iter().collect();
+
+    for extra in &config.extra {
+        let path = request.resolve_path(extra);
+        let elf = loader.parse(&path).map_err(|e| {
+            PluginError::new(format!("extra library {}: {e}", path.display()))
+                .with_help("`extra` in [sources.syslibs] lists shared libraries on this machine")
+        })?;
+        let name = elf.soname.clone().unwrap_or_else(|| {
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        });
+        if let Some(why) = never_bundle(&name) {
+            out.warnings.push(format!(
+                "extra library {name} is not bundled: {} must come from the target",
+                match why {
+                    NeverBundle::Glibc => "glibc",
+                    NeverBundle::Driver => "a GPU driver library",
+                }
+            ));
+            continue;
+        }
+        let dest = format!("{lib_dir}/{name}");
+        added.insert(name, (path.clone(), dest.clone()));
+        queue.push_back(Obj {
+            bundle_path: dest,
+            disk: path,
+            elf,
+            earlier: None,
+        });
+    }
+
+    let mut processed: Vec<Obj> = Vec::new();
+    while let Some(obj) = queue.pop_front() {
+        if host.is_cancelled() {
+            return Err(PluginError::cancelled());
+        }
+        let dirs: Vec<String> = obj
+            .entries()
+            .iter()
+            .filter_map(|e| entry_to_bundle_dir(e, &obj.bundle_path, &idx))
+            .collect();
+        for name in &obj.elf.needed {
+            if name.contains('/') {
+                continue;
+            }
+            if let Some(why) = never_bundle(name) {
+                if why == NeverBundle::Driver {
+                    host.debug(&format!(
+                        "{name} (needed by {}) must come from the target's driver",
+                        obj.bundle_path
+                    ));
+                }
+                continue;
+            }
+            let in_dirs = dirs.iter().any(|d| {
+                let p = join_bundle(d, name).unwrap_or_default();
+                idx.paths.contains_key(p.as_str())
+                    || added.values().any(|(_, dest)| *dest == p)
+            });
+            if in_dirs {
+                continue;
+            }
+            // Elsewhere in the bundle under that name: point to it.
+            if let Some(found) = idx.by_name.get(name.as_str()).and_then(|c| nearest(c, &obj.bundle_path)) {
+                add_dirs
+                    .entry(obj.bundle_path.clone())
+                    .or_default()
+                    .insert(dir_of(found).to_owned());
+                continue;
+            }
+            if added.contains_key(name) {
+                add_dirs
+                    .entry(obj.bundle_path.clone())
+                    .or_default()
+                    .insert(lib_dir.clone());
+                continue;
+            }
+            if exclude.is_match(name) {
+                host.debug(&format!("{name} excluded: the target must provide it"));
+                continue;
+            }
+            if policy.assumes(name) && !include.is_match(name) {
+                continue;
+            }
+            let chain = [Object {
+                path: obj.disk.clone(),
+                elf: obj.elf.clone(),
+            }];
+            match loader.resolve(name, &chain) {
+                Some(found) => {
+                    // The build machine found a file that is in the bundle under another name.
+                    let known = idx.sources.get(found.path.as_path()).copied().or_else(|| {
+                        std::fs::canonicalize(&found.path)
+                            .ok()
+                            .and_then(|c| idx.sources.get(c.as_path()).copied())
+                    });
+                    if let Some(bp) = known {
+                        if bp.rsplit('/').next() == Some(name.as_str()) {
+                            add_dirs
+                                .entry(obj.bundle_path.clone())
+                                .or_default()
+                                .insert(dir_of(bp).to_owned());
+                            continue;
+                        }
+                    }
+                    let dest = format!("{lib_dir}/{name}");
+                    host.debug(&format!(
+                        "bundling {} for {} (as {dest})",
+                        found.path.display(),
+                        obj.bundle_path
+                    ));
+                    added.insert(name.clone(), (found.path.clone(), dest.clone()));
+                    add_dirs
+                        .entry(obj.bundle_path.clone())
+                        .or_default()
+                        .insert(lib_dir.clone());
+                    queue.push_back(Obj {
+                        bundle_path: dest,
+                        disk: found.path,
+                        elf: found.elf,
+                        earlier: None,
+                    });
+                }
+                None => {
+                    missing
+                        .entry(name.clone())
+                        .or_default()
+                        .insert(obj.bundle_path.clone());
+                }
+            }
+        }
+        processed.push(obj);
+    }
+
+    // Patch what needs new search paths (or has absolute ones that point into the bundle),
+    // and add the libraries.
+    let deb = crate::dpkg::packages_of(&added.values().map(|(p, _)| p.clone()).collect::<Vec<_>>());
+    let patch_root = request.work_dir.join("patched");
+    let total = processed.len() as u64;
+    for (i, obj) in processed.iter().enumerate() {
+        if host.is_cancelled() {
+            return Err(PluginError::cancelled());
+        }
+        let news = add_dirs.get(&obj.bundle_path);
+        let old = obj.entries();
+        let maps_absolute = old
+            .iter()
+            .any(|e| e.starts_with('/') && entry_to_bundle_dir(e, &obj.bundle_path, &idx).is_some());
+        let package = match &obj.earlier {
+            Some(f) => f.package.clone(),
+            None => Some(format!("system:{}", obj.bundle_path.rsplit('/').next().unwrap_or(""))),
+        };
+        let mut source = obj.disk.clone();
+        if news.is_some() || maps_absolute {
+            let here = dir_of(&obj.bundle_path);
+            let mut entries: Vec<String> = Vec::new();
+            for e in &old {
+                let e = if e.starts_with('/') {
+                    match entry_to_bundle_dir(e, &obj.bundle_path, &idx) {
+                        Some(d) => origin_relative(here, &d),
+                        None => e.clone(),
+                    }
+                } else {
+                    e.clone()
+                };
+                if !entries.contains(&e) {
+                    entries.push(e);
+                }
+            }
+            for d in news.into_iter().flatten() {
+                let e = origin_relative(here, d);
+                if !entries.contains(&e) {
+                    entries.push(e);
+                }
+            }
+            let copy = patch_root.join(&obj.bundle_path);
+            set_search_path(&obj.disk, &copy, &entries, RpathKind::Rpath).map_err(|e| {
+                let mut err = PluginError::new(format!("cannot patch {}: {e}", obj.bundle_path));
+                if let Some(h) = e.help() {
+                    err = err.with_help(h);
+                }
+                err
+            })?;
+            host.debug(&format!("{}: RPATH {}", obj.bundle_path, entries.join(":")));
+            source = copy;
+        }
+        host.progress(i as u64 + 1, total, "patching search paths");
+        match &obj.earlier {
+            Some(f) => {
+                if source != obj.disk {
+                    let mut entry = Entry::path(source, f.path.clone()).replacing().with_mode(f.mode);
+                    entry.package = package;
+                    out.entries.push(entry);
+                }
+            }
+            None => {
+                let mut entry = Entry::path(source, obj.bundle_path.clone()).with_mode(0o755);
+                entry.package = package;
+                out.entries.push(entry);
+            }
+        }
+    }
+    for (name, (path, _dest)) in &added {
+        let (version, origin) = match deb.get(path) {
+            Some((pkg, v)) => (v.clone(), format!("{} (debian package {pkg})", path.display())),
+            None => (name.clone(), path.display().to_string()),
+        };
+        out.packages.push(Package {
+            id: format!("system:{name}"),
+            name: name.clone(),
+            version,
+            kind: "system".into(),
+            origin,
+            sha256: None,
+            license: None,
+        });
+    }
+    for (name, users) in &missing {
+        let users: Vec<&str> = users.iter().map(String::as_str).collect();
+        out.warnings.push(format!(
+            "{name} is needed by {} but was not found on this machine; it is not in the bundle",
+            users.join(", ")
+        ));
+    }
+    out.facts.insert(
+        "lib_dir".into(),
+        serde_json::Value::String(lib_dir.clone()),
+    );
+    out.facts.insert(
+        "libraries".into(),
+        serde_json::json!(added.iter().map(|(n, (p, d))| serde_json::json!({"name": n, "source": p, "dest": d})).collect::<Vec<_>>()),
+    );
+    out.facts.insert(
+        "missing".into(),
+        serde_json::json!(missing),
+    );
+    out.facts.insert("policy".into(), serde_json::Value::String(policy.name.clone()));
+    if !added.is_empty() {
+        host.info(&format!(
+            "bundled {} system libraries into {lib_dir}: {}",
+            added.len(),
+            added.keys().cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    Ok(out)
+}
+
+/// The candidate sharing the longest leading path with `from`.
+fn nearest<'a>(candidates: &[&'a str], from: &str) -> Option<&'a str> {
+    candidates
+        .iter()
+        .copied()
+        .max_by_key(|c| {
+            c.split('/')
+                .zip(from.split('/'))
+                .take_while(|(a, b)| a == b)
+                .count()
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundle_paths_join_and_stay_inside() {
+        assert_eq!(join_bundle("env/bin", "../lib").as_deref(), Some("env/lib"));
+        assert_eq!(join_bundle("env", "").as_deref(), Some("env"));
+        assert_eq!(join_bundle("", "../x"), None);
+        assert_eq!(dir_of("env/lib/x.so"), "env/lib");
+    }
+
+    #[test]
+    fn policy_follows_the_target() {
+        let mut t = TargetProfile::default();
+        assert_eq!(target_policy(None, &t).expect("policy").name, "manylinux_2_17");
+        t.glibc = Some("2.31".into());
+        assert_eq!(target_policy(None, &t).expect("policy").name, "manylinux_2_31");
+        t.platforms = vec!["manylinux_2_28_x86_64".into()];
+        assert_eq!(target_policy(None, &t).expect("policy").name, "manylinux_2_28");
+        assert!(target_policy(Some("nonsense"), &t).is_err());
+    }
+}

@@ -1,0 +1,216 @@
+//! Shared by the syslibs_* and check_* tests: turn a tree into the `earlier` list a Finish
+//! plugin sees, run the syslibs plugin through its Rust API, and lay out the resulting bundle
+//! the way the archive would unpack it.
+#![allow(dead_code)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use airgap_plugin_api::{
+    BundleFile, ContributeRequest, Contribution, EntryKind, FileKind, PythonEnvironment,
+    TargetProfile,
+};
+
+/// The pyenv Python the tests use (a source build linking the system libssl3, libsqlite3).
+pub fn pyenv_python() -> Option<PathBuf> {
+    let root = std::env::var_os("PYENV_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root/.pyenv"));
+    let preferred = root.join("versions/3.11.7");
+    if preferred.join("bin/python3.11").exists() {
+        return Some(preferred);
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir(root.join("versions"))
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("bin/python3").exists() && p.join("lib").exists())
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+/// Walk `src` and list it as bundle files under `prefix`, skipping paths `skip` says no to
+/// (given the path relative to `src`).
+pub fn bundle_files(src: &Path, prefix: &str, skip: &dyn Fn(&str) -> bool) -> Vec<BundleFile> {
+    let mut out = Vec::new();
+    walk(src, src, prefix, skip, &mut out);
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    out
+}
+
+fn walk(base: &Path, dir: &Path, prefix: &str, skip: &dyn Fn(&str) -> bool, out: &mut Vec<BundleFile>) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let path = e.path();
+        let rel = path
+            .strip_prefix(base)
+            .expect("inside base")
+            .to_string_lossy()
+            .into_owned();
+        if skip(&rel) {
+            continue;
+        }
+        let bundle_path = if prefix.is_empty() {
+            rel.clone()
+        } else {
+            format!("{prefix}/{rel}")
+        };
+        let meta = std::fs::symlink_metadata(&path).expect("stat");
+        let mode = meta.permissions().mode() & 0o7777;
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&path).expect("readlink");
+            out.push(BundleFile {
+                path: bundle_path,
+                source: None,
+                kind: FileKind::Symlink {
+                    target: target.to_string_lossy().into_owned(),
+                },
+                mode,
+                size: 0,
+                plugin: "test".into(),
+                package: None,
+            });
+        } else if meta.is_dir() {
+            out.push(BundleFile {
+                path: bundle_path,
+                source: None,
+                kind: FileKind::Dir,
+                mode,
+                size: 0,
+                plugin: "test".into(),
+                package: None,
+            });
+            walk(base, &path, prefix, skip, out);
+        } else {
+            out.push(BundleFile {
+                path: bundle_path,
+                source: Some(path.clone()),
+                kind: FileKind::File,
+                mode,
+                size: meta.len(),
+                plugin: "test".into(),
+                package: None,
+            });
+        }
+    }
+}
+
+/// One file as a bundle file.
+pub fn file(source: &Path, bundle_path: &str) -> BundleFile {
+    let meta = std::fs::metadata(source).expect("stat");
+    BundleFile {
+        path: bundle_path.to_owned(),
+        source: Some(source.to_path_buf()),
+        kind: FileKind::File,
+        mode: meta.permissions().mode() & 0o7777,
+        size: meta.len(),
+        plugin: "test".into(),
+        package: None,
+    }
+}
+
+/// The request the host would send to syslibs.
+pub fn request(
+    earlier: Vec<BundleFile>,
+    work_dir: &Path,
+    python: Option<PythonEnvironment>,
+    target: TargetProfile,
+    config: serde_json::Value,
+) -> ContributeRequest {
+    ContributeRequest {
+        source: "syslibs".into(),
+        config,
+        config_dir: work_dir.to_path_buf(),
+        bundle_name: "bundle".into(),
+        target,
+        work_dir: work_dir.to_path_buf(),
+        earlier,
+        python,
+        facts: Default::default(),
+        verbose: true,
+    }
+}
+
+/// Run the real syslibs plugin library (`libairgap_plugin_syslibs.so` of the build dir),
+/// loaded by the host through the C ABI, as `airgap bundle` does.
+pub fn run_syslibs(request: &ContributeRequest) -> Contribution {
+    try_syslibs(request).unwrap_or_else(|e| panic!("syslibs failed: {e}"))
+}
+
+/// Like [`run_syslibs`], returning the host's error.
+pub fn try_syslibs(request: &ContributeRequest) -> Result<Contribution, airgap_core::Error> {
+    let plugin = airgap_core::Plugin::load(&airgap_tests::cdylib("airgap-plugin-syslibs"))?;
+    let cancelled = std::sync::atomic::AtomicBool::new(false);
+    plugin.contribute(request, &airgap_archive::progress::NoProgress, &cancelled)
+}
+
+/// Lay out `earlier` (and then the plugin's entries, replacing) under `dest`, as unpacking
+/// the bundle would.
+pub fn materialize(earlier: &[BundleFile], contribution: Option<&Contribution>, dest: &Path) {
+    for f in earlier {
+        let to = dest.join(&f.path);
+        match &f.kind {
+            FileKind::Dir => std::fs::create_dir_all(&to).expect("mkdir"),
+            FileKind::Symlink { target } => {
+                std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+                let _ = std::fs::remove_file(&to);
+                std::os::unix::fs::symlink(target, &to).expect("symlink");
+            }
+            FileKind::File => {
+                copy_file(f.source.as_ref().expect("file has a source"), &to, f.mode);
+            }
+        }
+    }
+    if let Some(c) = contribution {
+        for e in &c.entries {
+            let to = dest.join(&e.dest);
+            match &e.kind {
+                EntryKind::Path { source, .. } => {
+                    copy_file(source, &to, e.mode.unwrap_or(0o755));
+                }
+                EntryKind::Dir => std::fs::create_dir_all(&to).expect("mkdir"),
+                EntryKind::Symlink { target } => {
+                    std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+                    let _ = std::fs::remove_file(&to);
+                    std::os::unix::fs::symlink(target, &to).expect("symlink");
+                }
+            }
+        }
+    }
+}
+
+fn copy_file(from: &Path, to: &Path, mode: u32) {
+    std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+    let _ = std::fs::remove_file(to);
+    std::fs::copy(from, to).unwrap_or_else(|e| panic!("copy {} -> {}: {e}", from.display(), to.display()));
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// The parts of a pyenv installation a test bundle needs: the interpreter, libpython and
+/// the standard library without tests, site-packages and Tk.
+pub fn python_skip(rel: &str) -> bool {
+    let keep_top = rel == "bin"
+        || rel == "bin/python3.11"
+        || rel == "lib"
+        || rel.starts_with("lib/libpython")
+        || rel.starts_with("lib/python3.");
+    if !keep_top || rel.starts_with("bin/") && rel != "bin/python3.11" {
+        return true;
+    }
+    let parts: Vec<&str> = rel.split('/').collect();
+    if parts.len() >= 3 && parts[1].starts_with("python3.") {
+        let sub = parts[2];
+        if matches!(
+            sub,
+            "site-packages" | "test" | "idlelib" | "tkinter" | "turtledemo" | "ensurepip" | "lib2to3"
+        ) || sub.starts_with("config-")
+            || sub.starts_with("_tkinter")
+        {
+            return true;
+        }
+        if sub == "lib-dynload" && parts.len() == 4 && parts[3].starts_with("_tkinter") {
+            return true;
+        }
+    }
+    rel.ends_with("__pycache__") || rel.ends_with(".a")
+}
