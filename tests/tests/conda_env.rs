@@ -1,0 +1,297 @@
+//! The conda plugin on a real conda environment: made by py-rattler from a local channel whose
+//! packages carry prefix placeholders in a text file and in a compiled program, plus files
+//! that no package owns (as pip would leave them).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use airgap_plugin_api::{InstallStep, PrefixMode};
+use airgap_tests::conda::{self, contribute, entry_source, materialize, rewrites};
+use airgap_tests::{run, tempdir};
+use serde_json::json;
+
+/// A conda env under `root`, with unmanaged files added the way pip and a local build would.
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    prefix: PathBuf,
+}
+
+fn fixture() -> Option<Fixture> {
+    if !conda::have_rattler() {
+        eprintln!("skipped: py-rattler is not installed (cargo xtask setup installs it)");
+        return None;
+    }
+    let tmp = tempdir();
+    let root = tmp.path().to_path_buf();
+    // A long source prefix, so that the unpacked one can be shorter.
+    let prefix = root.join("source-machine/miniconda3/envs/hello-environment");
+    conda::conda_env(&prefix, &root.join("pkgs"));
+
+    // Files no package owns: a text config and a binary blob holding the prefix, byte code
+    // holding it too, and a program linked against the env's library with an absolute RUNPATH.
+    let p = prefix.to_string_lossy().into_owned();
+    std::fs::create_dir_all(prefix.join("etc")).unwrap();
+    std::fs::write(
+        prefix.join("etc/unmanaged.conf"),
+        format!("data_dir = {p}/share/hello\n"),
+    )
+    .unwrap();
+    let mut blob = vec![0xff, 0xfe, 0, 1, 2];
+    blob.extend_from_slice(format!("{p}/share/hello/data.txt").as_bytes());
+    blob.extend_from_slice(&[0, 0xff, 0x80]);
+    std::fs::write(prefix.join("share/hello/blob.bin"), blob).unwrap();
+    let pycache = prefix.join("lib/__pycache__");
+    std::fs::create_dir_all(&pycache).unwrap();
+    let mut pyc = b"\xa7\x0d\x0d\x0a\0\0\0\0".to_vec();
+    pyc.extend_from_slice(p.as_bytes());
+    std::fs::write(pycache.join("mod.cpython-311.pyc"), pyc).unwrap();
+    let src = root.join("uses-greet.c");
+    std::fs::write(
+        &src,
+        "void greet(void); int main(void) { greet(); return 0; }\n",
+    )
+    .unwrap();
+    let status = Command::new("gcc")
+        .arg("-o")
+        .arg(prefix.join("bin/uses-greet"))
+        .arg(&src)
+        .arg(format!("-L{p}/lib"))
+        .arg("-lgreet")
+        .arg(format!("-Wl,-rpath,{p}/lib"))
+        .arg("-Wl,--enable-new-dtags")
+        .status()
+        .expect("run gcc");
+    assert!(status.success());
+    Some(Fixture {
+        _tmp: tmp,
+        root,
+        prefix,
+    })
+}
+
+fn output(program: &Path) -> String {
+    let done = run(Command::new(program)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin"))
+    .success();
+    done.stdout
+}
+
+#[test]
+fn conda_env_is_described_from_conda_meta_and_unmanaged_files_are_detected() {
+    let Some(f) = fixture() else { return };
+    let c =
+        contribute(json!({"prefix": f.prefix}), &f.root.join("work"), None).expect("contribute");
+    let p = f.prefix.to_string_lossy().into_owned();
+
+    // One package per conda-meta record, with its channel.
+    let mut ids: Vec<&str> = c.packages.iter().map(|p| p.id.as_str()).collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        ["conda:hello-docs-2.1-0", "conda:hello-tools-1.0-h0_0"]
+    );
+    let tools = c.packages.iter().find(|p| p.name == "hello-tools").unwrap();
+    assert_eq!(tools.kind, "conda");
+    assert!(tools.origin.starts_with("file://"), "{}", tools.origin);
+    assert_eq!(
+        c.entries
+            .iter()
+            .find(|e| e.dest == "env/bin/hello-paths")
+            .unwrap()
+            .package
+            .as_deref(),
+        Some("conda:hello-tools-1.0-h0_0")
+    );
+
+    // rattler's CACHEDIR.TAG does not make the walker skip the environment.
+    assert!(c.entries.iter().any(|e| e.dest == "env/CACHEDIR.TAG"));
+    assert!(c
+        .entries
+        .iter()
+        .any(|e| e.dest == "env/conda-meta/hello-tools-1.0-h0_0.json"));
+
+    let rw = rewrites(&c);
+    let mode_of = |dest: &str| -> Vec<(String, PrefixMode)> {
+        rw.iter()
+            .filter(|(d, _, _)| d == dest)
+            .map(|(_, o, m)| (o.clone(), *m))
+            .collect()
+    };
+    // Managed files: the mode conda-meta gives, for the prefix the installer wrote.
+    assert_eq!(
+        mode_of("env/bin/hello-paths"),
+        [(p.clone(), PrefixMode::Binary)]
+    );
+    assert_eq!(
+        mode_of("env/bin/hello-script"),
+        [(p.clone(), PrefixMode::Text)]
+    );
+    assert!(mode_of("env/share/hello/data.txt").is_empty());
+    // Unmanaged files: detected, text or binary by content.
+    assert_eq!(
+        mode_of("env/etc/unmanaged.conf"),
+        [(p.clone(), PrefixMode::Text)]
+    );
+    assert_eq!(
+        mode_of("env/share/hello/blob.bin"),
+        [(p.clone(), PrefixMode::Binary)]
+    );
+    // Byte code is never rewritten ("bad marshal data").
+    assert!(mode_of("env/lib/__pycache__/mod.cpython-311.pyc").is_empty());
+    assert!(c
+        .entries
+        .iter()
+        .any(|e| e.dest == "env/lib/__pycache__/mod.cpython-311.pyc"));
+    // The unmanaged program's absolute RUNPATH became relative, on a copy: not listed for a
+    // string rewrite, and the source env is untouched.
+    assert!(mode_of("env/bin/uses-greet").is_empty());
+    let copy = entry_source(&c, "env/bin/uses-greet").unwrap();
+    assert!(copy.starts_with(f.root.join("work")), "{}", copy.display());
+    let readelf = run(Command::new("readelf").arg("-d").arg(&copy))
+        .success()
+        .stdout;
+    assert!(readelf.contains("[$ORIGIN/../lib]"), "{readelf}");
+    let readelf = run(Command::new("readelf")
+        .arg("-d")
+        .arg(f.prefix.join("bin/uses-greet")))
+    .success()
+    .stdout;
+    assert!(readelf.contains(&format!("[{p}/lib]")), "{readelf}");
+    // An activate script at the env's root.
+    assert!(c.entries.iter().any(|e| e.dest == "env/activate"));
+    assert!(c.python.is_none(), "this env has no python");
+}
+
+#[test]
+fn conda_env_runs_after_unpacking_to_a_shorter_path_and_after_moving_again() {
+    let Some(f) = fixture() else { return };
+    let c = contribute(
+        json!({"prefix": f.prefix, "dest": "env"}),
+        &f.root.join("work"),
+        None,
+    )
+    .expect("contribute");
+    let short = f.root.join("u");
+    materialize(&c, &short).expect("install steps");
+    // Take the source env away, so that nothing can work by reaching back to it.
+    std::fs::rename(f.root.join("source-machine"), f.root.join("gone")).unwrap();
+    let env = short.join("env");
+    assert_eq!(
+        output(&env.join("bin/hello-paths")),
+        "hello from the data file\n"
+    );
+    assert_eq!(
+        output(&env.join("bin/hello-script")),
+        "hello from the text placeholder\n"
+    );
+    assert_eq!(
+        output(&env.join("bin/uses-greet")),
+        "greetings from libgreet\n"
+    );
+    let conf = std::fs::read_to_string(env.join("etc/unmanaged.conf")).unwrap();
+    assert_eq!(conf, format!("data_dir = {}/share/hello\n", env.display()));
+
+    // Move it again: the recorded prefixes are rewritten once more.
+    // (not longer than the first one: binary files only have the room of their C strings)
+    let moved = f.root.join("v");
+    conda::relocate(&short, &moved).expect("relocate");
+    let env = moved.join("env");
+    assert_eq!(
+        output(&env.join("bin/hello-paths")),
+        "hello from the data file\n"
+    );
+    assert_eq!(
+        output(&env.join("bin/hello-script")),
+        "hello from the text placeholder\n"
+    );
+    assert_eq!(
+        output(&env.join("bin/uses-greet")),
+        "greetings from libgreet\n"
+    );
+
+    // The activate script works from where it is, in bash and in sh.
+    let activate = env.join("activate");
+    let bash = run(Command::new("bash").arg("-c").arg(format!(
+        ". '{}' && echo \"$CONDA_PREFIX\" && hello-script && deactivate && echo \"[$CONDA_PREFIX]\"",
+        activate.display()
+    )))
+    .success();
+    assert_eq!(
+        bash.stdout,
+        format!("{}\nhello from the text placeholder\n[]\n", env.display())
+    );
+    let sh = run(Command::new("sh")
+        .arg("-c")
+        .arg(format!(". '{}' && hello-script", activate.display())))
+    .success();
+    assert_eq!(sh.stdout, "hello from the text placeholder\n");
+}
+
+#[test]
+fn conda_env_with_a_known_destination_needs_no_rewriting_at_unpack() {
+    let Some(f) = fixture() else { return };
+    let target = f.root.join("t");
+    let target_s = target.to_string_lossy().into_owned();
+    let c = contribute(
+        json!({"prefix": f.prefix}),
+        &f.root.join("work"),
+        Some(&target_s),
+    )
+    .expect("contribute");
+    // Files are listed under their new prefix (so that they can be moved later), already
+    // rewritten in copies.
+    for step in &c.install_steps {
+        if let InstallStep::RewritePrefix {
+            old_prefix, root, ..
+        } = step
+        {
+            assert_eq!(old_prefix, &format!("{target_s}/{root}"));
+        }
+    }
+    // Copy only: no step has anything to do at the destination it was made for.
+    materialize(&c, &target).expect("install");
+    std::fs::rename(f.root.join("source-machine"), f.root.join("gone")).unwrap();
+    let env = target.join("env");
+    assert_eq!(
+        output(&env.join("bin/hello-paths")),
+        "hello from the data file\n"
+    );
+    assert_eq!(
+        output(&env.join("bin/hello-script")),
+        "hello from the text placeholder\n"
+    );
+
+    // A destination longer than the source prefix cannot fit in the binary file: refused at
+    // bundle time, naming the file and the longest path that fits.
+    let long = format!("/{}", "x".repeat(300));
+    let f2 = fixture().unwrap();
+    let err = contribute(
+        json!({"prefix": f2.prefix}),
+        &f2.root.join("work"),
+        Some(&long),
+    )
+    .expect_err("too long");
+    assert!(
+        err.message.contains("env/bin/hello-paths"),
+        "{}",
+        err.message
+    );
+    assert!(err.message.contains("longer than"), "{}", err.message);
+    assert!(err.help.unwrap().contains("at most"));
+}
+
+#[test]
+fn binary_relocation_that_cannot_fit_is_refused_before_writing() {
+    let Some(f) = fixture() else { return };
+    let c =
+        contribute(json!({"prefix": f.prefix}), &f.root.join("work"), None).expect("contribute");
+    let deep = f.root.join(format!("{}/deeper", "d".repeat(200)));
+    let err = materialize(&c, &deep).expect_err("longer prefix must not fit");
+    assert!(err.contains("env/bin/hello-paths"), "{err}");
+    // The binary file is untouched: still the source prefix.
+    let data = std::fs::read(deep.join("env/bin/hello-paths")).unwrap();
+    let p = f.prefix.to_string_lossy().into_owned();
+    assert!(airgap_plugin_conda::prefix::contains(&data, p.as_bytes()));
+}
