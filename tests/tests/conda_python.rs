@@ -1,0 +1,252 @@
+//! The conda plugin on real Python installations: a venv with packages from real wheels
+//! (bundled with its base installation), and a plain installation (pyenv), each unpacked at
+//! another path and run where the source Python is hidden.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use airgap_plugin_api::{EntryKind, PrefixMode};
+use airgap_tests::conda::{self, contribute, entry_source, hidden, materialize, rewrites};
+use airgap_tests::{run, tempdir};
+use serde_json::json;
+
+fn readelf(path: &Path) -> String {
+    run(Command::new("readelf").arg("-d").arg(path))
+        .success()
+        .stdout
+}
+
+/// The files of `c` whose names contain `needle` and that are listed for rewriting.
+fn listed(c: &airgap_plugin_api::Contribution, needle: &str) -> Vec<String> {
+    rewrites(c)
+        .into_iter()
+        .filter(|(d, _, _)| d.contains(needle))
+        .map(|(d, _, _)| d)
+        .collect()
+}
+
+#[test]
+fn venv_with_wheels_runs_where_its_base_python_is_hidden() {
+    if !conda::can_hide() {
+        eprintln!("skipped: no mount namespaces here (unshare --mount)");
+        return;
+    }
+    let base = conda::base_python();
+    let xy = conda::version_short(&base);
+    let tmp = tempdir();
+    let src = tmp.path().join("src");
+    let venv = src.join("project-venv");
+    conda::venv(&base, &venv, &["six", "attrs", "markupsafe"]);
+
+    let config = json!({
+        "prefix": venv,
+        "stdlib_tests": false,
+        "base_exclude": [format!("lib/python{xy}/config-*/*.a")],
+    });
+    let c = contribute(config, &tmp.path().join("work"), None).expect("contribute");
+
+    // The Python facts later plugins rely on.
+    let py = c.python.as_ref().expect("python facts");
+    assert_eq!(py.prefix, "env");
+    assert_eq!(
+        py.site_packages,
+        format!("env/lib/python{xy}/site-packages")
+    );
+    assert!(
+        py.executable.starts_with("env/bin/python"),
+        "{}",
+        py.executable
+    );
+    assert_eq!(py.implementation, "cp");
+    assert_eq!(py.abi, format!("cp{}", xy.replace('.', "")));
+    assert!(py.version.starts_with(&xy));
+    assert!(
+        py.platforms.iter().any(|p| p == "linux_x86_64"),
+        "{:?}",
+        py.platforms
+    );
+    assert!(
+        py.platforms.iter().any(|p| p == "manylinux_2_17_x86_64"),
+        "{:?}",
+        py.platforms
+    );
+    assert_eq!(py.source_prefix, venv);
+
+    // The venv's interpreter link that left the env points into the bundled base, relative.
+    let link = c
+        .entries
+        .iter()
+        .find(|e| e.dest == "env/bin/python3")
+        .expect("env/bin/python3");
+    assert_eq!(
+        link.kind,
+        EntryKind::Symlink {
+            target: "../../python/bin/python3".into()
+        }
+    );
+    // pyvenv.cfg: `home` maps to the base's folder.
+    let rw = rewrites(&c);
+    let base_s = base.to_string_lossy().into_owned();
+    assert!(rw
+        .iter()
+        .any(|(d, o, m)| d == "env/pyvenv.cfg" && *o == base_s && *m == PrefixMode::Text));
+    // Scripts find their interpreter relative to themselves.
+    let pip = std::fs::read_to_string(entry_source(&c, "env/bin/pip").unwrap()).unwrap();
+    assert!(pip.starts_with("#!/bin/sh\n'''exec' \"$(dirname"), "{pip}");
+    assert!(!pip.contains(&*venv.to_string_lossy()), "{pip}");
+    // The base's site-packages is not visible from the venv: left out.
+    assert!(!c.entries.iter().any(|e| e
+        .dest
+        .starts_with(&format!("python/lib/python{xy}/site-packages/"))));
+    // libpython: search path patched, its strings never rewritten (that blanks sys.version).
+    assert!(
+        listed(&c, "libpython").is_empty(),
+        "{:?}",
+        listed(&c, "libpython")
+    );
+    let exe = entry_source(&c, &format!("python/bin/python{xy}")).unwrap();
+    assert!(
+        readelf(&exe).contains("[$ORIGIN/../lib]"),
+        "{}",
+        readelf(&exe)
+    );
+    // Packages from the wheels, and the interpreter.
+    for name in ["six", "attrs", "MarkupSafe"] {
+        assert!(
+            c.packages
+                .iter()
+                .any(|p| p.name == name && p.kind == "python"),
+            "{name}: {:?}",
+            c.packages
+        );
+    }
+    assert!(c.packages.iter().any(|p| p.kind == "interpreter"));
+
+    let unpacked = tmp.path().join("elsewhere");
+    materialize(&c, &unpacked).expect("install steps");
+    let env = unpacked.join("env");
+    let hide: [&Path; 2] = [&base, &src];
+
+    let done = run(&mut hidden(
+        &hide,
+        &env.join("bin/python"),
+        &[
+            "-c",
+            "import sys, six, attr, markupsafe; print(markupsafe.escape('<b>')); \
+             print(sys.version.split()[0]); print(sys.prefix); print(sys.base_prefix); \
+             print(markupsafe._speedups.__file__)",
+        ],
+    ))
+    .success();
+    let lines: Vec<&str> = done.stdout.lines().collect();
+    assert_eq!(lines[0], "&lt;b&gt;");
+    assert!(
+        lines[1].starts_with(&xy),
+        "sys.version is intact: {}",
+        lines[1]
+    );
+    assert_eq!(lines[1], py.version, "sys.version is intact");
+    assert_eq!(Path::new(lines[2]), env);
+    assert_eq!(Path::new(lines[3]), unpacked.join("python"));
+    assert!(
+        lines[4].ends_with(".so"),
+        "the C extension loaded: {}",
+        lines[4]
+    );
+
+    let done = run(&mut hidden(
+        &hide,
+        &env.join("bin/python"),
+        &["-m", "pip", "list"],
+    ))
+    .success();
+    for name in ["six", "attrs", "MarkupSafe", "pip"] {
+        assert!(
+            done.stdout.contains(name),
+            "{name} in pip list:\n{}",
+            done.stdout
+        );
+    }
+    let done = run(&mut hidden(&hide, &env.join("bin/pip"), &["--version"])).success();
+    assert!(
+        done.stdout.contains(&*env.to_string_lossy()),
+        "{}",
+        done.stdout
+    );
+}
+
+fn plain_python() -> Option<PathBuf> {
+    // Another version than the venv test's, when pyenv has it.
+    for v in ["3.12.1", "3.10.13", "3.11.7"] {
+        let p = PathBuf::from(format!("/root/.pyenv/versions/{v}"));
+        if p.join("bin/python3").exists() {
+            return Some(p);
+        }
+    }
+    None
+}
+
+#[test]
+fn plain_installation_runs_at_another_path_with_search_paths_made_relative() {
+    let Some(base) = plain_python() else {
+        eprintln!("skipped: no pyenv installation here");
+        return;
+    };
+    if !conda::can_hide() {
+        eprintln!("skipped: no mount namespaces here (unshare --mount)");
+        return;
+    }
+    let xy = conda::version_short(&base);
+    let tmp = tempdir();
+    let config = json!({
+        "prefix": base,
+        "dest": "py",
+        "stdlib_tests": false,
+        "exclude": [format!("lib/python{xy}/config-*/*.a")],
+    });
+    let c = contribute(config, &tmp.path().join("work"), None).expect("contribute");
+    let py = c.python.as_ref().expect("python facts");
+    assert_eq!(py.prefix, "py");
+
+    // The interpreter and libpython find each other through $ORIGIN, not through strings.
+    let exe = entry_source(&c, &format!("py/bin/python{xy}")).unwrap();
+    assert!(
+        readelf(&exe).contains("[$ORIGIN/../lib]"),
+        "{}",
+        readelf(&exe)
+    );
+    assert!(listed(&c, "libpython").is_empty());
+    assert!(listed(&c, ".pyc").is_empty());
+    // The stdlib's test suite is left out on request.
+    assert!(!c
+        .entries
+        .iter()
+        .any(|e| e.dest.starts_with(&format!("py/lib/python{xy}/test/"))));
+    // Text files holding the prefix are listed (sysconfig data, python-config).
+    assert!(!listed(&c, "_sysconfigdata").is_empty());
+
+    let unpacked = tmp.path().join("p");
+    materialize(&c, &unpacked).expect("install steps");
+    let root = unpacked.join("py");
+    let hide: [&Path; 1] = [&base];
+    let done = run(&mut hidden(
+        &hide,
+        &root.join("bin/python3"),
+        &[
+            "-c",
+            "import sys, json, sysconfig; print(sys.version.split()[0]); print(sys.prefix); \
+             print(sysconfig.get_config_var('prefix'))",
+        ],
+    ))
+    .success();
+    let lines: Vec<&str> = done.stdout.lines().collect();
+    assert_eq!(lines[0], py.version);
+    assert_eq!(Path::new(lines[1]), root);
+    assert_eq!(Path::new(lines[2]), root, "sysconfig data rewritten");
+    let done = run(&mut hidden(&hide, &root.join("bin/pip3"), &["--version"])).success();
+    assert!(
+        done.stdout.contains(&*root.to_string_lossy()),
+        "{}",
+        done.stdout
+    );
+}
