@@ -4,5 +4,28 @@
 //!
 //! This crate never loads plugins and never prints, so that the static unpacker carried inside
 //! every bundle can use it.
+//!
+//! Architecture invariant: `verify` and `unpack` share one checker ([`read`]), so a bundle
+//! that verifies is exactly a bundle that unpacks.
 
+pub mod error;
+pub mod manifest;
+pub mod plan;
 pub mod progress;
+pub mod read;
+pub mod relocate;
+pub mod tarfmt;
+pub mod unpack;
+pub mod write;
+
+pub use error::ArchiveError;
+pub use manifest::{
+    read_manifest, FileRecord, FileType, Manifest, ManifestInput, PackageRecord, PluginRecord,
+    StepRecord, MANIFEST_PATH,
+};
+pub use plan::{Plan, PlanOptions};
+pub use progress::{Level, NoProgress, Progress, Unit};
+pub use read::{verify_bundle, VerifyReport};
+pub use relocate::{relocate, RelocateReport};
+pub use unpack::{unpack, unpack_dir, UnpackOptions, UnpackReport};
+pub use write::{write_bundle, Compression, WriteOptions, WriteSummary};

@@ -32,6 +32,11 @@ pub trait Progress: Sync {
     fn end(&self) {}
     /// A message for the user.
     fn message(&self, _level: Level, _text: &str) {}
+    /// True once the user asked to stop (Ctrl-C): long work returns
+    /// [`crate::ArchiveError::Cancelled`] soon after and removes what it half wrote.
+    fn is_cancelled(&self) -> bool {
+        false
+    }
 }
 
 /// Reports nothing.

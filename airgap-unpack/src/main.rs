@@ -1,1 +1,102 @@
-fn main() {}
+//! `airgap-unpack`: the unpacker carried inside every bundle (`BUNDLE/.airgap/airgap-unpack`,
+//! started by the `BUNDLE/unpack` launcher). It needs no plugins and no airgap installation:
+//! built static, it runs on any x86-64 Linux.
+//!
+//! ```text
+//! airgap-unpack --from-dir BUNDLE_DIR DEST [--python PATH]   (what BUNDLE/unpack runs)
+//! airgap-unpack BUNDLE.tar.gz DEST [--python PATH]
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use airgap_archive::progress::{Level, Progress, Unit};
+use airgap_archive::unpack::{unpack, unpack_dir, UnpackOptions};
+
+const USAGE: &str = "usage: unpack DEST [--python PATH] [-q]
+       airgap-unpack BUNDLE DEST [--python PATH] [-q]
+
+Verifies every file of the bundle against its manifest, installs it into a staging
+directory beside DEST, runs its install steps and renames it to DEST only when all of
+that succeeded. DEST must not exist (or be an empty directory).
+
+  --python PATH   the target's Python, for bundles whose install steps need one
+  -q, --quiet     print only errors";
+
+/// Phase names on stderr; nothing per file.
+struct Quiet(bool);
+
+impl Progress for Quiet {
+    fn begin(&self, label: &str, _total: u64, _unit: Unit) {
+        if !self.0 {
+            eprintln!("{label:>12} ...");
+        }
+    }
+    fn message(&self, level: Level, text: &str) {
+        match level {
+            Level::Warn => eprintln!("warning: {text}"),
+            Level::Info if !self.0 => eprintln!("{:>12} {text}", ""),
+            _ => {}
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let mut args = std::env::args_os().skip(1);
+    let mut from_dir: Option<PathBuf> = None;
+    let mut python: Option<PathBuf> = None;
+    let mut quiet = false;
+    let mut positional: Vec<PathBuf> = Vec::new();
+    while let Some(a) = args.next() {
+        match a.to_str() {
+            Some("-h") | Some("--help") => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            Some("--from-dir") => from_dir = args.next().map(PathBuf::from),
+            Some("--python") => python = args.next().map(PathBuf::from),
+            Some("-q") | Some("--quiet") => quiet = true,
+            Some(s) if s.starts_with('-') && s.len() > 1 => {
+                eprintln!("error: unknown option {s}\n\n{USAGE}");
+                return ExitCode::from(2);
+            }
+            _ => positional.push(PathBuf::from(a)),
+        }
+    }
+    let options = UnpackOptions { python };
+    let progress = Quiet(quiet);
+    let result = match (from_dir, positional.as_slice()) {
+        (Some(dir), [dest]) => unpack_dir(&dir, dest, &options, &progress),
+        (None, [bundle, dest]) => unpack(bundle, dest, &options, &progress),
+        _ => {
+            eprintln!("error: expected a destination directory\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(report) => {
+            if !quiet {
+                eprintln!(
+                    "   installed {} entries ({} bytes) into {}, {} install step(s) run",
+                    report.entries,
+                    report.bytes,
+                    report.dest.display(),
+                    report.steps
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            if let airgap_archive::ArchiveError::Mismatch { problems, .. } = &e {
+                for p in problems.iter().take(50) {
+                    eprintln!("  {p}");
+                }
+            }
+            if let Some(help) = e.help() {
+                eprintln!("help: {help}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

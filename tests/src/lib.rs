@@ -7,6 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod archive;
+
 pub mod conda;
 
 pub mod rootfs;

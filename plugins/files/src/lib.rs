@@ -1,1 +1,193 @@
-//! The `files` source plugin.
+//! The `files` source plugin: carries extra files and directories (data, configuration,
+//! licences, models) into the bundle at a chosen place.
+//!
+//! ```toml
+//! [sources.files]
+//! paths = [ "data/", { source = "models/x.bin", dest = "share/models/x.bin" } ]
+//! exclude = [ "*.tmp", "__pycache__" ]
+//! ```
+//!
+//! A string goes to the same relative name under the bundle's top folder (an absolute path
+//! goes under its last component); a table chooses `dest` and may add its own `exclude`.
+//! Relative sources resolve against the configuration file's directory.
+
+use airgap_plugin_api::{
+    export_plugin, ContributeRequest, Contribution, Entry, EntryKind, Host, PluginError,
+    SourcePlugin, Stage,
+};
+use serde::Deserialize;
+
+/// The `[sources.files]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// What to carry.
+    #[serde(default)]
+    pub paths: Vec<PathSpec>,
+    /// Glob patterns left out of every directory (a pattern without `/` matches a name at
+    /// any depth; with `/`, a path relative to the directory given).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+/// One item of `paths`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum PathSpec {
+    /// A path, carried under the same relative name.
+    Plain(String),
+    /// A path and where it goes.
+    Table {
+        /// On the build machine.
+        source: String,
+        /// Inside the bundle (default: as for a plain path).
+        #[serde(default)]
+        dest: Option<String>,
+        /// Extra exclusions for this path.
+        #[serde(default)]
+        exclude: Vec<String>,
+    },
+}
+
+/// Where a plain path goes inside the bundle.
+fn default_dest(source: &str) -> Result<String, PluginError> {
+    let trimmed = source.trim_end_matches('/');
+    let path = std::path::Path::new(trimmed);
+    let dest = if path.is_absolute() {
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    } else {
+        trimmed.trim_start_matches("./").to_string()
+    };
+    if dest.is_empty() || dest.split('/').any(|c| c == "..") {
+        return Err(PluginError::new(format!(
+            "[sources.files] path {source:?} has no name to use inside the bundle"
+        ))
+        .with_help("write it as a table with a `dest`: { source = \"...\", dest = \"data/x\" }"));
+    }
+    Ok(dest)
+}
+
+/// The plugin.
+#[derive(Default)]
+pub struct Files;
+
+impl SourcePlugin for Files {
+    fn contribute(
+        &self,
+        request: &ContributeRequest,
+        host: &Host,
+    ) -> Result<Contribution, PluginError> {
+        let config: Config = request.config()?;
+        if config.paths.is_empty() {
+            host.warn("[sources.files] has no `paths`: nothing to add");
+        }
+        let mut entries = Vec::new();
+        for spec in &config.paths {
+            let (source, dest, extra) = match spec {
+                PathSpec::Plain(s) => (s.as_str(), default_dest(s)?, &[][..]),
+                PathSpec::Table {
+                    source,
+                    dest,
+                    exclude,
+                } => (
+                    source.as_str(),
+                    match dest {
+                        Some(d) => d.clone(),
+                        None => default_dest(source)?,
+                    },
+                    exclude.as_slice(),
+                ),
+            };
+            let resolved = request.resolve_path(source);
+            if std::fs::symlink_metadata(&resolved).is_err() {
+                return Err(PluginError::new(format!(
+                    "[sources.files] path {} does not exist",
+                    resolved.display()
+                ))
+                .with_help(
+                    "relative paths are relative to the directory of the configuration file",
+                ));
+            }
+            host.debug(&format!("adding {} as {dest}", resolved.display()));
+            let mut exclude = config.exclude.clone();
+            exclude.extend(extra.iter().cloned());
+            entries.push(Entry {
+                dest,
+                kind: EntryKind::Path {
+                    source: resolved,
+                    exclude,
+                },
+                mode: None,
+                package: None,
+                replace: false,
+            });
+        }
+        Ok(Contribution {
+            entries,
+            ..Contribution::default()
+        })
+    }
+}
+
+export_plugin!(
+    Files,
+    name = "files",
+    version = env!("CARGO_PKG_VERSION"),
+    stage = Stage::Packages,
+    description = "extra files and directories (data, configuration, licences, models)"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(config: serde_json::Value) -> ContributeRequest {
+        ContributeRequest {
+            source: "files".into(),
+            config,
+            config_dir: std::env::temp_dir(),
+            ..ContributeRequest::default()
+        }
+    }
+
+    #[test]
+    fn plain_and_table_paths() {
+        let dir = std::env::temp_dir().join(format!("airgap-files-test-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        std::fs::write(dir.join("x.bin"), b"x").unwrap();
+        let mut req = request(serde_json::json!({
+            "paths": ["data/", {"source": "x.bin", "dest": "share/models/x.bin", "exclude": ["*.tmp"]}],
+            "exclude": ["__pycache__"],
+        }));
+        req.config_dir = dir.clone();
+        let c = Files.contribute(&req, &Host::detached()).unwrap();
+        assert_eq!(c.entries[0].dest, "data");
+        assert_eq!(c.entries[1].dest, "share/models/x.bin");
+        match &c.entries[1].kind {
+            EntryKind::Path { source, exclude } => {
+                assert_eq!(source, &dir.join("x.bin"));
+                assert_eq!(
+                    exclude,
+                    &vec!["__pycache__".to_string(), "*.tmp".to_string()]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn missing_path_is_an_error() {
+        let req = request(serde_json::json!({"paths": ["does-not-exist-airgap"]}));
+        let err = Files.contribute(&req, &Host::detached()).unwrap_err();
+        assert!(err.message.contains("does not exist"), "{}", err.message);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let req = request(serde_json::json!({"path": ["x"]}));
+        assert!(Files.contribute(&req, &Host::detached()).is_err());
+    }
+}

@@ -1,0 +1,179 @@
+//! Every way the archive engine can fail. Each message names the file or entry at fault, so
+//! that the CLI can print it as is and add the `help:` line from [`ArchiveError::help`].
+
+use std::io;
+use std::path::PathBuf;
+
+/// An error of the archive engine.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// Reading or writing a file failed.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        /// What was being done (`reading`, `creating`).
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A symbolic link points nowhere.
+    #[error("dangling symbolic link {} -> {}", path.display(), target.display())]
+    DanglingLink {
+        /// The link on the build machine.
+        path: PathBuf,
+        /// What it points to.
+        target: PathBuf,
+    },
+    /// Following a symbolic link comes back to itself.
+    #[error("symbolic link loop at {}", path.display())]
+    LinkLoop {
+        /// The link on the build machine.
+        path: PathBuf,
+    },
+    /// Two entries claim one bundle path with different contents.
+    #[error(
+        "{path} is claimed by plugin `{first}` and by plugin `{second}` with different contents"
+    )]
+    Conflict {
+        /// The bundle path.
+        path: String,
+        /// The plugin that claimed it first.
+        first: String,
+        /// The plugin that claimed it again.
+        second: String,
+    },
+    /// A plugin gave a destination path that is not allowed.
+    #[error("plugin `{plugin}` gave an invalid bundle path {path:?}: {reason}")]
+    InvalidDest {
+        /// The plugin.
+        plugin: String,
+        /// The path as given.
+        path: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// An exclude pattern does not parse.
+    #[error("plugin `{plugin}` gave an invalid exclude pattern {pattern:?}: {reason}")]
+    InvalidGlob {
+        /// The plugin.
+        plugin: String,
+        /// The pattern.
+        pattern: String,
+        /// Why it does not parse.
+        reason: String,
+    },
+    /// A file changed between hashing and writing.
+    #[error("{} changed while the bundle was being written ({what})", path.display())]
+    Changed {
+        /// The file on the build machine.
+        path: PathBuf,
+        /// What differs.
+        what: String,
+    },
+    /// The bundle is not an airgap bundle or is damaged.
+    #[error("{}: {reason}", bundle.display())]
+    Corrupt {
+        /// The bundle.
+        bundle: PathBuf,
+        /// What is wrong, naming the entry.
+        reason: String,
+    },
+    /// An entry of the bundle is refused as unsafe.
+    #[error("{}: refused entry {entry}: {reason}", bundle.display())]
+    Unsafe {
+        /// The bundle.
+        bundle: PathBuf,
+        /// The entry path as stored.
+        entry: String,
+        /// Why.
+        reason: String,
+    },
+    /// The bundle does not match its manifest.
+    #[error("{}: {} mismatch(es) with the manifest, first: {}", bundle.display(), problems.len(), problems.first().map(String::as_str).unwrap_or("?"))]
+    Mismatch {
+        /// The bundle.
+        bundle: PathBuf,
+        /// Every problem found, one line each.
+        problems: Vec<String>,
+    },
+    /// The manifest does not parse or has an unknown format.
+    #[error("manifest of {}: {reason}", bundle.display())]
+    Manifest {
+        /// The bundle.
+        bundle: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The destination cannot be used.
+    #[error("destination {}: {reason}", path.display())]
+    Dest {
+        /// The destination.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A binary file cannot take the new prefix.
+    #[error("the new prefix {new:?} is {} bytes, longer than the {max} bytes binary file {file} can hold", new.len())]
+    PrefixTooLong {
+        /// The file inside the bundle.
+        file: String,
+        /// The prefix that does not fit.
+        new: String,
+        /// The longest prefix that fits.
+        max: usize,
+    },
+    /// An install step needs something that was not given, or failed.
+    #[error("install step {index} ({description}): {reason}")]
+    Step {
+        /// 1-based index of the step.
+        index: usize,
+        /// The step's description.
+        description: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The work was cancelled (Ctrl-C).
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl ArchiveError {
+    /// Advice for the user, printed as a `help:` line.
+    pub fn help(&self) -> Option<String> {
+        match self {
+            ArchiveError::DanglingLink { .. } | ArchiveError::LinkLoop { .. } => Some(
+                "fix or remove the link, exclude it, or pass --drop-dangling to leave such links out with a warning".into(),
+            ),
+            ArchiveError::Conflict { .. } => Some(
+                "only one plugin may put a file at a path; the later one can mark its entry `replace` if that is deliberate".into(),
+            ),
+            ArchiveError::Changed { .. } => {
+                Some("stop whatever writes to the environment while bundling, then retry".into())
+            }
+            ArchiveError::Corrupt { .. } | ArchiveError::Mismatch { .. } => Some(
+                "the bundle was damaged or altered after it was written: copy it again and compare with its .sha256".into(),
+            ),
+            ArchiveError::Unsafe { .. } => Some(
+                "this bundle was not written by airgap or was tampered with; nothing was installed".into(),
+            ),
+            ArchiveError::PrefixTooLong { max, .. } => Some(format!(
+                "choose a destination whose path makes the prefix at most {max} bytes long"
+            )),
+            ArchiveError::Dest { .. } => {
+                Some("give a destination that does not exist yet (or is an empty directory)".into())
+            }
+            _ => None,
+        }
+    }
+
+    /// An I/O error on `path`.
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        ArchiveError::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,821 @@
+//! Reading a bundle back: decompression in its own thread, and the one checker that both
+//! `verify` and `unpack` use, so that what verify accepts is exactly what unpack installs.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::{self, File};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::thread;
+
+use crossbeam_channel::{bounded, Receiver};
+use filetime::FileTime;
+use sha2::{Digest, Sha256};
+
+use crate::error::ArchiveError;
+use crate::manifest::{read_first_entry, FileRecord, FileType, Manifest, MANIFEST_PATH};
+use crate::progress::{Progress, Unit};
+use crate::tarfmt::{EntryType, TarEntry, TarReader};
+
+/// Longest path we accept inside a bundle.
+pub const MAX_PATH: usize = 4096;
+/// Deepest nesting we accept inside a bundle.
+pub const MAX_DEPTH: usize = 256;
+const CHUNK: usize = 256 * 1024;
+
+/// The decompressed tar stream of a bundle, produced by a thread so that decompression and
+/// checking run on two cores.
+pub struct Stream {
+    rx: Receiver<io::Result<Vec<u8>>>,
+    current: Vec<u8>,
+    pos: usize,
+    handle: Option<thread::JoinHandle<io::Result<()>>>,
+    done: bool,
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.current.len() {
+            if self.done {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.current = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => {
+                    self.done = true;
+                    return Err(e);
+                }
+                Err(_) => {
+                    self.done = true;
+                    return Ok(0);
+                }
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.pos);
+        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl Stream {
+    /// Read to the end, checking the compression trailers.
+    pub fn finish(mut self) -> io::Result<()> {
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let n = self.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            if buf[..n].iter().any(|&b| b != 0) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "data after the end of the archive",
+                ));
+            }
+        }
+        match self.handle.take() {
+            Some(h) => h
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the decompression thread panicked"))),
+            None => Err(io::Error::other("already finished")),
+        }
+    }
+}
+
+/// Open a bundle (gzip, zstd or plain tar, recognised by their magic bytes).
+pub fn open_archive(bundle: &Path) -> Result<Stream, ArchiveError> {
+    let mut file = File::open(bundle).map_err(|e| ArchiveError::io("opening", bundle, e))?;
+    let mut magic = [0u8; 4];
+    let n = crate::plan::read_full(&mut file, &mut magic)
+        .map_err(|e| ArchiveError::io("reading", bundle, e))?;
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| ArchiveError::io("reading", bundle, e))?;
+    enum Kind {
+        Gzip,
+        Zstd,
+        Plain,
+    }
+    let kind = match &magic[..n] {
+        [0x1f, 0x8b, ..] => Kind::Gzip,
+        [0x28, 0xb5, 0x2f, 0xfd] => Kind::Zstd,
+        _ => Kind::Plain,
+    };
+    if let Kind::Zstd = kind {
+        if !cfg!(feature = "zstd") {
+            return Err(ArchiveError::Corrupt {
+                bundle: bundle.into(),
+                reason:
+                    "zstd-compressed, and this build has no zstd support (use the airgap command)"
+                        .into(),
+            });
+        }
+    }
+    let (tx, rx) = bounded::<io::Result<Vec<u8>>>(8);
+    let handle = thread::spawn(move || -> io::Result<()> {
+        let buffered = BufReader::with_capacity(CHUNK, file);
+        let mut reader: Box<dyn Read> = match kind {
+            Kind::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
+            #[cfg(feature = "zstd")]
+            Kind::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buffered)?),
+            #[cfg(not(feature = "zstd"))]
+            Kind::Zstd => return Err(io::Error::other("no zstd support")),
+            Kind::Plain => Box::new(buffered),
+        };
+        loop {
+            let mut chunk = vec![0u8; CHUNK];
+            let n = match crate::plan::read_full(&mut reader, &mut chunk) {
+                Ok(n) => n,
+                Err(e) => {
+                    let msg = e.to_string();
+                    let _ = tx.send(Err(io::Error::new(e.kind(), msg.clone())));
+                    return Err(io::Error::new(e.kind(), msg));
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            chunk.truncate(n);
+            if tx.send(Ok(chunk)).is_err() {
+                return Err(io::Error::other("reader stopped"));
+            }
+        }
+        Ok(())
+    });
+    Ok(Stream {
+        rx,
+        current: Vec::new(),
+        pos: 0,
+        handle: Some(handle),
+        done: false,
+    })
+}
+
+/// What the checker does with each entry.
+pub(crate) enum Target<'a> {
+    /// Check only.
+    Verify,
+    /// Also create everything under this (new, empty) directory.
+    Extract(&'a Path),
+}
+
+/// What a checked bundle holds.
+#[derive(Debug, Clone)]
+pub struct VerifyReport {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// Entries checked (files, links, directories).
+    pub entries: u64,
+    /// Bytes of file content hashed.
+    pub bytes: u64,
+    /// `Some(true)` when `BUNDLE.sha256` exists and matches, `Some(false)` when it does not
+    /// match, `None` when there is none.
+    pub detached_sha256: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    File,
+    Dir,
+    Symlink,
+}
+
+/// Is `rel` (a path below the top folder) a plain relative path?
+pub(crate) fn check_rel(rel: &[u8]) -> Result<(), String> {
+    if rel.len() > MAX_PATH {
+        return Err(format!("path longer than {MAX_PATH} bytes"));
+    }
+    if rel.starts_with(b"/") {
+        return Err("absolute path".into());
+    }
+    let mut depth = 0;
+    for c in rel.split(|&b| b == b'/') {
+        match c {
+            b"" => return Err("empty path component".into()),
+            b"." => return Err("`.` component".into()),
+            b".." => return Err("`..` component".into()),
+            _ => depth += 1,
+        }
+    }
+    if depth > MAX_DEPTH {
+        return Err(format!("nested deeper than {MAX_DEPTH} levels"));
+    }
+    Ok(())
+}
+
+fn parent_of(rel: &[u8]) -> Option<&[u8]> {
+    rel.iter().rposition(|&b| b == b'/').map(|n| &rel[..n])
+}
+
+/// See [`resolves_inside`].
+pub(crate) fn resolves_inside_pub(path: &[u8], links: &HashMap<Vec<u8>, Vec<u8>>) -> bool {
+    resolves_inside(path, links)
+}
+
+/// Resolve `path` inside the bundle, following the bundle's own symlinks as the kernel
+/// would; `false` if it ever climbs above the top folder.
+fn resolves_inside(path: &[u8], links: &HashMap<Vec<u8>, Vec<u8>>) -> bool {
+    fn walk(
+        stack: &mut Vec<Vec<u8>>,
+        rel: &[u8],
+        links: &HashMap<Vec<u8>, Vec<u8>>,
+        budget: &mut u32,
+    ) -> bool {
+        for c in rel.split(|&b| b == b'/') {
+            match c {
+                b"" | b"." => {}
+                b".." => {
+                    if stack.pop().is_none() {
+                        return false;
+                    }
+                }
+                c => {
+                    stack.push(c.to_vec());
+                    let joined = stack.join(&b'/');
+                    if let Some(target) = links.get(&joined) {
+                        if *budget == 0 {
+                            return true; // a loop: harmless for escaping, the kernel gives ELOOP
+                        }
+                        *budget -= 1;
+                        stack.pop();
+                        if target.starts_with(b"/") || !walk(stack, target, links, budget) {
+                            return false;
+                        }
+                    }
+                }
+            }
+        }
+        true
+    }
+    let mut budget = 40;
+    let mut stack = Vec::new();
+    walk(&mut stack, path, links, &mut budget)
+}
+
+/// The checker: the manifest says what must be there; every entry must match it exactly.
+pub(crate) struct Checker<'a> {
+    bundle: PathBuf,
+    top: Vec<u8>,
+    records: HashMap<Vec<u8>, &'a FileRecord>,
+    seen: HashMap<Vec<u8>, Seen>,
+    links: HashMap<Vec<u8>, Vec<u8>>,
+    dirs: Vec<(Vec<u8>, u32, u64)>,
+    problems: Vec<String>,
+    /// Stop at the first mismatch (unpack) rather than collecting them all (verify).
+    fail_fast: bool,
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+impl<'a> Checker<'a> {
+    pub(crate) fn new(
+        bundle: &Path,
+        top: Vec<u8>,
+        manifest: &'a Manifest,
+        fail_fast: bool,
+    ) -> Result<Self, ArchiveError> {
+        let mut records = HashMap::with_capacity(manifest.files.len());
+        for r in &manifest.files {
+            let p = r.path_bytes();
+            check_rel(&p).map_err(|reason| ArchiveError::Unsafe {
+                bundle: bundle.into(),
+                entry: r.path.clone(),
+                reason: format!("the manifest lists an unsafe path ({reason})"),
+            })?;
+            if records.insert(p, r).is_some() {
+                return Err(ArchiveError::Unsafe {
+                    bundle: bundle.into(),
+                    entry: r.path.clone(),
+                    reason: "the manifest lists this path twice".into(),
+                });
+            }
+        }
+        Ok(Checker {
+            bundle: bundle.into(),
+            top,
+            records,
+            seen: HashMap::new(),
+            links: HashMap::new(),
+            dirs: Vec::new(),
+            problems: Vec::new(),
+            fail_fast,
+            entries: 0,
+            bytes: 0,
+        })
+    }
+
+    fn unsafe_entry(&self, path: &[u8], reason: impl Into<String>) -> ArchiveError {
+        ArchiveError::Unsafe {
+            bundle: self.bundle.clone(),
+            entry: String::from_utf8_lossy(path).into_owned(),
+            reason: reason.into(),
+        }
+    }
+
+    fn problem(&mut self, text: String) -> Result<(), ArchiveError> {
+        self.problems.push(text);
+        if self.fail_fast {
+            return Err(ArchiveError::Mismatch {
+                bundle: self.bundle.clone(),
+                problems: std::mem::take(&mut self.problems),
+            });
+        }
+        Ok(())
+    }
+
+    /// Check one entry and, when extracting, create it. `tar` is positioned at its data.
+    pub(crate) fn entry<R: Read>(
+        &mut self,
+        e: &TarEntry,
+        tar: &mut TarReader<R>,
+        target: &Target<'_>,
+        progress: &dyn Progress,
+    ) -> Result<(), ArchiveError> {
+        self.entries += 1;
+        // Where is it?
+        let rel: Vec<u8> = if e.path == self.top {
+            Vec::new()
+        } else {
+            match e
+                .path
+                .strip_prefix(self.top.as_slice())
+                .and_then(|r| r.strip_prefix(b"/"))
+            {
+                Some(r) => r.to_vec(),
+                None => return Err(self.unsafe_entry(&e.path, "outside the bundle's top folder")),
+            }
+        };
+        if !rel.is_empty() {
+            check_rel(&rel).map_err(|r| self.unsafe_entry(&e.path, r))?;
+        }
+        if rel == MANIFEST_PATH.as_bytes() {
+            return Err(self.unsafe_entry(&e.path, "duplicate entry (a second manifest)"));
+        }
+        if let EntryType::Other(t) = e.kind {
+            let what = match t {
+                b'3' => "a character device".to_string(),
+                b'4' => "a block device".to_string(),
+                b'6' => "a fifo".to_string(),
+                b'x' | b'g' => "a PAX header (airgap never writes one)".to_string(),
+                other => format!("an entry of unsupported type {:?}", other as char),
+            };
+            return Err(self.unsafe_entry(&e.path, what));
+        }
+        if e.mode & 0o6000 != 0 {
+            return Err(self.unsafe_entry(&e.path, "setuid or setgid bit"));
+        }
+        let mode = (e.mode & 0o7777) as u32;
+        if self.seen.contains_key(&rel) {
+            return Err(self.unsafe_entry(&e.path, "duplicate entry"));
+        }
+        if rel.is_empty() {
+            if e.kind != EntryType::Dir {
+                return Err(self.unsafe_entry(&e.path, "the top folder is not a directory"));
+            }
+            self.seen.insert(rel, Seen::Dir);
+            return Ok(());
+        }
+        match parent_of(&rel) {
+            None => {
+                if !self.seen.contains_key(b"".as_slice()) {
+                    return Err(self.unsafe_entry(&e.path, "comes before its top folder"));
+                }
+            }
+            Some(p) => match self.seen.get(p) {
+                Some(Seen::Dir) => {}
+                Some(_) => {
+                    return Err(self.unsafe_entry(
+                        &e.path,
+                        "its parent is a link or a file (writing through a link is refused)",
+                    ))
+                }
+                None => return Err(self.unsafe_entry(&e.path, "comes before its parent directory")),
+            },
+        }
+        let shown = String::from_utf8_lossy(&rel).into_owned();
+        let record = self.records.get(&rel).copied();
+        let Some(record) = record else {
+            // Not in the manifest: unpack refuses it outright, verify reports it.
+            if self.fail_fast {
+                return Err(self.unsafe_entry(&e.path, "not listed in the manifest"));
+            }
+            self.problem(format!(
+                "extra: {shown} is in the archive but not in the manifest"
+            ))?;
+            self.seen.insert(
+                rel.clone(),
+                match e.kind {
+                    EntryType::Dir => Seen::Dir,
+                    EntryType::Symlink => Seen::Symlink,
+                    _ => Seen::File,
+                },
+            );
+            return Ok(());
+        };
+        let dest = match target {
+            Target::Extract(root) => Some(root.join(OsStr::from_bytes(&rel))),
+            Target::Verify => None,
+        };
+        match e.kind {
+            EntryType::Dir => {
+                if record.kind != FileType::Dir {
+                    self.problem(format!(
+                        "changed: {shown} is a directory in the archive, a {:?} in the manifest",
+                        record.kind
+                    ))?;
+                }
+                if record.mode != mode {
+                    self.problem(format!(
+                        "mode: {shown} is {mode:o} in the archive, {:o} in the manifest",
+                        record.mode
+                    ))?;
+                }
+                if let Some(dest) = &dest {
+                    fs::create_dir(dest).map_err(|err| ArchiveError::io("creating", dest, err))?;
+                    fs::set_permissions(dest, fs::Permissions::from_mode(0o700))
+                        .map_err(|err| ArchiveError::io("creating", dest, err))?;
+                }
+                self.dirs.push((rel.clone(), mode & 0o1777, e.mtime));
+                self.seen.insert(rel, Seen::Dir);
+            }
+            EntryType::Symlink => {
+                if e.link.is_empty()
+                    || e.link.starts_with(b"/")
+                    || !crate::plan::link_stays_inside(parent_of(&rel).unwrap_or(b""), &e.link)
+                {
+                    return Err(self.unsafe_entry(
+                        &e.path,
+                        format!(
+                            "symbolic link to {:?} points outside the bundle",
+                            String::from_utf8_lossy(&e.link)
+                        ),
+                    ));
+                }
+                if record.kind != FileType::Symlink
+                    || record.target_bytes().as_deref() != Some(e.link.as_slice())
+                {
+                    self.problem(format!("changed: {shown} is a link to {:?} in the archive, not what the manifest says", String::from_utf8_lossy(&e.link)))?;
+                }
+                if let Some(dest) = &dest {
+                    std::os::unix::fs::symlink(OsStr::from_bytes(&e.link), dest)
+                        .map_err(|err| ArchiveError::io("creating", dest, err))?;
+                    let t = FileTime::from_unix_time(e.mtime as i64, 0);
+                    let _ = filetime::set_symlink_file_times(dest, t, t);
+                }
+                self.links.insert(rel.clone(), e.link.clone());
+                self.seen.insert(rel, Seen::Symlink);
+            }
+            EntryType::HardLink => {
+                let first = e
+                    .link
+                    .strip_prefix(self.top.as_slice())
+                    .and_then(|r| r.strip_prefix(b"/"))
+                    .map(|r| r.to_vec());
+                let Some(first) = first else {
+                    return Err(self.unsafe_entry(
+                        &e.path,
+                        format!(
+                            "hard link to {:?} outside the bundle",
+                            String::from_utf8_lossy(&e.link)
+                        ),
+                    ));
+                };
+                if check_rel(&first).is_err() || self.seen.get(&first) != Some(&Seen::File) {
+                    return Err(self.unsafe_entry(
+                        &e.path,
+                        format!(
+                            "hard link to {:?}, which is not a file extracted before it",
+                            String::from_utf8_lossy(&e.link)
+                        ),
+                    ));
+                }
+                let first_record = self.records.get(&first).copied();
+                let same = first_record.is_some_and(|f| {
+                    f.sha256 == record.sha256 && f.size == record.size && f.mode == record.mode
+                });
+                if record.kind != FileType::File || !same {
+                    self.problem(format!("changed: {shown} is a hard link to content the manifest does not list for it"))?;
+                }
+                if let Some(dest) = &dest {
+                    if let Target::Extract(root) = target {
+                        let src = root.join(OsStr::from_bytes(&first));
+                        fs::hard_link(&src, dest)
+                            .map_err(|err| ArchiveError::io("creating", dest, err))?;
+                    }
+                }
+                self.seen.insert(rel, Seen::File);
+            }
+            EntryType::File | EntryType::Sparse => {
+                if record.kind != FileType::File {
+                    self.problem(format!(
+                        "changed: {shown} is a file in the archive, a {:?} in the manifest",
+                        record.kind
+                    ))?;
+                }
+                if record.size != e.real_size {
+                    // Refuse before reading: a hostile size must not make us write anything.
+                    self.problem(format!(
+                        "size: {shown} is {} bytes in the archive, {} in the manifest",
+                        e.real_size, record.size
+                    ))?;
+                }
+                if record.mode != mode {
+                    self.problem(format!(
+                        "mode: {shown} is {mode:o} in the archive, {:o} in the manifest",
+                        record.mode
+                    ))?;
+                }
+                let mut out = match &dest {
+                    Some(dest) => Some(
+                        fs::OpenOptions::new()
+                            .write(true)
+                            .create_new(true)
+                            .mode(0o600)
+                            .custom_flags(libc::O_NOFOLLOW)
+                            .open(dest)
+                            .map_err(|err| ArchiveError::io("creating", dest, err))?,
+                    ),
+                    None => None,
+                };
+                let digest =
+                    copy_data(e, tar, out.as_mut(), dest.as_deref(), progress).map_err(|err| {
+                        match err {
+                            CopyError::Read(err) => ArchiveError::Corrupt {
+                                bundle: self.bundle.clone(),
+                                reason: format!("reading {shown}: {err}"),
+                            },
+                            CopyError::Write(err) => {
+                                ArchiveError::io("writing", dest.clone().unwrap_or_default(), err)
+                            }
+                        }
+                    })?;
+                self.bytes += e.real_size;
+                if record.sha256.as_deref() != Some(digest.as_str()) {
+                    self.problem(format!(
+                        "hash: {shown} has sha256 {digest}, the manifest says {}",
+                        record.sha256.as_deref().unwrap_or("none")
+                    ))?;
+                }
+                if let (Some(f), Some(dest)) = (out.as_ref(), &dest) {
+                    f.set_permissions(fs::Permissions::from_mode(mode & 0o777))
+                        .map_err(|err| ArchiveError::io("writing", dest, err))?;
+                    let t = FileTime::from_unix_time(e.mtime as i64, 0);
+                    filetime::set_file_handle_times(f, Some(t), Some(t))
+                        .map_err(|err| ArchiveError::io("writing", dest, err))?;
+                }
+                self.seen.insert(rel, Seen::File);
+            }
+            EntryType::Other(_) => unreachable!("refused above"),
+        }
+        Ok(())
+    }
+
+    /// After the last entry: nothing missing, no link escaping through other links; then the
+    /// directories get their modes and times.
+    pub(crate) fn finish(mut self, target: &Target<'_>) -> Result<(u64, u64), ArchiveError> {
+        let mut missing: Vec<&FileRecord> = self
+            .records
+            .iter()
+            .filter(|(p, _)| !self.seen.contains_key(p.as_slice()))
+            .map(|(_, r)| *r)
+            .collect();
+        missing.sort_by(|a, b| a.path.cmp(&b.path));
+        for r in missing {
+            let text = format!(
+                "missing: {} is in the manifest but not in the archive",
+                r.path
+            );
+            self.problem(text)?;
+        }
+        for (path, _) in self.links.iter() {
+            if !resolves_inside(path, &self.links) {
+                return Err(
+                    self.unsafe_entry(path, "symbolic link leaves the bundle through other links")
+                );
+            }
+        }
+        if !self.problems.is_empty() {
+            return Err(ArchiveError::Mismatch {
+                bundle: self.bundle.clone(),
+                problems: self.problems,
+            });
+        }
+        if let Target::Extract(root) = target {
+            for (rel, mode, mtime) in self.dirs.iter().rev() {
+                let dest = root.join(OsStr::from_bytes(rel));
+                fs::set_permissions(&dest, fs::Permissions::from_mode(*mode))
+                    .map_err(|err| ArchiveError::io("writing", &dest, err))?;
+                let t = FileTime::from_unix_time(*mtime as i64, 0);
+                let _ = filetime::set_file_times(&dest, t, t);
+            }
+        }
+        Ok((self.entries, self.bytes))
+    }
+}
+
+enum CopyError {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+/// Stream an entry's data through sha256 (and into `out`), expanding sparse holes.
+fn copy_data<R: Read>(
+    e: &TarEntry,
+    tar: &mut TarReader<R>,
+    mut out: Option<&mut File>,
+    _dest: Option<&Path>,
+    progress: &dyn Progress,
+) -> Result<String, CopyError> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    let zeros = vec![0u8; CHUNK];
+    let whole = [(0u64, e.size)];
+    let segments: &[(u64, u64)] = if e.kind == EntryType::Sparse {
+        &e.sparse
+    } else {
+        &whole
+    };
+    let mut pos = 0u64;
+    for &(off, len) in segments {
+        while pos < off {
+            let n = (off - pos).min(CHUNK as u64) as usize;
+            hasher.update(&zeros[..n]);
+            pos += n as u64;
+        }
+        if let Some(f) = out.as_mut() {
+            if e.kind == EntryType::Sparse {
+                f.seek(SeekFrom::Start(off)).map_err(CopyError::Write)?;
+            }
+        }
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(CHUNK as u64) as usize;
+            let mut got = 0;
+            while got < n {
+                let k = tar.read_data(&mut buf[got..n]).map_err(CopyError::Read)?;
+                got += k;
+            }
+            hasher.update(&buf[..n]);
+            if let Some(f) = out.as_mut() {
+                f.write_all(&buf[..n]).map_err(CopyError::Write)?;
+            }
+            left -= n as u64;
+            pos += n as u64;
+            progress.advance(n as u64);
+        }
+    }
+    while pos < e.real_size {
+        let n = (e.real_size - pos).min(CHUNK as u64) as usize;
+        hasher.update(&zeros[..n]);
+        pos += n as u64;
+    }
+    if let Some(f) = out.as_mut() {
+        if e.kind == EntryType::Sparse {
+            f.set_len(e.real_size).map_err(CopyError::Write)?;
+        }
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Read a whole bundle through the checker. Returns the manifest and the counts.
+pub(crate) fn check_bundle(
+    bundle: &Path,
+    target: &Target<'_>,
+    fail_fast: bool,
+    progress: &dyn Progress,
+    on_manifest: &mut dyn FnMut(&Manifest) -> Result<(), ArchiveError>,
+) -> Result<(Manifest, u64, u64), ArchiveError> {
+    let corrupt = |reason: String| ArchiveError::Corrupt {
+        bundle: bundle.into(),
+        reason,
+    };
+    let stream = open_archive(bundle)?;
+    let mut tar = TarReader::new(stream);
+    let (top, text) = read_first_entry(bundle, &mut tar)?;
+    let manifest = Manifest::from_toml(&text).map_err(|reason| ArchiveError::Manifest {
+        bundle: bundle.into(),
+        reason,
+    })?;
+    if manifest.bundle_name.as_bytes() != top.as_slice() {
+        return Err(corrupt(format!(
+            "the manifest names the bundle {:?} but the top folder is {:?}",
+            manifest.bundle_name,
+            String::from_utf8_lossy(&top)
+        )));
+    }
+    on_manifest(&manifest)?;
+    progress.begin("verifying", manifest.total_size(), Unit::Bytes);
+    let result = (|| {
+        let mut checker = Checker::new(bundle, top, &manifest, fail_fast)?;
+        loop {
+            if progress.is_cancelled() {
+                return Err(ArchiveError::Cancelled);
+            }
+            let entry = tar.next_entry().map_err(|e| corrupt(e.to_string()))?;
+            let Some(entry) = entry else { break };
+            checker.entry(&entry, &mut tar, target, progress)?;
+        }
+        let stream = std::mem::replace(tar.get_mut(), empty_stream());
+        stream.finish().map_err(|e| corrupt(e.to_string()))?;
+        checker.finish(target)
+    })();
+    progress.end();
+    let (entries, bytes) = result?;
+    Ok((manifest, entries, bytes))
+}
+
+fn empty_stream() -> Stream {
+    let (_tx, rx) = bounded(1);
+    Stream {
+        rx,
+        current: Vec::new(),
+        pos: 0,
+        handle: None,
+        done: true,
+    }
+}
+
+/// sha256 of a file, hex.
+pub fn sha256_file(path: &Path) -> Result<String, ArchiveError> {
+    let mut f = File::open(path).map_err(|e| ArchiveError::io("reading", path, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| ArchiveError::io("reading", path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// The detached checksum file of a bundle, if there is one: `BUNDLE.sha256`.
+pub fn detached_sha256_path(bundle: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.sha256", bundle.display()))
+}
+
+/// Check every entry of a bundle against its manifest (and the detached `.sha256` when
+/// present). Any difference is an [`ArchiveError::Mismatch`] listing all of them.
+pub fn verify_bundle(bundle: &Path, progress: &dyn Progress) -> Result<VerifyReport, ArchiveError> {
+    let mut problems = Vec::new();
+    let detached = detached_sha256_path(bundle);
+    let detached_sha256 = match fs::read_to_string(&detached) {
+        Ok(text) => {
+            let expected = text
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            let actual = sha256_file(bundle)?;
+            if expected != actual {
+                problems.push(format!(
+                    "checksum: the archive's sha256 is {actual}, {} says {expected}",
+                    detached.display()
+                ));
+                Some(false)
+            } else {
+                Some(true)
+            }
+        }
+        Err(_) => None,
+    };
+    match check_bundle(bundle, &Target::Verify, false, progress, &mut |_| Ok(())) {
+        Ok((manifest, entries, bytes)) => {
+            if !problems.is_empty() {
+                return Err(ArchiveError::Mismatch {
+                    bundle: bundle.into(),
+                    problems,
+                });
+            }
+            Ok(VerifyReport {
+                manifest,
+                entries,
+                bytes,
+                detached_sha256,
+            })
+        }
+        Err(ArchiveError::Mismatch {
+            bundle,
+            problems: more,
+        }) => {
+            problems.extend(more);
+            Err(ArchiveError::Mismatch { bundle, problems })
+        }
+        Err(e) if !problems.is_empty() => {
+            problems.push(e.to_string());
+            Err(ArchiveError::Mismatch {
+                bundle: bundle.into(),
+                problems,
+            })
+        }
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,630 @@
+//! Installing a bundle: verify while extracting into a staging directory beside DEST, rewrite
+//! prefixes for the final path, rename into place, run the install steps there, and remove
+//! everything again if any of it fails. DEST is either complete or absent.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use airgap_plugin_api::{InstallStep, PrefixMode};
+use filetime::FileTime;
+use sha2::{Digest, Sha256};
+
+use crate::error::ArchiveError;
+use crate::manifest::{FileType, Manifest, MANIFEST_PATH};
+use crate::progress::{Level, Progress, Unit};
+use crate::read::{check_bundle, check_rel, Target};
+use crate::relocate::{groups, prefix_for, rewrite_all, write_state, PrefixRecord, PrefixState};
+
+/// How to install.
+#[derive(Debug, Clone, Default)]
+pub struct UnpackOptions {
+    /// The target's own Python, for steps that use `{python}`.
+    pub python: Option<PathBuf>,
+}
+
+/// What was installed.
+#[derive(Debug, Clone)]
+pub struct UnpackReport {
+    /// The destination (absolute).
+    pub dest: PathBuf,
+    /// Entries installed.
+    pub entries: u64,
+    /// Bytes of file content.
+    pub bytes: u64,
+    /// Install steps run.
+    pub steps: usize,
+}
+
+/// A staging directory that is removed unless it was renamed into place.
+struct Staging {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.keep {
+            make_writable(&self.path);
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Directories may have been made read-only by their modes: open them up so removal works.
+fn make_writable(root: &Path) {
+    for entry in walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .into_iter()
+        .flatten()
+    {
+        if entry.file_type().is_dir() {
+            let _ = fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o700));
+        }
+    }
+}
+
+fn check_dest(dest: &Path) -> Result<(PathBuf, bool), ArchiveError> {
+    let abs = std::path::absolute(dest).map_err(|e| ArchiveError::io("resolving", dest, e))?;
+    let bad = |reason: String| ArchiveError::Dest {
+        path: abs.clone(),
+        reason,
+    };
+    let existed = match fs::symlink_metadata(&abs) {
+        Ok(m) if m.is_dir() => {
+            let mut it = fs::read_dir(&abs).map_err(|e| bad(e.to_string()))?;
+            if it.next().is_some() {
+                return Err(bad("exists and is not empty".into()));
+            }
+            true
+        }
+        Ok(_) => return Err(bad("exists and is not a directory".into())),
+        Err(_) => false,
+    };
+    let parent = abs
+        .parent()
+        .ok_or_else(|| bad("has no parent directory".into()))?;
+    if !parent.is_dir() {
+        return Err(bad(format!(
+            "its parent {} does not exist",
+            parent.display()
+        )));
+    }
+    Ok((abs, existed))
+}
+
+fn new_staging(dest: &Path) -> Result<Staging, ArchiveError> {
+    let parent = dest.parent().unwrap_or(Path::new("/"));
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let path = parent.join(format!(".{name}.airgap-staging-{}", std::process::id()));
+    if fs::symlink_metadata(&path).is_ok() {
+        make_writable(&path);
+        let _ = fs::remove_dir_all(&path);
+    }
+    fs::create_dir(&path).map_err(|e| ArchiveError::io("creating", &path, e))?;
+    Ok(Staging { path, keep: false })
+}
+
+fn uses_python(step: &InstallStep) -> bool {
+    match step {
+        InstallStep::Run {
+            program, args, env, ..
+        } => {
+            program.contains("{python}")
+                || args.iter().any(|a| a.contains("{python}"))
+                || env.values().any(|v| v.contains("{python}"))
+        }
+        InstallStep::RewritePrefix { .. } => false,
+    }
+}
+
+fn description(step: &InstallStep) -> String {
+    match step {
+        InstallStep::Run { description, .. } => description.clone(),
+        InstallStep::RewritePrefix { root, .. } => format!("rewrite prefix of {root}"),
+    }
+}
+
+/// Everything that can be checked from the manifest alone, before a byte is written.
+fn preflight(
+    manifest: &Manifest,
+    dest: &Path,
+    options: &UnpackOptions,
+) -> Result<(), ArchiveError> {
+    let known: HashMap<Vec<u8>, FileType> = manifest
+        .files
+        .iter()
+        .map(|f| (f.path_bytes(), f.kind))
+        .collect();
+    for (i, rec) in manifest.install_steps.iter().enumerate() {
+        let step_err = |reason: String| ArchiveError::Step {
+            index: i + 1,
+            description: description(&rec.step),
+            reason,
+        };
+        if uses_python(&rec.step) && options.python.is_none() {
+            return Err(step_err(
+                "it needs the target's Python: pass --python PATH".into(),
+            ));
+        }
+        match &rec.step {
+            InstallStep::RewritePrefix {
+                old_prefix,
+                root,
+                files,
+            } => {
+                let root_clean = root.trim_matches('/');
+                if !root_clean.is_empty() && root_clean != "." {
+                    check_rel(root_clean.as_bytes()).map_err(|r| {
+                        step_err(format!("root {root:?} is not inside the bundle ({r})"))
+                    })?;
+                }
+                if old_prefix.is_empty() {
+                    return Err(step_err("empty prefix".into()));
+                }
+                let new = prefix_for(dest, root);
+                for f in files {
+                    check_rel(f.path.as_bytes()).map_err(|r| {
+                        step_err(format!("file {:?} is not inside the bundle ({r})", f.path))
+                    })?;
+                    if known.get(f.path.as_bytes()) != Some(&FileType::File) {
+                        return Err(step_err(format!(
+                            "file {:?} is not a file of the bundle",
+                            f.path
+                        )));
+                    }
+                    if f.mode == PrefixMode::Binary && new.len() > old_prefix.len() {
+                        return Err(ArchiveError::PrefixTooLong {
+                            file: f.path.clone(),
+                            new,
+                            max: old_prefix.len(),
+                        });
+                    }
+                }
+            }
+            InstallStep::Run { program, .. } => {
+                if program.contains('/') && !program.starts_with('/') && !program.starts_with('{') {
+                    check_rel(program.trim_start_matches("./").as_bytes()).map_err(|r| {
+                        step_err(format!(
+                            "program {program:?} is not inside the bundle ({r})"
+                        ))
+                    })?;
+                }
+                if program.starts_with('/') {
+                    return Err(step_err(format!("program {program:?} is an absolute path on the target; use a bare name or a path inside the bundle")));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Install a bundle archive into `dest` (which must not exist, or be an empty directory).
+pub fn unpack(
+    bundle: &Path,
+    dest: &Path,
+    options: &UnpackOptions,
+    progress: &dyn Progress,
+) -> Result<UnpackReport, ArchiveError> {
+    let (dest, existed) = check_dest(dest)?;
+    // Refuse what the manifest alone shows to be impossible before creating anything.
+    let manifest = crate::manifest::read_manifest(bundle)?;
+    preflight(&manifest, &dest, options)?;
+    let staging = new_staging(&dest)?;
+    let (manifest, entries, bytes) = check_bundle(
+        bundle,
+        &Target::Extract(&staging.path),
+        true,
+        progress,
+        &mut |m| preflight(m, &dest, options),
+    )?;
+    // The manifest travels with the tree, so that `airgap relocate` knows the files.
+    write_new(
+        &staging.path.join(MANIFEST_PATH),
+        &manifest_text(bundle, &manifest)?,
+    )?;
+    install(
+        staging, &manifest, &dest, existed, options, entries, bytes, progress,
+    )
+}
+
+fn manifest_text(bundle: &Path, manifest: &Manifest) -> Result<String, ArchiveError> {
+    manifest.to_toml().map_err(|reason| ArchiveError::Manifest {
+        bundle: bundle.into(),
+        reason,
+    })
+}
+
+fn write_new(path: &Path, text: &str) -> Result<(), ArchiveError> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| ArchiveError::io("creating", path, e))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| ArchiveError::io("writing", path, e))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn install(
+    mut staging: Staging,
+    manifest: &Manifest,
+    dest: &Path,
+    existed: bool,
+    options: &UnpackOptions,
+    entries: u64,
+    bytes: u64,
+    progress: &dyn Progress,
+) -> Result<UnpackReport, ArchiveError> {
+    // Prefixes are rewritten for the final path while the files sit in staging.
+    let start = PrefixState {
+        prefix: groups(manifest)
+            .into_iter()
+            .map(|(step, old, root, _)| PrefixRecord {
+                step,
+                root: root.to_string(),
+                original: old.to_string(),
+                current: old.to_string(),
+            })
+            .collect(),
+    };
+    let (state, _) = rewrite_all(manifest, &start, &staging.path, dest, true, progress)?;
+    let (state2, _) = rewrite_all(manifest, &start, &staging.path, dest, false, progress)?;
+    debug_assert_eq!(state.prefix, state2.prefix);
+    write_state(&staging.path, &state2)?;
+    fs::set_permissions(&staging.path, fs::Permissions::from_mode(0o755))
+        .map_err(|e| ArchiveError::io("writing", &staging.path, e))?;
+    if progress.is_cancelled() {
+        return Err(ArchiveError::Cancelled);
+    }
+    if existed {
+        fs::remove_dir(dest).map_err(|e| ArchiveError::Dest {
+            path: dest.into(),
+            reason: format!("cannot replace the empty directory: {e}"),
+        })?;
+    }
+    if let Err(e) = fs::rename(&staging.path, dest) {
+        if existed {
+            let _ = fs::create_dir(dest);
+        }
+        return Err(ArchiveError::io("renaming into", dest, e));
+    }
+    staging.keep = true;
+    // From here on DEST is ours: on failure it goes away again.
+    let rollback = |err: ArchiveError| -> ArchiveError {
+        make_writable(dest);
+        let _ = fs::remove_dir_all(dest);
+        if existed {
+            let _ = fs::create_dir(dest);
+        }
+        err
+    };
+    let mut steps = 0;
+    for (i, rec) in manifest.install_steps.iter().enumerate() {
+        if let InstallStep::Run {
+            description,
+            program,
+            args,
+            env,
+        } = &rec.step
+        {
+            if progress.is_cancelled() {
+                return Err(rollback(ArchiveError::Cancelled));
+            }
+            progress.message(Level::Info, &format!("running {description}"));
+            if let Err(e) = run_step(i, description, program, args, env, dest, options) {
+                return Err(rollback(e));
+            }
+        }
+        steps += 1;
+    }
+    Ok(UnpackReport {
+        dest: dest.into(),
+        entries,
+        bytes,
+        steps,
+    })
+}
+
+fn run_step(
+    index: usize,
+    description: &str,
+    program: &str,
+    args: &[String],
+    env: &std::collections::BTreeMap<String, String>,
+    dest: &Path,
+    options: &UnpackOptions,
+) -> Result<(), ArchiveError> {
+    let dest_s = dest.to_string_lossy();
+    let python = options
+        .python
+        .as_ref()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let subst = |s: &str| s.replace("{dest}", &dest_s).replace("{python}", &python);
+    let err = |reason: String| ArchiveError::Step {
+        index: index + 1,
+        description: description.into(),
+        reason,
+    };
+    let prog = subst(program);
+    let prog_path = if program.contains('/') && !program.starts_with('{') {
+        dest.join(prog.trim_start_matches("./"))
+    } else {
+        PathBuf::from(&prog)
+    };
+    let mut cmd = Command::new(&prog_path);
+    cmd.args(args.iter().map(|a| subst(a))).current_dir(dest);
+    for (k, v) in env {
+        cmd.env(k, subst(v));
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| err(format!("cannot run {}: {e}", prog_path.display())))?;
+    if !out.status.success() {
+        let mut tail = String::from_utf8_lossy(&out.stderr).into_owned();
+        if tail.trim().is_empty() {
+            tail = String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        let lines: Vec<&str> = tail.lines().collect();
+        let tail = lines[lines.len().saturating_sub(10)..].join("\n");
+        return Err(err(format!(
+            "{} failed ({}):\n{tail}",
+            prog_path.display(),
+            out.status
+        )));
+    }
+    Ok(())
+}
+
+/// Install an already extracted bundle (`tar xzf b.tar.gz && b/unpack DEST`): check the tree
+/// against its manifest while copying it into staging, then as [`unpack`].
+pub fn unpack_dir(
+    tree: &Path,
+    dest: &Path,
+    options: &UnpackOptions,
+    progress: &dyn Progress,
+) -> Result<UnpackReport, ArchiveError> {
+    let (dest, existed) = check_dest(dest)?;
+    let manifest = crate::manifest::read_manifest(tree)?;
+    preflight(&manifest, &dest, options)?;
+    let tree_abs = std::path::absolute(tree).map_err(|e| ArchiveError::io("resolving", tree, e))?;
+    if dest.starts_with(&tree_abs) {
+        return Err(ArchiveError::Dest {
+            path: dest,
+            reason: "is inside the bundle being installed".into(),
+        });
+    }
+    let staging = new_staging(&dest)?;
+    let (entries, bytes) = copy_tree(&tree_abs, &staging.path, &manifest, progress)?;
+    let text = manifest_text(tree, &manifest)?;
+    write_new(&staging.path.join(MANIFEST_PATH), &text)?;
+    install(
+        staging, &manifest, &dest, existed, options, entries, bytes, progress,
+    )
+}
+
+fn copy_tree(
+    tree: &Path,
+    staging: &Path,
+    manifest: &Manifest,
+    progress: &dyn Progress,
+) -> Result<(u64, u64), ArchiveError> {
+    let mut problems = Vec::new();
+    let mut kinds: HashMap<Vec<u8>, FileType> = HashMap::new();
+    let mut links: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+    let mut inodes: HashMap<(u64, u64), (PathBuf, Option<String>)> = HashMap::new();
+    let mut dirs = Vec::new();
+    let (mut entries, mut bytes) = (0u64, 0u64);
+    let unsafe_entry = |path: &str, reason: String| ArchiveError::Unsafe {
+        bundle: tree.into(),
+        entry: path.into(),
+        reason,
+    };
+    progress.begin("verifying", manifest.total_size(), Unit::Bytes);
+    let mut buf = vec![0u8; 256 * 1024];
+    for rec in &manifest.files {
+        if progress.is_cancelled() {
+            progress.end();
+            return Err(ArchiveError::Cancelled);
+        }
+        let rel = rec.path_bytes();
+        check_rel(&rel).map_err(|r| unsafe_entry(&rec.path, r))?;
+        if rec.mode & 0o6000 != 0 {
+            return Err(unsafe_entry(&rec.path, "setuid or setgid bit".into()));
+        }
+        if let Some(p) = rel.iter().rposition(|&b| b == b'/').map(|n| &rel[..n]) {
+            if kinds.get(p) != Some(&FileType::Dir) {
+                return Err(unsafe_entry(
+                    &rec.path,
+                    "its parent is not a directory listed before it".into(),
+                ));
+            }
+        }
+        if kinds.insert(rel.clone(), rec.kind).is_some() {
+            return Err(unsafe_entry(&rec.path, "listed twice".into()));
+        }
+        entries += 1;
+        let src = tree.join(OsStr::from_bytes(&rel));
+        let dst = staging.join(OsStr::from_bytes(&rel));
+        let meta = match fs::symlink_metadata(&src) {
+            Ok(m) => m,
+            Err(_) => {
+                problems.push(format!("missing: {}", rec.path));
+                continue;
+            }
+        };
+        match rec.kind {
+            FileType::Dir => {
+                if !meta.is_dir() {
+                    problems.push(format!("changed: {} is not a directory", rec.path));
+                    continue;
+                }
+                fs::create_dir(&dst).map_err(|e| ArchiveError::io("creating", &dst, e))?;
+                dirs.push((
+                    dst,
+                    rec.mode & 0o1777,
+                    FileTime::from_last_modification_time(&meta),
+                ));
+            }
+            FileType::Symlink => {
+                let target = rec.target_bytes().unwrap_or_default();
+                if target.is_empty()
+                    || !crate::plan::link_stays_inside(
+                        rel.rsplitn(2, |&b| b == b'/').nth(1).unwrap_or(b""),
+                        &target,
+                    )
+                {
+                    return Err(unsafe_entry(
+                        &rec.path,
+                        "symbolic link points outside the bundle".into(),
+                    ));
+                }
+                match fs::read_link(&src) {
+                    Ok(t)
+                        if meta.file_type().is_symlink()
+                            && t.as_os_str().as_bytes() == target.as_slice() => {}
+                    _ => {
+                        problems.push(format!(
+                            "changed: {} is not the link the manifest lists",
+                            rec.path
+                        ));
+                        continue;
+                    }
+                }
+                std::os::unix::fs::symlink(OsStr::from_bytes(&target), &dst)
+                    .map_err(|e| ArchiveError::io("creating", &dst, e))?;
+                links.insert(rel.clone(), target);
+            }
+            FileType::File => {
+                if !meta.is_file() {
+                    problems.push(format!("changed: {} is not a regular file", rec.path));
+                    continue;
+                }
+                if meta.len() != rec.size {
+                    problems.push(format!(
+                        "size: {} is {} bytes, the manifest says {}",
+                        rec.path,
+                        meta.len(),
+                        rec.size
+                    ));
+                    continue;
+                }
+                if let Some((first, sha)) = inodes.get(&(meta.dev(), meta.ino())) {
+                    if *sha == rec.sha256 {
+                        fs::hard_link(first, &dst)
+                            .map_err(|e| ArchiveError::io("creating", &dst, e))?;
+                        bytes += rec.size;
+                        progress.advance(rec.size);
+                        continue;
+                    }
+                }
+                let digest = copy_file(&src, &dst, rec.mode & 0o777, &meta, &mut buf, progress)?;
+                bytes += rec.size;
+                if rec.sha256.as_deref() != Some(digest.as_str()) {
+                    problems.push(format!(
+                        "hash: {} has sha256 {digest}, the manifest says {}",
+                        rec.path,
+                        rec.sha256.as_deref().unwrap_or("none")
+                    ));
+                    continue;
+                }
+                inodes.insert((meta.dev(), meta.ino()), (dst, rec.sha256.clone()));
+            }
+        }
+    }
+    progress.end();
+    // Nothing extra may sit in the tree.
+    let listed: std::collections::HashSet<Vec<u8>> =
+        manifest.files.iter().map(|f| f.path_bytes()).collect();
+    for entry in walkdir::WalkDir::new(tree).min_depth(1).follow_links(false) {
+        let entry = entry.map_err(|e| ArchiveError::io("listing", tree, io::Error::other(e)))?;
+        let rel = entry
+            .path()
+            .strip_prefix(tree)
+            .unwrap_or(entry.path())
+            .as_os_str()
+            .as_bytes()
+            .to_vec();
+        if rel == MANIFEST_PATH.as_bytes() || rel == crate::relocate::PREFIXES_PATH.as_bytes() {
+            continue;
+        }
+        if !listed.contains(&rel) {
+            problems.push(format!(
+                "extra: {} is not in the manifest",
+                String::from_utf8_lossy(&rel)
+            ));
+        }
+    }
+    for path in links.keys() {
+        if !crate::read::resolves_inside_pub(path, &links) {
+            return Err(unsafe_entry(
+                &String::from_utf8_lossy(path),
+                "symbolic link leaves the bundle through other links".into(),
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ArchiveError::Mismatch {
+            bundle: tree.into(),
+            problems,
+        });
+    }
+    for (dst, mode, mtime) in dirs.iter().rev() {
+        fs::set_permissions(dst, fs::Permissions::from_mode(*mode))
+            .map_err(|e| ArchiveError::io("writing", dst, e))?;
+        let _ = filetime::set_file_times(dst, *mtime, *mtime);
+    }
+    Ok((entries, bytes))
+}
+
+fn copy_file(
+    src: &Path,
+    dst: &Path,
+    mode: u32,
+    meta: &fs::Metadata,
+    buf: &mut [u8],
+    progress: &dyn Progress,
+) -> Result<String, ArchiveError> {
+    let mut input = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(src)
+        .map_err(|e| ArchiveError::io("reading", src, e))?;
+    let mut out = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(dst)
+        .map_err(|e| ArchiveError::io("creating", dst, e))?;
+    let mut h = Sha256::new();
+    loop {
+        let n = input
+            .read(buf)
+            .map_err(|e| ArchiveError::io("reading", src, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        out.write_all(&buf[..n])
+            .map_err(|e| ArchiveError::io("writing", dst, e))?;
+        progress.advance(n as u64);
+    }
+    out.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(|e| ArchiveError::io("writing", dst, e))?;
+    let t = FileTime::from_last_modification_time(meta);
+    filetime::set_file_handle_times(&out, Some(t), Some(t))
+        .map_err(|e| ArchiveError::io("writing", dst, e))?;
+    Ok(hex::encode(h.finalize()))
+}

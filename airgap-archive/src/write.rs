@@ -1,0 +1,1044 @@
+//! Writing a bundle: hash every file in parallel (pass 1), write the manifest first, then
+//! stream a deterministic tar through a parallel compressor (pass 2), checking that no file
+//! changed in between. The output appears atomically: temp file, fsync, rename.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File};
+use std::io::{self, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::error::ArchiveError;
+use crate::manifest::{
+    encode, FileRecord, FileType, Manifest, ManifestInput, AIRGAP_PLUGIN, FORMAT, MANIFEST_PATH,
+};
+use crate::plan::{read_full, ItemKind, Plan};
+use crate::progress::{Progress, Unit};
+use crate::tarfmt::{self, EntryType, Header};
+
+/// gzip level used when none is given: level 6 of zlib-rs with 1 MiB independent members
+/// gives `gzip -6` sizes within about 1% while every core compresses.
+pub const DEFAULT_GZIP_LEVEL: u32 = 6;
+/// zstd level used when none is given.
+pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+/// Uncompressed bytes per gzip member: each member is compressed by its own thread.
+const GZIP_BLOCK: usize = 1024 * 1024;
+/// Read buffer for files.
+const READ_BUF: usize = 256 * 1024;
+
+/// How the tar stream is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// gzip, as independent members compressed in parallel (every gzip reader accepts
+    /// concatenated members).
+    Gzip {
+        /// 1 (fast) to 9 (small).
+        level: u32,
+    },
+    /// zstd with its own worker threads.
+    Zstd {
+        /// 1 to 19.
+        level: i32,
+    },
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Compression::Gzip {
+            level: DEFAULT_GZIP_LEVEL,
+        }
+    }
+}
+
+/// How to write the bundle.
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    /// Compression.
+    pub compression: Compression,
+    /// Threads for hashing and compression (0 = all cores).
+    pub threads: usize,
+    /// The `airgap-unpack` binary to carry inside the bundle.
+    pub unpacker: Option<PathBuf>,
+}
+
+/// What was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteSummary {
+    /// The bundle.
+    pub output: PathBuf,
+    /// Regular files in the bundle.
+    pub files: u64,
+    /// Their total size.
+    pub bytes_in: u64,
+    /// Size of the archive.
+    pub bytes_out: u64,
+    /// Files stored as hard links to an identical earlier file.
+    pub deduplicated: u64,
+    /// sha256 of the archive (also in `OUTPUT.sha256`).
+    pub sha256: String,
+}
+
+/// The POSIX sh launcher at the top of every bundle.
+pub const LAUNCHER: &str = r#"#!/bin/sh
+# Install this bundle into DEST without airgap installed:
+#   tar xzf BUNDLE.tar.gz && BUNDLE/unpack DEST [--python PATH]
+# The unpacker carried in .airgap/ verifies every file against the manifest, installs into a
+# staging directory beside DEST, runs the install steps, and renames into place only when
+# everything succeeded.
+here=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd -P) || exit 1
+unpacker="$here/.airgap/airgap-unpack"
+if [ ! -x "$unpacker" ]; then
+    echo "error: $unpacker is missing: this bundle was written without its unpacker" >&2
+    echo "help: install airgap on this machine and run: airgap unpack BUNDLE DEST" >&2
+    exit 1
+fi
+exec "$unpacker" --from-dir "$here" "$@"
+"#;
+
+/// Where a file's bytes come from.
+#[derive(Debug, Clone)]
+enum Content {
+    Disk(PathBuf),
+    Memory(&'static [u8]),
+}
+
+/// One path to write, relative to the top folder.
+#[derive(Debug, Clone)]
+struct Out {
+    kind: OutKind,
+    mode: u32,
+    mtime: u64,
+    plugin: String,
+    package: Option<String>,
+    id: Option<(u64, u64)>,
+}
+
+#[derive(Debug, Clone)]
+enum OutKind {
+    File { content: Content },
+    Dir,
+    Symlink { target: Vec<u8> },
+}
+
+/// Result of hashing one file.
+#[derive(Debug, Clone)]
+struct Hashed {
+    size: u64,
+    sha256: [u8; 32],
+    /// Data segments when the file has holes.
+    sparse: Option<Vec<(u64, u64)>>,
+    /// sha256 of the data segments alone (what pass 2 re-reads).
+    data_sha256: [u8; 32],
+}
+
+/// Write `plan` as a bundle at `output`.
+pub fn write_bundle(
+    plan: &Plan,
+    manifest: ManifestInput,
+    output: &Path,
+    options: &WriteOptions,
+    progress: &dyn Progress,
+) -> Result<WriteSummary, ArchiveError> {
+    let name = manifest.bundle_name.clone();
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." || name.contains('\0') {
+        return Err(ArchiveError::Manifest {
+            bundle: output.into(),
+            reason: format!("invalid bundle name {name:?}"),
+        });
+    }
+    let threads = if options.threads == 0 {
+        thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    } else {
+        options.threads
+    };
+
+    // Everything to write, relative to the top folder, sorted by path bytes.
+    let mut outs: BTreeMap<Vec<u8>, Out> = BTreeMap::new();
+    for (path, item) in &plan.items {
+        let kind = match &item.kind {
+            ItemKind::File { source, .. } => OutKind::File {
+                content: Content::Disk(source.clone()),
+            },
+            ItemKind::Dir => OutKind::Dir,
+            ItemKind::Symlink { target } => OutKind::Symlink {
+                target: target.clone(),
+            },
+        };
+        outs.insert(
+            path.clone(),
+            Out {
+                kind,
+                mode: item.mode,
+                mtime: item.mtime,
+                plugin: item.plugin.clone(),
+                package: item.package.clone(),
+                id: item.id,
+            },
+        );
+    }
+    let own = |kind: OutKind, mode: u32| Out {
+        kind,
+        mode,
+        mtime: 0,
+        plugin: AIRGAP_PLUGIN.into(),
+        package: None,
+        id: None,
+    };
+    outs.insert(b".airgap".to_vec(), own(OutKind::Dir, 0o755));
+    outs.insert(
+        b"unpack".to_vec(),
+        own(
+            OutKind::File {
+                content: Content::Memory(LAUNCHER.as_bytes()),
+            },
+            0o755,
+        ),
+    );
+    if let Some(unpacker) = &options.unpacker {
+        let canonical =
+            fs::canonicalize(unpacker).map_err(|e| ArchiveError::io("reading", unpacker, e))?;
+        outs.insert(
+            b".airgap/airgap-unpack".to_vec(),
+            own(
+                OutKind::File {
+                    content: Content::Disk(canonical),
+                },
+                0o755,
+            ),
+        );
+    }
+
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| ArchiveError::io("starting threads for", output, io::Error::other(e)))?;
+
+    // Pass 1: hash every distinct source once, in parallel.
+    let mut sources: Vec<(PathBuf, Option<(u64, u64)>)> = Vec::new();
+    let mut seen_ids = std::collections::HashSet::new();
+    let mut seen_paths = std::collections::HashSet::new();
+    for out in outs.values() {
+        if let OutKind::File {
+            content: Content::Disk(p),
+        } = &out.kind
+        {
+            let fresh = match out.id {
+                Some(id) => seen_ids.insert((id, p.clone())) && seen_paths.insert(p.clone()),
+                None => seen_paths.insert(p.clone()),
+            };
+            if fresh {
+                sources.push((p.clone(), out.id));
+            }
+        }
+    }
+    let total_bytes: u64 = plan
+        .items
+        .values()
+        .map(|i| match &i.kind {
+            ItemKind::File { size, .. } => *size,
+            _ => 0,
+        })
+        .sum();
+    progress.begin("hashing", total_bytes, Unit::Bytes);
+    let cancelled = AtomicBool::new(false);
+    let hashed: Result<Vec<(PathBuf, Hashed)>, ArchiveError> = pool.install(|| {
+        sources
+            .par_iter()
+            .map(|(p, _)| {
+                if cancelled.load(Ordering::Relaxed) || progress.is_cancelled() {
+                    cancelled.store(true, Ordering::Relaxed);
+                    return Err(ArchiveError::Cancelled);
+                }
+                hash_file(p, progress).map(|h| (p.clone(), h))
+            })
+            .collect()
+    });
+    progress.end();
+    let hashed: HashMap<PathBuf, Hashed> = hashed?.into_iter().collect();
+    let memory_hash = |bytes: &[u8]| -> Hashed {
+        let d: [u8; 32] = Sha256::digest(bytes).into();
+        Hashed {
+            size: bytes.len() as u64,
+            sha256: d,
+            sparse: None,
+            data_sha256: d,
+        }
+    };
+
+    // Dedup: the first path (in archive order) with a given content, mode and mtime is
+    // stored; later ones become hard links to it.
+    let mut first_of: HashMap<([u8; 32], u32, u64), Vec<u8>> = HashMap::new();
+    let mut records = Vec::with_capacity(outs.len());
+    let mut link_to: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+    let mut hashes: HashMap<Vec<u8>, Hashed> = HashMap::new();
+    let (mut files, mut bytes_in, mut deduplicated) = (0u64, 0u64, 0u64);
+    for (path, out) in &outs {
+        let (text, hex_form) = encode(path);
+        let mut rec = FileRecord {
+            path: text,
+            path_hex: hex_form,
+            kind: FileType::Dir,
+            size: 0,
+            mode: out.mode,
+            sha256: None,
+            plugin: out.plugin.clone(),
+            package: out.package.clone(),
+            target: None,
+            target_hex: None,
+        };
+        match &out.kind {
+            OutKind::Dir => {}
+            OutKind::Symlink { target } => {
+                rec.kind = FileType::Symlink;
+                let (t, th) = encode(target);
+                rec.target = Some(t);
+                rec.target_hex = th;
+            }
+            OutKind::File { content } => {
+                let h = match content {
+                    Content::Disk(p) => hashed.get(p).cloned().ok_or_else(|| {
+                        ArchiveError::io("hashing", p, io::Error::other("not hashed"))
+                    })?,
+                    Content::Memory(b) => memory_hash(b),
+                };
+                rec.kind = FileType::File;
+                rec.size = h.size;
+                rec.sha256 = Some(hex::encode(h.sha256));
+                files += 1;
+                bytes_in += h.size;
+                let key = (h.sha256, out.mode, out.mtime);
+                match first_of.get(&key) {
+                    Some(first) => {
+                        link_to.insert(path.clone(), first.clone());
+                        deduplicated += 1;
+                    }
+                    None => {
+                        first_of.insert(key, path.clone());
+                    }
+                }
+                hashes.insert(path.clone(), h);
+            }
+        }
+        records.push(rec);
+    }
+    drop(first_of);
+
+    let manifest = Manifest {
+        format: FORMAT,
+        bundle_name: name.clone(),
+        airgap_version: manifest.airgap_version,
+        plugins: manifest.plugins,
+        target: manifest.target,
+        python: manifest.python,
+        warnings: manifest.warnings,
+        packages: manifest.packages,
+        install_steps: manifest.install_steps,
+        files: records,
+    };
+    let manifest_text = manifest
+        .to_toml()
+        .map_err(|reason| ArchiveError::Manifest {
+            bundle: output.into(),
+            reason,
+        })?;
+    drop(manifest);
+
+    // Pass 2: the archive, into a temporary file beside the output.
+    let temp = TempFile::new(output)?;
+    let file = temp
+        .file
+        .try_clone()
+        .map_err(|e| ArchiveError::io("creating", &temp.path, e))?;
+    let counter = HashingWriter::new(file);
+    let mut sink: Box<dyn Sink> = match options.compression {
+        Compression::Gzip { level } => Box::new(ParallelGzip::new(counter, level.min(9), threads)),
+        Compression::Zstd { level } => zstd_sink(counter, level, threads)
+            .map_err(|e| ArchiveError::io("compressing", &temp.path, e))?,
+    };
+    progress.begin("writing", bytes_in, Unit::Bytes);
+    let result = write_tar(
+        &mut *sink,
+        &name,
+        &manifest_text,
+        &outs,
+        &link_to,
+        &hashes,
+        progress,
+    )
+    .and_then(|()| {
+        sink.finish_sink()
+            .map_err(|e| ArchiveError::io("writing", &temp.path, e))
+    });
+    progress.end();
+    let (bytes_out, digest) = result?;
+    let sha256 = hex::encode(digest);
+    let sum_line = format!(
+        "{sha256}  {}\n",
+        output
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    );
+    let sha_path = PathBuf::from(format!("{}.sha256", output.display()));
+    let sha_temp = TempFile::new(&sha_path)?;
+    (&sha_temp.file)
+        .write_all(sum_line.as_bytes())
+        .map_err(|e| ArchiveError::io("writing", &sha_temp.path, e))?;
+    temp.commit(output)?;
+    sha_temp.commit(&sha_path)?;
+    Ok(WriteSummary {
+        output: output.to_path_buf(),
+        files,
+        bytes_in,
+        bytes_out,
+        deduplicated,
+        sha256,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_tar(
+    sink: &mut dyn Sink,
+    name: &str,
+    manifest_text: &str,
+    outs: &BTreeMap<Vec<u8>, Out>,
+    link_to: &HashMap<Vec<u8>, Vec<u8>>,
+    hashes: &HashMap<Vec<u8>, Hashed>,
+    progress: &dyn Progress,
+) -> Result<(), ArchiveError> {
+    let io_err = |e: io::Error| ArchiveError::io("writing", "the archive", e);
+    let full = |rel: &[u8]| -> Vec<u8> {
+        let mut p = name.as_bytes().to_vec();
+        if !rel.is_empty() {
+            p.push(b'/');
+            p.extend_from_slice(rel);
+        }
+        p
+    };
+    let mut head = Vec::with_capacity(4096);
+    let manifest_path = full(MANIFEST_PATH.as_bytes());
+    tarfmt::write_header(
+        &mut head,
+        &Header {
+            path: &manifest_path,
+            kind: EntryType::File,
+            mode: 0o644,
+            size: manifest_text.len() as u64,
+            mtime: 0,
+            link: b"",
+            sparse: None,
+        },
+    );
+    head.extend_from_slice(manifest_text.as_bytes());
+    tarfmt::pad(&mut head, manifest_text.len() as u64);
+    // The top folder itself.
+    tarfmt::write_header(
+        &mut head,
+        &Header {
+            path: name.as_bytes(),
+            kind: EntryType::Dir,
+            mode: 0o755,
+            size: 0,
+            mtime: 0,
+            link: b"",
+            sparse: None,
+        },
+    );
+    sink.write_all(&head).map_err(io_err)?;
+    let mut buf = vec![0u8; READ_BUF];
+    for (rel, out) in outs {
+        if progress.is_cancelled() {
+            return Err(ArchiveError::Cancelled);
+        }
+        head.clear();
+        let path = full(rel);
+        match &out.kind {
+            OutKind::Dir => {
+                tarfmt::write_header(
+                    &mut head,
+                    &Header {
+                        path: &path,
+                        kind: EntryType::Dir,
+                        mode: out.mode,
+                        size: 0,
+                        mtime: out.mtime,
+                        link: b"",
+                        sparse: None,
+                    },
+                );
+                sink.write_all(&head).map_err(io_err)?;
+            }
+            OutKind::Symlink { target } => {
+                tarfmt::write_header(
+                    &mut head,
+                    &Header {
+                        path: &path,
+                        kind: EntryType::Symlink,
+                        mode: 0o777,
+                        size: 0,
+                        mtime: out.mtime,
+                        link: target,
+                        sparse: None,
+                    },
+                );
+                sink.write_all(&head).map_err(io_err)?;
+            }
+            OutKind::File { content } => {
+                let h = hashes.get(rel).ok_or_else(|| {
+                    ArchiveError::io(
+                        "writing",
+                        String::from_utf8_lossy(rel).into_owned(),
+                        io::Error::other("not hashed"),
+                    )
+                })?;
+                if let Some(first) = link_to.get(rel) {
+                    let target = full(first);
+                    tarfmt::write_header(
+                        &mut head,
+                        &Header {
+                            path: &path,
+                            kind: EntryType::HardLink,
+                            mode: out.mode,
+                            size: 0,
+                            mtime: out.mtime,
+                            link: &target,
+                            sparse: None,
+                        },
+                    );
+                    sink.write_all(&head).map_err(io_err)?;
+                    progress.advance(h.size);
+                    continue;
+                }
+                let stored: u64 = match &h.sparse {
+                    Some(segs) => segs.iter().map(|s| s.1).sum(),
+                    None => h.size,
+                };
+                tarfmt::write_header(
+                    &mut head,
+                    &Header {
+                        path: &path,
+                        kind: if h.sparse.is_some() {
+                            EntryType::Sparse
+                        } else {
+                            EntryType::File
+                        },
+                        mode: out.mode,
+                        size: stored,
+                        mtime: out.mtime,
+                        link: b"",
+                        sparse: h.sparse.as_ref().map(|s| (h.size, s.as_slice())),
+                    },
+                );
+                sink.write_all(&head).map_err(io_err)?;
+                match content {
+                    Content::Memory(bytes) => {
+                        sink.write_all(bytes).map_err(io_err)?;
+                        progress.advance(h.size);
+                    }
+                    Content::Disk(source) => copy_file(sink, source, h, &mut buf, progress)?,
+                }
+                let pad = tarfmt::padding(stored) as usize;
+                sink.write_all(&[0u8; tarfmt::BLOCK][..pad])
+                    .map_err(io_err)?;
+            }
+        }
+    }
+    let written = sink.tar_len();
+    tarfmt::write_end(&mut SinkWriter(sink), written).map_err(io_err)?;
+    Ok(())
+}
+
+/// Stream a file's data segments into the sink, checking it still is what pass 1 hashed.
+fn copy_file(
+    sink: &mut dyn Sink,
+    source: &Path,
+    h: &Hashed,
+    buf: &mut [u8],
+    progress: &dyn Progress,
+) -> Result<(), ArchiveError> {
+    let mut f = File::open(source).map_err(|e| ArchiveError::io("reading", source, e))?;
+    let meta = f
+        .metadata()
+        .map_err(|e| ArchiveError::io("reading", source, e))?;
+    if meta.len() != h.size {
+        return Err(ArchiveError::Changed {
+            path: source.into(),
+            what: format!("size was {} bytes, now {}", h.size, meta.len()),
+        });
+    }
+    let whole = [(0u64, h.size)];
+    let segments: &[(u64, u64)] = h.sparse.as_deref().unwrap_or(&whole);
+    let mut hasher = Sha256::new();
+    for &(off, len) in segments {
+        if h.sparse.is_some() {
+            f.seek(SeekFrom::Start(off))
+                .map_err(|e| ArchiveError::io("reading", source, e))?;
+        }
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(buf.len() as u64) as usize;
+            let got = read_full(&mut f, &mut buf[..n])
+                .map_err(|e| ArchiveError::io("reading", source, e))?;
+            if got < n {
+                return Err(ArchiveError::Changed {
+                    path: source.into(),
+                    what: "it became shorter while being read".into(),
+                });
+            }
+            hasher.update(&buf[..n]);
+            sink.write_all(&buf[..n])
+                .map_err(|e| ArchiveError::io("writing", "the archive", e))?;
+            left -= n as u64;
+            progress.advance(n as u64);
+            if progress.is_cancelled() {
+                return Err(ArchiveError::Cancelled);
+            }
+        }
+    }
+    let d: [u8; 32] = hasher.finalize().into();
+    if d != h.data_sha256 {
+        return Err(ArchiveError::Changed {
+            path: source.into(),
+            what: "its content differs from when it was hashed".into(),
+        });
+    }
+    if h.sparse.is_some() {
+        let holes: u64 = h.size - segments.iter().map(|s| s.1).sum::<u64>();
+        progress.advance(holes);
+    }
+    Ok(())
+}
+
+/// Data segments of a file with holes (`None` for an ordinary file).
+fn sparse_segments(f: &File, meta: &fs::Metadata) -> Option<Vec<(u64, u64)>> {
+    let size = meta.len();
+    if size == 0 || meta.blocks().saturating_mul(512) >= size {
+        return None;
+    }
+    let fd = f.as_raw_fd();
+    let mut segs = Vec::new();
+    let mut pos: i64 = 0;
+    let end = size as i64;
+    while pos < end {
+        // SAFETY: lseek on a file descriptor we own; no memory is touched.
+        let data = unsafe { libc::lseek(fd, pos, libc::SEEK_DATA) };
+        if data < 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::ENXIO) {
+                break;
+            }
+            return None;
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
+        if hole < 0 {
+            return None;
+        }
+        let hole = hole.min(end);
+        if hole > data {
+            segs.push((data as u64, (hole - data) as u64));
+        }
+        pos = hole;
+    }
+    if segs.last().is_none_or(|&(o, l)| o + l < size) {
+        segs.push((size, 0));
+    }
+    Some(segs)
+}
+
+/// Pass 1 for one file: its sha256 (holes count as zeros), its holes, and the sha256 of its
+/// data segments.
+fn hash_file(path: &Path, progress: &dyn Progress) -> Result<Hashed, ArchiveError> {
+    let mut f = File::open(path).map_err(|e| ArchiveError::io("reading", path, e))?;
+    let meta = f
+        .metadata()
+        .map_err(|e| ArchiveError::io("reading", path, e))?;
+    let size = meta.len();
+    let sparse = sparse_segments(&f, &meta);
+    f.seek(SeekFrom::Start(0))
+        .map_err(|e| ArchiveError::io("reading", path, e))?;
+    let mut buf = vec![0u8; READ_BUF];
+    let mut whole = Sha256::new();
+    let mut data = if sparse.is_some() {
+        Some(Sha256::new())
+    } else {
+        None
+    };
+    let zeros = vec![0u8; READ_BUF];
+    let mut pos = 0u64;
+    let segments = sparse.clone().unwrap_or_else(|| vec![(0, u64::MAX)]);
+    for (off, len) in segments {
+        while pos < off {
+            let n = (off - pos).min(zeros.len() as u64) as usize;
+            whole.update(&zeros[..n]);
+            pos += n as u64;
+            progress.advance(n as u64);
+        }
+        if sparse.is_some() {
+            f.seek(SeekFrom::Start(off))
+                .map_err(|e| ArchiveError::io("reading", path, e))?;
+        }
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(buf.len() as u64) as usize;
+            let got = read_full(&mut f, &mut buf[..n])
+                .map_err(|e| ArchiveError::io("reading", path, e))?;
+            whole.update(&buf[..got]);
+            if let Some(d) = data.as_mut() {
+                d.update(&buf[..got]);
+            }
+            pos += got as u64;
+            left -= got as u64;
+            progress.advance(got as u64);
+            if got < n {
+                break;
+            }
+        }
+    }
+    if pos != size {
+        return Err(ArchiveError::Changed {
+            path: path.into(),
+            what: format!("{size} bytes when opened, {pos} bytes read"),
+        });
+    }
+    let sha256: [u8; 32] = whole.finalize().into();
+    let data_sha256 = match data {
+        Some(d) => d.finalize().into(),
+        None => sha256,
+    };
+    Ok(Hashed {
+        size,
+        sha256,
+        sparse,
+        data_sha256,
+    })
+}
+
+/// A compressed output that also counts the tar bytes fed to it.
+trait Sink: Write {
+    /// Uncompressed bytes written so far.
+    fn tar_len(&self) -> u64;
+    /// Flush everything; returns the archive's size and sha256.
+    fn finish_sink(&mut self) -> io::Result<(u64, [u8; 32])>;
+}
+
+struct SinkWriter<'a>(&'a mut dyn Sink);
+
+impl Write for SinkWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// Counts and hashes what goes to the output file.
+struct HashingWriter {
+    file: File,
+    len: u64,
+    hasher: Sha256,
+}
+
+impl HashingWriter {
+    fn new(file: File) -> Self {
+        HashingWriter {
+            file,
+            len: 0,
+            hasher: Sha256::new(),
+        }
+    }
+}
+
+impl Write for HashingWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// gzip members of [`GZIP_BLOCK`] bytes, compressed by a pool of threads and written in
+/// order by another: constant memory (a bounded number of blocks in flight), every core busy,
+/// and the output depends only on the input (not on timing or the number of threads).
+struct ParallelGzip {
+    current: Vec<u8>,
+    seq: u64,
+    tar_len: u64,
+    jobs: Option<Sender<(u64, Vec<u8>)>>,
+    workers: Vec<thread::JoinHandle<()>>,
+    writer: Option<thread::JoinHandle<io::Result<(u64, [u8; 32])>>>,
+    spare: Receiver<Vec<u8>>,
+}
+
+impl ParallelGzip {
+    fn new(out: HashingWriter, level: u32, threads: usize) -> Self {
+        let threads = threads.max(1);
+        let (job_tx, job_rx) = bounded::<(u64, Vec<u8>)>(threads);
+        let (done_tx, done_rx) = bounded::<(u64, Vec<u8>)>(threads);
+        let (spare_tx, spare_rx) = bounded::<Vec<u8>>(threads * 2 + 2);
+        let mut workers = Vec::new();
+        for _ in 0..threads {
+            let job_rx = job_rx.clone();
+            let done_tx = done_tx.clone();
+            let spare_tx = spare_tx.clone();
+            workers.push(thread::spawn(move || {
+                while let Ok((seq, block)) = job_rx.recv() {
+                    let compressed = gzip_member(&block, level);
+                    let mut block = block;
+                    block.clear();
+                    let _ = spare_tx.try_send(block);
+                    if done_tx.send((seq, compressed)).is_err() {
+                        return;
+                    }
+                }
+            }));
+        }
+        drop(done_tx);
+        let writer = thread::spawn(move || -> io::Result<(u64, [u8; 32])> {
+            let mut out = out;
+            let mut next = 0u64;
+            let mut waiting: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+            while let Ok((seq, data)) = done_rx.recv() {
+                waiting.insert(seq, data);
+                while let Some(data) = waiting.remove(&next) {
+                    out.write_all(&data)?;
+                    next += 1;
+                }
+            }
+            if !waiting.is_empty() {
+                return Err(io::Error::other("a compression thread stopped"));
+            }
+            out.flush()?;
+            out.file.sync_all()?;
+            Ok((out.len, out.hasher.finalize().into()))
+        });
+        ParallelGzip {
+            current: Vec::with_capacity(GZIP_BLOCK),
+            seq: 0,
+            tar_len: 0,
+            jobs: Some(job_tx),
+            workers,
+            writer: Some(writer),
+            spare: spare_rx,
+        }
+    }
+
+    fn send_block(&mut self) -> io::Result<()> {
+        let fresh = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(GZIP_BLOCK));
+        let block = std::mem::replace(&mut self.current, fresh);
+        let seq = self.seq;
+        self.seq += 1;
+        let sent = self
+            .jobs
+            .as_ref()
+            .map(|j| j.send((seq, block)).is_ok())
+            .unwrap_or(false);
+        if sent {
+            Ok(())
+        } else {
+            // The writer failed: collect its error.
+            match self.stop() {
+                Err(e) => Err(e),
+                Ok(_) => Err(io::Error::other("the compression threads stopped")),
+            }
+        }
+    }
+
+    fn stop(&mut self) -> io::Result<(u64, [u8; 32])> {
+        self.jobs = None;
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        match self.writer.take() {
+            Some(w) => w
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the output thread panicked"))),
+            None => Err(io::Error::other("the archive was already finished")),
+        }
+    }
+}
+
+fn gzip_member(block: &[u8], level: u32) -> Vec<u8> {
+    let mut enc = flate2::GzBuilder::new().mtime(0).operating_system(3).write(
+        Vec::with_capacity(block.len() / 2 + 64),
+        flate2::Compression::new(level),
+    );
+    // Writing into a Vec cannot fail.
+    let _ = enc.write_all(block);
+    enc.finish().unwrap_or_default()
+}
+
+impl Write for ParallelGzip {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let room = GZIP_BLOCK - self.current.len();
+        let n = room.min(buf.len());
+        self.current.extend_from_slice(&buf[..n]);
+        self.tar_len += n as u64;
+        if self.current.len() == GZIP_BLOCK {
+            self.send_block()?;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Sink for ParallelGzip {
+    fn tar_len(&self) -> u64 {
+        self.tar_len
+    }
+    fn finish_sink(&mut self) -> io::Result<(u64, [u8; 32])> {
+        if !self.current.is_empty() || self.seq == 0 {
+            self.send_block()?;
+        }
+        self.stop()
+    }
+}
+
+impl Drop for ParallelGzip {
+    fn drop(&mut self) {
+        if self.writer.is_some() {
+            let _ = self.stop();
+        }
+    }
+}
+
+#[cfg(feature = "zstd")]
+struct ZstdSink {
+    enc: Option<zstd::stream::write::Encoder<'static, HashingWriter>>,
+    tar_len: u64,
+}
+
+#[cfg(feature = "zstd")]
+fn zstd_sink(out: HashingWriter, level: i32, threads: usize) -> io::Result<Box<dyn Sink>> {
+    let mut enc = zstd::stream::write::Encoder::new(out, level)?;
+    enc.include_checksum(true)?;
+    if threads > 1 {
+        enc.multithread(threads as u32)?;
+    }
+    Ok(Box::new(ZstdSink {
+        enc: Some(enc),
+        tar_len: 0,
+    }))
+}
+
+#[cfg(not(feature = "zstd"))]
+fn zstd_sink(_out: HashingWriter, _level: i32, _threads: usize) -> io::Result<Box<dyn Sink>> {
+    Err(io::Error::other("this build of airgap has no zstd support"))
+}
+
+#[cfg(feature = "zstd")]
+impl Write for ZstdSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let enc = self
+            .enc
+            .as_mut()
+            .ok_or_else(|| io::Error::other("finished"))?;
+        let n = enc.write(buf)?;
+        self.tar_len += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(feature = "zstd")]
+impl Sink for ZstdSink {
+    fn tar_len(&self) -> u64 {
+        self.tar_len
+    }
+    fn finish_sink(&mut self) -> io::Result<(u64, [u8; 32])> {
+        let enc = self
+            .enc
+            .take()
+            .ok_or_else(|| io::Error::other("finished"))?;
+        let mut out = enc.finish()?;
+        out.flush()?;
+        out.file.sync_all()?;
+        Ok((out.len, out.hasher.finalize().into()))
+    }
+}
+
+/// A file beside its final path, removed unless committed, so that the final path only ever
+/// holds a complete file.
+pub(crate) struct TempFile {
+    pub path: PathBuf,
+    pub file: File,
+    done: bool,
+}
+
+impl TempFile {
+    pub(crate) fn new(final_path: &Path) -> Result<TempFile, ArchiveError> {
+        let dir = match final_path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = final_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "bundle".into());
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let path = dir.join(format!(".{name}.partial-{}-{nanos}", std::process::id()));
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| ArchiveError::io("creating", &path, e))?;
+        Ok(TempFile {
+            path,
+            file,
+            done: false,
+        })
+    }
+
+    /// fsync, rename onto `final_path`, fsync the directory.
+    pub(crate) fn commit(mut self, final_path: &Path) -> Result<(), ArchiveError> {
+        self.file
+            .sync_all()
+            .map_err(|e| ArchiveError::io("writing", &self.path, e))?;
+        fs::rename(&self.path, final_path)
+            .map_err(|e| ArchiveError::io("renaming into", final_path, e))?;
+        self.done = true;
+        if let Some(dir) = final_path.parent() {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            if let Ok(d) = File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}

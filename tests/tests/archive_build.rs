@@ -1,0 +1,423 @@
+//! The archive builder on real trees: links kept or dereferenced, dedup, long and odd names,
+//! determinism, GNU tar compatibility, and the errors a user can meet while bundling.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use airgap_archive::manifest::FileType;
+use airgap_archive::progress::{Progress, Unit};
+use airgap_archive::{
+    read_manifest, write_bundle, ArchiveError, NoProgress, PlanOptions, WriteOptions,
+};
+use airgap_plugin_api::Entry;
+use airgap_tests::archive::*;
+use airgap_tests::tempdir;
+
+fn bundle_tree(tmp: &Path) -> std::path::PathBuf {
+    let src = build_tree(&tmp.join("tree"));
+    let plan = plan(&[Entry::path(&src, "data")], PlanOptions::default()).unwrap();
+    let out = tmp.join("b.tar.gz");
+    write(&plan, input("b"), &out, None);
+    out
+}
+
+#[test]
+fn gnu_tar_extracts_a_real_tree_with_links_kept_or_dereferenced() {
+    let tmp = tempdir();
+    let out = bundle_tree(tmp.path());
+    let listing = gnu_tar(&["-tvzf", out.to_str().unwrap()], tmp.path());
+    assert!(
+        listing
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with("b/.airgap/manifest.toml"),
+        "{listing}"
+    );
+    let x = tmp.path().join("x");
+    fs::create_dir(&x).unwrap();
+    gnu_tar(&["-xzf", out.to_str().unwrap()], &x);
+    let d = x.join("b/data");
+    // Links inside the tree stay links, made relative.
+    assert_eq!(
+        fs::read_link(d.join("rel-link")).unwrap(),
+        Path::new("regular.txt")
+    );
+    assert_eq!(
+        fs::read_link(d.join("abs-link")).unwrap(),
+        Path::new("regular.txt")
+    );
+    assert_eq!(
+        fs::read_link(d.join("chain-a")).unwrap(),
+        Path::new("chain-b")
+    );
+    assert_eq!(
+        fs::read_link(d.join("chain-b")).unwrap(),
+        Path::new("sub/deep.txt")
+    );
+    assert_eq!(
+        fs::read_link(d.join("inner-dir-link")).unwrap(),
+        Path::new("sub")
+    );
+    assert_eq!(fs::read_to_string(d.join("chain-a")).unwrap(), "deep\n");
+    // Links out of the tree are dereferenced; a linked directory is walked.
+    assert!(fs::symlink_metadata(d.join("out-link")).unwrap().is_file());
+    assert_eq!(
+        fs::read_to_string(d.join("out-link")).unwrap(),
+        "outside content\n"
+    );
+    assert!(fs::symlink_metadata(d.join("linked-dir")).unwrap().is_dir());
+    assert_eq!(
+        fs::read_to_string(d.join("linked-dir/inner/b.txt")).unwrap(),
+        "b in linked dir\n"
+    );
+    assert_eq!(
+        fs::read_link(d.join("linked-dir/rel-inside-linked")).unwrap(),
+        Path::new("a.txt")
+    );
+    // Hard links and identical files are stored once (tar hard links).
+    let h1 = fs::metadata(d.join("hard1")).unwrap();
+    let h2 = fs::metadata(d.join("hard2")).unwrap();
+    assert_eq!(h1.ino(), h2.ino());
+    let s1 = fs::metadata(d.join("same1")).unwrap();
+    let s2 = fs::metadata(d.join("same2")).unwrap();
+    assert_eq!(s1.ino(), s2.ino());
+    // Names over 100 bytes, spaces, non-UTF-8.
+    let long = d
+        .join(long_component())
+        .join(format!("{}.txt", "f".repeat(120)));
+    assert_eq!(fs::read_to_string(long).unwrap(), "long name\n");
+    let long_link = d
+        .join(long_component())
+        .join(format!("{}-link", "l".repeat(110)));
+    assert_eq!(
+        fs::read_link(long_link).unwrap(),
+        Path::new(&format!("{}.txt", "f".repeat(120)))
+    );
+    assert_eq!(
+        fs::read_to_string(d.join("with space.txt")).unwrap(),
+        "spaces\n"
+    );
+    assert_eq!(
+        fs::read_to_string(d.join(OsStr::from_bytes(NON_UTF8))).unwrap(),
+        "latin-1 name\n"
+    );
+    // Empty directories, exec bits, mtimes.
+    assert!(d.join("empty-dir").is_dir());
+    assert_eq!(
+        fs::metadata(d.join("exec.sh"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o755
+    );
+    assert_eq!(
+        fs::metadata(d.join("regular.txt")).unwrap().mtime(),
+        1_700_000_000
+    );
+    // The launcher is there and executable.
+    assert_eq!(
+        fs::metadata(x.join("b/unpack"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o755
+    );
+}
+
+#[test]
+fn manifest_lists_every_file_with_hash_and_plugin() {
+    let tmp = tempdir();
+    let out = bundle_tree(tmp.path());
+    let m = read_manifest(&out).unwrap();
+    assert_eq!(m.bundle_name, "b");
+    let reg = m
+        .files
+        .iter()
+        .find(|f| f.path == "data/regular.txt")
+        .unwrap();
+    assert_eq!(reg.kind, FileType::File);
+    assert_eq!(reg.size, 6);
+    assert_eq!(reg.sha256.as_deref(), Some(sha256_hex(b"hello\n").as_str()));
+    assert_eq!(reg.plugin, "files");
+    let odd = m
+        .files
+        .iter()
+        .find(|f| f.path_bytes().ends_with(NON_UTF8))
+        .unwrap();
+    assert!(odd.path_hex.is_some());
+    let link = m.files.iter().find(|f| f.path == "data/rel-link").unwrap();
+    assert_eq!(link.target.as_deref(), Some("regular.txt"));
+    // The detached checksum is in sha256sum format.
+    let sums = fs::read_to_string(format!("{}.sha256", out.display())).unwrap();
+    let check = std::process::Command::new("sha256sum")
+        .arg("-c")
+        .arg(format!("{}.sha256", out.display()))
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{sums}");
+}
+
+#[test]
+fn same_input_gives_byte_identical_bundles_whatever_the_threads() {
+    let tmp = tempdir();
+    let src = build_tree(&tmp.path().join("tree"));
+    let plan = plan(&[Entry::path(&src, "data")], PlanOptions::default()).unwrap();
+    let mut bytes = Vec::new();
+    for (i, threads) in [1usize, 2, 0].iter().enumerate() {
+        let out = tmp.path().join(format!("b{i}.tar.gz"));
+        write_bundle(
+            &plan,
+            input("b"),
+            &out,
+            &WriteOptions {
+                threads: *threads,
+                ..WriteOptions::default()
+            },
+            &NoProgress,
+        )
+        .unwrap();
+        bytes.push(fs::read(&out).unwrap());
+    }
+    assert!(
+        bytes[0] == bytes[1] && bytes[1] == bytes[2],
+        "bundles differ"
+    );
+    // A second plan of the same tree too.
+    let plan2 =
+        airgap_tests::archive::plan(&[Entry::path(&src, "data")], PlanOptions::default()).unwrap();
+    let out = tmp.path().join("again.tar.gz");
+    write(&plan2, input("b"), &out, None);
+    assert!(fs::read(&out).unwrap() == bytes[0]);
+}
+
+#[test]
+fn dangling_link_is_an_error_naming_it_or_dropped_with_a_warning() {
+    let tmp = tempdir();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("ok.txt"), "ok").unwrap();
+    std::os::unix::fs::symlink("nowhere", src.join("dangling")).unwrap();
+    let err = plan(&[Entry::path(&src, "d")], PlanOptions::default()).unwrap_err();
+    assert!(matches!(err, ArchiveError::DanglingLink { .. }), "{err}");
+    assert!(err.to_string().contains("dangling"), "{err}");
+    assert!(err.help().is_some());
+    let p = plan(
+        &[Entry::path(&src, "d")],
+        PlanOptions {
+            drop_dangling: true,
+        },
+    )
+    .unwrap();
+    assert_eq!(p.warnings().len(), 1, "{:?}", p.warnings());
+    assert!(p.warnings()[0].contains("dangling"));
+    assert!(p.files().iter().all(|f| f.path != "d/dangling"));
+}
+
+#[test]
+fn link_loop_is_an_error_naming_it() {
+    let tmp = tempdir();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    std::os::unix::fs::symlink("loop-b", src.join("loop-a")).unwrap();
+    std::os::unix::fs::symlink("loop-a", src.join("loop-b")).unwrap();
+    let err = plan(&[Entry::path(&src, "d")], PlanOptions::default()).unwrap_err();
+    assert!(matches!(err, ArchiveError::LinkLoop { .. }), "{err}");
+    assert!(err.to_string().contains("loop-"), "{err}");
+    // A directory linking to its own ancestor is kept as a link, not walked forever.
+    let src2 = tmp.path().join("src2");
+    fs::create_dir_all(src2.join("a")).unwrap();
+    std::os::unix::fs::symlink("..", src2.join("a/up")).unwrap();
+    let p = plan(&[Entry::path(&src2, "d")], PlanOptions::default()).unwrap();
+    let up = p.files().into_iter().find(|f| f.path == "d/a/up").unwrap();
+    assert!(
+        matches!(up.kind, airgap_plugin_api::FileKind::Symlink { ref target } if target == ".."),
+        "{up:?}"
+    );
+}
+
+#[test]
+fn two_plugins_claiming_one_path_with_different_content_are_both_named() {
+    let tmp = tempdir();
+    fs::write(tmp.path().join("a"), "one").unwrap();
+    fs::write(tmp.path().join("b"), "two").unwrap();
+    fs::write(tmp.path().join("c"), "one").unwrap();
+    let mut p = airgap_archive::Plan::new(PlanOptions::default());
+    p.add(
+        "conda",
+        &[Entry::path(tmp.path().join("a"), "x")],
+        &NoProgress,
+    )
+    .unwrap();
+    // Same content again: fine.
+    assert!(p
+        .add(
+            "pip",
+            &[Entry::path(tmp.path().join("c"), "x")],
+            &NoProgress
+        )
+        .unwrap()
+        .is_empty());
+    let err = p
+        .add(
+            "pip",
+            &[Entry::path(tmp.path().join("b"), "x")],
+            &NoProgress,
+        )
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("conda") && text.contains("pip") && text.contains('x'),
+        "{text}"
+    );
+    // A deliberate replacement is reported back.
+    let changed = p
+        .add(
+            "syslibs",
+            &[Entry::path(tmp.path().join("b"), "x").replacing()],
+            &NoProgress,
+        )
+        .unwrap();
+    assert_eq!(changed.len(), 1);
+    assert_eq!(changed[0].plugin, "syslibs");
+}
+
+#[test]
+fn exclude_globs_leave_paths_out() {
+    let tmp = tempdir();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(src.join("pkg/__pycache__")).unwrap();
+    fs::write(src.join("pkg/__pycache__/m.pyc"), "c").unwrap();
+    fs::write(src.join("pkg/m.py"), "p").unwrap();
+    fs::write(src.join("pkg/tmp.log"), "l").unwrap();
+    fs::write(src.join("top.log"), "l").unwrap();
+    let entry = Entry {
+        dest: "d".into(),
+        kind: airgap_plugin_api::EntryKind::Path {
+            source: src.clone(),
+            exclude: vec!["__pycache__".into(), "pkg/*.log".into()],
+        },
+        mode: None,
+        package: None,
+        replace: false,
+    };
+    let p = plan(&[entry], PlanOptions::default()).unwrap();
+    let paths: Vec<String> = p.files().into_iter().map(|f| f.path).collect();
+    assert_eq!(paths, vec!["d", "d/pkg", "d/pkg/m.py", "d/top.log"]);
+}
+
+/// Rewrites a file when the writing phase starts: the file changes between the two passes.
+struct ChangeWhileWriting(std::path::PathBuf);
+
+impl Progress for ChangeWhileWriting {
+    fn begin(&self, label: &str, _total: u64, _unit: Unit) {
+        if label == "writing" {
+            fs::write(&self.0, "changed content, longer").unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_file_changing_while_being_written_is_an_error_and_leaves_no_output() {
+    let tmp = tempdir();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("f"), "original").unwrap();
+    let p = plan(&[Entry::path(&src, "d")], PlanOptions::default()).unwrap();
+    let out = tmp.path().join("out/b.tar.gz");
+    fs::create_dir(tmp.path().join("out")).unwrap();
+    let err = write_bundle(
+        &p,
+        input("b"),
+        &out,
+        &WriteOptions::default(),
+        &ChangeWhileWriting(src.join("f")),
+    )
+    .unwrap_err();
+    assert!(matches!(err, ArchiveError::Changed { .. }), "{err}");
+    assert!(err.to_string().contains("/src/f"), "{err}");
+    assert_eq!(
+        fs::read_dir(tmp.path().join("out")).unwrap().count(),
+        0,
+        "leftovers in the output directory"
+    );
+}
+
+#[test]
+fn zstd_bundles_round_trip() {
+    let tmp = tempdir();
+    let src = build_tree(&tmp.path().join("tree"));
+    let p = plan(&[Entry::path(&src, "data")], PlanOptions::default()).unwrap();
+    let out = tmp.path().join("b.tar.zst");
+    write_bundle(
+        &p,
+        input("b"),
+        &out,
+        &WriteOptions {
+            compression: airgap_archive::Compression::Zstd { level: 3 },
+            ..WriteOptions::default()
+        },
+        &NoProgress,
+    )
+    .unwrap();
+    gnu_tar(&["--zstd", "-tf", out.to_str().unwrap()], tmp.path());
+    airgap_archive::verify_bundle(&out, &NoProgress).unwrap();
+    let dest = tmp.path().join("dest");
+    airgap_archive::unpack(&out, &dest, &Default::default(), &NoProgress).unwrap();
+    assert_eq!(
+        fs::read_to_string(dest.join("data/regular.txt")).unwrap(),
+        "hello\n"
+    );
+}
+
+#[test]
+fn sparse_file_over_8_gib_is_stored_sparse_and_restored() {
+    let tmp = tempdir();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let big = src.join("big.img");
+    let f = fs::File::create(&big).unwrap();
+    let size: u64 = (8 << 30) + 12345;
+    f.set_len(size).unwrap();
+    use std::os::unix::fs::FileExt;
+    f.write_all_at(b"start", 0).unwrap();
+    f.write_all_at(b"middle", 5 << 30).unwrap();
+    f.write_all_at(b"end", size - 3).unwrap();
+    drop(f);
+    let p = plan(&[Entry::path(&src, "d")], PlanOptions::default()).unwrap();
+    let out = tmp.path().join("b.tar.gz");
+    let t = std::time::Instant::now();
+    let summary = write(&p, input("b"), &out, None);
+    eprintln!("wrote the 8 GiB sparse bundle in {:?}", t.elapsed());
+    assert!(summary.bytes_out < 10 << 20, "{summary:?}");
+    let listing = gnu_tar(&["-tvzf", out.to_str().unwrap()], tmp.path());
+    assert!(listing.contains(&size.to_string()), "{listing}");
+    // GNU tar restores it (sparse).
+    let x = tmp.path().join("x");
+    fs::create_dir(&x).unwrap();
+    gnu_tar(&["-xzf", out.to_str().unwrap()], &x);
+    let m = fs::metadata(x.join("b/d/big.img")).unwrap();
+    assert_eq!(m.len(), size);
+    // airgap verifies and installs it, sparse too.
+    let t = std::time::Instant::now();
+    let dest = tmp.path().join("dest");
+    airgap_archive::unpack(&out, &dest, &Default::default(), &NoProgress).unwrap();
+    eprintln!("unpacked it in {:?}", t.elapsed());
+    let m = fs::metadata(dest.join("d/big.img")).unwrap();
+    assert_eq!(m.len(), size);
+    assert!(
+        m.blocks() * 512 < 1 << 20,
+        "not sparse: {} blocks",
+        m.blocks()
+    );
+    let f = fs::File::open(dest.join("d/big.img")).unwrap();
+    let mut buf = [0u8; 6];
+    f.read_exact_at(&mut buf, 5 << 30).unwrap();
+    assert_eq!(&buf, b"middle");
+}
