@@ -80,11 +80,13 @@ pub fn find(site_packages: &Path, inside: &dyn Fn(&Path) -> bool) -> Vec<Editabl
                     .first()
                     .map(|(_, p)| p.parent().unwrap_or(p).to_path_buf())
                     .unwrap_or_default();
+                let mut mechanism = vec![path.clone(), finder.clone()];
+                mechanism.extend(byte_code_of(&finder));
                 found.push(EditableInstall {
                     name: name.clone(),
                     target,
                     found_in: path.clone(),
-                    mechanism: vec![path.clone(), finder.clone()],
+                    mechanism,
                     copy: outside
                         .into_iter()
                         .map(|(module, p)| {
@@ -164,6 +166,26 @@ pub fn find(site_packages: &Path, inside: &dyn Fn(&Path) -> bool) -> Vec<Editabl
         }
     }
     found
+}
+
+/// `__pycache__/NAME.*.pyc` of a module file.
+fn byte_code_of(module: &Path) -> Vec<PathBuf> {
+    let (Some(dir), Some(stem)) = (module.parent(), module.file_stem().and_then(|s| s.to_str()))
+    else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(dir.join("__pycache__")) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("{stem}.")) && n.ends_with(".pyc"))
+        })
+        .collect()
 }
 
 fn normalize(name: &str) -> String {

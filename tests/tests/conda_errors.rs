@@ -1,0 +1,200 @@
+//! Clear errors from the conda plugin, each naming the file at fault and saying what to do.
+
+use std::path::Path;
+use std::process::Command;
+
+use airgap_tests::conda::{self, contribute, hidden, materialize};
+use airgap_tests::{run, tempdir};
+use serde_json::json;
+
+#[test]
+fn a_prefix_that_is_not_an_environment_is_refused() {
+    let tmp = tempdir();
+    let dir = tmp.path().join("just-a-folder");
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    let err = contribute(json!({"prefix": dir}), &tmp.path().join("work"), None).unwrap_err();
+    assert!(
+        err.message.contains("is not a Python environment"),
+        "{}",
+        err.message
+    );
+    assert!(err.message.contains("just-a-folder"));
+    assert!(err.help.unwrap().contains("prefix"));
+
+    let err = contribute(
+        json!({"prefix": "missing-env"}),
+        &tmp.path().join("work"),
+        None,
+    )
+    .unwrap_err();
+    assert!(err.message.contains("does not exist"), "{}", err.message);
+    // Relative to the configuration's directory.
+    assert!(err
+        .message
+        .contains(&*tmp.path().join("work/missing-env").to_string_lossy()));
+}
+
+#[test]
+fn unknown_keys_and_bad_folders_in_the_table_are_refused() {
+    let tmp = tempdir();
+    let err = contribute(json!({"prefx": "/x"}), &tmp.path().join("work"), None).unwrap_err();
+    assert!(err.message.contains("prefx"), "{}", err.message);
+    let env = tmp.path().join("env");
+    std::fs::create_dir_all(env.join("conda-meta")).unwrap();
+    let err = contribute(
+        json!({"prefix": env, "dest": "../out"}),
+        &tmp.path().join("work"),
+        None,
+    )
+    .unwrap_err();
+    assert!(err.message.contains("`dest`"), "{}", err.message);
+}
+
+#[test]
+fn a_broken_conda_meta_file_is_named() {
+    let tmp = tempdir();
+    let env = tmp.path().join("env");
+    std::fs::create_dir_all(env.join("conda-meta")).unwrap();
+    std::fs::write(
+        env.join("conda-meta/zlib-1.3-0.json"),
+        "{\"name\": \"zlib\", ",
+    )
+    .unwrap();
+    let err = contribute(json!({"prefix": env}), &tmp.path().join("work"), None).unwrap_err();
+    assert!(
+        err.message.contains("broken conda-meta file"),
+        "{}",
+        err.message
+    );
+    assert!(err.message.contains("zlib-1.3-0.json"), "{}", err.message);
+    assert!(err.help.is_some());
+}
+
+#[test]
+fn a_managed_file_missing_from_disk_names_the_package_and_the_file() {
+    if !conda::have_rattler() {
+        eprintln!("skipped: py-rattler is not installed");
+        return;
+    }
+    let tmp = tempdir();
+    let env = tmp.path().join("env");
+    conda::conda_env(&env, &tmp.path().join("pkgs"));
+    std::fs::remove_file(env.join("share/hello/data.txt")).unwrap();
+    let err = contribute(json!({"prefix": env}), &tmp.path().join("work"), None).unwrap_err();
+    assert!(
+        err.message.contains("hello-tools-1.0-h0_0"),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message.contains("share/hello/data.txt"),
+        "{}",
+        err.message
+    );
+    assert!(err.help.as_deref().unwrap().contains("exclude"));
+    // Excluding it is the way out.
+    contribute(
+        json!({"prefix": env, "exclude": ["share/hello/data.txt"]}),
+        &tmp.path().join("work2"),
+        None,
+    )
+    .expect("excluded missing file is fine");
+}
+
+#[test]
+fn no_prefix_and_no_active_environment_is_explained() {
+    // This is the only test in this binary that reads these variables.
+    std::env::remove_var("CONDA_PREFIX");
+    std::env::remove_var("VIRTUAL_ENV");
+    let tmp = tempdir();
+    let err = contribute(json!({}), &tmp.path().join("work"), None).unwrap_err();
+    assert!(err.message.contains("CONDA_PREFIX"), "{}", err.message);
+    assert!(err.help.unwrap().contains("activate"));
+}
+
+/// A venv with a real editable install (`pip install -e`, setuptools' PEP 660 finder).
+fn editable_venv(root: &Path) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    let base = conda::base_python();
+    let project = root.join("projects/demo");
+    std::fs::create_dir_all(project.join("demo")).unwrap();
+    std::fs::write(project.join("demo/__init__.py"), "VALUE = 42\n").unwrap();
+    std::fs::write(
+        project.join("pyproject.toml"),
+        "[build-system]\nrequires = [\"setuptools>=64\"]\nbuild-backend = \"setuptools.build_meta\"\n\
+         [project]\nname = \"demo\"\nversion = \"0.1\"\n",
+    )
+    .unwrap();
+    let venv = root.join("venv");
+    conda::venv(&base, &venv, &["setuptools>=70", "wheel", "packaging"]);
+    let out = Command::new(venv.join("bin/python"))
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--no-index",
+            "--no-build-isolation",
+            "-e",
+        ])
+        .arg(&project)
+        .output()
+        .expect("pip install -e");
+    if !out.status.success() {
+        panic!(
+            "pip install -e failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Some((venv, project))
+}
+
+#[test]
+fn an_editable_install_is_reported_with_its_path_or_bundled_on_request() {
+    let tmp = tempdir();
+    let Some((venv, project)) = editable_venv(tmp.path()) else {
+        return;
+    };
+    let err = contribute(json!({"prefix": venv}), &tmp.path().join("work"), None).unwrap_err();
+    assert!(
+        err.message.contains("editable install `demo`"),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message.contains(&*project.to_string_lossy()),
+        "{}",
+        err.message
+    );
+    assert!(err.help.unwrap().contains("editable = \"bundle\""));
+
+    // editable = "bundle": the code is copied into site-packages as a regular install.
+    if !conda::can_hide() {
+        return;
+    }
+    let xy = conda::version_short(&conda::base_python());
+    let c = contribute(
+        json!({"prefix": venv, "editable": "bundle", "stdlib_tests": false,
+               "base_exclude": [format!("lib/python{xy}/config-*/*.a")]}),
+        &tmp.path().join("work2"),
+        None,
+    )
+    .expect("bundle editable");
+    let site = format!("env/lib/python{xy}/site-packages");
+    assert!(c.entries.iter().any(|e| e.dest == format!("{site}/demo")));
+    assert!(!c.entries.iter().any(|e| e.dest.contains("__editable__")));
+    let unpacked = tmp.path().join("u");
+    materialize(&c, &unpacked).expect("install");
+    let base = conda::base_python();
+    let hide: [&Path; 3] = [&base, &venv, &tmp.path().join("projects")];
+    let done = run(&mut hidden(
+        &hide,
+        &unpacked.join("env/bin/python"),
+        &["-c", "import demo; print(demo.VALUE, demo.__file__)"],
+    ))
+    .success();
+    assert!(done.stdout.starts_with("42 "), "{}", done.stdout);
+    assert!(
+        done.stdout.contains(&*unpacked.to_string_lossy()),
+        "{}",
+        done.stdout
+    );
+}
