@@ -186,7 +186,7 @@ enum Seen {
 }
 
 /// Is `rel` (a path below the top folder) a plain relative path?
-pub(crate) fn check_rel(rel: &[u8]) -> Result<(), String> {
+pub fn check_rel(rel: &[u8]) -> Result<(), String> {
     if rel.len() > MAX_PATH {
         return Err(format!("path longer than {MAX_PATH} bytes"));
     }

@@ -215,6 +215,7 @@ pub fn unpack(
     progress: &dyn Progress,
 ) -> Result<UnpackReport, ArchiveError> {
     let (dest, existed) = check_dest(dest)?;
+    check_detached(bundle)?;
     // Refuse what the manifest alone shows to be impossible before creating anything.
     let manifest = crate::manifest::read_manifest(bundle)?;
     preflight(&manifest, &dest, options)?;
@@ -234,6 +235,27 @@ pub fn unpack(
     install(
         staging, &manifest, &dest, existed, options, entries, bytes, progress,
     )
+}
+
+/// When `BUNDLE.sha256` sits beside the bundle, the bundle must match it: it also covers the
+/// few bytes of a gzip header that no checksum inside the archive does.
+fn check_detached(bundle: &Path) -> Result<(), ArchiveError> {
+    let path = crate::read::detached_sha256_path(bundle);
+    if let Ok(text) = fs::read_to_string(&path) {
+        let expected = text
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let actual = crate::read::sha256_file(bundle)?;
+        if expected != actual {
+            return Err(ArchiveError::Corrupt {
+                bundle: bundle.into(),
+                reason: format!("its sha256 is {actual}, {} says {expected}", path.display()),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn manifest_text(bundle: &Path, manifest: &Manifest) -> Result<String, ArchiveError> {

@@ -1,0 +1,378 @@
+//! Installing bundles: verify while extracting, install steps seeing the final path, prefix
+//! rewriting and repeated relocation, the carried unpacker, and all-or-nothing on failure.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use airgap_archive::manifest::StepRecord;
+use airgap_archive::unpack::UnpackOptions;
+use airgap_archive::{relocate, unpack, verify_bundle, ArchiveError, NoProgress, PlanOptions};
+use airgap_plugin_api::{Entry, InstallStep, PrefixFile, PrefixMode};
+use airgap_tests::archive::*;
+use airgap_tests::tempdir;
+
+/// A placeholder as long as conda's padded ones, so that binaries can be relocated.
+const PLACEHOLDER: &str =
+    "/opt/airgap_placeholder_prefix_padded_to_be_long_enough_for_any_test_path_0123456789abcdef";
+
+fn env_tree(root: &Path) -> PathBuf {
+    let env = root.join("env");
+    fs::create_dir_all(env.join("bin")).unwrap();
+    fs::create_dir_all(env.join("lib")).unwrap();
+    fs::write(
+        env.join("bin/tool"),
+        format!("#!{PLACEHOLDER}/bin/python\nprefix={PLACEHOLDER} again {PLACEHOLDER}/lib\n"),
+    )
+    .unwrap();
+    let mut bin = b"\x7fELF\0\0junk\0".to_vec();
+    bin.extend_from_slice(format!("{PLACEHOLDER}/lib:{PLACEHOLDER}/lib64").as_bytes());
+    bin.extend_from_slice(b"\0other\0");
+    bin.extend_from_slice(format!("{PLACEHOLDER}/share").as_bytes());
+    bin.extend_from_slice(b"\0tail");
+    fs::write(env.join("lib/libx.so"), &bin).unwrap();
+    env
+}
+
+fn rewrite_step() -> StepRecord {
+    StepRecord {
+        plugin: "conda".into(),
+        step: InstallStep::RewritePrefix {
+            old_prefix: PLACEHOLDER.into(),
+            root: "env".into(),
+            files: vec![
+                PrefixFile {
+                    path: "env/bin/tool".into(),
+                    mode: PrefixMode::Text,
+                },
+                PrefixFile {
+                    path: "env/lib/libx.so".into(),
+                    mode: PrefixMode::Binary,
+                },
+            ],
+        },
+    }
+}
+
+fn run_step(description: &str, program: &str, args: &[&str]) -> StepRecord {
+    StepRecord {
+        plugin: "pip".into(),
+        step: InstallStep::Run {
+            description: description.into(),
+            program: program.into(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: Default::default(),
+        },
+    }
+}
+
+fn env_bundle(tmp: &Path, steps: Vec<StepRecord>) -> PathBuf {
+    let env = env_tree(&tmp.join("src"));
+    let p = plan(&[Entry::path(&env, "env")], PlanOptions::default()).unwrap();
+    let mut inp = input("nlp");
+    inp.install_steps = steps;
+    let out = tmp.join("nlp.tar.gz");
+    write(&p, inp, &out, None);
+    out
+}
+
+fn binary_strings(data: &[u8]) -> Vec<String> {
+    data.split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
+}
+
+#[test]
+fn unpack_rewrites_prefixes_for_the_final_path_and_relocate_works_again_and_again() {
+    let tmp = tempdir();
+    let out = env_bundle(tmp.path(), vec![rewrite_step()]);
+    let size = fs::metadata(tmp.path().join("src/env/lib/libx.so"))
+        .unwrap()
+        .len();
+    let dest = tmp.path().join("d");
+    let report = unpack(&out, &dest, &UnpackOptions::default(), &NoProgress).unwrap();
+    assert_eq!(report.dest, dest);
+    let d = dest.display().to_string();
+    let tool = fs::read_to_string(dest.join("env/bin/tool")).unwrap();
+    assert_eq!(
+        tool,
+        format!("#!{d}/env/bin/python\nprefix={d}/env again {d}/env/lib\n")
+    );
+    let lib = fs::read(dest.join("env/lib/libx.so")).unwrap();
+    assert_eq!(lib.len() as u64, size, "binary changed size");
+    assert!(
+        binary_strings(&lib).contains(&format!("{d}/env/lib:{d}/env/lib64")),
+        "{:?}",
+        binary_strings(&lib)
+    );
+    assert!(binary_strings(&lib).contains(&format!("{d}/env/share")));
+    assert!(dest.join(".airgap/prefixes.toml").is_file());
+    // No staging left beside DEST.
+    assert_eq!(
+        fs::read_dir(tmp.path())
+            .unwrap()
+            .filter(|e| e
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("staging"))
+            .count(),
+        0
+    );
+
+    // Move it, then move it again to a longer path (still within the placeholder's length).
+    let second = tmp.path().join("moved");
+    relocate(&dest, Some(&second), &NoProgress).unwrap();
+    assert!(!dest.exists());
+    let third = tmp.path().join("moved-again-to-a-longer-name/deeper");
+    fs::create_dir(tmp.path().join("moved-again-to-a-longer-name")).unwrap();
+    relocate(&second, Some(&third), &NoProgress).unwrap();
+    let t = third.display().to_string();
+    let tool = fs::read_to_string(third.join("env/bin/tool")).unwrap();
+    assert_eq!(
+        tool,
+        format!("#!{t}/env/bin/python\nprefix={t}/env again {t}/env/lib\n")
+    );
+    let lib = fs::read(third.join("env/lib/libx.so")).unwrap();
+    assert_eq!(lib.len() as u64, size);
+    assert!(
+        binary_strings(&lib).contains(&format!("{t}/env/lib:{t}/env/lib64")),
+        "{:?}",
+        binary_strings(&lib)
+    );
+    assert!(binary_strings(&lib).contains(&"other".to_string()));
+
+    // Too long for the binary: refused, nothing moved or changed.
+    let long = tmp.path().join("x".repeat(PLACEHOLDER.len()));
+    let before = fs::read(third.join("env/lib/libx.so")).unwrap();
+    let err = relocate(&third, Some(&long), &NoProgress).unwrap_err();
+    assert!(matches!(err, ArchiveError::PrefixTooLong { .. }), "{err}");
+    assert!(err.to_string().contains("env/lib/libx.so"), "{err}");
+    assert!(third.is_dir() && !long.exists());
+    assert_eq!(fs::read(third.join("env/lib/libx.so")).unwrap(), before);
+}
+
+#[test]
+fn a_destination_too_long_for_a_binary_is_refused_before_anything_is_written() {
+    let tmp = tempdir();
+    let out = env_bundle(tmp.path(), vec![rewrite_step()]);
+    let dest = tmp.path().join("y".repeat(PLACEHOLDER.len()));
+    let before = snapshot(tmp.path());
+    let err = unpack(&out, &dest, &UnpackOptions::default(), &NoProgress).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("env/lib/libx.so") && text.contains(&PLACEHOLDER.len().to_string()),
+        "{text}"
+    );
+    assert!(err.help().unwrap().contains("at most"), "{:?}", err.help());
+    assert_eq!(snapshot(tmp.path()), before);
+}
+
+#[test]
+fn run_steps_see_the_final_destination_and_a_failing_step_leaves_nothing() {
+    let tmp = tempdir();
+    let out = env_bundle(
+        tmp.path(),
+        vec![
+            rewrite_step(),
+            run_step(
+                "record where we are",
+                "sh",
+                &[
+                    "-c",
+                    "pwd -P > {dest}/installed.txt; echo {dest} >> installed.txt",
+                ],
+            ),
+        ],
+    );
+    let dest = tmp.path().join("ok");
+    let r = unpack(&out, &dest, &UnpackOptions::default(), &NoProgress).unwrap();
+    assert_eq!(r.steps, 2);
+    let d = dest.display().to_string();
+    assert_eq!(
+        fs::read_to_string(dest.join("installed.txt")).unwrap(),
+        format!("{d}\n{d}\n")
+    );
+
+    let out = env_bundle(
+        &tmp.path().join("second"),
+        vec![
+            rewrite_step(),
+            run_step("fail on purpose", "sh", &["-c", "echo boom >&2; exit 3"]),
+        ],
+    );
+    let dest = tmp.path().join("bad");
+    let before = snapshot(tmp.path());
+    let err = unpack(&out, &dest, &UnpackOptions::default(), &NoProgress).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("fail on purpose") && text.contains("boom"),
+        "{text}"
+    );
+    assert!(!dest.exists());
+    assert_eq!(snapshot(tmp.path()), before);
+    // An empty DEST that existed is left, empty.
+    fs::create_dir(&dest).unwrap();
+    unpack(&out, &dest, &UnpackOptions::default(), &NoProgress).unwrap_err();
+    assert!(dest.is_dir() && fs::read_dir(&dest).unwrap().next().is_none());
+}
+
+#[test]
+fn a_step_needing_python_without_one_given_is_refused_up_front() {
+    let tmp = tempdir();
+    let out = env_bundle(
+        tmp.path(),
+        vec![run_step(
+            "install wheels",
+            "{python}",
+            &["-m", "pip", "--version"],
+        )],
+    );
+    let dest = tmp.path().join("d");
+    let err = unpack(&out, &dest, &UnpackOptions::default(), &NoProgress).unwrap_err();
+    assert!(err.to_string().contains("--python"), "{err}");
+    assert!(!dest.exists());
+    let r = unpack(
+        &out,
+        &dest,
+        &UnpackOptions {
+            python: Some("/usr/bin/python3".into()),
+        },
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(r.steps, 1);
+}
+
+#[test]
+fn dest_that_is_not_empty_is_refused() {
+    let tmp = tempdir();
+    let out = env_bundle(tmp.path(), vec![]);
+    let dest = tmp.path().join("full");
+    fs::create_dir(&dest).unwrap();
+    fs::write(dest.join("keep"), "mine").unwrap();
+    let err = unpack(&out, &dest, &UnpackOptions::default(), &NoProgress).unwrap_err();
+    assert!(err.to_string().contains("not empty"), "{err}");
+    assert_eq!(fs::read_to_string(dest.join("keep")).unwrap(), "mine");
+}
+
+#[test]
+fn flipped_bytes_and_cut_bundles_fail_verify_and_unpack_leaves_dest_absent() {
+    let tmp = tempdir();
+    let src = build_tree(&tmp.path().join("tree"));
+    let p = plan(&[Entry::path(&src, "data")], PlanOptions::default()).unwrap();
+    let good = tmp.path().join("good.tar.gz");
+    write(&p, input("b"), &good, None);
+    verify_bundle(&good, &NoProgress).unwrap();
+    let bytes = fs::read(&good).unwrap();
+    let sum = fs::read_to_string(format!("{}.sha256", good.display())).unwrap();
+    let work = tmp.path().join("work");
+    fs::create_dir(&work).unwrap();
+    let bad = work.join("bad.tar.gz");
+    let n = bytes.len();
+    let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
+    for i in 0..40 {
+        let pos = (n - 1) * i / 39;
+        let mut b = bytes.clone();
+        b[pos] ^= 0x01;
+        cases.push((format!("flip at {pos}"), b));
+    }
+    for len in [0, 1, 10, 100, n / 3, n / 2, n - 100, n - 9, n - 1] {
+        cases.push((format!("cut at {len}"), bytes[..len].to_vec()));
+    }
+    for (what, b) in cases {
+        fs::write(&bad, &b).unwrap();
+        // With the detached checksum beside it, and without.
+        fs::write(format!("{}.sha256", bad.display()), &sum).unwrap();
+        assert!(
+            verify_bundle(&bad, &NoProgress).is_err(),
+            "{what}: verify passed"
+        );
+        let dest = work.join("dest");
+        assert!(
+            unpack(&bad, &dest, &UnpackOptions::default(), &NoProgress).is_err(),
+            "{what}: unpack passed"
+        );
+        assert!(!dest.exists(), "{what}: DEST exists");
+        fs::remove_file(format!("{}.sha256", bad.display())).unwrap();
+        let verified = verify_bundle(&bad, &NoProgress).is_ok();
+        let unpacked = unpack(&bad, &dest, &UnpackOptions::default(), &NoProgress).is_ok();
+        assert_eq!(verified, unpacked, "{what}: verify and unpack disagree");
+        assert!(
+            !what.starts_with("cut") || !unpacked,
+            "{what}: a cut bundle unpacked"
+        );
+        assert_eq!(unpacked, dest.exists(), "{what}");
+        if unpacked {
+            // A flip in a gzip header field no checksum covers (a member's mtime) leaves the
+            // content intact: then the install must be complete and correct.
+            verify_equal(&src, &dest.join("data"));
+            fs::remove_dir_all(&dest).unwrap();
+        }
+        let left: Vec<_> = fs::read_dir(&work)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left.len(), 1, "{what}: leftovers {left:?}");
+    }
+}
+
+fn verify_equal(src: &Path, dest: &Path) {
+    let a = fs::read_to_string(src.join("regular.txt")).unwrap();
+    let b = fs::read_to_string(dest.join("regular.txt")).unwrap();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn the_carried_unpacker_installs_with_only_sh_and_tar() {
+    let tmp = tempdir();
+    let env = env_tree(&tmp.path().join("src"));
+    let p = plan(&[Entry::path(&env, "env")], PlanOptions::default()).unwrap();
+    let mut inp = input("nlp");
+    inp.install_steps = vec![
+        rewrite_step(),
+        run_step("say where", "sh", &["-c", "echo {dest} > where.txt"]),
+    ];
+    let out = tmp.path().join("nlp.tar.gz");
+    write(&p, inp, &out, Some(unpacker()));
+    let target = tmp.path().join("target");
+    fs::create_dir(&target).unwrap();
+    fs::copy(&out, target.join("nlp.tar.gz")).unwrap();
+    let status = Command::new("/bin/sh")
+        .arg("-c")
+        .arg("tar xzf nlp.tar.gz && nlp/unpack /dev/null/x 2>err1.txt; nlp/unpack installed")
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .current_dir(&target)
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let dest = target.join("installed");
+    let d = dest.display().to_string();
+    assert_eq!(
+        fs::read_to_string(dest.join("where.txt")).unwrap(),
+        format!("{d}\n")
+    );
+    assert!(fs::read_to_string(dest.join("env/bin/tool"))
+        .unwrap()
+        .contains(&format!("#!{d}/env/bin/python")));
+    assert!(dest.join(".airgap/prefixes.toml").is_file());
+    // A tampered extracted tree is refused and nothing is installed.
+    fs::write(target.join("nlp/env/bin/tool"), "tampered").unwrap();
+    let out = Command::new("/bin/sh")
+        .arg("-c")
+        .arg("nlp/unpack again")
+        .current_dir(&target)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("env/bin/tool"), "{err}");
+    assert!(!target.join("again").exists());
+}
