@@ -1,10 +1,28 @@
-//! The pre-transfer check: will these files load on the target? (Filled in by the syslibs
-//! work: see issue "System libraries".)
+//! The pre-transfer check: will these files load on the target?
+//!
+//! For every ELF file of the bundle (found by content): the symbol versions it requires from
+//! the target (`.gnu.version_r`, minus what libraries inside the bundle provide), grouped by
+//! prefix, against the target's limits; and each `DT_NEEDED` name, which must be found inside
+//! the bundle through the file's `$ORIGIN`-relative search path, or be glibc, or be on the
+//! target (the manylinux policy's assumed libraries, or the real library set of a target
+//! root filesystem). Python extension modules and wheel tags are compared with the target's
+//! Python ABI and platform. Bundling cannot fix a too-old target glibc: the check says so
+//! before the transfer.
 
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use airgap_elf::policy::{
+    never_bundle, policy_by_name, policy_for_glibc, ManylinuxPolicy, NeverBundle,
+};
+use airgap_elf::target::RootLibs;
+use airgap_elf::{ElfFile, ElfKind, SymbolVersions, Version};
 use airgap_plugin_api::{PythonEnvironment, TargetProfile};
 use serde::Serialize;
+
+use crate::Error;
 
 /// One file of the bundle to check: its path in the bundle and where its bytes are now.
 #[derive(Debug, Clone)]
@@ -15,11 +33,224 @@ pub struct CheckInput {
     pub disk: PathBuf,
 }
 
+/// What the target offers, as the check sees it.
+#[derive(Debug, Clone)]
+pub struct CheckTarget {
+    /// The declared profile (Python ABI, platforms, glibc).
+    pub profile: TargetProfile,
+    /// Where the library set and limits come from.
+    pub libs: TargetLibs,
+}
+
+/// The libraries and symbol versions of the target.
+#[derive(Debug, Clone)]
+pub enum TargetLibs {
+    /// A manylinux policy: its assumed libraries and highest symbol versions.
+    Policy(ManylinuxPolicy),
+    /// A real root filesystem.
+    Root(RootLibs),
+}
+
+impl CheckTarget {
+    /// The target a profile declares: its manylinux platform tag, else its glibc, else this
+    /// machine (a bundle for "a machine like this one").
+    pub fn from_profile(profile: &TargetProfile) -> Result<CheckTarget, Error> {
+        for tag in &profile.platforms {
+            if tag.starts_with("manylinux") {
+                if let Some(p) = policy_by_name(tag) {
+                    return Ok(CheckTarget::policy(profile, p));
+                }
+            }
+        }
+        if let Some(g) = profile.glibc.as_deref() {
+            let v = Version::parse(g).ok_or_else(|| {
+                Error::Internal(format!("invalid glibc version {g:?} in the target profile"))
+            })?;
+            let p = policy_for_glibc(&v).ok_or_else(|| Error::CheckTarget {
+                reason: format!("glibc {g} is older than any manylinux policy (2.5)"),
+            })?;
+            return Ok(CheckTarget::policy(profile, p));
+        }
+        CheckTarget::from_root(profile, Path::new("/"))
+    }
+
+    /// A manylinux policy by name (`manylinux2014`, `manylinux_2_28`).
+    pub fn from_policy_name(profile: &TargetProfile, name: &str) -> Result<CheckTarget, Error> {
+        let p = policy_by_name(name).ok_or_else(|| Error::CheckTarget {
+            reason: format!("unknown manylinux tag `{name}`"),
+        })?;
+        Ok(CheckTarget::policy(profile, p))
+    }
+
+    /// A glibc version (`2.17`): the newest manylinux policy it satisfies.
+    pub fn from_glibc(profile: &TargetProfile, glibc: &str) -> Result<CheckTarget, Error> {
+        let v = Version::parse(glibc).ok_or_else(|| Error::CheckTarget {
+            reason: format!("invalid glibc version `{glibc}`"),
+        })?;
+        let p = policy_for_glibc(&v).ok_or_else(|| Error::CheckTarget {
+            reason: format!("glibc {glibc} is older than any manylinux policy (2.5)"),
+        })?;
+        let mut profile = profile.clone();
+        profile.glibc = Some(glibc.to_owned());
+        Ok(CheckTarget::policy(&profile, p))
+    }
+
+    /// A real root filesystem: its glibc and the libraries it has.
+    pub fn from_root(profile: &TargetProfile, root: &Path) -> Result<CheckTarget, Error> {
+        let libs = RootLibs::read(root).map_err(|e| Error::CheckTarget {
+            reason: format!("cannot read the target root {}: {e}", root.display()),
+        })?;
+        let mut profile = profile.clone();
+        if let Some(g) = &libs.glibc {
+            profile.glibc = Some(g.to_string());
+        }
+        Ok(CheckTarget {
+            profile,
+            libs: TargetLibs::Root(libs),
+        })
+    }
+
+    fn policy(profile: &TargetProfile, p: ManylinuxPolicy) -> CheckTarget {
+        let mut profile = profile.clone();
+        if profile.glibc.is_none() {
+            profile.glibc = Some(p.glibc.to_string());
+        }
+        CheckTarget {
+            profile,
+            libs: TargetLibs::Policy(p),
+        }
+    }
+
+    /// Whether the target has library `name` without any search path.
+    fn has(&self, name: &str) -> bool {
+        match &self.libs {
+            TargetLibs::Policy(p) => p.assumes(name),
+            TargetLibs::Root(r) => r.sonames.contains(name),
+        }
+    }
+
+    /// The highest version per prefix the target provides.
+    fn allowed(&self) -> &SymbolVersions {
+        match &self.libs {
+            TargetLibs::Policy(p) => &p.max_versions,
+            TargetLibs::Root(r) => &r.versions,
+        }
+    }
+
+    fn describe(&self) -> TargetSummary {
+        TargetSummary {
+            glibc: self.profile.glibc.clone(),
+            policy: match &self.libs {
+                TargetLibs::Policy(p) => Some(p.name.clone()),
+                TargetLibs::Root(_) => None,
+            },
+            root: match &self.libs {
+                TargetLibs::Policy(_) => None,
+                TargetLibs::Root(r) => Some(r.root.clone()),
+            },
+            python: self.profile.python.clone(),
+            abi: self.profile.abi.clone(),
+            platforms: self.profile.platforms.clone(),
+            max_versions: self
+                .allowed()
+                .0
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_string()))
+                .collect(),
+        }
+    }
+}
+
+/// The target as the report shows it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TargetSummary {
+    /// The target's glibc.
+    pub glibc: Option<String>,
+    /// The manylinux policy used (when no root was given).
+    pub policy: Option<String>,
+    /// The root filesystem read (when one was given).
+    pub root: Option<PathBuf>,
+    /// Python version of the target.
+    pub python: Option<String>,
+    /// Python ABI tag of the target.
+    pub abi: Option<String>,
+    /// Platform tags of the target.
+    pub platforms: Vec<String>,
+    /// Highest symbol version per prefix the target provides.
+    pub max_versions: BTreeMap<String, String>,
+}
+
+/// A symbol version the bundle needs from the target, and the file that needs it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Requirement {
+    /// The highest version needed (`2.34`).
+    pub version: String,
+    /// The bundle file needing it (the first, in path order, of those needing the most).
+    pub file: String,
+}
+
+/// A prefix whose needed version the target does not provide.
+#[derive(Debug, Clone, Serialize)]
+pub struct TooNew {
+    /// `GLIBC`, `GLIBCXX`, `CXXABI`, `GCC`.
+    pub prefix: String,
+    /// Highest version needed.
+    pub required: String,
+    /// Highest the target has.
+    pub available: String,
+    /// Every bundle file needing more than the target has, with what it needs.
+    pub files: Vec<(String, String)>,
+}
+
+/// A library the target will not find.
+#[derive(Debug, Clone, Serialize)]
+pub struct MissingLibrary {
+    /// The `DT_NEEDED` name.
+    pub name: String,
+    /// The bundle files needing it.
+    pub needed_by: Vec<String>,
+    /// A copy inside the bundle that the search path of the users does not reach.
+    pub unreachable_copy: Option<String>,
+}
+
+/// A Python ABI or platform tag that does not fit the target.
+#[derive(Debug, Clone, Serialize)]
+pub struct PythonMismatch {
+    /// What: `python version`, `abi`, `extension module`, `wheel tag`.
+    pub what: String,
+    /// The bundle file (or the environment) at fault.
+    pub path: String,
+    /// What the bundle has.
+    pub found: String,
+    /// What the target has.
+    pub expected: String,
+}
+
 /// What the check found.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CheckReport {
-    /// Problems that stop the bundle from working on the target.
+    /// The target checked against.
+    pub target: TargetSummary,
+    /// Files looked at.
+    pub files: usize,
+    /// ELF files among them.
+    pub elf_files: usize,
+    /// The minimum glibc the bundle needs on the target, and the file needing it.
+    pub glibc: Option<Requirement>,
+    /// Highest version needed from the target per prefix (GLIBC, GLIBCXX, CXXABI, GCC...).
+    pub max_versions: BTreeMap<String, Requirement>,
+    /// Prefixes whose needed version the target lacks.
+    pub too_new: Vec<TooNew>,
+    /// Libraries the target will not find.
+    pub missing: Vec<MissingLibrary>,
+    /// Python ABI and platform mismatches.
+    pub python: Vec<PythonMismatch>,
+    /// Libraries expected from the target's GPU driver.
+    pub driver_libraries: Vec<String>,
+    /// Problems that stop the bundle from working on the target, one line each.
     pub problems: Vec<String>,
+    /// Things worth knowing that do not stop it.
+    pub warnings: Vec<String>,
 }
 
 impl CheckReport {
@@ -31,9 +262,586 @@ impl CheckReport {
 
 /// Check files against the target profile.
 pub fn check_files(
-    _files: &[CheckInput],
-    _target: &TargetProfile,
-    _python: Option<&PythonEnvironment>,
+    files: &[CheckInput],
+    target: &TargetProfile,
+    python: Option<&PythonEnvironment>,
 ) -> Result<CheckReport, crate::Error> {
-    Ok(CheckReport::default())
+    let target = CheckTarget::from_profile(target)?;
+    check_against(files, &target, python)
+}
+
+struct ElfInput {
+    path: String,
+    elf: Arc<ElfFile>,
+}
+
+/// Check files against a target (a policy or a root filesystem).
+pub fn check_against(
+    files: &[CheckInput],
+    target: &CheckTarget,
+    python: Option<&PythonEnvironment>,
+) -> Result<CheckReport, crate::Error> {
+    let mut report = CheckReport {
+        target: target.describe(),
+        files: files.len(),
+        ..Default::default()
+    };
+    let elves: Vec<ElfInput> = {
+        use rayon::prelude::*;
+        files
+            .par_iter()
+            .filter(|f| airgap_elf::is_elf(&f.disk))
+            .filter_map(|f| {
+                ElfFile::parse(&f.disk).ok().map(|elf| ElfInput {
+                    path: f.path.clone(),
+                    elf: Arc::new(elf),
+                })
+            })
+            .filter(|e| e.elf.kind != ElfKind::Other)
+            .collect()
+    };
+    let mut elves = elves;
+    elves.sort_by(|a, b| a.path.cmp(&b.path));
+    report.elf_files = elves.len();
+
+    // Index: bundle dir -> names (file names and sonames) present there; soname -> paths.
+    let mut in_dir: HashMap<&str, BTreeSet<&str>> = HashMap::new();
+    let mut anywhere: HashMap<&str, &str> = HashMap::new();
+    for f in files {
+        let (dir, name) = split(&f.path);
+        in_dir.entry(dir).or_default().insert(name);
+        anywhere.entry(name).or_insert(&f.path);
+    }
+    for e in &elves {
+        if let Some(so) = e.elf.soname() {
+            in_dir.entry(split(&e.path).0).or_default().insert(so);
+            anywhere.entry(so).or_insert(&e.path);
+        }
+    }
+    let source_prefix = python.map(|p| {
+        (
+            p.source_prefix.clone(),
+            p.prefix.trim_matches('/').to_owned(),
+        )
+    });
+    // RPATH of the bundle's executables applies to what they dlopen (extension modules).
+    let mut exe_dirs: Vec<String> = Vec::new();
+    for e in &elves {
+        if e.elf.interpreter.is_some() && !e.elf.has_runpath {
+            for entry in &e.elf.rpath {
+                if let Some(d) = entry_dir(entry, &e.path, source_prefix.as_ref()) {
+                    exe_dirs.push(d);
+                }
+            }
+        }
+    }
+
+    let allowed = target.allowed();
+    let mut needs: BTreeMap<String, (Version, String)> = BTreeMap::new();
+    let mut too_new: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    let mut missing: BTreeMap<String, (BTreeSet<String>, Option<String>)> = BTreeMap::new();
+    let mut drivers: BTreeSet<String> = BTreeSet::new();
+    for e in &elves {
+        // Symbol versions needed from the target: skip those a bundled library provides.
+        let mut from_target = SymbolVersions::default();
+        for need in &e.elf.version_needs {
+            if never_bundle(&need.file) != Some(NeverBundle::Glibc)
+                && anywhere.contains_key(need.file.as_str())
+            {
+                continue;
+            }
+            for v in &need.versions {
+                from_target.add(v);
+            }
+        }
+        for (prefix, v) in &from_target.0 {
+            let slot = needs
+                .entry(prefix.clone())
+                .or_insert_with(|| (Version::default(), String::new()));
+            if *v > slot.0 {
+                *slot = (v.clone(), e.path.clone());
+            }
+            if let Some(max) = allowed.max(prefix) {
+                if v > max {
+                    too_new
+                        .entry(prefix.clone())
+                        .or_default()
+                        .push((e.path.clone(), v.to_string()));
+                }
+            }
+        }
+
+        // Needed libraries.
+        let mut dirs: Vec<String> = Vec::new();
+        let entries: Vec<&String> = if e.elf.has_runpath {
+            e.elf.runpath.iter().collect()
+        } else {
+            e.elf.rpath.iter().chain(e.elf.runpath.iter()).collect()
+        };
+        for entry in entries {
+            if let Some(d) = entry_dir(entry, &e.path, source_prefix.as_ref()) {
+                dirs.push(d);
+            }
+        }
+        if !e.elf.has_runpath {
+            dirs.extend(exe_dirs.iter().cloned());
+        }
+        for name in &e.elf.needed {
+            if name.contains('/') {
+                continue;
+            }
+            match never_bundle(name) {
+                Some(NeverBundle::Glibc) => continue,
+                Some(NeverBundle::Driver) => {
+                    drivers.insert(name.clone());
+                    continue;
+                }
+                None => {}
+            }
+            let reached = dirs.iter().any(|d| {
+                in_dir
+                    .get(d.as_str())
+                    .is_some_and(|names| names.contains(name.as_str()))
+            });
+            if reached || target.has(name) {
+                continue;
+            }
+            let slot = missing.entry(name.clone()).or_default();
+            slot.0.insert(e.path.clone());
+            if slot.1.is_none() {
+                slot.1 = anywhere.get(name.as_str()).map(|p| (*p).to_owned());
+            }
+        }
+    }
+
+    for (prefix, (v, file)) in &needs {
+        let r = Requirement {
+            version: v.to_string(),
+            file: file.clone(),
+        };
+        if prefix == "GLIBC" {
+            report.glibc = Some(r.clone());
+        }
+        report.max_versions.insert(prefix.clone(), r);
+    }
+    for (prefix, files) in too_new {
+        let required = needs
+            .get(&prefix)
+            .map(|(v, _)| v.to_string())
+            .unwrap_or_default();
+        let available = allowed
+            .max(&prefix)
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let worst = needs
+            .get(&prefix)
+            .map(|(_, f)| f.clone())
+            .unwrap_or_default();
+        report.problems.push(if prefix == "GLIBC" {
+            format!(
+                "needs glibc {required} ({worst} needs GLIBC_{required}) but the target has glibc {available}; {} file(s) need more than {available}",
+                files.len()
+            )
+        } else {
+            format!(
+                "needs {prefix}_{required} ({worst}) but the target provides {prefix} up to {available}; {} file(s) affected",
+                files.len()
+            )
+        });
+        report.too_new.push(TooNew {
+            prefix,
+            required,
+            available,
+            files,
+        });
+    }
+    for (name, (users, copy)) in missing {
+        let users: Vec<String> = users.into_iter().collect();
+        let shown: Vec<&str> = users.iter().take(3).map(String::as_str).collect();
+        let more = if users.len() > 3 {
+            format!(" and {} more", users.len() - 3)
+        } else {
+            String::new()
+        };
+        report.problems.push(match &copy {
+            Some(c) => format!(
+                "{name} is needed by {}{more}: the bundle has it at {c} but their search path does not reach it",
+                shown.join(", ")
+            ),
+            None => format!(
+                "{name} is needed by {}{more} and is neither in the bundle nor on the target",
+                shown.join(", ")
+            ),
+        });
+        report.missing.push(MissingLibrary {
+            name,
+            needed_by: users,
+            unreachable_copy: copy,
+        });
+    }
+    if !drivers.is_empty() {
+        report.warnings.push(format!(
+            "expects GPU driver libraries from the target: {}",
+            drivers.iter().cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    report.driver_libraries = drivers.into_iter().collect();
+
+    check_python(files, &target.profile, python, &mut report);
+    Ok(report)
+}
+
+fn split(path: &str) -> (&str, &str) {
+    path.rsplit_once('/').unwrap_or(("", path))
+}
+
+/// The bundle dir a search-path entry of the file at `path` points to: `$ORIGIN` entries, or
+/// absolute entries inside the Python environment's source prefix (relocated by its plugin).
+fn entry_dir(entry: &str, path: &str, source_prefix: Option<&(PathBuf, String)>) -> Option<String> {
+    for token in ["${ORIGIN}", "$ORIGIN"] {
+        if let Some(rest) = entry.strip_prefix(token) {
+            return join(split(path).0, rest);
+        }
+    }
+    let (src, prefix) = source_prefix?;
+    let rel = Path::new(entry).strip_prefix(src).ok()?;
+    join(prefix, &rel.to_string_lossy())
+}
+
+fn join(dir: &str, rel: &str) -> Option<String> {
+    let mut parts: Vec<&str> = dir.split('/').filter(|s| !s.is_empty()).collect();
+    for p in rel.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            p => parts.push(p),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+/// Python ABI and platform: the environment's interpreter, extension module file names, and
+/// wheel tags (installed `*.dist-info/WHEEL` files and `*.whl` files of a wheelhouse).
+fn check_python(
+    files: &[CheckInput],
+    profile: &TargetProfile,
+    python: Option<&PythonEnvironment>,
+    report: &mut CheckReport,
+) {
+    let push = |report: &mut CheckReport, m: PythonMismatch| {
+        report.problems.push(format!(
+            "{} {}: has {}, the target has {}",
+            m.what, m.path, m.found, m.expected
+        ));
+        report.python.push(m);
+    };
+    if let (Some(py), Some(want)) = (python, profile.python.as_deref()) {
+        if !py.version.is_empty() && major_minor(&py.version) != major_minor(want) {
+            push(
+                report,
+                PythonMismatch {
+                    what: "python version".into(),
+                    path: py.executable.clone(),
+                    found: py.version.clone(),
+                    expected: want.to_owned(),
+                },
+            );
+        }
+    }
+    if let (Some(py), Some(want)) = (python, profile.abi.as_deref()) {
+        if !py.abi.is_empty() && py.abi != want {
+            push(
+                report,
+                PythonMismatch {
+                    what: "python abi".into(),
+                    path: py.executable.clone(),
+                    found: py.abi.clone(),
+                    expected: want.to_owned(),
+                },
+            );
+        }
+    }
+    let glibc = profile.glibc.as_deref().and_then(Version::parse);
+    let mut bad_ext = 0usize;
+    for f in files {
+        let name = split(&f.path).1;
+        // foo.cpython-311-x86_64-linux-gnu.so
+        if let (Some(want), Some(rest)) = (profile.abi.as_deref(), name.split_once(".cpython-")) {
+            if let Some(tag) = rest.1.split('-').next() {
+                let found = format!("cp{tag}");
+                if want.starts_with("cp") && found != want && !found.ends_with('d') {
+                    bad_ext += 1;
+                    if bad_ext <= 5 {
+                        push(
+                            report,
+                            PythonMismatch {
+                                what: "extension module".into(),
+                                path: f.path.clone(),
+                                found,
+                                expected: want.to_owned(),
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        let tags: Vec<String> = if f.path.ends_with(".dist-info/WHEEL") {
+            let mut text = String::new();
+            let _ = std::fs::File::open(&f.disk)
+                .and_then(|h| h.take(64 * 1024).read_to_string(&mut text));
+            text.lines()
+                .filter_map(|l| l.strip_prefix("Tag:"))
+                .map(|t| t.trim().to_owned())
+                .collect()
+        } else if let Some(stem) = name.strip_suffix(".whl") {
+            let parts: Vec<&str> = stem.split('-').collect();
+            if parts.len() >= 5 {
+                let n = parts.len();
+                vec![format!(
+                    "{}-{}-{}",
+                    parts[n - 3],
+                    parts[n - 2],
+                    parts[n - 1]
+                )]
+            } else {
+                Vec::new()
+            }
+        } else {
+            continue;
+        };
+        if tags.is_empty() {
+            continue;
+        }
+        // A wheel fits when any of its tags (expanded on '.') fits.
+        let mut reasons = Vec::new();
+        let fits = tags.iter().any(|t| {
+            let mut it = t.splitn(3, '-');
+            let (_py, abis, plats) = (it.next(), it.next().unwrap_or(""), it.next().unwrap_or(""));
+            let abi_ok = abis.split('.').any(|a| {
+                a == "none" || a == "abi3" || profile.abi.as_deref().is_none_or(|want| a == want)
+            });
+            let plat_ok = plats
+                .split('.')
+                .any(|p| platform_fits(p, profile, glibc.as_ref()));
+            if !abi_ok {
+                reasons.push(format!("abi {abis}"));
+            }
+            if !plat_ok {
+                reasons.push(format!("platform {plats}"));
+            }
+            abi_ok && plat_ok
+        });
+        if !fits {
+            push(
+                report,
+                PythonMismatch {
+                    what: "wheel tag".into(),
+                    path: f.path.clone(),
+                    found: tags.join(", "),
+                    expected: format!(
+                        "abi {} on {}",
+                        profile.abi.as_deref().unwrap_or("any"),
+                        profile
+                            .glibc
+                            .as_deref()
+                            .map(|g| format!("glibc {g}"))
+                            .unwrap_or_else(|| "any platform".into())
+                    ),
+                },
+            );
+        }
+    }
+    if bad_ext > 5 {
+        report.problems.push(format!(
+            "... and {} more extension modules built for another Python",
+            bad_ext - 5
+        ));
+    }
+}
+
+fn major_minor(v: &str) -> String {
+    v.split('.').take(2).collect::<Vec<_>>().join(".")
+}
+
+/// Whether a wheel platform tag can run on the target.
+fn platform_fits(tag: &str, profile: &TargetProfile, glibc: Option<&Version>) -> bool {
+    if tag == "any" {
+        return true;
+    }
+    let arch_ok = |arch: &str| profile.arch.as_deref().is_none_or(|a| a == arch);
+    if let Some(arch) = tag.strip_prefix("linux_") {
+        return arch_ok(arch);
+    }
+    let legacy = [
+        ("manylinux1_", 5u32),
+        ("manylinux2010_", 12),
+        ("manylinux2014_", 17),
+    ];
+    for (prefix, minor) in legacy {
+        if let Some(arch) = tag.strip_prefix(prefix) {
+            return arch_ok(arch) && glibc.is_none_or(|g| *g >= Version(vec![2, minor]));
+        }
+    }
+    if let Some(rest) = tag.strip_prefix("manylinux_") {
+        let mut it = rest.splitn(3, '_');
+        let major: Option<u32> = it.next().and_then(|s| s.parse().ok());
+        let minor: Option<u32> = it.next().and_then(|s| s.parse().ok());
+        let arch = it.next().unwrap_or("");
+        if let (Some(ma), Some(mi)) = (major, minor) {
+            return arch_ok(arch) && glibc.is_none_or(|g| *g >= Version(vec![ma, mi]));
+        }
+    }
+    // musllinux, macosx, win: not for a glibc Linux target.
+    false
+}
+
+/// A bundle file checked without unpacking it: its manifest and the check report.
+#[derive(Debug, Clone, Serialize)]
+pub struct BundleCheck {
+    /// The bundle's top folder.
+    pub bundle_name: String,
+    /// The target profile recorded in its manifest.
+    pub manifest_target: TargetProfile,
+    /// The report.
+    pub report: CheckReport,
+}
+
+/// Check an existing bundle: read its manifest, extract its ELF files and wheel metadata to a
+/// temporary dir, and check them against `target` (default: the manifest's target profile).
+pub fn check_bundle(bundle: &Path, target: Option<CheckTarget>) -> Result<BundleCheck, Error> {
+    let manifest = airgap_archive::read_manifest(bundle)?;
+    let target = match target {
+        Some(t) => {
+            let mut t = t;
+            merge_profile(&mut t.profile, &manifest.target);
+            t
+        }
+        None => CheckTarget::from_profile(&manifest.target)?,
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix("airgap-check-")
+        .tempdir()
+        .map_err(|e| Error::Io {
+            path: std::env::temp_dir(),
+            source: e,
+        })?;
+    let stream = airgap_archive::read::open_archive(bundle)?;
+    let mut archive = tar::Archive::new(stream);
+    let top = format!("{}/", manifest.bundle_name);
+    let mut inputs = Vec::new();
+    let io = |e: std::io::Error| Error::Io {
+        path: bundle.to_path_buf(),
+        source: e,
+    };
+    for entry in archive.entries().map_err(io)? {
+        let mut entry = entry.map_err(io)?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let full = entry.path().map_err(io)?.to_string_lossy().into_owned();
+        let Some(rel) = full.strip_prefix(&top) else {
+            continue;
+        };
+        if rel.starts_with(".airgap/") || rel.split('/').any(|p| p == ".." || p.is_empty()) {
+            continue;
+        }
+        let mut head = [0u8; 4];
+        let n = read_up_to(&mut entry, &mut head).map_err(io)?;
+        let wanted = airgap_elf::is_elf_bytes(&head[..n])
+            || rel.ends_with(".dist-info/WHEEL")
+            || rel.ends_with(".whl");
+        if !wanted {
+            inputs.push(CheckInput {
+                path: rel.to_owned(),
+                disk: PathBuf::new(),
+            });
+            continue;
+        }
+        let disk = tmp.path().join(rel);
+        if let Some(parent) = disk.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::Io {
+                path: parent.to_path_buf(),
+                source: e,
+            })?;
+        }
+        let mut out = std::fs::File::create(&disk).map_err(|e| Error::Io {
+            path: disk.clone(),
+            source: e,
+        })?;
+        std::io::Write::write_all(&mut out, &head[..n]).map_err(io)?;
+        std::io::copy(&mut entry, &mut out).map_err(io)?;
+        inputs.push(CheckInput {
+            path: rel.to_owned(),
+            disk,
+        });
+    }
+    let report = check_against(&inputs, &target, manifest.python.as_ref())?;
+    Ok(BundleCheck {
+        bundle_name: manifest.bundle_name.clone(),
+        manifest_target: manifest.target.clone(),
+        report,
+    })
+}
+
+/// Fill what the user did not give from the manifest's profile (Python ABI, platforms).
+fn merge_profile(profile: &mut TargetProfile, manifest: &TargetProfile) {
+    if profile.python.is_none() {
+        profile.python = manifest.python.clone();
+    }
+    if profile.abi.is_none() {
+        profile.abi = manifest.abi.clone();
+    }
+    if profile.implementation.is_none() {
+        profile.implementation = manifest.implementation.clone();
+    }
+    if profile.arch.is_none() {
+        profile.arch = manifest.arch.clone();
+    }
+}
+
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platform_tags_against_glibc() {
+        let p = TargetProfile::default();
+        let g = Version(vec![2, 17]);
+        assert!(platform_fits("manylinux2014_x86_64", &p, Some(&g)));
+        assert!(platform_fits("manylinux_2_17_x86_64", &p, Some(&g)));
+        assert!(!platform_fits("manylinux_2_28_x86_64", &p, Some(&g)));
+        assert!(platform_fits("any", &p, Some(&g)));
+        assert!(!platform_fits("musllinux_1_2_x86_64", &p, Some(&g)));
+    }
+
+    #[test]
+    fn this_test_binary_passes_against_this_machine() {
+        let exe = std::env::current_exe().expect("exe");
+        let files = vec![CheckInput {
+            path: "bin/test".into(),
+            disk: exe,
+        }];
+        let target =
+            CheckTarget::from_root(&TargetProfile::default(), Path::new("/")).expect("root");
+        let r = check_against(&files, &target, None).expect("check");
+        assert!(r.passed(), "{:?}", r.problems);
+        assert!(r.glibc.is_some());
+        let old = CheckTarget::from_glibc(&TargetProfile::default(), "2.5").expect("2.5");
+        let r = check_against(&files, &old, None).expect("check");
+        assert!(!r.passed());
+        assert!(r.problems[0].contains("glibc"), "{:?}", r.problems);
+    }
 }

@@ -119,6 +119,12 @@ pub enum Error {
         /// One line per problem.
         summary: String,
     },
+    /// The target to check against cannot be used (`airgap check --glibc/--manylinux/--target-root`).
+    #[error("invalid check target: {reason}")]
+    CheckTarget {
+        /// What is wrong.
+        reason: String,
+    },
     /// The user pressed Ctrl-C.
     #[error("cancelled")]
     Cancelled,
@@ -156,6 +162,7 @@ impl Error {
             }
             Error::Archive(e) => e.help(),
             Error::CheckFailed { .. } => Some("fix what is listed above, or pass --no-check to write the bundle anyway".into()),
+            Error::CheckTarget { .. } => Some("give --glibc 2.17, --manylinux manylinux2014 or --target-root DIR (a root filesystem with /etc/ld.so.cache)".into()),
             Error::Cancelled => None,
             Error::Io { .. } => None,
             Error::Internal(_) => Some("this is a bug in airgap; please report it".into()),

@@ -24,6 +24,7 @@ pub mod ldcache;
 pub mod loader;
 pub mod patch;
 pub mod policy;
+pub mod target;
 pub mod version;
 
 pub use file::{is_elf, is_elf_bytes, ElfClass, ElfFile, ElfKind, VersionNeed};
