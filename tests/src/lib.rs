@@ -11,6 +11,7 @@ pub mod archive;
 
 pub mod conda;
 
+pub mod python;
 pub mod rootfs;
 
 /// The workspace root.

@@ -23,8 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use airgap_plugin_api::{
-    export_plugin, ContributeRequest, Contribution, Entry, Host, InstallStep, Package, PluginError,
-    SourcePlugin, Stage,
+    ContributeRequest, Contribution, Entry, Host, InstallStep, Package, PluginError, SourcePlugin,
 };
 use serde_json::json;
 
@@ -40,17 +39,10 @@ pub use target::{manylinux_platforms, TargetTags};
 use process::{Finished, Runner};
 use wheel::{normalize, WheelName};
 
-/// The plugin. Stateless; see the crate documentation.
+/// The plugin (exported by the `airgap-plugin-pip` cdylib). Stateless; see the crate
+/// documentation.
 #[derive(Default)]
 pub struct PipPlugin;
-
-export_plugin!(
-    PipPlugin,
-    name = "pip",
-    version = env!("CARGO_PKG_VERSION"),
-    stage = Stage::Packages,
-    description = "python packages as wheels for the target, installed offline with a bundled pip"
-);
 
 impl SourcePlugin for PipPlugin {
     fn contribute(

@@ -1,0 +1,484 @@
+//! The pip source plugin with real pip, real PyPI and real interpreters of other Python
+//! versions: wheelhouses for the target, sdists built here, installs with the network cut.
+//!
+//! These tests call the plugin through its Rust API (`Host::detached()`) and play the part of
+//! `airgap unpack` themselves: copy the entries to a destination and run the install steps with
+//! `{dest}` and `{python}` substituted, under `unshare -n`.
+//!
+//! Downloads are cached in `$CARGO_TARGET_DIR/pip-cache` (pip's own cache), so reruns are fast.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::Command;
+
+use airgap_pip::PipPlugin;
+use airgap_plugin_api::{
+    ContributeRequest, Contribution, EntryKind, Host, InstallStep, PluginError, PythonEnvironment,
+    SourcePlugin, TargetProfile,
+};
+use airgap_tests::python::{self, Python};
+use serde_json::{json, Value};
+
+fn pip_cache() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let dir = airgap_tests::target_dir().join("pip-cache");
+        std::env::set_var("PIP_CACHE_DIR", &dir);
+    });
+}
+
+fn request(work: &Path, config: Value, target: TargetProfile) -> ContributeRequest {
+    pip_cache();
+    let work_dir = work.join("work");
+    std::fs::create_dir_all(&work_dir).unwrap();
+    ContributeRequest {
+        source: "pip".into(),
+        config,
+        config_dir: work.to_path_buf(),
+        bundle_name: "bundle".into(),
+        target,
+        work_dir,
+        ..Default::default()
+    }
+}
+
+fn target_for(py: &Python, glibc: &str) -> TargetProfile {
+    TargetProfile {
+        python: Some(py.full_version()),
+        glibc: Some(glibc.into()),
+        ..Default::default()
+    }
+}
+
+fn contribute(request: &ContributeRequest) -> Result<Contribution, PluginError> {
+    PipPlugin.contribute(request, &Host::detached())
+}
+
+/// An interpreter other than the one running the tests, or `None` (after saying so).
+fn other_python() -> Option<Python> {
+    let py = python::other_than_current(&[(3, 9), (3, 10), (3, 12), (3, 8), (3, 13)]);
+    match &py {
+        Some(p) => eprintln!("target: {p}"),
+        None => python::skip("no python other than python3 on this machine"),
+    }
+    py
+}
+
+/// Play `airgap unpack`: copy the entries under `dest`, run the steps offline.
+fn unpack(c: &Contribution, dest: &Path, python: Option<&Path>) -> Result<(), String> {
+    for entry in &c.entries {
+        let EntryKind::Path { source, .. } = &entry.kind else {
+            panic!("unexpected entry {entry:?}");
+        };
+        let to = dest.join(&entry.dest);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(source, &to).unwrap();
+    }
+    let dest_s = dest.to_string_lossy().into_owned();
+    let python_s = python.map(|p| p.to_string_lossy().into_owned());
+    let subst = |s: &str| {
+        let mut s = s.replace("{dest}", &dest_s);
+        if s.contains("{python}") {
+            s = s.replace(
+                "{python}",
+                python_s.as_deref().expect("step needs --python"),
+            );
+        }
+        s
+    };
+    for step in &c.install_steps {
+        let InstallStep::Run {
+            description,
+            program,
+            args,
+            env,
+        } = step
+        else {
+            panic!("unexpected step {step:?}");
+        };
+        let mut cmd = python::offline(subst(program));
+        cmd.args(args.iter().map(|a| subst(a)));
+        cmd.envs(env.iter().map(|(k, v)| (k.clone(), subst(v))));
+        let out = cmd.output().unwrap();
+        if !out.status.success() {
+            return Err(format!(
+                "step {description:?} failed\n--- stdout\n{}\n--- stderr\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Run python code with an interpreter, network cut; stdout.
+fn run_offline(python: &Path, code: &str) -> Result<String, String> {
+    let out = python::offline(python)
+        .args(["-c", code])
+        .env_remove("PYTHONPATH")
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+fn lock_of(c: &Contribution) -> String {
+    let entry = c
+        .entries
+        .iter()
+        .find(|e| e.dest == "wheels/requirements.lock")
+        .expect("a lock entry");
+    let EntryKind::Path { source, .. } = &entry.kind else {
+        unreachable!()
+    };
+    std::fs::read_to_string(source).unwrap()
+}
+
+fn sha256(path: &Path) -> String {
+    airgap_pip::wheel::sha256_file(path).unwrap()
+}
+
+#[test]
+fn pip_bundle_for_another_python_installs_offline_and_imports() {
+    let Some(py) = other_python() else { return };
+    let tmp = airgap_tests::tempdir();
+    let req = request(
+        tmp.path(),
+        json!({"packages": ["attrs", "six", "markupsafe"]}),
+        target_for(&py, "2.17"),
+    );
+    let c = contribute(&req).unwrap_or_else(|e| panic!("{}\n{:?}", e.message, e.help));
+
+    // The exact set, hashed, for the target's Python.
+    let lock = lock_of(&c);
+    for name in ["attrs==", "six==", "MarkupSafe==", "pip=="] {
+        assert!(lock.contains(name), "{name} missing from the lock:\n{lock}");
+    }
+    assert!(lock
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .all(|l| l.contains(" --hash=sha256:")));
+    let markupsafe = c
+        .entries
+        .iter()
+        .find(|e| {
+            e.dest.starts_with("wheels/markupsafe-") || e.dest.starts_with("wheels/MarkupSafe-")
+        })
+        .expect("a markupsafe wheel");
+    let tag = format!("-cp{}{}-", py.version.0, py.version.1);
+    assert!(
+        markupsafe.dest.contains(&tag),
+        "{} is not for {py}",
+        markupsafe.dest
+    );
+    for p in c.packages.iter().filter(|p| p.name != "pip") {
+        let entry = c
+            .entries
+            .iter()
+            .find(|e| e.package.as_deref() == Some(&p.id))
+            .unwrap();
+        let EntryKind::Path { source, .. } = &entry.kind else {
+            unreachable!()
+        };
+        assert_eq!(
+            p.sha256.as_deref(),
+            Some(sha256(source).as_str()),
+            "{}",
+            p.name
+        );
+        assert_eq!(p.kind, "wheel");
+        assert!(lock.contains(&sha256(source)));
+    }
+
+    // Wheelhouse-only: the target's python makes a venv, the carried pip installs into it.
+    let dest = tmp.path().join("dest");
+    unpack(&c, &dest, Some(&py.path)).unwrap();
+    let venv_python = dest.join("venv/bin/python");
+    let out = run_offline(
+        &venv_python,
+        "import sys, attr, six, markupsafe, markupsafe._speedups as s; \
+         print(sys.version_info[:2], s.__file__)",
+    )
+    .unwrap();
+    assert!(
+        out.contains(&format!("({}, {})", py.version.0, py.version.1)),
+        "{out}"
+    );
+    assert!(
+        out.contains(".so"),
+        "markupsafe's compiled speedups not loaded: {out}"
+    );
+    eprintln!("installed offline and imported with {py}: {out}");
+}
+
+#[test]
+fn pip_sdist_only_dependency_arrives_as_a_wheel_and_needs_no_setuptools() {
+    let Some(py) = other_python() else { return };
+    let tmp = airgap_tests::tempdir();
+    // docopt 0.6.2 exists only as an sdist on PyPI.
+    let req = request(
+        tmp.path(),
+        json!({"packages": ["docopt==0.6.2"]}),
+        target_for(&py, "2.17"),
+    );
+    let c = contribute(&req).unwrap_or_else(|e| panic!("{}\n{:?}", e.message, e.help));
+    let docopt = c.packages.iter().find(|p| p.name == "docopt").unwrap();
+    assert!(docopt.origin.contains("built from sdist"), "{docopt:?}");
+    assert!(
+        c.warnings.iter().any(|w| w.contains("built docopt 0.6.2")),
+        "{:?}",
+        c.warnings
+    );
+    let built = &c.facts["built"];
+    assert_eq!(built[0]["name"], "docopt", "{built}");
+    assert_eq!(built[0]["elf_files"], json!([]), "docopt is pure python");
+    assert!(c
+        .entries
+        .iter()
+        .any(|e| e.dest.starts_with("wheels/docopt-0.6.2-") && e.dest.ends_with(".whl")));
+
+    let dest = tmp.path().join("dest");
+    unpack(&c, &dest, Some(&py.path)).unwrap();
+    let venv_python = dest.join("venv/bin/python");
+    let out = run_offline(&venv_python, "import docopt; print(docopt.__version__)").unwrap();
+    assert_eq!(out, "0.6.2");
+    let no_setuptools = run_offline(&venv_python, "import setuptools");
+    assert!(
+        no_setuptools.is_err(),
+        "the target venv should have no setuptools"
+    );
+}
+
+#[test]
+fn pip_python36_target_gets_a_pip_that_reads_manylinux2014() {
+    let Some(py) = python::find(3, 6) else {
+        return python::skip("no python 3.6 here (pyenv install 3.6.15)");
+    };
+    eprintln!("target: {py} (its own pip: {:?})", py.pip_version());
+    let tmp = airgap_tests::tempdir();
+    // ujson 4.3.0 has cp36 wheels for manylinux2014 only: pip 18.1 cannot install them.
+    let req = request(
+        tmp.path(),
+        json!({"packages": ["ujson==4.3.0"]}),
+        target_for(&py, "2.17"),
+    );
+    let c = contribute(&req).unwrap_or_else(|e| panic!("{}\n{:?}", e.message, e.help));
+    let installer = c.facts["wheelhouse"]["installer"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        installer, "wheels/pip-21.3.1-py3-none-any.whl",
+        "the last pip for 3.6"
+    );
+    let ujson = c
+        .entries
+        .iter()
+        .find(|e| e.dest.starts_with("wheels/ujson-4.3.0-cp36-cp36m-"))
+        .unwrap();
+    assert!(ujson.dest.contains("manylinux2014"), "{}", ujson.dest);
+    assert!(!ujson.dest.contains("manylinux1"), "{}", ujson.dest);
+
+    let dest = tmp.path().join("dest");
+    unpack(&c, &dest, Some(&py.path)).unwrap();
+
+    // The trap: the target's own pip 18.1 fails on the same wheelhouse.
+    let old = tmp.path().join("old-venv");
+    let made = py
+        .command()
+        .args(["-m", "venv"])
+        .arg(&old)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let out = python::offline(old.join("bin/pip"))
+        .args(["install", "--no-index", "--find-links"])
+        .arg(dest.join("wheels"))
+        .arg("ujson==4.3.0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("No matching distribution"),
+        "{stderr}"
+    );
+
+    // The bundled pip installed it.
+    let out = run_offline(
+        &dest.join("venv/bin/python"),
+        "import ujson; print(ujson.__version__)",
+    )
+    .unwrap();
+    assert_eq!(out, "4.3.0");
+}
+
+#[test]
+fn pip_unbuildable_requirement_is_named_with_pips_reason() {
+    let Some(py) = other_python() else { return };
+    let tmp = airgap_tests::tempdir();
+    // `sklearn` on PyPI is an sdist whose build fails on purpose (use scikit-learn).
+    let req = request(
+        tmp.path(),
+        json!({"packages": ["six", "sklearn"]}),
+        target_for(&py, "2.17"),
+    );
+    let err = contribute(&req).expect_err("sklearn cannot be built");
+    eprintln!(
+        "message: {}\nhelp: {}",
+        err.message,
+        err.help.clone().unwrap_or_default()
+    );
+    assert!(err.message.contains("sklearn"), "{}", err.message);
+    assert!(
+        err.message.contains("building sklearn=="),
+        "{}",
+        err.message
+    );
+    let help = err.help.unwrap();
+    assert!(
+        help.contains("scikit-learn"),
+        "pip's reason should reach the user: {help}"
+    );
+    assert!(
+        !help.contains("PluginError") && !help.contains("Os {"),
+        "{help}"
+    );
+}
+
+#[test]
+fn pip_no_interpreter_to_build_an_sdist_is_a_clear_error() {
+    // No python 3.5 here; docopt has no wheel at all, so it would have to be built with one.
+    if python::find(3, 5).is_some() {
+        return python::skip("a python 3.5 exists here: this test needs a version that does not");
+    }
+    let tmp = airgap_tests::tempdir();
+    let req = request(
+        tmp.path(),
+        json!({"packages": ["docopt==0.6.2"]}),
+        TargetProfile {
+            python: Some("3.5.10".into()),
+            glibc: Some("2.17".into()),
+            ..Default::default()
+        },
+    );
+    let err = contribute(&req).expect_err("no python 3.5 to build docopt");
+    assert!(err.message.contains("docopt==0.6.2"), "{}", err.message);
+    assert!(
+        err.message.contains("no python 3.5 on this machine"),
+        "{}",
+        err.message
+    );
+    assert!(err.help.unwrap().contains("pyenv install 3.5.10"));
+}
+
+#[test]
+fn pip_installed_packages_of_the_bundled_env_install_into_it_offline() {
+    let Some(py) = other_python() else { return };
+    let tmp = airgap_tests::tempdir();
+    pip_cache();
+    // The environment an earlier plugin bundled: a venv with six 1.16.0 installed online.
+    let src = tmp.path().join("src-env");
+    assert!(py
+        .command()
+        .args(["-m", "venv"])
+        .arg(&src)
+        .status()
+        .unwrap()
+        .success());
+    let out = Command::new(src.join("bin/python"))
+        .args(["-m", "pip", "install", "-q", "six==1.16.0"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut req = request(
+        tmp.path(),
+        json!({"installed": true}),
+        TargetProfile::default(),
+    );
+    let (x, y, _) = py.version;
+    req.python = Some(PythonEnvironment {
+        prefix: "env".into(),
+        executable: "env/bin/python".into(),
+        source_prefix: src.clone(),
+        source_executable: src.join("bin/python"),
+        version: py.full_version(),
+        implementation: "cp".into(),
+        abi: format!("cp{x}{y}{}", if (x, y) < (3, 8) { "m" } else { "" }),
+        platforms: airgap_pip::manylinux_platforms("2.17", "x86_64").unwrap(),
+        site_packages: format!("env/lib/python{x}.{y}/site-packages"),
+    });
+    let c = contribute(&req).unwrap_or_else(|e| panic!("{}\n{:?}", e.message, e.help));
+    let lock = lock_of(&c);
+    assert!(lock.contains("six==1.16.0 --hash=sha256:"), "{lock}");
+    assert!(!lock.contains("pip=="), "the env keeps its own pip: {lock}");
+    let InstallStep::Run { program, .. } = &c.install_steps[0] else {
+        panic!()
+    };
+    assert_eq!(program, "{dest}/env/bin/python");
+
+    // What the environment plugin unpacks on the target: the env without six.
+    let dest = tmp.path().join("dest");
+    assert!(py
+        .command()
+        .args(["-m", "venv", "--without-pip"])
+        .arg(dest.join("env"))
+        .status()
+        .unwrap()
+        .success());
+    unpack(&c, &dest, None).unwrap();
+    let out = run_offline(
+        &dest.join("env/bin/python"),
+        "import six; print(six.__version__)",
+    )
+    .unwrap();
+    assert_eq!(out, "1.16.0");
+}
+
+#[test]
+fn pip_config_errors_name_the_key() {
+    let tmp = airgap_tests::tempdir();
+    let target = TargetProfile {
+        python: Some("3.9.18".into()),
+        glibc: Some("2.17".into()),
+        ..Default::default()
+    };
+    let err = contribute(&request(tmp.path(), json!({}), target.clone())).unwrap_err();
+    assert!(
+        err.message.contains("names nothing to bundle"),
+        "{}",
+        err.message
+    );
+    let err = contribute(&request(
+        tmp.path(),
+        json!({"requirements": ["nope.txt"]}),
+        target.clone(),
+    ))
+    .unwrap_err();
+    assert!(err.message.contains("nope.txt"), "{}", err.message);
+    let err = contribute(&request(
+        tmp.path(),
+        json!({"packages": ["six"], "dest": "../x"}),
+        target,
+    ))
+    .unwrap_err();
+    assert!(err.message.contains("dest"), "{}", err.message);
+    let err = contribute(&request(
+        tmp.path(),
+        json!({"packages": ["six"]}),
+        TargetProfile::default(),
+    ))
+    .unwrap_err();
+    assert!(
+        err.message.contains("no target python version"),
+        "{}",
+        err.message
+    );
+}
