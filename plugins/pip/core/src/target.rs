@@ -108,14 +108,14 @@ impl TargetTags {
             .clone()
             .unwrap_or_else(|| std::env::consts::ARCH.to_string());
         let platforms = if !target.platforms.is_empty() {
-            target.platforms.clone()
+            expand_platforms(&target.platforms, &arch)
         } else if let Some(glibc) = &target.glibc {
             manylinux_platforms(glibc, &arch).ok_or_else(|| {
                 PluginError::new(format!("target glibc {glibc:?} is not a version like 2.17"))
                     .with_help("set [target] glibc to the target's glibc version (`ldd --version`)")
             })?
         } else if let Some(env) = env.filter(|e| !e.platforms.is_empty()) {
-            env.platforms.clone()
+            expand_platforms(&env.platforms, &arch)
         } else {
             let glibc = host_glibc().ok_or_else(|| {
                 PluginError::new("no target platform for the pip wheelhouse")
@@ -203,6 +203,58 @@ pub fn manylinux_platforms(glibc: &str, arch: &str) -> Option<Vec<String>> {
     Some(tags)
 }
 
+/// The glibc `2.N` minor a manylinux tag promises (`manylinux2014_x86_64` -> 17).
+fn manylinux_glibc_minor(tag: &str) -> Option<u32> {
+    for (prefix, minor) in [
+        ("manylinux1_", 5),
+        ("manylinux2010_", 12),
+        ("manylinux2014_", 17),
+    ] {
+        if tag.starts_with(prefix) {
+            return Some(minor);
+        }
+    }
+    let rest = tag.strip_prefix("manylinux_2_")?;
+    rest.split('_').next()?.parse().ok()
+}
+
+/// The architecture of a manylinux tag (`manylinux_2_28_x86_64` -> `x86_64`).
+fn manylinux_arch(tag: &str) -> Option<String> {
+    let rest = match tag.strip_prefix("manylinux_2_") {
+        Some(r) => r.split_once('_')?.1,
+        None => tag.strip_prefix("manylinux")?.split_once('_')?.1,
+    };
+    Some(rest.to_string())
+}
+
+/// Complete the given platform tags with what a target accepting them also accepts: every
+/// older manylinux tag, and `linux_ARCH` last (the target's pip installs any wheel tagged
+/// for its architecture; wheels built here from sdists carry that tag).
+pub fn expand_platforms(given: &[String], arch: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let push = |t: String, out: &mut Vec<String>| {
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    };
+    for tag in given {
+        push(tag.clone(), &mut out);
+    }
+    let best = given.iter().filter_map(|t| manylinux_glibc_minor(t)).max();
+    if let Some(minor) = best {
+        let tag_arch = given
+            .iter()
+            .find_map(|t| manylinux_arch(t))
+            .unwrap_or_else(|| arch.to_string());
+        for t in manylinux_platforms(&format!("2.{minor}"), &tag_arch).unwrap_or_default() {
+            push(t, &mut out);
+        }
+    } else if given.iter().any(|t| t.starts_with("linux_")) || given.is_empty() {
+        push(format!("linux_{arch}"), &mut out);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,6 +273,23 @@ mod tests {
             .iter()
             .any(|t| t.contains("2010")));
         assert!(manylinux_platforms("musl", "x86_64").is_none());
+    }
+
+    #[test]
+    fn given_platforms_are_completed() {
+        let p = expand_platforms(&["manylinux2014_x86_64".to_string()], "x86_64");
+        assert_eq!(p[0], "manylinux2014_x86_64");
+        assert!(p.contains(&"manylinux_2_17_x86_64".to_string()));
+        assert!(p.contains(&"manylinux1_x86_64".to_string()));
+        assert_eq!(p.last().unwrap(), "linux_x86_64");
+        let p = expand_platforms(&["manylinux_2_28_aarch64".to_string()], "x86_64");
+        assert!(p.contains(&"manylinux2014_aarch64".to_string()), "{p:?}");
+        assert_eq!(p.last().unwrap(), "linux_aarch64");
+        let p = expand_platforms(&["manylinux_2_28_x86_64".to_string()], "x86_64");
+        assert!(p.contains(&"manylinux2010_x86_64".to_string()), "{p:?}");
+        assert_eq!(p.last().unwrap(), "linux_x86_64");
+        let p = expand_platforms(&["macosx_11_0_arm64".to_string()], "x86_64");
+        assert_eq!(p, ["macosx_11_0_arm64"]);
     }
 
     #[test]
