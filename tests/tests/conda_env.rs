@@ -295,3 +295,67 @@ fn binary_relocation_that_cannot_fit_is_refused_before_writing() {
     let p = f.prefix.to_string_lossy().into_owned();
     assert!(airgap_plugin_conda::prefix::contains(&data, p.as_bytes()));
 }
+
+/// The whole way, with the real tools: `airgap bundle -c airgap.toml` loads the plugin library,
+/// the bundle's own unpacker installs it at a shorter path, the archive engine moves it again.
+#[test]
+fn conda_env_through_airgap_bundle_unpack_and_relocate() {
+    let Some(f) = fixture() else { return };
+    let config = f.root.join("airgap.toml");
+    std::fs::write(
+        &config,
+        "[bundle]\nname = \"hello\"\n\n[sources.conda]\nprefix = \"source-machine/miniconda3/envs/hello-environment\"\n",
+    )
+    .unwrap();
+    let bundle = f.root.join("hello.tar.gz");
+    let done = run(airgap_tests::airgap()
+        .env("AIRGAP_NO_PROGRESS", "true")
+        .arg("bundle")
+        .arg("-c")
+        .arg(&config)
+        .arg("--plugin-dir")
+        .arg(airgap_tests::build_dir())
+        .arg("-o")
+        .arg(&bundle)
+        .current_dir(&f.root))
+    .success();
+    assert!(done.stderr.contains("conda"), "{}", done.stderr);
+    // The source is gone before the bundle is installed.
+    std::fs::rename(f.root.join("source-machine"), f.root.join("gone")).unwrap();
+
+    let dest = f.root.join("u");
+    run(Command::new(airgap_tests::bin("airgap-unpack"))
+        .arg(&bundle)
+        .arg(&dest)
+        .arg("-q"))
+    .success();
+    let env = dest.join("env");
+    assert_eq!(
+        output(&env.join("bin/hello-paths")),
+        "hello from the data file\n"
+    );
+    assert_eq!(
+        output(&env.join("bin/hello-script")),
+        "hello from the text placeholder\n"
+    );
+    assert_eq!(
+        output(&env.join("bin/uses-greet")),
+        "greetings from libgreet\n"
+    );
+
+    let moved = f.root.join("w");
+    airgap_archive::relocate(&dest, Some(&moved), &airgap_archive::NoProgress).expect("relocate");
+    let env = moved.join("env");
+    assert_eq!(
+        output(&env.join("bin/hello-paths")),
+        "hello from the data file\n"
+    );
+    assert_eq!(
+        output(&env.join("bin/hello-script")),
+        "hello from the text placeholder\n"
+    );
+    assert_eq!(
+        output(&env.join("bin/uses-greet")),
+        "greetings from libgreet\n"
+    );
+}
