@@ -359,3 +359,66 @@ fn conda_env_through_airgap_bundle_unpack_and_relocate() {
         "greetings from libgreet\n"
     );
 }
+
+/// A search path whose relative form is longer than the absolute one cannot be edited in place:
+/// airgap-elf (patchelf) rewrites the copy instead.
+#[test]
+fn search_paths_that_do_not_fit_in_place_are_set_by_airgap_elf() {
+    if !airgap_elf::patch::patchelf_available() {
+        eprintln!("skipped: patchelf is not installed");
+        return;
+    }
+    let tmp = tempdir();
+    let env = tmp.path().join("e");
+    std::fs::create_dir_all(env.join("conda-meta")).unwrap();
+    std::fs::create_dir_all(env.join("lib")).unwrap();
+    let deep = env.join("a/b/c/d/e/f/g/h");
+    std::fs::create_dir_all(&deep).unwrap();
+    let lib_c = tmp.path().join("greet.c");
+    std::fs::write(
+        &lib_c,
+        "#include <stdio.h>\nvoid greet(void) { puts(\"deep greeting\"); }\n",
+    )
+    .unwrap();
+    let p = env.to_string_lossy().into_owned();
+    assert!(
+        run(Command::new("gcc")
+            .args(["-shared", "-fPIC", "-o"])
+            .arg(env.join("lib/libgreet.so"))
+            .arg(&lib_c))
+        .code
+            == Some(0)
+    );
+    let main_c = tmp.path().join("main.c");
+    std::fs::write(
+        &main_c,
+        "void greet(void); int main(void) { greet(); return 0; }\n",
+    )
+    .unwrap();
+    run(Command::new("gcc")
+        .arg("-o")
+        .arg(deep.join("prog"))
+        .arg(&main_c)
+        .arg(format!("-L{p}/lib"))
+        .arg("-lgreet")
+        .arg(format!("-Wl,-rpath,{p}/lib")))
+    .success();
+
+    let c = contribute(json!({"prefix": env}), &tmp.path().join("work"), None).expect("contribute");
+    let copy = entry_source(&c, "env/a/b/c/d/e/f/g/h/prog").unwrap();
+    let dynamic = run(Command::new("readelf").arg("-d").arg(&copy))
+        .success()
+        .stdout;
+    assert!(
+        dynamic.contains("[$ORIGIN/../../../../../../../../lib]"),
+        "{dynamic}"
+    );
+    assert!(rewrites(&c).iter().all(|(d, _, _)| !d.ends_with("/prog")));
+    let dest = tmp.path().join("u");
+    materialize(&c, &dest).unwrap();
+    std::fs::rename(&env, tmp.path().join("gone")).unwrap();
+    assert_eq!(
+        output(&dest.join("env/a/b/c/d/e/f/g/h/prog")),
+        "deep greeting\n"
+    );
+}

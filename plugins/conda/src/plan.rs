@@ -682,12 +682,26 @@ impl Planner<'_> {
                         .debug(&format!("{dest}: search path {old} -> {new}"));
                     content = Some(patched);
                 }
-                SearchPath::CannotPatch(why) => {
-                    self.host.debug(&format!(
-                        "{dest}: search path not patched ({why}): rewriting the prefix in place at unpack"
-                    ));
-                    force_binary = true;
-                }
+                SearchPath::CannotPatch {
+                    why,
+                    entries,
+                    runpath,
+                } => match self.patch_with_patchelf(path, dest, &entries, runpath) {
+                    Ok(patched) => {
+                        self.host.debug(&format!(
+                            "{dest}: search path set to {} with patchelf ({why})",
+                            entries.join(":")
+                        ));
+                        content = Some(patched);
+                    }
+                    Err(e) => {
+                        self.host.debug(&format!(
+                            "{dest}: search path not patched ({why}; {e}): rewriting the prefix \
+                             in place at unpack instead"
+                        ));
+                        force_binary = true;
+                    }
+                },
             }
             let current: &[u8] = content.as_deref().unwrap_or(&data);
             if let Some((ph, mode)) = &placeholder {
@@ -750,6 +764,30 @@ impl Planner<'_> {
         }
         self.files.push(plan);
         Ok(())
+    }
+
+    /// Give a copy of `path` the search path `entries` with airgap-elf (patchelf), for the
+    /// cases an in-place edit cannot handle. Returns the patched contents.
+    fn patch_with_patchelf(
+        &self,
+        path: &Path,
+        dest: &str,
+        entries: &[String],
+        runpath: bool,
+    ) -> Result<Vec<u8>, String> {
+        if !airgap_elf::patch::patchelf_available() {
+            return Err("patchelf is not installed".into());
+        }
+        let out = self.work_dir.join("patchelf").join(dest);
+        let kind = if runpath {
+            airgap_elf::patch::RpathKind::Runpath
+        } else {
+            airgap_elf::patch::RpathKind::Rpath
+        };
+        airgap_elf::patch::set_search_path(path, &out, entries, kind).map_err(|e| e.to_string())?;
+        let data = std::fs::read(&out).map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_file(&out);
+        Ok(data)
     }
 
     /// All spellings of all roots' prefixes, longest first, with their roots. Files of the

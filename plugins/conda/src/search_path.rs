@@ -24,8 +24,13 @@ pub enum SearchPath {
         old: String,
         new: String,
     },
-    /// An entry points into a bundled prefix but could not be patched in place.
-    CannotPatch(String),
+    /// An entry points into a bundled prefix but could not be patched in place: why, the
+    /// search path it should get, and whether it was a RUNPATH (else an RPATH).
+    CannotPatch {
+        why: String,
+        entries: Vec<String>,
+        runpath: bool,
+    },
 }
 
 /// Rewrite the search paths of `data` (the file at bundle path `bundle_path`).
@@ -75,22 +80,32 @@ pub fn make_relative(
                 new_value.push(e);
             }
         }
+        let entries = new_value.clone();
         let new_value = new_value.join(":");
+        let runpath = d.d_tag == DT_RUNPATH;
         if new_value.len() > value.len() {
-            return SearchPath::CannotPatch(format!(
-                "the new search path `{new_value}` is longer than `{value}`"
-            ));
+            return SearchPath::CannotPatch {
+                why: format!("the new search path `{new_value}` is longer than `{value}`"),
+                entries,
+                runpath,
+            };
         }
         if shares_tail(&elf, offset, value.len()) {
-            return SearchPath::CannotPatch(format!(
-                "the string `{value}` is shared with another name"
-            ));
+            return SearchPath::CannotPatch {
+                why: format!("the string `{value}` is shared with another name"),
+                entries,
+                runpath,
+            };
         }
         let start = strtab + offset;
         let end = start + value.len();
         let buf = out.get_or_insert_with(|| data.to_vec());
         if end > buf.len() {
-            return SearchPath::CannotPatch("the string table lies outside the file".into());
+            return SearchPath::CannotPatch {
+                why: "the string table lies outside the file".into(),
+                entries,
+                runpath,
+            };
         }
         buf[start..start + new_value.len()].copy_from_slice(new_value.as_bytes());
         buf[start + new_value.len()..end].fill(0);
