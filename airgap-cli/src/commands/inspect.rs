@@ -1,21 +1,241 @@
-//! `airgap inspect` (not implemented yet: fails with a clear message).
+//! `airgap inspect BUNDLE [--json]`: what a bundle holds (sources, packages, sizes per plugin,
+//! largest files, install steps), read from its manifest alone.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::report::with_help_code;
+use airgap_archive::manifest::{FileType, Manifest};
+use airgap_archive::read_manifest;
+use airgap_plugin_api::InstallStep;
+use serde::Serialize;
+
+use crate::commands::verify::archive;
 use crate::ui::Ui;
 
+const EXAMPLES: &str = "\
+Examples:
+  airgap inspect nlp.tar.gz
+  airgap inspect nlp.tar.gz --json | jq '.packages[].package.name'
+  airgap inspect /opt/nlp               an unpacked bundle";
+
 #[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
 pub struct InspectArgs {
-    /// Arguments (not implemented yet)
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub rest: Vec<String>,
+    /// The bundle (.tar.gz, .tar.zst, or an unpacked bundle directory)
+    #[arg(value_name = "BUNDLE")]
+    pub bundle: PathBuf,
+
+    /// Print everything as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+
+    /// How many of the largest files to list
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub largest: usize,
 }
 
-pub fn run(_args: InspectArgs, _ui: &Ui) -> anyhow::Result<ExitCode> {
-    Err(with_help_code(
-        anyhow::anyhow!("`airgap inspect` is not implemented yet"),
-        "this subcommand is part of a later milestone; see the issue tracker",
-        2,
-    ))
+#[derive(Debug, Default, Serialize)]
+struct PluginSize {
+    files: u64,
+    links: u64,
+    dirs: u64,
+    bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct Largest<'a> {
+    path: &'a str,
+    size: u64,
+    plugin: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct Inspection<'a> {
+    name: &'a str,
+    format: u32,
+    airgap_version: &'a str,
+    files: u64,
+    bytes: u64,
+    plugins: &'a [airgap_archive::PluginRecord],
+    sizes: BTreeMap<&'a str, PluginSize>,
+    largest: Vec<Largest<'a>>,
+    target: &'a airgap_plugin_api::TargetProfile,
+    python: &'a Option<airgap_plugin_api::PythonEnvironment>,
+    packages: &'a [airgap_archive::PackageRecord],
+    install_steps: &'a [airgap_archive::StepRecord],
+    warnings: &'a [String],
+}
+
+fn inspection<'a>(m: &'a Manifest, largest: usize) -> Inspection<'a> {
+    let mut sizes: BTreeMap<&str, PluginSize> = BTreeMap::new();
+    for f in &m.files {
+        let s = sizes.entry(f.plugin.as_str()).or_default();
+        match f.kind {
+            FileType::File => {
+                s.files += 1;
+                s.bytes += f.size;
+            }
+            FileType::Symlink => s.links += 1,
+            FileType::Dir => s.dirs += 1,
+        }
+    }
+    let mut files: Vec<_> = m
+        .files
+        .iter()
+        .filter(|f| f.kind == FileType::File)
+        .collect();
+    files.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.path.cmp(&b.path)));
+    Inspection {
+        name: &m.bundle_name,
+        format: m.format,
+        airgap_version: &m.airgap_version,
+        files: files.len() as u64,
+        bytes: m.total_size(),
+        plugins: &m.plugins,
+        sizes,
+        largest: files
+            .iter()
+            .take(largest)
+            .map(|f| Largest {
+                path: &f.path,
+                size: f.size,
+                plugin: &f.plugin,
+            })
+            .collect(),
+        target: &m.target,
+        python: &m.python,
+        packages: &m.packages,
+        install_steps: &m.install_steps,
+        warnings: &m.warnings,
+    }
+}
+
+/// `1.2 GiB`.
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+pub fn run(args: InspectArgs, _ui: &Ui) -> anyhow::Result<ExitCode> {
+    let m = read_manifest(&args.bundle).map_err(archive)?;
+    let i = inspection(&m, args.largest);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&i)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = String::new();
+    use std::fmt::Write;
+    writeln!(
+        out,
+        "bundle    {} (manifest format {}, written by airgap {})",
+        i.name, i.format, i.airgap_version
+    )?;
+    writeln!(out, "content   {} files, {}", i.files, human(i.bytes))?;
+    let t = i.target;
+    let mut target = Vec::new();
+    if let Some(p) = &t.python {
+        target.push(format!("python {p}"));
+    }
+    if let Some(a) = &t.abi {
+        target.push(a.clone());
+    }
+    if let Some(g) = &t.glibc {
+        target.push(format!("glibc {g}"));
+    }
+    if let Some(p) = t.platforms.first() {
+        target.push(p.clone());
+    }
+    if let Some(p) = &t.prefix {
+        target.push(format!("prefix {p}"));
+    }
+    if !target.is_empty() {
+        writeln!(out, "target    {}", target.join(", "))?;
+    }
+    if let Some(py) = i.python {
+        writeln!(out, "python    {} at {}", py.version, py.executable)?;
+    }
+    writeln!(out, "\nsources")?;
+    for p in i.plugins {
+        writeln!(
+            out,
+            "  {:<14} plugin {} {} (ABI {})",
+            p.source, p.name, p.version, p.abi
+        )?;
+    }
+    writeln!(out, "\nsize per plugin")?;
+    for (plugin, s) in &i.sizes {
+        writeln!(
+            out,
+            "  {plugin:<14} {:>10}  {} files, {} links, {} dirs",
+            human(s.bytes),
+            s.files,
+            s.links,
+            s.dirs
+        )?;
+    }
+    if !i.packages.is_empty() {
+        writeln!(out, "\npackages ({})", i.packages.len())?;
+        for p in i.packages {
+            let pk = &p.package;
+            writeln!(
+                out,
+                "  {:<10} {} {} ({}{}{})",
+                p.plugin,
+                pk.name,
+                pk.version,
+                pk.kind,
+                if pk.origin.is_empty() { "" } else { ", " },
+                pk.origin
+            )?;
+        }
+    }
+    writeln!(out, "\nlargest files")?;
+    for f in &i.largest {
+        writeln!(out, "  {:>10}  {}", human(f.size), f.path)?;
+    }
+    if !i.install_steps.is_empty() {
+        writeln!(out, "\ninstall steps")?;
+        for (n, s) in i.install_steps.iter().enumerate() {
+            let text = match &s.step {
+                InstallStep::RewritePrefix {
+                    old_prefix,
+                    root,
+                    files,
+                } => {
+                    format!(
+                        "rewrite prefix {old_prefix} -> DEST/{root} in {} file(s)",
+                        files.len()
+                    )
+                }
+                InstallStep::Run {
+                    description,
+                    program,
+                    args,
+                    ..
+                } => {
+                    format!("{description}: {program} {}", args.join(" "))
+                }
+            };
+            writeln!(out, "  {}. [{}] {}", n + 1, s.plugin, text.trim_end())?;
+        }
+    }
+    if !i.warnings.is_empty() {
+        writeln!(out, "\nwarnings")?;
+        for w in i.warnings {
+            writeln!(out, "  {w}")?;
+        }
+    }
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,21 +1,61 @@
-//! `airgap unpack` (not implemented yet: fails with a clear message).
+//! `airgap unpack BUNDLE DEST`: verify while extracting into a staging directory beside DEST,
+//! run the install steps, and rename into place only when everything succeeded.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::report::with_help_code;
+use airgap_archive::unpack::{unpack, unpack_dir, UnpackOptions};
+
+use crate::commands::verify::archive;
 use crate::ui::Ui;
 
+const EXAMPLES: &str = "\
+Examples:
+  airgap unpack nlp.tar.gz /opt/nlp
+  airgap unpack wheels.tar.gz /opt/app --python /usr/bin/python3.11
+  airgap unpack ./nlp /opt/nlp           an already extracted bundle
+
+DEST must not exist, or be an empty directory. Nothing is left behind on failure.";
+
 #[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
 pub struct UnpackArgs {
-    /// Arguments (not implemented yet)
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub rest: Vec<String>,
+    /// The bundle (.tar.gz, .tar.zst, or an extracted bundle directory)
+    #[arg(value_name = "BUNDLE")]
+    pub bundle: PathBuf,
+
+    /// Where to install it (must not exist, or be empty)
+    #[arg(value_name = "DEST")]
+    pub dest: PathBuf,
+
+    /// The target's own Python, for bundles whose install steps need one
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<PathBuf>,
 }
 
-pub fn run(_args: UnpackArgs, _ui: &Ui) -> anyhow::Result<ExitCode> {
-    Err(with_help_code(
-        anyhow::anyhow!("`airgap unpack` is not implemented yet"),
-        "this subcommand is part of a later milestone; see the issue tracker",
-        2,
-    ))
+pub fn run(args: UnpackArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
+    let options = UnpackOptions {
+        python: args.python.clone(),
+    };
+    ui.status(
+        "Unpacking",
+        &format!("{} into {}", args.bundle.display(), args.dest.display()),
+    );
+    let report = if args.bundle.is_dir() {
+        unpack_dir(&args.bundle, &args.dest, &options, ui)
+    } else {
+        unpack(&args.bundle, &args.dest, &options, ui)
+    }
+    .map_err(archive)?;
+    ui.status(
+        "Installed",
+        &format!(
+            "{} entries ({} bytes), verified, into {}; {} install step(s) run",
+            report.entries,
+            report.bytes,
+            report.dest.display(),
+            report.steps
+        ),
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,21 +1,91 @@
-//! `airgap verify` (not implemented yet: fails with a clear message).
+//! `airgap verify BUNDLE`: check every entry against the manifest (and the detached
+//! `.sha256`). Exit code 1 on any difference, listing each one.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::report::with_help_code;
+use airgap_archive::{verify_bundle, ArchiveError};
+
+use crate::report::{with_help, with_help_code};
 use crate::ui::Ui;
 
+const EXAMPLES: &str = "\
+Examples:
+  airgap verify nlp.tar.gz          every file against the manifest, and nlp.tar.gz.sha256
+  airgap verify nlp.tar.gz --json   the result as JSON on stdout";
+
 #[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
 pub struct VerifyArgs {
-    /// Arguments (not implemented yet)
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub rest: Vec<String>,
+    /// The bundle (.tar.gz or .tar.zst)
+    #[arg(value_name = "BUNDLE")]
+    pub bundle: PathBuf,
+
+    /// Print the result as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
 }
 
-pub fn run(_args: VerifyArgs, _ui: &Ui) -> anyhow::Result<ExitCode> {
-    Err(with_help_code(
-        anyhow::anyhow!("`airgap verify` is not implemented yet"),
-        "this subcommand is part of a later milestone; see the issue tracker",
-        2,
-    ))
+/// An archive error with its advice attached.
+pub(crate) fn archive(error: ArchiveError) -> anyhow::Error {
+    match error.help() {
+        Some(help) => with_help(error, help),
+        None => anyhow::Error::new(error),
+    }
+}
+
+pub fn run(args: VerifyArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
+    ui.status("Verifying", &args.bundle.display().to_string());
+    match verify_bundle(&args.bundle, ui) {
+        Ok(report) => {
+            if args.json {
+                let value = serde_json::json!({
+                    "ok": true,
+                    "bundle": args.bundle,
+                    "name": report.manifest.bundle_name,
+                    "entries": report.entries,
+                    "bytes": report.bytes,
+                    "detached_sha256": report.detached_sha256,
+                    "problems": [],
+                });
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            }
+            let checksum = match report.detached_sha256 {
+                Some(true) => "matches its .sha256",
+                Some(false) => "does not match its .sha256",
+                None => "no .sha256 beside it",
+            };
+            ui.status(
+                "Verified",
+                &format!(
+                    "{} entries, {} bytes of content, all as the manifest says; {checksum}",
+                    report.entries, report.bytes
+                ),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ArchiveError::Mismatch { bundle, problems }) => {
+            if args.json {
+                let value = serde_json::json!({
+                    "ok": false,
+                    "bundle": bundle,
+                    "problems": problems,
+                });
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            }
+            for p in &problems {
+                ui.println(&format!("  - {p}"));
+            }
+            Err(with_help_code(
+                anyhow::anyhow!(
+                    "{} does not match its manifest: {} problem(s)",
+                    bundle.display(),
+                    problems.len()
+                ),
+                "the bundle was damaged or altered after it was written: copy it again and compare with its .sha256",
+                1,
+            ))
+        }
+        Err(e) => Err(archive(e)),
+    }
 }

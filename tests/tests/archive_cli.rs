@@ -1,0 +1,127 @@
+//! The archive subcommands through the real CLI: `airgap bundle` with a `[sources.files]`
+//! table, then `verify`, `inspect`, `unpack` and `relocate`.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use airgap_tests::{bin, build_dir, run, tempdir};
+
+fn airgap() -> Command {
+    let mut cmd = Command::new(bin("airgap"));
+    cmd.env("AIRGAP_NO_PROGRESS", "true")
+        .env_remove("AIRGAP_PLUGIN_PATH")
+        .env_remove("CONDA_PREFIX")
+        .env_remove("VIRTUAL_ENV")
+        .env_remove("AIRGAP_UNPACKER")
+        .env("XDG_DATA_HOME", "/nonexistent-airgap-test-data")
+        .arg("--plugin-dir")
+        .arg(build_dir());
+    cmd
+}
+
+/// A project with data, a model file placed elsewhere, and things to exclude.
+fn project(dir: &Path) {
+    fs::create_dir_all(dir.join("data/sub/__pycache__")).unwrap();
+    fs::create_dir_all(dir.join("models")).unwrap();
+    fs::write(dir.join("data/sub/a.txt"), "a\n").unwrap();
+    fs::write(dir.join("data/sub/__pycache__/x.pyc"), "c").unwrap();
+    fs::write(dir.join("data/skip.tmp"), "t").unwrap();
+    std::os::unix::fs::symlink("sub/a.txt", dir.join("data/link")).unwrap();
+    fs::write(dir.join("models/x.bin"), vec![7u8; 100_000]).unwrap();
+    fs::write(
+        dir.join("airgap.toml"),
+        r#"[bundle]
+name = "demo"
+
+[sources.files]
+paths = ["data/", { source = "models/x.bin", dest = "share/models/x.bin" }]
+exclude = ["__pycache__", "*.tmp"]
+"#,
+    )
+    .unwrap();
+}
+
+fn bundle(dir: &Path) -> std::path::PathBuf {
+    project(dir);
+    let out = dir.join("demo.tar.gz");
+    run(airgap()
+        .args(["bundle", "-c"])
+        .arg(dir.join("airgap.toml"))
+        .arg("-o")
+        .arg(&out)
+        .arg("--unpacker")
+        .arg(bin("airgap-unpack"))
+        .arg("--no-check"))
+    .success();
+    out
+}
+
+#[test]
+fn files_source_bundles_verifies_inspects_unpacks_and_relocates() {
+    let tmp = tempdir();
+    let out = bundle(tmp.path());
+    let v = run(airgap().arg("verify").arg(&out)).success();
+    assert!(v.stderr.contains("matches its .sha256"), "{}", v.stderr);
+
+    let i = run(airgap().arg("inspect").arg(&out).arg("--json")).success();
+    let json: serde_json::Value = serde_json::from_str(&i.stdout).unwrap();
+    assert_eq!(json["name"], "demo");
+    assert_eq!(json["sizes"]["files"]["files"], 2, "{json}");
+    assert_eq!(json["largest"][0]["path"], ".airgap/airgap-unpack");
+    let text = run(airgap().arg("inspect").arg(&out)).success();
+    assert!(
+        text.stdout.contains("share/models/x.bin"),
+        "{}",
+        text.stdout
+    );
+
+    let dest = tmp.path().join("installed");
+    run(airgap().arg("unpack").arg(&out).arg(&dest)).success();
+    assert_eq!(fs::read_to_string(dest.join("data/link")).unwrap(), "a\n");
+    assert_eq!(
+        fs::read_link(dest.join("data/link")).unwrap(),
+        Path::new("sub/a.txt")
+    );
+    assert_eq!(
+        fs::read(dest.join("share/models/x.bin")).unwrap().len(),
+        100_000
+    );
+    assert!(!dest.join("data/sub/__pycache__").exists());
+    assert!(!dest.join("data/skip.tmp").exists());
+
+    let moved = tmp.path().join("moved");
+    run(airgap().arg("relocate").arg(&dest).arg(&moved)).success();
+    assert!(moved.join("data/sub/a.txt").is_file() && !dest.exists());
+
+    // Unpacking again into a non-empty directory is refused with advice.
+    let again = run(airgap().arg("unpack").arg(&out).arg(&moved)).failure();
+    assert!(
+        again.stderr.contains("not empty") && again.stderr.contains("help:"),
+        "{}",
+        again.stderr
+    );
+}
+
+#[test]
+fn verify_lists_problems_and_fails_on_a_damaged_bundle() {
+    let tmp = tempdir();
+    let out = bundle(tmp.path());
+    let mut bytes = fs::read(&out).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0x20;
+    fs::write(&out, &bytes).unwrap();
+    let v = run(airgap().arg("verify").arg(&out)).failure();
+    assert_eq!(v.code, Some(1));
+    assert!(
+        v.stderr.contains("error:") && v.stderr.contains("help:"),
+        "{}",
+        v.stderr
+    );
+    let json = run(airgap().arg("verify").arg(&out).arg("--json")).failure();
+    let value: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(value["ok"], false);
+    let dest = tmp.path().join("d");
+    run(airgap().arg("unpack").arg(&out).arg(&dest)).failure();
+    assert!(!dest.exists());
+}
