@@ -236,7 +236,7 @@ pub struct CheckReport {
     /// ELF files among them.
     pub elf_files: usize,
     /// The minimum glibc the bundle needs on the target, and the file needing it.
-    pub glibc: Option<Requirement>,
+    pub min_glibc: Option<Requirement>,
     /// Highest version needed from the target per prefix (GLIBC, GLIBCXX, CXXABI, GCC...).
     pub max_versions: BTreeMap<String, Requirement>,
     /// Prefixes whose needed version the target lacks.
@@ -420,7 +420,7 @@ pub fn check_against(
             file: file.clone(),
         };
         if prefix == "GLIBC" {
-            report.glibc = Some(r.clone());
+            report.min_glibc = Some(r.clone());
         }
         report.max_versions.insert(prefix.clone(), r);
     }
@@ -785,6 +785,29 @@ pub fn check_bundle(bundle: &Path, target: Option<CheckTarget>) -> Result<Bundle
     })
 }
 
+/// Check what a configuration would bundle (`airgap check -c airgap.toml`), before anything
+/// is written: the planned files, against `target` (default: the configuration's `[target]`).
+pub fn check_planned_against(
+    planned: &crate::Planned,
+    target: Option<CheckTarget>,
+) -> Result<CheckReport, Error> {
+    let inputs: Vec<CheckInput> = planned
+        .plan
+        .files()
+        .into_iter()
+        .filter(|f| f.kind == airgap_plugin_api::FileKind::File)
+        .filter_map(|f| f.source.map(|disk| CheckInput { path: f.path, disk }))
+        .collect();
+    let target = match target {
+        Some(mut t) => {
+            merge_profile(&mut t.profile, &planned.manifest.target);
+            t
+        }
+        None => CheckTarget::from_profile(&planned.manifest.target)?,
+    };
+    check_against(&inputs, &target, planned.manifest.python.as_ref())
+}
+
 /// Fill what the user did not give from the manifest's profile (Python ABI, platforms).
 fn merge_profile(profile: &mut TargetProfile, manifest: &TargetProfile) {
     if profile.python.is_none() {
@@ -838,7 +861,7 @@ mod tests {
             CheckTarget::from_root(&TargetProfile::default(), Path::new("/")).expect("root");
         let r = check_against(&files, &target, None).expect("check");
         assert!(r.passed(), "{:?}", r.problems);
-        assert!(r.glibc.is_some());
+        assert!(r.min_glibc.is_some());
         let old = CheckTarget::from_glibc(&TargetProfile::default(), "2.5").expect("2.5");
         let r = check_against(&files, &old, None).expect("check");
         assert!(!r.passed());

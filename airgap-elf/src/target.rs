@@ -41,6 +41,23 @@ fn add_verdef(
     }
 }
 
+/// The release of a libc.so.6, from the banner it prints when run
+/// ("GNU C Library (Debian GLIBC 2.31-13) stable release version 2.31.").
+pub fn glibc_release(libc: &Path) -> Option<Version> {
+    let bytes = std::fs::read(libc).ok()?;
+    let needle = b"release version ";
+    let at = bytes.windows(needle.len()).position(|w| w == needle)? + needle.len();
+    let tail = &bytes[at..bytes.len().min(at + 16)];
+    let end = tail
+        .iter()
+        .position(|b| !(b.is_ascii_digit() || *b == b'.'))
+        .unwrap_or(tail.len());
+    let text = std::str::from_utf8(&tail[..end])
+        .ok()?
+        .trim_end_matches('.');
+    Version::parse(text)
+}
+
 /// A root filesystem seen as a target.
 #[derive(Debug, Clone, Serialize)]
 pub struct RootLibs {
@@ -91,7 +108,9 @@ impl RootLibs {
             if let Some(found) = loader.resolve(lib, std::slice::from_ref(&probe)) {
                 if let Ok(v) = defined_versions(&found.path) {
                     if lib == "libc.so.6" {
-                        glibc = v.max("GLIBC").cloned();
+                        // A release without new symbols (2.31) defines only older versions:
+                        // its banner is the better answer.
+                        glibc = glibc_release(&found.path).or_else(|| v.max("GLIBC").cloned());
                     }
                     versions.merge(&v);
                 }

@@ -1,21 +1,180 @@
-//! `airgap check` (not implemented yet: fails with a clear message).
+//! `airgap check`: will this bundle load on the target? Answered before the transfer.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
 
-use crate::report::with_help_code;
+use airgap_core::check::{check_bundle, check_planned_against, CheckReport, CheckTarget};
+use airgap_core::{BundleOptions, Config};
+use airgap_plugin_api::TargetProfile;
+use clap::Args;
+
+use crate::report;
 use crate::ui::Ui;
 
-#[derive(Debug, clap::Args)]
+const EXAMPLES: &str = "\
+Examples:
+  airgap check nlp.tar.gz                          against the target recorded in the bundle
+  airgap check nlp.tar.gz --glibc 2.17             a machine with glibc 2.17 (manylinux2014 libraries)
+  airgap check nlp.tar.gz --manylinux manylinux_2_28
+  airgap check nlp.tar.gz --target-root /srv/rhel8 a real root filesystem (its glibc and libraries)
+  airgap check -c airgap.toml                      what the configuration would bundle, nothing written
+
+Exit status: 0 when the bundle will load on the target, 3 when it will not, 1 or 2 on errors.";
+
+#[derive(Debug, Args)]
+#[command(after_help = EXAMPLES)]
 pub struct CheckArgs {
-    /// Arguments (not implemented yet)
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub rest: Vec<String>,
+    /// The bundle to check (.tar.gz, .tar.zst or .tar)
+    #[arg(value_name = "BUNDLE", required_unless_present = "config")]
+    pub bundle: Option<PathBuf>,
+
+    /// Check what this configuration would bundle instead of a written bundle
+    #[arg(short, long, value_name = "airgap.toml", conflicts_with = "bundle")]
+    pub config: Option<PathBuf>,
+
+    /// The target's glibc version (its manylinux policy gives the libraries it has)
+    #[arg(long, value_name = "VERSION", group = "target")]
+    pub glibc: Option<String>,
+
+    /// The target's manylinux tag (manylinux2014, manylinux_2_28, ...)
+    #[arg(long, value_name = "TAG", group = "target")]
+    pub manylinux: Option<String>,
+
+    /// A root filesystem of the target (a debootstrap root, a mounted image): its glibc and
+    /// its libraries
+    #[arg(long, value_name = "DIR", group = "target")]
+    pub target_root: Option<PathBuf>,
+
+    /// Print the report as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
 }
 
-pub fn run(_args: CheckArgs, _ui: &Ui) -> anyhow::Result<ExitCode> {
-    Err(with_help_code(
-        anyhow::anyhow!("`airgap check` is not implemented yet"),
-        "this subcommand is part of a later milestone; see the issue tracker",
-        2,
-    ))
+pub fn run(args: CheckArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
+    let base = TargetProfile::default();
+    let target = if let Some(g) = &args.glibc {
+        Some(CheckTarget::from_glibc(&base, g).map_err(report::core)?)
+    } else if let Some(tag) = &args.manylinux {
+        Some(CheckTarget::from_policy_name(&base, tag).map_err(report::core)?)
+    } else if let Some(root) = &args.target_root {
+        Some(CheckTarget::from_root(&base, root).map_err(report::core)?)
+    } else {
+        None
+    };
+
+    let (what, report) = match (&args.bundle, &args.config) {
+        (Some(bundle), _) => {
+            ui.status("Checking", &bundle.display().to_string());
+            let checked = check_bundle(bundle, target).map_err(report::core)?;
+            (bundle.display().to_string(), checked.report)
+        }
+        (None, Some(config_path)) => {
+            let config = Config::load(config_path).map_err(report::core)?;
+            let registry = super::plugins::registry(ui, &config.plugin_dirs);
+            let options = BundleOptions {
+                verbose: ui.verbose > 0,
+                ..Default::default()
+            };
+            let cancelled = AtomicBool::new(false);
+            ui.status("Planning", &format!("from {}", config_path.display()));
+            let planned = airgap_core::plan_bundle(&config, &registry, &options, ui, &cancelled)
+                .map_err(report::core)?;
+            for w in &planned.warnings {
+                ui.warn(w);
+            }
+            let report = check_planned_against(&planned, target).map_err(report::core)?;
+            (config_path.display().to_string(), report)
+        }
+        (None, None) => {
+            return Err(report::with_help_code(
+                anyhow::anyhow!("nothing to check"),
+                "give a bundle file, or -c airgap.toml",
+                2,
+            ))
+        }
+    };
+
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    print_human(&what, &report, ui);
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}
+
+fn print_human(what: &str, r: &CheckReport, ui: &Ui) {
+    let t = &r.target;
+    let target = match (&t.root, &t.policy) {
+        (Some(root), _) => format!(
+            "the root filesystem {} (glibc {})",
+            root.display(),
+            t.glibc.as_deref().unwrap_or("unknown")
+        ),
+        (None, Some(policy)) => format!(
+            "{policy} (glibc {})",
+            t.glibc.as_deref().unwrap_or("unknown")
+        ),
+        (None, None) => "the target".into(),
+    };
+    ui.status(
+        "Target",
+        &format!("{target}; {} files, {} ELF", r.files, r.elf_files),
+    );
+    if let Some(g) = &r.min_glibc {
+        ui.status("Needs", &format!("glibc >= {} ({})", g.version, g.file));
+    }
+    for (prefix, req) in &r.max_versions {
+        if matches!(prefix.as_str(), "GLIBCXX" | "CXXABI" | "GCC") {
+            ui.status("", &format!("{prefix} >= {} ({})", req.version, req.file));
+        }
+    }
+    for w in &r.warnings {
+        ui.warn(w);
+    }
+    if r.passed() {
+        ui.status("Passed", &format!("{what} will load on {target}"));
+        return;
+    }
+    // The verdict is the point of this command: shown even with -q.
+    eprintln!("error: {what} will not load on {target}");
+    for p in &r.problems {
+        eprintln!("  - {p}");
+    }
+    for t in &r.too_new {
+        for (file, v) in t.files.iter().take(10) {
+            eprintln!("      {file}  needs {}_{v}", t.prefix);
+        }
+        if t.files.len() > 10 {
+            eprintln!("      ... {} more", t.files.len() - 10);
+        }
+    }
+    if r.too_new.iter().any(|t| t.prefix == "GLIBC") {
+        eprintln!(
+            "help: bundling cannot bring a newer glibc: build the environment on a machine (or in a manylinux container) with a glibc no newer than the target's, or use wheels tagged for it"
+        );
+    }
+    if r.too_new.iter().any(|t| t.prefix != "GLIBC") {
+        eprintln!(
+            "help: the target's libstdc++/libgcc_s are too old: add them to [sources.syslibs] include = [\"libstdc++.so.6\", \"libgcc_s.so.1\"]"
+        );
+    }
+    if r.missing.iter().any(|m| m.unreachable_copy.is_none()) {
+        eprintln!(
+            "help: add a [sources.syslibs] table to airgap.toml to bundle missing libraries (list dlopen-only ones in `extra`)"
+        );
+    }
+    if r.missing.iter().any(|m| m.unreachable_copy.is_some()) {
+        eprintln!(
+            "help: [sources.syslibs] gives the files that need a bundled library an $ORIGIN-relative RPATH"
+        );
+    }
+    if !r.python.is_empty() {
+        eprintln!(
+            "help: bundle a Python and wheels built for the target's Python ([target] python, abi, platforms)"
+        );
+    }
 }
