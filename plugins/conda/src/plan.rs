@@ -663,7 +663,26 @@ impl Planner<'_> {
         let placeholder = managed.and_then(|m| m.placeholder.clone());
         let is_managed = managed.is_some();
 
-        if search_path::is_elf(&data) {
+        if data.starts_with(b"!<arch>\n") {
+            // A static library: object code, like ELF files. Its strings are only listed on
+            // request; a listed `libpythonX.Y.a` would stop unpacking at a longer path.
+            if !is_managed {
+                let found = self.found_prefixes(&data, &spellings, None);
+                if !found.is_empty() {
+                    if self.config.rewrite_elf_strings {
+                        for (old, root) in found {
+                            plan.rewrites.push((old, root, PrefixMode::Binary));
+                        }
+                    } else {
+                        self.elf_strings_left.push(dest.to_string());
+                    }
+                }
+            } else if let Some((ph, mode)) = &placeholder {
+                for (old, root) in self.found_prefixes(&data, &spellings, Some(ph)) {
+                    plan.rewrites.push((old, root, *mode));
+                }
+            }
+        } else if search_path::is_elf(&data) {
             let mut force_binary = false;
             let map = |dir: &str| -> Option<String> {
                 if dir.starts_with('$') || !dir.starts_with('/') {
