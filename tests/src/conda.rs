@@ -52,13 +52,26 @@ pub fn have_rattler() -> bool {
 /// test channel, with py-rattler. `pkgs` is the package cache to use.
 pub fn conda_env(prefix: &Path, pkgs: &Path) {
     let script = crate::workspace_root().join("tests/fixtures/conda/make_env.py");
-    let out = Command::new(build_python())
-        .arg(script)
-        .arg(cache_dir().join("channel"))
-        .arg(pkgs)
-        .arg(prefix)
-        .output()
-        .expect("run make_env.py");
+    let make = || {
+        Command::new(build_python())
+            .arg(&script)
+            .arg(cache_dir().join("channel"))
+            .arg(pkgs)
+            .arg(prefix)
+            .output()
+            .expect("run make_env.py")
+    };
+    let mut out = make();
+    if !out.status.success() {
+        // Seen once with several test processes making their envs at the same moment.
+        eprintln!(
+            "make_env.py failed ({}), trying once more:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let _ = std::fs::remove_dir_all(prefix);
+        out = make();
+    }
     assert!(
         out.status.success(),
         "make_env.py failed ({}):\n{}\n{}",

@@ -110,6 +110,19 @@ fn no_prefix_and_no_active_environment_is_explained() {
     let err = contribute(json!({}), &tmp.path().join("work"), None).unwrap_err();
     assert!(err.message.contains("CONDA_PREFIX"), "{}", err.message);
     assert!(err.help.unwrap().contains("activate"));
+
+    // With one active (here a venv through VIRTUAL_ENV), that is what is bundled.
+    let venv = tmp.path().join("active-venv");
+    conda::venv(&conda::base_python(), &venv, &[]);
+    std::env::set_var("VIRTUAL_ENV", &venv);
+    let c = contribute(
+        json!({"stdlib_tests": false, "base_exclude": ["lib/python*/config-*/*.a"]}),
+        &tmp.path().join("work2"),
+        None,
+    )
+    .expect("the active venv");
+    std::env::remove_var("VIRTUAL_ENV");
+    assert_eq!(c.python.unwrap().source_prefix, venv);
 }
 
 /// A venv with a real editable install (`pip install -e`, setuptools' PEP 660 finder).

@@ -183,6 +183,8 @@ pub fn contribute(request: &ContributeRequest, host: &Host) -> Result<Contributi
         }
     };
 
+    let facts = facts.map(|f| respell(f, &prefix));
+
     let mut planner = Planner {
         host,
         work_dir: request.work_dir.join("conda"),
@@ -1049,6 +1051,24 @@ impl Planner<'_> {
             })
             .collect();
     }
+}
+
+/// The interpreter reports canonical paths; spell them as the prefix was given, so that they
+/// match what the walk sees.
+fn respell(mut f: Facts, prefix: &Path) -> Facts {
+    if f.prefix == prefix
+        || std::fs::canonicalize(&f.prefix).ok() != std::fs::canonicalize(prefix).ok()
+    {
+        return f;
+    }
+    if let Ok(rel) = f.purelib.strip_prefix(&f.prefix) {
+        f.purelib = prefix.join(rel);
+    }
+    if let Ok(rel) = f.stdlib.strip_prefix(&f.prefix) {
+        f.stdlib = prefix.join(rel);
+    }
+    f.prefix = prefix.to_path_buf();
+    f
 }
 
 /// True when `s` occurs in `data` somewhere other than inside the longer prefixes in `found`.
