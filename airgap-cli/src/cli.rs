@@ -54,7 +54,7 @@ pub struct GlobalArgs {
     pub quiet: bool,
 
     /// Never draw progress bars
-    #[arg(long, global = true, env = "AIRGAP_NO_PROGRESS")]
+    #[arg(long, global = true, env = "AIRGAP_NO_PROGRESS", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_progress: bool,
 
     /// Look for plugins in this directory first (repeatable)
