@@ -49,15 +49,33 @@ pub fn have_rattler() -> bool {
 }
 
 /// Create a conda environment at `prefix` with `hello-tools` and `hello-docs` from the local
-/// test channel, with py-rattler. `pkgs` is the package cache to use.
+/// test channel, with py-rattler. `pkgs` is the package cache to use. The channel also has a
+/// `python` package made from [`conda_python_source`] and a noarch python package `hello-py`.
 pub fn conda_env(prefix: &Path, pkgs: &Path) {
+    conda_env_with(prefix, pkgs, &[]);
+}
+
+/// The Python installation the test channel's `python` package is made from: pyenv's 3.12.1
+/// when it is here, else [`base_python`].
+pub fn conda_python_source() -> PathBuf {
+    let pyenv = PathBuf::from("/root/.pyenv/versions/3.12.1");
+    if pyenv.join("bin/python3").exists() {
+        return pyenv;
+    }
+    base_python()
+}
+
+/// Like [`conda_env`], with the given match specs (`python`, `hello-py`, `hello-tools`...).
+pub fn conda_env_with(prefix: &Path, pkgs: &Path, specs: &[&str]) {
     let script = crate::workspace_root().join("tests/fixtures/conda/make_env.py");
     let make = || {
         Command::new(build_python())
             .arg(&script)
-            .arg(cache_dir().join("channel"))
+            .arg(cache_dir().join("channel-2"))
             .arg(pkgs)
             .arg(prefix)
+            .args(specs)
+            .env("AIRGAP_TEST_PYTHON_SOURCE", conda_python_source())
             .output()
             .expect("run make_env.py")
     };

@@ -422,3 +422,60 @@ fn search_paths_that_do_not_fit_in_place_are_set_by_airgap_elf() {
         "deep greeting\n"
     );
 }
+
+/// A conda environment with Python: a `python` package (made from a pyenv installation), and a
+/// noarch python package whose module holds a text placeholder and whose entry point rattler
+/// wrote with the env's absolute interpreter path. Unpacked elsewhere with the pyenv
+/// installation and the source env hidden, its Python and entry point run.
+#[test]
+fn conda_env_with_python_and_a_noarch_package_runs_elsewhere() {
+    if !conda::have_rattler() || !conda::can_hide() {
+        eprintln!("skipped: needs py-rattler and mount namespaces");
+        return;
+    }
+    let tmp = tempdir();
+    let prefix = tmp.path().join("src/envs/py-environment");
+    conda::conda_env_with(&prefix, &tmp.path().join("pkgs"), &["python", "hello-py"]);
+    let source = conda::conda_python_source();
+    let xy = conda::version_short(&source);
+
+    let c =
+        contribute(json!({"prefix": prefix}), &tmp.path().join("work"), None).expect("contribute");
+    let py = c.python.as_ref().expect("python facts");
+    assert_eq!(
+        py.site_packages,
+        format!("env/lib/python{xy}/site-packages")
+    );
+    assert_eq!(py.abi, format!("cp{}", xy.replace('.', "")));
+    assert!(c
+        .packages
+        .iter()
+        .any(|p| p.id.starts_with("conda:python-") && p.kind == "conda"));
+    assert!(c.packages.iter().any(|p| p.id == "conda:hello-py-0.3-py_0"));
+    let module = format!("env/lib/python{xy}/site-packages/hello_py/__init__.py");
+    let p = prefix.to_string_lossy().into_owned();
+    assert!(rewrites(&c)
+        .iter()
+        .any(|(d, o, m)| *d == module && *o == p && *m == PrefixMode::Text));
+    // The entry point finds its interpreter relative to itself.
+    let script = std::fs::read_to_string(entry_source(&c, "env/bin/hello-py").unwrap()).unwrap();
+    assert!(script.starts_with("#!/bin/sh\n'''exec'"), "{script}");
+
+    let dest = tmp.path().join("elsewhere");
+    materialize(&c, &dest).expect("install");
+    let env = dest.join("env");
+    let hide: [&Path; 2] = [&source, &tmp.path().join("src")];
+    let done = run(&mut conda::hidden(&hide, &env.join("bin/hello-py"), &[])).success();
+    assert_eq!(done.stdout, format!("hello-py True {}\n", py.version));
+    let done = run(&mut conda::hidden(
+        &hide,
+        &env.join("bin/python"),
+        &[
+            "-c",
+            "import sys, json, hello_py; print(sys.prefix); print(hello_py.PREFIX)",
+        ],
+    ))
+    .success();
+    let e = env.to_string_lossy();
+    assert_eq!(done.stdout, format!("{e}\n{e}\n"));
+}
