@@ -171,10 +171,8 @@ impl<'r, 'h, 'a> Bundler<'r, 'h, 'a> {
 
         let derived = TargetTags::from_request(request, host_glibc)?;
         let mut warnings = Vec::new();
-        for w in derived.warnings {
-            host.warn(&w);
-            warnings.push(w);
-        }
+        // Warnings go into the contribution (the host prints them in its summary).
+        warnings.extend(derived.warnings);
 
         let mut bundler = Bundler {
             request,
@@ -378,7 +376,6 @@ impl<'r, 'h, 'a> Bundler<'r, 'h, 'a> {
                      (build it into a wheel and list it in packages)",
                     d.name, d.version
                 );
-                self.host.warn(&w);
                 self.warnings.push(w);
                 continue;
             }
@@ -580,7 +577,6 @@ impl<'r, 'h, 'a> Bundler<'r, 'h, 'a> {
             python.version,
             python.path.display()
         );
-        self.host.warn(&w);
         self.warnings.push(w);
         self.built.push(Built {
             name,
@@ -957,6 +953,7 @@ impl<'r, 'h, 'a> Bundler<'r, 'h, 'a> {
 
         // Wheels built here may link this machine's libraries: unpack them for syslibs.
         let mut built_fact = Vec::new();
+        let mut elf_warnings = Vec::new();
         for b in &self.built {
             let dir = self.work.join("built").join(&b.file);
             let mut cmd = python_command(&self.tool_python);
@@ -978,7 +975,7 @@ impl<'r, 'h, 'a> Bundler<'r, 'h, 'a> {
                     b.version,
                     elf.len()
                 );
-                self.host.warn(&w);
+                elf_warnings.push(w);
             }
             built_fact.push(json!({
                 "name": b.name, "version": b.version, "wheel": format!("{dest}/{}", b.file),
@@ -1075,6 +1072,7 @@ impl<'r, 'h, 'a> Bundler<'r, 'h, 'a> {
         );
         c.facts.insert("built".into(), json!(built_fact));
         c.warnings = self.warnings.clone();
+        c.warnings.extend(elf_warnings);
         self.host.info(&format!(
             "pip: {} wheels for {} ({} built here), lock at {dest}/{LOCK}",
             set.len(),

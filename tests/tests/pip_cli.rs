@@ -1,0 +1,124 @@
+//! The pip source end to end: the real `airgap bundle` loads the pip plugin library, the
+//! bundle's unpacker installs it with the network cut, on an interpreter of another Python
+//! version than the one running the tests.
+//!
+//! Needs the binaries and plugins built (`cargo xtask test`, or `cargo build -p airgap-cli -p
+//! airgap-unpack -p airgap-plugin-pip`). Downloads are cached in `$CARGO_TARGET_DIR/pip-cache`.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::Command;
+
+use airgap_tests::python::{self, Python};
+use airgap_tests::{airgap, bin, run, target_dir, tempdir};
+
+fn other_python() -> Option<Python> {
+    let py = python::other_than_current(&[(3, 9), (3, 10), (3, 12), (3, 8), (3, 13)]);
+    match &py {
+        Some(p) => eprintln!("target: {p}"),
+        None => python::skip("no python other than python3 on this machine"),
+    }
+    py
+}
+
+fn write_config(dir: &Path, py: &Python, packages: &[&str]) -> std::path::PathBuf {
+    let packages: Vec<String> = packages.iter().map(|p| format!("{p:?}")).collect();
+    let text = format!(
+        "[bundle]\nname = \"wh\"\n\n[target]\npython = \"{}\"\nglibc = \"2.17\"\n\n\
+         [sources.pip]\npackages = [{}]\n",
+        py.full_version(),
+        packages.join(", ")
+    );
+    let path = dir.join("airgap.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn bundle(config: &Path, output: &Path) -> Command {
+    let mut cmd = airgap();
+    cmd.args(["bundle", "-c"])
+        .arg(config)
+        .arg("-o")
+        .arg(output)
+        .env("PIP_CACHE_DIR", target_dir().join("pip-cache"))
+        // clap's bool parser wants true/false (tests/src/lib.rs sets "1").
+        .env("AIRGAP_NO_PROGRESS", "true");
+    cmd
+}
+
+/// `airgap-unpack BUNDLE DEST [--python PATH]` with the network cut.
+fn unpack_offline(bundle: &Path, dest: &Path, python: Option<&Path>) -> Command {
+    let mut cmd = python::offline(bin("airgap-unpack"));
+    cmd.arg(bundle).arg(dest);
+    if let Some(p) = python {
+        cmd.arg("--python").arg(p);
+    }
+    cmd
+}
+
+#[test]
+fn pip_cli_wheelhouse_for_another_python_unpacks_offline_with_its_python() {
+    let Some(py) = other_python() else { return };
+    let tmp = tempdir();
+    let config = write_config(tmp.path(), &py, &["six", "markupsafe", "docopt==0.6.2"]);
+    let output = tmp.path().join("wh.tar.gz");
+    let done = run(&mut bundle(&config, &output)).success();
+    assert!(
+        done.stderr
+            .contains("built docopt 0.6.2 here from its sdist"),
+        "{}",
+        done.stderr
+    );
+    assert!(output.is_file());
+
+    // A wheelhouse-only bundle asks for the target's interpreter.
+    let done = run(&mut unpack_offline(
+        &output,
+        &tmp.path().join("no-python"),
+        None,
+    ))
+    .failure();
+    assert!(done.stderr.contains("--python"), "{}", done.stderr);
+    assert!(!tmp.path().join("no-python/venv").exists());
+
+    let dest = tmp.path().join("dest");
+    run(&mut unpack_offline(&output, &dest, Some(&py.path))).success();
+    let venv_python = dest.join("venv/bin/python");
+    let done = run(python::offline(&venv_python).args([
+        "-c",
+        "import sys, six, docopt, markupsafe._speedups; print(sys.version.split()[0], docopt.__version__)",
+    ]))
+    .success();
+    assert_eq!(
+        done.stdout.trim(),
+        format!("{} 0.6.2", py.full_version()),
+        "{}",
+        done.stderr
+    );
+    // Built here: the target needed no setuptools to install docopt.
+    run(python::offline(&venv_python).args(["-c", "import setuptools"])).failure();
+    let lock = std::fs::read_to_string(dest.join("wheels/requirements.lock")).unwrap();
+    assert!(lock.contains("docopt==0.6.2 --hash=sha256:"), "{lock}");
+}
+
+#[test]
+fn pip_cli_unbuildable_requirement_fails_before_any_archive() {
+    let Some(py) = other_python() else { return };
+    let tmp = tempdir();
+    let config = write_config(tmp.path(), &py, &["sklearn"]);
+    let output = tmp.path().join("wh.tar.gz");
+    let done = run(&mut bundle(&config, &output)).failure();
+    eprintln!("{}", done.stderr);
+    assert!(
+        done.stderr.contains("sklearn has no wheel for the target"),
+        "{}",
+        done.stderr
+    );
+    assert!(
+        done.stderr.contains("use 'scikit-learn'"),
+        "pip's reason: {}",
+        done.stderr
+    );
+    assert!(!done.stderr.contains("PluginError {"), "{}", done.stderr);
+    assert!(!output.exists(), "no archive may be written");
+}
