@@ -656,10 +656,23 @@ impl Planner<'_> {
             self.files.push(plan);
             return Ok(());
         }
-        let data = std::fs::read(path).map_err(|e| {
+        let read_error = |e: std::io::Error| {
             PluginError::new(format!("could not read {}: {e}", path.display()))
                 .with_help("check the permissions of the environment")
-        })?;
+        };
+        if managed.is_some_and(|m| m.placeholder.is_none()) {
+            // Conda says this file holds no prefix: only an ELF file (search paths) or a
+            // script (shebang) can still need a change. Do not read the rest.
+            let mut head = [0u8; 4];
+            let n = std::fs::File::open(path)
+                .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+                .map_err(read_error)?;
+            if !(head[..n].starts_with(b"\x7fELF") || head[..n].starts_with(b"#!")) {
+                self.files.push(plan);
+                return Ok(());
+            }
+        }
+        let data = std::fs::read(path).map_err(read_error)?;
         let mut content: Option<Vec<u8>> = None;
         let spellings = self.prefix_spellings(root_index);
         let placeholder = managed.and_then(|m| m.placeholder.clone());
