@@ -297,7 +297,7 @@ fn binary_relocation_that_cannot_fit_is_refused_before_writing() {
 }
 
 /// The whole way, with the real tools: `airgap bundle -c airgap.toml` loads the plugin library,
-/// the bundle's own unpacker installs it at a shorter path, the archive engine moves it again.
+/// `airgap unpack` installs it at a shorter path, `airgap relocate` moves it again.
 #[test]
 fn conda_env_through_airgap_bundle_unpack_and_relocate() {
     let Some(f) = fixture() else { return };
@@ -309,7 +309,6 @@ fn conda_env_through_airgap_bundle_unpack_and_relocate() {
     .unwrap();
     let bundle = f.root.join("hello.tar.gz");
     let done = run(airgap_tests::airgap()
-        .env("AIRGAP_NO_PROGRESS", "true")
         .arg("bundle")
         .arg("-c")
         .arg(&config)
@@ -324,11 +323,7 @@ fn conda_env_through_airgap_bundle_unpack_and_relocate() {
     std::fs::rename(f.root.join("source-machine"), f.root.join("gone")).unwrap();
 
     let dest = f.root.join("u");
-    run(Command::new(airgap_tests::bin("airgap-unpack"))
-        .arg(&bundle)
-        .arg(&dest)
-        .arg("-q"))
-    .success();
+    run(airgap_tests::airgap().arg("unpack").arg(&bundle).arg(&dest)).success();
     let env = dest.join("env");
     assert_eq!(
         output(&env.join("bin/hello-paths")),
@@ -344,7 +339,11 @@ fn conda_env_through_airgap_bundle_unpack_and_relocate() {
     );
 
     let moved = f.root.join("w");
-    airgap_archive::relocate(&dest, Some(&moved), &airgap_archive::NoProgress).expect("relocate");
+    run(airgap_tests::airgap()
+        .arg("relocate")
+        .arg(&dest)
+        .arg(&moved))
+    .success();
     let env = moved.join("env");
     assert_eq!(
         output(&env.join("bin/hello-paths")),
