@@ -259,3 +259,72 @@ fn plain_installation_runs_at_another_path_with_search_paths_made_relative() {
         done.stdout
     );
 }
+
+/// The seed's case, the whole way: `airgap bundle` of a venv (whose `bin/python` links leave
+/// the env), `airgap unpack` elsewhere, run with the source Python hidden, then `airgap
+/// relocate` to a longer path (nothing is rewritten in place in a binary) and run again.
+#[test]
+fn venv_through_airgap_bundle_unpack_and_relocate_to_a_longer_path() {
+    if !conda::can_hide() {
+        eprintln!("skipped: no mount namespaces here (unshare --mount)");
+        return;
+    }
+    let base = conda::base_python();
+    let xy = conda::version_short(&base);
+    let tmp = tempdir();
+    let src = tmp.path().join("src");
+    let venv = src.join("venv");
+    conda::venv(&base, &venv, &["six", "markupsafe"]);
+    let config = tmp.path().join("airgap.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[bundle]\nname = \"app\"\ncompression = \"zstd\"\nlevel = 1\n\n[sources.conda]\n\
+             prefix = \"src/venv\"\nstdlib_tests = false\n\
+             base_exclude = [\"lib/python{xy}/config-*/*.a\"]\n"
+        ),
+    )
+    .unwrap();
+    let bundle = tmp.path().join("app.tar.zst");
+    run(airgap_tests::airgap()
+        .arg("bundle")
+        .arg("-c")
+        .arg(&config)
+        .arg("--plugin-dir")
+        .arg(airgap_tests::build_dir())
+        .arg("-o")
+        .arg(&bundle)
+        // The base's extension modules need system libraries (libssl, libffi...) that bring
+        // the syslibs source; this machine, the target here, has them.
+        .arg("--no-check"))
+    .success();
+
+    let dest = tmp.path().join("d");
+    run(airgap_tests::airgap().arg("unpack").arg(&bundle).arg(&dest)).success();
+    let hide: [&Path; 2] = [&base, &src];
+    let check = |env: &Path| {
+        let done = run(&mut hidden(
+            &hide,
+            &env.join("bin/python"),
+            &[
+                "-c",
+                "import sys, six, markupsafe; print(markupsafe.escape('<'), sys.prefix)",
+            ],
+        ))
+        .success();
+        assert_eq!(done.stdout, format!("&lt; {}\n", env.display()));
+        let done = run(&mut hidden(&hide, &env.join("bin/pip"), &["list"])).success();
+        assert!(done.stdout.contains("MarkupSafe"), "{}", done.stdout);
+    };
+    check(&dest.join("env"));
+
+    let longer = tmp
+        .path()
+        .join("moved-to-a-much-longer-path-than-the-venv-and-its-base-had-on-the-build-machine");
+    run(airgap_tests::airgap()
+        .arg("relocate")
+        .arg(&dest)
+        .arg(&longer))
+    .success();
+    check(&longer.join("env"));
+}
