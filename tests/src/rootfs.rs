@@ -88,10 +88,7 @@ rm -rf "{staging}"
         suite = suite.name(),
         mirror = MIRROR,
     );
-    run(Command::new("flock")
-        .arg(&lock)
-        .args(["sh", "-c", &script]))
-    .success();
+    run(Command::new("flock").arg(&lock).args(["sh", "-c", &script])).success();
     tarball
 }
 
@@ -167,10 +164,19 @@ impl DebianRoot {
         // A real target has /proc: the loader needs /proc/self/exe for an executable's
         // $ORIGIN. A new pid namespace gets its own /proc, mounted inside the root.
         cmd.args(["--mount", "--net", "--pid", "--fork"])
-            .arg(format!("--mount-proc={}", self.host_path("/proc").display()))
+            .arg(format!(
+                "--mount-proc={}",
+                self.host_path("/proc").display()
+            ))
             .arg("chroot")
             .arg(self.path())
-            .args(["env", "-i", "PATH=/usr/bin:/bin", "HOME=/root", "LANG=C.UTF-8"]);
+            .args([
+                "env",
+                "-i",
+                "PATH=/usr/bin:/bin",
+                "HOME=/root",
+                "LANG=C.UTF-8",
+            ]);
         for (k, v) in env {
             cmd.arg(format!("{k}={v}"));
         }
@@ -193,5 +199,7 @@ impl DebianRoot {
 /// skip with a message otherwise.
 pub fn supported() -> bool {
     let uid = run(Command::new("id").arg("-u")).stdout;
-    uid.trim() == "0" && Path::new("/usr/bin/unshare").exists() && Path::new("/usr/sbin/chroot").exists()
+    uid.trim() == "0"
+        && Path::new("/usr/bin/unshare").exists()
+        && Path::new("/usr/sbin/chroot").exists()
 }

@@ -51,7 +51,11 @@ fn bundle(config: &Path, out: &Path) -> airgap_tests::Done {
 }
 
 fn check(args: &[&str]) -> airgap_tests::Done {
-    run(cli().arg("--plugin-dir").arg(build_dir()).arg("check").args(args))
+    run(cli()
+        .arg("--plugin-dir")
+        .arg(build_dir())
+        .arg("check")
+        .args(args))
 }
 
 fn json(done: &airgap_tests::Done) -> serde_json::Value {
@@ -65,7 +69,11 @@ fn check_names_the_files_needing_a_newer_glibc_than_bullseye_and_passes_on_bookw
         return;
     };
     let tmp = tempdir();
-    let cfg = config(tmp.path(), &py, "[sources.syslibs]\ndir = \"py/lib/airgap-syslibs\"\n");
+    let cfg = config(
+        tmp.path(),
+        &py,
+        "[sources.syslibs]\ndir = \"py/lib/airgap-syslibs\"\n",
+    );
     let out = tmp.path().join("py.tar.zst");
     bundle(&cfg, &out).success();
     let b = out.to_string_lossy().into_owned();
@@ -94,10 +102,24 @@ fn check_names_the_files_needing_a_newer_glibc_than_bullseye_and_passes_on_bookw
     // The interpreter itself (GLIBC_2.34 on a Debian 12 builder) and bundled Debian 12
     // libraries are named.
     assert!(files.contains(&"py/bin/python3.11"), "{files:?}");
-    assert!(files.iter().any(|f| f.starts_with("py/lib/airgap-syslibs/")), "{files:?}");
+    assert!(
+        files
+            .iter()
+            .any(|f| f.starts_with("py/lib/airgap-syslibs/")),
+        "{files:?}"
+    );
     assert!(done.stderr.contains("glibc 2.31"), "{}", done.stderr);
-    assert!(done.stderr.contains("py/bin/python3.11  needs GLIBC_2."), "{}", done.stderr);
-    assert!(done.stderr.contains("help: bundling cannot bring a newer glibc"), "{}", done.stderr);
+    assert!(
+        done.stderr.contains("py/bin/python3.11  needs GLIBC_2."),
+        "{}",
+        done.stderr
+    );
+    assert!(
+        done.stderr
+            .contains("help: bundling cannot bring a newer glibc"),
+        "{}",
+        done.stderr
+    );
 
     // The build machine's own glibc (bookworm, like this machine): it passes.
     let bookworm = DebianRoot::new(Suite::Bookworm);
@@ -142,7 +164,12 @@ fn without_syslibs_check_names_the_missing_libraries_and_bundle_refuses_a_declar
     }
     // bookworm's minbase has libffi8 (apt needs it through gnutls): not missing there.
     assert!(!missing.contains(&"libffi.so.8"), "{missing:?}");
-    assert!(done.stderr.contains("libssl.so.3 is needed by py/lib/python3.11/lib-dynload/_ssl"), "{}", done.stderr);
+    assert!(
+        done.stderr
+            .contains("libssl.so.3 is needed by py/lib/python3.11/lib-dynload/_ssl"),
+        "{}",
+        done.stderr
+    );
     // libpython is in the bundle, but the interpreter's absolute RUNPATH points to the
     // build machine's prefix.
     assert!(
@@ -150,7 +177,11 @@ fn without_syslibs_check_names_the_missing_libraries_and_bundle_refuses_a_declar
         "{}",
         done.stderr
     );
-    assert!(done.stderr.contains("help: add a [sources.syslibs] table"), "{}", done.stderr);
+    assert!(
+        done.stderr.contains("help: add a [sources.syslibs] table"),
+        "{}",
+        done.stderr
+    );
 
     // `airgap check -c` says the same before anything is written.
     let done = check(&["-c", &cfg.to_string_lossy(), "--target-root", &root]);
@@ -158,10 +189,17 @@ fn without_syslibs_check_names_the_missing_libraries_and_bundle_refuses_a_declar
     assert!(done.stderr.contains("libsqlite3.so.0"), "{}", done.stderr);
 
     // A declared target the bundle cannot load on: `airgap bundle` writes nothing.
-    let cfg = config(tmp.path(), &py, "[target]\nglibc = \"2.31\"\n\n[sources.syslibs]\n");
+    let cfg = config(
+        tmp.path(),
+        &py,
+        "[target]\nglibc = \"2.31\"\n\n[sources.syslibs]\n",
+    );
     let out2 = tmp.path().join("old.tar.zst");
     let done = bundle(&cfg, &out2);
     assert_ne!(done.code, Some(0), "{}", done.stderr);
     assert!(done.stderr.contains("glibc"), "{}", done.stderr);
-    assert!(!out2.exists(), "a bundle was written for a target it cannot load on");
+    assert!(
+        !out2.exists(),
+        "a bundle was written for a target it cannot load on"
+    );
 }

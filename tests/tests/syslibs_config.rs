@@ -34,7 +34,13 @@ fn contribute(dir: &Path, files: &[(PathBuf, &str)], config: serde_json::Value) 
     let earlier = files.iter().map(|(p, dest)| file(p, dest)).collect();
     let work = dir.join(format!("work-{}", rand_suffix()));
     std::fs::create_dir_all(&work).expect("mkdir");
-    run_syslibs(&request(earlier, &work, None, TargetProfile::default(), config))
+    run_syslibs(&request(
+        earlier,
+        &work,
+        None,
+        TargetProfile::default(),
+        config,
+    ))
 }
 
 fn rand_suffix() -> u128 {
@@ -49,34 +55,63 @@ fn names(c: &Contribution) -> Vec<String> {
 }
 
 fn source_of<'a>(c: &'a Contribution, dest: &str) -> Option<&'a Path> {
-    c.entries.iter().find(|e| e.dest == dest).and_then(|e| match &e.kind {
-        EntryKind::Path { source, .. } => Some(source.as_path()),
-        _ => None,
-    })
+    c.entries
+        .iter()
+        .find(|e| e.dest == dest)
+        .and_then(|e| match &e.kind {
+            EntryKind::Path { source, .. } => Some(source.as_path()),
+            _ => None,
+        })
 }
 
 #[test]
 fn a_runpath_user_gets_an_origin_relative_rpath_and_libpq_comes_with_its_closure() {
     let tmp = airgap_tests::tempdir();
-    let tool = program(tmp.path(), "tool", PQ, &["-lpq", "-Wl,--enable-new-dtags,-rpath,/nonexistent/lib"]);
+    let tool = program(
+        tmp.path(),
+        "tool",
+        PQ,
+        &["-lpq", "-Wl,--enable-new-dtags,-rpath,/nonexistent/lib"],
+    );
     assert!(ElfFile::parse(&tool).expect("parse").has_runpath);
     let c = contribute(tmp.path(), &[(tool, "bin/tool")], serde_json::json!({}));
     let n = names(&c);
     assert!(n.contains(&"libpq.so.5".to_owned()), "{n:?}");
     // libpq's own needs come along (libssl, libgssapi...), glibc never does.
     assert!(n.contains(&"libssl.so.3".to_owned()), "{n:?}");
-    assert!(!n.iter().any(|x| x.starts_with("libc.so") || x.starts_with("ld-linux")), "{n:?}");
+    assert!(
+        !n.iter()
+            .any(|x| x.starts_with("libc.so") || x.starts_with("ld-linux")),
+        "{n:?}"
+    );
     let patched = source_of(&c, "bin/tool").expect("patched tool");
     let elf = ElfFile::parse(patched).expect("parse patched");
     assert!(!elf.has_runpath, "RUNPATH left in place");
-    assert_eq!(elf.rpath, vec!["/nonexistent/lib".to_owned(), "$ORIGIN/../airgap-syslibs".to_owned()]);
-    let entry = c.entries.iter().find(|e| e.dest == "bin/tool").expect("entry");
-    assert!(entry.replace, "a patched copy must say it replaces the original");
+    assert_eq!(
+        elf.rpath,
+        vec![
+            "/nonexistent/lib".to_owned(),
+            "$ORIGIN/../airgap-syslibs".to_owned()
+        ]
+    );
+    let entry = c
+        .entries
+        .iter()
+        .find(|e| e.dest == "bin/tool")
+        .expect("entry");
+    assert!(
+        entry.replace,
+        "a patched copy must say it replaces the original"
+    );
     // A bundled library that needs another bundled one finds it next to itself.
     let libpq = source_of(&c, "airgap-syslibs/libpq.so.5").expect("libpq entry");
     let elf = ElfFile::parse(libpq).expect("parse libpq");
     assert_eq!(elf.rpath, vec!["$ORIGIN".to_owned()]);
-    let pkg = c.packages.iter().find(|p| p.name == "libpq.so.5").expect("libpq package");
+    let pkg = c
+        .packages
+        .iter()
+        .find(|p| p.name == "libpq.so.5")
+        .expect("libpq package");
     assert_eq!(pkg.kind, "system");
     assert_eq!(pkg.id, "system:libpq.so.5");
     assert!(pkg.origin.contains("libpq5"), "{pkg:?}");
@@ -87,15 +122,27 @@ fn a_runpath_user_gets_an_origin_relative_rpath_and_libpq_comes_with_its_closure
 fn exclude_include_and_extra() {
     let tmp = airgap_tests::tempdir();
     let tool = program(tmp.path(), "tool", PQ, &["-lpq"]);
-    let c = contribute(tmp.path(), &[(tool.clone(), "bin/tool")], serde_json::json!({"exclude": ["libpq.so.*"]}));
+    let c = contribute(
+        tmp.path(),
+        &[(tool.clone(), "bin/tool")],
+        serde_json::json!({"exclude": ["libpq.so.*"]}),
+    );
     assert!(c.packages.is_empty(), "{:?}", names(&c));
     assert!(c.entries.is_empty(), "{:?}", c.entries);
 
     // libz is assumed on every manylinux target: bundled only when included.
     let z = program(tmp.path(), "ztool", ZLIB, &["-lz"]);
-    let c = contribute(tmp.path(), &[(z.clone(), "bin/ztool")], serde_json::json!({}));
+    let c = contribute(
+        tmp.path(),
+        &[(z.clone(), "bin/ztool")],
+        serde_json::json!({}),
+    );
     assert!(!names(&c).contains(&"libz.so.1".to_owned()));
-    let c = contribute(tmp.path(), &[(z, "bin/ztool")], serde_json::json!({"include": ["libz.so.*"], "dir": "lib/sys"}));
+    let c = contribute(
+        tmp.path(),
+        &[(z, "bin/ztool")],
+        serde_json::json!({"include": ["libz.so.*"], "dir": "lib/sys"}),
+    );
     assert!(names(&c).contains(&"libz.so.1".to_owned()));
     assert!(c.entries.iter().any(|e| e.dest == "lib/sys/libz.so.1"));
 
@@ -103,7 +150,10 @@ fn exclude_include_and_extra() {
     let libpq = PathBuf::from("/usr/lib/x86_64-linux-gnu/libpq.so.5");
     let c = contribute(tmp.path(), &[], serde_json::json!({"extra": [libpq]}));
     let n = names(&c);
-    assert!(n.contains(&"libpq.so.5".to_owned()) && n.contains(&"libssl.so.3".to_owned()), "{n:?}");
+    assert!(
+        n.contains(&"libpq.so.5".to_owned()) && n.contains(&"libssl.so.3".to_owned()),
+        "{n:?}"
+    );
 }
 
 #[test]
@@ -129,7 +179,11 @@ fn a_library_nobody_has_is_a_warning_naming_its_user() {
     std::fs::remove_dir_all(&libdir).expect("rm");
     let c = contribute(tmp.path(), &[(tool, "bin/tool")], serde_json::json!({}));
     assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
-    assert!(c.warnings[0].contains("libgone.so.1") && c.warnings[0].contains("bin/tool"), "{:?}", c.warnings);
+    assert!(
+        c.warnings[0].contains("libgone.so.1") && c.warnings[0].contains("bin/tool"),
+        "{:?}",
+        c.warnings
+    );
 }
 
 #[test]
@@ -137,11 +191,30 @@ fn an_unknown_policy_is_an_error_with_help() {
     let tmp = airgap_tests::tempdir();
     let work = tmp.path().join("work");
     std::fs::create_dir_all(&work).expect("mkdir");
-    let req = request(Vec::new(), &work, None, TargetProfile::default(), serde_json::json!({"policy": "manylinux1999"}));
+    let req = request(
+        Vec::new(),
+        &work,
+        None,
+        TargetProfile::default(),
+        serde_json::json!({"policy": "manylinux1999"}),
+    );
     let err = try_syslibs(&req).expect_err("bad policy accepted");
     let text = err.to_string();
     assert!(text.contains("manylinux1999"), "{text}");
-    assert!(err.help().is_some_and(|h| h.contains("manylinux2014")), "{:?}", err.help());
-    let req = request(Vec::new(), &work, None, TargetProfile::default(), serde_json::json!({"exclude": "x"}));
-    assert!(try_syslibs(&req).is_err(), "a string where a list belongs was accepted");
+    assert!(
+        err.help().is_some_and(|h| h.contains("manylinux2014")),
+        "{:?}",
+        err.help()
+    );
+    let req = request(
+        Vec::new(),
+        &work,
+        None,
+        TargetProfile::default(),
+        serde_json::json!({"exclude": "x"}),
+    );
+    assert!(
+        try_syslibs(&req).is_err(),
+        "a string where a list belongs was accepted"
+    );
 }

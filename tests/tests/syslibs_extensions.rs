@@ -40,7 +40,11 @@ fn python_env(py: &Path) -> PythonEnvironment {
 /// Lay out two bundles in `tmp`: `without` (syslibs ran before `extra` was added) and `with`
 /// (syslibs saw everything), copy both into a fresh bookworm root at /opt/without and
 /// /opt/with, and return the root.
-fn two_bundles(tmp: &Path, py: &Path, extra: Vec<BundleFile>) -> (DebianRoot, airgap_plugin_api::Contribution) {
+fn two_bundles(
+    tmp: &Path,
+    py: &Path,
+    extra: Vec<BundleFile>,
+) -> (DebianRoot, airgap_plugin_api::Contribution) {
     let python = bundle_files(py, "py", &python_skip);
     let target = TargetProfile {
         glibc: Some("2.36".into()),
@@ -48,7 +52,13 @@ fn two_bundles(tmp: &Path, py: &Path, extra: Vec<BundleFile>) -> (DebianRoot, ai
     };
     let work = tmp.join("work-without");
     std::fs::create_dir_all(&work).expect("mkdir");
-    let req = request(python.clone(), &work, Some(python_env(py)), target.clone(), serde_json::json!({}));
+    let req = request(
+        python.clone(),
+        &work,
+        Some(python_env(py)),
+        target.clone(),
+        serde_json::json!({}),
+    );
     let first = run_syslibs(&req);
     let mut all = python.clone();
     all.extend(extra.iter().cloned());
@@ -58,7 +68,13 @@ fn two_bundles(tmp: &Path, py: &Path, extra: Vec<BundleFile>) -> (DebianRoot, ai
 
     let work = tmp.join("work-with");
     std::fs::create_dir_all(&work).expect("mkdir");
-    let req = request(all.clone(), &work, Some(python_env(py)), target, serde_json::json!({}));
+    let req = request(
+        all.clone(),
+        &work,
+        Some(python_env(py)),
+        target,
+        serde_json::json!({}),
+    );
     let second = run_syslibs(&req);
     materialize(&all, Some(&second), &tmp.join("with"));
 
@@ -109,9 +125,16 @@ PyMODINIT_FUNC PyInit_pqver(void) { return PyModule_Create(&module); }
             .arg("-lpq"),
     )
     .success();
-    let extra = vec![file(&so, &format!("{SITE}/pqver.cpython-311-x86_64-linux-gnu.so"))];
+    let extra = vec![file(
+        &so,
+        &format!("{SITE}/pqver.cpython-311-x86_64-linux-gnu.so"),
+    )];
     let (root, c) = two_bundles(tmp.path(), &py, extra);
-    assert!(c.packages.iter().any(|p| p.name == "libpq.so.5"), "{:?}", c.packages);
+    assert!(
+        c.packages.iter().any(|p| p.name == "libpq.so.5"),
+        "{:?}",
+        c.packages
+    );
 
     let done = root.run("/opt/without/bin/python3.11 -c 'import pqver'");
     assert_ne!(done.code, Some(0), "imported without the plugin");
@@ -129,9 +152,10 @@ fn lightgbm_wheel(py: &Path) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("mkdir");
     let find = || {
         std::fs::read_dir(&dir).ok().and_then(|rd| {
-            rd.flatten()
-                .map(|e| e.path())
-                .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("lightgbm-4.7.0-")))
+            rd.flatten().map(|e| e.path()).find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("lightgbm-4.7.0-"))
+            })
         })
     };
     if let Some(w) = find() {
@@ -139,8 +163,22 @@ fn lightgbm_wheel(py: &Path) -> PathBuf {
     }
     airgap_tests::run(
         Command::new(py.join("bin/python3.11"))
-            .args(["-m", "pip", "download", "lightgbm==4.7.0", "--no-deps", "--only-binary=:all:"])
-            .args(["--platform", "manylinux_2_28_x86_64", "--python-version", "3.11", "-q", "-d"])
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "lightgbm==4.7.0",
+                "--no-deps",
+                "--only-binary=:all:",
+            ])
+            .args([
+                "--platform",
+                "manylinux_2_28_x86_64",
+                "--python-version",
+                "3.11",
+                "-q",
+                "-d",
+            ])
             .arg(&dir)
             .env_remove("PIP_NO_INDEX")
             .env_remove("PIP_FIND_LINKS"),
@@ -164,10 +202,18 @@ fn a_wheel_expecting_libgomp_loads_only_with_syslibs() {
     .success();
     let lib = unpacked.join("lightgbm/lib/lib_lightgbm.so");
     let elf = airgap_elf::ElfFile::parse(&lib).expect("parse lib_lightgbm.so");
-    assert!(elf.needed().iter().any(|n| n == "libgomp.so.1"), "{:?}", elf.needed());
+    assert!(
+        elf.needed().iter().any(|n| n == "libgomp.so.1"),
+        "{:?}",
+        elf.needed()
+    );
     let extra = bundle_files(&unpacked, SITE, &|_| false);
     let (root, c) = two_bundles(tmp.path(), &py, extra);
-    assert!(c.packages.iter().any(|p| p.name == "libgomp.so.1"), "{:?}", c.packages);
+    assert!(
+        c.packages.iter().any(|p| p.name == "libgomp.so.1"),
+        "{:?}",
+        c.packages
+    );
     // libstdc++ and libgcc_s are assumed on a manylinux target: not bundled.
     assert!(!c.packages.iter().any(|p| p.name == "libstdc++.so.6"));
 

@@ -21,7 +21,9 @@ fn pyenv_ssl_and_sqlite3_load_in_a_bare_debian_root_only_with_syslibs() {
     };
     let pyexe = "bin/python3.11";
     let earlier = bundle_files(&py, "py", &python_skip);
-    assert!(earlier.iter().any(|f| f.path.ends_with("lib-dynload/_ssl.cpython-311-x86_64-linux-gnu.so")));
+    assert!(earlier.iter().any(|f| f
+        .path
+        .ends_with("lib-dynload/_ssl.cpython-311-x86_64-linux-gnu.so")));
     let tmp = airgap_tests::tempdir();
     let root = DebianRoot::new(Suite::Bookworm);
 
@@ -32,7 +34,11 @@ fn pyenv_ssl_and_sqlite3_load_in_a_bare_debian_root_only_with_syslibs() {
     root.copy_in(&tmp.path().join("without/py"), &orig);
     let done = root.run(&format!("{orig}/{pyexe} -c 'import ssl'"));
     assert_ne!(done.code, Some(0), "ssl imported without the plugin");
-    assert!(done.stderr.contains("libssl.so.3") || done.stderr.contains("libcrypto.so.3"), "{}", done.stderr);
+    assert!(
+        done.stderr.contains("libssl.so.3") || done.stderr.contains("libcrypto.so.3"),
+        "{}",
+        done.stderr
+    );
     let done = root.run(&format!("{orig}/{pyexe} -c 'import sqlite3'"));
     assert_ne!(done.code, Some(0), "sqlite3 imported without the plugin");
     assert!(done.stderr.contains("libsqlite3.so.0"), "{}", done.stderr);
@@ -60,22 +66,43 @@ fn pyenv_ssl_and_sqlite3_load_in_a_bare_debian_root_only_with_syslibs() {
         glibc: Some("2.36".into()),
         ..Default::default()
     };
-    let req = request(earlier.clone(), &work, Some(python), target, serde_json::json!({}));
+    let req = request(
+        earlier.clone(),
+        &work,
+        Some(python),
+        target,
+        serde_json::json!({}),
+    );
     let c = run_syslibs(&req);
     let names: Vec<&str> = c.packages.iter().map(|p| p.name.as_str()).collect();
-    for lib in ["libssl.so.3", "libcrypto.so.3", "libsqlite3.so.0", "libffi.so.8"] {
+    for lib in [
+        "libssl.so.3",
+        "libcrypto.so.3",
+        "libsqlite3.so.0",
+        "libffi.so.8",
+    ] {
         assert!(names.contains(&lib), "{lib} not bundled: {names:?}");
     }
     for never in ["libc.so.6", "libm.so.6", "libpthread.so.0"] {
         assert!(!names.contains(&never), "{never} bundled");
     }
-    let ssl = c.packages.iter().find(|p| p.name == "libssl.so.3").expect("libssl package");
+    let ssl = c
+        .packages
+        .iter()
+        .find(|p| p.name == "libssl.so.3")
+        .expect("libssl package");
     assert_eq!(ssl.kind, "system");
     assert!(ssl.origin.contains("libssl3"), "dpkg origin: {ssl:?}");
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     // The patched copies replace the originals; the libraries land in the library dir.
-    assert!(c.entries.iter().any(|e| e.replace && e.dest.ends_with("_ssl.cpython-311-x86_64-linux-gnu.so")));
-    assert!(c.entries.iter().any(|e| e.dest == "py/lib/airgap-syslibs/libssl.so.3"));
+    assert!(c
+        .entries
+        .iter()
+        .any(|e| e.replace && e.dest.ends_with("_ssl.cpython-311-x86_64-linux-gnu.so")));
+    assert!(c
+        .entries
+        .iter()
+        .any(|e| e.dest == "py/lib/airgap-syslibs/libssl.so.3"));
 
     materialize(&earlier, Some(&c), &tmp.path().join("with"));
     // Relocated to another prefix, with a LD_LIBRARY_PATH holding a broken libssl.
@@ -89,6 +116,12 @@ fn pyenv_ssl_and_sqlite3_load_in_a_bare_debian_root_only_with_syslibs() {
         ),
         &[("LD_LIBRARY_PATH", "/opt/badlib")],
     );
-    assert_eq!(done.code, Some(0), "stdout: {}\nstderr: {}", done.stdout, done.stderr);
+    assert_eq!(
+        done.code,
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        done.stdout,
+        done.stderr
+    );
     assert!(done.stdout.contains("OpenSSL 3"), "{}", done.stdout);
 }

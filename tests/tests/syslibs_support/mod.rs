@@ -38,8 +38,16 @@ pub fn bundle_files(src: &Path, prefix: &str, skip: &dyn Fn(&str) -> bool) -> Ve
     out
 }
 
-fn walk(base: &Path, dir: &Path, prefix: &str, skip: &dyn Fn(&str) -> bool, out: &mut Vec<BundleFile>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+fn walk(
+    base: &Path,
+    dir: &Path,
+    prefix: &str,
+    skip: &dyn Fn(&str) -> bool,
+    out: &mut Vec<BundleFile>,
+) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let path = e.path();
         let rel = path
@@ -182,7 +190,8 @@ pub fn materialize(earlier: &[BundleFile], contribution: Option<&Contribution>, 
 fn copy_file(from: &Path, to: &Path, mode: u32) {
     std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
     let _ = std::fs::remove_file(to);
-    std::fs::copy(from, to).unwrap_or_else(|e| panic!("copy {} -> {}: {e}", from.display(), to.display()));
+    std::fs::copy(from, to)
+        .unwrap_or_else(|e| panic!("copy {} -> {}: {e}", from.display(), to.display()));
     std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
@@ -202,7 +211,13 @@ pub fn python_skip(rel: &str) -> bool {
         let sub = parts[2];
         if matches!(
             sub,
-            "site-packages" | "test" | "idlelib" | "tkinter" | "turtledemo" | "ensurepip" | "lib2to3"
+            "site-packages"
+                | "test"
+                | "idlelib"
+                | "tkinter"
+                | "turtledemo"
+                | "ensurepip"
+                | "lib2to3"
         ) || sub.starts_with("config-")
             || sub.starts_with("_tkinter")
         {
