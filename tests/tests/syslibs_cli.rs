@@ -1,0 +1,104 @@
+//! End to end with the real CLI: `airgap bundle` a pyenv CPython (conda source, plain
+//! installation) with and without `[sources.syslibs]`, then `airgap unpack` it inside a bare
+//! Debian root with no network, and import `ssl` and `sqlite3` there.
+
+mod syslibs_support;
+
+use std::path::Path;
+
+use airgap_tests::rootfs::{self, DebianRoot, Suite};
+use airgap_tests::{airgap, bin, build_dir, run, tempdir};
+use syslibs_support::pyenv_python;
+
+fn config(dir: &Path, py: &Path, name: &str, syslibs: bool) -> std::path::PathBuf {
+    let text = format!(
+        r#"[bundle]
+name = "{name}"
+
+[sources.conda]
+prefix = "{}"
+exclude = ["lib/python3.11/site-packages/*", "lib/python3.11/idlelib", "lib/python3.11/tkinter", "lib/python3.11/turtledemo", "lib/python3.11/lib-dynload/_tkinter*", "lib/python3.11/config-3.11-x86_64-linux-gnu", "include", "share", "lib/pkgconfig", "lib/libpython3.11.a", "**/__pycache__"]
+{}"#,
+        py.display(),
+        if syslibs { "\n[sources.syslibs]\n" } else { "" }
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+fn bundle(config: &Path, out: &Path, extra: &[&str]) -> airgap_tests::Done {
+    run(airgap()
+        .env("AIRGAP_NO_PROGRESS", "true")
+        .arg("--plugin-dir")
+        .arg(build_dir())
+        .arg("bundle")
+        .args(extra)
+        .arg("-c")
+        .arg(config)
+        .arg("-o")
+        .arg(out))
+}
+
+#[test]
+fn a_pyenv_bundle_imports_ssl_in_a_bare_debian_root_only_with_syslibs() {
+    if !rootfs::supported() {
+        eprintln!("skipped: needs root, unshare and chroot");
+        return;
+    }
+    let Some(py) = pyenv_python().filter(|p| p.join("bin/python3.11").exists()) else {
+        eprintln!("skipped: no pyenv Python 3.11");
+        return;
+    };
+    let tmp = tempdir();
+
+    // Without syslibs the check refuses (the target, taken from the interpreter's tags, is a
+    // manylinux_2_36 machine: libssl3 and libsqlite3 are not assumed there)...
+    let plain = config(tmp.path(), &py, "plain", false);
+    let plain_out = tmp.path().join("plain.tar.gz");
+    let done = bundle(&plain, &plain_out, &[]);
+    assert_eq!(done.code, Some(3), "{}", done.stderr);
+    assert!(done.stderr.contains("libssl.so.3"), "{}", done.stderr);
+    assert!(!plain_out.exists());
+    // ... and forced with --no-check, the bundle indeed cannot import ssl there.
+    bundle(&plain, &plain_out, &["--no-check"]).success();
+
+    let full = config(tmp.path(), &py, "full", true);
+    let full_out = tmp.path().join("full.tar.gz");
+    let done = bundle(&full, &full_out, &[]).success();
+    assert!(done.stderr.contains("libssl.so.3"), "{}", done.stderr);
+
+    let root = DebianRoot::new(Suite::Bookworm);
+    root.copy_in(&bin("airgap"), "/usr/local/bin/airgap");
+    root.copy_in(&plain_out, "/root/plain.tar.gz");
+    root.copy_in(&full_out, "/root/full.tar.gz");
+    let env = [
+        ("AIRGAP_NO_PROGRESS", "true"),
+        ("PATH", "/usr/local/bin:/usr/bin:/bin"),
+    ];
+
+    let done = root.run_env(
+        "cd /root && airgap unpack plain.tar.gz /opt/plain && /opt/plain/env/bin/python3 -c 'import ssl'",
+        &env,
+    );
+    assert_ne!(done.code, Some(0), "ssl imported without syslibs");
+    assert!(
+        done.stderr.contains("libssl.so.3") || done.stderr.contains("libcrypto.so.3"),
+        "{}",
+        done.stderr
+    );
+
+    let done = root.run_env(
+        "cd /root && airgap unpack full.tar.gz /opt/full && \
+         /opt/full/env/bin/python3 -c 'import ssl, sqlite3, ctypes, readline; print(ssl.OPENSSL_VERSION, sqlite3.sqlite_version)'",
+        &env,
+    );
+    assert_eq!(
+        done.code,
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        done.stdout,
+        done.stderr
+    );
+    assert!(done.stdout.contains("OpenSSL 3"), "{}", done.stdout);
+}
