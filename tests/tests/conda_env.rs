@@ -81,9 +81,30 @@ fn output(program: &Path) -> String {
 #[test]
 fn conda_env_is_described_from_conda_meta_and_unmanaged_files_are_detected() {
     let Some(f) = fixture() else { return };
+    // What a conda installation keeps beside an env is never bundled.
+    for dir in ["pkgs/some-pkg-1.0-0/info", "envs/other/bin", "conda-bld/x"] {
+        std::fs::create_dir_all(f.prefix.join(dir)).unwrap();
+        std::fs::write(f.prefix.join(dir).join("file"), "x").unwrap();
+    }
+    std::fs::write(f.prefix.join(".conda_lock"), "").unwrap();
+    // A managed file that still holds its placeholder (never replaced at install): its
+    // placeholder is the prefix to rewrite.
+    let script = f.prefix.join("bin/hello-script");
+    std::fs::remove_file(&script).unwrap(); // a hard link into the package cache
+    std::fs::write(
+        &script,
+        "#!/bin/sh\ncat /opt/anaconda1anaconda2anaconda3/share/hello/greeting.txt\n",
+    )
+    .unwrap();
     let c =
         contribute(json!({"prefix": f.prefix}), &f.root.join("work"), None).expect("contribute");
     let p = f.prefix.to_string_lossy().into_owned();
+    for skipped in ["env/pkgs", "env/envs", "env/conda-bld", "env/.conda_lock"] {
+        assert!(
+            !c.entries.iter().any(|e| e.dest.starts_with(skipped)),
+            "{skipped} is bundled"
+        );
+    }
 
     // One package per conda-meta record, with its channel.
     let mut ids: Vec<&str> = c.packages.iter().map(|p| p.id.as_str()).collect();
@@ -126,7 +147,10 @@ fn conda_env_is_described_from_conda_meta_and_unmanaged_files_are_detected() {
     );
     assert_eq!(
         mode_of("env/bin/hello-script"),
-        [(p.clone(), PrefixMode::Text)]
+        [(
+            "/opt/anaconda1anaconda2anaconda3".to_string(),
+            PrefixMode::Text
+        )]
     );
     assert!(mode_of("env/share/hello/data.txt").is_empty());
     // Unmanaged files: detected, text or binary by content.

@@ -35,8 +35,11 @@ fn venv_with_wheels_runs_where_its_base_python_is_hidden() {
     let xy = conda::version_short(&base);
     let tmp = tempdir();
     let src = tmp.path().join("src");
-    let venv = src.join("project-venv");
+    // A path over the kernel's 127-byte #! limit: pip writes its `#!/bin/sh` + `'''exec'` form.
+    let venv = src.join(format!("project-venv-{}", "long".repeat(30)));
     conda::venv(&base, &venv, &["six", "attrs", "markupsafe"]);
+    let original = std::fs::read_to_string(venv.join("bin/pip")).unwrap();
+    assert!(original.starts_with("#!/bin/sh\n'''exec' "), "{original}");
 
     let config = json!({
         "prefix": venv,

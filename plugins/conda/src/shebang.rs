@@ -39,8 +39,12 @@ pub fn parse(data: &[u8]) -> Option<Shebang> {
         let rest = &data[(end + 1).min(data.len())..];
         let second_end = rest.iter().position(|&b| b == b'\n')?;
         let second = std::str::from_utf8(&rest[..second_end]).ok()?;
-        let quoted = second.strip_prefix("'''exec' \"")?;
-        let (interpreter, tail) = quoted.split_once('"')?;
+        // pip quotes the path or not, depending on its version.
+        let rest = second.strip_prefix("'''exec' ")?;
+        let (interpreter, tail) = match rest.strip_prefix('"') {
+            Some(quoted) => quoted.split_once('"')?,
+            None => rest.split_once(' ')?,
+        };
         if !tail.trim_start().starts_with("\"$0\" \"$@\"") || !interpreter.starts_with('/') {
             return None;
         }
@@ -104,6 +108,10 @@ mod tests {
         let s = parse(long).expect("pip form");
         assert_eq!(s.interpreter, "/long/bin/python");
         assert_eq!(&long[s.header_len..], b"import x\n");
+        let unquoted = b"#!/bin/sh\n'''exec' /long/bin/python3 \"$0\" \"$@\"\n' '''\nimport x\n";
+        let s = parse(unquoted).expect("pip's unquoted form");
+        assert_eq!(s.interpreter, "/long/bin/python3");
+        assert_eq!(&unquoted[s.header_len..], b"import x\n");
         assert!(parse(b"#!/usr/bin/env python\n").is_some());
         assert!(parse(b"import x\n").is_none());
     }
