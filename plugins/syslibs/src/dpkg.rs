@@ -18,7 +18,10 @@ pub fn packages_of(paths: &[PathBuf]) -> HashMap<PathBuf, (String, String)> {
         if let Ok(real) = std::fs::canonicalize(p) {
             queries.push((p.clone(), real.to_string_lossy().into_owned()));
             if let Ok(rest) = real.strip_prefix("/usr") {
-                queries.push((p.clone(), Path::new("/").join(rest).to_string_lossy().into_owned()));
+                queries.push((
+                    p.clone(),
+                    Path::new("/").join(rest).to_string_lossy().into_owned(),
+                ));
             }
         }
     }
@@ -53,7 +56,9 @@ pub fn packages_of(paths: &[PathBuf]) -> HashMap<PathBuf, (String, String)> {
                     version_of.insert(p.to_owned(), v.to_owned());
                     // dpkg-query prints "libssl3:amd64"; dpkg -S may have said "libssl3".
                     if let Some((bare, _)) = p.split_once(':') {
-                        version_of.entry(bare.to_owned()).or_insert_with(|| v.to_owned());
+                        version_of
+                            .entry(bare.to_owned())
+                            .or_insert_with(|| v.to_owned());
                     }
                 }
             }

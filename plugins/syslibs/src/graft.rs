@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use airgap_elf::loader::{Loader, Object};
 use airgap_elf::patch::{origin_relative, set_search_path};
-use airgap_elf::policy::{never_bundle, policy_by_name, policy_for_glibc, ManylinuxPolicy, NeverBundle};
+use airgap_elf::policy::{
+    never_bundle, policy_by_name, policy_for_glibc, ManylinuxPolicy, NeverBundle,
+};
 use airgap_elf::{ElfFile, ElfKind, RpathKind, Version};
 use airgap_plugin_api::{
     BundleFile, ContributeRequest, Contribution, Entry, FileKind, Host, Package, PluginError,
@@ -39,8 +41,10 @@ pub fn target_policy(
 ) -> Result<ManylinuxPolicy, PluginError> {
     if let Some(name) = config_policy {
         return policy_by_name(name).ok_or_else(|| {
-            PluginError::new(format!("unknown manylinux policy `{name}` in [sources.syslibs]"))
-                .with_help("use a tag such as manylinux2014, manylinux_2_28 or manylinux_2_35")
+            PluginError::new(format!(
+                "unknown manylinux policy `{name}` in [sources.syslibs]"
+            ))
+            .with_help("use a tag such as manylinux2014, manylinux_2_28 or manylinux_2_35")
         });
     }
     for tag in &target.platforms {
@@ -63,7 +67,9 @@ fn globset(patterns: &[String], key: &str) -> Result<GlobSet, PluginError> {
     let mut b = GlobSetBuilder::new();
     for p in patterns {
         let g = Glob::new(p).map_err(|e| {
-            PluginError::new(format!("invalid pattern `{p}` in [sources.syslibs] {key}: {e}"))
+            PluginError::new(format!(
+                "invalid pattern `{p}` in [sources.syslibs] {key}: {e}"
+            ))
         })?;
         b.add(g);
     }
@@ -291,14 +297,17 @@ pub fn graft(
             }
             let in_dirs = dirs.iter().any(|d| {
                 let p = join_bundle(d, name).unwrap_or_default();
-                idx.paths.contains_key(p.as_str())
-                    || added.values().any(|(_, dest)| *dest == p)
+                idx.paths.contains_key(p.as_str()) || added.values().any(|(_, dest)| *dest == p)
             });
             if in_dirs {
                 continue;
             }
             // Elsewhere in the bundle under that name: point to it.
-            if let Some(found) = idx.by_name.get(name.as_str()).and_then(|c| nearest(c, &obj.bundle_path)) {
+            if let Some(found) = idx
+                .by_name
+                .get(name.as_str())
+                .and_then(|c| nearest(c, &obj.bundle_path))
+            {
                 add_dirs
                     .entry(obj.bundle_path.clone())
                     .or_default()
@@ -380,12 +389,15 @@ pub fn graft(
         }
         let news = add_dirs.get(&obj.bundle_path);
         let old = obj.entries();
-        let maps_absolute = old
-            .iter()
-            .any(|e| e.starts_with('/') && entry_to_bundle_dir(e, &obj.bundle_path, &idx).is_some());
+        let maps_absolute = old.iter().any(|e| {
+            e.starts_with('/') && entry_to_bundle_dir(e, &obj.bundle_path, &idx).is_some()
+        });
         let package = match &obj.earlier {
             Some(f) => f.package.clone(),
-            None => Some(format!("system:{}", obj.bundle_path.rsplit('/').next().unwrap_or(""))),
+            None => Some(format!(
+                "system:{}",
+                obj.bundle_path.rsplit('/').next().unwrap_or("")
+            )),
         };
         let mut source = obj.disk.clone();
         if news.is_some() || maps_absolute {
@@ -411,21 +423,37 @@ pub fn graft(
                 }
             }
             let copy = patch_root.join(&obj.bundle_path);
-            set_search_path(&obj.disk, &copy, &entries, RpathKind::Rpath).map_err(|e| {
-                let mut err = PluginError::new(format!("cannot patch {}: {e}", obj.bundle_path));
-                if let Some(h) = e.help() {
-                    err = err.with_help(h);
+            match set_search_path(&obj.disk, &copy, &entries, RpathKind::Rpath) {
+                Ok(()) => {
+                    host.debug(&format!("{}: RPATH {}", obj.bundle_path, entries.join(":")));
+                    source = copy;
                 }
-                err
-            })?;
-            host.debug(&format!("{}: RPATH {}", obj.bundle_path, entries.join(":")));
-            source = copy;
+                // Without patchelf nothing can be patched: stop with the way to install it.
+                Err(e @ airgap_elf::Error::PatchelfMissing) => {
+                    let mut err =
+                        PluginError::new(format!("cannot patch {}: {e}", obj.bundle_path));
+                    if let Some(h) = e.help() {
+                        err = err.with_help(h);
+                    }
+                    return Err(err);
+                }
+                // One odd file must not sink the bundle: it goes in unpatched, and the target
+                // check names what it will miss.
+                Err(e) => out.warnings.push(format!(
+                    "{} was not patched ({e}): on the target its search path lacks {}",
+                    obj.bundle_path,
+                    news.map(|d| d.iter().cloned().collect::<Vec<_>>().join(", "))
+                        .unwrap_or_else(|| "the bundle's library dirs".into())
+                )),
+            }
         }
         host.progress(i as u64 + 1, total, "patching search paths");
         match &obj.earlier {
             Some(f) => {
                 if source != obj.disk {
-                    let mut entry = Entry::path(source, f.path.clone()).replacing().with_mode(f.mode);
+                    let mut entry = Entry::path(source, f.path.clone())
+                        .replacing()
+                        .with_mode(f.mode);
                     entry.package = package;
                     out.entries.push(entry);
                 }
@@ -439,7 +467,10 @@ pub fn graft(
     }
     for (name, (path, _dest)) in &added {
         let (version, origin) = match deb.get(path) {
-            Some((pkg, v)) => (v.clone(), format!("{} (debian package {pkg})", path.display())),
+            Some((pkg, v)) => (
+                v.clone(),
+                format!("{} (debian package {pkg})", path.display()),
+            ),
             None => (name.clone(), path.display().to_string()),
         };
         out.packages.push(Package {
@@ -459,19 +490,21 @@ pub fn graft(
             users.join(", ")
         ));
     }
-    out.facts.insert(
-        "lib_dir".into(),
-        serde_json::Value::String(lib_dir.clone()),
-    );
+    out.facts
+        .insert("lib_dir".into(), serde_json::Value::String(lib_dir.clone()));
     out.facts.insert(
         "libraries".into(),
-        serde_json::json!(added.iter().map(|(n, (p, d))| serde_json::json!({"name": n, "source": p, "dest": d})).collect::<Vec<_>>()),
+        serde_json::json!(added
+            .iter()
+            .map(|(n, (p, d))| serde_json::json!({"name": n, "source": p, "dest": d}))
+            .collect::<Vec<_>>()),
     );
+    out.facts
+        .insert("missing".into(), serde_json::json!(missing));
     out.facts.insert(
-        "missing".into(),
-        serde_json::json!(missing),
+        "policy".into(),
+        serde_json::Value::String(policy.name.clone()),
     );
-    out.facts.insert("policy".into(), serde_json::Value::String(policy.name.clone()));
     if !added.is_empty() {
         host.info(&format!(
             "bundled {} system libraries into {lib_dir}: {}",
@@ -484,15 +517,12 @@ pub fn graft(
 
 /// The candidate sharing the longest leading path with `from`.
 fn nearest<'a>(candidates: &[&'a str], from: &str) -> Option<&'a str> {
-    candidates
-        .iter()
-        .copied()
-        .max_by_key(|c| {
-            c.split('/')
-                .zip(from.split('/'))
-                .take_while(|(a, b)| a == b)
-                .count()
-        })
+    candidates.iter().copied().max_by_key(|c| {
+        c.split('/')
+            .zip(from.split('/'))
+            .take_while(|(a, b)| a == b)
+            .count()
+    })
 }
 
 #[cfg(test)]
@@ -510,11 +540,20 @@ mod tests {
     #[test]
     fn policy_follows_the_target() {
         let mut t = TargetProfile::default();
-        assert_eq!(target_policy(None, &t).expect("policy").name, "manylinux_2_17");
+        assert_eq!(
+            target_policy(None, &t).expect("policy").name,
+            "manylinux_2_17"
+        );
         t.glibc = Some("2.31".into());
-        assert_eq!(target_policy(None, &t).expect("policy").name, "manylinux_2_31");
+        assert_eq!(
+            target_policy(None, &t).expect("policy").name,
+            "manylinux_2_31"
+        );
         t.platforms = vec!["manylinux_2_28_x86_64".into()];
-        assert_eq!(target_policy(None, &t).expect("policy").name, "manylinux_2_28");
+        assert_eq!(
+            target_policy(None, &t).expect("policy").name,
+            "manylinux_2_28"
+        );
         assert!(target_policy(Some("nonsense"), &t).is_err());
     }
 }
