@@ -178,15 +178,284 @@ pub struct Manifest {
     pub files: Vec<FileRecord>,
 }
 
+/// The first line of every manifest we write.
+const HEADER: &str =
+    "# airgap bundle manifest (docs/archive-format.md): every file, then the bundle's metadata\n";
+/// The files block starts the document, one inline table a line, so that it can be read and
+/// written line by line: a TOML parser holding 100,000 records at once costs hundreds of MB.
+const FILES_START: &str = "files = [\n";
+const FILES_END: &str = "]\n";
+
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    format: u32,
+    bundle_name: String,
+    airgap_version: String,
+    #[serde(default)]
+    warnings: Vec<String>,
+    #[serde(default)]
+    plugins: Vec<PluginRecord>,
+    #[serde(default)]
+    target: TargetProfile,
+    #[serde(default)]
+    python: Option<PythonEnvironment>,
+    #[serde(default)]
+    packages: Vec<PackageRecord>,
+    #[serde(default)]
+    install_steps: Vec<StepRecord>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    files: Vec<FileRecord>,
+}
+
+/// Append `s` as a TOML basic string.
+pub(crate) fn toml_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                use std::fmt::Write;
+                let _ = write!(out, "\\u{:04X}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Append one file record as an inline-table line of the files block.
+pub(crate) fn write_record(out: &mut String, r: &FileRecord) {
+    use std::fmt::Write;
+    out.push_str("  { path = ");
+    toml_str(out, &r.path);
+    if let Some(h) = &r.path_hex {
+        out.push_str(", path_hex = ");
+        toml_str(out, h);
+    }
+    out.push_str(match r.kind {
+        FileType::File => ", kind = \"file\"",
+        FileType::Dir => ", kind = \"dir\"",
+        FileType::Symlink => ", kind = \"symlink\"",
+    });
+    if r.kind == FileType::File {
+        let _ = write!(out, ", size = {}", r.size);
+    }
+    let _ = write!(out, ", mode = {}", r.mode);
+    if let Some(h) = &r.sha256 {
+        out.push_str(", sha256 = ");
+        toml_str(out, h);
+    }
+    out.push_str(", plugin = ");
+    toml_str(out, &r.plugin);
+    if let Some(p) = &r.package {
+        out.push_str(", package = ");
+        toml_str(out, p);
+    }
+    if let Some(t) = &r.target {
+        out.push_str(", target = ");
+        toml_str(out, t);
+    }
+    if let Some(t) = &r.target_hex {
+        out.push_str(", target_hex = ");
+        toml_str(out, t);
+    }
+    out.push_str(" },\n");
+}
+
+/// Strict reader of the lines [`write_record`] writes; `None` for anything else (the caller
+/// then parses the whole document with a full TOML parser).
+fn parse_record(line: &str) -> Option<FileRecord> {
+    let s = line.trim().strip_suffix(',')?.trim_end();
+    let s = s.strip_prefix('{')?.strip_suffix('}')?;
+    let b = s.as_bytes();
+    let mut i = 0;
+    let skip = |i: &mut usize| {
+        while *i < b.len() && (b[*i] == b' ' || b[*i] == b'\t') {
+            *i += 1;
+        }
+    };
+    let mut r = FileRecord {
+        path: String::new(),
+        path_hex: None,
+        kind: FileType::File,
+        size: 0,
+        mode: 0,
+        sha256: None,
+        plugin: String::new(),
+        package: None,
+        target: None,
+        target_hex: None,
+    };
+    let (mut has_path, mut has_kind, mut has_mode, mut has_plugin) = (false, false, false, false);
+    loop {
+        skip(&mut i);
+        if i >= b.len() {
+            break;
+        }
+        let k0 = i;
+        while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+            i += 1;
+        }
+        let key = &s[k0..i];
+        skip(&mut i);
+        if b.get(i) != Some(&b'=') {
+            return None;
+        }
+        i += 1;
+        skip(&mut i);
+        enum V {
+            S(String),
+            N(u64),
+        }
+        let v = if b.get(i) == Some(&b'"') {
+            i += 1;
+            let mut out = String::new();
+            loop {
+                let c = *b.get(i)?;
+                match c {
+                    b'"' => {
+                        i += 1;
+                        break;
+                    }
+                    b'\\' => {
+                        let e = *b.get(i + 1)?;
+                        i += 2;
+                        match e {
+                            b'"' => out.push('"'),
+                            b'\\' => out.push('\\'),
+                            b'n' => out.push('\n'),
+                            b't' => out.push('\t'),
+                            b'r' => out.push('\r'),
+                            b'b' => out.push('\u{8}'),
+                            b'f' => out.push('\u{c}'),
+                            b'e' => out.push('\u{1b}'),
+                            b'u' | b'U' => {
+                                let n = if e == b'u' { 4 } else { 8 };
+                                let hex = s.get(i..i + n)?;
+                                let code = u32::from_str_radix(hex, 16).ok()?;
+                                out.push(char::from_u32(code)?);
+                                i += n;
+                            }
+                            _ => return None,
+                        }
+                    }
+                    c if c < 0x20 || c == 0x7f => return None,
+                    _ => {
+                        // Copy one UTF-8 character.
+                        let ch = s[i..].chars().next()?;
+                        out.push(ch);
+                        i += ch.len_utf8();
+                    }
+                }
+            }
+            V::S(out)
+        } else {
+            let d0 = i;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            if i == d0 || (b[d0] == b'0' && i - d0 > 1) {
+                return None;
+            }
+            V::N(s[d0..i].parse().ok()?)
+        };
+        match (key, v) {
+            ("path", V::S(v)) if !has_path => {
+                r.path = v;
+                has_path = true;
+            }
+            ("path_hex", V::S(v)) if r.path_hex.is_none() => r.path_hex = Some(v),
+            ("kind", V::S(v)) if !has_kind => {
+                r.kind = match v.as_str() {
+                    "file" => FileType::File,
+                    "dir" => FileType::Dir,
+                    "symlink" => FileType::Symlink,
+                    _ => return None,
+                };
+                has_kind = true;
+            }
+            ("size", V::N(v)) => r.size = v,
+            ("mode", V::N(v)) if !has_mode => {
+                r.mode = u32::try_from(v).ok()?;
+                has_mode = true;
+            }
+            ("sha256", V::S(v)) if r.sha256.is_none() => r.sha256 = Some(v),
+            ("plugin", V::S(v)) if !has_plugin => {
+                r.plugin = v;
+                has_plugin = true;
+            }
+            ("package", V::S(v)) if r.package.is_none() => r.package = Some(v),
+            ("target", V::S(v)) if r.target.is_none() => r.target = Some(v),
+            ("target_hex", V::S(v)) if r.target_hex.is_none() => r.target_hex = Some(v),
+            _ => return None,
+        }
+        skip(&mut i);
+        match b.get(i) {
+            None => break,
+            Some(b',') => i += 1,
+            Some(_) => return None,
+        }
+    }
+    (has_path && has_kind && has_mode && has_plugin).then_some(r)
+}
+
+/// A whole manifest from its files block (lines of [`write_record`]) and its metadata TOML.
+pub(crate) fn assemble(files_block: &str, meta: &str) -> String {
+    let mut out = String::with_capacity(
+        HEADER.len() + FILES_START.len() + files_block.len() + FILES_END.len() + meta.len(),
+    );
+    out.push_str(HEADER);
+    out.push_str(FILES_START);
+    out.push_str(files_block);
+    out.push_str(FILES_END);
+    out.push_str(meta);
+    out
+}
+
 impl Manifest {
-    /// Serialize to TOML.
+    /// Serialize to TOML: the files block first, one line a file, then the metadata.
     pub fn to_toml(&self) -> Result<String, String> {
-        toml::to_string(self).map_err(|e| e.to_string())
+        let mut out = String::with_capacity(200 * self.files.len() + 4096);
+        out.push_str(HEADER);
+        out.push_str(FILES_START);
+        for f in &self.files {
+            write_record(&mut out, f);
+        }
+        out.push_str(FILES_END);
+        out.push_str(&self.meta_toml()?);
+        Ok(out)
+    }
+
+    /// The TOML of everything but the files.
+    pub(crate) fn meta_toml(&self) -> Result<String, String> {
+        let meta = Meta {
+            format: self.format,
+            bundle_name: self.bundle_name.clone(),
+            airgap_version: self.airgap_version.clone(),
+            warnings: self.warnings.clone(),
+            plugins: self.plugins.clone(),
+            target: self.target.clone(),
+            python: self.python.clone(),
+            packages: self.packages.clone(),
+            install_steps: self.install_steps.clone(),
+            files: Vec::new(),
+        };
+        toml::to_string(&meta).map_err(|e| e.to_string())
     }
 
     /// Parse and check the format version.
     pub fn from_toml(text: &str) -> Result<Manifest, String> {
-        let m: Manifest = toml::from_str(text).map_err(|e| e.to_string())?;
+        let m = match Self::fast_parse(text) {
+            Some(m) => m,
+            None => {
+                let meta: Meta = toml::from_str(text).map_err(|e| e.to_string())?;
+                Manifest::from(meta)
+            }
+        };
         if m.format == 0 || m.format > FORMAT {
             return Err(format!(
                 "format {} is not supported (this airgap reads format {FORMAT}); use a newer airgap",
@@ -203,9 +472,46 @@ impl Manifest {
         Ok(m)
     }
 
+    fn fast_parse(text: &str) -> Option<Manifest> {
+        let rest = text.strip_prefix(HEADER).unwrap_or(text);
+        let body = rest.strip_prefix(FILES_START)?;
+        let end = body
+            .find("\n]\n")
+            .map(|n| n + 1)
+            .or_else(|| body.starts_with(FILES_END).then_some(0))?;
+        let mut files = Vec::new();
+        for line in body[..end].lines() {
+            files.push(parse_record(line)?);
+        }
+        let meta: Meta = toml::from_str(&body[end + FILES_END.len()..]).ok()?;
+        if !meta.files.is_empty() {
+            return None;
+        }
+        let mut m = Manifest::from(meta);
+        m.files = files;
+        Some(m)
+    }
+
     /// Total size of the files.
     pub fn total_size(&self) -> u64 {
         self.files.iter().map(|f| f.size).sum()
+    }
+}
+
+impl From<Meta> for Manifest {
+    fn from(m: Meta) -> Manifest {
+        Manifest {
+            format: m.format,
+            bundle_name: m.bundle_name,
+            airgap_version: m.airgap_version,
+            plugins: m.plugins,
+            target: m.target,
+            python: m.python,
+            warnings: m.warnings,
+            packages: m.packages,
+            install_steps: m.install_steps,
+            files: m.files,
+        }
     }
 }
 
@@ -271,4 +577,62 @@ pub(crate) fn read_first_entry<R: Read>(
         .map_err(|e| corrupt(format!("reading the manifest: {e}")))?;
     let text = String::from_utf8(bytes).map_err(|_| corrupt("the manifest is not UTF-8".into()))?;
     Ok((top, text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(path: &str) -> FileRecord {
+        FileRecord {
+            path: path.into(),
+            path_hex: None,
+            kind: FileType::File,
+            size: 12,
+            mode: 0o644,
+            sha256: Some("ab".repeat(32)),
+            plugin: "conda".into(),
+            package: Some("conda:x-1".into()),
+            target: None,
+            target_hex: None,
+        }
+    }
+
+    #[test]
+    fn fast_and_full_parsers_agree() {
+        let mut odd = record("we\"ird\\ na\tme \u{1} é");
+        odd.kind = FileType::Symlink;
+        odd.size = 0;
+        odd.sha256 = None;
+        odd.target = Some("t".into());
+        let m = Manifest {
+            format: FORMAT,
+            bundle_name: "b".into(),
+            airgap_version: "1".into(),
+            warnings: vec!["w".into()],
+            files: vec![record("a/b"), odd],
+            ..Manifest::default()
+        };
+        let text = m.to_toml().unwrap();
+        let fast = Manifest::fast_parse(&text).expect("fast path");
+        let full: Meta = toml::from_str(&text).unwrap();
+        assert_eq!(fast.files, full.files);
+        assert_eq!(fast.files, m.files);
+        assert_eq!(fast.warnings, vec!["w".to_string()]);
+    }
+
+    #[test]
+    fn unexpected_lines_fall_back_to_the_full_parser() {
+        assert!(parse_record(
+            "  { path = \"a\", kind = \"file\", mode = 1, plugin = \"p\", extra = 1 },"
+        )
+        .is_none());
+        assert!(
+            parse_record("  { path = 'a', kind = \"file\", mode = 1, plugin = \"p\" },").is_none()
+        );
+        assert!(
+            parse_record("  { path = \"a\", kind = \"file\", mode = 1, plugin = \"p\" },")
+                .is_some()
+        );
+    }
 }

@@ -688,7 +688,7 @@ pub(crate) fn check_bundle(
     target: &Target<'_>,
     fail_fast: bool,
     progress: &dyn Progress,
-    on_manifest: &mut dyn FnMut(&Manifest) -> Result<(), ArchiveError>,
+    on_manifest: &mut dyn FnMut(&Manifest, &str) -> Result<(), ArchiveError>,
 ) -> Result<(Manifest, u64, u64), ArchiveError> {
     let corrupt = |reason: String| ArchiveError::Corrupt {
         bundle: bundle.into(),
@@ -708,7 +708,8 @@ pub(crate) fn check_bundle(
             String::from_utf8_lossy(&top)
         )));
     }
-    on_manifest(&manifest)?;
+    on_manifest(&manifest, &text)?;
+    drop(text);
     progress.begin("verifying", manifest.total_size(), Unit::Bytes);
     let result = (|| {
         let mut checker = Checker::new(bundle, top, &manifest, fail_fast)?;
@@ -787,7 +788,7 @@ pub fn verify_bundle(bundle: &Path, progress: &dyn Progress) -> Result<VerifyRep
         }
         Err(_) => None,
     };
-    match check_bundle(bundle, &Target::Verify, false, progress, &mut |_| Ok(())) {
+    match check_bundle(bundle, &Target::Verify, false, progress, &mut |_, _| Ok(())) {
         Ok((manifest, entries, bytes)) => {
             if !problems.is_empty() {
                 return Err(ArchiveError::Mismatch {

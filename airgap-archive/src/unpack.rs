@@ -216,22 +216,37 @@ pub fn unpack(
 ) -> Result<UnpackReport, ArchiveError> {
     let (dest, existed) = check_dest(dest)?;
     check_detached(bundle)?;
-    // Refuse what the manifest alone shows to be impossible before creating anything.
-    let manifest = crate::manifest::read_manifest(bundle)?;
-    preflight(&manifest, &dest, options)?;
     let staging = new_staging(&dest)?;
+    // The manifest is the first entry: what it alone shows to be impossible is refused before
+    // any file is extracted, and its exact text travels with the tree (for `relocate`).
+    let parked = staging.path.join(".airgap-manifest.partial");
     let (manifest, entries, bytes) = check_bundle(
         bundle,
         &Target::Extract(&staging.path),
         true,
         progress,
-        &mut |m| preflight(m, &dest, options),
+        &mut |m, text| {
+            preflight(m, &dest, options)?;
+            write_new(&parked, text)
+        },
     )?;
-    // The manifest travels with the tree, so that `airgap relocate` knows the files.
-    write_new(
-        &staging.path.join(MANIFEST_PATH),
-        &manifest_text(bundle, &manifest)?,
-    )?;
+    let airgap_dir = staging.path.join(".airgap");
+    match fs::symlink_metadata(&airgap_dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(ArchiveError::Unsafe {
+                bundle: bundle.into(),
+                entry: ".airgap".into(),
+                reason: "not a directory".into(),
+            })
+        }
+        Err(_) => {
+            fs::create_dir(&airgap_dir).map_err(|e| ArchiveError::io("creating", &airgap_dir, e))?
+        }
+    }
+    let final_manifest = airgap_dir.join("manifest.toml");
+    fs::rename(&parked, &final_manifest)
+        .map_err(|e| ArchiveError::io("writing", &final_manifest, e))?;
     install(
         staging, &manifest, &dest, existed, options, entries, bytes, progress,
     )
@@ -256,13 +271,6 @@ fn check_detached(bundle: &Path) -> Result<(), ArchiveError> {
         }
     }
     Ok(())
-}
-
-fn manifest_text(bundle: &Path, manifest: &Manifest) -> Result<String, ArchiveError> {
-    manifest.to_toml().map_err(|reason| ArchiveError::Manifest {
-        bundle: bundle.into(),
-        reason,
-    })
 }
 
 fn write_new(path: &Path, text: &str) -> Result<(), ArchiveError> {
@@ -418,7 +426,13 @@ pub fn unpack_dir(
     progress: &dyn Progress,
 ) -> Result<UnpackReport, ArchiveError> {
     let (dest, existed) = check_dest(dest)?;
-    let manifest = crate::manifest::read_manifest(tree)?;
+    let manifest_path = tree.join(MANIFEST_PATH);
+    let text = fs::read_to_string(&manifest_path)
+        .map_err(|e| ArchiveError::io("reading", &manifest_path, e))?;
+    let manifest = Manifest::from_toml(&text).map_err(|reason| ArchiveError::Manifest {
+        bundle: tree.into(),
+        reason,
+    })?;
     preflight(&manifest, &dest, options)?;
     let tree_abs = std::path::absolute(tree).map_err(|e| ArchiveError::io("resolving", tree, e))?;
     if dest.starts_with(&tree_abs) {
@@ -429,8 +443,8 @@ pub fn unpack_dir(
     }
     let staging = new_staging(&dest)?;
     let (entries, bytes) = copy_tree(&tree_abs, &staging.path, &manifest, progress)?;
-    let text = manifest_text(tree, &manifest)?;
     write_new(&staging.path.join(MANIFEST_PATH), &text)?;
+    drop(text);
     install(
         staging, &manifest, &dest, existed, options, entries, bytes, progress,
     )

@@ -17,9 +17,10 @@ use sha2::{Digest, Sha256};
 
 use crate::error::ArchiveError;
 use crate::manifest::{
-    encode, FileRecord, FileType, Manifest, ManifestInput, AIRGAP_PLUGIN, FORMAT, MANIFEST_PATH,
+    assemble, encode, write_record, FileRecord, FileType, Manifest, ManifestInput, AIRGAP_PLUGIN,
+    FORMAT, MANIFEST_PATH,
 };
-use crate::plan::{read_full, ItemKind, Plan};
+use crate::plan::{read_full, Item, ItemKind, Plan};
 use crate::progress::{Progress, Unit};
 use crate::tarfmt::{self, EntryType, Header};
 
@@ -110,21 +111,80 @@ enum Content {
 }
 
 /// One path to write, relative to the top folder.
-#[derive(Debug, Clone)]
-struct Out {
-    kind: OutKind,
-    mode: u32,
-    mtime: u64,
-    plugin: String,
-    package: Option<String>,
-    id: Option<(u64, u64)>,
+struct Out<'a> {
+    path: &'a [u8],
+    src: Src<'a>,
+}
+
+/// Where an output entry comes from: the plan, or airgap itself (with its mode).
+enum Src<'a> {
+    Plan(&'a Item),
+    Own(OutKind, u32),
 }
 
 #[derive(Debug, Clone)]
 enum OutKind {
     File { content: Content },
     Dir,
-    Symlink { target: Vec<u8> },
+}
+
+/// What pass 1 hashes.
+enum Job<'a> {
+    Disk(&'a Path),
+    Memory(&'static [u8]),
+}
+
+impl Out<'_> {
+    fn mode(&self) -> u32 {
+        match &self.src {
+            Src::Plan(i) => i.mode,
+            Src::Own(_, m) => *m,
+        }
+    }
+    fn mtime(&self) -> u64 {
+        match &self.src {
+            Src::Plan(i) => i.mtime,
+            Src::Own(..) => 0,
+        }
+    }
+    fn plugin(&self) -> &str {
+        match &self.src {
+            Src::Plan(i) => &i.plugin,
+            Src::Own(..) => AIRGAP_PLUGIN,
+        }
+    }
+    fn package(&self) -> Option<&str> {
+        match &self.src {
+            Src::Plan(i) => i.package.as_deref(),
+            Src::Own(..) => None,
+        }
+    }
+    /// The kind, borrowing plan data where possible.
+    fn kind(&self) -> KindRef<'_> {
+        match &self.src {
+            Src::Plan(i) => match &i.kind {
+                ItemKind::File { source, .. } => KindRef::File(ContentRef::Disk(source)),
+                ItemKind::Dir => KindRef::Dir,
+                ItemKind::Symlink { target } => KindRef::Symlink { target },
+            },
+            Src::Own(OutKind::File { content }, _) => KindRef::File(match content {
+                Content::Disk(p) => ContentRef::Disk(p),
+                Content::Memory(m) => ContentRef::Memory(m),
+            }),
+            Src::Own(OutKind::Dir, _) => KindRef::Dir,
+        }
+    }
+}
+
+enum KindRef<'a> {
+    File(ContentRef<'a>),
+    Dir,
+    Symlink { target: &'a [u8] },
+}
+
+enum ContentRef<'a> {
+    Disk(&'a Path),
+    Memory(&'static [u8]),
 }
 
 /// Result of hashing one file.
@@ -161,83 +221,78 @@ pub fn write_bundle(
         options.threads
     };
 
-    // Everything to write, relative to the top folder, sorted by path bytes.
-    let mut outs: BTreeMap<Vec<u8>, Out> = BTreeMap::new();
-    for (path, item) in &plan.items {
-        let kind = match &item.kind {
-            ItemKind::File { source, .. } => OutKind::File {
-                content: Content::Disk(source.clone()),
-            },
-            ItemKind::Dir => OutKind::Dir,
-            ItemKind::Symlink { target } => OutKind::Symlink {
-                target: target.clone(),
-            },
-        };
-        outs.insert(
-            path.clone(),
-            Out {
-                kind,
-                mode: item.mode,
-                mtime: item.mtime,
-                plugin: item.plugin.clone(),
-                package: item.package.clone(),
-                id: item.id,
-            },
-        );
-    }
-    let own = |kind: OutKind, mode: u32| Out {
-        kind,
-        mode,
-        mtime: 0,
-        plugin: AIRGAP_PLUGIN.into(),
-        package: None,
-        id: None,
-    };
-    outs.insert(b".airgap".to_vec(), own(OutKind::Dir, 0o755));
-    outs.insert(
-        b"unpack".to_vec(),
-        own(
+    // Everything to write, relative to the top folder, sorted by path bytes. Plan items are
+    // borrowed, not copied: memory per file is what bounds a 100,000-file bundle.
+    let mut outs: Vec<Out<'_>> = plan
+        .items
+        .iter()
+        .map(|(path, item)| Out {
+            path: path.as_slice(),
+            src: Src::Plan(item),
+        })
+        .collect();
+    outs.push(Out {
+        path: b".airgap",
+        src: Src::Own(OutKind::Dir, 0o755),
+    });
+    outs.push(Out {
+        path: b"unpack",
+        src: Src::Own(
             OutKind::File {
                 content: Content::Memory(LAUNCHER.as_bytes()),
             },
             0o755,
         ),
-    );
+    });
     if let Some(unpacker) = &options.unpacker {
         let canonical =
             fs::canonicalize(unpacker).map_err(|e| ArchiveError::io("reading", unpacker, e))?;
-        outs.insert(
-            b".airgap/airgap-unpack".to_vec(),
-            own(
+        outs.push(Out {
+            path: b".airgap/airgap-unpack",
+            src: Src::Own(
                 OutKind::File {
                     content: Content::Disk(canonical),
                 },
                 0o755,
             ),
-        );
+        });
     }
+    outs.sort_by(|a, b| a.path.cmp(b.path));
 
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
         .map_err(|e| ArchiveError::io("starting threads for", output, io::Error::other(e)))?;
 
-    // Pass 1: hash every distinct source once, in parallel.
-    let mut sources: Vec<(PathBuf, Option<(u64, u64)>)> = Vec::new();
-    let mut seen_ids = std::collections::HashSet::new();
-    let mut seen_paths = std::collections::HashSet::new();
-    for out in outs.values() {
-        if let OutKind::File {
-            content: Content::Disk(p),
-        } = &out.kind
-        {
-            let fresh = match out.id {
-                Some(id) => seen_ids.insert((id, p.clone())) && seen_paths.insert(p.clone()),
-                None => seen_paths.insert(p.clone()),
+    // Pass 1: hash every distinct source once (by inode, else by path), in parallel.
+    const NONE: u32 = u32::MAX;
+    let mut slot_of: Vec<u32> = vec![NONE; outs.len()];
+    let mut jobs: Vec<Job<'_>> = Vec::new();
+    {
+        let mut by_id: HashMap<(u64, u64), u32> = HashMap::new();
+        let mut by_path: HashMap<&Path, u32> = HashMap::new();
+        for (i, out) in outs.iter().enumerate() {
+            let (content, id) = match &out.src {
+                Src::Plan(item) => match &item.kind {
+                    ItemKind::File { source, .. } => (Job::Disk(source.as_path()), item.id),
+                    _ => continue,
+                },
+                Src::Own(OutKind::File { content }, _) => match content {
+                    Content::Disk(p) => (Job::Disk(p.as_path()), None),
+                    Content::Memory(m) => (Job::Memory(m), None),
+                },
+                Src::Own(..) => continue,
             };
-            if fresh {
-                sources.push((p.clone(), out.id));
+            let next = jobs.len() as u32;
+            let slot = match (&content, id) {
+                (Job::Disk(_), Some(id)) => *by_id.entry(id).or_insert(next),
+                (Job::Disk(p), None) => *by_path.entry(p).or_insert(next),
+                (Job::Memory(_), _) => next,
+            };
+            if slot == next {
+                jobs.push(content);
             }
+            slot_of[i] = slot;
         }
     }
     let total_bytes: u64 = plan
@@ -250,87 +305,83 @@ pub fn write_bundle(
         .sum();
     progress.begin("hashing", total_bytes, Unit::Bytes);
     let cancelled = AtomicBool::new(false);
-    let hashed: Result<Vec<(PathBuf, Hashed)>, ArchiveError> = pool.install(|| {
-        sources
-            .par_iter()
-            .map(|(p, _)| {
+    let hashed: Result<Vec<Hashed>, ArchiveError> = pool.install(|| {
+        jobs.par_iter()
+            .map(|job| {
                 if cancelled.load(Ordering::Relaxed) || progress.is_cancelled() {
                     cancelled.store(true, Ordering::Relaxed);
                     return Err(ArchiveError::Cancelled);
                 }
-                hash_file(p, progress).map(|h| (p.clone(), h))
+                match job {
+                    Job::Disk(p) => hash_file(p, progress),
+                    Job::Memory(bytes) => {
+                        let d: [u8; 32] = Sha256::digest(bytes).into();
+                        Ok(Hashed {
+                            size: bytes.len() as u64,
+                            sha256: d,
+                            sparse: None,
+                            data_sha256: d,
+                        })
+                    }
+                }
             })
             .collect()
     });
     progress.end();
-    let hashed: HashMap<PathBuf, Hashed> = hashed?.into_iter().collect();
-    let memory_hash = |bytes: &[u8]| -> Hashed {
-        let d: [u8; 32] = Sha256::digest(bytes).into();
-        Hashed {
-            size: bytes.len() as u64,
-            sha256: d,
-            sparse: None,
-            data_sha256: d,
-        }
-    };
+    let hashes = hashed?;
+    drop(jobs);
 
     // Dedup: the first path (in archive order) with a given content, mode and mtime is
-    // stored; later ones become hard links to it.
-    let mut first_of: HashMap<([u8; 32], u32, u64), Vec<u8>> = HashMap::new();
-    let mut records = Vec::with_capacity(outs.len());
-    let mut link_to: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
-    let mut hashes: HashMap<Vec<u8>, Hashed> = HashMap::new();
+    // stored; later ones become hard links to it. The manifest is written as we go.
+    let mut link_to: Vec<u32> = vec![NONE; outs.len()];
     let (mut files, mut bytes_in, mut deduplicated) = (0u64, 0u64, 0u64);
-    for (path, out) in &outs {
-        let (text, hex_form) = encode(path);
-        let mut rec = FileRecord {
-            path: text,
-            path_hex: hex_form,
-            kind: FileType::Dir,
-            size: 0,
-            mode: out.mode,
-            sha256: None,
-            plugin: out.plugin.clone(),
-            package: out.package.clone(),
-            target: None,
-            target_hex: None,
-        };
-        match &out.kind {
-            OutKind::Dir => {}
-            OutKind::Symlink { target } => {
-                rec.kind = FileType::Symlink;
-                let (t, th) = encode(target);
-                rec.target = Some(t);
-                rec.target_hex = th;
-            }
-            OutKind::File { content } => {
-                let h = match content {
-                    Content::Disk(p) => hashed.get(p).cloned().ok_or_else(|| {
-                        ArchiveError::io("hashing", p, io::Error::other("not hashed"))
-                    })?,
-                    Content::Memory(b) => memory_hash(b),
-                };
-                rec.kind = FileType::File;
-                rec.size = h.size;
-                rec.sha256 = Some(hex::encode(h.sha256));
-                files += 1;
-                bytes_in += h.size;
-                let key = (h.sha256, out.mode, out.mtime);
-                match first_of.get(&key) {
-                    Some(first) => {
-                        link_to.insert(path.clone(), first.clone());
-                        deduplicated += 1;
-                    }
-                    None => {
-                        first_of.insert(key, path.clone());
+    let mut files_block = String::with_capacity(outs.len() * 160);
+    {
+        let mut first_of: HashMap<([u8; 32], u32, u64), u32> = HashMap::new();
+        for (i, out) in outs.iter().enumerate() {
+            let (text, hex_form) = encode(out.path);
+            let mut rec = FileRecord {
+                path: text,
+                path_hex: hex_form,
+                kind: FileType::Dir,
+                size: 0,
+                mode: out.mode(),
+                sha256: None,
+                plugin: out.plugin().to_string(),
+                package: out.package().map(str::to_string),
+                target: None,
+                target_hex: None,
+            };
+            match out.kind() {
+                KindRef::Dir => {}
+                KindRef::Symlink { target } => {
+                    rec.kind = FileType::Symlink;
+                    let (t, th) = encode(target);
+                    rec.target = Some(t);
+                    rec.target_hex = th;
+                }
+                KindRef::File(_) => {
+                    let h = &hashes[slot_of[i] as usize];
+                    rec.kind = FileType::File;
+                    rec.size = h.size;
+                    rec.sha256 = Some(hex::encode(h.sha256));
+                    files += 1;
+                    bytes_in += h.size;
+                    let key = (h.sha256, out.mode(), out.mtime());
+                    match first_of.get(&key) {
+                        Some(&first) => {
+                            link_to[i] = first;
+                            deduplicated += 1;
+                        }
+                        None => {
+                            first_of.insert(key, i as u32);
+                        }
                     }
                 }
-                hashes.insert(path.clone(), h);
             }
+            write_record(&mut files_block, &rec);
         }
-        records.push(rec);
     }
-    drop(first_of);
 
     let manifest = Manifest {
         format: FORMAT,
@@ -342,14 +393,16 @@ pub fn write_bundle(
         warnings: manifest.warnings,
         packages: manifest.packages,
         install_steps: manifest.install_steps,
-        files: records,
+        files: Vec::new(),
     };
-    let manifest_text = manifest
-        .to_toml()
+    let meta = manifest
+        .meta_toml()
         .map_err(|reason| ArchiveError::Manifest {
             bundle: output.into(),
             reason,
         })?;
+    let manifest_text = assemble(&files_block, &meta);
+    drop(files_block);
     drop(manifest);
 
     // Pass 2: the archive, into a temporary file beside the output.
@@ -371,6 +424,7 @@ pub fn write_bundle(
         &manifest_text,
         &outs,
         &link_to,
+        &slot_of,
         &hashes,
         progress,
     )
@@ -410,9 +464,10 @@ fn write_tar(
     sink: &mut dyn Sink,
     name: &str,
     manifest_text: &str,
-    outs: &BTreeMap<Vec<u8>, Out>,
-    link_to: &HashMap<Vec<u8>, Vec<u8>>,
-    hashes: &HashMap<Vec<u8>, Hashed>,
+    outs: &[Out<'_>],
+    link_to: &[u32],
+    slot_of: &[u32],
+    hashes: &[Hashed],
     progress: &dyn Progress,
 ) -> Result<(), ArchiveError> {
     let io_err = |e: io::Error| ArchiveError::io("writing", "the archive", e);
@@ -455,29 +510,29 @@ fn write_tar(
     );
     sink.write_all(&head).map_err(io_err)?;
     let mut buf = vec![0u8; READ_BUF];
-    for (rel, out) in outs {
+    for (i, out) in outs.iter().enumerate() {
         if progress.is_cancelled() {
             return Err(ArchiveError::Cancelled);
         }
         head.clear();
-        let path = full(rel);
-        match &out.kind {
-            OutKind::Dir => {
+        let path = full(out.path);
+        match out.kind() {
+            KindRef::Dir => {
                 tarfmt::write_header(
                     &mut head,
                     &Header {
                         path: &path,
                         kind: EntryType::Dir,
-                        mode: out.mode,
+                        mode: out.mode(),
                         size: 0,
-                        mtime: out.mtime,
+                        mtime: out.mtime(),
                         link: b"",
                         sparse: None,
                     },
                 );
                 sink.write_all(&head).map_err(io_err)?;
             }
-            OutKind::Symlink { target } => {
+            KindRef::Symlink { target } => {
                 tarfmt::write_header(
                     &mut head,
                     &Header {
@@ -485,31 +540,25 @@ fn write_tar(
                         kind: EntryType::Symlink,
                         mode: 0o777,
                         size: 0,
-                        mtime: out.mtime,
+                        mtime: out.mtime(),
                         link: target,
                         sparse: None,
                     },
                 );
                 sink.write_all(&head).map_err(io_err)?;
             }
-            OutKind::File { content } => {
-                let h = hashes.get(rel).ok_or_else(|| {
-                    ArchiveError::io(
-                        "writing",
-                        String::from_utf8_lossy(rel).into_owned(),
-                        io::Error::other("not hashed"),
-                    )
-                })?;
-                if let Some(first) = link_to.get(rel) {
-                    let target = full(first);
+            KindRef::File(content) => {
+                let h = &hashes[slot_of[i] as usize];
+                if let Some(first) = outs.get(link_to[i] as usize) {
+                    let target = full(first.path);
                     tarfmt::write_header(
                         &mut head,
                         &Header {
                             path: &path,
                             kind: EntryType::HardLink,
-                            mode: out.mode,
+                            mode: out.mode(),
                             size: 0,
-                            mtime: out.mtime,
+                            mtime: out.mtime(),
                             link: &target,
                             sparse: None,
                         },
@@ -531,20 +580,20 @@ fn write_tar(
                         } else {
                             EntryType::File
                         },
-                        mode: out.mode,
+                        mode: out.mode(),
                         size: stored,
-                        mtime: out.mtime,
+                        mtime: out.mtime(),
                         link: b"",
                         sparse: h.sparse.as_ref().map(|s| (h.size, s.as_slice())),
                     },
                 );
                 sink.write_all(&head).map_err(io_err)?;
                 match content {
-                    Content::Memory(bytes) => {
+                    ContentRef::Memory(bytes) => {
                         sink.write_all(bytes).map_err(io_err)?;
                         progress.advance(h.size);
                     }
-                    Content::Disk(source) => copy_file(sink, source, h, &mut buf, progress)?,
+                    ContentRef::Disk(source) => copy_file(sink, source, h, &mut buf, progress)?,
                 }
                 let pad = tarfmt::padding(stored) as usize;
                 sink.write_all(&[0u8; tarfmt::BLOCK][..pad])

@@ -1,0 +1,410 @@
+//! `cargo xtask bench`: build a realistic tree (a real Python installation with its installed
+//! packages, a second one, real wheels, a venv's symlinks, a conda-like hard-linked copy) and
+//! print, from one run, `airgap bundle` beside GNU `tar -czhf` and `tar -czf` (time, size,
+//! peak memory), and `airgap unpack` beside `tar -xzf`.
+//!
+//! ```text
+//! cargo xtask bench [--work DIR] [--python PREFIX]... [--no-build] [--keep]
+//! ```
+//! The tree is cached in the work directory (default `target/bench`) between runs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+struct Options {
+    work: PathBuf,
+    pythons: Vec<PathBuf>,
+    build: bool,
+    keep: bool,
+}
+
+fn parse(root: &Path, args: &[String]) -> Result<Options> {
+    let mut o = Options {
+        work: root.join("target/bench"),
+        pythons: Vec::new(),
+        build: true,
+        keep: false,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--work" => o.work = PathBuf::from(it.next().context("--work needs a directory")?),
+            "--python" => o.pythons.push(PathBuf::from(it.next().context("--python needs a prefix")?)),
+            "--no-build" => o.build = false,
+            "--keep" => o.keep = true,
+            other => bail!("unknown bench option {other}; expected --work DIR, --python PREFIX, --no-build, --keep"),
+        }
+    }
+    if o.pythons.is_empty() {
+        o.pythons = default_pythons()?;
+    }
+    Ok(o)
+}
+
+/// The running python3's installation, plus another pyenv version when there is one.
+fn default_pythons() -> Result<Vec<PathBuf>> {
+    let out = Command::new("python3")
+        .args(["-c", "import sys; print(sys.base_prefix)"])
+        .output()
+        .context("running python3")?;
+    let base = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let mut v = vec![base.clone()];
+    if let Some(versions) = base.parent() {
+        let mut others: Vec<PathBuf> = std::fs::read_dir(versions)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p != &base && p.join("bin").is_dir())
+                    .collect()
+            })
+            .unwrap_or_default();
+        others.sort();
+        if let Some(last) = others.pop() {
+            v.push(last);
+        }
+    }
+    Ok(v)
+}
+
+fn sh(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+/// Time and peak RSS (KiB) of a command, through `/usr/bin/time`.
+fn measure(label: &str, cmd: &mut Command) -> Result<(f64, u64)> {
+    let report = std::env::temp_dir().join(format!("airgap-bench-time-{}", std::process::id()));
+    let mut timed = Command::new("/usr/bin/time");
+    timed
+        .arg("-f")
+        .arg("%e %M")
+        .arg("-o")
+        .arg(&report)
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    if let Some(dir) = cmd.get_current_dir() {
+        timed.current_dir(dir);
+    }
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => timed.env(k, v),
+            None => timed.env_remove(k),
+        };
+    }
+    eprintln!("bench: {label}");
+    let start = Instant::now();
+    let out = timed.output().with_context(|| format!("running {label}"))?;
+    let wall = start.elapsed().as_secs_f64();
+    if !out.status.success() {
+        bail!(
+            "{label} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = std::fs::read_to_string(&report).unwrap_or_default();
+    let _ = std::fs::remove_file(&report);
+    let rss = text
+        .split_whitespace()
+        .last()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Ok((wall, rss))
+}
+
+fn size(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+fn count(tree: &Path, kind: &str) -> u64 {
+    let out = Command::new("find")
+        .arg(tree)
+        .args(["-type", kind])
+        .output();
+    out.map(|o| o.stdout.iter().filter(|&&b| b == b'\n').count() as u64)
+        .unwrap_or(0)
+}
+
+fn du_bytes(tree: &Path) -> u64 {
+    // Apparent size, hard links counted once (what an archive has to hold).
+    let out = Command::new("du").args(["-sb"]).arg(tree).output();
+    out.ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .next()
+                .and_then(|s| s.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Build the tree once; later runs reuse it.
+fn build_tree(o: &Options, tree: &Path) -> Result<()> {
+    let done = tree.join(".bench-complete");
+    if done.exists() {
+        return Ok(());
+    }
+    if tree.exists() {
+        std::fs::remove_dir_all(tree)?;
+    }
+    std::fs::create_dir_all(tree)?;
+    for (i, p) in o.pythons.iter().enumerate() {
+        let name = if i == 0 {
+            "python".to_string()
+        } else {
+            format!("python-{i}")
+        };
+        eprintln!("bench: copying {} into the tree", p.display());
+        sh(Command::new("cp").arg("-a").arg(p).arg(tree.join(&name)))?;
+    }
+    // A venv made by the bundled interpreter: absolute symlinks into the tree.
+    let py = tree.join("python/bin/python3");
+    let _ = Command::new(&py)
+        .args(["-m", "venv", "--without-pip", "--symlinks"])
+        .arg(tree.join("venv"))
+        .status();
+    // Real wheels, as a pip wheelhouse would carry them (best effort: needs the network).
+    let wheels = tree.join("wheels");
+    std::fs::create_dir_all(&wheels)?;
+    let _ = Command::new("timeout")
+        .args([
+            "300",
+            "python3",
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary=:all:",
+            "-d",
+        ])
+        .arg(&wheels)
+        .args(["numpy", "pandas", "scipy", "pyarrow"])
+        .status();
+    // A conda-like environment: the packages hard-linked from a package cache.
+    let site = std::fs::read_dir(tree.join("python/lib"))?
+        .flatten()
+        .map(|e| e.path().join("site-packages"))
+        .find(|p| p.is_dir());
+    if let Some(site) = site {
+        std::fs::create_dir_all(tree.join("conda-env/lib"))?;
+        sh(Command::new("cp")
+            .arg("-al")
+            .arg(&site)
+            .arg(tree.join("conda-env/lib/site-packages")))?;
+    }
+    std::fs::write(&done, "")?;
+    Ok(())
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+/// Run the benchmark and print one table.
+pub fn run(root: &Path, args: &[String]) -> Result<()> {
+    let o = parse(root, args)?;
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let target_dir = if target_dir.is_absolute() {
+        target_dir
+    } else {
+        root.join(target_dir)
+    };
+    if o.build {
+        sh(
+            Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .current_dir(root)
+                .args([
+                    "build",
+                    "--release",
+                    "-p",
+                    "airgap-cli",
+                    "-p",
+                    "airgap-plugin-files",
+                    "-p",
+                    "airgap-unpack",
+                ]),
+        )?;
+    }
+    let release = target_dir.join("release");
+    let airgap = release.join("airgap");
+    let unpacker = [
+        target_dir.join("x86_64-unknown-linux-musl/release/airgap-unpack"),
+        release.join("airgap-unpack"),
+    ]
+    .into_iter()
+    .find(|p| p.exists())
+    .context("no airgap-unpack build found")?;
+    std::fs::create_dir_all(&o.work)?;
+    let work = o.work.canonicalize()?;
+    let tree = work.join("tree");
+    build_tree(&o, &tree)?;
+    let out = work.join("out");
+    if out.exists() {
+        std::fs::remove_dir_all(&out)?;
+    }
+    std::fs::create_dir_all(&out)?;
+    let files = count(&tree, "f");
+    let links = count(&tree, "l");
+    let bytes = du_bytes(&tree);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+
+    // Warm the page cache so that the first contender is not penalised.
+    sh(Command::new("sh").arg("-c").arg(format!(
+        "tar -cf - -C {} . | cat > /dev/null",
+        tree.display()
+    )))?;
+
+    let config = work.join("bench.toml");
+    std::fs::write(
+        &config,
+        format!("[bundle]\nname = \"tree\"\n\n[sources.files]\npaths = [ {{ source = \"{}\", dest = \".\" }} ]\n", tree.display()),
+    )?;
+    let ours = out.join("ours.tar.gz");
+    let bundle = |output: &Path, config: &Path| {
+        let mut c = Command::new(&airgap);
+        c.env("AIRGAP_NO_PROGRESS", "true")
+            .arg("-q")
+            .arg("--plugin-dir")
+            .arg(&release)
+            .args(["bundle", "--no-check", "-c"])
+            .arg(config)
+            .arg("-o")
+            .arg(output)
+            .arg("--unpacker")
+            .arg(&unpacker);
+        c
+    };
+    let (t_czh, m_czh) = measure(
+        "tar -czhf",
+        Command::new("tar")
+            .arg("-czhf")
+            .arg(out.join("tar-czhf.tar.gz"))
+            .arg("-C")
+            .arg(&work)
+            .arg("tree"),
+    )?;
+    let (t_cz, m_cz) = measure(
+        "tar -czf",
+        Command::new("tar")
+            .arg("-czf")
+            .arg(out.join("tar-czf.tar.gz"))
+            .arg("-C")
+            .arg(&work)
+            .arg("tree"),
+    )?;
+    let (t_ours, m_ours) = measure("airgap bundle", &mut bundle(&ours, &config))?;
+    // Memory must stay flat as the tree grows: the same on a part of the tree.
+    let part = tree.join("python-1");
+    let part_config = work.join("bench-part.toml");
+    let (part_files, m_part) = if part.is_dir() {
+        std::fs::write(
+            &part_config,
+            format!("[bundle]\nname = \"part\"\n\n[sources.files]\npaths = [ {{ source = \"{}\", dest = \".\" }} ]\n", part.display()),
+        )?;
+        let (_, m) = measure(
+            "airgap bundle (part of the tree)",
+            &mut bundle(&out.join("part.tar.gz"), &part_config),
+        )?;
+        (count(&part, "f"), m)
+    } else {
+        (0, 0)
+    };
+    let x_tar = out.join("x-tar");
+    let x_ours = out.join("x-ours");
+    std::fs::create_dir_all(&x_tar)?;
+    let (t_xz, m_xz) = measure(
+        "tar -xzf",
+        Command::new("tar")
+            .arg("-xzf")
+            .arg(&ours)
+            .arg("-C")
+            .arg(&x_tar),
+    )?;
+    let (t_un, m_un) = measure(
+        "airgap unpack",
+        Command::new(&airgap)
+            .env("AIRGAP_NO_PROGRESS", "true")
+            .arg("-q")
+            .arg("unpack")
+            .arg(&ours)
+            .arg(&x_ours),
+    )?;
+
+    let s_czh = size(&out.join("tar-czhf.tar.gz"));
+    let s_cz = size(&out.join("tar-czf.tar.gz"));
+    let s_ours = size(&ours);
+    println!();
+    println!(
+        "tree: {} ({} in {files} files, {links} symlinks; hard links counted once), {cores} cores",
+        tree.display(),
+        mb(bytes)
+    );
+    println!();
+    println!("| | time | size | peak memory |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| GNU `tar -czhf` (the seed's recipe) | {t_czh:.1} s | {} | {} |",
+        mb(s_czh),
+        mib(m_czh)
+    );
+    println!(
+        "| GNU `tar -czf` | {t_cz:.1} s | {} | {} |",
+        mb(s_cz),
+        mib(m_cz)
+    );
+    println!(
+        "| `airgap bundle` (gzip, verified manifest, dedup) | {t_ours:.1} s | {} | {} |",
+        mb(s_ours),
+        mib(m_ours)
+    );
+    println!(
+        "| GNU `tar -xzf` of our bundle | {t_xz:.1} s | | {} |",
+        mib(m_xz)
+    );
+    println!(
+        "| `airgap unpack` (verifies every file) | {t_un:.1} s | | {} |",
+        mib(m_un)
+    );
+    println!();
+    println!("ratios (goal in brackets):");
+    println!(
+        "  speed vs tar -czhf:        {:.2}x faster [>= 3x]",
+        t_czh / t_ours
+    );
+    println!(
+        "  size vs tar -czhf:         {:.3} [<= 1]",
+        s_ours as f64 / s_czh as f64
+    );
+    println!(
+        "  size vs tar -czf:          {:.3} [<= 1.10]",
+        s_ours as f64 / s_cz as f64
+    );
+    println!("  peak memory:               {} [< 100 MiB]", mib(m_ours));
+    if part_files > 0 {
+        println!(
+            "  peak memory, {part_files} files:  {} vs {} for {files} files [flat]",
+            mib(m_part),
+            mib(m_ours)
+        );
+    }
+    println!("  unpack vs tar -xzf:        {:.2}x [<= 1.5x]", t_un / t_xz);
+    if !o.keep {
+        std::fs::remove_dir_all(&out)?;
+    }
+    Ok(())
+}
