@@ -2,6 +2,9 @@
 //! packages carry prefix placeholders in a text file and in a compiled program, plus files
 //! that no package owns (as pip would leave them).
 
+// In tests a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

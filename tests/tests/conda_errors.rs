@@ -1,5 +1,8 @@
 //! Clear errors from the conda plugin, each naming the file at fault and saying what to do.
 
+// In tests a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 use std::process::Command;
 

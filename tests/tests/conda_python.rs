@@ -2,6 +2,9 @@
 //! (bundled with its base installation), and a plain installation (pyenv), each unpacked at
 //! another path and run where the source Python is hidden.
 
+// In tests a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
