@@ -349,6 +349,21 @@ fn conda_env_through_airgap_bundle_unpack_and_relocate() {
     // The source is gone before the bundle is installed.
     std::fs::rename(f.root.join("source-machine"), f.root.join("gone")).unwrap();
 
+    // A destination longer than the prefix the compiled program holds: the archive engine
+    // refuses before writing anything, naming the file.
+    let too_long = f.root.join("d".repeat(200));
+    let done = run(airgap_tests::airgap()
+        .arg("unpack")
+        .arg(&bundle)
+        .arg(&too_long))
+    .failure();
+    assert!(
+        done.stderr.contains("env/bin/hello-paths"),
+        "{}",
+        done.stderr
+    );
+    assert!(!too_long.exists());
+
     let dest = f.root.join("u");
     run(airgap_tests::airgap().arg("unpack").arg(&bundle).arg(&dest)).success();
     let env = dest.join("env");
