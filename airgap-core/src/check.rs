@@ -439,12 +439,12 @@ pub fn check_against(
             .unwrap_or_default();
         report.problems.push(if prefix == "GLIBC" {
             format!(
-                "needs glibc {required} ({worst} needs GLIBC_{required}) but the target has glibc {available}; {} file(s) need more than {available}",
+                "needs glibc {required} ({worst} needs GLIBC_{required}) but the target has glibc {available} ({} files need more than {available})",
                 files.len()
             )
         } else {
             format!(
-                "needs {prefix}_{required} ({worst}) but the target provides {prefix} up to {available}; {} file(s) affected",
+                "needs {prefix}_{required} ({worst}) but the target provides {prefix} up to {available} ({} files need more)",
                 files.len()
             )
         });
@@ -568,8 +568,14 @@ fn check_python(
     for f in files {
         let name = split(&f.path).1;
         // foo.cpython-311-x86_64-linux-gnu.so
-        if let (Some(want), Some(rest)) = (profile.abi.as_deref(), name.split_once(".cpython-")) {
-            if let Some(tag) = rest.1.split('-').next() {
+        // Only extension modules: `__pycache__/x.cpython-311.pyc` carries the tag too.
+        let is_extension = name.ends_with(".so");
+        if let (true, Some(want), Some(rest)) = (
+            is_extension,
+            profile.abi.as_deref(),
+            name.split_once(".cpython-"),
+        ) {
+            if let Some(tag) = rest.1.split(['-', '.']).next() {
                 let found = format!("cp{tag}");
                 if want.starts_with("cp") && found != want && !found.ends_with('d') {
                     bad_ext += 1;
