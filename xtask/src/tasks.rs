@@ -136,16 +136,15 @@ fn build_static_unpacker(release: bool, out: &Path) -> Result<()> {
         if release {
             cmd.arg("--release");
         }
-        // A separate target dir for the static build keeps RUSTFLAGS from invalidating the
-        // normal build's cache.
-        cmd.env("CARGO_TARGET_DIR", target_dir().join("static"));
+        // With an explicit --target, RUSTFLAGS reach only the target's artifacts (kept in
+        // target/<triple>/), so the normal build's cache stays valid and build scripts and
+        // proc-macros are shared.
         for (k, v) in &env {
             cmd.env(k, v);
         }
         match run(&mut cmd) {
             Ok(()) => {
                 let built = target_dir()
-                    .join("static")
                     .join(triple)
                     .join(profile)
                     .join("airgap-unpack");
