@@ -301,16 +301,49 @@ pub fn check_against(
             .collect()
     };
     let mut elves = elves;
+    // Wheels carried to be installed on the target (a wheelhouse): their ELF members load
+    // there too, from `<wheel>!/<member>`, and nobody can patch them inside the zip.
+    let mut wheel_members: Vec<String> = Vec::new();
+    for f in files.iter().filter(|f| f.path.ends_with(".whl")) {
+        match wheel::elf_members(&f.disk) {
+            Ok(members) => {
+                for (name, bytes) in members.elves {
+                    let path = format!("{}!/{name}", f.path);
+                    if let Ok(elf) = ElfFile::parse_bytes(Path::new(&path), &bytes) {
+                        if elf.kind != ElfKind::Other {
+                            elves.push(ElfInput {
+                                path,
+                                elf: Arc::new(elf),
+                            });
+                        }
+                    }
+                }
+                wheel_members.extend(
+                    members
+                        .names
+                        .into_iter()
+                        .map(|n| format!("{}!/{n}", f.path)),
+                );
+            }
+            Err(reason) => report
+                .warnings
+                .push(format!("cannot look inside {}: {reason}", f.path)),
+        }
+    }
     elves.sort_by(|a, b| a.path.cmp(&b.path));
     report.elf_files = elves.len();
 
     // Index: bundle dir -> names (file names and sonames) present there; soname -> paths.
     let mut in_dir: HashMap<&str, BTreeSet<&str>> = HashMap::new();
     let mut anywhere: HashMap<&str, &str> = HashMap::new();
-    for f in files {
-        let (dir, name) = split(&f.path);
+    for path in files
+        .iter()
+        .map(|f| f.path.as_str())
+        .chain(wheel_members.iter().map(String::as_str))
+    {
+        let (dir, name) = split(path);
         in_dir.entry(dir).or_default().insert(name);
-        anywhere.entry(name).or_insert(&f.path);
+        anywhere.entry(name).or_insert(path);
     }
     for e in &elves {
         if let Some(so) = e.elf.soname() {
@@ -701,6 +734,99 @@ fn platform_fits(tag: &str, profile: &TargetProfile, glibc: Option<&Version>) ->
     }
     // musllinux, macosx, win: not for a glibc Linux target.
     false
+}
+
+/// Reading the ELF members of a wheel (a zip file) without a zip crate: the central directory,
+/// then each member's local header and data, stored or deflated. ZIP64 archives are refused
+/// (wheels over 4 GiB do not exist in practice).
+mod wheel {
+    use std::io::Read;
+    use std::path::Path;
+
+    /// The members of one wheel.
+    pub struct Members {
+        /// Every member name.
+        pub names: Vec<String>,
+        /// ELF members (by content) whose name looks like a shared library: name, bytes.
+        pub elves: Vec<(String, Vec<u8>)>,
+    }
+
+    fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+        Some(u16::from_le_bytes([*b.get(at)?, *b.get(at + 1)?]))
+    }
+
+    fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+        Some(u32::from_le_bytes([
+            *b.get(at)?,
+            *b.get(at + 1)?,
+            *b.get(at + 2)?,
+            *b.get(at + 3)?,
+        ]))
+    }
+
+    /// Read the ELF members of the wheel at `path`.
+    pub fn elf_members(path: &Path) -> Result<Members, String> {
+        let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+        let min = bytes.len().saturating_sub(22 + 65535);
+        let eocd = (min..bytes.len().saturating_sub(21))
+            .rev()
+            .find(|&i| bytes[i..].starts_with(&[0x50, 0x4b, 0x05, 0x06]))
+            .ok_or("not a zip file (no end of central directory)")?;
+        let count = u16_at(&bytes, eocd + 10).ok_or("truncated")? as usize;
+        let cd = u32_at(&bytes, eocd + 16).ok_or("truncated")?;
+        if cd == u32::MAX || count == u16::MAX as usize {
+            return Err("ZIP64 archives are not read".into());
+        }
+        let mut at = cd as usize;
+        let mut out = Members {
+            names: Vec::new(),
+            elves: Vec::new(),
+        };
+        for _ in 0..count {
+            if u32_at(&bytes, at) != Some(0x0201_4b50) {
+                return Err("broken central directory".into());
+            }
+            let method = u16_at(&bytes, at + 10).ok_or("truncated")?;
+            let csize = u32_at(&bytes, at + 20).ok_or("truncated")? as usize;
+            let usize_ = u32_at(&bytes, at + 24).ok_or("truncated")? as usize;
+            let nlen = u16_at(&bytes, at + 28).ok_or("truncated")? as usize;
+            let xlen = u16_at(&bytes, at + 30).ok_or("truncated")? as usize;
+            let clen = u16_at(&bytes, at + 32).ok_or("truncated")? as usize;
+            let local = u32_at(&bytes, at + 42).ok_or("truncated")? as usize;
+            let name = bytes.get(at + 46..at + 46 + nlen).ok_or("truncated")?;
+            let name = String::from_utf8_lossy(name).into_owned();
+            at += 46 + nlen + xlen + clen;
+            let base = name.rsplit('/').next().unwrap_or(&name);
+            let library = base.ends_with(".so") || base.contains(".so.");
+            out.names.push(name.clone());
+            if !library || name.split('/').any(|p| p == "..") {
+                continue;
+            }
+            if u32_at(&bytes, local) != Some(0x0403_4b50) {
+                return Err(format!("broken local header of {name}"));
+            }
+            let lnlen = u16_at(&bytes, local + 26).ok_or("truncated")? as usize;
+            let lxlen = u16_at(&bytes, local + 28).ok_or("truncated")? as usize;
+            let start = local + 30 + lnlen + lxlen;
+            let raw = bytes.get(start..start + csize).ok_or("truncated member")?;
+            let data = match method {
+                0 => raw.to_vec(),
+                8 => {
+                    let mut data = Vec::with_capacity(usize_.min(1 << 30));
+                    flate2::read::DeflateDecoder::new(raw)
+                        .take(usize_ as u64)
+                        .read_to_end(&mut data)
+                        .map_err(|e| format!("{name}: {e}"))?;
+                    data
+                }
+                m => return Err(format!("{name}: compression method {m} is not read")),
+            };
+            if airgap_elf::is_elf_bytes(&data) {
+                out.elves.push((name, data));
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// A bundle file checked without unpacking it: its manifest and the check report.

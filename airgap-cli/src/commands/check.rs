@@ -167,6 +167,14 @@ fn print_human(what: &str, r: &CheckReport, ui: &Ui) {
             "help: add a [sources.syslibs] table to airgap.toml to bundle missing libraries (list dlopen-only ones in `extra`)"
         );
     }
+    if r.missing
+        .iter()
+        .any(|m| m.needed_by.iter().any(|u| u.contains(".whl!/")))
+    {
+        eprintln!(
+            "help: a wheel built here from an sdist links this machine's libraries and cannot be patched inside the zip: install it into the bundled environment instead (so syslibs sees it), repair it with auditwheel, or install the libraries on the target"
+        );
+    }
     if r.missing.iter().any(|m| m.unreachable_copy.is_some()) {
         eprintln!(
             "help: [sources.syslibs] gives the files that need a bundled library an $ORIGIN-relative RPATH"
