@@ -334,3 +334,60 @@ fn venv_through_airgap_bundle_unpack_and_relocate_to_a_longer_path() {
     .success();
     check(&longer.join("env"));
 }
+
+/// The seed's machine: a minimal Debian root with no Python at all. The venv's bundle is
+/// unpacked there by its own unpacker (no airgap installed), then its Python and pip run.
+#[test]
+fn venv_bundle_runs_in_a_debian_root_without_python() {
+    use airgap_tests::rootfs::{self, DebianRoot, Suite};
+    if !rootfs::supported() {
+        eprintln!("skipped: needs root, unshare and chroot");
+        return;
+    }
+    let base = conda::base_python();
+    let xy = conda::version_short(&base);
+    let tmp = tempdir();
+    let venv = tmp.path().join("src/venv");
+    conda::venv(&base, &venv, &["six", "markupsafe"]);
+    let config = tmp.path().join("airgap.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[bundle]\nname = \"app\"\nlevel = 1\n\n[sources.conda]\nprefix = \"src/venv\"\n\
+             stdlib_tests = false\n\
+             # smaller and faster: byte code is made again on import\n\
+             base_exclude = [\"lib/python{xy}/config-*/*.a\", \"**/__pycache__\"]\n"
+        ),
+    )
+    .unwrap();
+    let bundle = tmp.path().join("app.tar.gz");
+    run(airgap_tests::airgap()
+        .arg("bundle")
+        .arg("-c")
+        .arg(&config)
+        .arg("--plugin-dir")
+        .arg(airgap_tests::build_dir())
+        .arg("-o")
+        .arg(&bundle)
+        .arg("--no-check"))
+    .success();
+
+    let root = DebianRoot::new(Suite::Bookworm);
+    assert!(
+        !root.host_path("/usr/bin/python3").exists(),
+        "the root has no python"
+    );
+    root.copy_in(&bundle, "/tmp/app.tar.gz");
+    let done = root.run(
+        "cd /tmp && tar xzf app.tar.gz && ./app/unpack /srv/app -q && \
+         /srv/app/env/bin/python -c 'import sys, six, markupsafe; print(markupsafe.escape(\"<\"), sys.prefix)' && \
+         /srv/app/env/bin/pip list",
+    );
+    assert_eq!(done.code, Some(0), "{}\n{}", done.stdout, done.stderr);
+    assert!(
+        done.stdout.starts_with("&lt; /srv/app/env\n"),
+        "{}",
+        done.stdout
+    );
+    assert!(done.stdout.contains("MarkupSafe"), "{}", done.stdout);
+}
