@@ -52,8 +52,8 @@ pub enum TargetLibs {
 }
 
 impl CheckTarget {
-    /// The target a profile declares: its manylinux platform tag, else its glibc, else this
-    /// machine (a bundle for "a machine like this one").
+    /// The target a profile declares: its manylinux platform tag, else its glibc, else a
+    /// manylinux machine with this machine's glibc.
     pub fn from_profile(profile: &TargetProfile) -> Result<CheckTarget, Error> {
         for tag in &profile.platforms {
             if tag.starts_with("manylinux") {
@@ -71,7 +71,19 @@ impl CheckTarget {
             })?;
             return Ok(CheckTarget::policy(profile, p));
         }
-        CheckTarget::from_root(profile, Path::new("/"))
+        // Nothing declared: a manylinux machine with this machine's glibc. Not this machine
+        // itself: the libraries installed here (libpq, libssl3...) are exactly what an
+        // air-gapped target may lack.
+        let here = RootLibs::read(Path::new("/")).map_err(|e| Error::CheckTarget {
+            reason: format!("cannot read this machine's glibc: {e}"),
+        })?;
+        let glibc = here.glibc.ok_or_else(|| Error::CheckTarget {
+            reason: "cannot tell this machine's glibc version".into(),
+        })?;
+        let p = policy_for_glibc(&glibc).ok_or_else(|| Error::CheckTarget {
+            reason: format!("glibc {glibc} is older than any manylinux policy (2.5)"),
+        })?;
+        Ok(CheckTarget::policy(profile, p))
     }
 
     /// A manylinux policy by name (`manylinux2014`, `manylinux_2_28`).

@@ -127,7 +127,8 @@ fn check_names_the_files_needing_a_newer_glibc_than_bullseye_and_passes_on_bookw
     let done = check(&[&b, "--target-root", &root]);
     assert_eq!(done.code, Some(0), "{}", done.stderr);
     assert!(done.stderr.contains("will load"), "{}", done.stderr);
-    // Against the target recorded in the bundle (none declared: this machine): passes.
+    // Against the target recorded in the bundle (none declared: manylinux with this
+    // machine's glibc, the rest bundled): passes.
     check(&[&b]).success();
     // Against a manylinux2014 machine: glibc 2.17 is far too old.
     let done = check(&[&b, "--manylinux", "manylinux2014"]);
@@ -144,8 +145,20 @@ fn without_syslibs_check_names_the_missing_libraries_and_bundle_refuses_a_declar
     let tmp = tempdir();
     let cfg = config(tmp.path(), &py, "");
     let out = tmp.path().join("py.tar.zst");
-    // No [target]: the target is "like this machine", where every library exists.
-    bundle(&cfg, &out).success();
+    // No [target]: a manylinux machine with this machine's glibc, which is not assumed to
+    // have libssl3: `airgap bundle` refuses, and writes it with --no-check.
+    let done = bundle(&cfg, &out);
+    assert_eq!(done.code, Some(3), "{}", done.stderr);
+    assert!(done.stderr.contains("libssl.so.3"), "{}", done.stderr);
+    assert!(!out.exists());
+    run(cli()
+        .arg("--plugin-dir")
+        .arg(build_dir())
+        .args(["bundle", "--no-check", "--compression", "zstd", "-c"])
+        .arg(&cfg)
+        .arg("-o")
+        .arg(&out))
+    .success();
     let b = out.to_string_lossy().into_owned();
 
     let bookworm = DebianRoot::new(Suite::Bookworm);

@@ -57,8 +57,23 @@ fn check_names_a_library_a_wheel_member_needs_and_the_target_lacks() {
     )
     .expect("write config");
     let out = tmp.path().join("wh.tar.gz");
-    run(cli()
+    // `airgap bundle` already refuses it (no target declared: a manylinux machine with this
+    // machine's glibc, where libpq is not assumed)...
+    let done = run(cli()
         .args(["bundle", "-c"])
+        .arg(&config)
+        .arg("-o")
+        .arg(&out));
+    assert_eq!(done.code, Some(3), "{}", done.stderr);
+    assert!(
+        done.stderr.contains("libpq.so.5 is needed by wheels/pqver"),
+        "{}",
+        done.stderr
+    );
+    assert!(!out.exists());
+    // ... and writes it when told to go on.
+    run(cli()
+        .args(["bundle", "--no-check", "-c"])
         .arg(&config)
         .arg("-o")
         .arg(&out))
