@@ -153,6 +153,46 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_old_format() {
+        let mut b = b"ld.so-1.7.0\0".to_vec();
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.extend_from_slice(&0x0303i32.to_le_bytes());
+        b.extend_from_slice(&0u32.to_le_bytes());
+        b.extend_from_slice(&10u32.to_le_bytes());
+        b.extend_from_slice(b"libz.so.1\0/lib/libz.so.1\0");
+        let cache = LdCache::parse(Path::new("x"), &b).expect("old format");
+        let e: Vec<_> = cache.lookup("libz.so.1").collect();
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].path, PathBuf::from("/lib/libz.so.1"));
+        assert_eq!(e[0].flags, 0x0303);
+    }
+
+    #[test]
+    fn reads_the_new_format() {
+        let mut b = NEW_MAGIC.to_vec();
+        b.extend_from_slice(&1u32.to_le_bytes()); // nlibs
+        b.extend_from_slice(&0u32.to_le_bytes()); // len_strings
+        b.extend_from_slice(&[0u8; 4]); // flags + padding
+        b.extend_from_slice(&[0u8; 16]); // extension offset + unused
+        assert_eq!(b.len(), 48);
+        let strings = 48 + 24;
+        b.extend_from_slice(&0x0303i32.to_le_bytes());
+        b.extend_from_slice(&(strings as u32).to_le_bytes());
+        b.extend_from_slice(&(strings as u32 + 10).to_le_bytes());
+        b.extend_from_slice(&0u32.to_le_bytes());
+        b.extend_from_slice(&0u64.to_le_bytes());
+        b.extend_from_slice(b"libz.so.1\0/usr/lib/libz.so.1\0");
+        let cache = LdCache::parse(Path::new("x"), &b).expect("new format");
+        assert_eq!(
+            cache
+                .lookup("libz.so.1")
+                .map(|e| e.path.clone())
+                .collect::<Vec<_>>(),
+            vec![PathBuf::from("/usr/lib/libz.so.1")]
+        );
+    }
+
+    #[test]
     fn rejects_garbage() {
         assert!(LdCache::parse(Path::new("x"), b"not a cache").is_err());
         assert!(LdCache::parse(Path::new("x"), b"glibc-ld.so.cache1.1\xff\xff\xff\x7f").is_err());
