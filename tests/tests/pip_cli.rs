@@ -122,3 +122,51 @@ fn pip_cli_unbuildable_requirement_fails_before_any_archive() {
     assert!(!done.stderr.contains("PluginError {"), "{}", done.stderr);
     assert!(!output.exists(), "no archive may be written");
 }
+
+#[test]
+fn pip_cli_wheels_install_into_the_environment_bundled_by_conda_offline() {
+    let Some(py) = other_python() else { return };
+    let tmp = tempdir();
+    // The environment: a venv of another Python, bundled by the conda source (with its base;
+    // pyenv's static libpythonX.Y.a is left out: it holds the build prefix as a binary string
+    // and would limit the destination's length, which is not what this test is about).
+    let venv = tmp.path().join("venv");
+    run(py
+        .command()
+        .args(["-m", "venv", "--without-pip"])
+        .arg(&venv))
+    .success();
+    let config = tmp.path().join("airgap.toml");
+    std::fs::write(
+        &config,
+        "[bundle]\nname = \"envb\"\n\n[sources.conda]\nprefix = \"venv\"\nstdlib_tests = false\n\
+         base_exclude = [\"**/*.a\"]\n\n\
+         [sources.pip]\npackages = [\"six\", \"docopt==0.6.2\"]\n",
+    )
+    .unwrap();
+    let output = tmp.path().join("envb.tar.gz");
+    // --no-check: this test is about the pip wheels, not about the system libraries of the
+    // interpreter (that is the syslibs source's business).
+    let done = run(bundle(&config, &output).arg("--no-check")).success();
+    assert!(
+        done.stderr
+            .contains(&format!("wheels for python {}", py.full_version())),
+        "the target profile comes from the bundled interpreter: {}",
+        done.stderr
+    );
+
+    // Unpacked elsewhere, network cut, no --python: the bundled interpreter installs the wheels.
+    let dest = tmp.path().join("elsewhere/dest");
+    std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    run(&mut unpack_offline(&output, &dest, None)).success();
+    let done = run(python::offline(dest.join("env/bin/python"))
+        .args(["-c", "import six, docopt; print(six.__file__)"]))
+    .success();
+    assert!(
+        done.stdout
+            .trim()
+            .starts_with(dest.join("env/lib").to_str().unwrap()),
+        "six must be installed into the bundled env: {}",
+        done.stdout
+    );
+}
