@@ -140,25 +140,37 @@ fn editable_venv(root: &Path) -> Option<(std::path::PathBuf, std::path::PathBuf)
          [project]\nname = \"demo\"\nversion = \"0.1\"\n",
     )
     .unwrap();
+    // A src layout: setuptools writes a .pth file naming the src directory.
+    let project2 = root.join("projects/demo2");
+    std::fs::create_dir_all(project2.join("src/demo2")).unwrap();
+    std::fs::write(project2.join("src/demo2/__init__.py"), "VALUE = 7\n").unwrap();
+    std::fs::write(
+        project2.join("pyproject.toml"),
+        "[build-system]\nrequires = [\"setuptools>=64\"]\nbuild-backend = \"setuptools.build_meta\"\n\
+         [project]\nname = \"demo2\"\nversion = \"0.2\"\n",
+    )
+    .unwrap();
     let venv = root.join("venv");
     conda::venv(&base, &venv, &["setuptools>=70", "wheel", "packaging"]);
-    let out = Command::new(venv.join("bin/python"))
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--no-index",
-            "--no-build-isolation",
-            "-e",
-        ])
-        .arg(&project)
-        .output()
-        .expect("pip install -e");
-    if !out.status.success() {
-        panic!(
-            "pip install -e failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    for p in [&project, &project2] {
+        let out = Command::new(venv.join("bin/python"))
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--no-index",
+                "--no-build-isolation",
+                "-e",
+            ])
+            .arg(p)
+            .output()
+            .expect("pip install -e");
+        if !out.status.success() {
+            panic!(
+                "pip install -e failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
     Some((venv, project))
 }
@@ -180,6 +192,7 @@ fn an_editable_install_is_reported_with_its_path_or_bundled_on_request() {
         "{}",
         err.message
     );
+    assert!(err.message.contains("demo2"), "{}", err.message);
     assert!(err.help.unwrap().contains("editable = \"bundle\""));
 
     // editable = "bundle": the code is copied into site-packages as a regular install.
@@ -196,6 +209,7 @@ fn an_editable_install_is_reported_with_its_path_or_bundled_on_request() {
     .expect("bundle editable");
     let site = format!("env/lib/python{xy}/site-packages");
     assert!(c.entries.iter().any(|e| e.dest == format!("{site}/demo")));
+    assert!(c.entries.iter().any(|e| e.dest == format!("{site}/demo2")));
     assert!(!c.entries.iter().any(|e| e.dest.contains("__editable__")));
     let unpacked = tmp.path().join("u");
     materialize(&c, &unpacked).expect("install");
@@ -204,10 +218,13 @@ fn an_editable_install_is_reported_with_its_path_or_bundled_on_request() {
     let done = run(&mut hidden(
         &hide,
         &unpacked.join("env/bin/python"),
-        &["-c", "import demo; print(demo.VALUE, demo.__file__)"],
+        &[
+            "-c",
+            "import demo, demo2; print(demo.VALUE, demo2.VALUE, demo.__file__)",
+        ],
     ))
     .success();
-    assert!(done.stdout.starts_with("42 "), "{}", done.stdout);
+    assert!(done.stdout.starts_with("42 7 "), "{}", done.stdout);
     assert!(
         done.stdout.contains(&*unpacked.to_string_lossy()),
         "{}",
