@@ -550,7 +550,7 @@ impl Planner<'_> {
                     Some(m) => records.get(m.package).map(|r| r.id()),
                     None => dist_owner.get(path).cloned(),
                 };
-                self.add_file(path, &dest, root_index, info, package)?;
+                self.add_file(path, &dest, info, package)?;
             } else {
                 self.warnings.push(format!(
                     "left out {}: not a regular file, directory or link",
@@ -632,7 +632,6 @@ impl Planner<'_> {
         &mut self,
         path: &Path,
         dest: &str,
-        root_index: usize,
         managed: Option<&Managed>,
         package: Option<String>,
     ) -> Result<(), PluginError> {
@@ -674,7 +673,7 @@ impl Planner<'_> {
         }
         let data = std::fs::read(path).map_err(read_error)?;
         let mut content: Option<Vec<u8>> = None;
-        let spellings = self.prefix_spellings(root_index);
+        let spellings = self.prefix_spellings();
         let placeholder = managed.and_then(|m| m.placeholder.clone());
         let is_managed = managed.is_some();
 
@@ -773,7 +772,6 @@ impl Planner<'_> {
                 }
             }
         } else {
-            let mode_default = PrefixMode::Binary;
             match (&placeholder, is_managed) {
                 (Some((ph, mode)), _) => {
                     for (old, root) in self.found_prefixes(&data, &spellings, Some(ph)) {
@@ -783,7 +781,7 @@ impl Planner<'_> {
                 (None, true) => {}
                 (None, false) => {
                     for (old, root) in self.found_prefixes(&data, &spellings, None) {
-                        plan.rewrites.push((old, root, mode_default));
+                        plan.rewrites.push((old, root, PrefixMode::Binary));
                     }
                 }
             }
@@ -826,7 +824,7 @@ impl Planner<'_> {
 
     /// All spellings of all roots' prefixes, longest first, with their roots. Files of the
     /// environment may hold the base's prefix too (pyvenv.cfg), so every root counts.
-    fn prefix_spellings(&self, _root_index: usize) -> Vec<(String, String)> {
+    fn prefix_spellings(&self) -> Vec<(String, String)> {
         let mut out: Vec<(String, String)> = self
             .roots
             .iter()
