@@ -223,11 +223,14 @@ pub fn contribute(request: &ContributeRequest, host: &Host) -> Result<Contributi
             ));
         }
         check_dest(&planner.config.base_dest, "base_dest")?;
-        if planner.config.base_dest.trim_matches('/') == planner.roots[0].dest {
-            return Err(PluginError::new(
-                "`dest` and `base_dest` in [sources.conda] are the same folder",
-            )
-            .with_help("give the venv and its base installation different folders"));
+        let base_dest = planner.config.base_dest.trim_matches('/');
+        let env_dest = planner.roots[0].dest.as_str();
+        let nested = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}/"));
+        if nested(base_dest, env_dest) || nested(env_dest, base_dest) {
+            return Err(PluginError::new(format!(
+                "`dest` ({env_dest}) and `base_dest` ({base_dest}) in [sources.conda] overlap"
+            ))
+            .with_help("give the venv and its base installation separate folders, such as `env` and `python`"));
         }
         let system_site = read_pyvenv_cfg(&prefix.join("pyvenv.cfg"))
             .get("include-system-site-packages")
