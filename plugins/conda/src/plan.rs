@@ -1264,3 +1264,49 @@ fn python_packages(
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conda_noise_is_skipped_but_cache_tags_are_not() {
+        for rel in [
+            "pkgs",
+            "pkgs/x/info",
+            "envs/other",
+            "conda-bld",
+            ".conda_lock",
+        ] {
+            assert!(is_conda_noise(rel), "{rel}");
+        }
+        for rel in [
+            "CACHEDIR.TAG",
+            "lib/pkgs.py",
+            "share/envs",
+            "conda-meta/x.json",
+        ] {
+            assert!(!is_conda_noise(rel), "{rel}");
+        }
+        assert!(is_conda_noise("lib/libx.so.c~"));
+        assert!(is_conda_noise("bin/old.conda_trash"));
+    }
+
+    #[test]
+    fn dest_must_stay_inside_the_bundle() {
+        assert!(check_dest("env", "dest").is_ok());
+        assert!(check_dest("opt/env", "dest").is_ok());
+        for bad in ["", "/abs", "../up", "a/../b", "a//b", "."] {
+            assert!(check_dest(bad, "dest").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn exclude_globs_stay_within_directories() {
+        let set = globs(&["lib/*.a".into(), "**/tests".into()], "exclude").expect("globs");
+        assert!(set.is_match("lib/libx.a"));
+        assert!(!set.is_match("lib/sub/libx.a"));
+        assert!(set.is_match("lib/python3.11/site-packages/x/tests"));
+        assert!(globs(&["[".into()], "exclude").is_err());
+    }
+}
