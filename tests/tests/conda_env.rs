@@ -380,7 +380,9 @@ fn conda_env_through_airgap_bundle_unpack_and_relocate() {
         "greetings from libgreet\n"
     );
 
-    let moved = f.root.join("w");
+    // Longer than the first destination, not longer than the source prefix: binary files
+    // have the room their original prefix had.
+    let moved = f.root.join("relocated-again");
     run(airgap_tests::airgap()
         .arg("relocate")
         .arg(&dest)
