@@ -90,6 +90,14 @@ fn conda_env_is_described_from_conda_meta_and_unmanaged_files_are_detected() {
         std::fs::write(f.prefix.join(dir).join("file"), "x").unwrap();
     }
     std::fs::write(f.prefix.join(".conda_lock"), "").unwrap();
+    // A broken link is left out with a warning, not carried as a dangling link.
+    std::os::unix::fs::symlink("../nothing-here", f.prefix.join("bin/broken-link")).unwrap();
+    // An absolute link into the env becomes a relative one.
+    std::os::unix::fs::symlink(
+        f.prefix.join("share/hello/data.txt"),
+        f.prefix.join("share/data-link.txt"),
+    )
+    .unwrap();
     // A managed file that still holds its placeholder (never replaced at install): its
     // placeholder is the prefix to rewrite.
     let script = f.prefix.join("bin/hello-script");
@@ -108,6 +116,24 @@ fn conda_env_is_described_from_conda_meta_and_unmanaged_files_are_detected() {
             "{skipped} is bundled"
         );
     }
+
+    assert!(!c.entries.iter().any(|e| e.dest == "env/bin/broken-link"));
+    assert!(
+        c.warnings.iter().any(|w| w.contains("broken-link")),
+        "{:?}",
+        c.warnings
+    );
+    let link = c
+        .entries
+        .iter()
+        .find(|e| e.dest == "env/share/data-link.txt")
+        .unwrap();
+    assert_eq!(
+        link.kind,
+        airgap_plugin_api::EntryKind::Symlink {
+            target: "hello/data.txt".into()
+        }
+    );
 
     // One package per conda-meta record, with its channel.
     let mut ids: Vec<&str> = c.packages.iter().map(|p| p.id.as_str()).collect();

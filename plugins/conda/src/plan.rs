@@ -603,6 +603,14 @@ impl Planner<'_> {
         let parent = path.parent().unwrap_or(Path::new("/"));
         let absolute = paths::normalize(&parent.join(&target));
         if let Some(in_bundle) = self.map(&absolute) {
+            if std::fs::metadata(path).is_err() {
+                self.warnings.push(format!(
+                    "left out the broken link {} (it points to {})",
+                    path.display(),
+                    target.display()
+                ));
+                return Ok(());
+            }
             let rel = paths::relative(paths::parent(dest), &in_bundle);
             self.entries.push(Entry::symlink(dest, rel));
             return Ok(());
