@@ -548,3 +548,52 @@ fn conda_env_with_python_and_a_noarch_package_runs_elsewhere() {
     let e = env.to_string_lossy();
     assert_eq!(done.stdout, format!("{e}\n{e}\n"));
 }
+
+/// Records written by older conda versions have no `paths_data`: the placeholders then come
+/// from the package cache, `info/paths.json`, else `info/has_prefix`.
+#[test]
+fn placeholders_come_from_the_package_cache_when_conda_meta_lacks_paths_data() {
+    let Some(f) = fixture() else { return };
+    let meta = f.prefix.join("conda-meta/hello-tools-1.0-h0_0.json");
+    let mut record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+    record.as_object_mut().unwrap().remove("paths_data");
+    let cache = std::path::PathBuf::from(record["extracted_package_dir"].as_str().unwrap());
+    std::fs::write(&meta, serde_json::to_vec_pretty(&record).unwrap()).unwrap();
+    let p = f.prefix.to_string_lossy().into_owned();
+    let expected = |c: &airgap_plugin_api::Contribution| {
+        let rw = rewrites(c);
+        let get = |d: &str| {
+            rw.iter()
+                .filter(|(x, _, _)| x == d)
+                .map(|(_, o, m)| (o.clone(), *m))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            get("env/bin/hello-paths"),
+            [(p.clone(), PrefixMode::Binary)]
+        );
+        assert_eq!(get("env/bin/hello-script"), [(p.clone(), PrefixMode::Text)]);
+    };
+    let c = contribute(json!({"prefix": f.prefix}), &f.root.join("w1"), None).unwrap();
+    expected(&c);
+
+    // The oldest form: info/has_prefix ("placeholder mode path").
+    let paths_json = cache.join("info/paths.json");
+    let placeholder = {
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&paths_json).unwrap()).unwrap();
+        v["paths"][0]["prefix_placeholder"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    std::fs::remove_file(&paths_json).unwrap();
+    std::fs::write(
+        cache.join("info/has_prefix"),
+        format!("{placeholder} binary bin/hello-paths\n/opt/anaconda1anaconda2anaconda3 text bin/hello-script\n"),
+    )
+    .unwrap();
+    let c = contribute(json!({"prefix": f.prefix}), &f.root.join("w2"), None).unwrap();
+    expected(&c);
+}
