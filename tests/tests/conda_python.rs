@@ -321,6 +321,14 @@ fn venv_through_airgap_bundle_unpack_and_relocate_to_a_longer_path() {
         assert_eq!(done.stdout, format!("&lt; {}\n", env.display()));
         let done = run(&mut hidden(&hide, &env.join("bin/pip"), &["list"])).success();
         assert!(done.stdout.contains("MarkupSafe"), "{}", done.stdout);
+        // The generated activate script: `python` is the env's, VIRTUAL_ENV is set.
+        let script = format!(
+            ". '{}/activate' && python -c 'import sys, six; print(sys.prefix)' && echo \"$VIRTUAL_ENV\"",
+            env.display()
+        );
+        let done = run(&mut hidden(&hide, Path::new("/bin/bash"), &["-c", &script])).success();
+        let e = env.display();
+        assert_eq!(done.stdout, format!("{e}\n{e}\n"));
     };
     check(&dest.join("env"));
 
