@@ -218,3 +218,44 @@ fn an_unknown_policy_is_an_error_with_help() {
         "a string where a list belongs was accepted"
     );
 }
+
+#[test]
+fn libstdcxx_is_bundled_only_when_the_policy_target_has_an_older_one() {
+    let tmp = airgap_tests::tempdir();
+    let src = tmp.path().join("cxx.cpp");
+    std::fs::write(
+        &src,
+        "#include <string>\n#include <iostream>\nint main(int c, char **v) { std::string s(v[0]); std::cout << s.size() << std::endl; return 0; }\n",
+    )
+    .expect("write");
+    let exe = tmp.path().join("cxx");
+    airgap_tests::run(Command::new("g++").arg(&src).arg("-o").arg(&exe)).success();
+    let needs = ElfFile::parse(&exe).expect("parse").symbol_versions();
+    assert!(needs.max("GLIBCXX").is_some(), "{needs:?}");
+    // manylinux2014 targets have libstdc++ up to GLIBCXX_3.4.19: too old for today's g++.
+    let c = contribute(
+        tmp.path(),
+        &[(exe.clone(), "bin/cxx")],
+        serde_json::json!({"policy": "manylinux2014"}),
+    );
+    assert!(
+        names(&c).contains(&"libstdc++.so.6".to_owned()),
+        "{:?}",
+        names(&c)
+    );
+    // A target as new as this machine has what it needs.
+    let glibc = airgap_elf::target::RootLibs::read(Path::new("/"))
+        .expect("read /")
+        .glibc
+        .expect("glibc");
+    let c = contribute(
+        tmp.path(),
+        &[(exe, "bin/cxx")],
+        serde_json::json!({"policy": format!("manylinux_{}", glibc.to_string().replace('.', "_"))}),
+    );
+    assert!(
+        !names(&c).contains(&"libstdc++.so.6".to_owned()),
+        "{:?}",
+        names(&c)
+    );
+}

@@ -9,7 +9,7 @@ use airgap_elf::patch::{origin_relative, set_search_path};
 use airgap_elf::policy::{
     never_bundle, policy_by_name, policy_for_glibc, ManylinuxPolicy, NeverBundle,
 };
-use airgap_elf::{ElfFile, ElfKind, RpathKind, Version};
+use airgap_elf::{ElfFile, ElfKind, RpathKind, SymbolVersions, Version};
 use airgap_plugin_api::{
     BundleFile, ContributeRequest, Contribution, Entry, FileKind, Host, Package, PluginError,
     TargetProfile,
@@ -272,6 +272,17 @@ pub fn graft(
         });
     }
 
+    // libstdc++ and libgcc_s are assumed on every manylinux target, but only up to the
+    // policy's GLIBCXX/CXXABI/GCC versions: when the bundle needs newer, the target's own
+    // copies are too old and ours go in.
+    let auto_include = too_new_runtimes(&queue, &policy);
+    for name in &auto_include {
+        host.info(&format!(
+            "bundling {name}: the bundle needs newer symbol versions than a {} target has",
+            policy.name
+        ));
+    }
+
     let mut processed: Vec<Obj> = Vec::new();
     while let Some(obj) = queue.pop_front() {
         if host.is_cancelled() {
@@ -325,7 +336,10 @@ pub fn graft(
                 host.debug(&format!("{name} excluded: the target must provide it"));
                 continue;
             }
-            if policy.assumes(name) && !include.is_match(name) {
+            if policy.assumes(name)
+                && !include.is_match(name)
+                && !auto_include.contains(name.as_str())
+            {
                 continue;
             }
             let chain = [Object {
@@ -513,6 +527,33 @@ pub fn graft(
         ));
     }
     Ok(out)
+}
+
+/// The C++/GCC runtimes (`libstdc++.so.6`, `libgcc_s.so.1`) whose required versions exceed
+/// what the policy's targets have.
+fn too_new_runtimes(objs: &VecDeque<Obj>, policy: &ManylinuxPolicy) -> BTreeSet<&'static str> {
+    let mut cxx = SymbolVersions::default();
+    let mut gcc = SymbolVersions::default();
+    for obj in objs {
+        for need in &obj.elf.version_needs {
+            let into = match need.file.as_str() {
+                "libstdc++.so.6" => &mut cxx,
+                "libgcc_s.so.1" => &mut gcc,
+                _ => continue,
+            };
+            for v in &need.versions {
+                into.add(v);
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    if !policy.too_new(&cxx).is_empty() {
+        out.insert("libstdc++.so.6");
+    }
+    if !policy.too_new(&gcc).is_empty() {
+        out.insert("libgcc_s.so.1");
+    }
+    out
 }
 
 /// The candidate sharing the longest leading path with `from`.
