@@ -126,10 +126,20 @@ fn build_static_unpacker(release: bool, out: &Path) -> Result<()> {
         .map(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == MUSL))
         .unwrap_or(false);
     let mut attempts: Vec<(&str, Vec<(&str, &str)>)> = Vec::new();
-    if musl_installed {
+    // zstd's C code needs a musl C compiler for the musl target (Debian: musl-tools).
+    let musl_cc = ["musl-gcc", "x86_64-linux-musl-gcc"].iter().any(|cc| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {cc}")])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    });
+    if musl_installed && musl_cc {
         attempts.push((MUSL, vec![]));
     }
     attempts.push((GNU, vec![("RUSTFLAGS", "-C target-feature=+crt-static")]));
+    // The unpacker travels inside every bundle: no debug info, no symbols.
+    let slim = "-C debuginfo=0 -C strip=symbols";
     for (triple, env) in attempts {
         let mut cmd = cargo();
         cmd.args(["build", "-p", "airgap-unpack", "--target", triple]);
@@ -139,9 +149,12 @@ fn build_static_unpacker(release: bool, out: &Path) -> Result<()> {
         // With an explicit --target, RUSTFLAGS reach only the target's artifacts (kept in
         // target/<triple>/), so the normal build's cache stays valid and build scripts and
         // proc-macros are shared.
-        for (k, v) in &env {
-            cmd.env(k, v);
-        }
+        let flags = env
+            .iter()
+            .find(|(k, _)| *k == "RUSTFLAGS")
+            .map(|(_, v)| format!("{v} {slim}"))
+            .unwrap_or_else(|| slim.to_string());
+        cmd.env("RUSTFLAGS", flags);
         match run(&mut cmd) {
             Ok(()) => {
                 let built = target_dir()
@@ -153,7 +166,7 @@ fn build_static_unpacker(release: bool, out: &Path) -> Result<()> {
                     .with_context(|| format!("copy {} to {}", built.display(), dest.display()))?;
                 if triple == GNU {
                     eprintln!(
-                        "note: the {MUSL} target is not installed; the unpacker is a static glibc build (runs on any x86-64 Linux)"
+                        "note: no {MUSL} build (needs the rustup target and musl-gcc); the unpacker is a static glibc build, which runs on any x86-64 Linux"
                     );
                 }
                 return Ok(());
@@ -321,6 +334,7 @@ paths = ["data"]
     run(Command::new(&airgap).arg("inspect").arg(&bundle))?;
     let elsewhere = demo.join(format!("elsewhere-{}", std::process::id()));
     let dest = elsewhere.join("example-env");
+    std::fs::create_dir_all(&elsewhere)?;
     step(&format!("unpacking at another path: airgap unpack {} {}", bundle.display(), dest.display()));
     run(Command::new(&airgap).arg("unpack").arg(&bundle).arg(&dest))?;
     step("running the unpacked environment there");
