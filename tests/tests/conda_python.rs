@@ -399,3 +399,64 @@ fn venv_bundle_runs_in_a_debian_root_without_python() {
     );
     assert!(done.stdout.contains("MarkupSafe"), "{}", done.stdout);
 }
+
+/// The contract with the pip source: it reads `Contribution.python` (version, tags, the
+/// interpreter and site-packages in the bundle) and installs wheels into the bundled venv at
+/// unpack, with that venv's own interpreter.
+#[test]
+fn the_pip_source_installs_into_the_bundled_venv() {
+    if !conda::can_hide() {
+        eprintln!("skipped: no mount namespaces here (unshare --mount)");
+        return;
+    }
+    let base = conda::base_python();
+    let xy = conda::version_short(&base);
+    let tmp = tempdir();
+    let src = tmp.path().join("src");
+    conda::venv(&base, &src.join("venv"), &[]);
+    let config = tmp.path().join("airgap.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[bundle]\nname = \"app\"\ncompression = \"zstd\"\nlevel = 1\n\n\
+             [sources.conda]\nprefix = \"src/venv\"\nstdlib_tests = false\n\
+             base_exclude = [\"lib/python{xy}/config-*/*.a\", \"**/__pycache__\"]\n\n\
+             [sources.pip]\npackages = [\"six\"]\n"
+        ),
+    )
+    .unwrap();
+    let bundle = tmp.path().join("app.tar.zst");
+    let done = run(airgap_tests::airgap()
+        .arg("bundle")
+        .arg("-c")
+        .arg(&config)
+        .arg("--plugin-dir")
+        .arg(airgap_tests::build_dir())
+        .arg("-o")
+        .arg(&bundle)
+        .arg("--no-check"))
+    .success();
+    assert!(
+        done.stderr.contains(&format!("cp{}", xy.replace('.', ""))),
+        "{}",
+        done.stderr
+    );
+    let dest = tmp.path().join("d");
+    run(airgap_tests::airgap().arg("unpack").arg(&bundle).arg(&dest)).success();
+    let env = dest.join("env");
+    let hide: [&Path; 2] = [&base, &src];
+    let done = run(&mut hidden(
+        &hide,
+        &env.join("bin/python"),
+        &["-c", "import six; print(six.__file__)"],
+    ))
+    .success();
+    assert!(
+        done.stdout.starts_with(&format!(
+            "{}/lib/python{xy}/site-packages/six.py",
+            env.display()
+        )),
+        "{}",
+        done.stdout
+    );
+}
