@@ -77,8 +77,13 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<ExitCode> {
         let mut candidates = builtin_names();
         candidates.extend(commands.keys().cloned());
         let help = match closest(&name, &candidates) {
-            Some(best) => format!("a command with a similar name exists: `{best}`; see `airgap --list`"),
-            None => "see `airgap --list` for the commands, built-in and external (airgap-NAME on PATH)".to_string(),
+            Some(best) => {
+                format!("a command with a similar name exists: `{best}`; see `airgap --list`")
+            }
+            None => {
+                "see `airgap --list` for the commands, built-in and external (airgap-NAME on PATH)"
+                    .to_string()
+            }
         };
         return Err(with_help_code(
             anyhow::anyhow!("no such command: `{name}`"),
@@ -148,7 +153,11 @@ mod tests {
 
     #[test]
     fn suggests_the_nearest_command() {
-        let names = vec!["bundle".to_string(), "unpack".to_string(), "verify".to_string()];
+        let names = vec![
+            "bundle".to_string(),
+            "unpack".to_string(),
+            "verify".to_string(),
+        ];
         assert_eq!(closest("bundel", &names).as_deref(), Some("bundle"));
         assert_eq!(closest("xyzzyqq", &names), None);
     }

@@ -78,7 +78,9 @@ impl Progress for Ui {
         };
         bar.set_draw_target(ProgressDrawTarget::stderr());
         let template = match (unit, total > 0) {
-            (Unit::Bytes, true) => "{prefix:>12.cyan.bold} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+            (Unit::Bytes, true) => {
+                "{prefix:>12.cyan.bold} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}"
+            }
             (Unit::Items, true) => "{prefix:>12.cyan.bold} [{bar:30}] {pos}/{len} {wide_msg}",
             (Unit::Bytes, false) => "{prefix:>12.cyan.bold} {spinner} {bytes} {bytes_per_sec}",
             (Unit::Items, false) => "{prefix:>12.cyan.bold} {spinner} {pos} {wide_msg}",

@@ -116,7 +116,10 @@ pub fn plan_bundle(
     validate_bundle_name(&bundle_name)?;
     if config.sources.is_empty() {
         return Err(Error::ConfigParse {
-            path: config.path.clone().unwrap_or_else(|| PathBuf::from("<config>")),
+            path: config
+                .path
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("<config>")),
             message: "no [sources.*] table: nothing to bundle".into(),
         });
     }
@@ -173,7 +176,10 @@ pub fn plan_bundle(
         };
         progress.message(
             airgap_archive::progress::Level::Info,
-            &format!("source {} (plugin {} {})", source.name, plugin.name, plugin.version),
+            &format!(
+                "source {} (plugin {} {})",
+                source.name, plugin.name, plugin.version
+            ),
         );
         let contribution = plugin.contribute(&request, progress, cancelled)?;
         check_contract(&plugin.name, &contribution.entries)?;
@@ -215,14 +221,24 @@ pub fn plan_bundle(
             abi: format!("{}.{}", plugin.abi.0, plugin.abi.1),
             source: source.name.clone(),
         });
-        packages.extend(contribution.packages.into_iter().map(|package| PackageRecord {
-            plugin: plugin.name.clone(),
-            package,
-        }));
-        steps.extend(contribution.install_steps.into_iter().map(|step| StepRecord {
-            plugin: plugin.name.clone(),
-            step,
-        }));
+        packages.extend(
+            contribution
+                .packages
+                .into_iter()
+                .map(|package| PackageRecord {
+                    plugin: plugin.name.clone(),
+                    package,
+                }),
+        );
+        steps.extend(
+            contribution
+                .install_steps
+                .into_iter()
+                .map(|step| StepRecord {
+                    plugin: plugin.name.clone(),
+                    step,
+                }),
+        );
     }
     warnings.extend(plan.warnings().iter().cloned());
     let manifest = ManifestInput {
@@ -251,12 +267,7 @@ pub fn check_planned(planned: &Planned) -> Result<CheckReport, Error> {
         .files()
         .into_iter()
         .filter(|f| f.kind == FileKind::File)
-        .filter_map(|f: BundleFile| {
-            f.source.map(|disk| CheckInput {
-                path: f.path,
-                disk,
-            })
-        })
+        .filter_map(|f: BundleFile| f.source.map(|disk| CheckInput { path: f.path, disk }))
         .collect();
     check_files(
         &inputs,
@@ -287,7 +298,11 @@ pub fn bundle(
         Some(c) => c,
         None => compression_from_config(config)?,
     };
-    let output = match options.output.clone().or_else(|| config.bundle.output.clone()) {
+    let output = match options
+        .output
+        .clone()
+        .or_else(|| config.bundle.output.clone())
+    {
         Some(o) => o,
         None => PathBuf::from(format!(
             "{}.{}",
@@ -345,7 +360,10 @@ fn compression_from_config(config: &Config) -> Result<Compression, Error> {
             level: level.unwrap_or(3),
         }),
         Some(other) => Err(Error::ConfigParse {
-            path: config.path.clone().unwrap_or_else(|| PathBuf::from("<config>")),
+            path: config
+                .path
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("<config>")),
             message: format!("[bundle] compression = {other:?}: use \"gzip\" or \"zstd\""),
         }),
     }
@@ -378,10 +396,15 @@ fn check_contract(plugin: &str, entries: &[airgap_plugin_api::Entry]) -> Result<
         } else if dest.split('/').any(|c| c == "..") {
             Some(format!("destination {dest:?} leaves the bundle"))
         } else if dest == ".airgap" || dest.starts_with(".airgap/") || dest == "unpack" {
-            Some(format!("destination {dest:?} is reserved for airgap itself"))
+            Some(format!(
+                "destination {dest:?} is reserved for airgap itself"
+            ))
         } else if let EntryKind::Path { source, .. } = &entry.kind {
             (!source.is_absolute()).then(|| {
-                format!("source {} for {dest:?} is not an absolute path", source.display())
+                format!(
+                    "source {} for {dest:?} is not an absolute path",
+                    source.display()
+                )
             })
         } else {
             None

@@ -164,7 +164,9 @@ impl Config {
                 Some(_) => {
                     return Err(Error::ConfigParse {
                         path: shown,
-                        message: format!("`sources.{name}.plugin` must be a plugin name (a string)"),
+                        message: format!(
+                            "`sources.{name}.plugin` must be a plugin name (a string)"
+                        ),
                     })
                 }
             };
@@ -242,7 +244,11 @@ impl Config {
     /// The target profile as declared; the host completes it from the bundled interpreter.
     pub fn target_profile(&self) -> TargetProfile {
         let t = &self.target;
-        let platforms = t.platform.clone().map(OneOrMany::into_vec).unwrap_or_default();
+        let platforms = t
+            .platform
+            .clone()
+            .map(OneOrMany::into_vec)
+            .unwrap_or_default();
         let glibc = t
             .glibc
             .clone()
@@ -342,7 +348,10 @@ paths = ["m"]
         assert_eq!(names, ["conda", "pip", "syslibs", "acme-store", "models"]);
         assert_eq!(c.sources[4].plugin, "files");
         assert!(c.sources[4].config.get("plugin").is_none());
-        assert_eq!(c.bundle.output.as_deref(), Some(Path::new("/cfg/nlp-env.tar.gz")));
+        assert_eq!(
+            c.bundle.output.as_deref(),
+            Some(Path::new("/cfg/nlp-env.tar.gz"))
+        );
         let t = c.target_profile();
         assert_eq!(t.glibc.as_deref(), Some("2.17"));
         assert_eq!(t.platforms, ["manylinux2014_x86_64"]);
@@ -357,8 +366,14 @@ paths = ["m"]
 
     #[test]
     fn manylinux_tags_map_to_glibc() {
-        assert_eq!(glibc_of_platform_tag("manylinux_2_28_x86_64").as_deref(), Some("2.28"));
-        assert_eq!(glibc_of_platform_tag("manylinux2010_x86_64").as_deref(), Some("2.12"));
+        assert_eq!(
+            glibc_of_platform_tag("manylinux_2_28_x86_64").as_deref(),
+            Some("2.28")
+        );
+        assert_eq!(
+            glibc_of_platform_tag("manylinux2010_x86_64").as_deref(),
+            Some("2.12")
+        );
         assert_eq!(glibc_of_platform_tag("linux_x86_64"), None);
     }
 }

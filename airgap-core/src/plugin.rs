@@ -118,7 +118,8 @@ impl Plugin {
                 "rebuild the plugin with `airgap_plugin_api::export_plugin!`",
             ));
         }
-        let word = |at: usize| u32::from_ne_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
+        let word =
+            |at: usize| u32::from_ne_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
         let (major, minor, size) = (word(8), word(12), word(16) as usize);
         if !abi_compatible(major, minor) {
             let help = if major != ABI_MAJOR {
@@ -151,13 +152,19 @@ impl Plugin {
         let descriptor: &'static PluginDescriptor = unsafe { &*raw };
         let text = |p: *const std::ffi::c_char, what: &str| -> Result<String, Error> {
             if p.is_null() {
-                return Err(fail(format!("the descriptor's {what} is null"), "rebuild the plugin"));
+                return Err(fail(
+                    format!("the descriptor's {what} is null"),
+                    "rebuild the plugin",
+                ));
             }
             // SAFETY: the ABI requires NUL-terminated static strings.
             let s = unsafe { CStr::from_ptr(p) };
-            s.to_str()
-                .map(str::to_string)
-                .map_err(|_| fail(format!("the descriptor's {what} is not UTF-8"), "rebuild the plugin"))
+            s.to_str().map(str::to_string).map_err(|_| {
+                fail(
+                    format!("the descriptor's {what} is not UTF-8"),
+                    "rebuild the plugin",
+                )
+            })
         };
         let name = text(descriptor.name, "name")?;
         let version = text(descriptor.version, "version")?;
@@ -193,10 +200,12 @@ impl Plugin {
         progress: &dyn Progress,
         cancelled: &AtomicBool,
     ) -> Result<Contribution, Error> {
-        let json = serde_json::to_vec(request).map_err(|e| Error::Internal(format!(
-            "cannot encode the request for plugin {}: {e}",
-            self.name
-        )))?;
+        let json = serde_json::to_vec(request).map_err(|e| {
+            Error::Internal(format!(
+                "cannot encode the request for plugin {}: {e}",
+                self.name
+            ))
+        })?;
         let context = CallContext {
             progress,
             cancelled,
@@ -212,8 +221,9 @@ impl Plugin {
         };
         let mut out = Buffer::empty();
         // SAFETY: the descriptor was checked at load; all pointers are valid for the call.
-        let status =
-            unsafe { (self.descriptor.contribute)(&callbacks, json.as_ptr(), json.len(), &mut out) };
+        let status = unsafe {
+            (self.descriptor.contribute)(&callbacks, json.as_ptr(), json.len(), &mut out)
+        };
         if context.phase_started.load(Ordering::Relaxed) {
             progress.end();
         }
@@ -222,13 +232,13 @@ impl Plugin {
         // SAFETY: freed once, by the library that allocated it.
         unsafe { (self.descriptor.free_buffer)(out) };
         match status {
-            STATUS_OK => serde_json::from_slice::<Contribution>(&bytes).map_err(|e| {
-                Error::PluginMalformed {
+            STATUS_OK => {
+                serde_json::from_slice::<Contribution>(&bytes).map_err(|e| Error::PluginMalformed {
                     plugin: self.name.clone(),
                     path: self.path.clone(),
                     reason: e.to_string(),
-                }
-            }),
+                })
+            }
             STATUS_ERROR => {
                 let error: PluginError = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
                     PluginError::new(String::from_utf8_lossy(&bytes).into_owned())
@@ -262,7 +272,9 @@ impl Plugin {
 fn check_is_shared_library(path: &Path) -> Result<(), String> {
     let mut head = [0u8; 18];
     let mut file = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
-    let n = file.read(&mut head).map_err(|e| format!("cannot read: {e}"))?;
+    let n = file
+        .read(&mut head)
+        .map_err(|e| format!("cannot read: {e}"))?;
     if n < 18 || head[..4] != *b"\x7fELF" {
         return Err("not a shared library (no ELF header)".to_string());
     }

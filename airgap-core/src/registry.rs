@@ -136,7 +136,10 @@ impl Registry {
         if let Some(data) = data {
             push(data.join("airgap/plugins"), DirOrigin::User);
         }
-        push(PathBuf::from("/usr/local/lib/airgap/plugins"), DirOrigin::System);
+        push(
+            PathBuf::from("/usr/local/lib/airgap/plugins"),
+            DirOrigin::System,
+        );
         push(PathBuf::from("/usr/lib/airgap/plugins"), DirOrigin::System);
         dirs
     }
@@ -180,13 +183,16 @@ impl Registry {
                             origin: dir.origin,
                             status,
                         });
-                        if !plugins.contains_key(&plugin.name) && !errors.contains_key(&plugin.name) {
+                        if !plugins.contains_key(&plugin.name) && !errors.contains_key(&plugin.name)
+                        {
                             plugins.insert(plugin.name.clone(), plugin);
                         }
                     }
                     Err(error) => {
                         let abi = match &error {
-                            Error::PluginIncompatible { plugin_abi, .. } => Some(plugin_abi.clone()),
+                            Error::PluginIncompatible { plugin_abi, .. } => {
+                                Some(plugin_abi.clone())
+                            }
                             _ => None,
                         };
                         found.push(Found {

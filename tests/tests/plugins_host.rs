@@ -8,7 +8,10 @@ use airgap_tests::{airgap, build_dir, cdylib, run, tempdir, workspace_root};
 
 /// Copy a built test plugin into `dir` under the file name a real plugin would have.
 fn install_as(dir: &Path, crate_name: &str, plugin_name: &str) -> PathBuf {
-    let to = dir.join(format!("libairgap_plugin_{}.so", plugin_name.replace('-', "_")));
+    let to = dir.join(format!(
+        "libairgap_plugin_{}.so",
+        plugin_name.replace('-', "_")
+    ));
     std::fs::copy(cdylib(crate_name), &to).expect("copy plugin");
     to
 }
@@ -38,7 +41,10 @@ fn plugins_list_shows_the_default_plugins_with_version_and_abi() {
         let p = find(&json, name);
         assert_eq!(p["status"], "ok", "{name}: {p:#}");
         assert_eq!(p["abi"], "1.0", "{name}: {p:#}");
-        assert!(p["version"].as_str().is_some_and(|v| !v.is_empty()), "{p:#}");
+        assert!(
+            p["version"].as_str().is_some_and(|v| !v.is_empty()),
+            "{p:#}"
+        );
     }
     assert_eq!(json["host_abi"], "1.0");
     let text = run(airgap().args(["plugins", "list"])).success().stdout;
@@ -56,15 +62,37 @@ fn broken_plugins_are_reported_by_file_and_never_stop_the_others() {
     std::fs::write(&text_file, "this is a text file, not a library\n").expect("write");
     let json = plugins_json(Some(dir.path()));
 
-    let reason = |name: &str| find(&json, name)["reason"].as_str().unwrap_or("").to_string();
+    let reason = |name: &str| {
+        find(&json, name)["reason"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
     assert_eq!(find(&json, "abi-major")["status"], "broken");
-    assert!(reason("abi-major").contains("built for plugin ABI 99.0, but this airgap speaks plugin ABI 1.0"), "{}", reason("abi-major"));
+    assert!(
+        reason("abi-major")
+            .contains("built for plugin ABI 99.0, but this airgap speaks plugin ABI 1.0"),
+        "{}",
+        reason("abi-major")
+    );
     assert!(reason("abi-major").contains(&major.display().to_string()));
-    assert!(reason("abi-minor").contains("plugin ABI 1.7"), "{}", reason("abi-minor"));
+    assert!(
+        reason("abi-minor").contains("plugin ABI 1.7"),
+        "{}",
+        reason("abi-minor")
+    );
     assert!(reason("abi-minor").contains(&minor.display().to_string()));
-    assert!(reason("no-symbol").contains("no `airgap_plugin_descriptor` symbol"), "{}", reason("no-symbol"));
+    assert!(
+        reason("no-symbol").contains("no `airgap_plugin_descriptor` symbol"),
+        "{}",
+        reason("no-symbol")
+    );
     assert!(reason("no-symbol").contains(&nosym.display().to_string()));
-    assert!(reason("notalib").contains("not a shared library"), "{}", reason("notalib"));
+    assert!(
+        reason("notalib").contains("not a shared library"),
+        "{}",
+        reason("notalib")
+    );
     // The good plugins are still there and usable.
     assert_eq!(find(&json, "acme-store")["status"], "ok");
     assert_eq!(find(&json, "files")["status"], "ok");
@@ -75,12 +103,26 @@ fn plugins_check_explains_an_incompatible_plugin_with_both_versions_and_advice()
     let dir = tempdir();
     let major = install_as(dir.path(), "airgap-testplugin-abi-major", "abi-major");
     let done = run(airgap().args(["plugins", "check"]).arg(&major)).failure();
-    assert!(done.stderr.contains("built for plugin ABI 99.0, but this airgap speaks plugin ABI 1.0"), "{}", done.stderr);
-    assert!(done.stderr.contains("help: rebuild the plugin against airgap-plugin-api 1.x"), "{}", done.stderr);
+    assert!(
+        done.stderr
+            .contains("built for plugin ABI 99.0, but this airgap speaks plugin ABI 1.0"),
+        "{}",
+        done.stderr
+    );
+    assert!(
+        done.stderr
+            .contains("help: rebuild the plugin against airgap-plugin-api 1.x"),
+        "{}",
+        done.stderr
+    );
 
     let minor = install_as(dir.path(), "airgap-testplugin-abi-minor", "abi-minor");
     let done = run(airgap().args(["plugins", "check"]).arg(&minor)).failure();
-    assert!(done.stderr.contains("help: upgrade airgap"), "{}", done.stderr);
+    assert!(
+        done.stderr.contains("help: upgrade airgap"),
+        "{}",
+        done.stderr
+    );
 
     let good = cdylib("airgap-plugin-acme-store");
     let done = run(airgap().args(["plugins", "check"]).arg(&good)).success();
@@ -95,7 +137,9 @@ fn bundle_with(dir: &Path, source: &str, out: &Path) -> airgap_tests::Done {
     let config = dir.join("airgap.toml");
     std::fs::write(
         &config,
-        format!("[bundle]\nname = \"t\"\n[sources.files]\npaths = [\"data\"]\n[sources.{source}]\n"),
+        format!(
+            "[bundle]\nname = \"t\"\n[sources.files]\npaths = [\"data\"]\n[sources.{source}]\n"
+        ),
     )
     .expect("write config");
     run(airgap()
@@ -113,9 +157,22 @@ fn a_panicking_plugin_is_reported_and_the_host_exits_cleanly() {
     let path = install_as(dir.path(), "airgap-testplugin-panics", "panics");
     let out = dir.path().join("out.tar.gz");
     let done = bundle_with(dir.path(), "panics", &out).failure();
-    assert_eq!(done.code, Some(1), "a panic must not kill the host: {done:?}");
-    assert!(done.stderr.contains("panicked: the panics plugin panicked on purpose"), "{}", done.stderr);
-    assert!(done.stderr.contains(&path.display().to_string()), "{}", done.stderr);
+    assert_eq!(
+        done.code,
+        Some(1),
+        "a panic must not kill the host: {done:?}"
+    );
+    assert!(
+        done.stderr
+            .contains("panicked: the panics plugin panicked on purpose"),
+        "{}",
+        done.stderr
+    );
+    assert!(
+        done.stderr.contains(&path.display().to_string()),
+        "{}",
+        done.stderr
+    );
     assert!(!out.exists(), "no bundle may be written");
 }
 
@@ -126,7 +183,11 @@ fn a_plugin_returning_malformed_data_is_reported() {
     let out = dir.path().join("out.tar.gz");
     let done = bundle_with(dir.path(), "malformed", &out).failure();
     assert!(done.stderr.contains("plugin malformed"), "{}", done.stderr);
-    assert!(done.stderr.contains("returned malformed data"), "{}", done.stderr);
+    assert!(
+        done.stderr.contains("returned malformed data"),
+        "{}",
+        done.stderr
+    );
     assert!(!out.exists());
 }
 
@@ -136,7 +197,12 @@ fn a_needed_broken_plugin_fails_the_bundle_with_its_reason() {
     install_as(dir.path(), "airgap-testplugin-abi-major", "abi-major");
     let out = dir.path().join("out.tar.gz");
     let done = bundle_with(dir.path(), "abi-major", &out).failure();
-    assert!(done.stderr.contains("the plugin for source `abi-major` cannot be used"), "{}", done.stderr);
+    assert!(
+        done.stderr
+            .contains("the plugin for source `abi-major` cannot be used"),
+        "{}",
+        done.stderr
+    );
     assert!(done.stderr.contains("plugin ABI 99.0"), "{}", done.stderr);
     assert!(!out.exists());
 }
@@ -146,17 +212,29 @@ fn an_unknown_source_lists_the_plugins_found_and_where_we_looked() {
     let dir = tempdir();
     let out = dir.path().join("out.tar.gz");
     let done = bundle_with(dir.path(), "no-such-store", &out).failure();
-    assert!(done.stderr.contains("no plugin for source `no-such-store`"), "{}", done.stderr);
+    assert!(
+        done.stderr.contains("no plugin for source `no-such-store`"),
+        "{}",
+        done.stderr
+    );
     assert!(done.stderr.contains("acme-store"), "{}", done.stderr);
     assert!(done.stderr.contains("help: searched"), "{}", done.stderr);
-    assert!(done.stderr.contains(&dir.path().display().to_string()), "{}", done.stderr);
+    assert!(
+        done.stderr.contains(&dir.path().display().to_string()),
+        "{}",
+        done.stderr
+    );
 }
 
 /// A made-up ACME store: an index and two artifacts.
 fn acme_store(dir: &Path) -> PathBuf {
     let store = dir.join("acme");
     std::fs::create_dir_all(store.join("artifacts/tools/bin")).expect("mkdir");
-    std::fs::write(store.join("artifacts/tools/bin/acme-tool"), "#!/bin/sh\necho acme\n").expect("write");
+    std::fs::write(
+        store.join("artifacts/tools/bin/acme-tool"),
+        "#!/bin/sh\necho acme\n",
+    )
+    .expect("write");
     std::fs::write(store.join("artifacts/model.bin"), vec![7u8; 4096]).expect("write");
     std::fs::write(
         store.join("index.toml"),
@@ -187,15 +265,30 @@ fn the_in_house_example_plugin_contributes_to_a_real_bundle() {
     )
     .expect("write");
     let out = dir.path().join("acme.tar.gz");
-    let done = run(airgap().args(["bundle", "--json", "-c"]).arg(&config).arg("-o").arg(&out)).success();
+    let done = run(airgap()
+        .args(["bundle", "--json", "-c"])
+        .arg(&config)
+        .arg("-o")
+        .arg(&out))
+    .success();
     let report: serde_json::Value = serde_json::from_str(&done.stdout).expect("json");
     assert_eq!(report["packages"], 1, "{report:#}");
     assert_eq!(report["sources"][0]["plugin"], "acme-store");
-    let listing = Command::new("tar").arg("-tzf").arg(&out).output().expect("GNU tar");
+    let listing = Command::new("tar")
+        .arg("-tzf")
+        .arg(&out)
+        .output()
+        .expect("GNU tar");
     assert!(listing.status.success());
     let listing = String::from_utf8_lossy(&listing.stdout);
-    assert!(listing.contains("acme-bundle/acme/acme-tools/tools/bin/acme-tool"), "{listing}");
-    assert!(!listing.contains("model.bin"), "acme-model was not asked for: {listing}");
+    assert!(
+        listing.contains("acme-bundle/acme/acme-tools/tools/bin/acme-tool"),
+        "{listing}"
+    );
+    assert!(
+        !listing.contains("model.bin"),
+        "acme-model was not asked for: {listing}"
+    );
 
     // A package that is not in the store: a clear error with help, nothing written.
     std::fs::write(
@@ -204,9 +297,24 @@ fn the_in_house_example_plugin_contributes_to_a_real_bundle() {
     )
     .expect("write");
     let out2 = dir.path().join("none.tar.gz");
-    let done = run(airgap().args(["bundle", "-c"]).arg(&config).arg("-o").arg(&out2)).failure();
-    assert!(done.stderr.contains("acme-nothing is not in the ACME index"), "{}", done.stderr);
-    assert!(done.stderr.contains("help: the index has: acme-tools==2.3.1, acme-model==1.0.0"), "{}", done.stderr);
+    let done = run(airgap()
+        .args(["bundle", "-c"])
+        .arg(&config)
+        .arg("-o")
+        .arg(&out2))
+    .failure();
+    assert!(
+        done.stderr
+            .contains("acme-nothing is not in the ACME index"),
+        "{}",
+        done.stderr
+    );
+    assert!(
+        done.stderr
+            .contains("help: the index has: acme-tools==2.3.1, acme-model==1.0.0"),
+        "{}",
+        done.stderr
+    );
     assert!(!out2.exists());
 }
 
@@ -215,21 +323,43 @@ fn external_subcommands_run_from_path_with_their_arguments_and_exit_code() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempdir();
     let script = dir.path().join("airgap-foo");
-    std::fs::write(&script, "#!/bin/sh\necho \"foo got: $*\"\necho \"AIRGAP=$AIRGAP\"\nexit 7\n").expect("write");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho \"foo got: $*\"\necho \"AIRGAP=$AIRGAP\"\nexit 7\n",
+    )
+    .expect("write");
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let path = format!("{}:{}", dir.path().display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        dir.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
 
     let done = run(airgap().env("PATH", &path).args(["foo", "a", "--b", "c d"]));
     assert_eq!(done.code, Some(7), "{done:?}");
-    assert!(done.stdout.contains("foo got: a --b c d"), "{}", done.stdout);
-    assert!(done.stdout.contains("AIRGAP=/"), "airgap passes its own path: {}", done.stdout);
+    assert!(
+        done.stdout.contains("foo got: a --b c d"),
+        "{}",
+        done.stdout
+    );
+    assert!(
+        done.stdout.contains("AIRGAP=/"),
+        "airgap passes its own path: {}",
+        done.stdout
+    );
 
-    let list = run(airgap().env("PATH", &path).arg("--list")).success().stdout;
+    let list = run(airgap().env("PATH", &path).arg("--list"))
+        .success()
+        .stdout;
     assert!(list.contains("foo"), "{list}");
     assert!(list.contains("bundle"), "{list}");
 
     let typo = run(airgap().env("PATH", &path).arg("fooo")).failure();
-    assert!(typo.stderr.contains("no such command: `fooo`"), "{}", typo.stderr);
+    assert!(
+        typo.stderr.contains("no such command: `fooo`"),
+        "{}",
+        typo.stderr
+    );
     assert!(typo.stderr.contains("`foo`"), "{}", typo.stderr);
     let typo = run(airgap().env("PATH", &path).arg("bundel")).failure();
     assert!(typo.stderr.contains("`bundle`"), "{}", typo.stderr);
@@ -245,8 +375,14 @@ fn build_out_of_tree(dir: &Path, name: &str, toolchain: Option<&str>) -> PathBuf
         .arg(&project))
     .success();
     let manifest = std::fs::read_to_string(project.join("Cargo.toml")).expect("manifest");
-    assert!(manifest.contains("airgap-plugin-api = { path ="), "{manifest}");
-    assert!(!manifest.contains("airgap-core"), "depends on the API crate only");
+    assert!(
+        manifest.contains("airgap-plugin-api = { path ="),
+        "{manifest}"
+    );
+    assert!(
+        !manifest.contains("airgap-core"),
+        "depends on the API crate only"
+    );
     // A target dir that survives test runs keeps the rebuild fast.
     let target = airgap_tests::target_dir()
         .join("out-of-tree")
@@ -266,12 +402,18 @@ fn build_out_of_tree(dir: &Path, name: &str, toolchain: Option<&str>) -> PathBuf
         .env("CARGO_TARGET_DIR", &target)
         .current_dir(&project))
     .success();
-    target.join("debug").join(format!("libairgap_plugin_{}.so", name.replace('-', "_")))
+    target
+        .join("debug")
+        .join(format!("libairgap_plugin_{}.so", name.replace('-', "_")))
 }
 
 fn load_and_use(dir: &Path, lib: &Path, name: &str) {
     let done = run(airgap().args(["plugins", "check"]).arg(lib)).success();
-    assert!(done.stdout.contains(&format!("ok: {name}")), "{}", done.stdout);
+    assert!(
+        done.stdout.contains(&format!("ok: {name}")),
+        "{}",
+        done.stdout
+    );
     let plugins = dir.join("plugins");
     std::fs::create_dir_all(&plugins).expect("mkdir");
     std::fs::copy(lib, plugins.join(lib.file_name().expect("file name"))).expect("copy");
@@ -280,7 +422,9 @@ fn load_and_use(dir: &Path, lib: &Path, name: &str) {
     let config = dir.join(format!("{name}.toml"));
     std::fs::write(
         &config,
-        format!("[bundle]\nname = \"oot\"\n[sources.{name}]\npath = \"payload\"\nversion = \"4.2\"\n"),
+        format!(
+            "[bundle]\nname = \"oot\"\n[sources.{name}]\npath = \"payload\"\nversion = \"4.2\"\n"
+        ),
     )
     .expect("write");
     let out = dir.join(format!("{name}.tar.gz"));
@@ -294,9 +438,16 @@ fn load_and_use(dir: &Path, lib: &Path, name: &str) {
     .success();
     let report: serde_json::Value = serde_json::from_str(&done.stdout).expect("json");
     assert_eq!(report["sources"][0]["plugin"], name, "{report:#}");
-    let listing = Command::new("tar").arg("-tzf").arg(&out).output().expect("tar");
+    let listing = Command::new("tar")
+        .arg("-tzf")
+        .arg(&out)
+        .output()
+        .expect("tar");
     let listing = String::from_utf8_lossy(&listing.stdout);
-    assert!(listing.contains(&format!("oot/{name}/readme.txt")), "{listing}");
+    assert!(
+        listing.contains(&format!("oot/{name}/readme.txt")),
+        "{listing}"
+    );
 }
 
 #[test]
@@ -315,7 +466,11 @@ fn a_plugin_built_with_another_toolchain_loads() {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
-    let host = Command::new("rustc").arg("-V").output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    let host = Command::new("rustc")
+        .arg("-V")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
     let other = toolchains
         .lines()
         .map(|l| l.split_whitespace().next().unwrap_or(""))
@@ -332,7 +487,9 @@ fn a_plugin_built_with_another_toolchain_loads() {
 
 #[test]
 fn the_api_crate_depends_on_nothing_in_the_workspace() {
-    let manifest = std::fs::read_to_string(workspace_root().join("plugins/airgap-plugin-api/Cargo.toml")).expect("read");
+    let manifest =
+        std::fs::read_to_string(workspace_root().join("plugins/airgap-plugin-api/Cargo.toml"))
+            .expect("read");
     assert!(!manifest.contains("workspace = true"), "{manifest}");
     assert!(!manifest.contains("path ="), "{manifest}");
 }
@@ -365,7 +522,9 @@ fn the_dist_folder_works_after_being_moved() {
         let p = find(&json, plugin);
         assert_eq!(p["status"], "ok", "{p:#}");
         assert!(
-            p["path"].as_str().is_some_and(|path| path.starts_with(&moved.display().to_string())),
+            p["path"]
+                .as_str()
+                .is_some_and(|path| path.starts_with(&moved.display().to_string())),
             "{plugin} must load from the moved folder: {p:#}"
         );
     }

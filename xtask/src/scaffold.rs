@@ -15,7 +15,9 @@ pub fn new_plugin(args: &[String]) -> Result<()> {
             "--path" => path = it.next().map(PathBuf::from),
             "--api-path" => api = it.next().map(PathBuf::from),
             other if !other.starts_with('-') && name.is_none() => name = Some(other.to_string()),
-            other => bail!("unexpected argument `{other}`\nusage: cargo xtask new-plugin NAME --path DIR"),
+            other => bail!(
+                "unexpected argument `{other}`\nusage: cargo xtask new-plugin NAME --path DIR"
+            ),
         }
     }
     let Some(name) = name else {
@@ -27,11 +29,16 @@ pub fn new_plugin(args: &[String]) -> Result<()> {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         || name.starts_with('-')
     {
-        bail!("plugin name `{name}` must be lower-case letters, digits and dashes, like `acme-store`");
+        bail!(
+            "plugin name `{name}` must be lower-case letters, digits and dashes, like `acme-store`"
+        );
     }
     let dir = path.unwrap_or_else(|| PathBuf::from(format!("airgap-plugin-{name}")));
     if dir.join("Cargo.toml").exists() {
-        bail!("{} already holds a Cargo.toml: choose another --path", dir.display());
+        bail!(
+            "{} already holds a Cargo.toml: choose another --path",
+            dir.display()
+        );
     }
     let api = match api {
         Some(api) => api,

@@ -47,7 +47,8 @@ fn show(cmd: &Command) -> String {
 
 fn list_file(name: &str) -> Result<Vec<String>> {
     let path = root().join("xtask/setup").join(name);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
     Ok(text
         .lines()
         .map(|l| l.split('#').next().unwrap_or("").trim().to_string())
@@ -91,7 +92,13 @@ pub fn setup() -> Result<()> {
     let pip = list_file("pip.txt")?;
     if !pip.is_empty() {
         run(Command::new("python3")
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
             .args(&pip))?;
     }
     Ok(())
@@ -123,7 +130,11 @@ fn build_static_unpacker(release: bool, out: &Path) -> Result<()> {
     let musl_installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == MUSL))
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim() == MUSL)
+        })
         .unwrap_or(false);
     let mut attempts: Vec<(&str, Vec<(&str, &str)>)> = Vec::new();
     // zstd's C code needs a musl C compiler for the musl target (Debian: musl-tools).
@@ -208,7 +219,11 @@ pub fn dist(args: &[String]) -> Result<()> {
     }
     copy(&out.join("airgap"), &bin.join("airgap"))?;
     let unpacker = out.join("airgap-unpack-static");
-    let unpacker = if unpacker.exists() { unpacker } else { out.join("airgap-unpack") };
+    let unpacker = if unpacker.exists() {
+        unpacker
+    } else {
+        out.join("airgap-unpack")
+    };
     copy(&unpacker, &folder.join("lib/airgap/airgap-unpack"))?;
     for entry in std::fs::read_dir(&out)? {
         let path = entry?.path();
@@ -233,7 +248,8 @@ pub fn dist(args: &[String]) -> Result<()> {
 }
 
 fn copy(from: &Path, to: &Path) -> Result<()> {
-    std::fs::copy(from, to).with_context(|| format!("copy {} to {}", from.display(), to.display()))?;
+    std::fs::copy(from, to)
+        .with_context(|| format!("copy {} to {}", from.display(), to.display()))?;
     Ok(())
 }
 
@@ -295,9 +311,14 @@ pub fn demo() -> Result<()> {
     std::fs::create_dir_all(&demo).with_context(|| format!("create {}", demo.display()))?;
     let env = demo.join("example-env");
     if !env.join("bin/python").exists() {
-        step(&format!("making an example venv at {} from python3", env.display()));
+        step(&format!(
+            "making an example venv at {} from python3",
+            env.display()
+        ));
         // --without-pip: Debian's python3 may lack ensurepip; the host's pip installs into it.
-        run(Command::new("python3").args(["-m", "venv", "--without-pip"]).arg(&env))?;
+        run(Command::new("python3")
+            .args(["-m", "venv", "--without-pip"])
+            .arg(&env))?;
         run(Command::new("python3")
             .args(["-m", "pip", "--python"])
             .arg(env.join("bin/python"))
@@ -326,8 +347,17 @@ paths = ["data"]
 "#,
     )?;
     let bundle = demo.join("example-env.tar.gz");
-    step(&format!("bundling: airgap bundle -c {} -o {}", config.display(), bundle.display()));
-    run(Command::new(&airgap).arg("bundle").arg("-c").arg(&config).arg("-o").arg(&bundle))?;
+    step(&format!(
+        "bundling: airgap bundle -c {} -o {}",
+        config.display(),
+        bundle.display()
+    ));
+    run(Command::new(&airgap)
+        .arg("bundle")
+        .arg("-c")
+        .arg(&config)
+        .arg("-o")
+        .arg(&bundle))?;
     step("verifying every file against the manifest: airgap verify");
     run(Command::new(&airgap).arg("verify").arg(&bundle))?;
     step("what is inside: airgap inspect");
@@ -335,7 +365,11 @@ paths = ["data"]
     let elsewhere = demo.join(format!("elsewhere-{}", std::process::id()));
     let dest = elsewhere.join("example-env");
     std::fs::create_dir_all(&elsewhere)?;
-    step(&format!("unpacking at another path: airgap unpack {} {}", bundle.display(), dest.display()));
+    step(&format!(
+        "unpacking at another path: airgap unpack {} {}",
+        bundle.display(),
+        dest.display()
+    ));
     run(Command::new(&airgap).arg("unpack").arg(&bundle).arg(&dest))?;
     step("running the unpacked environment there");
     run(Command::new(dest.join("env/bin/python"))

@@ -145,11 +145,17 @@ fn print_summary(report: &BundleReport, ui: &Ui) {
     if let Some(python) = &report.python {
         ui.status(
             "Python",
-            &format!("{} at {}/{}", python.version, report.name, python.executable),
+            &format!(
+                "{} at {}/{}",
+                python.version, report.name, python.executable
+            ),
         );
     }
     let check = serde_json::to_value(&report.check).unwrap_or_default();
-    if let Some(glibc) = check.get("min_glibc").and_then(|g| g.get("version").or(Some(g))) {
+    if let Some(glibc) = check
+        .get("min_glibc")
+        .and_then(|g| g.get("version").or(Some(g)))
+    {
         if let Some(v) = glibc.as_str() {
             ui.status("Needs", &format!("glibc >= {v} on the target"));
         }
@@ -171,9 +177,15 @@ fn print_summary(report: &BundleReport, ui: &Ui) {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let extract = if archive.ends_with(".zst") { "tar --zstd -xf" } else { "tar xzf" };
+    let extract = if archive.ends_with(".zst") {
+        "tar --zstd -xf"
+    } else {
+        "tar xzf"
+    };
     ui.println("\nOn the target:");
-    ui.println(&format!("  airgap verify {archive} && airgap unpack {archive} /path/to/dest"));
+    ui.println(&format!(
+        "  airgap verify {archive} && airgap unpack {archive} /path/to/dest"
+    ));
     if report.unpacker.is_some() {
         ui.println(&format!(
             "  or, without airgap there:  {extract} {archive} && ./{}/unpack /path/to/dest",

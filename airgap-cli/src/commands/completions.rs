@@ -6,7 +6,9 @@ use clap::CommandFactory;
 use clap_complete::Shell;
 
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  airgap completions bash > ~/.local/share/bash-completion/completions/airgap")]
+#[command(
+    after_help = "Example:\n  airgap completions bash > ~/.local/share/bash-completion/completions/airgap"
+)]
 pub struct CompletionsArgs {
     /// The shell
     pub shell: Shell,

@@ -17,7 +17,9 @@ pub enum PluginsCommand {
     #[command(after_help = "Example:\n  airgap plugins list --json | jq '.plugins[].name'")]
     List(ListArgs),
     /// Load one plugin file and report whether this airgap can use it
-    #[command(after_help = "Example:\n  airgap plugins check target/release/libairgap_plugin_acme_store.so")]
+    #[command(
+        after_help = "Example:\n  airgap plugins check target/release/libairgap_plugin_acme_store.so"
+    )]
     Check(CheckArgs),
 }
 
@@ -54,9 +56,11 @@ pub fn registry(ui: &Ui, config_dirs: &[PathBuf]) -> Registry {
 
 fn list(args: ListArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
     let config_dirs = match &args.config {
-        Some(path) => airgap_core::Config::load(path)
-            .map_err(crate::report::core)?
-            .plugin_dirs,
+        Some(path) => {
+            airgap_core::Config::load(path)
+                .map_err(crate::report::core)?
+                .plugin_dirs
+        }
         None => Vec::new(),
     };
     let registry = registry(ui, &config_dirs);
@@ -69,7 +73,10 @@ fn list(args: ListArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("plugin ABI of this airgap: {}", airgap_core::plugin::host_abi());
+    println!(
+        "plugin ABI of this airgap: {}",
+        airgap_core::plugin::host_abi()
+    );
     if registry.found.is_empty() {
         println!("no plugins found");
     } else {

@@ -72,10 +72,17 @@ pub struct HostCallbacks {
     /// Opaque host state passed back to every callback.
     pub context: *mut c_void,
     /// Log a UTF-8 message (`level` is a [`crate::LogLevel`]).
-    pub log: Option<unsafe extern "C" fn(context: *mut c_void, level: u32, msg: *const u8, len: usize)>,
+    pub log:
+        Option<unsafe extern "C" fn(context: *mut c_void, level: u32, msg: *const u8, len: usize)>,
     /// Report progress: `done` of `total` units (0 = unknown), with a UTF-8 message.
     pub progress: Option<
-        unsafe extern "C" fn(context: *mut c_void, done: u64, total: u64, msg: *const u8, len: usize),
+        unsafe extern "C" fn(
+            context: *mut c_void,
+            done: u64,
+            total: u64,
+            msg: *const u8,
+            len: usize,
+        ),
     >,
     /// True when the user asked to stop.
     pub is_cancelled: Option<unsafe extern "C" fn(context: *mut c_void) -> bool>,

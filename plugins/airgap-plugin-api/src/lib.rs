@@ -173,7 +173,10 @@ impl<'a> Host<'a> {
     /// True once the user asked to stop (Ctrl-C); long loops should return
     /// [`PluginError::cancelled`] soon after.
     pub fn is_cancelled(&self) -> bool {
-        match self.callbacks.and_then(|cb| cb.is_cancelled.map(|f| (cb.context, f))) {
+        match self
+            .callbacks
+            .and_then(|cb| cb.is_cancelled.map(|f| (cb.context, f)))
+        {
             // SAFETY: as in `log`.
             Some((context, f)) => unsafe { f(context) },
             None => false,

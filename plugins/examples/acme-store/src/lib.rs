@@ -80,8 +80,11 @@ impl SourcePlugin for AcmeStore {
         let config: Config = request.config()?;
         let index_path = request.resolve_path(&config.index);
         let text = std::fs::read_to_string(&index_path).map_err(|e| {
-            PluginError::new(format!("cannot read the ACME index {}: {e}", index_path.display()))
-                .with_help("set `index` in [sources.acme-store] to the store's index.toml")
+            PluginError::new(format!(
+                "cannot read the ACME index {}: {e}",
+                index_path.display()
+            ))
+            .with_help("set `index` in [sources.acme-store] to the store's index.toml")
         })?;
         let index: Index = toml::from_str(&text).map_err(|e| {
             PluginError::new(format!("invalid ACME index {}: {e}", index_path.display()))
@@ -98,11 +101,15 @@ impl SourcePlugin for AcmeStore {
 
         let mut contribution = Contribution::default();
         for (name, version) in &wanted {
-            let known = index.artifact.iter().any(|a| {
-                &a.name == name && version.as_ref().is_none_or(|v| &a.version == v)
-            });
+            let known = index
+                .artifact
+                .iter()
+                .any(|a| &a.name == name && version.as_ref().is_none_or(|v| &a.version == v));
             if !known {
-                let spec = version.as_ref().map(|v| format!("{name}=={v}")).unwrap_or(name.clone());
+                let spec = version
+                    .as_ref()
+                    .map(|v| format!("{name}=={v}"))
+                    .unwrap_or(name.clone());
                 return Err(PluginError::new(format!(
                     "{spec} is not in the ACME index {}",
                     index_path.display()
