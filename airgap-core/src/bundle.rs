@@ -294,7 +294,7 @@ pub fn bundle(
     if cancelled.load(Ordering::Relaxed) {
         return Err(Error::Cancelled);
     }
-    let compression = match options.compression.clone() {
+    let compression = match options.compression {
         Some(c) => c,
         None => compression_from_config(config)?,
     };
