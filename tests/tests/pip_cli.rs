@@ -1,9 +1,10 @@
-//! The pip source end to end: the real `airgap bundle` loads the pip plugin library, the
-//! bundle's unpacker installs it with the network cut, on an interpreter of another Python
+//! The pip source end to end: the real `airgap bundle` loads the pip plugin library, the real
+//! `airgap unpack` installs the bundle with the network cut, on an interpreter of another Python
 //! version than the one running the tests.
 //!
 //! Needs the binaries and plugins built (`cargo xtask test`, or `cargo build -p airgap-cli -p
-//! airgap-unpack -p airgap-plugin-pip`). Downloads are cached in `$CARGO_TARGET_DIR/pip-cache`.
+//! airgap-unpack -p airgap-plugin-pip -p airgap-plugin-conda`). Downloads are cached in
+//! `$CARGO_TARGET_DIR/pip-cache`.
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
@@ -40,16 +41,17 @@ fn bundle(config: &Path, output: &Path) -> Command {
         .arg(config)
         .arg("-o")
         .arg(output)
-        .env("PIP_CACHE_DIR", target_dir().join("pip-cache"))
-        // clap's bool parser wants true/false (tests/src/lib.rs sets "1").
-        .env("AIRGAP_NO_PROGRESS", "true");
+        .env("PIP_CACHE_DIR", target_dir().join("pip-cache"));
     cmd
 }
 
-/// `airgap-unpack BUNDLE DEST [--python PATH]` with the network cut.
+/// `airgap unpack BUNDLE DEST [--python PATH]` with the network cut.
 fn unpack_offline(bundle: &Path, dest: &Path, python: Option<&Path>) -> Command {
-    let mut cmd = python::offline(bin("airgap-unpack"));
-    cmd.arg(bundle).arg(dest);
+    let mut cmd = python::offline(bin("airgap"));
+    cmd.env("AIRGAP_NO_PROGRESS", "1")
+        .arg("unpack")
+        .arg(bundle)
+        .arg(dest);
     if let Some(p) = python {
         cmd.arg("--python").arg(p);
     }
