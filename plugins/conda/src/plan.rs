@@ -1177,6 +1177,18 @@ fn count_files(roots: &[Root]) -> u64 {
         .map(|r| {
             walkdir::WalkDir::new(&r.source)
                 .into_iter()
+                // A conda base installation's package cache and other envs are not walked.
+                .filter_entry(|e| {
+                    match e
+                        .path()
+                        .strip_prefix(&r.source)
+                        .ok()
+                        .and_then(paths::to_bundle)
+                    {
+                        Some(rel) => rel.is_empty() || !is_conda_noise(&rel),
+                        None => true,
+                    }
+                })
                 .filter_map(|e| e.ok())
                 .filter(|e| e.file_type().is_file())
                 .count() as u64
