@@ -7,6 +7,7 @@
 //! - `ci`: fmt check, clippy `-D warnings`, then `test`
 //! - `demo`: the main job on a default example, step by step
 //! - `bench`: the archive benchmark against GNU tar
+//! - `e2e`: the clean-room workloads in a minimal Debian root, and their table
 //! - `new-plugin NAME --path DIR`: scaffold an out-of-tree plugin crate
 
 mod scaffold;
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
         "ci" => tasks::ci(rest),
         "demo" => tasks::demo(),
         "bench" => tasks::bench(rest),
+        "e2e" => tasks::e2e(rest),
         "new-plugin" => scaffold::new_plugin(rest),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
@@ -52,4 +54,5 @@ const USAGE: &str = "usage: cargo xtask <task>
   ci                         fmt check, clippy -D warnings, then test
   demo                       the main job on a default example, step by step
   bench                      archive benchmark against GNU tar (a few minutes)
+  e2e                        every clean-room workload in a minimal Debian root, and the table
   new-plugin NAME --path DIR scaffold an out-of-tree plugin crate";

@@ -294,6 +294,49 @@ pub fn ci(args: &[String]) -> Result<()> {
     test(args)
 }
 
+/// The clean-room proof: every e2e workload (the slow ones too), then the table.
+pub fn e2e(args: &[String]) -> Result<()> {
+    setup()?;
+    build(false)?;
+    let results = target_dir().join("e2e/results.tsv");
+    if results.exists() {
+        std::fs::remove_file(&results).with_context(|| format!("remove {}", results.display()))?;
+    }
+    let mut cmd = cargo();
+    cmd.args([
+        "test",
+        "-p",
+        "airgap-tests",
+        "--test",
+        "e2e",
+        "--",
+        "--include-ignored",
+        "--test-threads",
+        "1",
+    ]);
+    cmd.args(args);
+    let outcome = run(&mut cmd);
+    print_e2e_table(&results)?;
+    outcome
+}
+
+fn print_e2e_table(results: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(results).unwrap_or_default();
+    println!("\n| workload | bundle size | bundle time | unpack time | result |");
+    println!("|---|---|---|---|---|");
+    for line in text.lines() {
+        let cols: Vec<&str> = line.split('\t').collect();
+        if let [workload, size, bundle, unpack, result] = cols.as_slice() {
+            let size: f64 = size.parse().unwrap_or(0.0);
+            println!(
+                "| {workload} | {:.1} MiB | {bundle} s | {unpack} s | {result} |",
+                size / 1024.0 / 1024.0
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The archive benchmark.
 pub fn bench(_args: &[String]) -> Result<()> {
     bail!("the benchmark is not wired up yet")

@@ -1,0 +1,310 @@
+//! The clean-room proof: each workload is bundled on this machine with the real `airgap`, only
+//! the archive is carried into a minimal Debian root (debootstrap minbase: no Python, none of
+//! this machine's libraries), unpacked there by the unpacker the bundle carries, at a path
+//! different from the source, with the network cut, and its own check is run there.
+//!
+//! `cargo xtask e2e` runs every workload (`--ignored` included) and prints the table that
+//! `target/e2e/results.tsv` collects. The default test run (CI) runs the fast ones, marked
+//! without `#[ignore]`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use airgap_tests::rootfs::{DebianRoot, Suite};
+use airgap_tests::{airgap, conda, run, tempdir};
+
+/// One row of the e2e table.
+struct Row<'a> {
+    workload: &'a str,
+    bundle: &'a Path,
+    bundle_secs: f64,
+    unpack_secs: f64,
+    result: &'a str,
+}
+
+fn record(row: Row) {
+    let dir = airgap_tests::target_dir().join("e2e");
+    std::fs::create_dir_all(&dir).expect("mkdir e2e");
+    let size = std::fs::metadata(row.bundle).map(|m| m.len()).unwrap_or(0);
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("results.tsv"))
+        .expect("open results");
+    writeln!(
+        file,
+        "{}\t{}\t{:.1}\t{:.1}\t{}",
+        row.workload, size, row.bundle_secs, row.unpack_secs, row.result
+    )
+    .expect("write results");
+}
+
+/// `airgap bundle -c CONFIG -o OUT`, timed.
+fn bundle(config: &Path, out: &Path) -> f64 {
+    let started = Instant::now();
+    run(airgap()
+        .arg("bundle")
+        .arg("-c")
+        .arg(config)
+        .arg("-o")
+        .arg(out))
+    .success();
+    started.elapsed().as_secs_f64()
+}
+
+/// Carry only the archive into `root` and unpack it at `dest` with the unpacker it carries
+/// (`tar xzf` + `NAME/unpack DEST`), no network, nothing of this machine. Timed.
+fn carry_and_unpack(root: &DebianRoot, archive: &Path, name: &str, dest: &str) -> f64 {
+    let inside = format!(
+        "/root/{}",
+        archive
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("b.tar.gz")
+    );
+    std::fs::copy(archive, root.host_path(&inside)).expect("carry the archive");
+    let started = Instant::now();
+    let done = root.run(&format!(
+        "set -e; mkdir -p /root/carried && cd /root/carried && tar xzf {inside} && ./{name}/unpack {dest}"
+    ));
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(
+        done.code,
+        Some(0),
+        "unpack in the clean root failed:\n{}\n{}",
+        done.stdout,
+        done.stderr
+    );
+    secs
+}
+
+fn write_config(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, format!("[bundle]\nname = \"{name}\"\n\n{body}")).expect("write config");
+    path
+}
+
+/// Leave out parts of a Python installation no workload imports, to keep bundles small.
+const SLIM: &str = r#"exclude = ["lib/python3.*/test", "lib/python3.*/idlelib", "lib/python3.*/tkinter", "lib/python3.*/turtledemo", "lib/python3.*/lib-dynload/_tkinter*", "lib/python3.*/config-3.*", "include", "lib/libpython3.*.a"]"#;
+
+const SCIENCE_CHECK: &str = r#"
+import numpy as np, pandas as pd, lxml.etree as ET, ssl, sqlite3, sys
+from cryptography.fernet import Fernet
+a = np.random.default_rng(0).normal(size=(200, 200))
+assert np.allclose(a @ np.linalg.inv(a), np.eye(200), atol=1e-8)
+df = pd.DataFrame({"k": list("abcab"), "v": [1, 2, 3, 4, 5]})
+assert df.groupby("k")["v"].sum()["a"] == 5
+doc = ET.fromstring("<r><x n='1'/><x n='2'/></r>")
+assert [e.get("n") for e in doc.iter("x")] == ["1", "2"]
+f = Fernet(Fernet.generate_key())
+assert f.decrypt(f.encrypt(b"airgap")) == b"airgap"
+con = sqlite3.connect(":memory:"); con.execute("create table t(x)"); con.execute("insert into t values (1)")
+print("science ok at", sys.prefix, "numpy", np.__version__, "pandas", pd.__version__)
+"#;
+
+/// A venv from a real Python installation with real scientific wheels (arrays, dataframes,
+/// XML, crypto) doing real work in a root that has no Python; then the same unpacked tree is
+/// moved and relocated a second time and still works.
+#[test]
+#[ignore = "long: run with cargo xtask e2e"]
+fn e2e_scientific_venv_and_relocated_again() {
+    let dir = tempdir();
+    let base = conda::base_python();
+    let env = dir.path().join("science-env");
+    conda::venv(&base, &env, &["numpy", "pandas", "lxml", "cryptography"]);
+    let config = write_config(
+        dir.path(),
+        "science",
+        &format!(
+            "[sources.conda]\nprefix = \"{}\"\n{SLIM}\n\n[sources.syslibs]\n",
+            env.display()
+        ),
+    );
+    let archive = dir.path().join("science.tar.gz");
+    let bundle_secs = bundle(&config, &archive);
+
+    let root = DebianRoot::new(Suite::Bookworm);
+    let no_python = root.run("command -v python3 || ls /usr/lib/x86_64-linux-gnu/libssl.so.3");
+    assert_ne!(
+        no_python.code,
+        Some(0),
+        "the clean root must have no python3 and no libssl"
+    );
+    let unpack_secs = carry_and_unpack(&root, &archive, "science", "/srv/science");
+    std::fs::write(root.host_path("/root/check.py"), SCIENCE_CHECK).expect("write check");
+    let done = root.run("/srv/science/env/bin/python /root/check.py");
+    assert_eq!(done.code, Some(0), "{}\n{}", done.stdout, done.stderr);
+    assert!(
+        done.stdout.contains("science ok at /srv/science/env"),
+        "{}",
+        done.stdout
+    );
+    record(Row {
+        workload: "venv + numpy/pandas/lxml/cryptography",
+        bundle: &archive,
+        bundle_secs,
+        unpack_secs,
+        result: "ok",
+    });
+
+    // Moved a second time (as an administrator would, with airgap relocate on the target's
+    // filesystem), it still runs, and the old place is gone.
+    let started = Instant::now();
+    run(airgap()
+        .arg("relocate")
+        .arg(root.host_path("/srv/science"))
+        .arg(root.host_path("/data/apps/science-moved")))
+    .success();
+    let relocate_secs = started.elapsed().as_secs_f64();
+    assert!(!root.host_path("/srv/science").exists());
+    let done = root.run("/data/apps/science-moved/env/bin/python /root/check.py && /data/apps/science-moved/env/bin/python -m pip --version");
+    assert_eq!(done.code, Some(0), "{}\n{}", done.stdout, done.stderr);
+    assert!(
+        done.stdout
+            .contains("science ok at /data/apps/science-moved/env"),
+        "{}",
+        done.stdout
+    );
+    record(Row {
+        workload: "the same, relocated a second time",
+        bundle: &archive,
+        bundle_secs: 0.0,
+        unpack_secs: relocate_secs,
+        result: "ok",
+    });
+}
+
+/// An extension built here from an sdist (psycopg2, compiled against libpq) in a venv; the
+/// clean root has no libpq: the bundle brings it.
+#[test]
+#[ignore = "long: run with cargo xtask e2e"]
+fn e2e_sdist_extension_against_a_system_library() {
+    let dir = tempdir();
+    let base = conda::base_python();
+    let env = dir.path().join("pg-env");
+    run(std::process::Command::new(base.join("bin/python3"))
+        .args(["-m", "venv"])
+        .arg(&env))
+    .success();
+    run(std::process::Command::new(env.join("bin/python"))
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-binary",
+            "psycopg2",
+            "psycopg2==2.9.10",
+        ])
+        .env("PIP_NO_CACHE_DIR", "1"))
+    .success();
+    let config = write_config(
+        dir.path(),
+        "pg",
+        &format!(
+            "[sources.conda]\nprefix = \"{}\"\n{SLIM}\n\n[sources.syslibs]\n",
+            env.display()
+        ),
+    );
+    let archive = dir.path().join("pg.tar.gz");
+    let bundle_secs = bundle(&config, &archive);
+    let root = DebianRoot::new(Suite::Bookworm);
+    assert!(!root
+        .host_path("/usr/lib/x86_64-linux-gnu/libpq.so.5")
+        .exists());
+    let unpack_secs = carry_and_unpack(&root, &archive, "pg", "/opt/pg");
+    let done = root.run("/opt/pg/env/bin/python -c 'import psycopg2, psycopg2.extensions as e; print(\"libpq\", e.libpq_version())'");
+    assert_eq!(done.code, Some(0), "{}\n{}", done.stdout, done.stderr);
+    assert!(done.stdout.contains("libpq 1"), "{}", done.stdout);
+    record(Row {
+        workload: "sdist extension (psycopg2) against libpq",
+        bundle: &archive,
+        bundle_secs,
+        unpack_secs,
+        result: "ok",
+    });
+}
+
+/// A real conda environment (py-rattler from a local channel, packages with text and binary
+/// prefix placeholders) runs in the clean root at a shorter path.
+#[test]
+fn e2e_conda_environment() {
+    if !conda::have_rattler() {
+        panic!("py-rattler is missing: run `cargo xtask setup` (xtask/setup/pip.txt installs it)");
+    }
+    let dir = tempdir();
+    let prefix = dir
+        .path()
+        .join("source-machine/miniconda3/envs/hello-environment");
+    conda::conda_env(&prefix, &dir.path().join("pkgs"));
+    let config = write_config(
+        dir.path(),
+        "hello",
+        &format!(
+            "[sources.conda]\nprefix = \"{}\"\n\n[sources.syslibs]\n",
+            prefix.display()
+        ),
+    );
+    let archive = dir.path().join("hello.tar.gz");
+    let bundle_secs = bundle(&config, &archive);
+    let root = DebianRoot::new(Suite::Bookworm);
+    let unpack_secs = carry_and_unpack(&root, &archive, "hello", "/h");
+    let done = root.run("for p in /h/env/bin/hello-*; do \"$p\" || exit 1; done; grep -r anaconda1anaconda2 /h/env/bin /h/env/etc 2>/dev/null && exit 9; true");
+    assert_eq!(done.code, Some(0), "{}\n{}", done.stdout, done.stderr);
+    assert!(
+        !done.stdout.trim().is_empty(),
+        "the programs print something"
+    );
+    record(Row {
+        workload: "conda env (py-rattler, local channel)",
+        bundle: &archive,
+        bundle_secs,
+        unpack_secs,
+        result: "ok",
+    });
+}
+
+/// The expected refusal: a bundle made here (glibc 2.36) checked against a target root with
+/// an older glibc (bullseye, 2.31): `airgap check` says no before the transfer, naming files.
+#[test]
+fn e2e_older_glibc_target_is_refused_before_transfer() {
+    let dir = tempdir();
+    let base = conda::base_python();
+    let config = write_config(
+        dir.path(),
+        "py",
+        &format!(
+            "[sources.conda]\nprefix = \"{}\"\n{SLIM}\n\n[sources.syslibs]\n",
+            base.display()
+        ),
+    );
+    let archive = dir.path().join("py.tar.gz");
+    let bundle_secs = bundle(&config, &archive);
+    let old = DebianRoot::new(Suite::Bullseye);
+    let done = run(airgap()
+        .arg("check")
+        .arg(&archive)
+        .arg("--target-root")
+        .arg(old.path()));
+    assert_ne!(
+        done.code,
+        Some(0),
+        "check must refuse: {}\n{}",
+        done.stdout,
+        done.stderr
+    );
+    let all = format!("{}{}", done.stdout, done.stderr);
+    assert!(all.contains("2.31"), "names the target's glibc: {all}");
+    assert!(
+        all.contains("GLIBC_2.3"),
+        "names the glibc version needed: {all}"
+    );
+    record(Row {
+        workload: "older glibc target (bullseye)",
+        bundle: &archive,
+        bundle_secs,
+        unpack_secs: 0.0,
+        result: "refused by airgap check (expected)",
+    });
+}
