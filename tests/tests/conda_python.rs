@@ -399,3 +399,40 @@ fn venv_bundle_runs_in_a_debian_root_without_python() {
     );
     assert!(done.stdout.contains("MarkupSafe"), "{}", done.stdout);
 }
+
+/// Without `packaging` (nor pip's vendored copy) the platform tags are computed from the glibc
+/// version, as pip would compute them.
+#[test]
+fn platform_tags_without_packaging_come_from_the_glibc_version() {
+    let base = conda::base_python();
+    let xy = conda::version_short(&base);
+    let tmp = tempdir();
+    let venv = tmp.path().join("bare");
+    let status = Command::new(base.join("bin/python3"))
+        .args(["-m", "venv", "--without-pip"])
+        .arg(&venv)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let facts = airgap_plugin_conda::python::interrogate(&venv.join("bin/python3")).unwrap();
+    assert_eq!(facts.abi, format!("cp{}", xy.replace('.', "")));
+    assert_eq!(facts.implementation, "cp");
+    let glibc = run(Command::new("getconf").arg("GNU_LIBC_VERSION"))
+        .success()
+        .stdout;
+    let minor = glibc.trim().rsplit('.').next().unwrap();
+    let arch = std::env::consts::ARCH;
+    assert_eq!(facts.platforms[0], format!("manylinux_2_{minor}_{arch}"));
+    for tag in [
+        format!("manylinux_2_17_{arch}"),
+        format!("manylinux2014_{arch}"),
+        format!("linux_{arch}"),
+    ] {
+        assert!(
+            facts.platforms.contains(&tag),
+            "{tag}: {:?}",
+            facts.platforms
+        );
+    }
+    assert_eq!(facts.platforms.last().unwrap(), &format!("linux_{arch}"));
+}
