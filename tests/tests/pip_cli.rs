@@ -172,3 +172,55 @@ fn pip_cli_wheels_install_into_the_environment_bundled_by_conda_offline() {
         done.stdout
     );
 }
+
+#[test]
+fn pip_cli_python36_target_gets_a_pip_that_reads_manylinux2014() {
+    let Some(py) = python::find(3, 6) else {
+        return python::skip("no python 3.6 here (pyenv install 3.6.15)");
+    };
+    eprintln!("target: {py} (its own pip: {:?})", py.pip_version());
+    let tmp = tempdir();
+    // ujson 4.3.0 has cp36 wheels for manylinux2014 only: pip 18.1 cannot install them.
+    let config = write_config(tmp.path(), &py, &["ujson==4.3.0"]);
+    let output = tmp.path().join("wh.tar.gz");
+    run(&mut bundle(&config, &output)).success();
+    let dest = tmp.path().join("dest");
+    run(&mut unpack_offline(&output, &dest, Some(&py.path))).success();
+
+    let wheels: Vec<String> = std::fs::read_dir(dest.join("wheels"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        wheels.contains(&"pip-21.3.1-py3-none-any.whl".to_string()),
+        "the last pip for 3.6 is carried: {wheels:?}"
+    );
+    let ujson = wheels
+        .iter()
+        .find(|w| w.starts_with("ujson-4.3.0-cp36-cp36m-"))
+        .unwrap();
+    assert!(
+        ujson.contains("manylinux2014") && !ujson.contains("manylinux1"),
+        "{ujson}"
+    );
+
+    // The bundled pip installed it.
+    let done = run(python::offline(dest.join("venv/bin/python"))
+        .args(["-c", "import ujson; print(ujson.__version__)"]))
+    .success();
+    assert_eq!(done.stdout.trim(), "4.3.0");
+
+    // The trap it avoided: the target's own pip 18.1 fails on the same wheelhouse.
+    let old = tmp.path().join("old-venv");
+    run(py.command().args(["-m", "venv"]).arg(&old)).success();
+    let done = run(python::offline(old.join("bin/pip"))
+        .args(["install", "--no-index", "--find-links"])
+        .arg(dest.join("wheels"))
+        .arg("ujson==4.3.0"))
+    .failure();
+    assert!(
+        done.stderr.contains("No matching distribution"),
+        "{}",
+        done.stderr
+    );
+}

@@ -232,69 +232,6 @@ fn pip_bundle_for_another_python_installs_offline_and_imports() {
 }
 
 #[test]
-fn pip_python36_target_gets_a_pip_that_reads_manylinux2014() {
-    let Some(py) = python::find(3, 6) else {
-        return python::skip("no python 3.6 here (pyenv install 3.6.15)");
-    };
-    eprintln!("target: {py} (its own pip: {:?})", py.pip_version());
-    let tmp = airgap_tests::tempdir();
-    // ujson 4.3.0 has cp36 wheels for manylinux2014 only: pip 18.1 cannot install them.
-    let req = request(
-        tmp.path(),
-        json!({"packages": ["ujson==4.3.0"]}),
-        target_for(&py, "2.17"),
-    );
-    let c = contribute(&req).unwrap_or_else(|e| panic!("{}\n{:?}", e.message, e.help));
-    let installer = c.facts["wheelhouse"]["installer"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(
-        installer, "wheels/pip-21.3.1-py3-none-any.whl",
-        "the last pip for 3.6"
-    );
-    let ujson = c
-        .entries
-        .iter()
-        .find(|e| e.dest.starts_with("wheels/ujson-4.3.0-cp36-cp36m-"))
-        .unwrap();
-    assert!(ujson.dest.contains("manylinux2014"), "{}", ujson.dest);
-    assert!(!ujson.dest.contains("manylinux1"), "{}", ujson.dest);
-
-    let dest = tmp.path().join("dest");
-    unpack(&c, &dest, Some(&py.path)).unwrap();
-
-    // The trap: the target's own pip 18.1 fails on the same wheelhouse.
-    let old = tmp.path().join("old-venv");
-    let made = py
-        .command()
-        .args(["-m", "venv"])
-        .arg(&old)
-        .status()
-        .unwrap();
-    assert!(made.success());
-    let out = python::offline(old.join("bin/pip"))
-        .args(["install", "--no-index", "--find-links"])
-        .arg(dest.join("wheels"))
-        .arg("ujson==4.3.0")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && stderr.contains("No matching distribution"),
-        "{stderr}"
-    );
-
-    // The bundled pip installed it.
-    let out = run_offline(
-        &dest.join("venv/bin/python"),
-        "import ujson; print(ujson.__version__)",
-    )
-    .unwrap();
-    assert_eq!(out, "4.3.0");
-}
-
-#[test]
 fn pip_no_interpreter_to_build_an_sdist_is_a_clear_error() {
     // No python 3.5 here; docopt has no wheel at all, so it would have to be built with one.
     if python::find(3, 5).is_some() {
