@@ -365,3 +365,79 @@ fn pip_config_errors_name_the_key() {
         err.message
     );
 }
+
+/// A local sdist with a C extension, in a find-links directory.
+fn c_extension_sdist(dir: &Path) {
+    let src = dir.join("src/agtiny-1.0");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(
+        src.join("setup.py"),
+        "from setuptools import setup, Extension\n\
+         setup(name='agtiny', version='1.0', ext_modules=[Extension('agtiny', ['agtiny.c'])])\n",
+    )
+    .unwrap();
+    std::fs::write(
+        src.join("agtiny.c"),
+        "#include <Python.h>\n\
+         static PyObject *answer(PyObject *s, PyObject *a) { return PyLong_FromLong(42); }\n\
+         static PyMethodDef m[] = {{\"answer\", answer, METH_NOARGS, 0}, {0}};\n\
+         static struct PyModuleDef d = {PyModuleDef_HEAD_INIT, \"agtiny\", 0, -1, m};\n\
+         PyMODINIT_FUNC PyInit_agtiny(void) { return PyModule_Create(&d); }\n",
+    )
+    .unwrap();
+    let links = dir.join("links");
+    std::fs::create_dir_all(&links).unwrap();
+    let status = Command::new("tar")
+        .arg("czf")
+        .arg(links.join("agtiny-1.0.tar.gz"))
+        .arg("-C")
+        .arg(dir.join("src"))
+        .arg("agtiny-1.0")
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn pip_sdist_with_a_c_extension_is_built_and_its_elf_files_reported() {
+    let Some(py) = other_python() else { return };
+    let tmp = airgap_tests::tempdir();
+    c_extension_sdist(tmp.path());
+    let req = request(
+        tmp.path(),
+        json!({"packages": ["agtiny"], "find_links": ["links"]}),
+        target_for(&py, "2.17"),
+    );
+    let c = contribute(&req).unwrap_or_else(|e| panic!("{}\n{:?}", e.message, e.help));
+    let built = &c.facts["built"][0];
+    assert_eq!(built["name"], "agtiny", "{built}");
+    let elf = built["elf_files"].as_array().unwrap();
+    assert_eq!(elf.len(), 1, "{built}");
+    let so = Path::new(elf[0].as_str().unwrap());
+    assert!(
+        so.is_file() && so.to_string_lossy().ends_with(".so"),
+        "{so:?}"
+    );
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("agtiny 1.0 was built here and holds 1 compiled")),
+        "{:?}",
+        c.warnings
+    );
+    // Tagged for this machine's architecture, which the target's pip accepts.
+    let wheel = built["wheel"].as_str().unwrap();
+    assert!(
+        wheel.ends_with("-linux_x86_64.whl") || wheel.contains("linux_"),
+        "{wheel}"
+    );
+
+    let dest = tmp.path().join("dest");
+    unpack(&c, &dest, Some(&py.path)).unwrap();
+    let out = run_offline(
+        &dest.join("venv/bin/python"),
+        "import agtiny; print(agtiny.answer())",
+    )
+    .unwrap();
+    assert_eq!(out, "42");
+}
