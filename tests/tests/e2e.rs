@@ -79,6 +79,26 @@ fn carry_and_unpack(root: &DebianRoot, archive: &Path, name: &str, dest: &str) -
     secs
 }
 
+/// A venv from the installation `base`, with `requirements` and their dependencies installed
+/// by its pip from the package index (pip's cache makes reruns fast).
+fn venv_from_index(base: &Path, prefix: &Path, requirements: &[&str], pip_args: &[&str]) {
+    run(std::process::Command::new(base.join("bin/python3"))
+        .args(["-m", "venv"])
+        .arg(prefix))
+    .success();
+    run(std::process::Command::new(prefix.join("bin/python"))
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(pip_args)
+        .args(requirements))
+    .success();
+}
+
 fn write_config(dir: &Path, name: &str, body: &str) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, format!("[bundle]\nname = \"{name}\"\n\n{body}")).expect("write config");
@@ -112,7 +132,12 @@ fn e2e_scientific_venv_and_relocated_again() {
     let dir = tempdir();
     let base = conda::base_python();
     let env = dir.path().join("science-env");
-    conda::venv(&base, &env, &["numpy", "pandas", "lxml", "cryptography"]);
+    venv_from_index(
+        &base,
+        &env,
+        &["numpy", "pandas", "lxml", "cryptography"],
+        &[],
+    );
     let config = write_config(
         dir.path(),
         "science",
@@ -183,22 +208,12 @@ fn e2e_sdist_extension_against_a_system_library() {
     let dir = tempdir();
     let base = conda::base_python();
     let env = dir.path().join("pg-env");
-    run(std::process::Command::new(base.join("bin/python3"))
-        .args(["-m", "venv"])
-        .arg(&env))
-    .success();
-    run(std::process::Command::new(env.join("bin/python"))
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-binary",
-            "psycopg2",
-            "psycopg2==2.9.10",
-        ])
-        .env("PIP_NO_CACHE_DIR", "1"))
-    .success();
+    venv_from_index(
+        &base,
+        &env,
+        &["psycopg2==2.9.10"],
+        &["--no-binary", "psycopg2"],
+    );
     let config = write_config(
         dir.path(),
         "pg",
