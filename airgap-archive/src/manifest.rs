@@ -403,17 +403,16 @@ fn parse_record(line: &str) -> Option<FileRecord> {
     (has_path && has_kind && has_mode && has_plugin).then_some(r)
 }
 
-/// A whole manifest from its files block (lines of [`write_record`]) and its metadata TOML.
-pub(crate) fn assemble(files_block: &str, meta: &str) -> String {
-    let mut out = String::with_capacity(
-        HEADER.len() + FILES_START.len() + files_block.len() + FILES_END.len() + meta.len(),
-    );
+/// The start of a manifest, before its file records (see [`write_record`]).
+pub(crate) fn begin_files(out: &mut String) {
     out.push_str(HEADER);
     out.push_str(FILES_START);
-    out.push_str(files_block);
+}
+
+/// The end of the file records, then the metadata TOML.
+pub(crate) fn end_files(out: &mut String, meta: &str) {
     out.push_str(FILES_END);
     out.push_str(meta);
-    out
 }
 
 impl Manifest {
@@ -580,6 +579,7 @@ pub(crate) fn read_first_entry<R: Read>(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -2,13 +2,14 @@
 //! deciding for every symbolic link whether to keep it or store what it points to, and
 //! refusing two different contents at one path.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use airgap_plugin_api::{BundleFile, Entry, EntryKind, FileKind};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
@@ -31,7 +32,7 @@ pub struct PlanOptions {
 pub(crate) enum ItemKind {
     /// A regular file read from `source` when the bundle is written.
     File {
-        source: PathBuf,
+        source: Source,
         size: u64,
     },
     Dir,
@@ -41,16 +42,38 @@ pub(crate) enum ItemKind {
     },
 }
 
+/// Where a file's content is on the build machine. Files found by walking share their
+/// directory's path (memory per file bounds what a 100,000-file environment costs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// `dir/name`.
+    InDir(Arc<Path>, Box<OsStr>),
+    /// Any other path.
+    Path(Box<Path>),
+}
+
+impl Source {
+    /// The full path.
+    pub(crate) fn path(&self) -> std::borrow::Cow<'_, Path> {
+        match self {
+            Source::InDir(dir, name) => std::borrow::Cow::Owned(dir.join(&**name)),
+            Source::Path(p) => std::borrow::Cow::Borrowed(p),
+        }
+    }
+}
+
 /// One planned bundle path.
 #[derive(Debug, Clone)]
 pub(crate) struct Item {
     pub kind: ItemKind,
     pub mode: u32,
     pub mtime: u64,
-    pub plugin: String,
+    pub plugin: Arc<str>,
     pub package: Option<String>,
     /// (device, inode) of what sits at the source, to recognise link targets and hard links.
     pub id: Option<(u64, u64)>,
+    /// The [`Plan::add`] call that last set it (what that call returns).
+    pub gen: u32,
 }
 
 /// Every path of the bundle, built plugin by plugin.
@@ -61,6 +84,10 @@ pub struct Plan {
     warnings: Vec<String>,
     /// Directories walked so far (canonical source -> bundle path), to keep links into them.
     roots: Vec<(PathBuf, Vec<u8>)>,
+    /// The plugin being added, shared by all its items (one allocation, not one per file).
+    shared_plugin: Option<Arc<str>>,
+    /// Number of [`Plan::add`] calls so far.
+    gen: u32,
 }
 
 /// A link found while walking, decided once the walk is complete.
@@ -163,9 +190,7 @@ pub(crate) fn relative(from_dir: &[u8], to: &[u8]) -> Vec<u8> {
     let b: Vec<&[u8]> = to.split(|&b| b == b'/').filter(|c| !c.is_empty()).collect();
     let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
     let mut parts: Vec<&[u8]> = Vec::new();
-    for _ in common..a.len() {
-        parts.push(b"..");
-    }
+    parts.extend(std::iter::repeat_n(b"..".as_slice(), a.len() - common));
     parts.extend_from_slice(&b[common..]);
     if parts.is_empty() {
         return b".".to_vec();
@@ -274,28 +299,32 @@ impl Plan {
         progress: &dyn Progress,
     ) -> Result<Vec<BundleFile>, ArchiveError> {
         progress.begin(&format!("scanning {plugin}"), 0, Unit::Items);
-        let mut changed = BTreeSet::new();
+        self.shared_plugin = Some(Arc::from(plugin));
+        self.gen += 1;
         let mut pending = Vec::new();
         let result = (|| {
             for entry in entries {
                 if progress.is_cancelled() {
                     return Err(ArchiveError::Cancelled);
                 }
-                self.add_entry(plugin, entry, &mut changed, &mut pending, progress)?;
+                self.add_entry(plugin, entry, &mut pending, progress)?;
             }
             while let Some(link) = pending.pop() {
                 if progress.is_cancelled() {
                     return Err(ArchiveError::Cancelled);
                 }
-                self.resolve_link(plugin, link, &mut changed, &mut pending, progress)?;
+                self.resolve_link(plugin, link, &mut pending, progress)?;
             }
             Ok(())
         })();
         progress.end();
         result?;
-        Ok(changed
+        let gen = self.gen;
+        Ok(self
+            .items
             .iter()
-            .filter_map(|p| self.items.get(p).map(|i| bundle_file(p, i)))
+            .filter(|(_, i)| i.gen == gen)
+            .map(|(p, i)| bundle_file(p, i))
             .collect())
     }
 
@@ -303,7 +332,6 @@ impl Plan {
         &mut self,
         plugin: &str,
         entry: &Entry,
-        changed: &mut BTreeSet<Vec<u8>>,
         pending: &mut Vec<PendingLink>,
         progress: &dyn Progress,
     ) -> Result<(), ArchiveError> {
@@ -320,8 +348,9 @@ impl Plan {
                     plugin: plugin.into(),
                     package: entry.package.clone(),
                     id: None,
+                    gen: 0,
                 };
-                self.insert(plugin, dest, item, entry.replace, changed)
+                self.insert(plugin, dest, item, entry.replace)
             }
             EntryKind::Symlink { target } => {
                 if dest.is_empty() {
@@ -347,8 +376,9 @@ impl Plan {
                     plugin: plugin.into(),
                     package: entry.package.clone(),
                     id: None,
+                    gen: 0,
                 };
-                self.insert(plugin, dest, item, entry.replace, changed)
+                self.insert(plugin, dest, item, entry.replace)
             }
             EntryKind::Path { source, exclude } => {
                 let excludes = Excludes::new(plugin, exclude)?;
@@ -367,8 +397,9 @@ impl Plan {
                             plugin: plugin.into(),
                             package: entry.package.clone(),
                             id: Some((meta.dev(), meta.ino())),
+                            gen: 0,
                         };
-                        self.insert(plugin, dest.clone(), item, entry.replace, changed)?;
+                        self.insert(plugin, dest.clone(), item, entry.replace)?;
                     }
                     let walk = Walk {
                         plugin,
@@ -378,7 +409,7 @@ impl Plan {
                         root: &canonical,
                         chain: vec![canonical.clone()],
                     };
-                    self.walk(&walk, &canonical, &dest, changed, pending, progress)
+                    self.walk(&walk, &canonical, &dest, pending, progress)
                 } else if dest.is_empty() {
                     Err(ArchiveError::InvalidDest {
                         plugin: plugin.into(),
@@ -391,12 +422,12 @@ impl Plan {
                     self.add_file(
                         plugin,
                         &canonical,
+                        None,
                         &meta,
                         dest,
                         entry.mode,
                         &entry.package,
                         entry.replace,
-                        changed,
                     )
                 }
             }
@@ -408,12 +439,12 @@ impl Plan {
         &mut self,
         plugin: &str,
         source: &Path,
+        shared: Option<Source>,
         meta: &fs::Metadata,
         dest: Vec<u8>,
         mode: Option<u32>,
         package: &Option<String>,
         replace: bool,
-        changed: &mut BTreeSet<Vec<u8>>,
     ) -> Result<(), ArchiveError> {
         if !meta.is_file() {
             self.warnings.push(format!(
@@ -432,7 +463,7 @@ impl Plan {
         }
         let item = Item {
             kind: ItemKind::File {
-                source: source.to_path_buf(),
+                source: shared.unwrap_or_else(|| Source::Path(source.into())),
                 size: meta.len(),
             },
             mode: bits,
@@ -440,8 +471,9 @@ impl Plan {
             plugin: plugin.into(),
             package: package.clone(),
             id: Some((meta.dev(), meta.ino())),
+            gen: 0,
         };
-        self.insert(plugin, dest, item, replace, changed)
+        self.insert(plugin, dest, item, replace)
     }
 
     fn link_error(&self, path: &Path, e: io::Error) -> ArchiveError {
@@ -462,11 +494,11 @@ impl Plan {
         w: &Walk<'_>,
         dir: &Path,
         dest: &[u8],
-        changed: &mut BTreeSet<Vec<u8>>,
         pending: &mut Vec<PendingLink>,
         progress: &dyn Progress,
     ) -> Result<(), ArchiveError> {
-        if !self.roots.iter().any(|(r, d)| r == dir && d == dest) {
+        // Only the top of each walk is a root: sub-directories are found under it.
+        if dir == w.root && !self.roots.iter().any(|(r, d)| r == dir && d == dest) {
             self.roots.push((dir.to_path_buf(), dest.to_vec()));
         }
         let mut children: Vec<_> = fs::read_dir(dir)
@@ -475,6 +507,7 @@ impl Plan {
             .collect::<Result<_, _>>()
             .map_err(|e| ArchiveError::io("listing", dir, e))?;
         children.sort();
+        let mut shared_dir: Option<Arc<Path>> = None;
         for path in children {
             if progress.is_cancelled() {
                 return Err(ArchiveError::Cancelled);
@@ -506,12 +539,29 @@ impl Plan {
                     plugin: w.plugin.into(),
                     package: w.package.clone(),
                     id: Some((meta.dev(), meta.ino())),
+                    gen: 0,
                 };
-                self.insert(w.plugin, child_dest.clone(), item, w.replace, changed)?;
-                self.walk(w, &path, &child_dest, changed, pending, progress)?;
+                self.insert(w.plugin, child_dest.clone(), item, w.replace)?;
+                self.walk(w, &path, &child_dest, pending, progress)?;
             } else {
+                let dir_arc = match &shared_dir {
+                    Some(d) => d.clone(),
+                    None => {
+                        let d: Arc<Path> = Arc::from(dir);
+                        shared_dir = Some(d.clone());
+                        d
+                    }
+                };
+                let shared = Source::InDir(dir_arc, path.file_name().unwrap_or_default().into());
                 self.add_file(
-                    w.plugin, &path, &meta, child_dest, None, w.package, w.replace, changed,
+                    w.plugin,
+                    &path,
+                    Some(shared),
+                    &meta,
+                    child_dest,
+                    None,
+                    w.package,
+                    w.replace,
                 )?;
             }
         }
@@ -524,7 +574,6 @@ impl Plan {
         &mut self,
         plugin: &str,
         link: PendingLink,
-        changed: &mut BTreeSet<Vec<u8>>,
         pending: &mut Vec<PendingLink>,
         progress: &dyn Progress,
     ) -> Result<(), ArchiveError> {
@@ -570,8 +619,9 @@ impl Plan {
                         plugin: plugin.into(),
                         package: link.package.clone(),
                         id: Some((lmeta.dev(), lmeta.ino())),
+                        gen: 0,
                     };
-                    return self.insert(plugin, link.dest, item, link.replace, changed);
+                    return self.insert(plugin, link.dest, item, link.replace);
                 }
             }
         }
@@ -594,8 +644,9 @@ impl Plan {
                 plugin: plugin.into(),
                 package: link.package.clone(),
                 id: Some((meta.dev(), meta.ino())),
+                gen: 0,
             };
-            self.insert(plugin, link.dest.clone(), item, link.replace, changed)?;
+            self.insert(plugin, link.dest.clone(), item, link.replace)?;
             let excludes = Excludes::new(plugin, &[])?;
             let mut chain = link.chain.clone();
             chain.push(canonical.clone());
@@ -607,17 +658,17 @@ impl Plan {
                 root: &canonical,
                 chain,
             };
-            self.walk(&w, &canonical, &link.dest, changed, pending, progress)
+            self.walk(&w, &canonical, &link.dest, pending, progress)
         } else {
             self.add_file(
                 plugin,
                 &canonical,
+                None,
                 &meta,
                 link.dest,
                 link.mode,
                 &link.package,
                 link.replace,
-                changed,
             )
         }
     }
@@ -646,8 +697,13 @@ impl Plan {
         path: Vec<u8>,
         item: Item,
         replace: bool,
-        changed: &mut BTreeSet<Vec<u8>>,
     ) -> Result<(), ArchiveError> {
+        let mut item = item;
+        if let Some(shared) = &self.shared_plugin {
+            if *shared == item.plugin {
+                item.plugin = shared.clone();
+            }
+        }
         // Parents must be directories; create the missing ones.
         let mut at = 0;
         while let Some(n) = path[at..].iter().position(|&b| b == b'/') {
@@ -658,7 +714,7 @@ impl Plan {
                 Some(i) => {
                     return Err(ArchiveError::Conflict {
                         path: format!("{} (not a directory)", display(&dir)),
-                        first: i.plugin.clone(),
+                        first: i.plugin.to_string(),
                         second: plugin.into(),
                     })
                 }
@@ -669,25 +725,25 @@ impl Plan {
                             kind: ItemKind::Dir,
                             mode: 0o755,
                             mtime: 0,
-                            plugin: plugin.into(),
+                            plugin: self.shared_plugin.clone().unwrap_or_else(|| plugin.into()),
                             package: None,
                             id: None,
+                            gen: self.gen,
                         },
                     );
-                    changed.insert(dir);
                 }
             }
         }
         match self.items.get(&path) {
             None => {
-                self.items.insert(path.clone(), item);
-                changed.insert(path);
+                item.gen = self.gen;
+                self.items.insert(path, item);
                 Ok(())
             }
             Some(old) if old.kind == ItemKind::Dir && item.kind == ItemKind::Dir => {
                 if old.id.is_none() && item.id.is_some() {
-                    self.items.insert(path.clone(), item);
-                    changed.insert(path);
+                    item.gen = self.gen;
+                    self.items.insert(path, item);
                 }
                 Ok(())
             }
@@ -696,13 +752,13 @@ impl Plan {
                     return Ok(());
                 }
                 if replace && old.kind != ItemKind::Dir && item.kind != ItemKind::Dir {
-                    self.items.insert(path.clone(), item);
-                    changed.insert(path);
+                    item.gen = self.gen;
+                    self.items.insert(path, item);
                     return Ok(());
                 }
                 Err(ArchiveError::Conflict {
                     path: display(&path),
-                    first: old.plugin.clone(),
+                    first: old.plugin.to_string(),
                     second: plugin.into(),
                 })
             }
@@ -737,7 +793,7 @@ fn same_content(a: &Item, b: &Item) -> Result<bool, ArchiveError> {
             if za != zb {
                 return Ok(false);
             }
-            files_equal(sa, sb)
+            files_equal(&sa.path(), &sb.path())
         }
         (ItemKind::Symlink { target: ta }, ItemKind::Symlink { target: tb }) => Ok(ta == tb),
         _ => Ok(false),
@@ -777,7 +833,9 @@ pub(crate) fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> 
 
 fn bundle_file(path: &[u8], item: &Item) -> BundleFile {
     let (kind, source, size) = match &item.kind {
-        ItemKind::File { source, size } => (FileKind::File, Some(source.clone()), *size),
+        ItemKind::File { source, size } => {
+            (FileKind::File, Some(source.path().into_owned()), *size)
+        }
         ItemKind::Dir => (FileKind::Dir, None, 0),
         ItemKind::Symlink { target } => (
             FileKind::Symlink {
@@ -793,12 +851,13 @@ fn bundle_file(path: &[u8], item: &Item) -> BundleFile {
         kind,
         mode: item.mode,
         size,
-        plugin: item.plugin.clone(),
+        plugin: item.plugin.to_string(),
         package: item.package.clone(),
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

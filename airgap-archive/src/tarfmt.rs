@@ -558,6 +558,7 @@ fn eof(e: io::Error, at: u64) -> io::Error {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

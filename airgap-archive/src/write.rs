@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -17,8 +17,8 @@ use sha2::{Digest, Sha256};
 
 use crate::error::ArchiveError;
 use crate::manifest::{
-    assemble, encode, write_record, FileRecord, FileType, Manifest, ManifestInput, AIRGAP_PLUGIN,
-    FORMAT, MANIFEST_PATH,
+    begin_files, encode, end_files, write_record, FileRecord, FileType, Manifest, ManifestInput,
+    AIRGAP_PLUGIN, FORMAT, MANIFEST_PATH,
 };
 use crate::plan::{read_full, Item, ItemKind, Plan};
 use crate::progress::{Progress, Unit};
@@ -130,7 +130,7 @@ enum OutKind {
 
 /// What pass 1 hashes.
 enum Job<'a> {
-    Disk(&'a Path),
+    Disk(std::borrow::Cow<'a, Path>),
     Memory(&'static [u8]),
 }
 
@@ -163,12 +163,12 @@ impl Out<'_> {
     fn kind(&self) -> KindRef<'_> {
         match &self.src {
             Src::Plan(i) => match &i.kind {
-                ItemKind::File { source, .. } => KindRef::File(ContentRef::Disk(source)),
+                ItemKind::File { source, .. } => KindRef::File(ContentRef::Disk(source.path())),
                 ItemKind::Dir => KindRef::Dir,
                 ItemKind::Symlink { target } => KindRef::Symlink { target },
             },
             Src::Own(OutKind::File { content }, _) => KindRef::File(match content {
-                Content::Disk(p) => ContentRef::Disk(p),
+                Content::Disk(p) => ContentRef::Disk(std::borrow::Cow::Borrowed(p)),
                 Content::Memory(m) => ContentRef::Memory(m),
             }),
             Src::Own(OutKind::Dir, _) => KindRef::Dir,
@@ -183,7 +183,7 @@ enum KindRef<'a> {
 }
 
 enum ContentRef<'a> {
-    Disk(&'a Path),
+    Disk(std::borrow::Cow<'a, Path>),
     Memory(&'static [u8]),
 }
 
@@ -270,15 +270,15 @@ pub fn write_bundle(
     let mut jobs: Vec<Job<'_>> = Vec::new();
     {
         let mut by_id: HashMap<(u64, u64), u32> = HashMap::new();
-        let mut by_path: HashMap<&Path, u32> = HashMap::new();
+        let mut by_path: HashMap<PathBuf, u32> = HashMap::new();
         for (i, out) in outs.iter().enumerate() {
             let (content, id) = match &out.src {
                 Src::Plan(item) => match &item.kind {
-                    ItemKind::File { source, .. } => (Job::Disk(source.as_path()), item.id),
+                    ItemKind::File { source, .. } => (Job::Disk(source.path()), item.id),
                     _ => continue,
                 },
                 Src::Own(OutKind::File { content }, _) => match content {
-                    Content::Disk(p) => (Job::Disk(p.as_path()), None),
+                    Content::Disk(p) => (Job::Disk(std::borrow::Cow::Borrowed(p.as_path())), None),
                     Content::Memory(m) => (Job::Memory(m), None),
                 },
                 Src::Own(..) => continue,
@@ -286,7 +286,7 @@ pub fn write_bundle(
             let next = jobs.len() as u32;
             let slot = match (&content, id) {
                 (Job::Disk(_), Some(id)) => *by_id.entry(id).or_insert(next),
-                (Job::Disk(p), None) => *by_path.entry(p).or_insert(next),
+                (Job::Disk(p), None) => *by_path.entry(p.to_path_buf()).or_insert(next),
                 (Job::Memory(_), _) => next,
             };
             if slot == next {
@@ -335,7 +335,15 @@ pub fn write_bundle(
     // stored; later ones become hard links to it. The manifest is written as we go.
     let mut link_to: Vec<u32> = vec![NONE; outs.len()];
     let (mut files, mut bytes_in, mut deduplicated) = (0u64, 0u64, 0u64);
-    let mut files_block = String::with_capacity(outs.len() * 160);
+    // The manifest goes to a scratch file beside the output, not to memory: it is about 200
+    // bytes a file, and it must be complete before the first tar byte.
+    let spill_name = PathBuf::from(format!("{}.manifest", output.display()));
+    let spill = TempFile::new(&spill_name)?;
+    let spill_err = |e: io::Error| ArchiveError::io("writing", &spill.path, e);
+    let mut spill_out = io::BufWriter::with_capacity(256 * 1024, &spill.file);
+    let mut line = String::with_capacity(512);
+    begin_files(&mut line);
+    spill_out.write_all(line.as_bytes()).map_err(spill_err)?;
     {
         let mut first_of: HashMap<([u8; 32], u32, u64), u32> = HashMap::new();
         for (i, out) in outs.iter().enumerate() {
@@ -379,7 +387,9 @@ pub fn write_bundle(
                     }
                 }
             }
-            write_record(&mut files_block, &rec);
+            line.clear();
+            write_record(&mut line, &rec);
+            spill_out.write_all(line.as_bytes()).map_err(spill_err)?;
         }
     }
 
@@ -401,8 +411,13 @@ pub fn write_bundle(
             bundle: output.into(),
             reason,
         })?;
-    let manifest_text = assemble(&files_block, &meta);
-    drop(files_block);
+    line.clear();
+    end_files(&mut line, &meta);
+    spill_out.write_all(line.as_bytes()).map_err(spill_err)?;
+    spill_out.flush().map_err(spill_err)?;
+    drop(spill_out);
+    let manifest_len = (&spill.file).seek(SeekFrom::End(0)).map_err(spill_err)?;
+    (&spill.file).seek(SeekFrom::Start(0)).map_err(spill_err)?;
     drop(manifest);
 
     // Pass 2: the archive, into a temporary file beside the output.
@@ -421,7 +436,7 @@ pub fn write_bundle(
     let result = write_tar(
         &mut *sink,
         &name,
-        &manifest_text,
+        (&spill.file, manifest_len),
         &outs,
         &link_to,
         &slot_of,
@@ -463,7 +478,7 @@ pub fn write_bundle(
 fn write_tar(
     sink: &mut dyn Sink,
     name: &str,
-    manifest_text: &str,
+    manifest: (&File, u64),
     outs: &[Out<'_>],
     link_to: &[u32],
     slot_of: &[u32],
@@ -487,14 +502,22 @@ fn write_tar(
             path: &manifest_path,
             kind: EntryType::File,
             mode: 0o644,
-            size: manifest_text.len() as u64,
+            size: manifest.1,
             mtime: 0,
             link: b"",
             sparse: None,
         },
     );
-    head.extend_from_slice(manifest_text.as_bytes());
-    tarfmt::pad(&mut head, manifest_text.len() as u64);
+    sink.write_all(&head).map_err(io_err)?;
+    head.clear();
+    let copied =
+        io::copy(&mut manifest.0.take(manifest.1), &mut SinkWriter(sink)).map_err(io_err)?;
+    if copied != manifest.1 {
+        return Err(io_err(io::Error::other(
+            "the manifest scratch file was cut short",
+        )));
+    }
+    tarfmt::pad(&mut head, manifest.1);
     // The top folder itself.
     tarfmt::write_header(
         &mut head,
@@ -593,7 +616,7 @@ fn write_tar(
                         sink.write_all(bytes).map_err(io_err)?;
                         progress.advance(h.size);
                     }
-                    ContentRef::Disk(source) => copy_file(sink, source, h, &mut buf, progress)?,
+                    ContentRef::Disk(source) => copy_file(sink, &source, h, &mut buf, progress)?,
                 }
                 let pad = tarfmt::padding(stored) as usize;
                 sink.write_all(&[0u8; tarfmt::BLOCK][..pad])
@@ -722,7 +745,11 @@ fn hash_file(path: &Path, progress: &dyn Progress) -> Result<Hashed, ArchiveErro
     } else {
         None
     };
-    let zeros = vec![0u8; READ_BUF];
+    let zeros = if sparse.is_some() {
+        vec![0u8; READ_BUF]
+    } else {
+        Vec::new()
+    };
     let mut pos = 0u64;
     let segments = sparse.clone().unwrap_or_else(|| vec![(0, u64::MAX)]);
     for (off, len) in segments {
@@ -820,6 +847,9 @@ impl Write for HashingWriter {
     }
 }
 
+/// The thread that writes compressed blocks in order; returns the size and sha256.
+type OutputThread = thread::JoinHandle<io::Result<(u64, [u8; 32])>>;
+
 /// gzip members of [`GZIP_BLOCK`] bytes, compressed by a pool of threads and written in
 /// order by another: constant memory (a bounded number of blocks in flight), every core busy,
 /// and the output depends only on the input (not on timing or the number of threads).
@@ -829,7 +859,7 @@ struct ParallelGzip {
     tar_len: u64,
     jobs: Option<Sender<(u64, Vec<u8>)>>,
     workers: Vec<thread::JoinHandle<()>>,
-    writer: Option<thread::JoinHandle<io::Result<(u64, [u8; 32])>>>,
+    writer: Option<OutputThread>,
     spare: Receiver<Vec<u8>>,
 }
 
@@ -1051,6 +1081,7 @@ impl TempFile {
             .unwrap_or(0);
         let path = dir.join(format!(".{name}.partial-{}-{nanos}", std::process::id()));
         let file = fs::OpenOptions::new()
+            .read(true)
             .write(true)
             .create_new(true)
             .open(&path)

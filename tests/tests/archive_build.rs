@@ -1,6 +1,8 @@
 //! The archive builder on real trees: links kept or dereferenced, dedup, long and odd names,
 //! determinism, GNU tar compatibility, and the errors a user can meet while bundling.
 
+#![allow(clippy::unwrap_used)]
+
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;

@@ -1,6 +1,8 @@
 //! The archive subcommands through the real CLI: `airgap bundle` with a `[sources.files]`
 //! table, then `verify`, `inspect`, `unpack` and `relocate`.
 
+#![allow(clippy::unwrap_used)]
+
 use std::fs;
 use std::path::Path;
 use std::process::Command;

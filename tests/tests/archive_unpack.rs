@@ -1,6 +1,8 @@
 //! Installing bundles: verify while extracting, install steps seeing the final path, prefix
 //! rewriting and repeated relocation, the carried unpacker, and all-or-nothing on failure.
 
+#![allow(clippy::unwrap_used)]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
