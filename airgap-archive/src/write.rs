@@ -24,9 +24,10 @@ use crate::plan::{read_full, Item, ItemKind, Plan};
 use crate::progress::{Progress, Unit};
 use crate::tarfmt::{self, EntryType, Header};
 
-/// gzip level used when none is given: level 6 of zlib-rs with 1 MiB independent members
-/// gives `gzip -6` sizes within about 1% while every core compresses.
-pub const DEFAULT_GZIP_LEVEL: u32 = 6;
+/// gzip level used when none is given. Measured on a 1.1 GB, 94,000-file Python tree on 2
+/// cores: zlib-rs level 5 in 1 MiB members is 3.7x faster than `tar -czhf` and 1.7% smaller
+/// (dedup included); level 6 costs 15% more CPU for 0.3% less size.
+pub const DEFAULT_GZIP_LEVEL: u32 = 5;
 /// zstd level used when none is given.
 pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
 /// Uncompressed bytes per gzip member: each member is compressed by its own thread.
