@@ -10,6 +10,7 @@
 //! - `e2e`: the clean-room workloads in a minimal Debian root, and their table
 //! - `new-plugin NAME --path DIR`: scaffold an out-of-tree plugin crate
 
+mod bench;
 mod scaffold;
 mod tasks;
 

@@ -337,9 +337,9 @@ fn print_e2e_table(results: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The archive benchmark.
-pub fn bench(_args: &[String]) -> Result<()> {
-    bail!("the benchmark is not wired up yet")
+/// The archive benchmark (see `bench.rs`).
+pub fn bench(args: &[String]) -> Result<()> {
+    crate::bench::run(&root(), args)
 }
 
 /// The main job on a default example, step by step: a small real environment made from this
