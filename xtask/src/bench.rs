@@ -14,6 +14,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
+/// airgap_archive::write::DEFAULT_GZIP_LEVEL (the host's own default may differ).
+const GZIP_LEVEL: u32 = 5;
+
 struct Options {
     work: PathBuf,
     pythons: Vec<PathBuf>,
@@ -272,7 +275,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let config = work.join("bench.toml");
     std::fs::write(
         &config,
-        format!("[bundle]\nname = \"tree\"\n\n[sources.files]\npaths = [ {{ source = \"{}\", dest = \".\" }} ]\n", tree.display()),
+        format!("[bundle]\nname = \"tree\"\nlevel = {GZIP_LEVEL}\n\n[sources.files]\npaths = [ {{ source = \"{}\", dest = \".\" }} ]\n", tree.display()),
     )?;
     let ours = out.join("ours.tar.gz");
     let bundle = |output: &Path, config: &Path| {
@@ -314,7 +317,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let (part_files, m_part) = if part.is_dir() {
         std::fs::write(
             &part_config,
-            format!("[bundle]\nname = \"part\"\n\n[sources.files]\npaths = [ {{ source = \"{}\", dest = \".\" }} ]\n", part.display()),
+            format!("[bundle]\nname = \"part\"\nlevel = {GZIP_LEVEL}\n\n[sources.files]\npaths = [ {{ source = \"{}\", dest = \".\" }} ]\n", part.display()),
         )?;
         let (_, m) = measure(
             "airgap bundle (part of the tree)",
