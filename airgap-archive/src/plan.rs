@@ -325,6 +325,9 @@ impl Plan {
         })();
         progress.end();
         result?;
+        // Paths arrive mostly in order, which leaves B-tree nodes half empty: rebuilding from
+        // the sorted sequence packs them (about a third less memory per path).
+        self.items = std::mem::take(&mut self.items).into_iter().collect();
         let gen = self.gen;
         Ok(self
             .items
