@@ -190,6 +190,14 @@ pub(crate) fn rewrite_file(
         return Ok(false);
     }
     let dir = path.parent().unwrap_or(Path::new("."));
+    // A read-only directory (its mode from the bundle) is opened for the rename, then closed.
+    let dir_mode = fs::metadata(dir)
+        .map(|m| m.permissions().mode())
+        .unwrap_or(0o755);
+    let reopen = dir_mode & 0o200 == 0;
+    if reopen {
+        let _ = fs::set_permissions(dir, fs::Permissions::from_mode(dir_mode | 0o700));
+    }
     let tmp = dir.join(format!(
         ".{}.airgap-rewrite-{}",
         path.file_name()
@@ -211,10 +219,13 @@ pub(crate) fn rewrite_file(
         f.sync_all()?;
         fs::rename(&tmp, path)
     })();
-    if let Err(e) = result {
+    if result.is_err() {
         let _ = fs::remove_file(&tmp);
-        return Err(ArchiveError::io("rewriting", path, e));
     }
+    if reopen {
+        let _ = fs::set_permissions(dir, fs::Permissions::from_mode(dir_mode));
+    }
+    result.map_err(|e| ArchiveError::io("rewriting", path, e))?;
     Ok(true)
 }
 
