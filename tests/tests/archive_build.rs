@@ -423,3 +423,37 @@ fn sparse_file_over_8_gib_is_stored_sparse_and_restored() {
     f.read_exact_at(&mut buf, 5 << 30).unwrap();
     assert_eq!(&buf, b"middle");
 }
+
+/// Asks to stop once writing has started (what Ctrl-C does through the CLI's progress).
+struct CancelWhileWriting(std::sync::atomic::AtomicBool);
+
+impl Progress for CancelWhileWriting {
+    fn begin(&self, label: &str, _total: u64, _unit: Unit) {
+        if label == "writing" {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    fn is_cancelled(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[test]
+fn cancelling_while_writing_leaves_no_output_and_no_partial_file() {
+    let tmp = tempdir();
+    let src = build_tree(&tmp.path().join("tree"));
+    let p = plan(&[Entry::path(&src, "d")], PlanOptions::default()).unwrap();
+    let outdir = tmp.path().join("out");
+    fs::create_dir(&outdir).unwrap();
+    let progress = CancelWhileWriting(std::sync::atomic::AtomicBool::new(false));
+    let err = write_bundle(
+        &p,
+        input("b"),
+        &outdir.join("b.tar.gz"),
+        &WriteOptions::default(),
+        &progress,
+    )
+    .unwrap_err();
+    assert!(matches!(err, ArchiveError::Cancelled), "{err}");
+    assert_eq!(fs::read_dir(&outdir).unwrap().count(), 0);
+}
