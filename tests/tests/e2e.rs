@@ -175,6 +175,7 @@ fn e2e_scientific_venv_and_relocated_again() {
 
     // Moved a second time (as an administrator would, with airgap relocate on the target's
     // filesystem), it still runs, and the old place is gone.
+    std::fs::create_dir_all(root.host_path("/data/apps")).expect("mkdir");
     let started = Instant::now();
     run(airgap()
         .arg("relocate")
