@@ -113,6 +113,10 @@ impl Progress for Ui {
         }
     }
 
+    fn is_cancelled(&self) -> bool {
+        crate::CANCELLED.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn message(&self, level: Level, text: &str) {
         match level {
             Level::Debug => self.debug(text),

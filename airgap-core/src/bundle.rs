@@ -10,7 +10,7 @@ use airgap_archive::{
     WriteOptions, WriteSummary,
 };
 use airgap_plugin_api::{
-    BundleFile, ContributeRequest, EntryKind, FileKind, PythonEnvironment, TargetProfile,
+    BundleFile, ContributeRequest, EntryKind, FileKind, PythonEnvironment, Stage, TargetProfile,
 };
 use serde::Serialize;
 
@@ -169,7 +169,11 @@ pub fn plan_bundle(
             bundle_name: bundle_name.clone(),
             target: target.clone(),
             work_dir,
-            earlier: plan.files(),
+            earlier: if plugin.stage == Stage::Finish {
+                plan.files()
+            } else {
+                Vec::new()
+            },
             python: python.clone(),
             facts: facts.clone(),
             verbose: options.verbose,
@@ -264,8 +268,7 @@ pub fn plan_bundle(
 pub fn check_planned(planned: &Planned) -> Result<CheckReport, Error> {
     let inputs: Vec<CheckInput> = planned
         .plan
-        .files()
-        .into_iter()
+        .iter_files()
         .filter(|f| f.kind == FileKind::File)
         .filter_map(|f: BundleFile| f.source.map(|disk| CheckInput { path: f.path, disk }))
         .collect();
@@ -354,10 +357,12 @@ fn compression_from_config(config: &Config) -> Result<Compression, Error> {
     let level = config.bundle.level;
     match config.bundle.compression.as_deref() {
         None | Some("gzip") | Some("gz") => Ok(Compression::Gzip {
-            level: level.map(|l| l.clamp(0, 9) as u32).unwrap_or(6),
+            level: level
+                .map(|l| l.clamp(1, 9) as u32)
+                .unwrap_or(airgap_archive::write::DEFAULT_GZIP_LEVEL),
         }),
         Some("zstd") | Some("zst") => Ok(Compression::Zstd {
-            level: level.unwrap_or(3),
+            level: level.unwrap_or(airgap_archive::write::DEFAULT_ZSTD_LEVEL),
         }),
         Some(other) => Err(Error::ConfigParse {
             path: config

@@ -4,6 +4,9 @@
 //! The tests run the real `airgap` binary and the real plugin libraries. They must be built
 //! first: `cargo xtask test` does that (it runs `cargo build --workspace` before the tests).
 
+// Test support panics with a message on any failure, like the tests it serves.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
 
 use airgap_archive::Compression;
 use airgap_core::{BundleOptions, BundleReport, Config};
@@ -37,7 +36,7 @@ pub struct BundleArgs {
     #[arg(long, value_enum)]
     pub compression: Option<CompressionArg>,
 
-    /// Compression level (gzip 1-9, zstd 1-19)
+    /// Compression level (gzip 1-9, default 5; zstd 1-19, default 3)
     #[arg(long)]
     pub level: Option<i32>,
 
@@ -77,10 +76,15 @@ pub fn run(args: BundleArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
     let registry = super::plugins::registry(ui, &config.plugin_dirs);
     let compression = args.compression.map(|c| match c {
         CompressionArg::Gzip => Compression::Gzip {
-            level: args.level.map(|l| l.clamp(1, 9) as u32).unwrap_or(6),
+            level: args
+                .level
+                .map(|l| l.clamp(1, 9) as u32)
+                .unwrap_or(airgap_archive::write::DEFAULT_GZIP_LEVEL),
         },
         CompressionArg::Zstd => Compression::Zstd {
-            level: args.level.unwrap_or(3),
+            level: args
+                .level
+                .unwrap_or(airgap_archive::write::DEFAULT_ZSTD_LEVEL),
         },
     });
     let options = BundleOptions {
@@ -93,12 +97,11 @@ pub fn run(args: BundleArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
         unpacker: args.unpacker.clone(),
         threads: args.threads,
     };
-    let cancelled = AtomicBool::new(false);
     match &config.path {
         Some(path) => ui.status("Bundling", &format!("from {}", path.display())),
         None => ui.status("Bundling", "the active Python environment"),
     }
-    let result = airgap_core::bundle(&config, &registry, &options, ui, &cancelled);
+    let result = airgap_core::bundle(&config, &registry, &options, ui, &crate::CANCELLED);
     let report = match result {
         Ok(report) => report,
         Err(airgap_core::Error::CheckFailed { summary }) => {

@@ -28,7 +28,9 @@ pub struct ContributeRequest {
     /// into it.
     pub work_dir: PathBuf,
     /// Everything earlier plugins contributed, with directories already walked: one record
-    /// per file, link or directory that will be in the bundle.
+    /// per file, link or directory that will be in the bundle. Filled for plugins of
+    /// [`crate::Stage::Finish`], the ones that inspect what the others brought; empty for the
+    /// others (a large environment has hundreds of thousands of paths).
     pub earlier: Vec<BundleFile>,
     /// The Python environment an earlier plugin brought, if any.
     pub python: Option<PythonEnvironment>,
