@@ -238,6 +238,10 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
                     "airgap-plugin-files",
                     "-p",
                     "airgap-unpack",
+                    "-p",
+                    "airgap-elf",
+                    "--example",
+                    "closure",
                 ]),
         )?;
     }
@@ -406,6 +410,30 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         );
     }
     println!("  unpack vs tar -xzf:        {:.2}x [<= 1.5x]", t_un / t_xz);
+    // The ELF closure of the whole tree (what syslibs and `airgap check` compute).
+    let closure = release.join("examples/closure");
+    if closure.exists() {
+        let out = Command::new(&closure)
+            .arg(&tree)
+            .output()
+            .context("run the closure example")?;
+        let line = String::from_utf8_lossy(&out.stdout);
+        let field = |key: &str| {
+            line.split(&format!("\"{key}\":"))
+                .nth(1)
+                .and_then(|rest| rest.split([',', '}']).next())
+                .unwrap_or("?")
+                .to_string()
+        };
+        println!(
+            "  ELF closure of the tree:   {} s for {} ELF files of {} files ({} objects resolved, {} missing) [seconds]",
+            field("elapsed"),
+            field("elf_files"),
+            field("files"),
+            field("objects"),
+            field("missing")
+        );
+    }
     if !o.keep {
         std::fs::remove_dir_all(&out)?;
     }
