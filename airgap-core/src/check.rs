@@ -545,26 +545,12 @@ fn split(path: &str) -> (&str, &str) {
 fn entry_dir(entry: &str, path: &str, source_prefix: Option<&(PathBuf, String)>) -> Option<String> {
     for token in ["${ORIGIN}", "$ORIGIN"] {
         if let Some(rest) = entry.strip_prefix(token) {
-            return join(split(path).0, rest);
+            return airgap_elf::join_bundle_path(split(path).0, rest);
         }
     }
     let (src, prefix) = source_prefix?;
     let rel = Path::new(entry).strip_prefix(src).ok()?;
-    join(prefix, &rel.to_string_lossy())
-}
-
-fn join(dir: &str, rel: &str) -> Option<String> {
-    let mut parts: Vec<&str> = dir.split('/').filter(|s| !s.is_empty()).collect();
-    for p in rel.split('/') {
-        match p {
-            "" | "." => {}
-            ".." => {
-                parts.pop()?;
-            }
-            p => parts.push(p),
-        }
-    }
-    Some(parts.join("/"))
+    airgap_elf::join_bundle_path(prefix, &rel.to_string_lossy())
 }
 
 /// Python ABI and platform: the environment's interpreter, extension module file names, and

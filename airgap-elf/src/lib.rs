@@ -31,6 +31,23 @@ pub use file::{is_elf, is_elf_bytes, ElfClass, ElfFile, ElfKind, VersionNeed};
 pub use patch::RpathKind;
 pub use version::{SymbolVersions, Version};
 
+/// Join a relative path (an `$ORIGIN`-relative search path entry, a link target) to a
+/// directory inside a bundle and normalize it; `None` when `..` climbs out of the bundle.
+/// Both sides are `/`-separated bundle paths.
+pub fn join_bundle_path(dir: &str, rel: &str) -> Option<String> {
+    let mut parts: Vec<&str> = dir.split('/').filter(|s| !s.is_empty()).collect();
+    for p in rel.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            p => parts.push(p),
+        }
+    }
+    Some(parts.join("/"))
+}
+
 use std::path::PathBuf;
 
 /// Everything that can go wrong in this crate.

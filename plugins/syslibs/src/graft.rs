@@ -122,21 +122,6 @@ fn dir_of(path: &str) -> &str {
     path.rsplit_once('/').map(|(d, _)| d).unwrap_or("")
 }
 
-/// Join and normalize bundle paths; `None` when `..` leaves the bundle.
-fn join_bundle(dir: &str, rel: &str) -> Option<String> {
-    let mut parts: Vec<&str> = dir.split('/').filter(|s| !s.is_empty()).collect();
-    for p in rel.split('/') {
-        match p {
-            "" | "." => {}
-            ".." => {
-                parts.pop()?;
-            }
-            p => parts.push(p),
-        }
-    }
-    Some(parts.join("/"))
-}
-
 /// One ELF file being looked at: from the bundle, or a library we add.
 #[derive(Clone)]
 struct Obj {
@@ -165,7 +150,7 @@ impl Obj {
 fn entry_to_bundle_dir(entry: &str, bundle_path: &str, idx: &BundleIndex<'_>) -> Option<String> {
     for token in ["${ORIGIN}", "$ORIGIN"] {
         if let Some(rest) = entry.strip_prefix(token) {
-            return join_bundle(dir_of(bundle_path), rest);
+            return airgap_elf::join_bundle_path(dir_of(bundle_path), rest);
         }
     }
     if entry.starts_with('/') {
@@ -307,7 +292,7 @@ pub fn graft(
                 continue;
             }
             let in_dirs = dirs.iter().any(|d| {
-                let p = join_bundle(d, name).unwrap_or_default();
+                let p = airgap_elf::join_bundle_path(d, name).unwrap_or_default();
                 idx.paths.contains_key(p.as_str()) || added.values().any(|(_, dest)| *dest == p)
             });
             if in_dirs {
@@ -572,9 +557,15 @@ mod tests {
 
     #[test]
     fn bundle_paths_join_and_stay_inside() {
-        assert_eq!(join_bundle("env/bin", "../lib").as_deref(), Some("env/lib"));
-        assert_eq!(join_bundle("env", "").as_deref(), Some("env"));
-        assert_eq!(join_bundle("", "../x"), None);
+        assert_eq!(
+            airgap_elf::join_bundle_path("env/bin", "../lib").as_deref(),
+            Some("env/lib")
+        );
+        assert_eq!(
+            airgap_elf::join_bundle_path("env", "").as_deref(),
+            Some("env")
+        );
+        assert_eq!(airgap_elf::join_bundle_path("", "../x"), None);
         assert_eq!(dir_of("env/lib/x.so"), "env/lib");
     }
 
