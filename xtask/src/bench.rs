@@ -238,11 +238,13 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
                     "airgap-plugin-files",
                     "-p",
                     "airgap-unpack",
-                    "-p",
-                    "airgap-elf",
-                    "--example",
-                    "closure",
                 ]),
+        )?;
+        // Target selection flags apply to every -p: the example is a build of its own.
+        sh(
+            Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .current_dir(root)
+                .args(["build", "--release", "-p", "airgap-elf", "--example", "closure"]),
         )?;
     }
     let release = target_dir.join("release");
