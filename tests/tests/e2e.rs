@@ -173,15 +173,12 @@ fn e2e_scientific_venv_and_relocated_again() {
         result: "ok",
     });
 
-    // Moved a second time (as an administrator would, with airgap relocate on the target's
-    // filesystem), it still runs, and the old place is gone.
-    std::fs::create_dir_all(root.host_path("/data/apps")).expect("mkdir");
+    // Moved a second time, on the target, by `airgap relocate` (airgap itself copied onto the
+    // target, as an administrator would install it): it still runs, and the old place is gone.
+    root.copy_in(&airgap_tests::bin("airgap"), "/usr/local/bin/airgap");
     let started = Instant::now();
-    run(airgap()
-        .arg("relocate")
-        .arg(root.host_path("/srv/science"))
-        .arg(root.host_path("/data/apps/science-moved")))
-    .success();
+    let done = root.run("mkdir -p /data/apps && AIRGAP_NO_PROGRESS=1 /usr/local/bin/airgap relocate /srv/science /data/apps/science-moved");
+    assert_eq!(done.code, Some(0), "{}\n{}", done.stdout, done.stderr);
     let relocate_secs = started.elapsed().as_secs_f64();
     assert!(!root.host_path("/srv/science").exists());
     let done = root.run("/data/apps/science-moved/env/bin/python /root/check.py && /data/apps/science-moved/env/bin/python -m pip --version");
