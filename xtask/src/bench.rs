@@ -244,7 +244,14 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         sh(
             Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
                 .current_dir(root)
-                .args(["build", "--release", "-p", "airgap-elf", "--example", "closure"]),
+                .args([
+                    "build",
+                    "--release",
+                    "-p",
+                    "airgap-elf",
+                    "--example",
+                    "closure",
+                ]),
         )?;
     }
     let release = target_dir.join("release");

@@ -352,30 +352,71 @@ pub fn demo() -> Result<()> {
     let airgap = out.join("airgap");
     let demo = target_dir().join("demo");
     std::fs::create_dir_all(&demo).with_context(|| format!("create {}", demo.display()))?;
-    let env = demo.join("example-env");
-    if !env.join("bin/python").exists() {
-        step(&format!(
-            "making an example venv at {} from python3",
-            env.display()
-        ));
-        // --without-pip: Debian's python3 may lack ensurepip; the host's pip installs into it.
-        run(Command::new("python3")
-            .args(["-m", "venv", "--without-pip"])
-            .arg(&env))?;
-        run(Command::new("python3")
-            .args(["-m", "pip", "--python"])
-            .arg(env.join("bin/python"))
-            .args(["install", "--quiet", "markupsafe==2.1.5", "attrs==23.2.0"]))?;
-    } else {
-        step(&format!("reusing the example venv at {}", env.display()));
-    }
+    let python = std::env::var("AIRGAP_DEMO_PYTHON").unwrap_or_else(|_| "python3".to_string());
+    let ask = |code: &str| -> Result<String> {
+        let out = Command::new(&python)
+            .args(["-c", code])
+            .output()
+            .with_context(|| format!("run {python}"))?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    let base_prefix = ask("import sys; print(sys.base_prefix)")?;
+    let interpreter = ask("import sys; print(sys.executable)")?;
+    // A distribution's Python lives in /usr among everything else: it is not bundled (the
+    // conda source refuses it). There the example is the seed's other case: a wheelhouse for
+    // the target's own Python, installed offline into a new venv with `unpack --python`.
+    let system_python = base_prefix == "/usr";
     let data = demo.join("data");
     std::fs::create_dir_all(&data)?;
     std::fs::write(data.join("greeting.txt"), "hello from the connected side\n")?;
     let config = demo.join("airgap.toml");
-    std::fs::write(
-        &config,
-        r#"# The default example: a venv with a compiled package, a data file, and the system
+    if system_python {
+        step(&format!(
+            "{python} is the distribution's Python ({interpreter}): the example is a wheelhouse for it"
+        ));
+        let version = ask("import platform; print(platform.python_version())")?;
+        let glibc = ask("import os; print(os.confstr('CS_GNU_LIBC_VERSION').split()[1])")?;
+        std::fs::write(
+            &config,
+            format!(
+                r#"# The default example on a distribution's Python: wheels for it (one with a compiled
+# extension), proven to install offline, and a data file.
+[bundle]
+name = "example-env"
+
+[target]
+python = "{version}"
+glibc = "{glibc}"
+
+[sources.pip]
+packages = ["markupsafe==2.1.5", "attrs==23.2.0"]
+
+[sources.files]
+paths = ["data"]
+"#
+            ),
+        )?;
+    } else {
+        let env = demo.join("example-env");
+        if !env.join("bin/python").exists() {
+            step(&format!(
+                "making an example venv at {} from {python} ({base_prefix})",
+                env.display()
+            ));
+            // --without-pip: a python3 may lack ensurepip; the host's pip installs into it.
+            run(Command::new(&python)
+                .args(["-m", "venv", "--without-pip"])
+                .arg(&env))?;
+            run(Command::new(&python)
+                .args(["-m", "pip", "--python"])
+                .arg(env.join("bin/python"))
+                .args(["install", "--quiet", "markupsafe==2.1.5", "attrs==23.2.0"]))?;
+        } else {
+            step(&format!("reusing the example venv at {}", env.display()));
+        }
+        std::fs::write(
+            &config,
+            r#"# The default example: a venv with a compiled package, a data file, and the system
 # libraries they need.
 [bundle]
 name = "example-env"
@@ -388,7 +429,8 @@ paths = ["data"]
 
 [sources.syslibs]
 "#,
-    )?;
+        )?;
+    }
     let bundle = demo.join("example-env.tar.gz");
     step(&format!(
         "bundling: airgap bundle -c {} -o {}",
@@ -413,9 +455,15 @@ paths = ["data"]
         bundle.display(),
         dest.display()
     ));
-    run(Command::new(&airgap).arg("unpack").arg(&bundle).arg(&dest))?;
+    let mut unpack = Command::new(&airgap);
+    unpack.arg("unpack").arg(&bundle).arg(&dest);
+    if system_python {
+        unpack.arg("--python").arg(&interpreter);
+    }
+    run(&mut unpack)?;
     step("running the unpacked environment there");
-    run(Command::new(dest.join("env/bin/python"))
+    let env_dir = if system_python { "venv" } else { "env" };
+    run(Command::new(dest.join(env_dir).join("bin/python"))
         .args(["-c", "import markupsafe, attrs, sys; print('python', sys.version.split()[0], 'at', sys.prefix); print(markupsafe.escape('<airgap works>'))"])
         .env_clear()
         .env("PATH", "/usr/bin:/bin"))?;
