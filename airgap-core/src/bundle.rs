@@ -38,7 +38,13 @@ pub struct BundleOptions {
     pub unpacker: Option<PathBuf>,
     /// Compression threads (0 = all cores).
     pub threads: usize,
+    /// Seconds one source plugin may run (0 = no limit; overrides `[bundle] plugin-timeout`).
+    pub plugin_timeout: Option<u64>,
 }
+
+/// Seconds a source plugin may run by default: generous, since resolving and downloading a
+/// large environment through a slow proxy takes long, but a hung plugin still ends.
+pub const DEFAULT_PLUGIN_TIMEOUT: u64 = 3600;
 
 /// What one source brought.
 #[derive(Debug, Clone, Serialize)]
@@ -145,6 +151,14 @@ pub fn plan_bundle(
     let mut plan = Plan::new(PlanOptions {
         drop_dangling: options.drop_dangling || config.bundle.drop_dangling_links,
     });
+    let plugin_limit = match options
+        .plugin_timeout
+        .or(config.bundle.plugin_timeout)
+        .unwrap_or(DEFAULT_PLUGIN_TIMEOUT)
+    {
+        0 => None,
+        seconds => Some(std::time::Duration::from_secs(seconds)),
+    };
     let mut python: Option<PythonEnvironment> = None;
     let mut facts = std::collections::BTreeMap::new();
     let mut packages = Vec::new();
@@ -185,9 +199,10 @@ pub fn plan_bundle(
                 source.name, plugin.name, plugin.version
             ),
         );
-        let contribution = plugin.contribute(&request, progress, cancelled)?;
+        let contribution = plugin.contribute_within(&request, progress, cancelled, plugin_limit)?;
         check_contract(&plugin.name, &contribution.entries)?;
         let added = plan.add(&plugin.name, &contribution.entries, progress)?;
+        check_claims(&plugin.name, &contribution, &added)?;
         if let Some(env) = &contribution.python {
             if python.is_some() {
                 warnings.push(format!(
@@ -394,23 +409,26 @@ fn complete_target(target: &mut TargetProfile, env: &PythonEnvironment) {
 fn check_contract(plugin: &str, entries: &[airgap_plugin_api::Entry]) -> Result<(), Error> {
     for entry in entries {
         let dest = entry.dest.as_str();
-        let bad = if dest.is_empty() {
-            Some("an empty destination path".to_string())
-        } else if dest.starts_with('/') {
-            Some(format!("absolute destination {dest:?}"))
-        } else if dest.split('/').any(|c| c == "..") {
-            Some(format!("destination {dest:?} leaves the bundle"))
+        let bad = if let Some(why) = outside_the_bundle("destination", dest) {
+            Some(why)
         } else if dest == ".airgap" || dest.starts_with(".airgap/") || dest == "unpack" {
             Some(format!(
                 "destination {dest:?} is reserved for airgap itself"
             ))
         } else if let EntryKind::Path { source, .. } = &entry.kind {
-            (!source.is_absolute()).then(|| {
-                format!(
+            if !source.is_absolute() {
+                Some(format!(
                     "source {} for {dest:?} is not an absolute path",
                     source.display()
-                )
-            })
+                ))
+            } else {
+                std::fs::symlink_metadata(source).err().map(|e| {
+                    format!(
+                        "the source {} it names for {dest:?} cannot be read: {e}",
+                        source.display()
+                    )
+                })
+            }
         } else {
             None
         };
@@ -419,6 +437,78 @@ fn check_contract(plugin: &str, entries: &[airgap_plugin_api::Entry]) -> Result<
                 plugin: plugin.to_string(),
                 reason,
             });
+        }
+    }
+    Ok(())
+}
+
+/// Why `path` (a path inside the bundle, relative to its top) is not one, if it is not.
+fn outside_the_bundle(what: &str, path: &str) -> Option<String> {
+    if path.is_empty() {
+        Some(format!("an empty {what} path"))
+    } else if path.starts_with('/') {
+        Some(format!("absolute {what} {path:?}"))
+    } else if path.split('/').any(|c| c == "..") {
+        Some(format!("{what} {path:?} leaves the bundle"))
+    } else {
+        None
+    }
+}
+
+/// What a plugin says about its files after they are planned: the files its install steps
+/// rewrite are files it brought, and its Python is inside the bundle. A plugin that claims
+/// otherwise would fail on the target, after the transfer; here it fails before.
+fn check_claims(
+    plugin: &str,
+    contribution: &airgap_plugin_api::Contribution,
+    added: &[BundleFile],
+) -> Result<(), Error> {
+    let contract = |reason: String| Error::PluginContract {
+        plugin: plugin.to_string(),
+        reason,
+    };
+    if let Some(env) = &contribution.python {
+        for (what, path) in [
+            ("Python prefix", &env.prefix),
+            ("Python executable", &env.executable),
+        ] {
+            if let Some(why) = outside_the_bundle(what, path) {
+                return Err(contract(why));
+            }
+        }
+        if !added.iter().any(|f| f.path == env.executable) {
+            return Err(contract(format!(
+                "its Python executable {:?} is not among the files it brought",
+                env.executable
+            )));
+        }
+    }
+    let mut own: Option<std::collections::HashSet<&str>> = None;
+    for step in &contribution.install_steps {
+        if let airgap_plugin_api::InstallStep::RewritePrefix { root, files, .. } = step {
+            if root != "." {
+                if let Some(why) = outside_the_bundle("rewrite root", root) {
+                    return Err(contract(why));
+                }
+            }
+            let own = own.get_or_insert_with(|| {
+                added
+                    .iter()
+                    .filter(|f| f.kind == FileKind::File)
+                    .map(|f| f.path.as_str())
+                    .collect()
+            });
+            for file in files {
+                if let Some(why) = outside_the_bundle("file to rewrite", &file.path) {
+                    return Err(contract(why));
+                }
+                if !own.contains(file.path.as_str()) {
+                    return Err(contract(format!(
+                        "an install step rewrites {:?}, which is not a file it brought",
+                        file.path
+                    )));
+                }
+            }
         }
     }
     Ok(())

@@ -55,6 +55,9 @@ pub struct BundleSection {
     /// Drop dangling symlinks with a warning instead of failing.
     #[serde(default)]
     pub drop_dangling_links: bool,
+    /// Seconds one source plugin may run (0 = no limit; default
+    /// [`crate::bundle::DEFAULT_PLUGIN_TIMEOUT`]).
+    pub plugin_timeout: Option<u64>,
 }
 
 /// `[target]`: the air-gapped machine.

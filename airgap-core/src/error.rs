@@ -82,6 +82,18 @@ pub enum Error {
         /// The plugin's advice.
         help: Option<String>,
     },
+    /// A plugin ran past the time limit.
+    #[error("plugin {plugin} ({}) was still running after {seconds} s, the time limit{}", path.display(), if *stopped { "; it stopped when asked" } else { ", and did not stop when asked: it was abandoned" })]
+    PluginTimeout {
+        /// The plugin.
+        plugin: String,
+        /// Its file.
+        path: PathBuf,
+        /// The limit.
+        seconds: u64,
+        /// Whether it returned once asked to stop.
+        stopped: bool,
+    },
     /// A plugin panicked.
     #[error("plugin {plugin} ({}) panicked: {message}", path.display())]
     PluginPanicked {
@@ -103,7 +115,7 @@ pub enum Error {
         reason: String,
     },
     /// A plugin contributed something it may not.
-    #[error("plugin {plugin} contributed an invalid entry: {reason}")]
+    #[error("plugin {plugin} broke the plugin contract: {reason}")]
     PluginContract {
         /// The plugin.
         plugin: String,
@@ -157,6 +169,7 @@ impl Error {
             Error::PluginLoad { help, .. } => Some(help.clone()),
             Error::PluginIncompatible { help, .. } => Some(help.clone()),
             Error::PluginFailed { help, .. } => help.clone(),
+            Error::PluginTimeout { .. } => Some("raise the limit with --plugin-timeout SECONDS or `plugin-timeout` in [bundle] (0 = none) if the source is just slow; otherwise report a hang to the plugin's authors".into()),
             Error::PluginPanicked { .. } | Error::PluginMalformed { .. } | Error::PluginContract { .. } => {
                 Some("this is a bug in the plugin: report it to its authors; other sources are unaffected".into())
             }

@@ -10,7 +10,9 @@
 use std::ffi::{c_void, CStr};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
 use airgap_archive::progress::{Level, Progress, Unit};
 use airgap_plugin_api::ffi::{
@@ -200,37 +202,113 @@ impl Plugin {
         progress: &dyn Progress,
         cancelled: &AtomicBool,
     ) -> Result<Contribution, Error> {
+        self.contribute_within(request, progress, cancelled, None)
+    }
+
+    /// [`Plugin::contribute`] with a time limit. The call runs on its own thread; the calling
+    /// thread relays the plugin's log and progress, and watches the clock and `cancelled`.
+    /// Past the limit (or on Ctrl-C) the plugin is asked to stop through its cancel callback
+    /// and given [`STOP_GRACE`] to return. A plugin that ignores that is abandoned on its
+    /// thread (its library is never unloaded, so its code stays valid) and the call returns
+    /// [`Error::PluginTimeout`]: the caller is expected to clean up and exit.
+    pub fn contribute_within(
+        &self,
+        request: &ContributeRequest,
+        progress: &dyn Progress,
+        cancelled: &AtomicBool,
+        limit: Option<Duration>,
+    ) -> Result<Contribution, Error> {
         let json = serde_json::to_vec(request).map_err(|e| {
             Error::Internal(format!(
                 "cannot encode the request for plugin {}: {e}",
                 self.name
             ))
         })?;
-        let context = CallContext {
-            progress,
-            cancelled,
-            phase_started: AtomicBool::new(false),
-            last_done: AtomicU64::new(0),
+        let (events, inbox) = mpsc::channel::<Event>();
+        let stop = Arc::new(AtomicBool::new(false));
+        let context = Box::new(CallContext {
+            events: events.clone(),
+            stop: Arc::clone(&stop),
+        });
+        let descriptor = self.descriptor;
+        std::thread::Builder::new()
+            .name(format!("plugin-{}", self.name))
+            .spawn(move || {
+                let callbacks = HostCallbacks {
+                    struct_size: std::mem::size_of::<HostCallbacks>() as u32,
+                    context: &*context as *const CallContext as *mut c_void,
+                    log: Some(log_callback),
+                    progress: Some(progress_callback),
+                    is_cancelled: Some(cancelled_callback),
+                };
+                let mut out = Buffer::empty();
+                // SAFETY: the descriptor was checked at load and its library is never
+                // unloaded; the callbacks' context lives on this thread until the call returns.
+                let status = unsafe {
+                    (descriptor.contribute)(&callbacks, json.as_ptr(), json.len(), &mut out)
+                };
+                // SAFETY: `out` was filled by this plugin's contribute.
+                let bytes = unsafe { out.as_slice() }.to_vec();
+                // SAFETY: freed once, by the library that allocated it.
+                unsafe { (descriptor.free_buffer)(out) };
+                let _ = events.send(Event::Done(status, bytes));
+                drop(context);
+            })
+            .map_err(|e| Error::Internal(format!("cannot start a thread for a plugin: {e}")))?;
+
+        let started = Instant::now();
+        let mut phase_started = false;
+        let mut last_done = 0u64;
+        // Why the plugin was asked to stop, and until when it may take to do so.
+        let mut stopping: Option<(Stopped, Instant)> = None;
+        let (status, bytes) = loop {
+            match inbox.recv_timeout(TICK) {
+                Ok(Event::Log(level, text)) => progress.message(level, &text),
+                Ok(Event::Progress { done, total, text }) => {
+                    if !phase_started {
+                        phase_started = true;
+                        progress.begin(&text, total, Unit::Items);
+                    }
+                    progress.advance(done.saturating_sub(last_done));
+                    last_done = done;
+                }
+                Ok(Event::Done(status, bytes)) => break (status, bytes),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(Error::Internal(format!(
+                        "the thread running plugin {} ended without an answer",
+                        self.name
+                    )))
+                }
+            }
+            if stopping.is_none() {
+                let why = if cancelled.load(Ordering::Relaxed) {
+                    Some(Stopped::Cancelled)
+                } else {
+                    limit
+                        .filter(|l| started.elapsed() >= *l)
+                        .map(|_| Stopped::TimedOut)
+                };
+                if let Some(why) = why {
+                    stop.store(true, Ordering::Relaxed);
+                    stopping = Some((why, Instant::now() + STOP_GRACE));
+                }
+            }
+            if let Some((why, until)) = stopping {
+                if Instant::now() >= until {
+                    if phase_started {
+                        progress.end();
+                    }
+                    return Err(self.stopped_error(why, limit, false));
+                }
+            }
         };
-        let callbacks = HostCallbacks {
-            struct_size: std::mem::size_of::<HostCallbacks>() as u32,
-            context: &context as *const CallContext as *mut c_void,
-            log: Some(log_callback),
-            progress: Some(progress_callback),
-            is_cancelled: Some(cancelled_callback),
-        };
-        let mut out = Buffer::empty();
-        // SAFETY: the descriptor was checked at load; all pointers are valid for the call.
-        let status = unsafe {
-            (self.descriptor.contribute)(&callbacks, json.as_ptr(), json.len(), &mut out)
-        };
-        if context.phase_started.load(Ordering::Relaxed) {
+        if phase_started {
             progress.end();
         }
-        // SAFETY: `out` was filled by this plugin's contribute.
-        let bytes = unsafe { out.as_slice() }.to_vec();
-        // SAFETY: freed once, by the library that allocated it.
-        unsafe { (self.descriptor.free_buffer)(out) };
+        if let Some((why, _)) = stopping {
+            return Err(self.stopped_error(why, limit, true));
+        }
         match status {
             STATUS_OK => {
                 serde_json::from_slice::<Contribution>(&bytes).map_err(|e| Error::PluginMalformed {
@@ -265,6 +343,36 @@ impl Plugin {
             }),
         }
     }
+
+    fn stopped_error(&self, why: Stopped, limit: Option<Duration>, stopped: bool) -> Error {
+        match why {
+            Stopped::Cancelled => Error::Cancelled,
+            Stopped::TimedOut => Error::PluginTimeout {
+                plugin: self.name.clone(),
+                path: self.path.clone(),
+                seconds: limit.map(|l| l.as_secs()).unwrap_or(0),
+                stopped,
+            },
+        }
+    }
+}
+
+/// How long a plugin asked to stop may take to return before it is abandoned.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How often the host looks at the clock and the cancel flag while a plugin runs.
+const TICK: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, Copy)]
+enum Stopped {
+    Cancelled,
+    TimedOut,
+}
+
+/// What the plugin's thread tells the host's.
+enum Event {
+    Log(Level, String),
+    Progress { done: u64, total: u64, text: String },
+    Done(i32, Vec<u8>),
 }
 
 /// Refuse files that are not ELF shared objects before `dlopen` sees them, with a message that
@@ -285,11 +393,11 @@ fn check_is_shared_library(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-struct CallContext<'a> {
-    progress: &'a dyn Progress,
-    cancelled: &'a AtomicBool,
-    phase_started: AtomicBool,
-    last_done: AtomicU64,
+/// The state the plugin's callbacks reach through their context pointer. It belongs to the
+/// plugin's thread, so a plugin that outlives its call never sees freed memory.
+struct CallContext {
+    events: mpsc::Sender<Event>,
+    stop: Arc<AtomicBool>,
 }
 
 fn text_from(msg: *const u8, len: usize) -> String {
@@ -311,7 +419,7 @@ unsafe extern "C" fn log_callback(context: *mut c_void, level: u32, msg: *const 
             2 => Level::Warn,
             _ => Level::Info,
         };
-        ctx.progress.message(level, &text_from(msg, len));
+        let _ = ctx.events.send(Event::Log(level, text_from(msg, len)));
     }));
 }
 
@@ -325,11 +433,11 @@ unsafe extern "C" fn progress_callback(
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // SAFETY: as in log_callback.
         let ctx = unsafe { &*(context as *const CallContext) };
-        if !ctx.phase_started.swap(true, Ordering::Relaxed) {
-            ctx.progress.begin(&text_from(msg, len), total, Unit::Items);
-        }
-        let before = ctx.last_done.swap(done, Ordering::Relaxed);
-        ctx.progress.advance(done.saturating_sub(before));
+        let _ = ctx.events.send(Event::Progress {
+            done,
+            total,
+            text: text_from(msg, len),
+        });
     }));
 }
 
@@ -337,7 +445,7 @@ unsafe extern "C" fn cancelled_callback(context: *mut c_void) -> bool {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // SAFETY: as in log_callback.
         let ctx = unsafe { &*(context as *const CallContext) };
-        ctx.cancelled.load(Ordering::Relaxed)
+        ctx.stop.load(Ordering::Relaxed)
     }))
     .unwrap_or(false)
 }

@@ -530,3 +530,158 @@ fn the_dist_folder_works_after_being_moved() {
     }
     assert!(moved.join(&name).join("lib/airgap/airgap-unpack").exists());
 }
+
+/// `bundle_with` for the misbehaves plugin in one `mode`, with a time limit.
+fn bundle_misbehaving(dir: &Path, mode: &str, out: &Path, extra: &[&str]) -> Command {
+    install_as(dir, "airgap-testplugin-misbehaves", "misbehaves");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    std::fs::write(data.join("hello.txt"), "hello\n").expect("write");
+    let config = dir.join("airgap.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[bundle]\nname = \"t\"\n[sources.files]\npaths = [\"data\"]\n\
+             [sources.bad]\nplugin = \"misbehaves\"\nmode = \"{mode}\"\n"
+        ),
+    )
+    .expect("write config");
+    let mut cmd = airgap();
+    cmd.arg("--plugin-dir")
+        .arg(dir)
+        .args(["bundle", "--no-check", "-c"])
+        .arg(&config)
+        .arg("-o")
+        .arg(out)
+        .args(extra);
+    cmd
+}
+
+#[test]
+fn a_hung_plugin_is_stopped_at_its_time_limit_and_nothing_is_written() {
+    for (mode, how) in [
+        ("hang", "did not stop when asked: it was abandoned"),
+        ("slow", "it stopped when asked"),
+    ] {
+        let dir = tempdir();
+        let out = dir.path().join("out.tar.gz");
+        let started = std::time::Instant::now();
+        let done = run(&mut bundle_misbehaving(
+            dir.path(),
+            mode,
+            &out,
+            &["--plugin-timeout", "2"],
+        ))
+        .failure();
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{mode}: the host waited {:?}",
+            started.elapsed()
+        );
+        assert_eq!(done.code, Some(1), "{mode}: {done:?}");
+        assert!(
+            done.stderr.contains("plugin misbehaves (")
+                && done
+                    .stderr
+                    .contains("was still running after 2 s, the time limit")
+                && done.stderr.contains(how),
+            "{mode}: {}",
+            done.stderr
+        );
+        assert!(
+            done.stderr
+                .contains("help: raise the limit with --plugin-timeout"),
+            "{}",
+            done.stderr
+        );
+        assert!(!out.exists(), "{mode}: a bundle was written");
+    }
+}
+
+#[test]
+fn the_plugin_time_limit_comes_from_the_config_too() {
+    let dir = tempdir();
+    let out = dir.path().join("out.tar.gz");
+    let mut cmd = bundle_misbehaving(dir.path(), "slow", &out, &[]);
+    let config = dir.path().join("airgap.toml");
+    let text = std::fs::read_to_string(&config).expect("read");
+    std::fs::write(
+        &config,
+        text.replace("[bundle]\n", "[bundle]\nplugin-timeout = 1\n"),
+    )
+    .expect("write");
+    let done = run(&mut cmd).failure();
+    assert!(
+        done.stderr.contains("was still running after 1 s"),
+        "{}",
+        done.stderr
+    );
+}
+
+#[test]
+fn ctrl_c_stops_a_hung_plugin_with_exit_130() {
+    let dir = tempdir();
+    let out = dir.path().join("out.tar.gz");
+    let child = bundle_misbehaving(dir.path(), "hang", &out, &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn airgap");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let started = std::time::Instant::now();
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let done = airgap_tests::Done::from(child.wait_with_output().expect("wait"));
+    assert_eq!(done.code, Some(130), "{done:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "took {:?} to stop",
+        started.elapsed()
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_plugin_that_lies_about_its_files_is_reported_before_anything_is_written() {
+    for (mode, said) in [
+        ("escape-dest", "destination \"../outside.txt\" leaves the bundle"),
+        (
+            "escape-link",
+            "link target \"../../../etc/passwd\" leaves the bundle",
+        ),
+        (
+            "missing-source",
+            "the source /nonexistent/airgap-test/missing.txt it names for \"missing.txt\" cannot be read",
+        ),
+        (
+            "rewrite-outside",
+            "file to rewrite \"../../etc/profile\" leaves the bundle",
+        ),
+        (
+            "rewrite-unknown",
+            "an install step rewrites \"never-contributed.txt\", which is not a file it brought",
+        ),
+        ("python-outside", "Python prefix \"../usr\" leaves the bundle"),
+    ] {
+        let dir = tempdir();
+        let out = dir.path().join("out.tar.gz");
+        let done = run(&mut bundle_misbehaving(dir.path(), mode, &out, &[])).failure();
+        assert_eq!(done.code, Some(1), "{mode}: {done:?}");
+        assert!(
+            done.stderr.contains("misbehaves") && done.stderr.contains(said),
+            "{mode}: {}",
+            done.stderr
+        );
+        assert!(!out.exists(), "{mode}: a bundle was written");
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("read dir")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("out.tar.gz"))
+            .collect();
+        assert!(left.is_empty(), "{mode}: left {left:?}");
+    }
+}

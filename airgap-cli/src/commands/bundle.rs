@@ -52,6 +52,10 @@ pub struct BundleArgs {
     #[arg(long)]
     pub drop_dangling_links: bool,
 
+    /// Seconds one source plugin may run before it is stopped (0 = no limit; default 3600)
+    #[arg(long, value_name = "SECONDS", env = "AIRGAP_PLUGIN_TIMEOUT")]
+    pub plugin_timeout: Option<u64>,
+
     /// The airgap-unpack binary to carry inside the bundle
     #[arg(long, value_name = "PATH", env = "AIRGAP_UNPACKER")]
     pub unpacker: Option<PathBuf>,
@@ -96,6 +100,7 @@ pub fn run(args: BundleArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
         verbose: ui.verbose > 0,
         unpacker: args.unpacker.clone(),
         threads: args.threads,
+        plugin_timeout: args.plugin_timeout,
     };
     match &config.path {
         Some(path) => ui.status("Bundling", &format!("from {}", path.display())),

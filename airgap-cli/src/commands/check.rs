@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
 
 use airgap_core::check::{check_bundle, check_planned_against, CheckReport, CheckTarget};
 use airgap_core::{BundleOptions, Config};
@@ -76,10 +75,10 @@ pub fn run(args: CheckArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
                 verbose: ui.verbose > 0,
                 ..Default::default()
             };
-            let cancelled = AtomicBool::new(false);
             ui.status("Planning", &format!("from {}", config_path.display()));
-            let planned = airgap_core::plan_bundle(&config, &registry, &options, ui, &cancelled)
-                .map_err(report::core)?;
+            let planned =
+                airgap_core::plan_bundle(&config, &registry, &options, ui, &crate::CANCELLED)
+                    .map_err(report::core)?;
             for w in &planned.warnings {
                 ui.warn(w);
             }
