@@ -18,6 +18,14 @@ pub enum ArchiveError {
         #[source]
         source: io::Error,
     },
+    /// Another run is writing the same output.
+    #[error("another airgap is writing {} (it holds {})", output.display(), temp.display())]
+    Busy {
+        /// The output both runs write.
+        output: PathBuf,
+        /// The locked temporary file beside it.
+        temp: PathBuf,
+    },
     /// A symbolic link points nowhere.
     #[error("dangling symbolic link {} -> {}", path.display(), target.display())]
     DanglingLink {
@@ -143,6 +151,10 @@ impl ArchiveError {
     /// Advice for the user, printed as a `help:` line.
     pub fn help(&self) -> Option<String> {
         match self {
+            ArchiveError::Io { source, path, .. } => io_help(source, path),
+            ArchiveError::Busy { .. } => Some(
+                "wait for the other run to finish, or write elsewhere with --output".into(),
+            ),
             ArchiveError::DanglingLink { .. } | ArchiveError::LinkLoop { .. } => Some(
                 "fix or remove the link, exclude it, or pass --drop-dangling to leave such links out with a warning".into(),
             ),
@@ -175,5 +187,25 @@ impl ArchiveError {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// Advice for the I/O errors a user can do something about.
+fn io_help(source: &io::Error, path: &std::path::Path) -> Option<String> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    match source.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => Some(format!(
+            "the file system holding {} is full: free space there or choose another place; nothing half-written was left behind",
+            dir.display()
+        )),
+        Some(libc::EACCES) | Some(libc::EPERM) => Some(format!(
+            "airgap may not access {}: fix its permissions, run as a user who can read it, or leave it out (exclude)",
+            path.display()
+        )),
+        Some(libc::EROFS) => Some(format!("{} is on a read-only file system", dir.display())),
+        _ => None,
     }
 }

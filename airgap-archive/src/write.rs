@@ -1060,6 +1060,11 @@ impl Sink for ZstdSink {
 
 /// A file beside its final path, removed unless committed, so that the final path only ever
 /// holds a complete file.
+///
+/// Its name is fixed (`.NAME.partial`) and it is held under an exclusive `flock` while it is
+/// written, so that two runs writing the same output do not interleave: the second one fails
+/// with [`ArchiveError::Busy`]. A temporary file left by a killed run is not locked by anyone;
+/// the next run takes it over.
 pub(crate) struct TempFile {
     pub path: PathBuf,
     pub file: File,
@@ -1076,22 +1081,41 @@ impl TempFile {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "bundle".into());
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let path = dir.join(format!(".{name}.partial-{}-{nanos}", std::process::id()));
-        let file = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| ArchiveError::io("creating", &path, e))?;
-        Ok(TempFile {
-            path,
-            file,
-            done: false,
-        })
+        let path = dir.join(format!(".{name}.partial"));
+        loop {
+            let file = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(|e| ArchiveError::io("creating", &path, e))?;
+            // SAFETY: flock on a descriptor this function owns.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::WouldBlock {
+                    return Err(ArchiveError::Busy {
+                        output: final_path.to_path_buf(),
+                        temp: path,
+                    });
+                }
+                return Err(ArchiveError::io("locking", &path, e));
+            }
+            // The run that held it may have renamed or removed it between our open and our
+            // lock: then we hold a file that is no longer at `path`, and start again.
+            let ours = file.metadata().map(|m| (m.dev(), m.ino())).ok();
+            let there = fs::symlink_metadata(&path).map(|m| (m.dev(), m.ino())).ok();
+            if ours.is_none() || ours != there {
+                continue;
+            }
+            file.set_len(0)
+                .map_err(|e| ArchiveError::io("writing", &path, e))?;
+            return Ok(TempFile {
+                path,
+                file,
+                done: false,
+            });
+        }
     }
 
     /// fsync, rename onto `final_path`, fsync the directory.
