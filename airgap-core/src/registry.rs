@@ -121,7 +121,9 @@ impl Registry {
             .and_then(|e| e.canonicalize().ok())
             .and_then(|e| e.parent().map(Path::to_path_buf))
         {
-            push(exe_dir.join("../lib/airgap/plugins"), DirOrigin::Executable);
+            // The executable is canonical, so its grandparent is too: no `..` in listings.
+            let prefix = exe_dir.parent().unwrap_or(&exe_dir);
+            push(prefix.join("lib/airgap/plugins"), DirOrigin::Executable);
             // Run from a checkout: the plugins sit beside the binary in target/<profile>/.
             if exe_dir.join(".cargo-lock").exists()
                 || exe_dir.parent().and_then(|p| p.file_name()) == Some("target".as_ref())
