@@ -121,6 +121,74 @@ fn measure(label: &str, cmd: &mut Command) -> Result<(f64, u64)> {
     Ok((wall, rss))
 }
 
+/// `airgap bundle --encrypt-to` beside the plain bundle (each measured again, back to back,
+/// so that both see the same machine), and the ratio [goal < 1.15].
+fn encryption_cost(
+    airgap: &Path,
+    release: &Path,
+    unpacker: &Path,
+    config: &Path,
+    out: &Path,
+    (t_first, s_plain): (f64, u64),
+) -> Result<()> {
+    let keys = out.join("keys");
+    let keygen = Command::new(airgap)
+        .args(["-q", "keygen", "--name", "bench", "--out"])
+        .arg(&keys)
+        .output()
+        .context("airgap keygen")?;
+    if !keygen.status.success() {
+        bail!(
+            "airgap keygen failed: {}",
+            String::from_utf8_lossy(&keygen.stderr)
+        );
+    }
+    let recipient = String::from_utf8_lossy(&keygen.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let bundle = |output: &Path, encrypt: bool| {
+        let mut c = Command::new(airgap);
+        c.env("AIRGAP_NO_PROGRESS", "true")
+            .arg("-q")
+            .arg("--plugin-dir")
+            .arg(release)
+            .args(["bundle", "--no-check", "-c"])
+            .arg(config)
+            .arg("-o")
+            .arg(output)
+            .arg("--unpacker")
+            .arg(unpacker);
+        if encrypt {
+            c.arg("--encrypt-to").arg(&recipient);
+        }
+        c
+    };
+    let plain = out.join("again.tar.gz");
+    let sealed = out.join("ours.tar.gz.age");
+    let (t_plain, _) = measure("airgap bundle (again)", &mut bundle(&plain, false))?;
+    let (t_age, m_age) = measure("airgap bundle --encrypt-to", &mut bundle(&sealed, true))?;
+    let s_age = size(&sealed);
+    println!();
+    println!("| | time | size | peak memory |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| `airgap bundle` (again, back to back; first run {t_first:.1} s) | {t_plain:.1} s | {} | |",
+        mb(s_plain)
+    );
+    println!(
+        "| `airgap bundle --encrypt-to` (age, X25519) | {t_age:.1} s | {} | {} |",
+        mb(s_age),
+        mib(m_age)
+    );
+    println!(
+        "  encryption cost:           {:.3}x the plain bundle time [< 1.15]",
+        t_age / t_plain
+    );
+    Ok(())
+}
+
 fn size(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
@@ -419,6 +487,14 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         );
     }
     println!("  unpack vs tar -xzf:        {:.2}x [<= 1.5x]", t_un / t_xz);
+    encryption_cost(
+        &airgap,
+        &release,
+        &unpacker,
+        &config,
+        &out,
+        (t_ours, s_ours),
+    )?;
     // The ELF closure of the whole tree (what syslibs and `airgap check` compute).
     let closure = release.join("examples/closure");
     if closure.exists() {
