@@ -34,7 +34,7 @@ pub enum SealError {
         reason: String,
     },
     /// The bundle was encrypted to other recipients than the identities given.
-    #[error("none of the identities in {} can decrypt {}", identities.display(), bundle.display())]
+    #[error("none of the identities in {} can decrypt {} (it was encrypted to other keys, or its header is damaged)", identities.display(), bundle.display())]
     NoMatchingKey {
         /// The bundle.
         bundle: PathBuf,

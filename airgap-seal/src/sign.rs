@@ -131,14 +131,39 @@ pub fn load_secret_key(
             }
         })?
     } else {
-        SecretKey::from_unencrypted_box(sk_box).map_err(|_| SealError::Key {
-            path: path.into(),
-            kind: "secret",
-            reason: "its checksum does not match (damaged)".into(),
-        })?
+        unencrypted_secret_key(path, &text, sk_box)?
     };
     let id = key_id(key.keynum());
     Ok(SigningKey { key, id })
+}
+
+/// An unencrypted secret key. `minisign -G -W` (0.11) leaves its checksum zero, which the
+/// crate refuses: such a key is read as is (a wrong key would make signatures that do not
+/// verify, never a wrong signature that does).
+fn unencrypted_secret_key(
+    path: &Path,
+    text: &str,
+    sk_box: SecretKeyBox,
+) -> Result<SecretKey, SealError> {
+    use base64::Engine;
+    let bad = |reason: &str| SealError::Key {
+        path: path.into(),
+        kind: "secret",
+        reason: reason.into(),
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(key_line(text).unwrap_or(""))
+        .map_err(|_| bad("it is not base64"))?;
+    // sig_alg 2, kdf_alg 2, chk_alg 2, salt 32, opslimit 8, memlimit 8, keynum 8, sk 64, chk 32
+    if bytes.len() != 158 {
+        return Err(bad("it has the wrong length"));
+    }
+    if bytes[126..].iter().all(|&b| b == 0) {
+        SecretKey::from_bytes(&bytes).map_err(|_| bad("it does not parse"))
+    } else {
+        SecretKey::from_unencrypted_box(sk_box)
+            .map_err(|_| bad("its checksum does not match (damaged)"))
+    }
 }
 
 /// Load a trusted public key: a minisign `.pub` file, or the base64 key itself (as

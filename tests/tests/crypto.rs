@@ -190,10 +190,12 @@ fn a_tampered_encrypted_bundle_is_refused_before_any_file_is_written() {
     fs::create_dir_all(&work).unwrap();
     bundle(&work, &["--encrypt-to", &recipient(&pubf)]).success();
     let good = work.join("demo.tar.gz.age");
-    let len = fs::metadata(&good).unwrap().len() as i64;
+    let bytes = fs::read(&good).unwrap();
+    let len = bytes.len() as i64;
+    let mac = bytes.windows(4).position(|w| w == b"--- ").unwrap() as i64 + 10;
 
     // A byte in the last chunk: a streaming unpack would have written most files by then.
-    for (what, offset) in [("end", -100i64), ("middle", len / 2), ("header", 40)] {
+    for (what, offset) in [("end", -100i64), ("middle", len / 2), ("header MAC", mac)] {
         let bad = tmp.path().join(format!("bad-{what}.tar.gz.age"));
         fs::copy(&good, &bad).unwrap();
         flip_byte(&bad, offset);
@@ -225,9 +227,27 @@ fn a_tampered_encrypted_bundle_is_refused_before_any_file_is_written() {
         run(airgap().arg("verify").arg(&bad).arg("-i").arg(&key)).failure();
     }
 
+    // A damaged recipient stanza cannot be told from another recipient's: refused, nothing
+    // written, and the message says both.
+    let bad = tmp.path().join("bad-stanza.tar.gz.age");
+    fs::copy(&good, &bad).unwrap();
+    flip_byte(&bad, 40);
+    let e = run(airgap()
+        .arg("unpack")
+        .arg(&bad)
+        .arg(tmp.path().join("d"))
+        .arg("-i")
+        .arg(&key))
+    .failure();
+    assert!(
+        e.stderr.contains("or its header is damaged"),
+        "{}",
+        e.stderr
+    );
+    assert!(!tmp.path().join("d").exists());
+
     // Truncated (the last chunk gone): refused too.
     let cut = tmp.path().join("cut.tar.gz.age");
-    let bytes = fs::read(&good).unwrap();
     fs::write(&cut, &bytes[..bytes.len() - 70_000]).unwrap();
     let e = run(airgap()
         .arg("unpack")
