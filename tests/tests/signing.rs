@@ -145,7 +145,7 @@ fn one_changed_byte_another_key_or_no_signature_is_refused() {
     let w2 = tmp.path().join("w2");
     fs::create_dir_all(&w2).unwrap();
     bundle(&w2, &["--sign", other_sk.to_str().unwrap()]).success();
-    fs::copy(&w2.join("demo.tar.gz"), &signed_other).unwrap();
+    fs::copy(w2.join("demo.tar.gz"), &signed_other).unwrap();
     fs::copy(
         w2.join("demo.tar.gz.minisig"),
         other.join("demo.tar.gz.minisig"),
