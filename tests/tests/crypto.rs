@@ -103,6 +103,14 @@ fn encrypted_to_two_recipients_each_can_unpack_and_a_third_cannot() {
     let e = run(airgap().arg("verify").arg(&out).arg("-i").arg(&c_key)).failure();
     assert!(e.stderr.contains("none of the identities"), "{}", e.stderr);
 
+    // `check` reads plain bundles only, and says so.
+    let e = run(airgap().arg("check").arg(&out).args(["--glibc", "2.17"])).failure();
+    assert!(
+        e.stderr.contains("check reads plain bundles"),
+        "{}",
+        e.stderr
+    );
+
     // No key at all: it says the bundle is encrypted and what to pass.
     for cmd in ["verify", "inspect"] {
         let e = run(airgap().arg(cmd).arg(&out)).failure();

@@ -124,6 +124,12 @@ pub fn prepare(args: &OpenArgs, bundle: &Path, ui: &Ui) -> anyhow::Result<Opened
         );
     }
     if !airgap_seal::is_encrypted(bundle).map_err(seal)? {
+        if !args.identities.is_empty() || args.passphrase || args.passphrase_file.is_some() {
+            ui.warn(&format!(
+                "{} is not encrypted: the identity or passphrase given is not used",
+                bundle.display()
+            ));
+        }
         return Ok(Opened { keys: None });
     }
     let keys = if !args.identities.is_empty() {
