@@ -289,3 +289,51 @@ pub fn is_encrypted(path: &Path) -> Result<bool, SealError> {
         .map_err(|e| SealError::io("reading", path, e))?;
     Ok(airgap_archive::read::is_age(head))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_bad_recipient_is_shown_only_when_it_looks_public() {
+        let secret = "AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ";
+        let e = Recipients::parse(&[secret.into()])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(!e.contains("1QQQ"), "{e}");
+        let e = Recipients::parse(&["hunter2 my passphrase".into()])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(e.contains("a value of 21 characters"), "{e}");
+        let e = Recipients::parse(&["age1notakey".into()])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("\"age1notakey\""), "{e}");
+    }
+
+    #[test]
+    fn keys_and_recipients_do_not_debug_their_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = crate::keygen::generate(dir.path(), "k").unwrap();
+        let keys = Keys::from_files(std::slice::from_ref(&k.age_identity)).unwrap();
+        let text = fs_text(&k.age_identity);
+        let secret = text.lines().last().unwrap();
+        assert!(!format!("{keys:?}").contains(secret));
+        let pass = Keys::Passphrase(SecretString::from("pw-123456".to_string()));
+        assert!(!format!("{pass:?}").contains("pw-123456"));
+        let enc = Encrypt::new(Recipients::Passphrase(SecretString::from(
+            "pw-123456".to_string(),
+        )));
+        assert!(!format!("{enc:?}").contains("pw-123456"));
+    }
+
+    fn fs_text(p: &Path) -> String {
+        std::fs::read_to_string(p).unwrap()
+    }
+}

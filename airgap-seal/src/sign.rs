@@ -298,3 +298,57 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), Se
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn sign_then_verify_and_refuse_a_change_another_key_or_no_signature() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = crate::keygen::generate(dir.path(), "a").unwrap();
+        let b = crate::keygen::generate(dir.path(), "b").unwrap();
+        let file = dir.path().join("x.tar.gz");
+        fs::write(&file, b"some bundle bytes").unwrap();
+        let trusted = load_public_key(a.minisign_public.to_str().unwrap()).unwrap();
+        assert!(matches!(
+            verify_file(&file, &trusted),
+            Err(SealError::SignatureMissing { .. })
+        ));
+
+        let key = load_secret_key(&a.minisign_secret, || unreachable!()).unwrap();
+        assert_eq!(format!("{key:?}"), format!("SigningKey({})", key.id()));
+        let sig = sign_file(&file, "abc", &key).unwrap();
+        assert_eq!(sig, dir.path().join("x.tar.gz.minisig"));
+        let ok = verify_file(&file, &trusted).unwrap();
+        assert_eq!(ok.trusted_comment, "file:x.tar.gz\tsha256:abc");
+        assert_eq!(ok.key_id, a.minisign_key_id);
+        // The base64 key works as well as the file.
+        let line = load_public_key(&a.minisign_public_line).unwrap();
+        verify_file(&file, &line).unwrap();
+
+        fs::write(&file, b"some bundle byteS").unwrap();
+        assert!(matches!(
+            verify_file(&file, &trusted),
+            Err(SealError::SignatureInvalid { .. })
+        ));
+
+        let other = load_public_key(b.minisign_public.to_str().unwrap()).unwrap();
+        assert!(matches!(
+            verify_file(&file, &other),
+            Err(SealError::SignatureOtherKey { .. })
+        ));
+    }
+
+    #[test]
+    fn keygen_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::keygen::generate(dir.path(), "k").unwrap();
+        assert!(matches!(
+            crate::keygen::generate(dir.path(), "k"),
+            Err(SealError::Exists { .. })
+        ));
+    }
+}
