@@ -10,7 +10,9 @@ use std::fs;
 use std::process::Command;
 
 use airgap_tests::{run, tempdir, Done};
-use seal_support::{airgap, assert_unpacked, bundle, flip_byte, keygen, names, recipient, tool};
+use seal_support::{
+    airgap, assert_unpacked, bundle, flip_byte, keygen, names, on_terminal, recipient, tool,
+};
 
 #[test]
 fn encrypted_to_two_recipients_each_can_unpack_and_a_third_cannot() {
@@ -187,6 +189,101 @@ fn passphrase_round_trip_and_a_wrong_passphrase_fails_cleanly() {
         .stdin(std::process::Stdio::null()))
     .failure();
     assert!(e.stderr.contains("--passphrase-file"), "{}", e.stderr);
+}
+
+#[test]
+fn a_passphrase_typed_on_the_terminal_is_not_echoed_and_works_with_the_age_tool() {
+    let age = tool("age");
+    let tmp = tempdir();
+    let work = tmp.path().join("work");
+    fs::create_dir_all(&work).unwrap();
+    seal_support::project(&work);
+    let airgap_bin = airgap_tests::bin("airgap");
+    let unpacker = airgap_tests::bin("airgap-unpack");
+    let plugins = airgap_tests::build_dir();
+    let out = work.join("t.tar.gz.age");
+    let secret = "typed-on-the-terminal-42";
+    // bundle asks twice; the terminal shows the prompts, never the passphrase.
+    let b = on_terminal(
+        &[
+            airgap_bin.to_str().unwrap(),
+            "--plugin-dir",
+            plugins.to_str().unwrap(),
+            "bundle",
+            "-c",
+            work.join("airgap.toml").to_str().unwrap(),
+            "--no-check",
+            "--unpacker",
+            unpacker.to_str().unwrap(),
+            "--passphrase",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        &[secret, secret],
+    );
+    assert!(
+        b.stdout.contains("passphrase for the bundle (again):"),
+        "{b:?}"
+    );
+    assert!(
+        !b.stdout.contains(secret) && !b.stderr.contains(secret),
+        "{b:?}"
+    );
+    assert!(out.is_file(), "{b:?}");
+
+    // airgap asks once to unpack it.
+    let dest = tmp.path().join("dest");
+    let u = on_terminal(
+        &[
+            airgap_bin.to_str().unwrap(),
+            "unpack",
+            out.to_str().unwrap(),
+            dest.to_str().unwrap(),
+            "--passphrase",
+        ],
+        &[secret],
+    );
+    assert!(
+        !u.stdout.contains(secret) && !u.stderr.contains(secret),
+        "{u:?}"
+    );
+    assert_unpacked(&dest);
+
+    // The age tool decrypts it with the same passphrase...
+    let plain = tmp.path().join("t.tar.gz");
+    on_terminal(
+        &[
+            age.to_str().unwrap(),
+            "-d",
+            "-o",
+            plain.to_str().unwrap(),
+            out.to_str().unwrap(),
+        ],
+        &[secret],
+    );
+    assert!(plain.is_file(), "age -d with the passphrase");
+    run(Command::new("tar").arg("tzf").arg(&plain)).success();
+    // ...and airgap decrypts what the age tool encrypted with a passphrase.
+    let theirs = tmp.path().join("theirs.tar.gz.age");
+    on_terminal(
+        &[
+            age.to_str().unwrap(),
+            "-p",
+            "-o",
+            theirs.to_str().unwrap(),
+            plain.to_str().unwrap(),
+        ],
+        &[secret, secret],
+    );
+    assert!(theirs.is_file(), "age -p");
+    let pass = tmp.path().join("pass.txt");
+    fs::write(&pass, format!("{secret}\n")).unwrap();
+    run(airgap()
+        .arg("verify")
+        .arg(&theirs)
+        .arg("--passphrase-file")
+        .arg(&pass))
+    .success();
 }
 
 #[test]

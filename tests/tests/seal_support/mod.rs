@@ -139,3 +139,32 @@ pub fn flip_byte(path: &Path, offset: i64) {
     bytes[at] ^= 0x01;
     fs::write(path, bytes).unwrap();
 }
+
+/// Run `argv` on a pseudo-terminal (`script`), typing each answer after a pause, as a person
+/// answers a passphrase prompt. Returns what the terminal showed.
+pub fn on_terminal(argv: &[&str], answers: &[&str]) -> Done {
+    use std::io::Write;
+    use std::process::Stdio;
+    let line = argv
+        .iter()
+        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("AIRGAP_NO_PROGRESS", "true")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("`script` (bsdutils) runs commands on a pseudo-terminal");
+    let mut stdin = child.stdin.take().unwrap();
+    for answer in answers {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        stdin.write_all(format!("{answer}\n").as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    Done::from(out)
+}
