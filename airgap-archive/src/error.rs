@@ -177,7 +177,7 @@ impl ArchiveError {
                 "choose a destination whose path makes the prefix at most {max} bytes long"
             )),
             ArchiveError::Encrypted { bundle } => Some(format!(
-                "pass --identity FILE (an age identity) or --passphrase; without airgap, decrypt it first: age -d -i key.txt -o {0} {1}",
+                "pass --identity FILE (an age identity) or --passphrase to airgap; without airgap, decrypt it first: age -d -i key.txt -o {0} {1}, then unpack that",
                 bundle.display().to_string().trim_end_matches(".age"),
                 bundle.display()
             )),
