@@ -323,3 +323,67 @@ fn keygen_writes_private_keys_0600_and_never_overwrites() {
     );
     assert_eq!(fs::read(&age_key).unwrap(), before);
 }
+
+#[test]
+fn an_encrypted_minisign_key_signs_with_its_password_from_a_file() {
+    let minisign = tool("minisign");
+    let tmp = tempdir();
+    let pk = tmp.path().join("enc.pub");
+    let sk = tmp.path().join("enc.key");
+    let password = "key-password-314";
+    // minisign -G asks for the password twice on the terminal.
+    seal_support::on_terminal(
+        &[
+            minisign.to_str().unwrap(),
+            "-G",
+            "-p",
+            pk.to_str().unwrap(),
+            "-s",
+            sk.to_str().unwrap(),
+        ],
+        &[password, password],
+    );
+    assert!(sk.is_file(), "minisign -G wrote no key");
+    let pass = tmp.path().join("pass.txt");
+    fs::write(&pass, format!("{password}\n")).unwrap();
+    let work = tmp.path().join("work");
+    fs::create_dir_all(&work).unwrap();
+    let done = bundle(
+        &work,
+        &[
+            "--sign",
+            sk.to_str().unwrap(),
+            "--sign-password-file",
+            pass.to_str().unwrap(),
+        ],
+    )
+    .success();
+    assert!(!done.stderr.contains(password), "{}", done.stderr);
+    run(Command::new(&minisign)
+        .arg("-Vm")
+        .arg(work.join("demo.tar.gz"))
+        .arg("-p")
+        .arg(&pk))
+    .success();
+
+    // A wrong password is refused with advice, and nothing is bundled.
+    fs::write(&pass, "not it\n").unwrap();
+    let w2 = tmp.path().join("w2");
+    fs::create_dir_all(&w2).unwrap();
+    let e = bundle(
+        &w2,
+        &[
+            "--sign",
+            sk.to_str().unwrap(),
+            "--sign-password-file",
+            pass.to_str().unwrap(),
+        ],
+    )
+    .failure();
+    assert!(
+        e.stderr.contains("wrong password for the secret key"),
+        "{}",
+        e.stderr
+    );
+    assert!(!w2.join("demo.tar.gz").exists());
+}

@@ -8,7 +8,9 @@ use airgap_archive::Compression;
 use airgap_core::{BundleOptions, BundleReport, Config};
 use clap::{Args, ValueEnum};
 
-use crate::commands::seal::{ask_secret, passphrase_from_file, seal};
+use crate::commands::seal::{
+    ask_secret, passphrase_from_file, prompt_secret, read_passphrase_file, seal,
+};
 use crate::report;
 use crate::ui::Ui;
 
@@ -163,16 +165,8 @@ pub fn run(args: BundleArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
     let signing = match &args.sign {
         Some(key) => Some(
             airgap_seal::load_secret_key(key, || match &args.sign_password_file {
-                Some(file) => {
-                    passphrase_from_file(file).map_err(|e| airgap_seal::SealError::Passphrase {
-                        reason: format!("{e:#}"),
-                    })
-                }
-                None => ask_secret(&format!("password of {}", key.display()), false).map_err(|e| {
-                    airgap_seal::SealError::Passphrase {
-                        reason: format!("{e:#}"),
-                    }
-                }),
+                Some(file) => read_passphrase_file(file),
+                None => prompt_secret(&format!("password of {}", key.display()), false),
             })
             .map_err(seal)?,
         ),

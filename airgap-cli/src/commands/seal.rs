@@ -44,46 +44,50 @@ pub fn seal(error: SealError) -> anyhow::Error {
 
 /// Read a passphrase from a file: its first line, without the line ending.
 pub fn passphrase_from_file(path: &Path) -> anyhow::Result<SecretString> {
-    let text = std::fs::read(path).map_err(|e| {
-        seal(SealError::Io {
-            action: "reading",
-            path: path.into(),
-            source: e,
-        })
+    read_passphrase_file(path).map_err(seal)
+}
+
+/// [`passphrase_from_file`], as a seal error.
+pub fn read_passphrase_file(path: &Path) -> Result<SecretString, SealError> {
+    let text = std::fs::read(path).map_err(|e| SealError::Io {
+        action: "reading",
+        path: path.into(),
+        source: e,
     })?;
-    let text = String::from_utf8(text).map_err(|_| {
-        seal(SealError::Passphrase {
-            reason: format!("{} is not text", path.display()),
-        })
+    let text = String::from_utf8(text).map_err(|_| SealError::Passphrase {
+        reason: format!("{} is not text", path.display()),
     })?;
     let line = text.lines().next().unwrap_or("").to_string();
     if line.is_empty() {
-        return Err(seal(SealError::Passphrase {
+        return Err(SealError::Passphrase {
             reason: format!("{} is empty", path.display()),
-        }));
+        });
     }
     Ok(SecretString::from(line))
 }
 
 /// Ask for a secret on the terminal, without echo; twice when `confirm`.
 pub fn ask_secret(prompt: &str, confirm: bool) -> anyhow::Result<SecretString> {
-    let no_tty = |e: std::io::Error| {
-        seal(SealError::Passphrase {
-            reason: format!("cannot read it from the terminal ({e})"),
-        })
+    prompt_secret(prompt, confirm).map_err(seal)
+}
+
+/// [`ask_secret`], as a seal error.
+pub fn prompt_secret(prompt: &str, confirm: bool) -> Result<SecretString, SealError> {
+    let no_tty = |e: std::io::Error| SealError::Passphrase {
+        reason: format!("cannot read it from the terminal ({e})"),
     };
     let first = rpassword::prompt_password(format!("{prompt}: ")).map_err(no_tty)?;
     if first.is_empty() {
-        return Err(seal(SealError::Passphrase {
+        return Err(SealError::Passphrase {
             reason: "it is empty".into(),
-        }));
+        });
     }
     if confirm {
         let again = rpassword::prompt_password(format!("{prompt} (again): ")).map_err(no_tty)?;
         if again != first {
-            return Err(seal(SealError::Passphrase {
+            return Err(SealError::Passphrase {
                 reason: "the two entries differ".into(),
-            }));
+            });
         }
     }
     Ok(SecretString::from(first))
