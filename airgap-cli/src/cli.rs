@@ -17,7 +17,7 @@ Examples:
   airgap unpack nlp.tar.gz /opt/nlp      on the air-gapped machine
   airgap keygen --out keys               age + minisign key pairs
   airgap bundle --encrypt-to age1... --sign keys/airgap.minisign.key
-  airgap unpack nlp.tar.gz.age /opt/nlp -i keys/airgap.age.key --trusted-key keys/airgap.minisign.pub
+  airgap unpack nlp.tar.gz.age /opt/nlp -i my.age.key --trusted-key team.pub
 
 Without airgap on the target:  tar xzf nlp.tar.gz && nlp/unpack /opt/nlp
 
