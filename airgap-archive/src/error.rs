@@ -145,6 +145,21 @@ pub enum ArchiveError {
     /// The work was cancelled (Ctrl-C).
     #[error("cancelled")]
     Cancelled,
+    /// The bundle is age-encrypted and no way to decrypt it was given.
+    #[error("{} is encrypted (age), and no identity or passphrase was given", bundle.display())]
+    Encrypted {
+        /// The bundle.
+        bundle: PathBuf,
+    },
+    /// The registered decryptor could not open the bundle.
+    #[error("decrypting {}: {source}", bundle.display())]
+    Decrypt {
+        /// The bundle.
+        bundle: PathBuf,
+        /// Why (an `airgap-seal` error, with its own advice).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl ArchiveError {
@@ -172,6 +187,11 @@ impl ArchiveError {
             ),
             ArchiveError::PrefixTooLong { max, .. } => Some(format!(
                 "choose a destination whose path makes the prefix at most {max} bytes long"
+            )),
+            ArchiveError::Encrypted { bundle } => Some(format!(
+                "pass --identity FILE (an age identity) or --passphrase to airgap; without airgap, decrypt it first: age -d -i key.txt -o {0} {1}, then unpack that",
+                bundle.display().to_string().trim_end_matches(".age"),
+                bundle.display()
             )),
             ArchiveError::Dest { .. } => {
                 Some("give a destination that does not exist yet (or is an empty directory)".into())

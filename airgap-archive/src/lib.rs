@@ -25,7 +25,10 @@ pub use manifest::{
 };
 pub use plan::{Plan, PlanOptions};
 pub use progress::{Level, NoProgress, Progress, Unit};
-pub use read::{verify_bundle, VerifyReport};
+pub use read::{set_decryptor, verify_bundle, Decryptor, VerifyReport};
 pub use relocate::{relocate, RelocateReport};
 pub use unpack::{unpack, unpack_dir, UnpackOptions, UnpackReport};
-pub use write::{write_bundle, Compression, WriteOptions, WriteSummary};
+pub use write::{
+    write_bundle, Compression, FilteredOutput, HashingWriter, OutputFilter, WriteOptions,
+    WriteSummary,
+};

@@ -8,6 +8,7 @@ use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::thread;
 
 use crossbeam_channel::{bounded, Receiver};
@@ -88,14 +89,71 @@ impl Stream {
     }
 }
 
-/// Open a bundle (gzip, zstd or plain tar, recognised by their magic bytes).
+/// Opens the plaintext of an encrypted (age) bundle, so that this crate needs no crypto: the
+/// CLI registers one from `airgap-seal` with [`set_decryptor`] when it was given a key or a
+/// passphrase. Without one, an encrypted bundle is refused with [`ArchiveError::Encrypted`].
+pub trait Decryptor: Send + Sync {
+    /// The decrypted stream of `file` (positioned at its start). Errors while reading it
+    /// (tampering) come back as `io::Error`s of kind `InvalidData`.
+    fn open(
+        &self,
+        bundle: &Path,
+        file: File,
+    ) -> Result<Box<dyn Read + Send>, Box<dyn std::error::Error + Send + Sync>>;
+}
+
+static DECRYPTOR: RwLock<Option<Arc<dyn Decryptor>>> = RwLock::new(None);
+
+/// Register (or, with `None`, remove) the decryptor used for every encrypted bundle this
+/// process opens.
+pub fn set_decryptor(decryptor: Option<Arc<dyn Decryptor>>) {
+    if let Ok(mut d) = DECRYPTOR.write() {
+        *d = decryptor;
+    }
+}
+
+/// Whether these first bytes of a file are an age header (binary or armored).
+pub fn is_age(head: &[u8]) -> bool {
+    let start = head
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(head.len());
+    head.starts_with(b"age-encryption.org/")
+        || head[start..].starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----")
+}
+
+/// Open a bundle (gzip, zstd or plain tar, recognised by their magic bytes; age-encrypted
+/// through the registered [`Decryptor`]).
 pub fn open_archive(bundle: &Path) -> Result<Stream, ArchiveError> {
     let mut file = File::open(bundle).map_err(|e| ArchiveError::io("opening", bundle, e))?;
-    let mut magic = [0u8; 4];
-    let n = crate::plan::read_full(&mut file, &mut magic)
+    let mut head = [0u8; 64];
+    let n = crate::plan::read_full(&mut file, &mut head)
         .map_err(|e| ArchiveError::io("reading", bundle, e))?;
     file.seek(SeekFrom::Start(0))
         .map_err(|e| ArchiveError::io("reading", bundle, e))?;
+    let (file, magic, n): (Box<dyn Read + Send>, [u8; 4], usize) = if is_age(&head[..n]) {
+        let decryptor = DECRYPTOR.read().ok().and_then(|d| d.clone());
+        let Some(decryptor) = decryptor else {
+            return Err(ArchiveError::Encrypted {
+                bundle: bundle.into(),
+            });
+        };
+        let mut plain = decryptor
+            .open(bundle, file)
+            .map_err(|source| ArchiveError::Decrypt {
+                bundle: bundle.into(),
+                source,
+            })?;
+        let mut magic = [0u8; 4];
+        let n = crate::plan::read_full(&mut plain, &mut magic)
+            .map_err(|e| ArchiveError::io("decrypting", bundle, e))?;
+        let again = io::Cursor::new(magic[..n].to_vec()).chain(plain);
+        (Box::new(again), magic, n)
+    } else {
+        let mut magic = [0u8; 4];
+        magic.copy_from_slice(&head[..4]);
+        (Box::new(file), magic, n.min(4))
+    };
     enum Kind {
         Gzip,
         Zstd,

@@ -9,7 +9,8 @@ use std::os::unix::fs::MetadataExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread;
+use std::sync::Arc;
+use std::{fmt, thread};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use rayon::prelude::*;
@@ -68,6 +69,29 @@ pub struct WriteOptions {
     pub threads: usize,
     /// The `airgap-unpack` binary to carry inside the bundle.
     pub unpacker: Option<PathBuf>,
+    /// A transformation of the compressed stream on its way to disk (encryption): see
+    /// [`OutputFilter`]. The `.sha256` is of the filtered bytes, as they are on disk.
+    pub filter: Option<Arc<dyn OutputFilter>>,
+}
+
+/// A hook between the compressor and the output file, such as encryption (`airgap-seal`),
+/// so that this crate needs no crypto. It sees the compressed archive as it streams, in the
+/// order written, and must work in constant memory.
+pub trait OutputFilter: Send + Sync + fmt::Debug {
+    /// Wrap the output file; what the wrapper writes to `out` is what lands on disk.
+    fn wrap(&self, out: HashingWriter) -> io::Result<Box<dyn FilteredOutput>>;
+}
+
+/// The writer an [`OutputFilter`] returns.
+pub trait FilteredOutput: Write + Send {
+    /// Write any trailer and give the output file back.
+    fn finish(self: Box<Self>) -> io::Result<HashingWriter>;
+}
+
+impl FilteredOutput for HashingWriter {
+    fn finish(self: Box<Self>) -> io::Result<HashingWriter> {
+        Ok(*self)
+    }
 }
 
 /// What was written.
@@ -428,6 +452,12 @@ pub fn write_bundle(
         .try_clone()
         .map_err(|e| ArchiveError::io("creating", &temp.path, e))?;
     let counter = HashingWriter::new(file);
+    let counter: Box<dyn FilteredOutput> = match &options.filter {
+        Some(filter) => filter
+            .wrap(counter)
+            .map_err(|e| ArchiveError::io("writing", &temp.path, e))?,
+        None => Box::new(counter),
+    };
     let mut sink: Box<dyn Sink> = match options.compression {
         Compression::Gzip { level } => Box::new(ParallelGzip::new(counter, level.min(9), threads)),
         Compression::Zstd { level } => zstd_sink(counter, level, threads)
@@ -819,8 +849,8 @@ impl Write for SinkWriter<'_> {
     }
 }
 
-/// Counts and hashes what goes to the output file.
-struct HashingWriter {
+/// The output file: counts and hashes what goes to it.
+pub struct HashingWriter {
     file: File,
     len: u64,
     hasher: Sha256,
@@ -865,7 +895,7 @@ struct ParallelGzip {
 }
 
 impl ParallelGzip {
-    fn new(out: HashingWriter, level: u32, threads: usize) -> Self {
+    fn new(out: Box<dyn FilteredOutput>, level: u32, threads: usize) -> Self {
         let threads = threads.max(1);
         let (job_tx, job_rx) = bounded::<(u64, Vec<u8>)>(threads);
         let (done_tx, done_rx) = bounded::<(u64, Vec<u8>)>(threads);
@@ -902,6 +932,7 @@ impl ParallelGzip {
             if !waiting.is_empty() {
                 return Err(io::Error::other("a compression thread stopped"));
             }
+            let mut out = out.finish()?;
             out.flush()?;
             out.file.sync_all()?;
             Ok((out.len, out.hasher.finalize().into()))
@@ -1003,12 +1034,16 @@ impl Drop for ParallelGzip {
 
 #[cfg(feature = "zstd")]
 struct ZstdSink {
-    enc: Option<zstd::stream::write::Encoder<'static, HashingWriter>>,
+    enc: Option<zstd::stream::write::Encoder<'static, Box<dyn FilteredOutput>>>,
     tar_len: u64,
 }
 
 #[cfg(feature = "zstd")]
-fn zstd_sink(out: HashingWriter, level: i32, threads: usize) -> io::Result<Box<dyn Sink>> {
+fn zstd_sink(
+    out: Box<dyn FilteredOutput>,
+    level: i32,
+    threads: usize,
+) -> io::Result<Box<dyn Sink>> {
     let mut enc = zstd::stream::write::Encoder::new(out, level)?;
     enc.include_checksum(true)?;
     if threads > 1 {
@@ -1021,7 +1056,11 @@ fn zstd_sink(out: HashingWriter, level: i32, threads: usize) -> io::Result<Box<d
 }
 
 #[cfg(not(feature = "zstd"))]
-fn zstd_sink(_out: HashingWriter, _level: i32, _threads: usize) -> io::Result<Box<dyn Sink>> {
+fn zstd_sink(
+    _out: Box<dyn FilteredOutput>,
+    _level: i32,
+    _threads: usize,
+) -> io::Result<Box<dyn Sink>> {
     Err(io::Error::other("this build of airgap has no zstd support"))
 }
 
@@ -1051,7 +1090,7 @@ impl Sink for ZstdSink {
             .enc
             .take()
             .ok_or_else(|| io::Error::other("finished"))?;
-        let mut out = enc.finish()?;
+        let mut out = enc.finish()?.finish()?;
         out.flush()?;
         out.file.sync_all()?;
         Ok((out.len, out.hasher.finalize().into()))

@@ -15,6 +15,9 @@ Examples:
   airgap check nlp.tar.gz --glibc 2.17   will it load on a glibc 2.17 machine?
   airgap verify nlp.tar.gz
   airgap unpack nlp.tar.gz /opt/nlp      on the air-gapped machine
+  airgap keygen --out keys               age + minisign key pairs
+  airgap bundle --encrypt-to age1... --sign keys/airgap.minisign.key
+  airgap unpack nlp.tar.gz.age /opt/nlp -i my.age.key --trusted-key team.pub
 
 Without airgap on the target:  tar xzf nlp.tar.gz && nlp/unpack /opt/nlp
 
@@ -74,6 +77,8 @@ pub enum Command {
     Inspect(commands::inspect::InspectArgs),
     /// Check before transfer that a bundle will load on the target machine
     Check(commands::check::CheckArgs),
+    /// Make an age key pair (encryption) and a minisign key pair (signatures)
+    Keygen(commands::keygen::KeygenArgs),
     /// Move an unpacked bundle to a new place and fix its prefixes
     Relocate(commands::relocate::RelocateArgs),
     /// List and check plugins

@@ -3,8 +3,10 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use airgap_archive::progress::Progress;
+use airgap_archive::write::OutputFilter;
 use airgap_archive::{
     Compression, ManifestInput, PackageRecord, Plan, PlanOptions, PluginRecord, StepRecord,
     WriteOptions, WriteSummary,
@@ -40,6 +42,9 @@ pub struct BundleOptions {
     pub threads: usize,
     /// Seconds one source plugin may run (0 = no limit; overrides `[bundle] plugin-timeout`).
     pub plugin_timeout: Option<u64>,
+    /// A filter of the archive's bytes on their way to disk (encryption, from `airgap-seal`),
+    /// and the suffix it adds to the default output name (`.age`).
+    pub filter: Option<(Arc<dyn OutputFilter>, String)>,
 }
 
 /// Seconds a source plugin may run by default: generous, since resolving and downloading a
@@ -323,12 +328,13 @@ pub fn bundle(
     {
         Some(o) => o,
         None => PathBuf::from(format!(
-            "{}.{}",
+            "{}.{}{}",
             planned.manifest.bundle_name,
             match compression {
                 Compression::Zstd { .. } => "tar.zst",
                 Compression::Gzip { .. } => "tar.gz",
-            }
+            },
+            options.filter.as_ref().map(|f| f.1.as_str()).unwrap_or("")
         )),
     };
     let unpacker = options.unpacker.clone().or_else(find_unpacker);
@@ -336,6 +342,7 @@ pub fn bundle(
         compression,
         threads: options.threads,
         unpacker: unpacker.clone(),
+        filter: options.filter.as_ref().map(|f| f.0.clone()),
     };
     let summary: WriteSummary = airgap_archive::write_bundle(
         &planned.plan,

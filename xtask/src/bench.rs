@@ -121,6 +121,131 @@ fn measure(label: &str, cmd: &mut Command) -> Result<(f64, u64)> {
     Ok((wall, rss))
 }
 
+/// `airgap bundle --encrypt-to` beside the plain bundle (each measured again, back to back,
+/// so that both see the same machine), and the ratio [goal < 1.15].
+fn encryption_cost(
+    airgap: &Path,
+    release: &Path,
+    unpacker: &Path,
+    config: &Path,
+    out: &Path,
+    (t_first, s_plain): (f64, u64),
+) -> Result<()> {
+    let keys = out.join("keys");
+    let keygen = Command::new(airgap)
+        .args(["-q", "keygen", "--name", "bench", "--out"])
+        .arg(&keys)
+        .output()
+        .context("airgap keygen")?;
+    if !keygen.status.success() {
+        bail!(
+            "airgap keygen failed: {}",
+            String::from_utf8_lossy(&keygen.stderr)
+        );
+    }
+    let recipient = String::from_utf8_lossy(&keygen.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let bundle = |output: &Path, encrypt: bool| {
+        let mut c = Command::new(airgap);
+        c.env("AIRGAP_NO_PROGRESS", "true")
+            .arg("-q")
+            .arg("--plugin-dir")
+            .arg(release)
+            .args(["bundle", "--no-check", "-c"])
+            .arg(config)
+            .arg("-o")
+            .arg(output)
+            .arg("--unpacker")
+            .arg(unpacker);
+        if encrypt {
+            c.arg("--encrypt-to").arg(&recipient);
+        }
+        c
+    };
+    let plain = out.join("again.tar.gz");
+    let sealed = out.join("ours.tar.gz.age");
+    // Two rounds, interleaved; the best of each. Wall time swings when other work shares the
+    // cores; CPU time (user + sys) shows what encryption itself costs.
+    let (mut plain_best, mut age_best) = ((f64::MAX, f64::MAX), (f64::MAX, f64::MAX));
+    let mut m_age = 0;
+    for round in 1..=2 {
+        let p = timed(
+            &format!("airgap bundle (round {round})"),
+            &mut bundle(&plain, false),
+        )?;
+        let a = timed(
+            &format!("airgap bundle --encrypt-to (round {round})"),
+            &mut bundle(&sealed, true),
+        )?;
+        plain_best = (plain_best.0.min(p.0), plain_best.1.min(p.1));
+        age_best = (age_best.0.min(a.0), age_best.1.min(a.1));
+        m_age = m_age.max(a.2);
+    }
+    let s_age = size(&sealed);
+    println!();
+    println!("| | time (best of 2) | CPU time | size | peak memory |");
+    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| `airgap bundle` (again, interleaved with the next row; first run {t_first:.1} s) | {:.1} s | {:.1} s | {} | |",
+        plain_best.0,
+        plain_best.1,
+        mb(s_plain)
+    );
+    println!(
+        "| `airgap bundle --encrypt-to` (age, X25519) | {:.1} s | {:.1} s | {} | {} |",
+        age_best.0,
+        age_best.1,
+        mb(s_age),
+        mib(m_age)
+    );
+    println!(
+        "  encryption cost:           {:.3}x the plain bundle time, {:.3}x its CPU time [< 1.15]",
+        age_best.0 / plain_best.0,
+        age_best.1 / plain_best.1
+    );
+    Ok(())
+}
+
+/// Wall time, CPU time (user + sys) and peak RSS (KiB) of a command.
+fn timed(label: &str, cmd: &mut Command) -> Result<(f64, f64, u64)> {
+    let report = std::env::temp_dir().join(format!("airgap-bench-cpu-{}", std::process::id()));
+    let mut t = Command::new("/usr/bin/time");
+    t.arg("-f")
+        .arg("%e %U %S %M")
+        .arg("-o")
+        .arg(&report)
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => t.env(k, v),
+            None => t.env_remove(k),
+        };
+    }
+    eprintln!("bench: {label}");
+    let out = t.output().with_context(|| format!("running {label}"))?;
+    if !out.status.success() {
+        bail!(
+            "{label} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = std::fs::read_to_string(&report).unwrap_or_default();
+    let _ = std::fs::remove_file(&report);
+    let f: Vec<f64> = text
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    match f[..] {
+        [wall, user, sys, rss, ..] => Ok((wall, user + sys, rss as u64)),
+        _ => bail!("{label}: cannot read /usr/bin/time's report {text:?}"),
+    }
+}
+
 fn size(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
@@ -419,6 +544,14 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         );
     }
     println!("  unpack vs tar -xzf:        {:.2}x [<= 1.5x]", t_un / t_xz);
+    encryption_cost(
+        &airgap,
+        &release,
+        &unpacker,
+        &config,
+        &out,
+        (t_ours, s_ours),
+    )?;
     // The ELF closure of the whole tree (what syslibs and `airgap check` compute).
     let closure = release.join("examples/closure");
     if closure.exists() {

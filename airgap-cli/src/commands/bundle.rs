@@ -2,11 +2,15 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use airgap_archive::Compression;
 use airgap_core::{BundleOptions, BundleReport, Config};
 use clap::{Args, ValueEnum};
 
+use crate::commands::seal::{
+    ask_secret, passphrase_from_file, prompt_secret, read_passphrase_file, seal,
+};
 use crate::report;
 use crate::ui::Ui;
 
@@ -15,7 +19,10 @@ Examples:
   airgap bundle                               the active environment (CONDA_PREFIX / VIRTUAL_ENV)
   airgap bundle -c airgap.toml                what the file says (see docs/configuration.md)
   airgap bundle -c airgap.toml -o /media/usb/nlp.tar.gz --compression zstd
-  airgap bundle --dest-prefix /opt/nlp        the target path is known: no rewriting at unpack";
+  airgap bundle --dest-prefix /opt/nlp        the target path is known: no rewriting at unpack
+  airgap bundle --encrypt-to age1... --encrypt-to keys/site-b.age.pub --sign keys/airgap.minisign.key
+                                              NAME.tar.gz.age, and NAME.tar.gz.age.minisig beside it
+  airgap bundle --passphrase-file pass.txt    encrypted with a passphrase (--passphrase: asked)";
 
 #[derive(Debug, Args)]
 #[command(after_help = EXAMPLES)]
@@ -63,6 +70,69 @@ pub struct BundleArgs {
     /// Print the summary as JSON on stdout
     #[arg(long)]
     pub json: bool,
+
+    /// Encrypt to this age public key (age1..., or a file of them, one a line; repeatable).
+    /// The default output name becomes NAME.tar.gz.age
+    #[arg(
+        long = "encrypt-to",
+        value_name = "RECIPIENT",
+        help_heading = "Encryption and signature"
+    )]
+    pub encrypt_to: Vec<String>,
+
+    /// Encrypt with a passphrase, asked on the terminal (twice)
+    #[arg(long, conflicts_with_all = ["encrypt_to", "passphrase_file"], help_heading = "Encryption and signature")]
+    pub passphrase: bool,
+
+    /// Encrypt with the passphrase in this file (its first line), for scripts
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "encrypt_to",
+        help_heading = "Encryption and signature"
+    )]
+    pub passphrase_file: Option<PathBuf>,
+
+    /// Sign the bundle (as written, after encryption) with this minisign secret key:
+    /// writes BUNDLE.minisig beside it
+    #[arg(long, value_name = "KEY", help_heading = "Encryption and signature")]
+    pub sign: Option<PathBuf>,
+
+    /// The password of an encrypted minisign secret key, from this file (else asked on the
+    /// terminal)
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "sign",
+        help_heading = "Encryption and signature"
+    )]
+    pub sign_password_file: Option<PathBuf>,
+}
+
+/// `--encrypt-to` values: keys, or files of keys (as `age -R`).
+fn recipients(values: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut keys = Vec::new();
+    for v in values {
+        let path = std::path::Path::new(v);
+        if !v.starts_with("age1") && path.is_file() {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                seal(airgap_seal::SealError::Io {
+                    action: "reading",
+                    path: path.into(),
+                    source: e,
+                })
+            })?;
+            keys.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(String::from),
+            );
+        } else {
+            keys.push(v.clone());
+        }
+    }
+    Ok(keys)
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -76,6 +146,46 @@ pub fn run(args: BundleArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
     let config = match &args.config {
         Some(path) => Config::load(path).map_err(report::core)?,
         None => Config::active_environment(&cwd).map_err(report::core)?,
+    };
+    // Secrets first, so that nobody is asked for a password after a long run.
+    let encryption = if !args.encrypt_to.is_empty() {
+        let keys = recipients(&args.encrypt_to)?;
+        let n = keys.len();
+        let parsed = airgap_seal::Recipients::parse(&keys).map_err(seal)?;
+        Some((parsed, format!("to {n} age recipient(s)")))
+    } else if let Some(file) = &args.passphrase_file {
+        Some((
+            airgap_seal::Recipients::Passphrase(passphrase_from_file(file)?),
+            "with a passphrase".to_string(),
+        ))
+    } else if args.passphrase {
+        Some((
+            airgap_seal::Recipients::Passphrase(ask_secret("passphrase for the bundle", true)?),
+            "with a passphrase".to_string(),
+        ))
+    } else {
+        None
+    };
+    let signing = match &args.sign {
+        Some(key) => Some(
+            airgap_seal::load_secret_key(key, || match &args.sign_password_file {
+                Some(file) => read_passphrase_file(file),
+                None => prompt_secret(&format!("password of {}", key.display()), false),
+            })
+            .map_err(seal)?,
+        ),
+        None => None,
+    };
+    let (filter, encrypted) = match encryption {
+        Some((recipients, how)) => {
+            let filter: Arc<dyn airgap_archive::OutputFilter> =
+                Arc::new(airgap_seal::Encrypt::new(recipients));
+            (
+                Some((filter, airgap_seal::crypt::SUFFIX.to_string())),
+                Some(how),
+            )
+        }
+        None => (None, None),
     };
     let registry = super::plugins::registry(ui, &config.plugin_dirs);
     let compression = args.compression.map(|c| match c {
@@ -101,6 +211,7 @@ pub fn run(args: BundleArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
         unpacker: args.unpacker.clone(),
         threads: args.threads,
         plugin_timeout: args.plugin_timeout,
+        filter,
     };
     match &config.path {
         Some(path) => ui.status("Bundling", &format!("from {}", path.display())),
@@ -121,15 +232,46 @@ pub fn run(args: BundleArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
         }
         Err(e) => return Err(report::core(e)),
     };
+    let signature = match &signing {
+        Some(key) => Some(
+            airgap_seal::sign_file(&report.output, &report.sha256, key).map_err(|e| {
+                report::with_help(
+                    seal(e),
+                    format!(
+                        "the bundle {} was written but is not signed; sign it with `minisign -Sm` or run again",
+                        report.output.display()
+                    ),
+                )
+            })?,
+        ),
+        None => None,
+    };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let mut value = serde_json::to_value(&report)?;
+        if let Some(map) = value.as_object_mut() {
+            map.insert("encrypted".into(), serde_json::json!(encrypted));
+            map.insert("signature".into(), serde_json::json!(signature));
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
-        print_summary(&report, ui);
+        print_summary(
+            &report,
+            ui,
+            encrypted.as_deref(),
+            signature.as_deref(),
+            signing.as_ref().map(|k| k.id()),
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_summary(report: &BundleReport, ui: &Ui) {
+fn print_summary(
+    report: &BundleReport,
+    ui: &Ui,
+    encrypted: Option<&str>,
+    signature: Option<&std::path::Path>,
+    key_id: Option<&str>,
+) {
     for warning in &report.warnings {
         ui.warn(warning);
     }
@@ -180,24 +322,55 @@ fn print_summary(report: &BundleReport, ui: &Ui) {
             &report.sha256[..report.sha256.len().min(16)]
         ),
     );
+    if let Some(how) = encrypted {
+        ui.status("Encrypted", &format!("{how} (age)"));
+    }
+    if let (Some(sig), Some(id)) = (signature, key_id) {
+        ui.status("Signed", &format!("{} (minisign key {id})", sig.display()));
+    }
     let archive = report
         .output
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let extract = if archive.ends_with(".zst") {
+    let plain = archive.strip_suffix(".age").unwrap_or(&archive).to_string();
+    let extract = if plain.ends_with(".zst") {
         "tar --zstd -xf"
     } else {
         "tar xzf"
     };
+    let mut open = String::new();
+    if encrypted.is_some() {
+        open.push_str(if encrypted == Some("with a passphrase") {
+            " --passphrase"
+        } else {
+            " -i KEY.age.key"
+        });
+    }
+    if signature.is_some() {
+        open.push_str(" --trusted-key KEY.minisign.pub");
+    }
     ui.println("\nOn the target:");
     ui.println(&format!(
-        "  airgap verify {archive} && airgap unpack {archive} /path/to/dest"
+        "  airgap verify {archive}{open} && airgap unpack {archive} /path/to/dest{open}"
     ));
     if report.unpacker.is_some() {
+        let mut steps = Vec::new();
+        if signature.is_some() {
+            steps.push(format!("minisign -Vm {archive} -p KEY.minisign.pub"));
+        }
+        if encrypted.is_some() {
+            steps.push(if encrypted == Some("with a passphrase") {
+                format!("age -d -o {plain} {archive}")
+            } else {
+                format!("age -d -i KEY.age.key -o {plain} {archive}")
+            });
+        }
+        steps.push(format!("{extract} {plain}"));
+        steps.push(format!("./{}/unpack /path/to/dest", report.name));
         ui.println(&format!(
-            "  or, without airgap there:  {extract} {archive} && ./{}/unpack /path/to/dest",
-            report.name
+            "  or, without airgap there:  {}",
+            steps.join(" && ")
         ));
     }
 }

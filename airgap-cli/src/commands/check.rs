@@ -64,6 +64,12 @@ pub fn run(args: CheckArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
 
     let (what, report) = match (&args.bundle, &args.config) {
         (Some(bundle), _) => {
+            if bundle.is_file() && airgap_seal::is_encrypted(bundle).unwrap_or(false) {
+                return Err(report::with_help(
+                    anyhow::anyhow!("{} is encrypted (age): check reads plain bundles", bundle.display()),
+                    "check the bundle before encrypting it (airgap bundle checks the plan anyway), or `airgap check -c airgap.toml`",
+                ));
+            }
             ui.status("Checking", &bundle.display().to_string());
             let checked = check_bundle(bundle, target).map_err(report::core)?;
             (bundle.display().to_string(), checked.report)

@@ -17,7 +17,8 @@ const EXAMPLES: &str = "\
 Examples:
   airgap inspect nlp.tar.gz
   airgap inspect nlp.tar.gz --json | jq '.packages[].package.name'
-  airgap inspect /opt/nlp               an unpacked bundle";
+  airgap inspect /opt/nlp               an unpacked bundle
+  airgap inspect nlp.tar.gz.age -i me.age.key";
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
@@ -33,6 +34,9 @@ pub struct InspectArgs {
     /// How many of the largest files to list
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub largest: usize,
+
+    #[command(flatten)]
+    pub open: super::seal::OpenArgs,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -127,7 +131,8 @@ fn human(bytes: u64) -> String {
     }
 }
 
-pub fn run(args: InspectArgs, _ui: &Ui) -> anyhow::Result<ExitCode> {
+pub fn run(args: InspectArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
+    super::seal::prepare(&args.open, &args.bundle, ui)?;
     let m = read_manifest(&args.bundle).map_err(archive)?;
     let i = inspection(&m, args.largest);
     if args.json {

@@ -4,8 +4,10 @@ pub mod bundle;
 pub mod check;
 pub mod completions;
 pub mod inspect;
+pub mod keygen;
 pub mod plugins;
 pub mod relocate;
+pub mod seal;
 pub mod unpack;
 pub mod verify;
 
@@ -27,6 +29,7 @@ pub fn run(cli: Cli, ui: &Ui) -> anyhow::Result<ExitCode> {
         Command::Verify(args) => verify::run(args, ui),
         Command::Inspect(args) => inspect::run(args, ui),
         Command::Check(args) => check::run(args, ui),
+        Command::Keygen(args) => keygen::run(args, ui),
         Command::Relocate(args) => relocate::run(args, ui),
         Command::Plugins(command) => plugins::run(command, ui),
         Command::Completions(args) => completions::run(args),

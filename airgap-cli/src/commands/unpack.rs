@@ -14,8 +14,12 @@ Examples:
   airgap unpack nlp.tar.gz /opt/nlp
   airgap unpack wheels.tar.gz /opt/app --python /usr/bin/python3.11
   airgap unpack ./nlp /opt/nlp           an already extracted bundle
+  airgap unpack nlp.tar.gz.age /opt/nlp -i me.age.key --trusted-key team.minisign.pub
+  airgap unpack nlp.tar.gz.age /opt/nlp --passphrase-file pass.txt
 
-DEST must not exist, or be an empty directory. Nothing is left behind on failure.";
+DEST must not exist, or be an empty directory. Nothing is left behind on failure.
+With --trusted-key, the signature is checked before anything is read. An encrypted bundle is
+decrypted twice: once to authenticate all of it, before anything is written, then to install.";
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
@@ -31,9 +35,24 @@ pub struct UnpackArgs {
     /// The target's own Python, for bundles whose install steps need one
     #[arg(long, value_name = "PATH")]
     pub python: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub open: super::seal::OpenArgs,
 }
 
 pub fn run(args: UnpackArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
+    let opened = super::seal::prepare(&args.open, &args.bundle, ui)?;
+    if let Some(keys) = &opened.keys {
+        ui.status(
+            "Decrypting",
+            &format!("{} (authenticating all of it first)", args.bundle.display()),
+        );
+        let size = keys
+            .0
+            .authenticate(&args.bundle)
+            .map_err(super::seal::seal)?;
+        ui.debug(&format!("{size} bytes of plaintext authenticated"));
+    }
     let options = UnpackOptions {
         python: args.python.clone(),
     };

@@ -12,7 +12,9 @@ use crate::ui::Ui;
 const EXAMPLES: &str = "\
 Examples:
   airgap verify nlp.tar.gz          every file against the manifest, and nlp.tar.gz.sha256
-  airgap verify nlp.tar.gz --json   the result as JSON on stdout";
+  airgap verify nlp.tar.gz --json   the result as JSON on stdout
+  airgap verify nlp.tar.gz.age -i me.age.key --trusted-key team.minisign.pub
+                                    signature first, then decrypt and check every file";
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
@@ -24,10 +26,21 @@ pub struct VerifyArgs {
     /// Print the result as JSON on stdout
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub open: super::seal::OpenArgs,
 }
 
 /// An archive error with its advice attached.
 pub(crate) fn archive(error: ArchiveError) -> anyhow::Error {
+    if let ArchiveError::Decrypt { source, .. } = &error {
+        if let Some(help) = source
+            .downcast_ref::<airgap_seal::SealError>()
+            .and_then(|s| s.help())
+        {
+            return with_help(error, help);
+        }
+    }
     match error.help() {
         Some(help) => with_help(error, help),
         None => anyhow::Error::new(error),
@@ -35,6 +48,7 @@ pub(crate) fn archive(error: ArchiveError) -> anyhow::Error {
 }
 
 pub fn run(args: VerifyArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
+    super::seal::prepare(&args.open, &args.bundle, ui)?;
     ui.status("Verifying", &args.bundle.display().to_string());
     match verify_bundle(&args.bundle, ui) {
         Ok(report) => {

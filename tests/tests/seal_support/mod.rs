@@ -1,0 +1,170 @@
+//! Shared by `crypto.rs` and `signing.rs`: a real project bundled with the `files` source, key
+//! pairs from `airgap keygen`, and the standard `age` and `minisign` tools.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use airgap_tests::{bin, build_dir, run, Done};
+
+/// The real CLI, plugins from the build directory.
+pub fn airgap() -> Command {
+    let mut cmd = Command::new(bin("airgap"));
+    cmd.env("AIRGAP_NO_PROGRESS", "true")
+        .env_remove("AIRGAP_PLUGIN_PATH")
+        .env_remove("CONDA_PREFIX")
+        .env_remove("VIRTUAL_ENV")
+        .env_remove("AIRGAP_UNPACKER")
+        .env("XDG_DATA_HOME", "/nonexistent-airgap-test-data")
+        .arg("--plugin-dir")
+        .arg(build_dir());
+    cmd
+}
+
+/// A standard tool the interop tests need. A missing one fails the test: CI installs it.
+pub fn tool(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let candidate = dir.join(name);
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!(
+        "`{name}` is not installed: run `cargo xtask setup` (it installs xtask/setup/apt.txt), \
+         or `apt-get install age minisign`"
+    );
+}
+
+/// A project: a few files, one of them 3 MB so that the archive spans many age chunks.
+pub fn project(dir: &Path) {
+    fs::create_dir_all(dir.join("data/sub")).unwrap();
+    fs::write(dir.join("data/sub/a.txt"), "a\n").unwrap();
+    fs::write(dir.join("data/hello.py"), "print('hello')\n").unwrap();
+    // Incompressible bytes, so the ciphertext is large too.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let big: Vec<u8> = (0..3_000_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    fs::write(dir.join("data/model.bin"), big).unwrap();
+    fs::write(
+        dir.join("airgap.toml"),
+        "[bundle]\nname = \"demo\"\n\n[sources.files]\npaths = [\"data/\"]\n",
+    )
+    .unwrap();
+}
+
+/// `airgap bundle` of [`project`] in `dir` (run from `dir`, default output name), with `extra`.
+pub fn bundle(dir: &Path, extra: &[&str]) -> Done {
+    if !dir.join("airgap.toml").exists() {
+        project(dir);
+    }
+    run(airgap()
+        .current_dir(dir)
+        .args(["bundle", "-c", "airgap.toml", "--no-check", "--unpacker"])
+        .arg(bin("airgap-unpack"))
+        .args(extra))
+}
+
+/// `airgap keygen --out DIR --name NAME`; returns (age identity, age public key file,
+/// minisign secret key, minisign public key).
+pub fn keygen(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+    let done = run(airgap()
+        .args(["keygen", "--out"])
+        .arg(dir)
+        .args(["--name", name]))
+    .success();
+    let lines: Vec<&str> = done.stdout.lines().collect();
+    assert_eq!(
+        lines.len(),
+        2,
+        "keygen prints two public keys: {}",
+        done.stdout
+    );
+    assert!(lines[0].starts_with("age1"), "{}", done.stdout);
+    (
+        dir.join(format!("{name}.age.key")),
+        dir.join(format!("{name}.age.pub")),
+        dir.join(format!("{name}.minisign.key")),
+        dir.join(format!("{name}.minisign.pub")),
+    )
+}
+
+/// The age public key in a `.age.pub` file.
+pub fn recipient(pub_file: &Path) -> String {
+    fs::read_to_string(pub_file).unwrap().trim().to_string()
+}
+
+/// Check an unpacked demo project.
+pub fn assert_unpacked(dest: &Path) {
+    assert_eq!(
+        fs::read_to_string(dest.join("data/sub/a.txt")).unwrap(),
+        "a\n"
+    );
+    assert_eq!(
+        fs::read_to_string(dest.join("data/hello.py")).unwrap(),
+        "print('hello')\n"
+    );
+    assert_eq!(
+        fs::metadata(dest.join("data/model.bin")).unwrap().len(),
+        3_000_000
+    );
+}
+
+/// Everything in `dir` (names only), sorted: to show nothing else was left there.
+pub fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Flip one byte of a file at `offset` (from the end when negative).
+pub fn flip_byte(path: &Path, offset: i64) {
+    let mut bytes = fs::read(path).unwrap();
+    let at = if offset < 0 {
+        (bytes.len() as i64 + offset) as usize
+    } else {
+        offset as usize
+    };
+    bytes[at] ^= 0x01;
+    fs::write(path, bytes).unwrap();
+}
+
+/// Run `argv` on a pseudo-terminal (`script`), typing each answer after a pause, as a person
+/// answers a passphrase prompt. Returns what the terminal showed.
+pub fn on_terminal(argv: &[&str], answers: &[&str]) -> Done {
+    use std::io::Write;
+    use std::process::Stdio;
+    let line = argv
+        .iter()
+        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("AIRGAP_NO_PROGRESS", "true")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("`script` (bsdutils) runs commands on a pseudo-terminal");
+    let mut stdin = child.stdin.take().unwrap();
+    for answer in answers {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        stdin.write_all(format!("{answer}\n").as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    Done::from(out)
+}
