@@ -23,6 +23,9 @@ use crate::tarfmt::{EntryType, TarEntry, TarReader};
 pub const MAX_PATH: usize = 4096;
 /// Deepest nesting we accept inside a bundle.
 pub const MAX_DEPTH: usize = 256;
+/// Largest file we accept inside a bundle (16 TiB, ext4's limit). Sparse holes are hashed
+/// without being read, so this bounds the work a hostile declared size can cause.
+pub const MAX_FILE_SIZE: u64 = 1 << 44;
 const CHUNK: usize = 256 * 1024;
 
 /// The decompressed tar stream of a bundle, produced by a thread so that decompression and
@@ -287,6 +290,16 @@ impl<'a> Checker<'a> {
                 entry: r.path.clone(),
                 reason: format!("the manifest lists an unsafe path ({reason})"),
             })?;
+            if r.size > MAX_FILE_SIZE {
+                return Err(ArchiveError::Unsafe {
+                    bundle: bundle.into(),
+                    entry: r.path.clone(),
+                    reason: format!(
+                        "the manifest declares {} bytes, over the {MAX_FILE_SIZE} bytes allowed",
+                        r.size
+                    ),
+                });
+            }
             if records.insert(p, r).is_some() {
                 return Err(ArchiveError::Unsafe {
                     bundle: bundle.into(),
@@ -365,6 +378,15 @@ impl<'a> Checker<'a> {
                 other => format!("an entry of unsupported type {:?}", other as char),
             };
             return Err(self.unsafe_entry(&e.path, what));
+        }
+        if e.real_size > MAX_FILE_SIZE {
+            return Err(self.unsafe_entry(
+                &e.path,
+                format!(
+                    "declares {} bytes, over the {MAX_FILE_SIZE} bytes allowed",
+                    e.real_size
+                ),
+            ));
         }
         if e.mode & 0o6000 != 0 {
             return Err(self.unsafe_entry(&e.path, "setuid or setgid bit"));
