@@ -725,10 +725,18 @@ pub(crate) fn check_bundle(
 ) -> Result<(Manifest, u64, u64), ArchiveError> {
     let stream = open_archive(bundle)?;
     let mut tar = TarReader::new(stream);
-    check_tar(bundle, &mut tar, target, fail_fast, progress, on_manifest, |tar| {
-        let stream = std::mem::replace(tar.get_mut(), empty_stream());
-        stream.finish()
-    })
+    check_tar(
+        bundle,
+        &mut tar,
+        target,
+        fail_fast,
+        progress,
+        on_manifest,
+        |tar| {
+            let stream = std::mem::replace(tar.get_mut(), empty_stream());
+            stream.finish()
+        },
+    )
 }
 
 /// The checker over any tar stream; `finish` runs after the end marker (compression

@@ -203,7 +203,7 @@ fn new_staging(dest: &Path, progress: &dyn Progress) -> Result<Staging, ArchiveE
                 "locking",
                 &path,
                 io::Error::other("another process holds its lock"),
-            ))
+            ));
         }
         Err(e) => {
             let _ = fs::remove_dir(&path);

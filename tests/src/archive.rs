@@ -276,7 +276,10 @@ pub fn craft_manifest(out: &Path, top: &str, manifest: &Manifest, entries: &[Raw
                 size: e.declared.unwrap_or(e.data.len() as u64),
                 mtime: 0,
                 link: &e.link,
-                sparse: e.sparse.as_ref().map(|(real, segments)| (*real, segments.as_slice())),
+                sparse: e
+                    .sparse
+                    .as_ref()
+                    .map(|(real, segments)| (*real, segments.as_slice())),
             },
         );
         buf.extend_from_slice(&e.data);

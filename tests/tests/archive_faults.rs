@@ -100,7 +100,12 @@ fn unpack_on_small_disk(program: &Path, bundle: &Path, disk: &Path) -> (i32, Str
         .output()
         .unwrap();
     let code = out.status.code().unwrap_or(-1);
-    assert_ne!(code, 99, "mount failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert_ne!(
+        code,
+        99,
+        "mount failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let err = fs::read_to_string(format!("{}.err", disk.display())).unwrap_or_default();
     let left = fs::read_to_string(format!("{}.left", disk.display())).unwrap_or_default();
     (code, err, left)
@@ -128,13 +133,23 @@ fn a_disk_that_fills_up_leaves_dest_absent_and_nothing_beside_it() {
     // The CLI, and the unpacker carried in bundles (the library's other front end).
     for program in [bin("airgap"), bin("airgap-unpack")] {
         let (code, err, left) = unpack_on_small_disk(&program, &bundle, &disk);
-        assert_ne!(code, 0, "{}: unpack succeeded on a 1 MiB disk", program.display());
+        assert_ne!(
+            code,
+            0,
+            "{}: unpack succeeded on a 1 MiB disk",
+            program.display()
+        );
         assert!(
             err.contains("No space left on device") && err.contains("big.txt"),
             "{}: {err}",
             program.display()
         );
-        assert_eq!(left.trim(), "", "{}: left on the disk: {left}", program.display());
+        assert_eq!(
+            left.trim(),
+            "",
+            "{}: left on the disk: {left}",
+            program.display()
+        );
         assert!(!marker.exists(), "the install step ran");
     }
     assert!(fs::read_dir(&disk).unwrap().next().is_none());
@@ -204,7 +219,10 @@ fn start_unpack(bundle: &Path, dest: &Path) -> (Child, PathBuf) {
     ));
     let start = Instant::now();
     while !staging.join("data").exists() {
-        assert!(start.elapsed() < Duration::from_secs(60), "no staging after 60 s");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no staging after 60 s"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     // Well into the 4 GiB file.
@@ -253,7 +271,10 @@ fn a_killed_unpack_leaves_no_dest_and_the_next_one_removes_its_staging() {
     signal(&child, "KILL");
     child.wait().unwrap();
     assert!(!dest.exists(), "DEST exists after SIGKILL");
-    assert!(staging.is_dir(), "the killed unpack's staging should be there");
+    assert!(
+        staging.is_dir(),
+        "the killed unpack's staging should be there"
+    );
     assert!(!marker.exists());
 
     // Things that look like staging but are not provably ours and stale stay untouched:

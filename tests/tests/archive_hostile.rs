@@ -222,7 +222,13 @@ fn cases() -> Vec<Case> {
         ),
         case(
             "hard link to a directory",
-            vec![Raw::new("b/sub/h", EntryType::HardLink, 0o644, b"b/sub", b"")],
+            vec![Raw::new(
+                "b/sub/h",
+                EntryType::HardLink,
+                0o644,
+                b"b/sub",
+                b"",
+            )],
             &["not a file extracted before"],
             "b/sub/h",
         ),
@@ -433,7 +439,13 @@ fn cases() -> Vec<Case> {
         ),
         lie(
             "manifest lies about a link target",
-            vec![Raw::new("b/sub/l", EntryType::Symlink, 0o777, b"ok.txt", b"")],
+            vec![Raw::new(
+                "b/sub/l",
+                EntryType::Symlink,
+                0o777,
+                b"ok.txt",
+                b"",
+            )],
             vec![FileRecord {
                 target: Some("other.txt".into()),
                 ..record_for(
@@ -591,12 +603,18 @@ fn check_case(c: &Case, tmp: &Path, work: &Path, bundle: &Path) {
             Err(e) => error_text(&e),
         };
         assert!(has(&err), "{name}: verify said {err}");
-        assert!(err.contains(c.entry), "{name}: verify does not name the entry: {err}");
+        assert!(
+            err.contains(c.entry),
+            "{name}: verify does not name the entry: {err}"
+        );
         let dest = work.join("dest");
         let err = unpack(bundle, &dest, &Default::default(), &NoProgress).expect_err(name);
         let err = error_text(&err);
         assert!(has(&err), "{name}: unpack said {err}");
-        assert!(err.contains(c.entry), "{name}: unpack does not name the entry: {err}");
+        assert!(
+            err.contains(c.entry),
+            "{name}: unpack does not name the entry: {err}"
+        );
         assert!(!dest.exists(), "{name}: DEST exists after {err}");
         assert_eq!(
             snapshot(tmp),
@@ -675,7 +693,10 @@ fn an_install_step_pointing_outside_dest_is_refused() {
         (run_step("{dest}/../../bin/sh"), "not inside the bundle"),
         (run_step("{dest}/"), "not a file inside the bundle"),
         (run_step("{dest}"), "not a file inside the bundle"),
-        (run_step("{python}/../../../bin/sh"), "only `{python}` itself"),
+        (
+            run_step("{python}/../../../bin/sh"),
+            "only `{python}` itself",
+        ),
     ];
     let entries = base();
     let records: Vec<FileRecord> = entries

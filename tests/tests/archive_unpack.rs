@@ -279,7 +279,10 @@ fn marked_bundle(tmp: &Path, compression: airgap_archive::Compression) -> (PathB
     let src = build_tree(&tmp.join("tree"));
     let mut big = String::new();
     for i in 0..24_000 {
-        big.push_str(&format!("line {i} of a file that spans gzip members {}\n", i * 7919 % 10007));
+        big.push_str(&format!(
+            "line {i} of a file that spans gzip members {}\n",
+            i * 7919 % 10007
+        ));
     }
     fs::write(src.join("big.txt"), big).unwrap();
     set_mtimes(&tmp.join("tree"), 1_700_000_000);
@@ -340,7 +343,21 @@ fn corrupt_everywhere(tmp: &Path, good: &Path, src: &Path, marker: &Path, spread
         cases.push((format!("flip at {pos}"), b));
     }
     let mut cuts: Vec<usize> = (0..spread / 3).map(|i| n * i / (spread / 3)).collect();
-    cuts.extend([1, 2, 9, 10, 18, 511, 512, 513, n - 1, n - 4, n - 8, n - 9, n - 100]);
+    cuts.extend([
+        1,
+        2,
+        9,
+        10,
+        18,
+        511,
+        512,
+        513,
+        n - 1,
+        n - 4,
+        n - 8,
+        n - 9,
+        n - 100,
+    ]);
     cuts.sort();
     cuts.dedup();
     for len in cuts {
@@ -368,7 +385,10 @@ fn corrupt_everywhere(tmp: &Path, good: &Path, src: &Path, marker: &Path, spread
         fs::write(&bad, b).unwrap();
         // With the detached checksum beside it: always refused, before anything is written.
         fs::write(&bad_sum, &sum).unwrap();
-        assert!(verify_bundle(&bad, &NoProgress).is_err(), "{what}: verify passed");
+        assert!(
+            verify_bundle(&bad, &NoProgress).is_err(),
+            "{what}: verify passed"
+        );
         let err = unpack(&bad, &dest, &UnpackOptions::default(), &NoProgress).unwrap_err();
         assert!(!dest.exists(), "{what}: DEST exists after {err}");
         step_ran(what);
@@ -391,7 +411,10 @@ fn corrupt_everywhere(tmp: &Path, good: &Path, src: &Path, marker: &Path, spread
             unpacked.is_ok(),
             "{what}: verify and unpack disagree ({unpacked:?})"
         );
-        assert!(!what.starts_with("cut") || !verified, "{what}: a cut bundle unpacked");
+        assert!(
+            !what.starts_with("cut") || !verified,
+            "{what}: a cut bundle unpacked"
+        );
         match unpacked {
             Err(_) => {
                 tally.detected += 1;
@@ -440,7 +463,9 @@ fn flipped_bytes_and_cut_bundles_fail_verify_and_unpack_leaves_dest_absent() {
     assert!(members >= 2, "one gzip member only");
     let t = corrupt_everywhere(tmp.path(), &good, &src, &marker, 300);
     eprintln!("gzip: {t:?}");
-    assert!(t.cases >= 400, "{t:?}");
+    assert!(t.cases >= 400 && t.flips >= 300 && t.cuts >= 100, "{t:?}");
+    assert_eq!(t.cases, t.detected + t.harmless, "{t:?}");
+    assert!(t.bytes > 100_000, "{t:?}");
     // Only bytes of a gzip member header that no CRC covers may go unseen (10 bytes a
     // member at most), and only without the detached checksum.
     assert!(t.harmless <= 10 * members, "{t:?}");
@@ -449,12 +474,13 @@ fn flipped_bytes_and_cut_bundles_fail_verify_and_unpack_leaves_dest_absent() {
 #[test]
 fn flipped_bytes_and_cut_zstd_bundles_are_caught_before_any_step() {
     let tmp = tempdir();
-    let (good, marker) =
-        marked_bundle(tmp.path(), airgap_archive::Compression::Zstd { level: 3 });
+    let (good, marker) = marked_bundle(tmp.path(), airgap_archive::Compression::Zstd { level: 3 });
     let src = tmp.path().join("tree/src");
     let t = corrupt_everywhere(tmp.path(), &good, &src, &marker, 150);
     eprintln!("zstd: {t:?}");
-    assert!(t.cases >= 200, "{t:?}");
+    assert!(t.cases >= 200 && t.flips >= 150 && t.cuts >= 50, "{t:?}");
+    assert_eq!(t.cases, t.detected + t.harmless, "{t:?}");
+    assert!(t.bytes > 100_000, "{t:?}");
 }
 
 fn verify_equal(src: &Path, dest: &Path) {

@@ -50,7 +50,10 @@ pub fn fuzz(args: &[String]) -> Result<()> {
     for target in &targets {
         outcomes.push(run_target(&fuzz_dir, target, seconds)?);
     }
-    println!("\n{:<15} {:>14} {:>8}  findings", "target", "executions", "seconds");
+    println!(
+        "\n{:<15} {:>14} {:>8}  findings",
+        "target", "executions", "seconds"
+    );
     for o in &outcomes {
         let execs = o
             .executions
@@ -61,10 +64,7 @@ pub fn fuzz(args: &[String]) -> Result<()> {
         } else {
             "none".to_string()
         };
-        println!(
-            "{:<15} {:>14} {:>8}  {found}",
-            o.target, execs, o.seconds
-        );
+        println!("{:<15} {:>14} {:>8}  {found}", o.target, execs, o.seconds);
     }
     if outcomes.iter().any(|o| o.crashed) {
         bail!("the fuzzers found crashes: the inputs are in fuzz/artifacts/");
