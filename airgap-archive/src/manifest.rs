@@ -491,9 +491,11 @@ impl Manifest {
         Some(m)
     }
 
-    /// Total size of the files.
+    /// Total size of the files (saturating: a hostile manifest may declare any sizes).
     pub fn total_size(&self) -> u64 {
-        self.files.iter().map(|f| f.size).sum()
+        self.files
+            .iter()
+            .fold(0u64, |sum, f| sum.saturating_add(f.size))
     }
 }
 

@@ -24,6 +24,9 @@ use crate::tarfmt::{EntryType, TarEntry, TarReader};
 pub const MAX_PATH: usize = 4096;
 /// Deepest nesting we accept inside a bundle.
 pub const MAX_DEPTH: usize = 256;
+/// Largest file we accept inside a bundle (16 TiB, ext4's limit). Sparse holes are hashed
+/// without being read, so this bounds the work a hostile declared size can cause.
+pub const MAX_FILE_SIZE: u64 = 1 << 44;
 const CHUNK: usize = 256 * 1024;
 
 /// The decompressed tar stream of a bundle, produced by a thread so that decompression and
@@ -345,6 +348,16 @@ impl<'a> Checker<'a> {
                 entry: r.path.clone(),
                 reason: format!("the manifest lists an unsafe path ({reason})"),
             })?;
+            if r.size > MAX_FILE_SIZE {
+                return Err(ArchiveError::Unsafe {
+                    bundle: bundle.into(),
+                    entry: r.path.clone(),
+                    reason: format!(
+                        "the manifest declares {} bytes, over the {MAX_FILE_SIZE} bytes allowed",
+                        r.size
+                    ),
+                });
+            }
             if records.insert(p, r).is_some() {
                 return Err(ArchiveError::Unsafe {
                     bundle: bundle.into(),
@@ -423,6 +436,15 @@ impl<'a> Checker<'a> {
                 other => format!("an entry of unsupported type {:?}", other as char),
             };
             return Err(self.unsafe_entry(&e.path, what));
+        }
+        if e.real_size > MAX_FILE_SIZE {
+            return Err(self.unsafe_entry(
+                &e.path,
+                format!(
+                    "declares {} bytes, over the {MAX_FILE_SIZE} bytes allowed",
+                    e.real_size
+                ),
+            ));
         }
         if e.mode & 0o6000 != 0 {
             return Err(self.unsafe_entry(&e.path, "setuid or setgid bit"));
@@ -581,6 +603,10 @@ impl<'a> Checker<'a> {
                         "size: {shown} is {} bytes in the archive, {} in the manifest",
                         e.real_size, record.size
                     ))?;
+                    // Verify goes on with the next entry; hashing this one proves nothing
+                    // more, and a sparse entry's holes could be declared exabytes long.
+                    self.seen.insert(rel, Seen::File);
+                    return Ok(());
                 }
                 if record.mode != mode {
                     self.problem(format!(
@@ -603,6 +629,7 @@ impl<'a> Checker<'a> {
                 let digest =
                     copy_data(e, tar, out.as_mut(), dest.as_deref(), progress).map_err(|err| {
                         match err {
+                            CopyError::Cancelled => ArchiveError::Cancelled,
                             CopyError::Read(err) => ArchiveError::Corrupt {
                                 bundle: self.bundle.clone(),
                                 reason: format!("reading {shown}: {err}"),
@@ -677,6 +704,7 @@ impl<'a> Checker<'a> {
 }
 
 enum CopyError {
+    Cancelled,
     Read(io::Error),
     Write(io::Error),
 }
@@ -699,12 +727,21 @@ fn copy_data<R: Read>(
         &whole
     };
     let mut pos = 0u64;
-    for &(off, len) in segments {
-        while pos < off {
-            let n = (off - pos).min(CHUNK as u64) as usize;
+    // Holes cost no reading, only hashing: let Ctrl-C stop a long run of them.
+    let hole = |hasher: &mut Sha256, pos: &mut u64, end: u64| -> Result<(), CopyError> {
+        while *pos < end {
+            if progress.is_cancelled() {
+                return Err(CopyError::Cancelled);
+            }
+            let n = (end - *pos).min(CHUNK as u64) as usize;
             hasher.update(&zeros[..n]);
-            pos += n as u64;
+            *pos += n as u64;
+            progress.advance(n as u64);
         }
+        Ok(())
+    };
+    for &(off, len) in segments {
+        hole(&mut hasher, &mut pos, off)?;
         if let Some(f) = out.as_mut() {
             if e.kind == EntryType::Sparse {
                 f.seek(SeekFrom::Start(off)).map_err(CopyError::Write)?;
@@ -727,11 +764,7 @@ fn copy_data<R: Read>(
             progress.advance(n as u64);
         }
     }
-    while pos < e.real_size {
-        let n = (e.real_size - pos).min(CHUNK as u64) as usize;
-        hasher.update(&zeros[..n]);
-        pos += n as u64;
-    }
+    hole(&mut hasher, &mut pos, e.real_size)?;
     if let Some(f) = out.as_mut() {
         if e.kind == EntryType::Sparse {
             f.set_len(e.real_size).map_err(CopyError::Write)?;
@@ -748,13 +781,38 @@ pub(crate) fn check_bundle(
     progress: &dyn Progress,
     on_manifest: &mut dyn FnMut(&Manifest, &str) -> Result<(), ArchiveError>,
 ) -> Result<(Manifest, u64, u64), ArchiveError> {
+    let stream = open_archive(bundle)?;
+    let mut tar = TarReader::new(stream);
+    check_tar(
+        bundle,
+        &mut tar,
+        target,
+        fail_fast,
+        progress,
+        on_manifest,
+        |tar| {
+            let stream = std::mem::replace(tar.get_mut(), empty_stream());
+            stream.finish()
+        },
+    )
+}
+
+/// The checker over any tar stream; `finish` runs after the end marker (compression
+/// trailers) and before the last checks.
+fn check_tar<R: Read>(
+    bundle: &Path,
+    tar: &mut TarReader<R>,
+    target: &Target<'_>,
+    fail_fast: bool,
+    progress: &dyn Progress,
+    on_manifest: &mut dyn FnMut(&Manifest, &str) -> Result<(), ArchiveError>,
+    finish: impl FnOnce(&mut TarReader<R>) -> io::Result<()>,
+) -> Result<(Manifest, u64, u64), ArchiveError> {
     let corrupt = |reason: String| ArchiveError::Corrupt {
         bundle: bundle.into(),
         reason,
     };
-    let stream = open_archive(bundle)?;
-    let mut tar = TarReader::new(stream);
-    let (top, text) = read_first_entry(bundle, &mut tar)?;
+    let (top, text) = read_first_entry(bundle, tar)?;
     let manifest = Manifest::from_toml(&text).map_err(|reason| ArchiveError::Manifest {
         bundle: bundle.into(),
         reason,
@@ -777,15 +835,40 @@ pub(crate) fn check_bundle(
             }
             let entry = tar.next_entry().map_err(|e| corrupt(e.to_string()))?;
             let Some(entry) = entry else { break };
-            checker.entry(&entry, &mut tar, target, progress)?;
+            checker.entry(&entry, tar, target, progress)?;
         }
-        let stream = std::mem::replace(tar.get_mut(), empty_stream());
-        stream.finish().map_err(|e| corrupt(e.to_string()))?;
+        finish(tar).map_err(|e| corrupt(e.to_string()))?;
         checker.finish(target)
     })();
     progress.end();
     let (entries, bytes) = result?;
     Ok((manifest, entries, bytes))
+}
+
+/// Check an uncompressed tar stream exactly as [`verify_bundle`] checks a bundle (without
+/// the detached checksum); `name` is only used in errors. For fuzzing and for callers that
+/// hold the stream themselves.
+pub fn verify_stream<R: Read>(
+    name: &Path,
+    reader: R,
+    progress: &dyn Progress,
+) -> Result<VerifyReport, ArchiveError> {
+    let mut tar = TarReader::new(reader);
+    let (manifest, entries, bytes) = check_tar(
+        name,
+        &mut tar,
+        &Target::Verify,
+        false,
+        progress,
+        &mut |_, _| Ok(()),
+        |_| Ok(()),
+    )?;
+    Ok(VerifyReport {
+        manifest,
+        entries,
+        bytes,
+        detached_sha256: None,
+    })
 }
 
 fn empty_stream() -> Stream {

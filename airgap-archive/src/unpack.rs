@@ -41,10 +41,13 @@ pub struct UnpackReport {
     pub steps: usize,
 }
 
-/// A staging directory that is removed unless it was renamed into place.
+/// A staging directory that is removed unless it was renamed into place. While it exists its
+/// directory is `flock`ed, so that another unpack can tell a live staging directory from one a
+/// killed unpack left behind.
 struct Staging {
     path: PathBuf,
     keep: bool,
+    _lock: fs::File,
 }
 
 impl Drop for Staging {
@@ -98,19 +101,120 @@ fn check_dest(dest: &Path) -> Result<(PathBuf, bool), ArchiveError> {
     Ok((abs, existed))
 }
 
-fn new_staging(dest: &Path) -> Result<Staging, ArchiveError> {
-    let parent = dest.parent().unwrap_or(Path::new("/"));
+/// `.NAME.airgap-staging-` for DEST `.../NAME`: staging directories are this plus a PID.
+fn staging_prefix(dest: &Path) -> String {
     let name = dest
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let path = parent.join(format!(".{name}.airgap-staging-{}", std::process::id()));
-    if fs::symlink_metadata(&path).is_ok() {
-        make_writable(&path);
-        let _ = fs::remove_dir_all(&path);
+    format!(".{name}.airgap-staging-")
+}
+
+/// Open a directory (never through a symlink) and take its `flock` without waiting; `None`
+/// when another process holds it.
+fn lock_dir(path: &Path) -> io::Result<Option<fs::File>> {
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a file descriptor we own; no memory is involved.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(Some(f));
     }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(None)
+    } else {
+        Err(err)
+    }
+}
+
+fn process_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Remove the staging directories of DEST that an unpack killed before it could clean up
+/// left beside it. Only what is provably ours and stale goes: the exact name
+/// `.NAME.airgap-staging-PID`, a real directory owned by us, its PID no longer running (or
+/// ours), and nobody holding its lock. Returns the directories removed.
+fn remove_stale_staging(dest: &Path) -> Vec<PathBuf> {
+    let parent = dest.parent().unwrap_or(Path::new("/"));
+    let prefix = staging_prefix(dest);
+    let me = std::process::id() as i32;
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let mut removed = Vec::new();
+    let Ok(entries) = fs::read_dir(parent) else {
+        return removed;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(prefix.as_str()))
+            .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let path = entry.path();
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if !meta.is_dir() || meta.uid() != uid {
+            continue;
+        }
+        if pid != me && process_alive(pid) {
+            continue;
+        }
+        let Ok(Some(_lock)) = lock_dir(&path) else {
+            continue;
+        };
+        make_writable(&path);
+        if fs::remove_dir_all(&path).is_ok() {
+            removed.push(path);
+        }
+    }
+    removed
+}
+
+fn new_staging(dest: &Path, progress: &dyn Progress) -> Result<Staging, ArchiveError> {
+    let parent = dest.parent().unwrap_or(Path::new("/"));
+    for stale in remove_stale_staging(dest) {
+        progress.message(
+            Level::Info,
+            &format!(
+                "removed {}, left by an unpack that was killed",
+                stale.display()
+            ),
+        );
+    }
+    let path = parent.join(format!("{}{}", staging_prefix(dest), std::process::id()));
     fs::create_dir(&path).map_err(|e| ArchiveError::io("creating", &path, e))?;
-    Ok(Staging { path, keep: false })
+    let lock = match lock_dir(&path) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => {
+            let _ = fs::remove_dir(&path);
+            return Err(ArchiveError::io(
+                "locking",
+                &path,
+                io::Error::other("another process holds its lock"),
+            ));
+        }
+        Err(e) => {
+            let _ = fs::remove_dir(&path);
+            return Err(ArchiveError::io("locking", &path, e));
+        }
+    };
+    Ok(Staging {
+        path,
+        keep: false,
+        _lock: lock,
+    })
 }
 
 fn uses_python(step: &InstallStep) -> bool {
@@ -201,6 +305,24 @@ fn preflight(
                 if program.starts_with('/') {
                     return Err(step_err(format!("program {program:?} is an absolute path on the target; use a bare name or a path inside the bundle")));
                 }
+                // `{dest}/...` must stay inside DEST; `{python}` is the target's Python itself.
+                if let Some(rest) = program.strip_prefix("{dest}") {
+                    let rel = rest.trim_start_matches('/');
+                    if rest.is_empty() || !rest.starts_with('/') || rel.is_empty() {
+                        return Err(step_err(format!(
+                            "program {program:?} is not a file inside the bundle"
+                        )));
+                    }
+                    check_rel(rel.as_bytes()).map_err(|r| {
+                        step_err(format!(
+                            "program {program:?} is not inside the bundle ({r})"
+                        ))
+                    })?;
+                } else if program.starts_with("{python}") && program != "{python}" {
+                    return Err(step_err(format!(
+                        "program {program:?}: only `{{python}}` itself may be run from the target's Python"
+                    )));
+                }
             }
         }
     }
@@ -216,7 +338,7 @@ pub fn unpack(
 ) -> Result<UnpackReport, ArchiveError> {
     let (dest, existed) = check_dest(dest)?;
     check_detached(bundle)?;
-    let staging = new_staging(&dest)?;
+    let staging = new_staging(&dest, progress)?;
     // The manifest is the first entry: what it alone shows to be impossible is refused before
     // any file is extracted, and its exact text travels with the tree (for `relocate`).
     let parked = staging.path.join(".airgap-manifest.partial");
@@ -441,7 +563,7 @@ pub fn unpack_dir(
             reason: "is inside the bundle being installed".into(),
         });
     }
-    let staging = new_staging(&dest)?;
+    let staging = new_staging(&dest, progress)?;
     let (entries, bytes) = copy_tree(&tree_abs, &staging.path, &manifest, progress)?;
     write_new(&staging.path.join(MANIFEST_PATH), &text)?;
     drop(text);

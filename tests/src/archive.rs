@@ -159,6 +159,8 @@ pub struct Raw {
     pub data: Vec<u8>,
     /// Declared size, when it should differ from the data's.
     pub declared: Option<u64>,
+    /// For sparse entries: the logical size and the data segments.
+    pub sparse: Option<(u64, Vec<(u64, u64)>)>,
 }
 
 impl Raw {
@@ -181,6 +183,7 @@ impl Raw {
             link: link.to_vec(),
             data: data.to_vec(),
             declared: None,
+            sparse: None,
         }
     }
 }
@@ -240,6 +243,12 @@ pub fn craft(out: &Path, top: &str, records: Vec<FileRecord>, entries: &[Raw]) {
         files: records,
         ..Manifest::default()
     };
+    craft_manifest(out, top, &manifest, entries);
+}
+
+/// Write a plain tar at `out`: first `manifest` (as `TOP/.airgap/manifest.toml`), then
+/// `entries`, each with its declared size and sparse map when it has one.
+pub fn craft_manifest(out: &Path, top: &str, manifest: &Manifest, entries: &[Raw]) {
     let text = manifest.to_toml().unwrap();
     let mut buf = Vec::new();
     let mpath = format!("{top}/.airgap/manifest.toml");
@@ -267,7 +276,10 @@ pub fn craft(out: &Path, top: &str, records: Vec<FileRecord>, entries: &[Raw]) {
                 size: e.declared.unwrap_or(e.data.len() as u64),
                 mtime: 0,
                 link: &e.link,
-                sparse: None,
+                sparse: e
+                    .sparse
+                    .as_ref()
+                    .map(|(real, segments)| (*real, segments.as_slice())),
             },
         );
         buf.extend_from_slice(&e.data);

@@ -260,65 +260,227 @@ fn dest_that_is_not_empty_is_refused() {
     assert_eq!(fs::read_to_string(dest.join("keep")).unwrap(), "mine");
 }
 
-#[test]
-fn flipped_bytes_and_cut_bundles_fail_verify_and_unpack_leaves_dest_absent() {
-    let tmp = tempdir();
-    let src = build_tree(&tmp.path().join("tree"));
+/// What happened to one corrupted bundle.
+#[derive(Default, Debug)]
+struct Tally {
+    bytes: usize,
+    flips: usize,
+    cuts: usize,
+    cases: usize,
+    detected: usize,
+    /// Flips the archive cannot see without `BUNDLE.sha256` (a gzip header's mtime or OS
+    /// byte): the content is intact and installs correctly.
+    harmless: usize,
+}
+
+/// A bundle with a `Run` step that leaves a marker outside DEST: the marker proves the step
+/// ran. Over 1 MiB of tar, so that gzip writes several members.
+fn marked_bundle(tmp: &Path, compression: airgap_archive::Compression) -> (PathBuf, PathBuf) {
+    let src = build_tree(&tmp.join("tree"));
+    let mut big = String::new();
+    for i in 0..24_000 {
+        big.push_str(&format!(
+            "line {i} of a file that spans gzip members {}\n",
+            i * 7919 % 10007
+        ));
+    }
+    fs::write(src.join("big.txt"), big).unwrap();
+    set_mtimes(&tmp.join("tree"), 1_700_000_000);
+    let marker = tmp.join("markers/step-ran");
+    fs::create_dir_all(marker.parent().unwrap()).unwrap();
     let p = plan(&[Entry::path(&src, "data")], PlanOptions::default()).unwrap();
-    let good = tmp.path().join("good.tar.gz");
-    write(&p, input("b"), &good, None);
-    verify_bundle(&good, &NoProgress).unwrap();
-    let bytes = fs::read(&good).unwrap();
+    let mut inp = input("b");
+    inp.install_steps = vec![run_step(
+        "leave a marker",
+        "sh",
+        &["-c", &format!("touch {}", marker.display())],
+    )];
+    let good = tmp.join(match compression {
+        airgap_archive::Compression::Zstd { .. } => "good.tar.zst",
+        _ => "good.tar.gz",
+    });
+    airgap_archive::write_bundle(
+        &p,
+        inp,
+        &good,
+        &airgap_archive::WriteOptions {
+            compression,
+            ..Default::default()
+        },
+        &NoProgress,
+    )
+    .unwrap();
+    (good, marker)
+}
+
+/// Deterministic positions spread over the whole file, plus both ends.
+fn positions(n: usize, spread: usize) -> Vec<usize> {
+    let mut v: Vec<usize> = (0..spread).map(|i| (n - 1) * i / (spread - 1)).collect();
+    v.extend(0..32.min(n));
+    v.extend(n.saturating_sub(16)..n);
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Flip and cut `good` every which way; every damage must be caught before the install step
+/// runs, leaving no DEST and nothing beside it. `cli_every`: one case in so many also goes
+/// through the real `airgap unpack`.
+fn corrupt_everywhere(tmp: &Path, good: &Path, src: &Path, marker: &Path, spread: usize) -> Tally {
+    let bytes = fs::read(good).unwrap();
     let sum = fs::read_to_string(format!("{}.sha256", good.display())).unwrap();
-    let work = tmp.path().join("work");
-    fs::create_dir(&work).unwrap();
-    let bad = work.join("bad.tar.gz");
+    let work = tmp.join("work");
+    fs::create_dir_all(&work).unwrap();
+    let bad = work.join(good.file_name().unwrap());
+    let bad_sum = PathBuf::from(format!("{}.sha256", bad.display()));
+    let dest = work.join("dest");
     let n = bytes.len();
     let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
-    for i in 0..40 {
-        let pos = (n - 1) * i / 39;
+    for (k, pos) in positions(n, spread).into_iter().enumerate() {
         let mut b = bytes.clone();
-        b[pos] ^= 0x01;
+        // Vary the flipped bit, deterministically.
+        b[pos] ^= 1 << (k % 8);
         cases.push((format!("flip at {pos}"), b));
     }
-    for len in [0, 1, 10, 100, n / 3, n / 2, n - 100, n - 9, n - 1] {
+    let mut cuts: Vec<usize> = (0..spread / 3).map(|i| n * i / (spread / 3)).collect();
+    cuts.extend([
+        1,
+        2,
+        9,
+        10,
+        18,
+        511,
+        512,
+        513,
+        n - 1,
+        n - 4,
+        n - 8,
+        n - 9,
+        n - 100,
+    ]);
+    cuts.sort();
+    cuts.dedup();
+    for len in cuts {
         cases.push((format!("cut at {len}"), bytes[..len].to_vec()));
     }
-    for (what, b) in cases {
-        fs::write(&bad, &b).unwrap();
-        // With the detached checksum beside it, and without.
-        fs::write(format!("{}.sha256", bad.display()), &sum).unwrap();
+    let mut tally = Tally {
+        bytes: n,
+        flips: cases.iter().filter(|(w, _)| w.starts_with("flip")).count(),
+        cuts: cases.iter().filter(|(w, _)| w.starts_with("cut")).count(),
+        ..Tally::default()
+    };
+    let step_ran = |what: &str| {
+        assert!(!marker.exists(), "{what}: the install step ran");
+    };
+    let nothing_left = |what: &str| {
+        let left: Vec<_> = fs::read_dir(&work)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|f| f != bad.file_name().unwrap() && f != bad_sum.file_name().unwrap())
+            .collect();
+        assert!(left.is_empty(), "{what}: leftovers {left:?}");
+    };
+    for (i, (what, b)) in cases.iter().enumerate() {
+        tally.cases += 1;
+        fs::write(&bad, b).unwrap();
+        // With the detached checksum beside it: always refused, before anything is written.
+        fs::write(&bad_sum, &sum).unwrap();
         assert!(
             verify_bundle(&bad, &NoProgress).is_err(),
             "{what}: verify passed"
         );
-        let dest = work.join("dest");
-        assert!(
-            unpack(&bad, &dest, &UnpackOptions::default(), &NoProgress).is_err(),
-            "{what}: unpack passed"
-        );
-        assert!(!dest.exists(), "{what}: DEST exists");
-        fs::remove_file(format!("{}.sha256", bad.display())).unwrap();
+        let err = unpack(&bad, &dest, &UnpackOptions::default(), &NoProgress).unwrap_err();
+        assert!(!dest.exists(), "{what}: DEST exists after {err}");
+        step_ran(what);
+        nothing_left(what);
+        if i % 25 == 0 {
+            let u = airgap_tests::run(airgap_tests::airgap().arg("unpack").arg(&bad).arg(&dest))
+                .failure();
+            assert!(u.stderr.contains("error"), "{what}: {}", u.stderr);
+            assert!(!dest.exists(), "{what}: DEST exists after airgap unpack");
+            step_ran(what);
+            nothing_left(what);
+        }
+        // Without it: the archive's own checks (tar checksums, sizes, sha256 of every file,
+        // gzip CRCs, the end marker) catch everything that changes the content.
+        fs::remove_file(&bad_sum).unwrap();
         let verified = verify_bundle(&bad, &NoProgress).is_ok();
-        let unpacked = unpack(&bad, &dest, &UnpackOptions::default(), &NoProgress).is_ok();
-        assert_eq!(verified, unpacked, "{what}: verify and unpack disagree");
+        let unpacked = unpack(&bad, &dest, &UnpackOptions::default(), &NoProgress);
+        assert_eq!(
+            verified,
+            unpacked.is_ok(),
+            "{what}: verify and unpack disagree ({unpacked:?})"
+        );
         assert!(
-            !what.starts_with("cut") || !unpacked,
+            !what.starts_with("cut") || !verified,
             "{what}: a cut bundle unpacked"
         );
-        assert_eq!(unpacked, dest.exists(), "{what}");
-        if unpacked {
-            // A flip in a gzip header field no checksum covers (a member's mtime) leaves the
-            // content intact: then the install must be complete and correct.
-            verify_equal(&src, &dest.join("data"));
-            fs::remove_dir_all(&dest).unwrap();
+        match unpacked {
+            Err(_) => {
+                tally.detected += 1;
+                assert!(!dest.exists(), "{what}: DEST exists");
+                step_ran(what);
+            }
+            Ok(_) => {
+                // The content is intact: the install is complete and correct, and the step ran
+                // as it should.
+                tally.harmless += 1;
+                verify_equal(src, &dest.join("data"));
+                assert_eq!(
+                    fs::read(src.join("big.txt")).unwrap(),
+                    fs::read(dest.join("data/big.txt")).unwrap(),
+                    "{what}"
+                );
+                assert!(marker.exists(), "{what}: installed without its step");
+                fs::remove_file(marker).unwrap();
+                fs::remove_dir_all(&dest).unwrap();
+            }
         }
-        let left: Vec<_> = fs::read_dir(&work)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(left.len(), 1, "{what}: leftovers {left:?}");
+        if i % 25 == 0 {
+            let u = airgap_tests::run(airgap_tests::airgap().arg("verify").arg(&bad));
+            assert_eq!(u.code == Some(0), verified, "{what}: {}", u.stderr);
+        }
+        nothing_left(what);
     }
+    tally
+}
+
+#[test]
+fn flipped_bytes_and_cut_bundles_fail_verify_and_unpack_leaves_dest_absent() {
+    let tmp = tempdir();
+    let (good, marker) = marked_bundle(tmp.path(), airgap_archive::Compression::default());
+    let src = tmp.path().join("tree/src");
+    // The intact bundle installs and runs its step.
+    let dest = tmp.path().join("intact");
+    unpack(&good, &dest, &UnpackOptions::default(), &NoProgress).unwrap();
+    assert!(marker.exists());
+    fs::remove_file(&marker).unwrap();
+    let members = fs::read(&good)
+        .unwrap()
+        .windows(3)
+        .filter(|w| w == &[0x1f, 0x8b, 0x08])
+        .count();
+    assert!(members >= 2, "one gzip member only");
+    let t = corrupt_everywhere(tmp.path(), &good, &src, &marker, 300);
+    eprintln!("gzip: {t:?}");
+    assert!(t.cases >= 400 && t.flips >= 300 && t.cuts >= 100, "{t:?}");
+    assert_eq!(t.cases, t.detected + t.harmless, "{t:?}");
+    assert!(t.bytes > 100_000, "{t:?}");
+    // Only bytes of a gzip member header that no CRC covers may go unseen (10 bytes a
+    // member at most), and only without the detached checksum.
+    assert!(t.harmless <= 10 * members, "{t:?}");
+}
+
+#[test]
+fn flipped_bytes_and_cut_zstd_bundles_are_caught_before_any_step() {
+    let tmp = tempdir();
+    let (good, marker) = marked_bundle(tmp.path(), airgap_archive::Compression::Zstd { level: 3 });
+    let src = tmp.path().join("tree/src");
+    let t = corrupt_everywhere(tmp.path(), &good, &src, &marker, 150);
+    eprintln!("zstd: {t:?}");
+    assert!(t.cases >= 200 && t.flips >= 150 && t.cuts >= 50, "{t:?}");
+    assert_eq!(t.cases, t.detected + t.harmless, "{t:?}");
+    assert!(t.bytes > 100_000, "{t:?}");
 }
 
 fn verify_equal(src: &Path, dest: &Path) {
