@@ -304,6 +304,24 @@ impl Plan {
         entries: &[Entry],
         progress: &dyn Progress,
     ) -> Result<Vec<BundleFile>, ArchiveError> {
+        self.extend(plugin, entries, progress)?;
+        let gen = self.gen;
+        Ok(self
+            .items
+            .iter()
+            .filter(|(_, i)| i.gen == gen)
+            .map(|(p, i)| bundle_file(p, i))
+            .collect())
+    }
+
+    /// [`Plan::add`] without the records: returns how many paths this call added or replaced
+    /// (a record per path costs hundreds of bytes; a 100,000-file source does not need them).
+    pub fn extend(
+        &mut self,
+        plugin: &str,
+        entries: &[Entry],
+        progress: &dyn Progress,
+    ) -> Result<usize, ArchiveError> {
         progress.begin(&format!("scanning {plugin}"), 0, Unit::Items);
         self.shared_plugin = Some(Arc::from(plugin));
         self.gen += 1;
@@ -329,12 +347,7 @@ impl Plan {
         // the sorted sequence packs them (about a third less memory per path).
         self.items = std::mem::take(&mut self.items).into_iter().collect();
         let gen = self.gen;
-        Ok(self
-            .items
-            .iter()
-            .filter(|(_, i)| i.gen == gen)
-            .map(|(p, i)| bundle_file(p, i))
-            .collect())
+        Ok(self.items.values().filter(|i| i.gen == gen).count())
     }
 
     fn add_entry(

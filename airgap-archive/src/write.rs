@@ -129,9 +129,10 @@ enum OutKind {
     Dir,
 }
 
-/// What pass 1 hashes.
-enum Job<'a> {
-    Disk(std::borrow::Cow<'a, Path>),
+/// What pass 1 hashes: the file of one output entry (its source path is built when hashed,
+/// not kept per file), or bytes of airgap's own.
+enum Job {
+    Disk(u32),
     Memory(&'static [u8]),
 }
 
@@ -268,18 +269,18 @@ pub fn write_bundle(
     // Pass 1: hash every distinct source once (by inode, else by path), in parallel.
     const NONE: u32 = u32::MAX;
     let mut slot_of: Vec<u32> = vec![NONE; outs.len()];
-    let mut jobs: Vec<Job<'_>> = Vec::new();
+    let mut jobs: Vec<Job> = Vec::new();
     {
         let mut by_id: HashMap<(u64, u64), u32> = HashMap::new();
         let mut by_path: HashMap<PathBuf, u32> = HashMap::new();
         for (i, out) in outs.iter().enumerate() {
             let (content, id) = match &out.src {
                 Src::Plan(item) => match &item.kind {
-                    ItemKind::File { source, .. } => (Job::Disk(source.path()), item.id),
+                    ItemKind::File { .. } => (Job::Disk(i as u32), item.id),
                     _ => continue,
                 },
                 Src::Own(OutKind::File { content }, _) => match content {
-                    Content::Disk(p) => (Job::Disk(std::borrow::Cow::Borrowed(p.as_path())), None),
+                    Content::Disk(_) => (Job::Disk(i as u32), None),
                     Content::Memory(m) => (Job::Memory(m), None),
                 },
                 Src::Own(..) => continue,
@@ -287,7 +288,12 @@ pub fn write_bundle(
             let next = jobs.len() as u32;
             let slot = match (&content, id) {
                 (Job::Disk(_), Some(id)) => *by_id.entry(id).or_insert(next),
-                (Job::Disk(p), None) => *by_path.entry(p.to_path_buf()).or_insert(next),
+                (Job::Disk(_), None) => match out.kind() {
+                    KindRef::File(ContentRef::Disk(p)) => {
+                        *by_path.entry(p.into_owned()).or_insert(next)
+                    }
+                    _ => next,
+                },
                 (Job::Memory(_), _) => next,
             };
             if slot == next {
@@ -314,7 +320,14 @@ pub fn write_bundle(
                     return Err(ArchiveError::Cancelled);
                 }
                 match job {
-                    Job::Disk(p) => hash_file(p, progress),
+                    Job::Disk(i) => match outs[*i as usize].kind() {
+                        KindRef::File(ContentRef::Disk(p)) => hash_file(&p, progress),
+                        _ => Err(ArchiveError::io(
+                            "hashing",
+                            "the archive",
+                            io::Error::other("an output entry without a file"),
+                        )),
+                    },
                     Job::Memory(bytes) => {
                         let d: [u8; 32] = Sha256::digest(bytes).into();
                         Ok(Hashed {

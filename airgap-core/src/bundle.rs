@@ -187,7 +187,7 @@ pub fn plan_bundle(
         );
         let contribution = plugin.contribute(&request, progress, cancelled)?;
         check_contract(&plugin.name, &contribution.entries)?;
-        let added = plan.add(&plugin.name, &contribution.entries, progress)?;
+        let added = plan.extend(&plugin.name, &contribution.entries, progress)?;
         if let Some(env) = &contribution.python {
             if python.is_some() {
                 warnings.push(format!(
@@ -215,7 +215,7 @@ pub fn plan_bundle(
             name: source.name.clone(),
             plugin: plugin.name.clone(),
             plugin_version: plugin.version.clone(),
-            files: added.len(),
+            files: added,
             packages: contribution.packages.len(),
             install_steps: contribution.install_steps.len(),
         });
