@@ -165,7 +165,9 @@ impl Out<'_> {
     fn kind(&self) -> KindRef<'_> {
         match &self.src {
             Src::Plan(i) => match &i.kind {
-                ItemKind::File { source, .. } => KindRef::File(ContentRef::Disk(source.path())),
+                ItemKind::File { source, .. } => {
+                    KindRef::File(ContentRef::Disk(source.path(self.path)))
+                }
                 ItemKind::Dir => KindRef::Dir,
                 ItemKind::Symlink { target } => KindRef::Symlink { target },
             },
