@@ -9,12 +9,10 @@ use airgap_archive::{
     Compression, ManifestInput, PackageRecord, Plan, PlanOptions, PluginRecord, StepRecord,
     WriteOptions, WriteSummary,
 };
-use airgap_plugin_api::{
-    BundleFile, ContributeRequest, EntryKind, FileKind, PythonEnvironment, Stage, TargetProfile,
-};
+use airgap_plugin_api::{ContributeRequest, EntryKind, PythonEnvironment, Stage, TargetProfile};
 use serde::Serialize;
 
-use crate::check::{check_files, CheckInput, CheckReport};
+use crate::check::{CheckReport, CheckTarget};
 use crate::config::{validate_bundle_name, Config};
 use crate::registry::Registry;
 use crate::Error;
@@ -266,17 +264,9 @@ pub fn plan_bundle(
 
 /// Check the planned files against the target profile.
 pub fn check_planned(planned: &Planned) -> Result<CheckReport, Error> {
-    let inputs: Vec<CheckInput> = planned
-        .plan
-        .iter_files()
-        .filter(|f| f.kind == FileKind::File)
-        .filter_map(|f: BundleFile| f.source.map(|disk| CheckInput { path: f.path, disk }))
-        .collect();
-    check_files(
-        &inputs,
-        &planned.manifest.target,
-        planned.manifest.python.as_ref(),
-    )
+    let (inputs, total) = crate::check::plan_inputs(&planned.plan);
+    let target = CheckTarget::from_profile(&planned.manifest.target)?;
+    crate::check::check_inputs(&inputs, total, &target, planned.manifest.python.as_ref())
 }
 
 /// Plan, check and write a bundle.

@@ -279,7 +279,7 @@ pub fn check_files(
     python: Option<&PythonEnvironment>,
 ) -> Result<CheckReport, crate::Error> {
     let target = CheckTarget::from_profile(target)?;
-    check_against(files, &target, python)
+    check_inputs(files, files.len(), &target, python)
 }
 
 struct ElfInput {
@@ -293,9 +293,19 @@ pub fn check_against(
     target: &CheckTarget,
     python: Option<&PythonEnvironment>,
 ) -> Result<CheckReport, crate::Error> {
+    check_inputs(files, files.len(), target, python)
+}
+
+/// [`check_against`] for `total` files of which `files` are those that matter.
+pub(crate) fn check_inputs(
+    files: &[CheckInput],
+    total: usize,
+    target: &CheckTarget,
+    python: Option<&PythonEnvironment>,
+) -> Result<CheckReport, crate::Error> {
     let mut report = CheckReport {
         target: target.describe(),
-        files: files.len(),
+        files: total,
         ..Default::default()
     };
     let elves: Vec<ElfInput> = {
@@ -982,13 +992,7 @@ pub fn check_planned_against(
     planned: &crate::Planned,
     target: Option<CheckTarget>,
 ) -> Result<CheckReport, Error> {
-    let inputs: Vec<CheckInput> = planned
-        .plan
-        .files()
-        .into_iter()
-        .filter(|f| f.kind == airgap_plugin_api::FileKind::File)
-        .filter_map(|f| f.source.map(|disk| CheckInput { path: f.path, disk }))
-        .collect();
+    let (inputs, total) = plan_inputs(&planned.plan);
     let target = match target {
         Some(mut t) => {
             merge_profile(&mut t.profile, &planned.manifest.target);
@@ -996,7 +1000,32 @@ pub fn check_planned_against(
         }
         None => CheckTarget::from_profile(&planned.manifest.target)?,
     };
-    check_against(&inputs, &target, planned.manifest.python.as_ref())
+    check_inputs(&inputs, total, &target, planned.manifest.python.as_ref())
+}
+
+/// The planned files the check reads, sorted by path: ELF files (by content), wheels and
+/// `.dist-info/WHEEL` files; and the number of regular files in the plan. The other files
+/// do not matter to the check (a library the loader finds must be ELF) and are not kept: a
+/// path and a source path per file would be the largest thing in memory while it runs.
+pub(crate) fn plan_inputs(plan: &airgap_archive::Plan) -> (Vec<CheckInput>, usize) {
+    use rayon::prelude::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let total = AtomicUsize::new(0);
+    let mut inputs: Vec<CheckInput> = plan
+        .iter_files()
+        .filter(|f| f.kind == airgap_plugin_api::FileKind::File)
+        .par_bridge()
+        .filter_map(|f| {
+            total.fetch_add(1, Ordering::Relaxed);
+            let disk = f.source?;
+            let wanted = f.path.ends_with(".whl")
+                || f.path.ends_with(".dist-info/WHEEL")
+                || airgap_elf::is_elf(&disk);
+            wanted.then_some(CheckInput { path: f.path, disk })
+        })
+        .collect();
+    inputs.sort_by(|a, b| a.path.cmp(&b.path));
+    (inputs, total.into_inner())
 }
 
 /// Fill what the user did not give from the manifest's profile (Python ABI, platforms).
