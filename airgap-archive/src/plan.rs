@@ -349,8 +349,15 @@ impl Plan {
         progress.end();
         result?;
         // Paths arrive mostly in order, which leaves B-tree nodes half empty: rebuilding from
-        // the sorted sequence packs them (about a third less memory per path).
-        self.items = std::mem::take(&mut self.items).into_iter().collect();
+        // the sorted sequence packs them (about a third less memory per path). `append` into a
+        // non-empty map merges the two sorted sequences node by node, freeing the old nodes as
+        // it goes; `collect` would first copy every item into a `Vec` and sort it (twice the
+        // plan's size at once).
+        let mut rest = std::mem::take(&mut self.items);
+        if let Some((path, item)) = rest.pop_first() {
+            self.items.insert(path, item);
+            self.items.append(&mut rest);
+        }
         let gen = self.gen;
         Ok(self.items.values().filter(|i| i.gen == gen).count())
     }
