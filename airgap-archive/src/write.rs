@@ -117,10 +117,11 @@ struct Out<'a> {
     src: Src<'a>,
 }
 
-/// Where an output entry comes from: the plan, or airgap itself (with its mode).
+/// Where an output entry comes from: the plan, or airgap itself (with its mode). Both
+/// borrowed: an `Out` is 32 bytes, and there is one per path.
 enum Src<'a> {
     Plan(&'a Item),
-    Own(OutKind, u32),
+    Own(&'a (OutKind, u32)),
 }
 
 #[derive(Debug, Clone)]
@@ -141,13 +142,13 @@ impl Out<'_> {
     fn is_file(&self) -> bool {
         match &self.src {
             Src::Plan(i) => matches!(i.kind, ItemKind::File { .. }),
-            Src::Own(kind, _) => matches!(kind, OutKind::File { .. }),
+            Src::Own((kind, _)) => matches!(kind, OutKind::File { .. }),
         }
     }
     fn mode(&self) -> u32 {
         match &self.src {
             Src::Plan(i) => i.mode,
-            Src::Own(_, m) => *m,
+            Src::Own((_, m)) => *m,
         }
     }
     fn mtime(&self) -> u64 {
@@ -178,11 +179,11 @@ impl Out<'_> {
                 ItemKind::Dir => KindRef::Dir,
                 ItemKind::Symlink { target } => KindRef::Symlink { target },
             },
-            Src::Own(OutKind::File { content }, _) => KindRef::File(match content {
+            Src::Own((OutKind::File { content }, _)) => KindRef::File(match content {
                 Content::Disk(p) => ContentRef::Disk(std::borrow::Cow::Borrowed(p)),
                 Content::Memory(m) => ContentRef::Memory(m),
             }),
-            Src::Own(OutKind::Dir, _) => KindRef::Dir,
+            Src::Own((OutKind::Dir, _)) => KindRef::Dir,
         }
     }
 }
@@ -255,6 +256,31 @@ pub fn write_bundle(
 
     // Everything to write, relative to the top folder, sorted by path bytes. Plan items are
     // borrowed, not copied: memory per file is what bounds a 100,000-file bundle.
+    let mut own: Vec<(&[u8], (OutKind, u32))> = vec![
+        (b".airgap", (OutKind::Dir, 0o755)),
+        (
+            b"unpack",
+            (
+                OutKind::File {
+                    content: Content::Memory(LAUNCHER.as_bytes()),
+                },
+                0o755,
+            ),
+        ),
+    ];
+    if let Some(unpacker) = &options.unpacker {
+        let canonical =
+            fs::canonicalize(unpacker).map_err(|e| ArchiveError::io("reading", unpacker, e))?;
+        own.push((
+            b".airgap/airgap-unpack",
+            (
+                OutKind::File {
+                    content: Content::Disk(canonical),
+                },
+                0o755,
+            ),
+        ));
+    }
     let mut outs: Vec<Out<'_>> = plan
         .items
         .iter()
@@ -262,33 +288,11 @@ pub fn write_bundle(
             path: path.as_slice(),
             src: Src::Plan(item),
         })
+        .chain(own.iter().map(|(path, entry)| Out {
+            path,
+            src: Src::Own(entry),
+        }))
         .collect();
-    outs.push(Out {
-        path: b".airgap",
-        src: Src::Own(OutKind::Dir, 0o755),
-    });
-    outs.push(Out {
-        path: b"unpack",
-        src: Src::Own(
-            OutKind::File {
-                content: Content::Memory(LAUNCHER.as_bytes()),
-            },
-            0o755,
-        ),
-    });
-    if let Some(unpacker) = &options.unpacker {
-        let canonical =
-            fs::canonicalize(unpacker).map_err(|e| ArchiveError::io("reading", unpacker, e))?;
-        outs.push(Out {
-            path: b".airgap/airgap-unpack",
-            src: Src::Own(
-                OutKind::File {
-                    content: Content::Disk(canonical),
-                },
-                0o755,
-            ),
-        });
-    }
     outs.sort_by(|a, b| a.path.cmp(b.path));
 
     let pool = rayon::ThreadPoolBuilder::new()
@@ -309,7 +313,7 @@ pub fn write_bundle(
                     ItemKind::File { .. } => (Job::Disk(i as u32), item.id),
                     _ => continue,
                 },
-                Src::Own(OutKind::File { content }, _) => match content {
+                Src::Own((OutKind::File { content }, _)) => match content {
                     Content::Disk(_) => (Job::Disk(i as u32), None),
                     Content::Memory(m) => (Job::Memory(m), None),
                 },
