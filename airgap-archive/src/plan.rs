@@ -43,20 +43,24 @@ pub(crate) enum ItemKind {
 }
 
 /// Where a file's content is on the build machine. Files found by walking share their
-/// directory's path (memory per file bounds what a 100,000-file environment costs).
+/// directory's path, and their name is the last component of their bundle path (memory per
+/// file bounds what a 100,000-file environment costs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Source {
-    /// `dir/name`.
-    InDir(Arc<Path>, Box<OsStr>),
+    /// `dir/NAME`, NAME being the file name of the bundle path.
+    InDir(Arc<Path>),
     /// Any other path.
     Path(Box<Path>),
 }
 
 impl Source {
-    /// The full path.
-    pub(crate) fn path(&self) -> std::borrow::Cow<'_, Path> {
+    /// The full path of the file planned at bundle path `at`.
+    pub(crate) fn path(&self, at: &[u8]) -> std::borrow::Cow<'_, Path> {
         match self {
-            Source::InDir(dir, name) => std::borrow::Cow::Owned(dir.join(&**name)),
+            Source::InDir(dir) => {
+                let name = at.rsplit(|&b| b == b'/').next().unwrap_or(at);
+                std::borrow::Cow::Owned(dir.join(OsStr::from_bytes(name)))
+            }
             Source::Path(p) => std::borrow::Cow::Borrowed(p),
         }
     }
@@ -69,7 +73,8 @@ pub(crate) struct Item {
     pub mode: u32,
     pub mtime: u64,
     pub plugin: Arc<str>,
-    pub package: Option<String>,
+    /// Shared by every path of one entry.
+    pub package: Option<Arc<str>>,
     /// (device, inode) of what sits at the source, to recognise link targets and hard links.
     pub id: Option<(u64, u64)>,
     /// The [`Plan::add`] call that last set it (what that call returns).
@@ -95,7 +100,7 @@ struct PendingLink {
     disk: PathBuf,
     dest: Vec<u8>,
     mode: Option<u32>,
-    package: Option<String>,
+    package: Option<Arc<str>>,
     replace: bool,
     /// Canonical directories being walked through links above this one (loop guard).
     chain: Vec<PathBuf>,
@@ -304,6 +309,37 @@ impl Plan {
         entries: &[Entry],
         progress: &dyn Progress,
     ) -> Result<Vec<BundleFile>, ArchiveError> {
+        self.extend(plugin, entries, progress)?;
+        let gen = self.gen;
+        Ok(self
+            .items
+            .iter()
+            .filter(|(_, i)| i.gen == gen)
+            .map(|(p, i)| bundle_file(p, i))
+            .collect())
+    }
+
+    /// What the last [`Plan::add`]/[`Plan::extend`] call put at `path` (a bundle path), if
+    /// anything: the host checks a plugin's claims about its own files with it.
+    pub fn added_last(&self, path: &str) -> Option<FileKind> {
+        let item = self.items.get(path.as_bytes())?;
+        (item.gen == self.gen).then(|| match &item.kind {
+            ItemKind::File { .. } => FileKind::File,
+            ItemKind::Dir => FileKind::Dir,
+            ItemKind::Symlink { target } => FileKind::Symlink {
+                target: display(target),
+            },
+        })
+    }
+
+    /// [`Plan::add`] without the records: returns how many paths this call added or replaced
+    /// (a record per path costs hundreds of bytes; a 100,000-file source does not need them).
+    pub fn extend(
+        &mut self,
+        plugin: &str,
+        entries: &[Entry],
+        progress: &dyn Progress,
+    ) -> Result<usize, ArchiveError> {
         progress.begin(&format!("scanning {plugin}"), 0, Unit::Items);
         self.shared_plugin = Some(Arc::from(plugin));
         self.gen += 1;
@@ -326,15 +362,17 @@ impl Plan {
         progress.end();
         result?;
         // Paths arrive mostly in order, which leaves B-tree nodes half empty: rebuilding from
-        // the sorted sequence packs them (about a third less memory per path).
-        self.items = std::mem::take(&mut self.items).into_iter().collect();
+        // the sorted sequence packs them (about a third less memory per path). `append` into a
+        // non-empty map merges the two sorted sequences node by node, freeing the old nodes as
+        // it goes; `collect` would first copy every item into a `Vec` and sort it (twice the
+        // plan's size at once).
+        let mut rest = std::mem::take(&mut self.items);
+        if let Some((path, item)) = rest.pop_first() {
+            self.items.insert(path, item);
+            self.items.append(&mut rest);
+        }
         let gen = self.gen;
-        Ok(self
-            .items
-            .iter()
-            .filter(|(_, i)| i.gen == gen)
-            .map(|(p, i)| bundle_file(p, i))
-            .collect())
+        Ok(self.items.values().filter(|i| i.gen == gen).count())
     }
 
     fn add_entry(
@@ -355,7 +393,7 @@ impl Plan {
                     mode: entry.mode.unwrap_or(0o755) & 0o1777,
                     mtime: 0,
                     plugin: plugin.into(),
-                    package: entry.package.clone(),
+                    package: entry.package.as_deref().map(Arc::from),
                     id: None,
                     gen: 0,
                 };
@@ -383,7 +421,7 @@ impl Plan {
                     mode: 0o777,
                     mtime: 0,
                     plugin: plugin.into(),
-                    package: entry.package.clone(),
+                    package: entry.package.as_deref().map(Arc::from),
                     id: None,
                     gen: 0,
                 };
@@ -391,6 +429,7 @@ impl Plan {
             }
             EntryKind::Path { source, exclude } => {
                 let excludes = Excludes::new(plugin, exclude)?;
+                let package: Option<Arc<str>> = entry.package.as_deref().map(Arc::from);
                 let meta = match fs::metadata(source) {
                     Ok(m) => m,
                     Err(e) => return Err(self.link_error(source, e)),
@@ -404,7 +443,7 @@ impl Plan {
                             mode: entry.mode.unwrap_or(meta.mode()) & 0o1777,
                             mtime: mtime_of(&meta),
                             plugin: plugin.into(),
-                            package: entry.package.clone(),
+                            package: package.clone(),
                             id: Some((meta.dev(), meta.ino())),
                             gen: 0,
                         };
@@ -412,7 +451,7 @@ impl Plan {
                     }
                     let walk = Walk {
                         plugin,
-                        package: &entry.package,
+                        package: &package,
                         replace: entry.replace,
                         excludes: &excludes,
                         root: &canonical,
@@ -435,7 +474,7 @@ impl Plan {
                         &meta,
                         dest,
                         entry.mode,
-                        &entry.package,
+                        &package,
                         entry.replace,
                     )
                 }
@@ -452,7 +491,7 @@ impl Plan {
         meta: &fs::Metadata,
         dest: Vec<u8>,
         mode: Option<u32>,
-        package: &Option<String>,
+        package: &Option<Arc<str>>,
         replace: bool,
     ) -> Result<(), ArchiveError> {
         if !meta.is_file() {
@@ -561,7 +600,7 @@ impl Plan {
                         d
                     }
                 };
-                let shared = Source::InDir(dir_arc, path.file_name().unwrap_or_default().into());
+                let shared = Source::InDir(dir_arc);
                 self.add_file(
                     w.plugin,
                     &path,
@@ -757,7 +796,7 @@ impl Plan {
                 Ok(())
             }
             Some(old) => {
-                if same_content(old, &item)? {
+                if same_content(old, &item, &path)? {
                     return Ok(());
                 }
                 if replace && old.kind != ItemKind::Dir && item.kind != ItemKind::Dir {
@@ -777,14 +816,15 @@ impl Plan {
 
 struct Walk<'a> {
     plugin: &'a str,
-    package: &'a Option<String>,
+    package: &'a Option<Arc<str>>,
     replace: bool,
     excludes: &'a Excludes,
     root: &'a Path,
     chain: Vec<PathBuf>,
 }
 
-fn same_content(a: &Item, b: &Item) -> Result<bool, ArchiveError> {
+/// Whether `a` and `b`, both planned at bundle path `at`, have the same content.
+fn same_content(a: &Item, b: &Item, at: &[u8]) -> Result<bool, ArchiveError> {
     match (&a.kind, &b.kind) {
         (
             ItemKind::File {
@@ -802,7 +842,7 @@ fn same_content(a: &Item, b: &Item) -> Result<bool, ArchiveError> {
             if za != zb {
                 return Ok(false);
             }
-            files_equal(&sa.path(), &sb.path())
+            files_equal(&sa.path(at), &sb.path(at))
         }
         (ItemKind::Symlink { target: ta }, ItemKind::Symlink { target: tb }) => Ok(ta == tb),
         _ => Ok(false),
@@ -843,7 +883,7 @@ pub(crate) fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> 
 fn bundle_file(path: &[u8], item: &Item) -> BundleFile {
     let (kind, source, size) = match &item.kind {
         ItemKind::File { source, size } => {
-            (FileKind::File, Some(source.path().into_owned()), *size)
+            (FileKind::File, Some(source.path(path).into_owned()), *size)
         }
         ItemKind::Dir => (FileKind::Dir, None, 0),
         ItemKind::Symlink { target } => (
@@ -861,7 +901,7 @@ fn bundle_file(path: &[u8], item: &Item) -> BundleFile {
         mode: item.mode,
         size,
         plugin: item.plugin.to_string(),
-        package: item.package.clone(),
+        package: item.package.as_deref().map(str::to_owned),
     }
 }
 

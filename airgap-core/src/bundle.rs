@@ -12,11 +12,11 @@ use airgap_archive::{
     WriteOptions, WriteSummary,
 };
 use airgap_plugin_api::{
-    BundleFile, ContributeRequest, EntryKind, FileKind, PythonEnvironment, Stage, TargetProfile,
+    ContributeRequest, EntryKind, FileKind, PythonEnvironment, Stage, TargetProfile,
 };
 use serde::Serialize;
 
-use crate::check::{check_files, CheckInput, CheckReport};
+use crate::check::{CheckReport, CheckTarget};
 use crate::config::{validate_bundle_name, Config};
 use crate::registry::Registry;
 use crate::Error;
@@ -206,8 +206,8 @@ pub fn plan_bundle(
         );
         let contribution = plugin.contribute_within(&request, progress, cancelled, plugin_limit)?;
         check_contract(&plugin.name, &contribution.entries)?;
-        let added = plan.add(&plugin.name, &contribution.entries, progress)?;
-        check_claims(&plugin.name, &contribution, &added)?;
+        let added = plan.extend(&plugin.name, &contribution.entries, progress)?;
+        check_claims(&plugin.name, &contribution, &plan)?;
         if let Some(env) = &contribution.python {
             if python.is_some() {
                 warnings.push(format!(
@@ -235,7 +235,7 @@ pub fn plan_bundle(
             name: source.name.clone(),
             plugin: plugin.name.clone(),
             plugin_version: plugin.version.clone(),
-            files: added.len(),
+            files: added,
             packages: contribution.packages.len(),
             install_steps: contribution.install_steps.len(),
         });
@@ -286,17 +286,9 @@ pub fn plan_bundle(
 
 /// Check the planned files against the target profile.
 pub fn check_planned(planned: &Planned) -> Result<CheckReport, Error> {
-    let inputs: Vec<CheckInput> = planned
-        .plan
-        .iter_files()
-        .filter(|f| f.kind == FileKind::File)
-        .filter_map(|f: BundleFile| f.source.map(|disk| CheckInput { path: f.path, disk }))
-        .collect();
-    check_files(
-        &inputs,
-        &planned.manifest.target,
-        planned.manifest.python.as_ref(),
-    )
+    let (inputs, total) = crate::check::plan_inputs(&planned.plan);
+    let target = CheckTarget::from_profile(&planned.manifest.target)?;
+    crate::check::check_inputs(&inputs, total, &target, planned.manifest.python.as_ref())
 }
 
 /// Plan, check and write a bundle.
@@ -468,7 +460,7 @@ fn outside_the_bundle(what: &str, path: &str) -> Option<String> {
 fn check_claims(
     plugin: &str,
     contribution: &airgap_plugin_api::Contribution,
-    added: &[BundleFile],
+    plan: &Plan,
 ) -> Result<(), Error> {
     let contract = |reason: String| Error::PluginContract {
         plugin: plugin.to_string(),
@@ -483,14 +475,13 @@ fn check_claims(
                 return Err(contract(why));
             }
         }
-        if !added.iter().any(|f| f.path == env.executable) {
+        if plan.added_last(&env.executable).is_none() {
             return Err(contract(format!(
                 "its Python executable {:?} is not among the files it brought",
                 env.executable
             )));
         }
     }
-    let mut own: Option<std::collections::HashSet<&str>> = None;
     for step in &contribution.install_steps {
         if let airgap_plugin_api::InstallStep::RewritePrefix { root, files, .. } = step {
             if root != "." {
@@ -498,18 +489,11 @@ fn check_claims(
                     return Err(contract(why));
                 }
             }
-            let own = own.get_or_insert_with(|| {
-                added
-                    .iter()
-                    .filter(|f| f.kind == FileKind::File)
-                    .map(|f| f.path.as_str())
-                    .collect()
-            });
             for file in files {
                 if let Some(why) = outside_the_bundle("file to rewrite", &file.path) {
                     return Err(contract(why));
                 }
-                if !own.contains(file.path.as_str()) {
+                if plan.added_last(&file.path) != Some(FileKind::File) {
                     return Err(contract(format!(
                         "an install step rewrites {:?}, which is not a file it brought",
                         file.path

@@ -279,7 +279,7 @@ pub fn check_files(
     python: Option<&PythonEnvironment>,
 ) -> Result<CheckReport, crate::Error> {
     let target = CheckTarget::from_profile(target)?;
-    check_against(files, &target, python)
+    check_inputs(files, files.len(), &target, python)
 }
 
 struct ElfInput {
@@ -293,9 +293,19 @@ pub fn check_against(
     target: &CheckTarget,
     python: Option<&PythonEnvironment>,
 ) -> Result<CheckReport, crate::Error> {
+    check_inputs(files, files.len(), target, python)
+}
+
+/// [`check_against`] for `total` files of which `files` are those that matter.
+pub(crate) fn check_inputs(
+    files: &[CheckInput],
+    total: usize,
+    target: &CheckTarget,
+    python: Option<&PythonEnvironment>,
+) -> Result<CheckReport, crate::Error> {
     let mut report = CheckReport {
         target: target.describe(),
-        files: files.len(),
+        files: total,
         ..Default::default()
     };
     let elves: Vec<ElfInput> = {
@@ -317,17 +327,14 @@ pub fn check_against(
     // there too, from `<wheel>!/<member>`, and nobody can patch them inside the zip.
     let mut wheel_members: Vec<String> = Vec::new();
     for f in files.iter().filter(|f| f.path.ends_with(".whl")) {
-        match wheel::elf_members(&f.disk) {
+        match wheel::elf_members(&f.disk, &f.path) {
             Ok(members) => {
-                for (name, bytes) in members.elves {
-                    let path = format!("{}!/{name}", f.path);
-                    if let Ok(elf) = ElfFile::parse_bytes(Path::new(&path), &bytes) {
-                        if elf.kind != ElfKind::Other {
-                            elves.push(ElfInput {
-                                path,
-                                elf: Arc::new(elf),
-                            });
-                        }
+                for (path, elf) in members.elves {
+                    if elf.kind != ElfKind::Other {
+                        elves.push(ElfInput {
+                            path,
+                            elf: Arc::new(elf),
+                        });
                     }
                 }
                 wheel_members.extend(
@@ -734,19 +741,30 @@ fn platform_fits(tag: &str, profile: &TargetProfile, glibc: Option<&Version>) ->
     false
 }
 
-/// Reading the ELF members of a wheel (a zip file) without a zip crate: the central directory,
-/// then each member's local header and data, stored or deflated. ZIP64 archives are refused
-/// (wheels over 4 GiB do not exist in practice).
+/// Reading the ELF members of a wheel (a zip file) without a zip crate and without holding the
+/// wheel: the end of central directory and the central directory are read with seeks, then
+/// each library member is streamed (stored or inflated) into a bounded buffer or, when larger,
+/// an unnamed temporary file, and only its ELF headers are read from there. ZIP64 archives are
+/// refused (wheels over 4 GiB do not exist in practice).
 mod wheel {
-    use std::io::Read;
+    use std::fs::File;
+    use std::io::{self, BufReader, Read, Seek, SeekFrom};
     use std::path::Path;
+
+    use airgap_elf::ElfFile;
+
+    /// Members up to this size are inflated in memory; larger ones go to a temporary file.
+    pub(super) const IN_MEMORY: u64 = 1 << 20;
+    /// Largest central directory read (a wheel of 100,000 members has about 10 MB).
+    const MAX_CENTRAL_DIRECTORY: u64 = 64 << 20;
 
     /// The members of one wheel.
     pub struct Members {
         /// Every member name.
         pub names: Vec<String>,
-        /// ELF members (by content) whose name looks like a shared library: name, bytes.
-        pub elves: Vec<(String, Vec<u8>)>,
+        /// ELF members (by content) whose name looks like a shared library, read as
+        /// `LABEL!/MEMBER`.
+        pub elves: Vec<(String, ElfFile)>,
     }
 
     fn u16_at(b: &[u8], at: usize) -> Option<u16> {
@@ -762,20 +780,42 @@ mod wheel {
         ]))
     }
 
-    /// Read the ELF members of the wheel at `path`.
-    pub fn elf_members(path: &Path) -> Result<Members, String> {
-        let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-        let min = bytes.len().saturating_sub(22 + 65535);
-        let eocd = (min..bytes.len().saturating_sub(21))
+    fn read_at(file: &mut File, offset: u64, len: u64) -> Result<Vec<u8>, String> {
+        file.seek(SeekFrom::Start(offset))
+            .map_err(|e| e.to_string())?;
+        let mut buf = Vec::with_capacity(len.min(MAX_CENTRAL_DIRECTORY) as usize);
+        file.take(len)
+            .read_to_end(&mut buf)
+            .map_err(|e| e.to_string())?;
+        if buf.len() as u64 != len {
+            return Err("truncated".into());
+        }
+        Ok(buf)
+    }
+
+    /// Read the ELF members of the wheel at `path`; `label` names the wheel in the results.
+    pub fn elf_members(path: &Path, label: &str) -> Result<Members, String> {
+        let mut file = File::open(path).map_err(|e| e.to_string())?;
+        let len = file.metadata().map_err(|e| e.to_string())?.len();
+        // The end of central directory record: 22 bytes and a comment of up to 64 KiB.
+        let tail_len = len.min(22 + 65535);
+        let tail = read_at(&mut file, len - tail_len, tail_len)?;
+        let eocd = (0..tail.len().saturating_sub(21))
             .rev()
-            .find(|&i| bytes[i..].starts_with(&[0x50, 0x4b, 0x05, 0x06]))
+            .find(|&i| tail[i..].starts_with(&[0x50, 0x4b, 0x05, 0x06]))
             .ok_or("not a zip file (no end of central directory)")?;
-        let count = u16_at(&bytes, eocd + 10).ok_or("truncated")? as usize;
-        let cd = u32_at(&bytes, eocd + 16).ok_or("truncated")?;
-        if cd == u32::MAX || count == u16::MAX as usize {
+        let count = u16_at(&tail, eocd + 10).ok_or("truncated")? as usize;
+        let cd_size = u32_at(&tail, eocd + 12).ok_or("truncated")?;
+        let cd = u32_at(&tail, eocd + 16).ok_or("truncated")?;
+        if cd == u32::MAX || cd_size == u32::MAX || count == u16::MAX as usize {
             return Err("ZIP64 archives are not read".into());
         }
-        let mut at = cd as usize;
+        let cd_end = u64::from(cd) + u64::from(cd_size);
+        if cd_end > len || u64::from(cd_size) > MAX_CENTRAL_DIRECTORY {
+            return Err("broken central directory".into());
+        }
+        let bytes = read_at(&mut file, u64::from(cd), u64::from(cd_size))?;
+        let mut at = 0usize;
         let mut out = Members {
             names: Vec::new(),
             elves: Vec::new(),
@@ -785,12 +825,12 @@ mod wheel {
                 return Err("broken central directory".into());
             }
             let method = u16_at(&bytes, at + 10).ok_or("truncated")?;
-            let csize = u32_at(&bytes, at + 20).ok_or("truncated")? as usize;
-            let usize_ = u32_at(&bytes, at + 24).ok_or("truncated")? as usize;
+            let csize = u64::from(u32_at(&bytes, at + 20).ok_or("truncated")?);
+            let usize_ = u64::from(u32_at(&bytes, at + 24).ok_or("truncated")?);
             let nlen = u16_at(&bytes, at + 28).ok_or("truncated")? as usize;
             let xlen = u16_at(&bytes, at + 30).ok_or("truncated")? as usize;
             let clen = u16_at(&bytes, at + 32).ok_or("truncated")? as usize;
-            let local = u32_at(&bytes, at + 42).ok_or("truncated")? as usize;
+            let local = u64::from(u32_at(&bytes, at + 42).ok_or("truncated")?);
             let name = bytes.get(at + 46..at + 46 + nlen).ok_or("truncated")?;
             let name = String::from_utf8_lossy(name).into_owned();
             at += 46 + nlen + xlen + clen;
@@ -800,30 +840,61 @@ mod wheel {
             if !library || name.split('/').any(|p| p == "..") {
                 continue;
             }
-            if u32_at(&bytes, local) != Some(0x0403_4b50) {
+            let lh = read_at(&mut file, local, 30)
+                .map_err(|_| format!("broken local header of {name}"))?;
+            if u32_at(&lh, 0) != Some(0x0403_4b50) {
                 return Err(format!("broken local header of {name}"));
             }
-            let lnlen = u16_at(&bytes, local + 26).ok_or("truncated")? as usize;
-            let lxlen = u16_at(&bytes, local + 28).ok_or("truncated")? as usize;
+            let lnlen = u64::from(u16_at(&lh, 26).ok_or("truncated")?);
+            let lxlen = u64::from(u16_at(&lh, 28).ok_or("truncated")?);
             let start = local + 30 + lnlen + lxlen;
-            let raw = bytes.get(start..start + csize).ok_or("truncated member")?;
-            let data = match method {
-                0 => raw.to_vec(),
-                8 => {
-                    let mut data = Vec::with_capacity(usize_.min(1 << 30));
-                    flate2::read::DeflateDecoder::new(raw)
-                        .take(usize_ as u64)
-                        .read_to_end(&mut data)
-                        .map_err(|e| format!("{name}: {e}"))?;
-                    data
-                }
+            if start.saturating_add(csize) > len {
+                return Err("truncated member".into());
+            }
+            file.seek(SeekFrom::Start(start))
+                .map_err(|e| e.to_string())?;
+            let raw = BufReader::with_capacity(64 * 1024, (&file).take(csize));
+            let member = format!("{label}!/{name}");
+            let elf = match method {
+                0 => read_elf(raw, csize, &member),
+                8 => read_elf(
+                    flate2::read::DeflateDecoder::new(raw).take(usize_),
+                    usize_,
+                    &member,
+                ),
                 m => return Err(format!("{name}: compression method {m} is not read")),
-            };
-            if airgap_elf::is_elf_bytes(&data) {
-                out.elves.push((name, data));
+            }
+            .map_err(|e| format!("{name}: {e}"))?;
+            if let Some(elf) = elf {
+                out.elves.push((member, elf));
             }
         }
         Ok(out)
+    }
+
+    /// Read one member's ELF headers from its byte stream: `None` when it is not ELF (or its
+    /// ELF structures are broken). At most [`IN_MEMORY`] bytes are held.
+    fn read_elf(mut data: impl Read, size: u64, member: &str) -> io::Result<Option<ElfFile>> {
+        let mut magic = [0u8; 4];
+        let mut got = 0;
+        while got < 4 {
+            match data.read(&mut magic[got..])? {
+                0 => return Ok(None),
+                n => got += n,
+            }
+        }
+        if !airgap_elf::is_elf_bytes(&magic) {
+            return Ok(None);
+        }
+        let mut rest = (&magic[..]).chain(data);
+        if size <= IN_MEMORY {
+            let mut bytes = Vec::with_capacity(size as usize);
+            rest.read_to_end(&mut bytes)?;
+            return Ok(ElfFile::parse_bytes(Path::new(member), &bytes).ok());
+        }
+        let mut spill = tempfile::tempfile()?;
+        io::copy(&mut rest, &mut spill)?;
+        Ok(ElfFile::parse_file(Path::new(member), &spill).ok())
     }
 }
 
@@ -921,13 +992,7 @@ pub fn check_planned_against(
     planned: &crate::Planned,
     target: Option<CheckTarget>,
 ) -> Result<CheckReport, Error> {
-    let inputs: Vec<CheckInput> = planned
-        .plan
-        .files()
-        .into_iter()
-        .filter(|f| f.kind == airgap_plugin_api::FileKind::File)
-        .filter_map(|f| f.source.map(|disk| CheckInput { path: f.path, disk }))
-        .collect();
+    let (inputs, total) = plan_inputs(&planned.plan);
     let target = match target {
         Some(mut t) => {
             merge_profile(&mut t.profile, &planned.manifest.target);
@@ -935,7 +1000,32 @@ pub fn check_planned_against(
         }
         None => CheckTarget::from_profile(&planned.manifest.target)?,
     };
-    check_against(&inputs, &target, planned.manifest.python.as_ref())
+    check_inputs(&inputs, total, &target, planned.manifest.python.as_ref())
+}
+
+/// The planned files the check reads, sorted by path: ELF files (by content), wheels and
+/// `.dist-info/WHEEL` files; and the number of regular files in the plan. The other files
+/// do not matter to the check (a library the loader finds must be ELF) and are not kept: a
+/// path and a source path per file would be the largest thing in memory while it runs.
+pub(crate) fn plan_inputs(plan: &airgap_archive::Plan) -> (Vec<CheckInput>, usize) {
+    use rayon::prelude::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let total = AtomicUsize::new(0);
+    let mut inputs: Vec<CheckInput> = plan
+        .iter_files()
+        .filter(|f| f.kind == airgap_plugin_api::FileKind::File)
+        .par_bridge()
+        .filter_map(|f| {
+            total.fetch_add(1, Ordering::Relaxed);
+            let disk = f.source?;
+            let wanted = f.path.ends_with(".whl")
+                || f.path.ends_with(".dist-info/WHEEL")
+                || airgap_elf::is_elf(&disk);
+            wanted.then_some(CheckInput { path: f.path, disk })
+        })
+        .collect();
+    inputs.sort_by(|a, b| a.path.cmp(&b.path));
+    (inputs, total.into_inner())
 }
 
 /// Fill what the user did not give from the manifest's profile (Python ABI, platforms).
@@ -978,6 +1068,99 @@ mod tests {
         assert!(!platform_fits("manylinux_2_28_x86_64", &p, Some(&g)));
         assert!(platform_fits("any", &p, Some(&g)));
         assert!(!platform_fits("musllinux_1_2_x86_64", &p, Some(&g)));
+    }
+
+    /// A zip file written by hand: (name, content, deflated).
+    fn zip(path: &Path, members: &[(&str, &[u8], bool)]) {
+        use std::io::Write;
+        let mut out = Vec::new();
+        let mut central = Vec::new();
+        for (name, content, deflate) in members {
+            let data = if *deflate {
+                let mut e =
+                    flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+                e.write_all(content).expect("deflate");
+                e.finish().expect("deflate")
+            } else {
+                content.to_vec()
+            };
+            let method: u16 = if *deflate { 8 } else { 0 };
+            let local = out.len() as u32;
+            let mut fixed = Vec::new();
+            fixed.extend_from_slice(&[20, 0, 0, 0]);
+            fixed.extend_from_slice(&method.to_le_bytes());
+            fixed.extend_from_slice(&[0; 8]); // time, date, crc (not checked by the reader)
+            fixed.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            fixed.extend_from_slice(&(content.len() as u32).to_le_bytes());
+            fixed.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            fixed.extend_from_slice(&[0, 0]);
+            out.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
+            out.extend_from_slice(&fixed);
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(&data);
+            central.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
+            central.extend_from_slice(&[20, 0]);
+            central.extend_from_slice(&fixed);
+            central.extend_from_slice(&[0; 10]); // comment length, disk, attributes
+            central.extend_from_slice(&local.to_le_bytes());
+            central.extend_from_slice(name.as_bytes());
+        }
+        let cd = out.len() as u32;
+        out.extend_from_slice(&central);
+        out.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+        out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(&(members.len() as u16).to_le_bytes());
+        out.extend_from_slice(&(members.len() as u16).to_le_bytes());
+        out.extend_from_slice(&(central.len() as u32).to_le_bytes());
+        out.extend_from_slice(&cd.to_le_bytes());
+        out.extend_from_slice(&[0, 0]);
+        std::fs::write(path, out).expect("write zip");
+    }
+
+    #[test]
+    fn wheel_elf_members_are_streamed_not_loaded() {
+        let exe = std::env::current_exe().expect("exe");
+        let big = std::fs::read(&exe).expect("read exe");
+        assert!(
+            big.len() as u64 > wheel::IN_MEMORY,
+            "the test binary is small"
+        );
+        // A small ELF member: the head of the binary up to its dynamic section is not
+        // needed, so use a real small shared object when there is one.
+        let small = std::fs::read("/lib/x86_64-linux-gnu/libdl.so.2").ok();
+        let dir = tempfile::tempdir().expect("tmp");
+        let whl = dir.path().join("x-1.0-cp311-cp311-linux_x86_64.whl");
+        let mut members: Vec<(&str, &[u8], bool)> = vec![
+            ("x/__init__.py", b"print(1)\n", true),
+            ("x/big.cpython-311-x86_64-linux-gnu.so", &big, true),
+            ("x/stored.so", &big, false),
+            ("x/not-elf.so", b"INPUT(-lfoo)\n", true),
+        ];
+        if let Some(small) = &small {
+            members.push(("x.libs/libdl.so.2", small, true));
+        }
+        zip(&whl, &members);
+        let got = wheel::elf_members(&whl, "wheels/x.whl").expect("read wheel");
+        assert_eq!(got.names.len(), members.len());
+        let whole = ElfFile::parse_bytes(&exe, &big).expect("parse exe");
+        let by_name: BTreeMap<&str, &ElfFile> =
+            got.elves.iter().map(|(n, e)| (n.as_str(), e)).collect();
+        for name in [
+            "wheels/x.whl!/x/big.cpython-311-x86_64-linux-gnu.so",
+            "wheels/x.whl!/x/stored.so",
+        ] {
+            let elf = by_name
+                .get(name)
+                .unwrap_or_else(|| panic!("{name} missing: {by_name:?}"));
+            assert_eq!(elf.needed, whole.needed);
+            assert_eq!(elf.version_needs, whole.version_needs);
+            assert_eq!(elf.size, big.len() as u64);
+            assert_eq!(elf.path, Path::new(name));
+        }
+        assert!(!by_name.contains_key("wheels/x.whl!/x/not-elf.so"));
+        if small.is_some() {
+            assert!(by_name.contains_key("wheels/x.whl!/x.libs/libdl.so.2"));
+        }
     }
 
     #[test]

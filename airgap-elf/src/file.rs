@@ -9,10 +9,9 @@ use std::path::{Path, PathBuf};
 use goblin::container::{Container, Ctx};
 use goblin::elf::dynamic::{Dynamic, DT_RPATH, DT_RUNPATH};
 use goblin::elf::header::{Header, ET_DYN, ET_EXEC};
-use goblin::elf::program_header::{ProgramHeader, PT_INTERP};
+use goblin::elf::program_header::{ProgramHeader, PT_DYNAMIC, PT_INTERP};
 use goblin::elf::section_header::SectionHeader;
 use goblin::elf::symver::VerneedSection;
-use goblin::strtab::Strtab;
 use serde::Serialize;
 
 use crate::version::SymbolVersions;
@@ -95,109 +94,39 @@ pub fn is_elf_bytes(bytes: &[u8]) -> bool {
 }
 
 impl ElfFile {
-    /// Read an ELF file from disk.
+    /// Read an ELF file from disk. Only the parts the loader uses are read (headers, the
+    /// dynamic segment, the needed strings, `.gnu.version_r`): a few KiB whatever the size of
+    /// the file, never the whole file (see `docs/elf.md`, "Memory").
     pub fn parse(path: &Path) -> Result<ElfFile> {
-        let bytes = std::fs::read(path).map_err(io_err(path))?;
-        ElfFile::parse_bytes(path, &bytes)
+        let file = std::fs::File::open(path).map_err(io_err(path))?;
+        ElfFile::parse_file(path, &file)
+    }
+
+    /// Read an ELF file from an open file, with positioned reads of the parts the loader
+    /// uses; `path` is only used in errors and in the result.
+    pub fn parse_file(path: &Path, file: &std::fs::File) -> Result<ElfFile> {
+        let len = file.metadata().map_err(io_err(path))?.len();
+        let source = FileSource { file, len };
+        parse_source(path, &source).map_err(|e| match e {
+            Parse::Io(source) => Error::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+            Parse::Bad(reason) => Error::Malformed {
+                path: path.to_path_buf(),
+                reason,
+            },
+        })
     }
 
     /// Read an ELF file already in memory; `path` is only used in errors and in the result.
     pub fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<ElfFile> {
-        let bad = |reason: String| Error::Malformed {
+        parse_source(path, &bytes).map_err(|e| Error::Malformed {
             path: path.to_path_buf(),
-            reason,
-        };
-        if !is_elf_bytes(bytes) {
-            return Err(bad("no ELF magic".into()));
-        }
-        let header = goblin::elf::Elf::parse_header(bytes).map_err(|e| bad(e.to_string()))?;
-        let container = header.container().map_err(|e| bad(e.to_string()))?;
-        let endian = header.endianness().map_err(|e| bad(e.to_string()))?;
-        let ctx = Ctx::new(container, endian);
-        let class = match container {
-            Container::Little => ElfClass::Elf32,
-            Container::Big => ElfClass::Elf64,
-        };
-        let kind = match header.e_type {
-            ET_EXEC => ElfKind::Executable,
-            ET_DYN => ElfKind::Shared,
-            _ => ElfKind::Other,
-        };
-        let phdrs =
-            ProgramHeader::parse(bytes, header.e_phoff as usize, header.e_phnum as usize, ctx)
-                .map_err(|e| bad(format!("program headers: {e}")))?;
-
-        let mut interpreter = None;
-        for ph in &phdrs {
-            if ph.p_type == PT_INTERP && ph.p_filesz > 0 {
-                let start = ph.p_offset as usize;
-                let end = start.saturating_add(ph.p_filesz as usize).min(bytes.len());
-                if start < end {
-                    let raw = &bytes[start..end];
-                    let raw = raw.split(|b| *b == 0).next().unwrap_or(raw);
-                    interpreter = Some(String::from_utf8_lossy(raw).into_owned());
-                }
-            }
-        }
-
-        let mut soname = None;
-        let mut needed = Vec::new();
-        let mut rpath = Vec::new();
-        let mut runpath = Vec::new();
-        let mut has_runpath = false;
-        let mut dynstr = None;
-        if kind != ElfKind::Other {
-            if let Some(dynamic) =
-                Dynamic::parse(bytes, &phdrs, ctx).map_err(|e| bad(format!("dynamic: {e}")))?
-            {
-                let info = &dynamic.info;
-                let strtab = Strtab::parse(bytes, info.strtab, info.strsz, 0)
-                    .map_err(|e| bad(format!("dynamic string table: {e}")))?;
-                let get = |off: u64| strtab.get_at(off as usize).map(str::to_owned);
-                for d in &dynamic.dyns {
-                    match d.d_tag {
-                        goblin::elf::dynamic::DT_NEEDED => {
-                            if let Some(s) = get(d.d_val) {
-                                needed.push(s);
-                            }
-                        }
-                        goblin::elf::dynamic::DT_SONAME => soname = get(d.d_val),
-                        DT_RPATH => {
-                            if let Some(s) = get(d.d_val) {
-                                rpath.extend(split_path(&s));
-                            }
-                        }
-                        DT_RUNPATH => {
-                            has_runpath = true;
-                            if let Some(s) = get(d.d_val) {
-                                runpath.extend(split_path(&s));
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                dynstr = Some(strtab);
-            }
-        }
-
-        let version_needs = match dynstr {
-            Some(ref strtab) => read_verneed(bytes, &header, ctx, strtab).unwrap_or_default(),
-            None => Vec::new(),
-        };
-
-        Ok(ElfFile {
-            path: path.to_path_buf(),
-            class,
-            machine: header.e_machine,
-            kind,
-            interpreter,
-            soname,
-            needed,
-            rpath,
-            runpath,
-            has_runpath,
-            version_needs,
-            size: bytes.len() as u64,
+            reason: match e {
+                Parse::Io(e) => e.to_string(),
+                Parse::Bad(reason) => reason,
+            },
         })
     }
 
@@ -239,30 +168,308 @@ impl ElfFile {
     }
 }
 
+/// Why a parse failed: the file could not be read, or its structures are broken.
+enum Parse {
+    Io(std::io::Error),
+    Bad(String),
+}
+
+type Parsed<T> = std::result::Result<T, Parse>;
+
+/// Largest dynamic segment or `.gnu.version_r` section read (real ones are a few KiB: 16 bytes
+/// per tag, 16 per needed version).
+const MAX_TABLE: u64 = 4 << 20;
+/// Longest string read from the dynamic string table (a soname, a needed name, a search path).
+const MAX_STRING: u64 = 64 << 10;
+
+/// Where the bytes of an ELF file are: positioned reads, so that only the parts the loader
+/// uses are ever in memory.
+trait Source {
+    /// Size in bytes.
+    fn len(&self) -> u64;
+    /// Fill `buf` from `offset`; fewer bytes only at the end of the file.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize>;
+}
+
+impl Source for &[u8] {
+    fn len(&self) -> u64 {
+        <[u8]>::len(self) as u64
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(<[u8]>::len(self));
+        let n = buf.len().min(<[u8]>::len(self) - start);
+        buf[..n].copy_from_slice(&self[start..start + n]);
+        Ok(n)
+    }
+}
+
+struct FileSource<'a> {
+    file: &'a std::fs::File,
+    len: u64,
+}
+
+impl Source for FileSource<'_> {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let mut got = 0;
+        while got < buf.len() {
+            match self.file.read_at(&mut buf[got..], offset + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(got)
+    }
+}
+
+/// Exactly `len` bytes at `offset`, or an error naming `what` when they are not in the file.
+fn read_exact_at(src: &dyn Source, offset: u64, len: u64, what: &str) -> Parsed<Vec<u8>> {
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    let end = offset.checked_add(len);
+    if end.is_none_or(|end| end > src.len()) {
+        return Err(Parse::Bad(format!(
+            "{what} (offset {offset:#x}, size {len:#x}) is beyond the end of the file ({:#x})",
+            src.len()
+        )));
+    }
+    let mut buf = vec![0u8; len as usize];
+    let n = src.read_at(offset, &mut buf).map_err(Parse::Io)?;
+    if n as u64 != len {
+        return Err(Parse::Io(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("{what}: the file became shorter while being read"),
+        )));
+    }
+    Ok(buf)
+}
+
+/// At most `len` bytes at `offset` (fewer at the end of the file).
+fn read_up_to_at(src: &dyn Source, offset: u64, len: u64) -> Parsed<Vec<u8>> {
+    let len = len.min(src.len().saturating_sub(offset));
+    let mut buf = vec![0u8; len as usize];
+    let n = src.read_at(offset, &mut buf).map_err(Parse::Io)?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// The dynamic string table, read one string at a time: a large C++ library has megabytes
+/// of symbol names there, of which the loader's questions need a handful.
+struct DynStr<'a> {
+    src: &'a dyn Source,
+    offset: u64,
+    size: u64,
+}
+
+impl DynStr<'_> {
+    /// The NUL-terminated string at `at` within the table (`None` outside it, or not UTF-8).
+    fn get(&self, at: u64) -> Option<String> {
+        if at >= self.size {
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut pos = self.offset + at;
+        let end = self.offset + self.size;
+        while pos < end && (out.len() as u64) < MAX_STRING {
+            let chunk = read_up_to_at(self.src, pos, (end - pos).min(256)).ok()?;
+            if chunk.is_empty() {
+                break;
+            }
+            if let Some(nul) = chunk.iter().position(|&b| b == 0) {
+                out.extend_from_slice(&chunk[..nul]);
+                return String::from_utf8(out).ok();
+            }
+            pos += chunk.len() as u64;
+            out.extend_from_slice(&chunk);
+        }
+        String::from_utf8(out).ok()
+    }
+}
+
+fn parse_source(path: &Path, src: &dyn Source) -> Parsed<ElfFile> {
+    let bad = |reason: String| Parse::Bad(reason);
+    // The ELF header: 64 bytes at most (52 for ELFCLASS32).
+    let head = read_up_to_at(src, 0, 64)?;
+    if !is_elf_bytes(&head) {
+        return Err(bad("no ELF magic".into()));
+    }
+    let header = goblin::elf::Elf::parse_header(&head).map_err(|e| bad(e.to_string()))?;
+    let container = header.container().map_err(|e| bad(e.to_string()))?;
+    let endian = header.endianness().map_err(|e| bad(e.to_string()))?;
+    let ctx = Ctx::new(container, endian);
+    let class = match container {
+        Container::Little => ElfClass::Elf32,
+        Container::Big => ElfClass::Elf64,
+    };
+    let kind = match header.e_type {
+        ET_EXEC => ElfKind::Executable,
+        ET_DYN => ElfKind::Shared,
+        _ => ElfKind::Other,
+    };
+    let phnum = header.e_phnum as usize;
+    let ph_bytes = read_exact_at(
+        src,
+        header.e_phoff,
+        (phnum * ProgramHeader::size(ctx)) as u64,
+        "program headers",
+    )?;
+    let mut phdrs = ProgramHeader::parse(&ph_bytes, 0, phnum, ctx)
+        .map_err(|e| bad(format!("program headers: {e}")))?;
+    drop(ph_bytes);
+
+    let mut interpreter = None;
+    for ph in &phdrs {
+        if ph.p_type == PT_INTERP && ph.p_filesz > 0 {
+            let raw = read_up_to_at(src, ph.p_offset, ph.p_filesz.min(MAX_STRING))?;
+            if !raw.is_empty() {
+                let raw = raw.split(|b| *b == 0).next().unwrap_or(&raw);
+                interpreter = Some(String::from_utf8_lossy(raw).into_owned());
+            }
+        }
+    }
+
+    let mut soname = None;
+    let mut needed = Vec::new();
+    let mut rpath = Vec::new();
+    let mut runpath = Vec::new();
+    let mut has_runpath = false;
+    let mut dynstr = None;
+    // goblin reads the first PT_DYNAMIC: read its bytes alone, and hand goblin a copy of
+    // the program headers where that segment starts at offset 0 of them.
+    let dyn_index = phdrs.iter().position(|ph| ph.p_type == PT_DYNAMIC);
+    if let (false, Some(i)) = (kind == ElfKind::Other, dyn_index) {
+        let ph = &phdrs[i];
+        if ph.p_filesz > MAX_TABLE {
+            return Err(bad(format!(
+                "dynamic: a dynamic segment of {} bytes",
+                ph.p_filesz
+            )));
+        }
+        let dyn_bytes = read_exact_at(src, ph.p_offset, ph.p_filesz, "dynamic: PT_DYNAMIC")?;
+        // Entries are read relative to the segment's own bytes.
+        phdrs[i].p_offset = 0;
+        let dynamic =
+            Dynamic::parse(&dyn_bytes, &phdrs, ctx).map_err(|e| bad(format!("dynamic: {e}")))?;
+        if let Some(dynamic) = dynamic {
+            let info = &dynamic.info;
+            let (offset, size) = (info.strtab as u64, info.strsz as u64);
+            if offset.checked_add(size).is_none_or(|end| end > src.len()) {
+                return Err(bad(format!(
+                    "dynamic string table: offset {offset:#x} and size {size:#x} are beyond the end of the file ({:#x})",
+                    src.len()
+                )));
+            }
+            let strtab = DynStr { src, offset, size };
+            for d in &dynamic.dyns {
+                match d.d_tag {
+                    goblin::elf::dynamic::DT_NEEDED => {
+                        if let Some(s) = strtab.get(d.d_val) {
+                            needed.push(s);
+                        }
+                    }
+                    goblin::elf::dynamic::DT_SONAME => soname = strtab.get(d.d_val),
+                    DT_RPATH => {
+                        if let Some(s) = strtab.get(d.d_val) {
+                            rpath.extend(split_path(&s));
+                        }
+                    }
+                    DT_RUNPATH => {
+                        has_runpath = true;
+                        if let Some(s) = strtab.get(d.d_val) {
+                            runpath.extend(split_path(&s));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            dynstr = Some(strtab);
+        }
+    }
+
+    let version_needs = match dynstr {
+        Some(ref strtab) => read_verneed(src, &header, ctx, strtab)?.unwrap_or_default(),
+        None => Vec::new(),
+    };
+
+    Ok(ElfFile {
+        path: path.to_path_buf(),
+        class,
+        machine: header.e_machine,
+        kind,
+        interpreter,
+        soname,
+        needed,
+        rpath,
+        runpath,
+        has_runpath,
+        version_needs,
+        size: src.len(),
+    })
+}
+
 /// Section headers are optional for the loader, so a stripped or odd file just has no
-/// version needs rather than failing.
+/// version needs rather than failing (only a read error fails).
 fn read_verneed(
-    bytes: &[u8],
+    src: &dyn Source,
     header: &Header,
     ctx: Ctx,
-    dynstr: &Strtab<'_>,
-) -> Option<Vec<VersionNeed>> {
+    dynstr: &DynStr<'_>,
+) -> Parsed<Option<Vec<VersionNeed>>> {
     if header.e_shoff == 0 || header.e_shnum == 0 {
-        return None;
+        return Ok(None);
     }
-    let shdrs =
-        SectionHeader::parse(bytes, header.e_shoff as usize, header.e_shnum as usize, ctx).ok()?;
-    let section = VerneedSection::parse(bytes, &shdrs, ctx).ok()??;
+    let shnum = header.e_shnum as usize;
+    let Ok(sh_bytes) = read_exact_at(
+        src,
+        header.e_shoff,
+        (shnum * SectionHeader::size(ctx)) as u64,
+        "section headers",
+    ) else {
+        return Ok(None);
+    };
+    let Ok(shdrs) = SectionHeader::parse_from(&sh_bytes, 0, shnum, ctx) else {
+        return Ok(None);
+    };
+    drop(sh_bytes);
+    let Some(mut verneed) = shdrs
+        .into_iter()
+        .find(|s| s.sh_type == goblin::elf::section_header::SHT_GNU_VERNEED)
+    else {
+        return Ok(None);
+    };
+    if verneed.sh_size > MAX_TABLE {
+        return Ok(None);
+    }
+    let bytes = match read_exact_at(src, verneed.sh_offset, verneed.sh_size, ".gnu.version_r") {
+        Ok(b) => b,
+        Err(Parse::Io(e)) => return Err(Parse::Io(e)),
+        Err(Parse::Bad(_)) => return Ok(None),
+    };
+    verneed.sh_offset = 0;
+    let Ok(Some(section)) = VerneedSection::parse(&bytes, std::slice::from_ref(&verneed), ctx)
+    else {
+        return Ok(None);
+    };
     let mut out = Vec::new();
     for need in section.iter() {
-        let file = dynstr.get_at(need.vn_file).unwrap_or("?").to_owned();
+        let file = dynstr
+            .get(need.vn_file as u64)
+            .unwrap_or_else(|| "?".to_owned());
         let versions = need
             .iter()
-            .filter_map(|aux| dynstr.get_at(aux.vna_name).map(str::to_owned))
+            .filter_map(|aux| dynstr.get(aux.vna_name as u64))
             .collect();
         out.push(VersionNeed { file, versions });
     }
-    Some(out)
+    Ok(Some(out))
 }
 
 fn split_path(s: &str) -> impl Iterator<Item = String> + '_ {
@@ -281,6 +488,91 @@ mod tests {
         assert!(elf.needed.iter().any(|n| n.starts_with("libc.so")));
         let v = elf.symbol_versions();
         assert!(v.max("GLIBC").is_some());
+    }
+
+    /// A source that counts what is read from it.
+    struct Counting<'a> {
+        bytes: &'a [u8],
+        read: std::cell::Cell<u64>,
+    }
+
+    impl Source for Counting<'_> {
+        fn len(&self) -> u64 {
+            self.bytes.len() as u64
+        }
+        fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.bytes.read_at(offset, buf)?;
+            self.read.set(self.read.get() + n as u64);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_large_file_is_read_in_parts_with_the_same_result_as_goblin() {
+        let exe = std::env::current_exe().expect("current exe");
+        let bytes = std::fs::read(&exe).expect("read");
+        assert!(bytes.len() > 1 << 20, "the test binary is small");
+        let counting = Counting {
+            bytes: &bytes,
+            read: std::cell::Cell::new(0),
+        };
+        let ours = match parse_source(&exe, &counting) {
+            Ok(elf) => elf,
+            Err(_) => panic!("parse failed"),
+        };
+        assert!(
+            counting.read.get() < 64 * 1024,
+            "read {} bytes of {}",
+            counting.read.get(),
+            bytes.len()
+        );
+        let full = goblin::elf::Elf::parse(&bytes).expect("goblin");
+        assert_eq!(ours.needed, full.libraries);
+        assert_eq!(ours.soname.as_deref(), full.soname);
+        assert_eq!(ours.rpath, full.rpaths);
+        assert_eq!(ours.runpath, full.runpaths);
+        assert_eq!(ours.interpreter.as_deref(), full.interpreter);
+        let versions: Vec<(String, Vec<String>)> = full
+            .verneed
+            .as_ref()
+            .map(|v| {
+                v.iter()
+                    .map(|need| {
+                        let file = full
+                            .dynstrtab
+                            .get_at(need.vn_file)
+                            .unwrap_or("?")
+                            .to_owned();
+                        let names = need
+                            .iter()
+                            .filter_map(|a| full.dynstrtab.get_at(a.vna_name).map(str::to_owned))
+                            .collect();
+                        (file, names)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let got: Vec<(String, Vec<String>)> = ours
+            .version_needs
+            .iter()
+            .map(|n| (n.file.clone(), n.versions.clone()))
+            .collect();
+        assert_eq!(got, versions);
+        assert!(!got.is_empty());
+        // From disk, the same.
+        let from_disk = ElfFile::parse(&exe).expect("parse");
+        assert_eq!(from_disk.needed, ours.needed);
+        assert_eq!(from_disk.version_needs, ours.version_needs);
+        assert_eq!(from_disk.size, bytes.len() as u64);
+    }
+
+    #[test]
+    fn truncated_files_fail_cleanly() {
+        let exe = std::env::current_exe().expect("current exe");
+        let bytes = std::fs::read(&exe).expect("read");
+        for cut in [3, 20, 64, 100, 1000, 5000, 20000] {
+            let _ = ElfFile::parse_bytes(&exe, &bytes[..cut]);
+        }
     }
 
     #[test]

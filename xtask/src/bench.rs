@@ -416,7 +416,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         format!("[bundle]\nname = \"tree\"\nlevel = {GZIP_LEVEL}\n\n[sources.files]\npaths = [ {{ source = \"{}\", dest = \".\" }} ]\n", tree.display()),
     )?;
     let ours = out.join("ours.tar.gz");
-    let bundle = |output: &Path, config: &Path| {
+    let bundle = |output: &Path, config: &Path| -> Command {
         let mut c = Command::new(&airgap);
         c.env("AIRGAP_NO_PROGRESS", "true")
             .arg("-q")
@@ -449,22 +449,8 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             .arg("tree"),
     )?;
     let (t_ours, m_ours) = measure("airgap bundle", &mut bundle(&ours, &config))?;
-    // Memory must stay flat as the tree grows: the same on a part of the tree.
-    let part = tree.join("python-1");
-    let part_config = work.join("bench-part.toml");
-    let (part_files, m_part) = if part.is_dir() {
-        std::fs::write(
-            &part_config,
-            format!("[bundle]\nname = \"part\"\nlevel = {GZIP_LEVEL}\n\n[sources.files]\npaths = [ {{ source = \"{}\", dest = \".\" }} ]\n", part.display()),
-        )?;
-        let (_, m) = measure(
-            "airgap bundle (part of the tree)",
-            &mut bundle(&out.join("part.tar.gz"), &part_config),
-        )?;
-        (count(&part, "f"), m)
-    } else {
-        (0, 0)
-    };
+    // Memory must stay flat as the tree grows: the same on parts of the tree.
+    let growth = memory_growth(&bundle, &tree, &work, &out)?;
     let x_tar = out.join("x-tar");
     let x_ours = out.join("x-ours");
     std::fs::create_dir_all(&x_tar)?;
@@ -536,13 +522,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         s_ours as f64 / s_cz as f64
     );
     println!("  peak memory:               {} [< 100 MiB]", mib(m_ours));
-    if part_files > 0 {
-        println!(
-            "  peak memory, {part_files} files:  {} vs {} for {files} files [flat]",
-            mib(m_part),
-            mib(m_ours)
-        );
-    }
+    print_memory_growth(&growth, files, m_ours);
     println!("  unpack vs tar -xzf:        {:.2}x [<= 1.5x]", t_un / t_xz);
     encryption_cost(
         &airgap,
@@ -580,4 +560,50 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         std::fs::remove_dir_all(&out)?;
     }
     Ok(())
+}
+
+/// `airgap bundle`'s peak memory on parts of the tree (`python-1`, then `python`, when they
+/// are there): (what, files, peak KiB), smallest first.
+fn memory_growth(
+    bundle: &dyn Fn(&Path, &Path) -> Command,
+    tree: &Path,
+    work: &Path,
+    out: &Path,
+) -> Result<Vec<(String, u64, u64)>> {
+    let mut rows = Vec::new();
+    for part in ["python-1", "python"] {
+        let dir = tree.join(part);
+        if !dir.is_dir() {
+            continue;
+        }
+        let config = work.join(format!("bench-{part}.toml"));
+        std::fs::write(
+            &config,
+            format!("[bundle]\nname = \"part\"\nlevel = {GZIP_LEVEL}\n\n[sources.files]\npaths = [ {{ source = \"{}\", dest = \".\" }} ]\n", dir.display()),
+        )?;
+        let output = out.join(format!("{part}.tar.gz"));
+        let (_, kib) = measure(
+            &format!("airgap bundle (tree/{part} only)"),
+            &mut bundle(&output, &config),
+        )?;
+        let _ = std::fs::remove_file(&output);
+        rows.push((format!("tree/{part}"), count(&dir, "f"), kib));
+    }
+    Ok(rows)
+}
+
+/// Peak memory against the number of files, and the growth per file from the smallest part
+/// to the whole tree.
+fn print_memory_growth(parts: &[(String, u64, u64)], files: u64, kib: u64) {
+    println!("  peak memory as the tree grows [flat]:");
+    for (what, n, m) in parts {
+        println!("    {n:>7} files ({what}): {}", mib(*m));
+    }
+    println!("    {files:>7} files (whole tree): {}", mib(kib));
+    if let Some((_, n0, m0)) = parts.first() {
+        if files > *n0 {
+            let slope = (kib as f64 - *m0 as f64) * 1024.0 / (files - n0) as f64;
+            println!("    growth: {slope:.0} bytes per file");
+        }
+    }
 }
