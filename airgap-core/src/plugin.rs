@@ -233,6 +233,8 @@ impl Plugin {
         let descriptor = self.descriptor;
         std::thread::Builder::new()
             .name(format!("plugin-{}", self.name))
+            // The stack a plugin would have had on the main thread.
+            .stack_size(PLUGIN_STACK)
             .spawn(move || {
                 let callbacks = HostCallbacks {
                     struct_size: std::mem::size_of::<HostCallbacks>() as u32,
@@ -357,6 +359,9 @@ impl Plugin {
     }
 }
 
+/// Stack of the thread a plugin runs on: that of a main thread, not a spawned thread's 2 MiB,
+/// since plugins were written to run on the main thread (deep directory walks, large JSON).
+const PLUGIN_STACK: usize = 8 << 20;
 /// How long a plugin asked to stop may take to return before it is abandoned.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
 /// How often the host looks at the clock and the cancel flag while a plugin runs.
