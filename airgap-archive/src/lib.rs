@@ -14,6 +14,7 @@ pub mod plan;
 pub mod progress;
 pub mod read;
 pub mod relocate;
+mod spill;
 pub mod tarfmt;
 pub mod unpack;
 pub mod write;

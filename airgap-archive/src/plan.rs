@@ -4,10 +4,10 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::fs;
-use std::io::{self, Read};
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
@@ -16,16 +16,23 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::error::ArchiveError;
 use crate::progress::{Level, Progress, Unit};
+use crate::spill::{self, put_bytes, put_u32, put_u64, Decoder, Record, TapeReader};
 
 /// Top-level names the bundle reserves for itself.
 pub const RESERVED: &[&str] = &[".airgap", "unpack"];
 
-/// How the plan treats what it cannot follow.
+/// How the plan treats what it cannot follow, and how much it keeps in memory.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PlanOptions {
     /// Leave out dangling links and link loops with a warning instead of failing.
     pub drop_dangling: bool,
+    /// Paths kept in memory before the plan moves them to a sorted run on disk (0: the
+    /// default, 16,384). A smaller number costs time, never a different bundle.
+    pub memory_paths: usize,
 }
+
+/// Records between two entries of a run's index: a look-up reads at most this many.
+const INDEX_EVERY: u64 = 128;
 
 /// What a bundle path holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,13 +86,25 @@ pub(crate) struct Item {
     pub id: Option<(u64, u64)>,
     /// The [`Plan::add`] call that last set it (what that call returns).
     pub gen: u32,
+    /// Its entry may replace what an earlier one put at this path.
+    pub replace: bool,
+    /// A directory made because something was planned inside it.
+    pub implicit: bool,
 }
 
-/// Every path of the bundle, built plugin by plugin.
+/// Every path of the bundle, built plugin by plugin. The newest paths are kept in memory;
+/// beyond [`PlanOptions::memory_paths`] they move to sorted runs on disk, which are merged
+/// (and their paths checked against each other) at the end of every [`Plan::extend`]: memory
+/// stays flat however many paths the bundle has.
 #[derive(Debug, Default)]
 pub struct Plan {
     options: PlanOptions,
-    pub(crate) items: BTreeMap<Vec<u8>, Item>,
+    /// The newest paths, checked against each other (not against `runs`).
+    items: BTreeMap<Vec<u8>, Item>,
+    /// Older paths on disk, oldest first; a single one after each [`Plan::extend`].
+    runs: Vec<Run>,
+    /// Paths planned, as of the end of the last [`Plan::extend`].
+    count: usize,
     warnings: Vec<String>,
     /// Directories walked so far (canonical source -> bundle path), to keep links into them.
     roots: Vec<(PathBuf, Vec<u8>)>,
@@ -280,25 +299,36 @@ impl Plan {
         &self.warnings
     }
 
-    /// Number of bundle paths planned.
+    /// Number of bundle paths planned (as of the end of the last [`Plan::extend`]).
     pub fn len(&self) -> usize {
-        self.items.len()
+        self.count
     }
 
     /// Nothing planned yet.
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.count == 0
     }
 
     /// Every planned path, sorted by path.
-    pub fn files(&self) -> Vec<BundleFile> {
+    pub fn files(&self) -> Result<Vec<BundleFile>, ArchiveError> {
         self.iter_files().collect()
     }
 
-    /// Every planned path, sorted by path, one at a time: for a 100,000-file plan, the
-    /// `Vec` of [`Plan::files`] alone costs tens of MB.
-    pub fn iter_files(&self) -> impl Iterator<Item = BundleFile> + '_ {
-        self.items.iter().map(|(p, i)| bundle_file(p, i))
+    /// Every planned path, sorted by path, one at a time: a large plan is on disk, and the
+    /// `Vec` of [`Plan::files`] alone costs tens of MB for 100,000 files.
+    pub fn iter_files(&self) -> impl Iterator<Item = Result<BundleFile, ArchiveError>> + '_ {
+        self.entries().map(|r| r.map(|(p, i)| bundle_file(&p, &i)))
+    }
+
+    /// Every planned path with its item, sorted by path: the layers merged, newest last.
+    pub(crate) fn entries(&self) -> Entries<'_> {
+        let mut layers: Vec<Layer<'_>> = self
+            .runs
+            .iter()
+            .map(|run| Layer::Disk(TapeReader::new(&run.file, 0, run.len)))
+            .collect();
+        layers.push(Layer::Memory(self.items.iter()));
+        Entries::new(layers)
     }
 
     /// Resolve one plugin's entries into bundle paths. Returns the records this call added or
@@ -311,25 +341,45 @@ impl Plan {
     ) -> Result<Vec<BundleFile>, ArchiveError> {
         self.extend(plugin, entries, progress)?;
         let gen = self.gen;
-        Ok(self
-            .items
-            .iter()
-            .filter(|(_, i)| i.gen == gen)
-            .map(|(p, i)| bundle_file(p, i))
-            .collect())
+        self.entries()
+            .filter(|r| r.as_ref().map_or(true, |(_, i)| i.gen == gen))
+            .map(|r| r.map(|(p, i)| bundle_file(&p, &i)))
+            .collect()
     }
 
     /// What the last [`Plan::add`]/[`Plan::extend`] call put at `path` (a bundle path), if
     /// anything: the host checks a plugin's claims about its own files with it.
-    pub fn added_last(&self, path: &str) -> Option<FileKind> {
-        let item = self.items.get(path.as_bytes())?;
-        (item.gen == self.gen).then(|| match &item.kind {
+    pub fn added_last(&self, path: &str) -> Result<Option<FileKind>, ArchiveError> {
+        let Some(item) = self.get(path.as_bytes())? else {
+            return Ok(None);
+        };
+        Ok((item.gen == self.gen).then(|| match &item.kind {
             ItemKind::File { .. } => FileKind::File,
             ItemKind::Dir => FileKind::Dir,
             ItemKind::Symlink { target } => FileKind::Symlink {
                 target: display(target),
             },
-        })
+        }))
+    }
+
+    /// What is planned at `path`, all layers resolved.
+    fn get(&self, path: &[u8]) -> Result<Option<Item>, ArchiveError> {
+        let mut found: Option<Item> = None;
+        for run in &self.runs {
+            if let Some(older) = run.get(path).map_err(scratch_error)? {
+                found = Some(match found {
+                    None => older,
+                    Some(old) => settle(path, old, older)?,
+                });
+            }
+        }
+        if let Some(newest) = self.items.get(path) {
+            found = Some(match found {
+                None => newest.clone(),
+                Some(old) => settle(path, old, newest.clone())?,
+            });
+        }
+        Ok(found)
     }
 
     /// [`Plan::add`] without the records: returns how many paths this call added or replaced
@@ -361,18 +411,45 @@ impl Plan {
         })();
         progress.end();
         result?;
-        // Paths arrive mostly in order, which leaves B-tree nodes half empty: rebuilding from
-        // the sorted sequence packs them (about a third less memory per path). `append` into a
-        // non-empty map merges the two sorted sequences node by node, freeing the old nodes as
-        // it goes; `collect` would first copy every item into a `Vec` and sort it (twice the
-        // plan's size at once).
-        let mut rest = std::mem::take(&mut self.items);
-        if let Some((path, item)) = rest.pop_first() {
-            self.items.insert(path, item);
-            self.items.append(&mut rest);
-        }
         let gen = self.gen;
-        Ok(self.items.values().filter(|i| i.gen == gen).count())
+        if self.runs.is_empty() {
+            self.count = self.items.len();
+            return Ok(self.items.values().filter(|i| i.gen == gen).count());
+        }
+        // Merge every layer into one run, checking the paths of the layers against each
+        // other (two contents at one path, a file where a directory is needed).
+        let mut merged = RunWriter::new().map_err(scratch_error)?;
+        let (mut count, mut added) = (0, 0);
+        {
+            let mut layers: Vec<Layer<'_>> = self
+                .runs
+                .iter()
+                .map(|run| Layer::Disk(TapeReader::new(&run.file, 0, run.len)))
+                .collect();
+            layers.push(Layer::Memory(self.items.iter()));
+            for entry in Entries::new(layers) {
+                let (path, item) = entry?;
+                count += 1;
+                if item.gen == gen {
+                    added += 1;
+                }
+                merged.push(path, item).map_err(scratch_error)?;
+            }
+        }
+        self.runs = vec![merged.finish().map_err(scratch_error)?];
+        self.items.clear();
+        self.count = count;
+        Ok(added)
+    }
+
+    /// Move the paths in memory to a sorted run on disk.
+    fn spill(&mut self) -> Result<(), ArchiveError> {
+        let mut run = RunWriter::new().map_err(scratch_error)?;
+        for (path, item) in std::mem::take(&mut self.items) {
+            run.push(path, item).map_err(scratch_error)?;
+        }
+        self.runs.push(run.finish().map_err(scratch_error)?);
+        Ok(())
     }
 
     fn add_entry(
@@ -396,6 +473,8 @@ impl Plan {
                     package: entry.package.as_deref().map(Arc::from),
                     id: None,
                     gen: 0,
+                    replace: false,
+                    implicit: false,
                 };
                 self.insert(plugin, dest, item, entry.replace)
             }
@@ -424,6 +503,8 @@ impl Plan {
                     package: entry.package.as_deref().map(Arc::from),
                     id: None,
                     gen: 0,
+                    replace: false,
+                    implicit: false,
                 };
                 self.insert(plugin, dest, item, entry.replace)
             }
@@ -446,6 +527,8 @@ impl Plan {
                             package: package.clone(),
                             id: Some((meta.dev(), meta.ino())),
                             gen: 0,
+                            replace: false,
+                            implicit: false,
                         };
                         self.insert(plugin, dest.clone(), item, entry.replace)?;
                     }
@@ -520,6 +603,8 @@ impl Plan {
             package: package.clone(),
             id: Some((meta.dev(), meta.ino())),
             gen: 0,
+            replace: false,
+            implicit: false,
         };
         self.insert(plugin, dest, item, replace)
     }
@@ -588,6 +673,8 @@ impl Plan {
                     package: w.package.clone(),
                     id: Some((meta.dev(), meta.ino())),
                     gen: 0,
+                    replace: false,
+                    implicit: false,
                 };
                 self.insert(w.plugin, child_dest.clone(), item, w.replace)?;
                 self.walk(w, &path, &child_dest, pending, progress)?;
@@ -648,10 +735,7 @@ impl Plan {
         let immediate = normalize(&link_dir.join(&target));
         if let Some(bundle_path) = self.bundle_path_of(&immediate) {
             if bundle_path != link.dest {
-                let same = match (
-                    fs::symlink_metadata(&immediate),
-                    self.items.get(&bundle_path),
-                ) {
+                let same = match (fs::symlink_metadata(&immediate), self.get(&bundle_path)?) {
                     (Ok(m), Some(item)) => item.id == Some((m.dev(), m.ino())),
                     _ => false,
                 };
@@ -668,6 +752,8 @@ impl Plan {
                         package: link.package.clone(),
                         id: Some((lmeta.dev(), lmeta.ino())),
                         gen: 0,
+                        replace: false,
+                        implicit: false,
                     };
                     return self.insert(plugin, link.dest, item, link.replace);
                 }
@@ -693,6 +779,8 @@ impl Plan {
                 package: link.package.clone(),
                 id: Some((meta.dev(), meta.ino())),
                 gen: 0,
+                replace: false,
+                implicit: false,
             };
             self.insert(plugin, link.dest.clone(), item, link.replace)?;
             let excludes = Excludes::new(plugin, &[])?;
@@ -777,40 +865,350 @@ impl Plan {
                             package: None,
                             id: None,
                             gen: self.gen,
+                            replace: false,
+                            implicit: true,
                         },
                     );
                 }
             }
         }
+        item.gen = self.gen;
+        item.replace = replace;
         match self.items.get(&path) {
             None => {
-                item.gen = self.gen;
                 self.items.insert(path, item);
-                Ok(())
-            }
-            Some(old) if old.kind == ItemKind::Dir && item.kind == ItemKind::Dir => {
-                if old.id.is_none() && item.id.is_some() {
-                    item.gen = self.gen;
-                    self.items.insert(path, item);
-                }
-                Ok(())
             }
             Some(old) => {
-                if same_content(old, &item, &path)? {
-                    return Ok(());
-                }
-                if replace && old.kind != ItemKind::Dir && item.kind != ItemKind::Dir {
-                    item.gen = self.gen;
+                if keep_new(&path, old, &item)? {
                     self.items.insert(path, item);
-                    return Ok(());
                 }
-                Err(ArchiveError::Conflict {
-                    path: display(&path),
-                    first: old.plugin.to_string(),
-                    second: plugin.into(),
-                })
             }
         }
+        if self.items.len() >= self.budget() {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    fn budget(&self) -> usize {
+        match self.options.memory_paths {
+            0 => spill::DEFAULT_BUDGET,
+            n => n,
+        }
+    }
+}
+
+/// Of two items planned at one path, `old` first, whether `new` takes the path. Two
+/// directories merge; the same content twice is kept once; an entry marked `replace` replaces
+/// a file or link; anything else is a conflict naming both plugins.
+fn keep_new(path: &[u8], old: &Item, new: &Item) -> Result<bool, ArchiveError> {
+    if old.kind == ItemKind::Dir && new.kind == ItemKind::Dir {
+        return Ok(old.id.is_none() && new.id.is_some());
+    }
+    if same_content(old, new, path)? {
+        return Ok(false);
+    }
+    if new.replace && old.kind != ItemKind::Dir && new.kind != ItemKind::Dir {
+        return Ok(true);
+    }
+    Err(ArchiveError::Conflict {
+        path: if new.implicit {
+            format!("{} (not a directory)", display(path))
+        } else {
+            display(path)
+        },
+        first: old.plugin.to_string(),
+        second: new.plugin.to_string(),
+    })
+}
+
+/// The item that stays of two planned at one path (see [`keep_new`]).
+fn settle(path: &[u8], old: Item, new: Item) -> Result<Item, ArchiveError> {
+    Ok(if keep_new(path, &old, &new)? {
+        new
+    } else {
+        old
+    })
+}
+
+/// An I/O error on the plan's scratch files.
+fn scratch_error(e: io::Error) -> ArchiveError {
+    ArchiveError::io(
+        "writing the plan's scratch files in",
+        std::env::temp_dir().join("(unnamed)"),
+        e,
+    )
+}
+
+/// One planned path as stored in a run.
+struct Planned {
+    path: Vec<u8>,
+    item: Item,
+}
+
+const KIND_FILE: u8 = 0;
+const KIND_DIR: u8 = 1;
+const KIND_SYMLINK: u8 = 2;
+const FLAG_REPLACE: u8 = 1;
+const FLAG_IMPLICIT: u8 = 2;
+const FLAG_ID: u8 = 4;
+const FLAG_PACKAGE: u8 = 8;
+
+impl Record for Planned {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let item = &self.item;
+        put_bytes(out, &self.path);
+        match &item.kind {
+            ItemKind::File { source, size } => {
+                out.push(KIND_FILE);
+                put_bytes(out, source.path(&self.path).as_os_str().as_bytes());
+                put_u64(out, *size);
+            }
+            ItemKind::Dir => out.push(KIND_DIR),
+            ItemKind::Symlink { target } => {
+                out.push(KIND_SYMLINK);
+                put_bytes(out, target);
+            }
+        }
+        let mut flags = 0;
+        if item.replace {
+            flags |= FLAG_REPLACE;
+        }
+        if item.implicit {
+            flags |= FLAG_IMPLICIT;
+        }
+        if item.id.is_some() {
+            flags |= FLAG_ID;
+        }
+        if item.package.is_some() {
+            flags |= FLAG_PACKAGE;
+        }
+        out.push(flags);
+        put_u32(out, item.mode);
+        put_u64(out, item.mtime);
+        put_u32(out, item.gen);
+        put_bytes(out, item.plugin.as_bytes());
+        if let Some(package) = &item.package {
+            put_bytes(out, package.as_bytes());
+        }
+        if let Some((dev, ino)) = item.id {
+            put_u64(out, dev);
+            put_u64(out, ino);
+        }
+    }
+
+    fn decode(bytes: &[u8]) -> io::Result<Self> {
+        let mut d = Decoder::new(bytes);
+        let path = d.bytes()?.to_vec();
+        let kind = match d.u8()? {
+            KIND_FILE => {
+                let source = Path::new(OsStr::from_bytes(d.bytes()?));
+                ItemKind::File {
+                    source: Source::Path(source.into()),
+                    size: d.u64()?,
+                }
+            }
+            KIND_DIR => ItemKind::Dir,
+            KIND_SYMLINK => ItemKind::Symlink {
+                target: d.bytes()?.to_vec(),
+            },
+            _ => return Err(spill::corrupt()),
+        };
+        let flags = d.u8()?;
+        let mode = d.u32()?;
+        let mtime = d.u64()?;
+        let gen = d.u32()?;
+        let text = |b: &[u8]| -> io::Result<Arc<str>> {
+            std::str::from_utf8(b)
+                .map(Arc::from)
+                .map_err(|_| spill::corrupt())
+        };
+        let plugin = text(d.bytes()?)?;
+        let package = if flags & FLAG_PACKAGE != 0 {
+            Some(text(d.bytes()?)?)
+        } else {
+            None
+        };
+        let id = if flags & FLAG_ID != 0 {
+            Some((d.u64()?, d.u64()?))
+        } else {
+            None
+        };
+        Ok(Planned {
+            path,
+            item: Item {
+                kind,
+                mode,
+                mtime,
+                plugin,
+                package,
+                id,
+                gen,
+                replace: flags & FLAG_REPLACE != 0,
+                implicit: flags & FLAG_IMPLICIT != 0,
+            },
+        })
+    }
+}
+
+/// A sorted run of planned paths in an unnamed temporary file, with the first path of every
+/// [`INDEX_EVERY`] records for look-ups.
+#[derive(Debug)]
+struct Run {
+    file: File,
+    len: u64,
+    index: Vec<(Vec<u8>, u64)>,
+}
+
+impl Run {
+    /// The item at `path` in this run.
+    fn get(&self, path: &[u8]) -> io::Result<Option<Item>> {
+        let block = self
+            .index
+            .partition_point(|(first, _)| first.as_slice() <= path);
+        let Some(start) = block.checked_sub(1) else {
+            return Ok(None);
+        };
+        let from = self.index[start].1;
+        let to = self.index.get(block).map_or(self.len, |(_, at)| *at);
+        // One read of the block; only the matching record is decoded.
+        let mut bytes = vec![0u8; (to - from) as usize];
+        self.file.read_exact_at(&mut bytes, from)?;
+        let mut rest = bytes.as_slice();
+        while rest.len() >= 4 {
+            let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+            let record = rest.get(4..4 + len).ok_or_else(spill::corrupt)?;
+            let at = Decoder::new(record).bytes()?;
+            match at.cmp(path) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => return Planned::decode(record).map(|r| Some(r.item)),
+                std::cmp::Ordering::Greater => break,
+            }
+            rest = &rest[4 + len..];
+        }
+        Ok(None)
+    }
+}
+
+/// Writes a [`Run`], paths in order.
+struct RunWriter {
+    out: BufWriter<File>,
+    len: u64,
+    records: u64,
+    index: Vec<(Vec<u8>, u64)>,
+    scratch: Vec<u8>,
+}
+
+impl RunWriter {
+    fn new() -> io::Result<RunWriter> {
+        Ok(RunWriter {
+            out: BufWriter::with_capacity(64 * 1024, tempfile::tempfile()?),
+            len: 0,
+            records: 0,
+            index: Vec::new(),
+            scratch: Vec::new(),
+        })
+    }
+
+    fn push(&mut self, path: Vec<u8>, item: Item) -> io::Result<()> {
+        let record = Planned { path, item };
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&[0; 4]);
+        record.encode(&mut self.scratch);
+        let n = (self.scratch.len() - 4) as u32;
+        self.scratch[..4].copy_from_slice(&n.to_le_bytes());
+        if self.records % INDEX_EVERY == 0 {
+            self.index.push((record.path, self.len));
+        }
+        self.out.write_all(&self.scratch)?;
+        self.len += self.scratch.len() as u64;
+        self.records += 1;
+        Ok(())
+    }
+
+    fn finish(self) -> io::Result<Run> {
+        let file = self.out.into_inner().map_err(|e| e.into_error())?;
+        Ok(Run {
+            file,
+            len: self.len,
+            index: self.index,
+        })
+    }
+}
+
+/// One sorted source of planned paths.
+enum Layer<'a> {
+    Disk(TapeReader<'a, Planned>),
+    Memory(std::collections::btree_map::Iter<'a, Vec<u8>, Item>),
+}
+
+impl Layer<'_> {
+    fn next_entry(&mut self) -> Result<Option<(Vec<u8>, Item)>, ArchiveError> {
+        match self {
+            Layer::Disk(reader) => Ok(reader
+                .next_record()
+                .map_err(scratch_error)?
+                .map(|r| (r.path, r.item))),
+            Layer::Memory(iter) => Ok(iter.next().map(|(p, i)| (p.clone(), i.clone()))),
+        }
+    }
+}
+
+/// The layers of a plan merged into one sorted sequence; a path in several layers is
+/// settled oldest first, as if each had been added after the ones before.
+pub(crate) struct Entries<'a> {
+    layers: Vec<Layer<'a>>,
+    heads: Vec<Option<(Vec<u8>, Item)>>,
+    started: bool,
+    failed: bool,
+}
+
+impl<'a> Entries<'a> {
+    fn new(layers: Vec<Layer<'a>>) -> Self {
+        Entries {
+            heads: layers.iter().map(|_| None).collect(),
+            layers,
+            started: false,
+            failed: false,
+        }
+    }
+
+    fn next_entry(&mut self) -> Result<Option<(Vec<u8>, Item)>, ArchiveError> {
+        if !self.started {
+            self.started = true;
+            for (head, layer) in self.heads.iter_mut().zip(&mut self.layers) {
+                *head = layer.next_entry()?;
+            }
+        }
+        let Some(least) = self.heads.iter().flatten().map(|(p, _)| p).min().cloned() else {
+            return Ok(None);
+        };
+        let mut found: Option<Item> = None;
+        for (head, layer) in self.heads.iter_mut().zip(&mut self.layers) {
+            if head.as_ref().is_some_and(|(p, _)| *p == least) {
+                let (_, item) = std::mem::replace(head, layer.next_entry()?)
+                    .ok_or_else(|| scratch_error(io::Error::other("a plan layer lost its head")))?;
+                found = Some(match found {
+                    None => item,
+                    Some(old) => settle(&least, old, item)?,
+                });
+            }
+        }
+        Ok(found.map(|item| (least, item)))
+    }
+}
+
+impl Iterator for Entries<'_> {
+    type Item = Result<(Vec<u8>, Item), ArchiveError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        let next = self.next_entry().transpose();
+        if matches!(next, Some(Err(_))) {
+            self.failed = true;
+        }
+        next
     }
 }
 

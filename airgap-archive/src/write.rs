@@ -2,9 +2,10 @@
 //! stream a deterministic tar through a parallel compressor (pass 2), checking that no file
 //! changed in between. The output appears atomically: temp file, fsync, rename.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -13,7 +14,6 @@ use std::sync::Arc;
 use std::{fmt, thread};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
-use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::error::ArchiveError;
@@ -21,8 +21,11 @@ use crate::manifest::{
     begin_files, encode, end_files, write_record, FileRecord, FileType, Manifest, ManifestInput,
     AIRGAP_PLUGIN, FORMAT, MANIFEST_PATH,
 };
-use crate::plan::{read_full, Item, ItemKind, Plan};
+use crate::plan::{read_full, Entries, Item, ItemKind, Plan};
 use crate::progress::{Progress, Unit};
+use crate::spill::{
+    self, put_bytes, put_u32, put_u64, Decoder, Merge, Record, Sorter, Tape, TapeReader,
+};
 use crate::tarfmt::{self, EntryType, Header};
 
 /// gzip level used when none is given. Measured on a 1.1 GB, 94,000-file Python tree on 2
@@ -72,6 +75,9 @@ pub struct WriteOptions {
     /// A transformation of the compressed stream on its way to disk (encryption): see
     /// [`OutputFilter`]. The `.sha256` is of the filtered bytes, as they are on disk.
     pub filter: Option<Arc<dyn OutputFilter>>,
+    /// Records per sort kept in memory before they go to scratch files (0: the default,
+    /// 16,384). A smaller number costs time, never a different bundle.
+    pub memory_paths: usize,
 }
 
 /// A hook between the compressor and the output file, such as encryption (`airgap-seal`),
@@ -136,16 +142,15 @@ enum Content {
 }
 
 /// One path to write, relative to the top folder.
-struct Out<'a> {
-    path: &'a [u8],
-    src: Src<'a>,
+struct Out {
+    path: Vec<u8>,
+    src: Src,
 }
 
-/// Where an output entry comes from: the plan, or airgap itself (with its mode). Both
-/// borrowed: an `Out` is 32 bytes, and there is one per path.
-enum Src<'a> {
-    Plan(&'a Item),
-    Own(&'a (OutKind, u32)),
+/// Where an output entry comes from: the plan, or airgap itself (with its mode).
+enum Src {
+    Plan(Item),
+    Own(OutKind, u32),
 }
 
 #[derive(Debug, Clone)]
@@ -154,25 +159,11 @@ enum OutKind {
     Dir,
 }
 
-/// What pass 1 hashes: the file of one output entry (its source path is built when hashed,
-/// not kept per file), or bytes of airgap's own.
-enum Job {
-    Disk(u32),
-    Memory(&'static [u8]),
-}
-
-impl Out<'_> {
-    /// A regular file (without building its source path).
-    fn is_file(&self) -> bool {
-        match &self.src {
-            Src::Plan(i) => matches!(i.kind, ItemKind::File { .. }),
-            Src::Own((kind, _)) => matches!(kind, OutKind::File { .. }),
-        }
-    }
+impl Out {
     fn mode(&self) -> u32 {
         match &self.src {
             Src::Plan(i) => i.mode,
-            Src::Own((_, m)) => *m,
+            Src::Own(_, m) => *m,
         }
     }
     fn mtime(&self) -> u64 {
@@ -198,16 +189,16 @@ impl Out<'_> {
         match &self.src {
             Src::Plan(i) => match &i.kind {
                 ItemKind::File { source, .. } => {
-                    KindRef::File(ContentRef::Disk(source.path(self.path)))
+                    KindRef::File(ContentRef::Disk(source.path(&self.path)))
                 }
                 ItemKind::Dir => KindRef::Dir,
                 ItemKind::Symlink { target } => KindRef::Symlink { target },
             },
-            Src::Own((OutKind::File { content }, _)) => KindRef::File(match content {
+            Src::Own(OutKind::File { content }, _) => KindRef::File(match content {
                 Content::Disk(p) => ContentRef::Disk(std::borrow::Cow::Borrowed(p)),
                 Content::Memory(m) => ContentRef::Memory(m),
             }),
-            Src::Own((OutKind::Dir, _)) => KindRef::Dir,
+            Src::Own(OutKind::Dir, _) => KindRef::Dir,
         }
     }
 }
@@ -223,8 +214,61 @@ enum ContentRef<'a> {
     Memory(&'static [u8]),
 }
 
-/// Result of hashing one file (48 bytes: one per distinct file is kept until the end).
-#[derive(Debug, Clone)]
+/// Every output entry in archive order: the plan's paths and airgap's own (which cannot
+/// collide: the plan refuses the reserved names).
+struct Outputs<'a> {
+    plan: Entries<'a>,
+    next_plan: Option<Out>,
+    own: std::iter::Peekable<std::slice::Iter<'a, (&'static [u8], OutKind, u32)>>,
+}
+
+impl<'a> Outputs<'a> {
+    fn new(plan: &'a Plan, own: &'a [(&'static [u8], OutKind, u32)]) -> Self {
+        Outputs {
+            plan: plan.entries(),
+            next_plan: None,
+            own: own.iter().peekable(),
+        }
+    }
+
+    fn next_out(&mut self) -> Result<Option<Out>, ArchiveError> {
+        if self.next_plan.is_none() {
+            self.next_plan = match self.plan.next() {
+                Some(entry) => {
+                    let (path, item) = entry?;
+                    Some(Out {
+                        path,
+                        src: Src::Plan(item),
+                    })
+                }
+                None => None,
+            };
+        }
+        let own_first = match (&self.next_plan, self.own.peek()) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(p), Some((own, _, _))) => *own < p.path.as_slice(),
+        };
+        if own_first {
+            Ok(self.own.next().map(|(path, kind, mode)| Out {
+                path: path.to_vec(),
+                src: Src::Own(kind.clone(), *mode),
+            }))
+        } else {
+            Ok(self.next_plan.take())
+        }
+    }
+}
+
+impl Iterator for Outputs<'_> {
+    type Item = Result<Out, ArchiveError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_out().transpose()
+    }
+}
+
+/// Result of hashing one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Hashed {
     size: u64,
     sha256: [u8; 32],
@@ -233,7 +277,7 @@ struct Hashed {
 }
 
 /// What pass 2 needs of a file with holes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Sparse {
     /// Data segments (offset, length).
     segments: Vec<(u64, u64)>,
@@ -255,7 +299,171 @@ impl Hashed {
     }
 }
 
+/// A file to hash, by the identity of what is on disk: hard links are hashed once.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct HashJob {
+    /// (device, inode), or (`u64::MAX`, index) for a file without one.
+    id: (u64, u64),
+    index: u64,
+    source: PathBuf,
+}
+
+impl Record for HashJob {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_u64(out, self.id.0);
+        put_u64(out, self.id.1);
+        put_u64(out, self.index);
+        put_bytes(out, self.source.as_os_str().as_bytes());
+    }
+    fn decode(bytes: &[u8]) -> io::Result<Self> {
+        let mut d = Decoder::new(bytes);
+        Ok(HashJob {
+            id: (d.u64()?, d.u64()?),
+            index: d.u64()?,
+            source: PathBuf::from(std::ffi::OsStr::from_bytes(d.bytes()?)),
+        })
+    }
+}
+
+/// The hash of output entry `index`.
+#[derive(PartialEq, Eq)]
+struct HashedAt {
+    index: u64,
+    hashed: Hashed,
+}
+
+impl PartialOrd for HashedAt {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for HashedAt {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.index.cmp(&other.index)
+    }
+}
+
+impl Record for HashedAt {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let h = &self.hashed;
+        put_u64(out, self.index);
+        put_u64(out, h.size);
+        out.extend_from_slice(&h.sha256);
+        match &h.sparse {
+            None => out.push(0),
+            Some(s) => {
+                out.push(1);
+                out.extend_from_slice(&s.data_sha256);
+                put_u64(out, s.segments.len() as u64);
+                for &(off, len) in &s.segments {
+                    put_u64(out, off);
+                    put_u64(out, len);
+                }
+            }
+        }
+    }
+    fn decode(bytes: &[u8]) -> io::Result<Self> {
+        let mut d = Decoder::new(bytes);
+        let index = d.u64()?;
+        let size = d.u64()?;
+        let sha256 = d.array32()?;
+        let sparse = match d.u8()? {
+            0 => None,
+            _ => {
+                let data_sha256 = d.array32()?;
+                let n = d.u64()?;
+                let mut segments = Vec::new();
+                for _ in 0..n {
+                    segments.push((d.u64()?, d.u64()?));
+                }
+                Some(Box::new(Sparse {
+                    segments,
+                    data_sha256,
+                }))
+            }
+        };
+        Ok(HashedAt {
+            index,
+            hashed: Hashed {
+                size,
+                sha256,
+                sparse,
+            },
+        })
+    }
+}
+
+/// What makes two files one in the archive: the first path (in archive order) with a given
+/// content, mode and mtime is stored, later ones are hard links to it.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct DedupKey {
+    sha256: [u8; 32],
+    mode: u32,
+    mtime: u64,
+    index: u64,
+    path: Vec<u8>,
+}
+
+impl Record for DedupKey {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.sha256);
+        put_u32(out, self.mode);
+        put_u64(out, self.mtime);
+        put_u64(out, self.index);
+        put_bytes(out, &self.path);
+    }
+    fn decode(bytes: &[u8]) -> io::Result<Self> {
+        let mut d = Decoder::new(bytes);
+        Ok(DedupKey {
+            sha256: d.array32()?,
+            mode: d.u32()?,
+            mtime: d.u64()?,
+            index: d.u64()?,
+            path: d.bytes()?.to_vec(),
+        })
+    }
+}
+
+/// Output entry `index` is a hard link to the earlier entry at `target`.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct LinkAt {
+    index: u64,
+    target: Vec<u8>,
+}
+
+impl Record for LinkAt {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_u64(out, self.index);
+        put_bytes(out, &self.target);
+    }
+    fn decode(bytes: &[u8]) -> io::Result<Self> {
+        let mut d = Decoder::new(bytes);
+        Ok(LinkAt {
+            index: d.u64()?,
+            target: d.bytes()?.to_vec(),
+        })
+    }
+}
+
+/// An I/O error on the writer's scratch files.
+fn scratch_error(e: io::Error) -> ArchiveError {
+    ArchiveError::io(
+        "writing scratch files in",
+        std::env::temp_dir().join("(unnamed)"),
+        e,
+    )
+}
+
+fn internal(what: &str) -> ArchiveError {
+    scratch_error(io::Error::other(what.to_string()))
+}
+
 /// Write `plan` as a bundle at `output`.
+///
+/// Every per-path state goes through sorted runs on disk ([`crate::spill`]), never through a
+/// map: pass 1 hashes each inode once (jobs sorted by inode), the manifest is written from a
+/// second walk of the plan, duplicates are found by sorting (content, mode, mtime), and pass
+/// 2 walks the plan a third time beside the hashes and the links, all in archive order.
 pub fn write_bundle(
     plan: &Plan,
     manifest: ManifestInput,
@@ -277,19 +485,20 @@ pub fn write_bundle(
     } else {
         options.threads
     };
+    let budget = match options.memory_paths {
+        0 => spill::DEFAULT_BUDGET,
+        n => n,
+    };
 
-    // Everything to write, relative to the top folder, sorted by path bytes. Plan items are
-    // borrowed, not copied: memory per file is what bounds a 100,000-file bundle.
-    let mut own: Vec<(&[u8], (OutKind, u32))> = vec![
-        (b".airgap", (OutKind::Dir, 0o755)),
+    // airgap's own entries, sorted by path.
+    let mut own: Vec<(&'static [u8], OutKind, u32)> = vec![
+        (b".airgap", OutKind::Dir, 0o755),
         (
             b"unpack",
-            (
-                OutKind::File {
-                    content: Content::Memory(LAUNCHER.as_bytes()),
-                },
-                0o755,
-            ),
+            OutKind::File {
+                content: Content::Memory(LAUNCHER.as_bytes()),
+            },
+            0o755,
         ),
     ];
     if let Some(unpacker) = &options.unpacker {
@@ -297,127 +506,80 @@ pub fn write_bundle(
             fs::canonicalize(unpacker).map_err(|e| ArchiveError::io("reading", unpacker, e))?;
         own.push((
             b".airgap/airgap-unpack",
-            (
-                OutKind::File {
-                    content: Content::Disk(canonical),
-                },
-                0o755,
-            ),
+            OutKind::File {
+                content: Content::Disk(canonical),
+            },
+            0o755,
         ));
     }
-    let mut outs: Vec<Out<'_>> = plan
-        .items
-        .iter()
-        .map(|(path, item)| Out {
-            path: path.as_slice(),
-            src: Src::Plan(item),
-        })
-        .chain(own.iter().map(|(path, entry)| Out {
-            path,
-            src: Src::Own(entry),
-        }))
-        .collect();
-    outs.sort_by(|a, b| a.path.cmp(b.path));
+    own.sort_by(|a, b| a.0.cmp(b.0));
 
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| ArchiveError::io("starting threads for", output, io::Error::other(e)))?;
-
-    // Pass 1: hash every distinct source once (by inode, else by path), in parallel.
-    const NONE: u32 = u32::MAX;
-    let mut slot_of: Vec<u32> = vec![NONE; outs.len()];
-    let mut jobs: Vec<Job> = Vec::new();
-    {
-        let mut by_id: HashMap<(u64, u64), u32> = HashMap::new();
-        let mut by_path: HashMap<PathBuf, u32> = HashMap::new();
-        for (i, out) in outs.iter().enumerate() {
-            let (content, id) = match &out.src {
-                Src::Plan(item) => match &item.kind {
-                    ItemKind::File { .. } => (Job::Disk(i as u32), item.id),
-                    _ => continue,
-                },
-                Src::Own((OutKind::File { content }, _)) => match content {
-                    Content::Disk(_) => (Job::Disk(i as u32), None),
-                    Content::Memory(m) => (Job::Memory(m), None),
-                },
-                Src::Own(..) => continue,
-            };
-            let next = jobs.len() as u32;
-            let slot = match (&content, id) {
-                (Job::Disk(_), Some(id)) => *by_id.entry(id).or_insert(next),
-                (Job::Disk(_), None) => match out.kind() {
-                    KindRef::File(ContentRef::Disk(p)) => {
-                        *by_path.entry(p.into_owned()).or_insert(next)
-                    }
-                    _ => next,
-                },
-                (Job::Memory(_), _) => next,
-            };
-            if slot == next {
-                jobs.push(content);
+    // Pass 1: hash every distinct source once (by inode), in parallel.
+    let mut jobs = Sorter::<HashJob>::new(budget);
+    let mut hashed = Sorter::<HashedAt>::new(budget);
+    let mut total_bytes = 0u64;
+    for (index, out) in Outputs::new(plan, &own).enumerate() {
+        let out = out?;
+        let index = index as u64;
+        match (&out.src, out.kind()) {
+            (_, KindRef::File(ContentRef::Memory(bytes))) => {
+                let sha256: [u8; 32] = Sha256::digest(bytes).into();
+                total_bytes += bytes.len() as u64;
+                hashed
+                    .push(HashedAt {
+                        index,
+                        hashed: Hashed {
+                            size: bytes.len() as u64,
+                            sha256,
+                            sparse: None,
+                        },
+                    })
+                    .map_err(scratch_error)?;
             }
-            slot_of[i] = slot;
+            (src, KindRef::File(ContentRef::Disk(source))) => {
+                let id = match src {
+                    Src::Plan(item) => {
+                        if let ItemKind::File { size, .. } = &item.kind {
+                            total_bytes += size;
+                        }
+                        item.id
+                    }
+                    Src::Own(..) => None,
+                };
+                jobs.push(HashJob {
+                    id: id.unwrap_or((u64::MAX, index)),
+                    index,
+                    source: source.into_owned(),
+                })
+                .map_err(scratch_error)?;
+            }
+            _ => {}
         }
     }
-    let total_bytes: u64 = plan
-        .items
-        .values()
-        .map(|i| match &i.kind {
-            ItemKind::File { size, .. } => *size,
-            _ => 0,
-        })
-        .sum();
     progress.begin("hashing", total_bytes, Unit::Bytes);
-    let cancelled = AtomicBool::new(false);
-    let hashed: Result<Vec<Hashed>, ArchiveError> = pool.install(|| {
-        jobs.par_iter()
-            .map(|job| {
-                if cancelled.load(Ordering::Relaxed) || progress.is_cancelled() {
-                    cancelled.store(true, Ordering::Relaxed);
-                    return Err(ArchiveError::Cancelled);
-                }
-                match job {
-                    Job::Disk(i) => match outs[*i as usize].kind() {
-                        KindRef::File(ContentRef::Disk(p)) => hash_file(&p, progress),
-                        _ => Err(ArchiveError::io(
-                            "hashing",
-                            "the archive",
-                            io::Error::other("an output entry without a file"),
-                        )),
-                    },
-                    Job::Memory(bytes) => {
-                        let d: [u8; 32] = Sha256::digest(bytes).into();
-                        Ok(Hashed {
-                            size: bytes.len() as u64,
-                            sha256: d,
-                            sparse: None,
-                        })
-                    }
-                }
-            })
-            .collect()
-    });
+    let result = hash_jobs(jobs, &mut hashed, threads, progress);
     progress.end();
-    let hashes = hashed?;
-    drop(jobs);
+    result?;
 
-    // Dedup: the first path (in archive order) with a given content, mode and mtime is
-    // stored; later ones become hard links to it. The manifest is written as we go.
-    let link_to = dedup_links(&outs, &slot_of, &hashes);
+    // The manifest, from a second walk of the plan beside the hashes. It goes to a scratch
+    // file beside the output (about 200 bytes a file) and must be complete before the first
+    // tar byte.
     let (mut files, mut bytes_in, mut deduplicated) = (0u64, 0u64, 0u64);
-    // The manifest goes to a scratch file beside the output, not to memory: it is about 200
-    // bytes a file, and it must be complete before the first tar byte.
     let spill_name = PathBuf::from(format!("{}.manifest", output.display()));
     let spill = TempFile::new(&spill_name)?;
     let spill_err = |e: io::Error| ArchiveError::io("writing", &spill.path, e);
     let mut spill_out = io::BufWriter::with_capacity(256 * 1024, &spill.file);
+    let mut hashes = Tape::new().map_err(scratch_error)?;
+    let mut dedup = Sorter::<DedupKey>::new(budget);
     let mut line = String::with_capacity(512);
     begin_files(&mut line);
     spill_out.write_all(line.as_bytes()).map_err(spill_err)?;
     {
-        for (i, out) in outs.iter().enumerate() {
-            let (text, hex_form) = encode(out.path);
+        let mut hashed = hashed.finish().map_err(scratch_error)?;
+        for (index, out) in Outputs::new(plan, &own).enumerate() {
+            let out = out?;
+            let index = index as u64;
+            let (text, hex_form) = encode(&out.path);
             let mut rec = FileRecord {
                 path: text,
                 path_hex: hex_form,
@@ -439,20 +601,52 @@ pub fn write_bundle(
                     rec.target_hex = th;
                 }
                 KindRef::File(_) => {
-                    let h = &hashes[slot_of[i] as usize];
+                    let h = hashed
+                        .next_record()
+                        .map_err(scratch_error)?
+                        .filter(|h| h.index == index)
+                        .ok_or_else(|| internal("a file has no hash"))?;
                     rec.kind = FileType::File;
-                    rec.size = h.size;
-                    rec.sha256 = Some(hex::encode(h.sha256));
+                    rec.size = h.hashed.size;
+                    rec.sha256 = Some(hex::encode(h.hashed.sha256));
                     files += 1;
-                    bytes_in += h.size;
-                    if link_to[i] != NONE {
-                        deduplicated += 1;
-                    }
+                    bytes_in += h.hashed.size;
+                    dedup
+                        .push(DedupKey {
+                            sha256: h.hashed.sha256,
+                            mode: out.mode(),
+                            mtime: out.mtime(),
+                            index,
+                            path: out.path.clone(),
+                        })
+                        .map_err(scratch_error)?;
+                    hashes.push(&h).map_err(scratch_error)?;
                 }
             }
             line.clear();
             write_record(&mut line, &rec);
             spill_out.write_all(line.as_bytes()).map_err(spill_err)?;
+        }
+    }
+
+    // Duplicates: sorted by (content, mode, mtime, index), each group's first is stored and
+    // the others link to it.
+    let mut links = Sorter::<LinkAt>::new(budget);
+    {
+        let mut dedup = dedup.finish().map_err(scratch_error)?;
+        while let Some(first) = dedup.next_record().map_err(scratch_error)? {
+            let same = |k: &DedupKey| {
+                k.sha256 == first.sha256 && k.mode == first.mode && k.mtime == first.mtime
+            };
+            while let Some(later) = dedup.next_if(same).map_err(scratch_error)? {
+                deduplicated += 1;
+                links
+                    .push(LinkAt {
+                        index: later.index,
+                        target: first.path.clone(),
+                    })
+                    .map_err(scratch_error)?;
+            }
         }
     }
 
@@ -482,6 +676,9 @@ pub fn write_bundle(
     let manifest_len = (&spill.file).seek(SeekFrom::End(0)).map_err(spill_err)?;
     (&spill.file).seek(SeekFrom::Start(0)).map_err(spill_err)?;
     drop(manifest);
+    let (hashes, _) = hashes.finish().map_err(scratch_error)?;
+    let hashes_len = hashes.metadata().map_err(scratch_error)?.len();
+    let links = links.finish().map_err(scratch_error)?;
 
     // Pass 2: the archive, into a temporary file beside the output.
     let temp = TempFile::new(output)?;
@@ -506,10 +703,9 @@ pub fn write_bundle(
         &mut *sink,
         &name,
         (&spill.file, manifest_len),
-        &outs,
-        &link_to,
-        &slot_of,
-        &hashes,
+        Outputs::new(plan, &own),
+        TapeReader::new(&hashes, 0, hashes_len),
+        links,
         progress,
     )
     .and_then(|()| {
@@ -543,30 +739,82 @@ pub fn write_bundle(
     })
 }
 
-/// For each output entry, the earlier entry (in archive order) it is stored as a hard link to,
-/// or `u32::MAX`: the first file with a given content, mode and mtime is stored, later ones
-/// link to it. Found by sorting the files' indices (4 bytes a file) rather than with a map
-/// of keys (about 60).
-fn dedup_links(outs: &[Out<'_>], slot_of: &[u32], hashes: &[Hashed]) -> Vec<u32> {
-    let mut link_to = vec![u32::MAX; outs.len()];
-    let mut files: Vec<u32> = (0..outs.len() as u32)
-        .filter(|&i| outs[i as usize].is_file())
-        .collect();
-    let key = |i: u32| {
-        let out = &outs[i as usize];
-        (
-            &hashes[slot_of[i as usize] as usize].sha256,
-            out.mode(),
-            out.mtime(),
-        )
-    };
-    files.sort_unstable_by(|&a, &b| key(a).cmp(&key(b)).then(a.cmp(&b)));
-    for group in files.chunk_by(|&a, &b| key(a) == key(b)) {
-        for &later in &group[1..] {
-            link_to[later as usize] = group[0];
+/// Pass 1: hash the jobs, sorted by inode so that hard links are read once, on `threads`
+/// threads; results go to `hashed` (which sorts them back into archive order).
+fn hash_jobs(
+    jobs: Sorter<HashJob>,
+    hashed: &mut Sorter<HashedAt>,
+    threads: usize,
+    progress: &dyn Progress,
+) -> Result<(), ArchiveError> {
+    let mut jobs = jobs.finish().map_err(scratch_error)?;
+    let stop = AtomicBool::new(false);
+    thread::scope(|scope| {
+        let (job_tx, job_rx) = bounded::<(PathBuf, Vec<u64>)>(threads * 4);
+        let (done_tx, done_rx) = bounded::<(Vec<u64>, Result<Hashed, ArchiveError>)>(threads * 4);
+        for _ in 0..threads.max(1) {
+            let job_rx = job_rx.clone();
+            let done_tx = done_tx.clone();
+            let stop = &stop;
+            scope.spawn(move || {
+                for (source, members) in job_rx {
+                    let result = if stop.load(Ordering::Relaxed) || progress.is_cancelled() {
+                        Err(ArchiveError::Cancelled)
+                    } else {
+                        hash_file(&source, progress)
+                    };
+                    if done_tx.send((members, result)).is_err() {
+                        return;
+                    }
+                }
+            });
         }
-    }
-    link_to
+        drop((job_rx, done_tx));
+        let stop = &stop;
+        let producer = scope.spawn(move || -> Result<(), ArchiveError> {
+            while let Some(first) = jobs.next_record().map_err(scratch_error)? {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                let mut members = vec![first.index];
+                while let Some(same) = jobs.next_if(|j| j.id == first.id).map_err(scratch_error)? {
+                    members.push(same.index);
+                }
+                if job_tx.send((first.source, members)).is_err() {
+                    return Ok(());
+                }
+            }
+            Ok(())
+        });
+        let mut failure: Option<ArchiveError> = None;
+        for (members, result) in done_rx {
+            if failure.is_some() {
+                continue;
+            }
+            let pushed = result.and_then(|h| {
+                for index in members {
+                    hashed
+                        .push(HashedAt {
+                            index,
+                            hashed: h.clone(),
+                        })
+                        .map_err(scratch_error)?;
+                }
+                Ok(())
+            });
+            if let Err(e) = pushed {
+                stop.store(true, Ordering::Relaxed);
+                failure = Some(e);
+            }
+        }
+        let produced = producer
+            .join()
+            .unwrap_or_else(|_| Err(internal("the hashing thread panicked")));
+        match failure {
+            Some(e) => Err(e),
+            None => produced,
+        }
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -574,10 +822,9 @@ fn write_tar(
     sink: &mut dyn Sink,
     name: &str,
     manifest: (&File, u64),
-    outs: &[Out<'_>],
-    link_to: &[u32],
-    slot_of: &[u32],
-    hashes: &[Hashed],
+    outs: Outputs<'_>,
+    mut hashes: TapeReader<'_, HashedAt>,
+    mut links: Merge<LinkAt>,
     progress: &dyn Progress,
 ) -> Result<(), ArchiveError> {
     let io_err = |e: io::Error| ArchiveError::io("writing", "the archive", e);
@@ -628,12 +875,14 @@ fn write_tar(
     );
     sink.write_all(&head).map_err(io_err)?;
     let mut buf = vec![0u8; READ_BUF];
-    for (i, out) in outs.iter().enumerate() {
+    for (index, out) in outs.enumerate() {
+        let out = out?;
+        let index = index as u64;
         if progress.is_cancelled() {
             return Err(ArchiveError::Cancelled);
         }
         head.clear();
-        let path = full(out.path);
+        let path = full(&out.path);
         match out.kind() {
             KindRef::Dir => {
                 tarfmt::write_header(
@@ -666,9 +915,15 @@ fn write_tar(
                 sink.write_all(&head).map_err(io_err)?;
             }
             KindRef::File(content) => {
-                let h = &hashes[slot_of[i] as usize];
-                if let Some(first) = outs.get(link_to[i] as usize) {
-                    let target = full(first.path);
+                let h = hashes
+                    .next_record()
+                    .map_err(scratch_error)?
+                    .filter(|h| h.index == index)
+                    .ok_or_else(|| internal("a file has no hash"))?
+                    .hashed;
+                let h = &h;
+                if let Some(link) = links.next_if(|l| l.index == index).map_err(scratch_error)? {
+                    let target = full(&link.target);
                     tarfmt::write_header(
                         &mut head,
                         &Header {

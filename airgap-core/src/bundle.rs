@@ -155,6 +155,7 @@ pub fn plan_bundle(
     }
     let mut plan = Plan::new(PlanOptions {
         drop_dangling: options.drop_dangling || config.bundle.drop_dangling_links,
+        memory_paths: 0,
     });
     let plugin_limit = match options
         .plugin_timeout
@@ -189,7 +190,7 @@ pub fn plan_bundle(
             target: target.clone(),
             work_dir,
             earlier: if plugin.stage == Stage::Finish {
-                plan.files()
+                plan.files()?
             } else {
                 Vec::new()
             },
@@ -286,7 +287,7 @@ pub fn plan_bundle(
 
 /// Check the planned files against the target profile.
 pub fn check_planned(planned: &Planned) -> Result<CheckReport, Error> {
-    let (inputs, total) = crate::check::plan_inputs(&planned.plan);
+    let (inputs, total) = crate::check::plan_inputs(&planned.plan)?;
     let target = CheckTarget::from_profile(&planned.manifest.target)?;
     crate::check::check_inputs(&inputs, total, &target, planned.manifest.python.as_ref())
 }
@@ -335,6 +336,7 @@ pub fn bundle(
         threads: options.threads,
         unpacker: unpacker.clone(),
         filter: options.filter.as_ref().map(|f| f.0.clone()),
+        memory_paths: 0,
     };
     let summary: WriteSummary = airgap_archive::write_bundle(
         &planned.plan,
@@ -475,7 +477,7 @@ fn check_claims(
                 return Err(contract(why));
             }
         }
-        if plan.added_last(&env.executable).is_none() {
+        if plan.added_last(&env.executable)?.is_none() {
             return Err(contract(format!(
                 "its Python executable {:?} is not among the files it brought",
                 env.executable
@@ -493,7 +495,7 @@ fn check_claims(
                 if let Some(why) = outside_the_bundle("file to rewrite", &file.path) {
                     return Err(contract(why));
                 }
-                if plan.added_last(&file.path) != Some(FileKind::File) {
+                if plan.added_last(&file.path)? != Some(FileKind::File) {
                     return Err(contract(format!(
                         "an install step rewrites {:?}, which is not a file it brought",
                         file.path

@@ -992,7 +992,7 @@ pub fn check_planned_against(
     planned: &crate::Planned,
     target: Option<CheckTarget>,
 ) -> Result<CheckReport, Error> {
-    let (inputs, total) = plan_inputs(&planned.plan);
+    let (inputs, total) = plan_inputs(&planned.plan)?;
     let target = match target {
         Some(mut t) => {
             merge_profile(&mut t.profile, &planned.manifest.target);
@@ -1007,12 +1007,14 @@ pub fn check_planned_against(
 /// `.dist-info/WHEEL` files; and the number of regular files in the plan. The other files
 /// do not matter to the check (a library the loader finds must be ELF) and are not kept: a
 /// path and a source path per file would be the largest thing in memory while it runs.
-pub(crate) fn plan_inputs(plan: &airgap_archive::Plan) -> (Vec<CheckInput>, usize) {
+pub(crate) fn plan_inputs(plan: &airgap_archive::Plan) -> Result<(Vec<CheckInput>, usize), Error> {
     use rayon::prelude::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
     let total = AtomicUsize::new(0);
+    let mut failed = None;
     let mut inputs: Vec<CheckInput> = plan
         .iter_files()
+        .filter_map(|f| f.map_err(|e| failed = Some(e)).ok())
         .filter(|f| f.kind == airgap_plugin_api::FileKind::File)
         .par_bridge()
         .filter_map(|f| {
@@ -1024,8 +1026,11 @@ pub(crate) fn plan_inputs(plan: &airgap_archive::Plan) -> (Vec<CheckInput>, usiz
             wanted.then_some(CheckInput { path: f.path, disk })
         })
         .collect();
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
     inputs.sort_by(|a, b| a.path.cmp(&b.path));
-    (inputs, total.into_inner())
+    Ok((inputs, total.into_inner()))
 }
 
 /// Fill what the user did not give from the manifest's profile (Python ABI, platforms).

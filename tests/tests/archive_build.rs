@@ -199,6 +199,176 @@ fn same_input_gives_byte_identical_bundles_whatever_the_threads() {
     assert!(fs::read(&out).unwrap() == bytes[0]);
 }
 
+/// Plan the tree as three sources (the second repeats some paths with the same content,
+/// the third replaces one), keeping at most `memory` paths in memory.
+fn plan_in_layers(src: &Path, extra: &Path, memory: usize) -> airgap_archive::Plan {
+    let mut p = airgap_archive::Plan::new(PlanOptions {
+        memory_paths: memory,
+        ..PlanOptions::default()
+    });
+    p.add("files", &[Entry::path(src, "data")], &NoProgress)
+        .unwrap();
+    p.add(
+        "again",
+        &[
+            Entry::path(src.join("sub"), "data/sub"),
+            Entry::path(src.join("regular.txt"), "data/regular.txt"),
+            Entry::path(extra, "more"),
+        ],
+        &NoProgress,
+    )
+    .unwrap();
+    p.add(
+        "last",
+        &[Entry::path(extra.join("x"), "data/same1").replacing()],
+        &NoProgress,
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+fn plans_and_sorts_moved_to_disk_give_the_same_bytes() {
+    let tmp = tempdir();
+    let src = build_tree(&tmp.path().join("tree"));
+    let extra = tmp.path().join("extra");
+    fs::create_dir_all(extra.join("d/e")).unwrap();
+    fs::write(extra.join("x"), "replacement\n").unwrap();
+    fs::write(extra.join("d/e/y"), "hello\n").unwrap();
+    std::os::unix::fs::symlink("e/y", extra.join("d/y-link")).unwrap();
+    set_mtimes(&extra, 1_700_000_000);
+    let mut reference: Option<(Vec<u8>, Vec<String>)> = None;
+    // 0 is the default (everything in memory here); 1 puts every path in a run of its own.
+    for memory in [0usize, 1, 2, 3, 5, 8] {
+        let p = plan_in_layers(&src, &extra, memory);
+        let files: Vec<String> = p.files().unwrap().into_iter().map(|f| f.path).collect();
+        assert_eq!(files.len(), p.len());
+        let out = tmp.path().join(format!("m{memory}.tar.gz"));
+        write_bundle(
+            &p,
+            input("b"),
+            &out,
+            &WriteOptions {
+                memory_paths: memory,
+                ..WriteOptions::default()
+            },
+            &NoProgress,
+        )
+        .unwrap();
+        let bytes = fs::read(&out).unwrap();
+        match &reference {
+            None => reference = Some((bytes, files)),
+            Some((want, want_files)) => {
+                assert_eq!(&files, want_files, "memory_paths = {memory}");
+                assert!(
+                    *want == bytes,
+                    "memory_paths = {memory}: the bundle differs"
+                );
+            }
+        }
+    }
+    // What the layers must show: the replaced file, the links kept, the dedup.
+    let x = tmp.path().join("x");
+    fs::create_dir(&x).unwrap();
+    gnu_tar(
+        &["-xzf", tmp.path().join("m1.tar.gz").to_str().unwrap()],
+        &x,
+    );
+    assert_eq!(
+        fs::read_to_string(x.join("b/data/same1")).unwrap(),
+        "replacement\n"
+    );
+    assert_eq!(
+        fs::read_link(x.join("b/data/rel-link")).unwrap(),
+        Path::new("regular.txt")
+    );
+    assert_eq!(
+        fs::read_link(x.join("b/more/d/y-link")).unwrap(),
+        Path::new("e/y")
+    );
+    let meta = |p: &str| fs::metadata(x.join("b/data").join(p)).unwrap();
+    assert_eq!(meta("hard1").ino(), meta("hard2").ino());
+    assert_eq!(
+        meta("regular.txt").ino(),
+        fs::metadata(x.join("b/more/d/e/y")).unwrap().ino()
+    );
+}
+
+#[test]
+fn conflicts_are_found_when_the_plan_is_on_disk() {
+    let tmp = tempdir();
+    let dir = tmp.path().join("dir");
+    fs::create_dir_all(dir.join("x")).unwrap();
+    for i in 0..20 {
+        fs::write(dir.join(format!("x/f{i:02}")), format!("{i}")).unwrap();
+    }
+    fs::write(tmp.path().join("other"), "other").unwrap();
+    for memory in [1usize, 4] {
+        let new_plan = || {
+            let mut p = airgap_archive::Plan::new(PlanOptions {
+                memory_paths: memory,
+                ..PlanOptions::default()
+            });
+            p.add("conda", &[Entry::path(&dir, "env")], &NoProgress)
+                .unwrap();
+            p
+        };
+        // Different content at a path planned (and moved to disk) by an earlier plugin.
+        let err = new_plan()
+            .add(
+                "pip",
+                &[Entry::path(tmp.path().join("other"), "env/x/f07")],
+                &NoProgress,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&err, ArchiveError::Conflict { path, first, second }
+                if path == "env/x/f07" && first == "conda" && second == "pip"),
+            "{err}"
+        );
+        // A file where the earlier plugin has a directory, and the reverse.
+        let err = new_plan()
+            .add(
+                "pip",
+                &[Entry::path(tmp.path().join("other"), "env/x/f03/inside")],
+                &NoProgress,
+            )
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("env/x/f03 (not a directory)"),
+            "{err}"
+        );
+        let err = new_plan()
+            .add(
+                "pip",
+                &[Entry::path(tmp.path().join("other"), "env/x")],
+                &NoProgress,
+            )
+            .unwrap_err();
+        assert!(matches!(err, ArchiveError::Conflict { .. }), "{err}");
+        // The same content again, and a deliberate replacement, are fine.
+        let mut p = new_plan();
+        let added = p
+            .add(
+                "pip",
+                &[
+                    Entry::path(dir.join("x/f05"), "env/x/f05"),
+                    Entry::path(tmp.path().join("other"), "env/x/f09").replacing(),
+                ],
+                &NoProgress,
+            )
+            .unwrap();
+        let added: Vec<&str> = added.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(added, ["env/x/f09"], "memory_paths = {memory}");
+        assert_eq!(
+            p.added_last("env/x/f09").unwrap(),
+            Some(airgap_plugin_api::FileKind::File)
+        );
+        assert_eq!(p.added_last("env/x/f05").unwrap(), None);
+        assert_eq!(p.len(), 22);
+    }
+}
+
 #[test]
 fn dangling_link_is_an_error_naming_it_or_dropped_with_a_warning() {
     let tmp = tempdir();
@@ -214,12 +384,13 @@ fn dangling_link_is_an_error_naming_it_or_dropped_with_a_warning() {
         &[Entry::path(&src, "d")],
         PlanOptions {
             drop_dangling: true,
+            ..PlanOptions::default()
         },
     )
     .unwrap();
     assert_eq!(p.warnings().len(), 1, "{:?}", p.warnings());
     assert!(p.warnings()[0].contains("dangling"));
-    assert!(p.files().iter().all(|f| f.path != "d/dangling"));
+    assert!(p.files().unwrap().iter().all(|f| f.path != "d/dangling"));
 }
 
 #[test]
@@ -237,7 +408,12 @@ fn link_loop_is_an_error_naming_it() {
     fs::create_dir_all(src2.join("a")).unwrap();
     std::os::unix::fs::symlink("..", src2.join("a/up")).unwrap();
     let p = plan(&[Entry::path(&src2, "d")], PlanOptions::default()).unwrap();
-    let up = p.files().into_iter().find(|f| f.path == "d/a/up").unwrap();
+    let up = p
+        .files()
+        .unwrap()
+        .into_iter()
+        .find(|f| f.path == "d/a/up")
+        .unwrap();
     assert!(
         matches!(up.kind, airgap_plugin_api::FileKind::Symlink { ref target } if target == ".."),
         "{up:?}"
@@ -310,7 +486,7 @@ fn exclude_globs_leave_paths_out() {
         replace: false,
     };
     let p = plan(&[entry], PlanOptions::default()).unwrap();
-    let paths: Vec<String> = p.files().into_iter().map(|f| f.path).collect();
+    let paths: Vec<String> = p.files().unwrap().into_iter().map(|f| f.path).collect();
     assert_eq!(paths, vec!["d", "d/pkg", "d/pkg/m.py", "d/top.log"]);
 }
 
