@@ -16,7 +16,7 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::error::ArchiveError;
 use crate::progress::{Level, Progress, Unit};
-use crate::spill::{self, put_bytes, put_u32, put_u64, Decoder, Record, TapeReader};
+use crate::spill::{self, put_bytes, put_u32, put_u64, Decoder, Record, Stack, TapeReader};
 
 /// Top-level names the bundle reserves for itself.
 pub const RESERVED: &[&str] = &[".airgap", "unpack"];
@@ -123,6 +123,52 @@ struct PendingLink {
     replace: bool,
     /// Canonical directories being walked through links above this one (loop guard).
     chain: Vec<PathBuf>,
+}
+
+impl Record for PendingLink {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_bytes(out, self.disk.as_os_str().as_bytes());
+        put_bytes(out, &self.dest);
+        let flags = u8::from(self.mode.is_some())
+            | u8::from(self.package.is_some()) << 1
+            | u8::from(self.replace) << 2;
+        out.push(flags);
+        put_u32(out, self.mode.unwrap_or(0));
+        if let Some(package) = &self.package {
+            put_bytes(out, package.as_bytes());
+        }
+        put_u32(out, self.chain.len() as u32);
+        for dir in &self.chain {
+            put_bytes(out, dir.as_os_str().as_bytes());
+        }
+    }
+
+    fn decode(bytes: &[u8]) -> io::Result<Self> {
+        let mut d = Decoder::new(bytes);
+        let path = |b: &[u8]| PathBuf::from(OsStr::from_bytes(b));
+        let disk = path(d.bytes()?);
+        let dest = d.bytes()?.to_vec();
+        let flags = d.u8()?;
+        let mode = d.u32()?;
+        let package = if flags & 2 != 0 {
+            let text = std::str::from_utf8(d.bytes()?).map_err(|_| spill::corrupt())?;
+            Some(Arc::from(text))
+        } else {
+            None
+        };
+        let mut chain = Vec::new();
+        for _ in 0..d.u32()? {
+            chain.push(path(d.bytes()?));
+        }
+        Ok(PendingLink {
+            disk,
+            dest,
+            mode: (flags & 1 != 0).then_some(mode),
+            package,
+            replace: flags & 4 != 0,
+            chain,
+        })
+    }
 }
 
 struct Excludes {
@@ -393,7 +439,7 @@ impl Plan {
         progress.begin(&format!("scanning {plugin}"), 0, Unit::Items);
         self.shared_plugin = Some(Arc::from(plugin));
         self.gen += 1;
-        let mut pending = Vec::new();
+        let mut pending = Stack::new(self.budget());
         let result = (|| {
             for entry in entries {
                 if progress.is_cancelled() {
@@ -401,7 +447,7 @@ impl Plan {
                 }
                 self.add_entry(plugin, entry, &mut pending, progress)?;
             }
-            while let Some(link) = pending.pop() {
+            while let Some(link) = pending.pop().map_err(scratch_error)? {
                 if progress.is_cancelled() {
                     return Err(ArchiveError::Cancelled);
                 }
@@ -456,7 +502,7 @@ impl Plan {
         &mut self,
         plugin: &str,
         entry: &Entry,
-        pending: &mut Vec<PendingLink>,
+        pending: &mut Stack<PendingLink>,
         progress: &dyn Progress,
     ) -> Result<(), ArchiveError> {
         let dest = clean_dest(plugin, &entry.dest)?;
@@ -627,7 +673,7 @@ impl Plan {
         w: &Walk<'_>,
         dir: &Path,
         dest: &[u8],
-        pending: &mut Vec<PendingLink>,
+        pending: &mut Stack<PendingLink>,
         progress: &dyn Progress,
     ) -> Result<(), ArchiveError> {
         // Only the top of each walk is a root: sub-directories are found under it.
@@ -656,14 +702,16 @@ impl Plan {
             progress.advance(1);
             let ft = meta.file_type();
             if ft.is_symlink() {
-                pending.push(PendingLink {
-                    disk: path,
-                    dest: child_dest,
-                    mode: None,
-                    package: w.package.clone(),
-                    replace: w.replace,
-                    chain: w.chain.clone(),
-                });
+                pending
+                    .push(PendingLink {
+                        disk: path,
+                        dest: child_dest,
+                        mode: None,
+                        package: w.package.clone(),
+                        replace: w.replace,
+                        chain: w.chain.clone(),
+                    })
+                    .map_err(scratch_error)?;
             } else if ft.is_dir() {
                 let item = Item {
                     kind: ItemKind::Dir,
@@ -709,7 +757,7 @@ impl Plan {
         &mut self,
         plugin: &str,
         link: PendingLink,
-        pending: &mut Vec<PendingLink>,
+        pending: &mut Stack<PendingLink>,
         progress: &dyn Progress,
     ) -> Result<(), ArchiveError> {
         let meta = match fs::metadata(&link.disk) {

@@ -197,6 +197,71 @@ impl<T: Record> Iterator for TapeReader<'_, T> {
     }
 }
 
+/// A last-in first-out stack that keeps its newest records in memory and moves the older
+/// ones to an unnamed temporary file beyond a budget. On disk each record is followed by its
+/// length, so that it can be read back from the end.
+pub(crate) struct Stack<T> {
+    memory: Vec<T>,
+    budget: usize,
+    file: Option<File>,
+    /// Bytes of the file in use.
+    len: u64,
+    scratch: Vec<u8>,
+}
+
+impl<T: Record> Stack<T> {
+    pub(crate) fn new(budget: usize) -> Self {
+        Stack {
+            memory: Vec::new(),
+            budget: budget.max(2),
+            file: None,
+            len: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    pub(crate) fn push(&mut self, record: T) -> io::Result<()> {
+        self.memory.push(record);
+        if self.memory.len() > self.budget {
+            let file = match &mut self.file {
+                Some(f) => f,
+                None => self.file.insert(tempfile::tempfile()?),
+            };
+            let mut out = Vec::new();
+            for r in self.memory.drain(..self.budget / 2) {
+                let start = out.len();
+                r.encode(&mut out);
+                let n = (out.len() - start) as u32;
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+            file.write_all_at(&out, self.len)?;
+            self.len += out.len() as u64;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn pop(&mut self) -> io::Result<Option<T>> {
+        if let Some(r) = self.memory.pop() {
+            return Ok(Some(r));
+        }
+        let Some(file) = &self.file else {
+            return Ok(None);
+        };
+        if self.len == 0 {
+            return Ok(None);
+        }
+        let mut n = [0u8; 4];
+        let at = self.len.checked_sub(4).ok_or_else(corrupt)?;
+        file.read_exact_at(&mut n, at)?;
+        let n = u64::from(u32::from_le_bytes(n));
+        let start = at.checked_sub(n).ok_or_else(corrupt)?;
+        self.scratch.resize(n as usize, 0);
+        file.read_exact_at(&mut self.scratch, start)?;
+        self.len = start;
+        T::decode(&self.scratch).map(Some)
+    }
+}
+
 /// Sorts records by their `Ord`, spilling sorted runs to disk beyond a budget.
 pub(crate) struct Sorter<T> {
     memory: Vec<T>,
@@ -386,6 +451,31 @@ mod tests {
         assert_eq!(sorted(1000, 600), want);
         // 1000 / 7 runs: more than MAX_FAN_IN, so runs are merged on the way.
         assert_eq!(sorted(1000, 7), want);
+    }
+
+    #[test]
+    fn stack_pops_in_reverse_order_across_memory_and_disk() {
+        let mut stack = Stack::new(4);
+        for k in 0..10u64 {
+            stack.push(Pair(k, vec![b'y'; k as usize])).unwrap();
+        }
+        assert_eq!(stack.pop().unwrap(), Some(Pair(9, vec![b'y'; 9])));
+        stack.push(Pair(100, Vec::new())).unwrap();
+        let mut got = Vec::new();
+        while let Some(Pair(k, _)) = stack.pop().unwrap() {
+            got.push(k);
+            if k == 5 {
+                for extra in 200..207 {
+                    stack.push(Pair(extra, Vec::new())).unwrap();
+                }
+            }
+        }
+        let want: Vec<u64> = [100, 8, 7, 6, 5]
+            .into_iter()
+            .chain((200..207).rev())
+            .chain([4, 3, 2, 1, 0])
+            .collect();
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -592,18 +592,22 @@ fn memory_growth(
     Ok(rows)
 }
 
-/// Peak memory against the number of files, and the growth per file from the smallest part
-/// to the whole tree.
+/// Peak memory against the number of files, and the growth per file between each size and
+/// the next (the plan keeps 16,384 paths in memory before it moves them to disk, so the
+/// first step also fills that buffer).
 fn print_memory_growth(parts: &[(String, u64, u64)], files: u64, kib: u64) {
     println!("  peak memory as the tree grows [flat]:");
     for (what, n, m) in parts {
         println!("    {n:>7} files ({what}): {}", mib(*m));
     }
     println!("    {files:>7} files (whole tree): {}", mib(kib));
-    if let Some((_, n0, m0)) = parts.first() {
-        if files > *n0 {
-            let slope = (kib as f64 - *m0 as f64) * 1024.0 / (files - n0) as f64;
-            println!("    growth: {slope:.0} bytes per file");
+    let mut points: Vec<(u64, u64)> = parts.iter().map(|(_, n, m)| (*n, *m)).collect();
+    points.push((files, kib));
+    for pair in points.windows(2) {
+        let ((n0, m0), (n1, m1)) = (pair[0], pair[1]);
+        if n1 > n0 {
+            let slope = (m1 as f64 - m0 as f64) * 1024.0 / (n1 - n0) as f64;
+            println!("    growth from {n0} to {n1} files: {slope:.0} bytes per file");
         }
     }
 }
