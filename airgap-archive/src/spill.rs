@@ -16,7 +16,7 @@ pub(crate) const DEFAULT_BUDGET: usize = 16 * 1024;
 /// buffers of a merge stay bounded too).
 const MAX_FAN_IN: usize = 32;
 /// Read buffer per run while merging.
-const RUN_BUF: usize = 64 * 1024;
+const RUN_BUF: usize = 16 * 1024;
 
 /// A record that can go to disk and come back.
 pub(crate) trait Record: Sized {
