@@ -436,3 +436,64 @@ fn platform_tags_without_packaging_come_from_the_glibc_version() {
     }
     assert_eq!(facts.platforms.last().unwrap(), &format!("linux_{arch}"));
 }
+
+#[test]
+fn files_over_the_whole_read_limit_are_scanned_in_windows_with_the_same_rewrites() {
+    let base = conda::base_python();
+    let tmp = tempdir();
+    let venv = tmp.path().join("src/venv-with-large-files");
+    conda::venv(&base, &venv, &[]);
+    let venv = std::fs::canonicalize(&venv).unwrap();
+    let prefix = venv.to_str().unwrap().as_bytes().to_vec();
+    let big = venv.join("share/big");
+    std::fs::create_dir_all(&big).unwrap();
+    // Over the 4 MiB limit, with windows of 1 MiB: the prefix at offsets around the first
+    // window's end, wherever the overlap (the longest prefix) puts it.
+    const SIZE: usize = 4 * 1024 * 1024 + 1;
+    const WINDOW: usize = 1024 * 1024;
+    let mut straddling = Vec::new();
+    for (i, at) in (WINDOW - prefix.len()..WINDOW + 2 * prefix.len())
+        .step_by(7)
+        .enumerate()
+    {
+        let mut data = vec![b'a'; SIZE];
+        data[at..at + prefix.len()].copy_from_slice(&prefix);
+        let name = format!("text-{i:02}.txt");
+        std::fs::write(big.join(&name), &data).unwrap();
+        straddling.push(name);
+    }
+    // A two-byte character cut by the window's end is still text.
+    let mut data = vec![b'b'; SIZE];
+    data[WINDOW - 1..WINDOW + 1].copy_from_slice("é".as_bytes());
+    data[3 * WINDOW..3 * WINDOW + prefix.len()].copy_from_slice(&prefix);
+    std::fs::write(big.join("utf8.txt"), &data).unwrap();
+    // NUL bytes make it binary.
+    let mut data = vec![0u8; SIZE];
+    data[2 * WINDOW + 5..2 * WINDOW + 5 + prefix.len()].copy_from_slice(&prefix);
+    std::fs::write(big.join("data.bin"), &data).unwrap();
+    std::fs::write(big.join("clean.bin"), vec![0u8; SIZE]).unwrap();
+
+    let config = json!({ "prefix": venv, "stdlib_tests": false });
+    let c = contribute(config, &tmp.path().join("work"), None).expect("contribute");
+    let found = |name: &str| -> Vec<PrefixMode> {
+        rewrites(&c)
+            .into_iter()
+            .filter(|(d, old, _)| {
+                d.ends_with(&format!("share/big/{name}")) && old.as_bytes() == prefix
+            })
+            .map(|(_, _, m)| m)
+            .collect()
+    };
+    for name in &straddling {
+        assert_eq!(found(name), [PrefixMode::Text], "{name}");
+    }
+    assert_eq!(found("utf8.txt"), [PrefixMode::Text]);
+    assert_eq!(found("data.bin"), [PrefixMode::Binary]);
+    assert!(
+        !listed(&c, "clean.bin")
+            .iter()
+            .any(|d| d.ends_with("clean.bin")),
+        "{:?}",
+        rewrites(&c)
+    );
+}

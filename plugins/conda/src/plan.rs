@@ -682,11 +682,27 @@ impl Planner<'_> {
                 return Ok(());
             }
         }
-        let data = std::fs::read(path).map_err(read_error)?;
-        let mut content: Option<Vec<u8>> = None;
         let spellings = self.prefix_spellings();
         let placeholder = managed.and_then(|m| m.placeholder.clone());
         let is_managed = managed.is_some();
+        let size = std::fs::metadata(path).map_err(read_error)?.len();
+        if size > WHOLE_READ_LIMIT
+            && self
+                .plan_large_file(
+                    path,
+                    dest,
+                    &mut plan,
+                    &spellings,
+                    placeholder.as_ref(),
+                    is_managed,
+                )
+                .map_err(read_error)?
+        {
+            self.files.push(plan);
+            return Ok(());
+        }
+        let data = std::fs::read(path).map_err(read_error)?;
+        let mut content: Option<Vec<u8>> = None;
 
         if data.starts_with(b"!<arch>\n") {
             // A static library: object code, like ELF files. Its strings are only listed on
@@ -807,6 +823,125 @@ impl Planner<'_> {
         }
         self.files.push(plan);
         Ok(())
+    }
+
+    /// Plan a file over [`WHOLE_READ_LIMIT`] without reading it whole: its prefixes are looked
+    /// for in windows, so that memory does not grow with the size of files (a conda env can
+    /// hold libraries of gigabytes). Returns false, having planned nothing, for the files
+    /// whose contents must change at bundle time (a script's `#!` line, an ELF search path
+    /// into the environment): those are read whole as before.
+    fn plan_large_file(
+        &mut self,
+        path: &Path,
+        dest: &str,
+        plan: &mut FilePlan,
+        spellings: &[(String, String)],
+        placeholder: Option<&(String, PrefixMode)>,
+        is_managed: bool,
+    ) -> std::io::Result<bool> {
+        let mut head = [0u8; 8];
+        let n = read_up_to(&mut std::fs::File::open(path)?, &mut head)?;
+        let head = &head[..n];
+        if head.starts_with(b"#!") {
+            return Ok(false);
+        }
+        let is_archive = head.starts_with(b"!<arch>\n");
+        let is_elf = search_path::is_elf(head);
+        if is_elf {
+            let Ok(elf) = airgap_elf::ElfFile::parse(path) else {
+                return Ok(false);
+            };
+            let into_env = elf.rpath().iter().chain(elf.runpath()).any(|dir| {
+                dir.starts_with('/') && self.map(&paths::normalize(Path::new(dir))).is_some()
+            });
+            if into_env {
+                return Ok(false);
+            }
+        }
+        if placeholder.is_none() && is_managed {
+            // Conda lists no prefix in it, and its search path stays: nothing to look for.
+            return Ok(true);
+        }
+        let (found, text) =
+            self.scan_file(path, spellings, placeholder.map(|(ph, _)| ph.as_str()))?;
+        if let Some((_, mode)) = placeholder {
+            for (old, root) in found {
+                plan.rewrites.push((old, root, *mode));
+            }
+        } else if is_archive || is_elf {
+            if !found.is_empty() {
+                if self.config.rewrite_elf_strings {
+                    for (old, root) in found {
+                        plan.rewrites.push((old, root, PrefixMode::Binary));
+                    }
+                } else {
+                    self.elf_strings_left.push(dest.to_string());
+                }
+            }
+        } else {
+            let mode = if text {
+                PrefixMode::Text
+            } else {
+                PrefixMode::Binary
+            };
+            for (old, root) in found {
+                plan.rewrites.push((old, root, mode));
+            }
+        }
+        Ok(true)
+    }
+
+    /// [`Planner::found_prefixes`] over a file read in windows that overlap by the longest
+    /// prefix, and whether the file is text (valid UTF-8 without NUL bytes).
+    fn scan_file(
+        &self,
+        path: &Path,
+        spellings: &[(String, String)],
+        placeholder: Option<&str>,
+    ) -> std::io::Result<(Vec<(String, String)>, bool)> {
+        let longest = spellings
+            .iter()
+            .map(|(s, _)| s.len())
+            .chain(placeholder.map(str::len))
+            .max()
+            .unwrap_or(0);
+        let overlap = longest.saturating_sub(1);
+        let mut file = std::fs::File::open(path)?;
+        let mut buf = vec![0u8; SCAN_WINDOW + overlap];
+        let mut kept = 0;
+        let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
+        let mut text = true;
+        let mut partial_char: Vec<u8> = Vec::new();
+        loop {
+            let n = read_up_to(&mut file, &mut buf[kept..kept + SCAN_WINDOW])?;
+            if n == 0 {
+                break;
+            }
+            if text {
+                text = text_continues(&buf[kept..kept + n], &mut partial_char);
+            }
+            let window = &buf[..kept + n];
+            seen.extend(self.found_prefixes(window, spellings, placeholder));
+            let keep = overlap.min(window.len());
+            let len = window.len();
+            buf.copy_within(len - keep..len, 0);
+            kept = keep;
+        }
+        // In the order the whole-file search gives: the placeholder, then longest first.
+        let mut found = Vec::new();
+        if let Some(ph) = placeholder {
+            let entry = (ph.to_string(), self.roots[0].dest.clone());
+            if seen.remove(&entry) {
+                found.push(entry);
+            }
+        }
+        for (s, root) in spellings {
+            let entry = (s.clone(), root.clone());
+            if seen.remove(&entry) {
+                found.push(entry);
+            }
+        }
+        Ok((found, text && partial_char.is_empty()))
     }
 
     /// Give a copy of `path` the search path `entries` with airgap-elf (patchelf), for the
@@ -1100,6 +1235,44 @@ fn occurs_alone(data: &[u8], s: &str, found: &[(String, String)]) -> bool {
         rest = prefix::replace_text(&rest, o.as_bytes(), b"\0");
     }
     prefix::contains(&rest, s.as_bytes())
+}
+
+/// Files over this size are scanned in windows instead of being read whole (see
+/// [`Planner::plan_large_file`]).
+const WHOLE_READ_LIMIT: u64 = 4 * 1024 * 1024;
+/// Bytes read at a time by [`Planner::scan_file`].
+const SCAN_WINDOW: usize = 1024 * 1024;
+
+/// Read until `buf` is full or the end of the file.
+fn read_up_to(r: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+/// Whether text goes on being text with `chunk`: no NUL byte, valid UTF-8, a character cut
+/// at the end of one chunk completed by the next (`partial` carries its first bytes).
+fn text_continues(chunk: &[u8], partial: &mut Vec<u8>) -> bool {
+    if chunk.contains(&0) {
+        return false;
+    }
+    let mut joined = std::mem::take(partial);
+    joined.extend_from_slice(chunk);
+    match std::str::from_utf8(&joined) {
+        Ok(_) => true,
+        Err(e) if e.error_len().is_none() => {
+            *partial = joined[e.valid_up_to()..].to_vec();
+            true
+        }
+        Err(_) => false,
+    }
 }
 
 /// Directories and files of a conda installation that never belong in a bundle.
