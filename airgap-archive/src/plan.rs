@@ -22,13 +22,20 @@ use crate::spill::{self, put_bytes, put_u32, put_u64, Decoder, Record, Stack, Ta
 pub const RESERVED: &[&str] = &[".airgap", "unpack"];
 
 /// How the plan treats what it cannot follow, and how much it keeps in memory.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct PlanOptions {
     /// Leave out dangling links and link loops with a warning instead of failing.
     pub drop_dangling: bool,
     /// Paths kept in memory before the plan moves them to a sorted run on disk (0: the
     /// default, 16,384). A smaller number costs time, never a different bundle.
     pub memory_paths: usize,
+    /// Where plugins write the files they make during this run (rewritten copies, grafted
+    /// libraries, downloaded wheels): the mtime of anything under it is the time of the
+    /// build, so it is replaced by [`PlanOptions::generated_mtime`] to keep bundles
+    /// reproducible.
+    pub work_dir: Option<PathBuf>,
+    /// The mtime given to files under `work_dir` (`SOURCE_DATE_EPOCH`, else 0).
+    pub generated_mtime: u64,
 }
 
 /// Records between two entries of a run's index: a look-up reads at most this many.
@@ -334,9 +341,22 @@ fn display(path: &[u8]) -> String {
 impl Plan {
     /// An empty plan.
     pub fn new(options: PlanOptions) -> Plan {
+        let mut options = options;
+        // Paths are compared as the walk finds them: canonical.
+        options.work_dir = options
+            .work_dir
+            .map(|dir| fs::canonicalize(&dir).unwrap_or(dir));
         Plan {
             options,
             ..Plan::default()
+        }
+    }
+
+    /// The mtime to store for `path`: its own, unless a plugin made it during this run.
+    fn mtime_of(&self, path: &Path, meta: &fs::Metadata) -> u64 {
+        match &self.options.work_dir {
+            Some(dir) if path.starts_with(dir) => self.options.generated_mtime,
+            _ => mtime_of(meta),
         }
     }
 
@@ -568,7 +588,7 @@ impl Plan {
                         let item = Item {
                             kind: ItemKind::Dir,
                             mode: entry.mode.unwrap_or(meta.mode()) & 0o1777,
-                            mtime: mtime_of(&meta),
+                            mtime: self.mtime_of(&canonical, &meta),
                             plugin: plugin.into(),
                             package: package.clone(),
                             id: Some((meta.dev(), meta.ino())),
@@ -644,7 +664,7 @@ impl Plan {
                 size: meta.len(),
             },
             mode: bits,
-            mtime: mtime_of(meta),
+            mtime: self.mtime_of(source, meta),
             plugin: plugin.into(),
             package: package.clone(),
             id: Some((meta.dev(), meta.ino())),
@@ -716,7 +736,7 @@ impl Plan {
                 let item = Item {
                     kind: ItemKind::Dir,
                     mode: meta.mode() & 0o1777,
-                    mtime: mtime_of(&meta),
+                    mtime: self.mtime_of(&path, &meta),
                     plugin: w.plugin.into(),
                     package: w.package.clone(),
                     id: Some((meta.dev(), meta.ino())),
@@ -795,7 +815,7 @@ impl Plan {
                             target: relative(parent(&link.dest), &bundle_path),
                         },
                         mode: 0o777,
-                        mtime: mtime_of(&lmeta),
+                        mtime: self.mtime_of(&link.disk, &lmeta),
                         plugin: plugin.into(),
                         package: link.package.clone(),
                         id: Some((lmeta.dev(), lmeta.ino())),
@@ -822,7 +842,7 @@ impl Plan {
             let item = Item {
                 kind: ItemKind::Dir,
                 mode: meta.mode() & 0o1777,
-                mtime: mtime_of(&meta),
+                mtime: self.mtime_of(&canonical, &meta),
                 plugin: plugin.into(),
                 package: link.package.clone(),
                 id: Some((meta.dev(), meta.ino())),

@@ -153,9 +153,12 @@ pub fn plan_bundle(
     if options.dest_prefix.is_some() {
         target.prefix = options.dest_prefix.clone();
     }
+    let mut warnings = Vec::new();
     let mut plan = Plan::new(PlanOptions {
         drop_dangling: options.drop_dangling || config.bundle.drop_dangling_links,
         memory_paths: 0,
+        work_dir: Some(work.path().to_path_buf()),
+        generated_mtime: generated_mtime(&mut warnings),
     });
     let plugin_limit = match options
         .plugin_timeout
@@ -169,7 +172,6 @@ pub fn plan_bundle(
     let mut facts = std::collections::BTreeMap::new();
     let mut packages = Vec::new();
     let mut steps = Vec::new();
-    let mut warnings = Vec::new();
     let mut reports = Vec::new();
     let mut plugin_records = Vec::new();
 
@@ -283,6 +285,20 @@ pub fn plan_bundle(
         warnings,
         work,
     })
+}
+
+/// The mtime of the files plugins make during the run: `SOURCE_DATE_EPOCH` when set (the
+/// reproducible-builds convention), else 0, so that bundling twice gives the same bytes.
+fn generated_mtime(warnings: &mut Vec<String>) -> u64 {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Err(_) => 0,
+        Ok(v) => v.trim().parse().unwrap_or_else(|_| {
+            warnings.push(format!(
+                "SOURCE_DATE_EPOCH={v:?} is not a number of seconds: files made while bundling get mtime 0"
+            ));
+            0
+        }),
+    }
 }
 
 /// Check the planned files against the target profile.

@@ -102,3 +102,65 @@ fn a_pyenv_bundle_imports_ssl_in_a_bare_debian_root_only_with_syslibs() {
     );
     assert!(done.stdout.contains("OpenSSL 3"), "{}", done.stdout);
 }
+
+#[test]
+fn bundling_twice_gives_the_same_bytes_though_plugins_make_files_while_bundling() {
+    let Some(py) = pyenv_python().filter(|p| p.join("bin/python3.11").exists()) else {
+        eprintln!("skipped: no pyenv Python 3.11");
+        return;
+    };
+    let tmp = tempdir();
+    let full = config(tmp.path(), &py, "again", true);
+    let first = tmp.path().join("first.tar.gz");
+    let second = tmp.path().join("second.tar.gz");
+    bundle(&full, &first, &[]).success();
+    // Files the plugins make (grafted libraries, the activate script, rewritten scripts) are
+    // new each run: a second later, their mtimes would differ.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    bundle(&full, &second, &[]).success();
+    assert!(
+        std::fs::read(&first).unwrap() == std::fs::read(&second).unwrap(),
+        "two bundles of the same input differ"
+    );
+    let listing = |bundle: &Path| {
+        run(std::process::Command::new("tar")
+            .args(["--full-time", "-tvzf"])
+            .arg(bundle))
+        .success()
+        .stdout
+    };
+    let grafted = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.contains("/airgap-syslibs/") && !l.starts_with('d'))
+            .map(str::to_string)
+            .collect()
+    };
+    // Libraries grafted as they are keep their own mtime; patched copies, made in the work
+    // directory, get a fixed one.
+    let stamped = |text: &str, date: &str| -> Vec<String> {
+        grafted(text)
+            .into_iter()
+            .filter(|l| l.contains(date))
+            .filter_map(|l| l.rsplit('/').next().map(str::to_string))
+            .collect()
+    };
+    let patched = stamped(&listing(&first), " 1970-01-01 00:00:00 ");
+    assert!(!patched.is_empty(), "no patched copy:\n{}", listing(&first));
+    // The reproducible-builds convention sets that time.
+    let third = tmp.path().join("third.tar.gz");
+    run(airgap()
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .arg("--plugin-dir")
+        .arg(build_dir())
+        .args(["bundle", "-c"])
+        .arg(&full)
+        .arg("-o")
+        .arg(&third))
+    .success();
+    assert_eq!(
+        stamped(&listing(&third), " 2023-11-14 22:13:20 "),
+        patched,
+        "{}",
+        listing(&third)
+    );
+}
