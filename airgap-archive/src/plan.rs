@@ -487,13 +487,7 @@ impl Plan {
         let mut merged = RunWriter::new().map_err(scratch_error)?;
         let (mut count, mut added) = (0, 0);
         {
-            let mut layers: Vec<Layer<'_>> = self
-                .runs
-                .iter()
-                .map(|run| Layer::Disk(TapeReader::new(&run.file, 0, run.len)))
-                .collect();
-            layers.push(Layer::Memory(self.items.iter()));
-            for entry in Entries::new(layers) {
+            for entry in self.entries() {
                 let (path, item) = entry?;
                 count += 1;
                 if item.gen == gen {

@@ -709,15 +709,8 @@ impl Planner<'_> {
             // request; a listed `libpythonX.Y.a` would stop unpacking at a longer path.
             if !is_managed {
                 let found = self.found_prefixes(&data, &spellings, None);
-                if !found.is_empty() {
-                    if self.config.rewrite_elf_strings {
-                        for (old, root) in found {
-                            plan.rewrites.push((old, root, PrefixMode::Binary));
-                        }
-                    } else {
-                        self.elf_strings_left.push(dest.to_string());
-                    }
-                }
+                let rewrite = self.config.rewrite_elf_strings;
+                self.object_code_rewrites(&mut plan, dest, found, rewrite);
             } else if let Some((ph, mode)) = &placeholder {
                 for (old, root) in self.found_prefixes(&data, &spellings, Some(ph)) {
                     plan.rewrites.push((old, root, *mode));
@@ -770,15 +763,8 @@ impl Planner<'_> {
                 }
             } else if !is_managed {
                 let found = self.found_prefixes(current, &spellings, None);
-                if !found.is_empty() {
-                    if self.config.rewrite_elf_strings || force_binary {
-                        for (old, root) in found {
-                            plan.rewrites.push((old, root, PrefixMode::Binary));
-                        }
-                    } else {
-                        self.elf_strings_left.push(dest.to_string());
-                    }
-                }
+                let rewrite = self.config.rewrite_elf_strings || force_binary;
+                self.object_code_rewrites(&mut plan, dest, found, rewrite);
             }
         } else if prefix::is_text(&data) {
             if let Some(new) = self.rewrite_shebang(&data, dest) {
@@ -825,6 +811,28 @@ impl Planner<'_> {
         Ok(())
     }
 
+    /// Prefixes found in object code (ELF files, static libraries): rewritten in place when
+    /// `rewrite` (asked for, or the search path could not be patched), else only listed for
+    /// the note at the end of the run.
+    fn object_code_rewrites(
+        &mut self,
+        plan: &mut FilePlan,
+        dest: &str,
+        found: Vec<(String, String)>,
+        rewrite: bool,
+    ) {
+        if found.is_empty() {
+            return;
+        }
+        if rewrite {
+            for (old, root) in found {
+                plan.rewrites.push((old, root, PrefixMode::Binary));
+            }
+        } else {
+            self.elf_strings_left.push(dest.to_string());
+        }
+    }
+
     /// Plan a file over [`WHOLE_READ_LIMIT`] without reading it whole: its prefixes are looked
     /// for in windows, so that memory does not grow with the size of files (a conda env can
     /// hold libraries of gigabytes). Returns false, having planned nothing, for the files
@@ -869,15 +877,8 @@ impl Planner<'_> {
                 plan.rewrites.push((old, root, *mode));
             }
         } else if is_archive || is_elf {
-            if !found.is_empty() {
-                if self.config.rewrite_elf_strings {
-                    for (old, root) in found {
-                        plan.rewrites.push((old, root, PrefixMode::Binary));
-                    }
-                } else {
-                    self.elf_strings_left.push(dest.to_string());
-                }
-            }
+            let rewrite = self.config.rewrite_elf_strings;
+            self.object_code_rewrites(plan, dest, found, rewrite);
         } else {
             let mode = if text {
                 PrefixMode::Text
