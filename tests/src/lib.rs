@@ -68,14 +68,23 @@ pub fn cdylib(crate_name: &str) -> PathBuf {
 }
 
 /// A command for the real `airgap` binary with a clean, predictable environment: no progress
-/// bars, plugins only from the build directory.
+/// bars, no plugin path or active environment from the caller, the bundled unpacker found
+/// beside the binary. Plugins are discovered as a user's would be (beside the binary); add
+/// [`with_build_plugins`] to name the build directory explicitly.
 pub fn airgap() -> Command {
     let mut cmd = Command::new(bin("airgap"));
     cmd.env("AIRGAP_NO_PROGRESS", "1")
         .env_remove("AIRGAP_PLUGIN_PATH")
         .env_remove("CONDA_PREFIX")
         .env_remove("VIRTUAL_ENV")
+        .env_remove("AIRGAP_UNPACKER")
         .env("XDG_DATA_HOME", "/nonexistent-airgap-test-data");
+    cmd
+}
+
+/// [`airgap`] with `--plugin-dir` naming the build directory first.
+pub fn with_build_plugins(mut cmd: Command) -> Command {
+    cmd.arg("--plugin-dir").arg(build_dir());
     cmd
 }
 

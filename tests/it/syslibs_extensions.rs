@@ -12,14 +12,12 @@
 //! "Without" is the same Python bundle, itself completed by syslibs, with the extension added
 //! afterwards: exactly the failure of a bundle whose extension's needs nobody looked at.
 
-mod syslibs_support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::syslibs_support::*;
 use airgap_plugin_api::{BundleFile, PythonEnvironment, TargetProfile};
 use airgap_tests::rootfs::{self, DebianRoot, Suite};
-use syslibs_support::*;
 
 const SITE: &str = "py/lib/python3.11/site-packages";
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use airgap_tests::conda::{self, contribute, hidden, materialize};
-use airgap_tests::{run, tempdir};
+use airgap_tests::{airgap, run, tempdir};
 use serde_json::json;
 
 #[test]
@@ -106,26 +106,36 @@ fn a_managed_file_missing_from_disk_names_the_package_and_the_file() {
 
 #[test]
 fn no_prefix_and_no_active_environment_is_explained() {
-    // This is the only test in this binary that reads these variables.
-    std::env::remove_var("CONDA_PREFIX");
-    std::env::remove_var("VIRTUAL_ENV");
+    // Through the real CLI, so that the variables are the child's: the tests share one
+    // process (one test binary), and changing its environment would race with the others.
     let tmp = tempdir();
-    let err = contribute(json!({}), &tmp.path().join("work"), None).unwrap_err();
-    assert!(err.message.contains("CONDA_PREFIX"), "{}", err.message);
-    assert!(err.help.unwrap().contains("activate"));
+    let config = tmp.path().join("airgap.toml");
+    std::fs::write(
+        &config,
+        "[bundle]\nname = \"env\"\n\n[sources.conda]\nstdlib_tests = false\nbase_exclude = [\"lib/python*/config-*/*.a\"]\n",
+    )
+    .unwrap();
+    let bundle = tmp.path().join("env.tar.gz");
+    let bundle_cmd = || {
+        let mut cmd = airgap();
+        cmd.arg("bundle")
+            .arg("-c")
+            .arg(&config)
+            .arg("-o")
+            .arg(&bundle)
+            .arg("--no-check");
+        cmd
+    };
+    let out = run(&mut bundle_cmd()).failure();
+    assert!(out.stderr.contains("CONDA_PREFIX"), "{}", out.stderr);
+    assert!(out.stderr.contains("activate"), "{}", out.stderr);
 
     // With one active (here a venv through VIRTUAL_ENV), that is what is bundled.
     let venv = tmp.path().join("active-venv");
     conda::venv(&conda::base_python(), &venv, &[]);
-    std::env::set_var("VIRTUAL_ENV", &venv);
-    let c = contribute(
-        json!({"stdlib_tests": false, "base_exclude": ["lib/python*/config-*/*.a"]}),
-        &tmp.path().join("work2"),
-        None,
-    )
-    .expect("the active venv");
-    std::env::remove_var("VIRTUAL_ENV");
-    assert_eq!(c.python.unwrap().source_prefix, venv);
+    run(bundle_cmd().env("VIRTUAL_ENV", &venv)).success();
+    let manifest = airgap_archive::read_manifest(&bundle).unwrap();
+    assert_eq!(manifest.python.unwrap().source_prefix, venv);
 }
 
 /// A venv with a real editable install (`pip install -e`, setuptools' PEP 660 finder).

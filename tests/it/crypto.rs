@@ -4,15 +4,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod seal_support;
-
 use std::fs;
 use std::process::Command;
 
-use airgap_tests::{run, tempdir, Done};
-use seal_support::{
+use crate::seal_support::{
     airgap, assert_unpacked, bundle, flip_byte, keygen, names, on_terminal, recipient, tool,
 };
+use airgap_tests::{run, tempdir, Done};
 
 #[test]
 fn encrypted_to_two_recipients_each_can_unpack_and_a_third_cannot() {
@@ -197,7 +195,7 @@ fn a_passphrase_typed_on_the_terminal_is_not_echoed_and_works_with_the_age_tool(
     let tmp = tempdir();
     let work = tmp.path().join("work");
     fs::create_dir_all(&work).unwrap();
-    seal_support::project(&work);
+    crate::seal_support::project(&work);
     let airgap_bin = airgap_tests::bin("airgap");
     let unpacker = airgap_tests::bin("airgap-unpack");
     let plugins = airgap_tests::build_dir();

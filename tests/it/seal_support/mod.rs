@@ -7,20 +7,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use airgap_tests::{bin, build_dir, run, Done};
+use airgap_tests::{bin, run, Done};
 
 /// The real CLI, plugins from the build directory.
 pub fn airgap() -> Command {
-    let mut cmd = Command::new(bin("airgap"));
-    cmd.env("AIRGAP_NO_PROGRESS", "true")
-        .env_remove("AIRGAP_PLUGIN_PATH")
-        .env_remove("CONDA_PREFIX")
-        .env_remove("VIRTUAL_ENV")
-        .env_remove("AIRGAP_UNPACKER")
-        .env("XDG_DATA_HOME", "/nonexistent-airgap-test-data")
-        .arg("--plugin-dir")
-        .arg(build_dir());
-    cmd
+    airgap_tests::with_build_plugins(airgap_tests::airgap())
 }
 
 /// A standard tool the interop tests need. A missing one fails the test: CI installs it.

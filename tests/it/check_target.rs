@@ -1,13 +1,11 @@
 //! `airgap check` and the check `airgap bundle` runs: the real CLI on a bundle of a pyenv
 //! Python (a source build linking Debian 12's libraries), against real Debian roots.
 
-mod syslibs_support;
-
 use std::path::Path;
 
+use crate::syslibs_support::pyenv_python;
 use airgap_tests::rootfs::{DebianRoot, Suite};
 use airgap_tests::{airgap, build_dir, run, tempdir};
-use syslibs_support::pyenv_python;
 
 /// An airgap.toml carrying the interpreter, libpython and the standard library of `py`
 /// (with the files plugin), plus `extra` tables.

@@ -3,11 +3,9 @@
 //! syslibs plugin the bundle carries those libraries and loads them through `$ORIGIN`-relative
 //! RPATHs, relocated, with the network cut and a hostile `LD_LIBRARY_PATH`.
 
-mod syslibs_support;
-
+use crate::syslibs_support::*;
 use airgap_plugin_api::{PythonEnvironment, TargetProfile};
 use airgap_tests::rootfs::{self, DebianRoot, Suite};
-use syslibs_support::*;
 
 #[test]
 fn pyenv_ssl_and_sqlite3_load_in_a_bare_debian_root_only_with_syslibs() {

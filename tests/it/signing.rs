@@ -4,15 +4,15 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod seal_support;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
+use crate::seal_support::{
+    airgap, assert_unpacked, bundle, flip_byte, keygen, names, recipient, tool,
+};
 use airgap_tests::{run, tempdir};
-use seal_support::{airgap, assert_unpacked, bundle, flip_byte, keygen, names, recipient, tool};
 
 fn refused_by_verify_and_unpack(bundle: &Path, trusted: &Path, expect: &str, extra: &[&str]) {
     let dir = bundle.parent().unwrap();
@@ -332,7 +332,7 @@ fn an_encrypted_minisign_key_signs_with_its_password_from_a_file() {
     let sk = tmp.path().join("enc.key");
     let password = "key-password-314";
     // minisign -G asks for the password twice on the terminal.
-    seal_support::on_terminal(
+    crate::seal_support::on_terminal(
         &[
             minisign.to_str().unwrap(),
             "-G",

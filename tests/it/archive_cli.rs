@@ -7,19 +7,10 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use airgap_tests::{bin, build_dir, run, tempdir};
+use airgap_tests::{bin, run, tempdir};
 
 fn airgap() -> Command {
-    let mut cmd = Command::new(bin("airgap"));
-    cmd.env("AIRGAP_NO_PROGRESS", "true")
-        .env_remove("AIRGAP_PLUGIN_PATH")
-        .env_remove("CONDA_PREFIX")
-        .env_remove("VIRTUAL_ENV")
-        .env_remove("AIRGAP_UNPACKER")
-        .env("XDG_DATA_HOME", "/nonexistent-airgap-test-data")
-        .arg("--plugin-dir")
-        .arg(build_dir());
-    cmd
+    airgap_tests::with_build_plugins(airgap_tests::airgap())
 }
 
 /// A project with data, a model file placed elsewhere, and things to exclude.

@@ -1,14 +1,12 @@
 //! `[sources.syslibs]` keys and edge cases, through the real plugin library: include,
 //! exclude, extra, missing libraries, RUNPATH turned into RPATH, a bad policy.
 
-mod syslibs_support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::syslibs_support::*;
 use airgap_elf::ElfFile;
 use airgap_plugin_api::{Contribution, EntryKind, TargetProfile};
-use syslibs_support::*;
 
 /// Compile a tiny program that calls into the given libraries, with extra linker flags.
 fn program(dir: &Path, name: &str, body: &str, flags: &[&str]) -> PathBuf {

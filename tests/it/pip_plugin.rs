@@ -19,16 +19,7 @@ use airgap_plugin_api::{
 use airgap_tests::python::{self, Python};
 use serde_json::{json, Value};
 
-fn pip_cache() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let dir = airgap_tests::target_dir().join("pip-cache");
-        std::env::set_var("PIP_CACHE_DIR", &dir);
-    });
-}
-
 fn request(work: &Path, config: Value, target: TargetProfile) -> ContributeRequest {
-    pip_cache();
     let work_dir = work.join("work");
     std::fs::create_dir_all(&work_dir).unwrap();
     ContributeRequest {
@@ -261,7 +252,6 @@ fn pip_no_interpreter_to_build_an_sdist_is_a_clear_error() {
 fn pip_installed_packages_of_the_bundled_env_install_into_it_offline() {
     let Some(py) = other_python() else { return };
     let tmp = airgap_tests::tempdir();
-    pip_cache();
     // The environment an earlier plugin bundled: a venv with six 1.16.0 installed online.
     let src = tmp.path().join("src-env");
     assert!(py

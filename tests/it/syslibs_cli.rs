@@ -2,13 +2,11 @@
 //! installation) with and without `[sources.syslibs]`, then `airgap unpack` it inside a bare
 //! Debian root with no network, and import `ssl` and `sqlite3` there.
 
-mod syslibs_support;
-
 use std::path::Path;
 
+use crate::syslibs_support::pyenv_python;
 use airgap_tests::rootfs::{self, DebianRoot, Suite};
 use airgap_tests::{airgap, bin, build_dir, run, tempdir};
-use syslibs_support::pyenv_python;
 
 fn config(dir: &Path, py: &Path, name: &str, syslibs: bool) -> std::path::PathBuf {
     let text = format!(

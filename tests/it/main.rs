@@ -1,0 +1,29 @@
+//! The integration tests of airgap, one test binary (as uv and ripgrep do): the real CLI, real
+//! plugins, real Pythons, real ELF files. One module per area; shared support in `tests/src`
+//! (the `airgap_tests` crate) and the two `*_support` modules here.
+
+#![allow(clippy::unwrap_used)]
+
+mod archive_build;
+mod archive_cli;
+mod archive_faults;
+mod archive_hostile;
+mod archive_unpack;
+mod check_target;
+mod check_wheelhouse;
+mod conda_env;
+mod conda_errors;
+mod conda_python;
+mod crypto;
+mod e2e;
+mod faults_bundle;
+mod pip_cli;
+mod pip_plugin;
+mod plugins_host;
+mod seal_support;
+mod signing;
+mod syslibs_cli;
+mod syslibs_config;
+mod syslibs_extensions;
+mod syslibs_python;
+mod syslibs_support;
