@@ -11,6 +11,7 @@ mod archive_hostile;
 mod archive_unpack;
 mod check_target;
 mod check_wheelhouse;
+mod cli_output;
 mod conda_env;
 mod conda_errors;
 mod conda_python;
