@@ -55,6 +55,11 @@ pub struct BundleArgs {
     #[arg(long)]
     pub no_check: bool,
 
+    /// Fail when a library loaded only on demand (nothing in the bundle needs it) would not
+    /// load on the target (default: a warning; `[check] strict = true` does the same)
+    #[arg(long)]
+    pub strict: bool,
+
     /// Drop dangling symlinks with a warning instead of failing
     #[arg(long)]
     pub drop_dangling_links: bool,
@@ -206,6 +211,7 @@ pub fn run(args: BundleArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
         dest_prefix: args.dest_prefix.clone(),
         compression,
         no_check: args.no_check,
+        strict: args.strict,
         drop_dangling: args.drop_dangling_links,
         verbose: ui.verbose > 0,
         unpacker: args.unpacker.clone(),

@@ -48,6 +48,11 @@ pub struct CheckArgs {
     /// Print the report as JSON on stdout
     #[arg(long)]
     pub json: bool,
+
+    /// Fail when a library loaded only on demand (nothing in the bundle needs it) would not
+    /// load on the target (default: a warning; `[check] strict = true` does the same)
+    #[arg(long)]
+    pub strict: bool,
 }
 
 pub fn run(args: CheckArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
@@ -71,7 +76,7 @@ pub fn run(args: CheckArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
                 ));
             }
             ui.status("Checking", &bundle.display().to_string());
-            let checked = check_bundle(bundle, target).map_err(report::core)?;
+            let checked = check_bundle(bundle, target, args.strict).map_err(report::core)?;
             (bundle.display().to_string(), checked.report)
         }
         (None, Some(config_path)) => {
@@ -88,7 +93,7 @@ pub fn run(args: CheckArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
             for w in &planned.warnings {
                 ui.warn(w);
             }
-            let report = check_planned_against(&planned, target).map_err(report::core)?;
+            let report = check_planned_against(&planned, target, args.strict || config.check.strict).map_err(report::core)?;
             (config_path.display().to_string(), report)
         }
         (None, None) => {
