@@ -14,11 +14,11 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use airgap_elf::loader::{Loader, Via};
+use airgap_elf::model::{Loaded, Model, Obj, Place, System, View, Walk};
 use airgap_elf::policy::{
     never_bundle, policy_by_name, policy_for_glibc, ManylinuxPolicy, NeverBundle,
 };
-use airgap_elf::loader::{Loader, Via};
-use airgap_elf::model::{Loaded, Model, Obj, Place, System, View, Walk};
 use airgap_elf::target::RootLibs;
 use airgap_elf::version::split_version_name;
 use airgap_elf::{ElfFile, ElfKind, SymbolVersions, Version};
@@ -326,9 +326,10 @@ impl ObjectReport {
             .map(|d| {
                 let (found, found_in) = match &d.found {
                     Some(Place::Bundle(p)) => (Some(p.clone()), Some(FoundIn::Bundle)),
-                    Some(Place::Target(p)) => {
-                        (Some(p.to_string_lossy().into_owned()), Some(FoundIn::Target))
-                    }
+                    Some(Place::Target(p)) => (
+                        Some(p.to_string_lossy().into_owned()),
+                        Some(FoundIn::Target),
+                    ),
                     None => (None, None),
                 };
                 DepReport {
@@ -522,7 +523,10 @@ pub(crate) fn check_inputs(
     }
     if let Some(py) = python {
         if !py.source_prefix.as_os_str().is_empty() {
-            view.relocate(py.source_prefix.clone(), py.prefix.trim_matches('/').to_owned());
+            view.relocate(
+                py.source_prefix.clone(),
+                py.prefix.trim_matches('/').to_owned(),
+            );
         }
     }
     let root_loader;
@@ -797,35 +801,39 @@ fn walk_bundle(
             Some((path, walk, process, opener))
         });
     let mut failing: BTreeMap<String, ObjectReport> = BTreeMap::new();
-    let mut record = |walk: &Walk, role_of_first: Role, out: &mut BTreeMap<String, ObjectReport>| {
-        let ok = walk.ok();
-        let lacks = lacks(walk);
-        for (i, l) in walk.loaded.iter().enumerate() {
-            let Place::Bundle(p) = &l.obj.place else {
-                continue;
-            };
-            if role_of_first != Role::OnDemand && !l.ok() && !failing.contains_key(p) {
-                // Must load, and does not in this context (maybe only in this one).
-                failing.insert(p.clone(), ObjectReport::new(p, Role::Needed, l, false, ok, &lacks));
-            }
-            let role = if i == 0 {
-                role_of_first
-            } else if role_of_first == Role::OnDemand {
-                Role::OnDemand
-            } else {
-                Role::Needed
-            };
-            if let Some(existing) = out.get_mut(p) {
-                if i == 0 && existing.role == Role::Needed && role != Role::OnDemand {
-                    // A root that another root needs: it is a root (its closure counts).
-                    existing.role = role;
-                    existing.closure_ok = ok;
+    let mut record =
+        |walk: &Walk, role_of_first: Role, out: &mut BTreeMap<String, ObjectReport>| {
+            let ok = walk.ok();
+            let lacks = lacks(walk);
+            for (i, l) in walk.loaded.iter().enumerate() {
+                let Place::Bundle(p) = &l.obj.place else {
+                    continue;
+                };
+                if role_of_first != Role::OnDemand && !l.ok() && !failing.contains_key(p) {
+                    // Must load, and does not in this context (maybe only in this one).
+                    failing.insert(
+                        p.clone(),
+                        ObjectReport::new(p, Role::Needed, l, false, ok, &lacks),
+                    );
                 }
-                continue;
+                let role = if i == 0 {
+                    role_of_first
+                } else if role_of_first == Role::OnDemand {
+                    Role::OnDemand
+                } else {
+                    Role::Needed
+                };
+                if let Some(existing) = out.get_mut(p) {
+                    if i == 0 && existing.role == Role::Needed && role != Role::OnDemand {
+                        // A root that another root needs: it is a root (its closure counts).
+                        existing.role = role;
+                        existing.closure_ok = ok;
+                    }
+                    continue;
+                }
+                out.insert(p.clone(), ObjectReport::new(p, role, l, i == 0, ok, &lacks));
             }
-            out.insert(p.clone(), ObjectReport::new(p, role, l, i == 0, ok, &lacks));
-        }
-    };
+        };
     if let Some((path, walk, _, _)) = &interpreter {
         let _ = path;
         record(walk, Role::Executable, &mut out);
@@ -838,16 +846,13 @@ fn walk_bundle(
         } else {
             continue;
         };
-        if out
-            .get(&e.path)
-            .is_some_and(|o| o.role == role && o.top)
-        {
+        if out.get(&e.path).is_some_and(|o| o.role == role && o.top) {
             continue;
         }
         let walk = match (&interpreter, role) {
-            (Some((_, _, process, opener)), Role::Extension) if !e.path.contains(".whl!/") => {
-                model.dlopen(&e.path, opener, process.clone()).map(|(w, _)| w)
-            }
+            (Some((_, _, process, opener)), Role::Extension) if !e.path.contains(".whl!/") => model
+                .dlopen(&e.path, opener, process.clone())
+                .map(|(w, _)| w),
             _ => model.program(&e.path).map(|(w, _)| w),
         };
         if let Some(walk) = walk {
@@ -861,7 +866,10 @@ fn walk_bundle(
         named.extend(e.elf.needed.iter().map(String::as_str));
     }
     let unreached = |out: &BTreeMap<String, ObjectReport>| -> Vec<&ElfInput> {
-        elves.iter().filter(|e| !out.contains_key(&e.path)).collect()
+        elves
+            .iter()
+            .filter(|e| !out.contains_key(&e.path))
+            .collect()
     };
     for pass in 0..2 {
         for e in unreached(&out) {
