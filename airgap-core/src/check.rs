@@ -36,6 +36,9 @@ pub struct CheckInput {
     pub disk: PathBuf,
     /// For a symbolic link: its target (relative to its dir); `disk` is then empty.
     pub link: Option<String>,
+    /// Grafted by airgap from the build machine (syslibs: `package = "system:..."`), not
+    /// part of the environment.
+    pub grafted: bool,
 }
 
 /// What the target offers, as the check sees it.
@@ -202,6 +205,8 @@ pub struct Requirement {
     pub version: String,
     /// The bundle file needing it (the first, in path order, of those needing the most).
     pub file: String,
+    /// That file was grafted by airgap from the build machine (not part of the environment).
+    pub grafted: bool,
 }
 
 /// A prefix whose needed version the target does not provide.
@@ -386,6 +391,9 @@ pub struct CheckReport {
     pub elf_files: usize,
     /// The minimum glibc the bundle needs on the target, and the file needing it.
     pub min_glibc: Option<Requirement>,
+    /// The minimum glibc of the environment's own files, when what airgap grafted raises
+    /// the floor above it.
+    pub min_glibc_without_grafted: Option<Requirement>,
     /// Highest version needed from the target per prefix (GLIBC, GLIBCXX, CXXABI, GCC...).
     pub max_versions: BTreeMap<String, Requirement>,
     /// Prefixes whose needed version the target lacks.
@@ -426,6 +434,7 @@ struct ElfInput {
     path: String,
     /// Where it is on this machine (none for a wheel member).
     disk: Option<PathBuf>,
+    grafted: bool,
     elf: Arc<ElfFile>,
 }
 
@@ -459,6 +468,7 @@ pub(crate) fn check_inputs(
                 ElfFile::parse(&f.disk).ok().map(|elf| ElfInput {
                     path: f.path.clone(),
                     disk: Some(f.disk.clone()),
+                    grafted: f.grafted,
                     elf: Arc::new(elf),
                 })
             })
@@ -477,6 +487,7 @@ pub(crate) fn check_inputs(
                         elves.push(ElfInput {
                             path,
                             disk: None,
+                            grafted: false,
                             elf: Arc::new(elf),
                         });
                     }
@@ -542,7 +553,8 @@ pub(crate) fn check_inputs(
 
     // Symbol versions the bundle needs from the target (summary): skip those a bundled
     // library provides.
-    let mut needs: BTreeMap<String, (Version, String)> = BTreeMap::new();
+    let mut needs: BTreeMap<String, (Version, String, bool)> = BTreeMap::new();
+    let mut env_glibc: Option<(Version, String)> = None;
     let mut drivers: BTreeSet<String> = BTreeSet::new();
     for e in &elves {
         let mut from_target = SymbolVersions::default();
@@ -559,9 +571,12 @@ pub(crate) fn check_inputs(
         for (prefix, v) in &from_target.0 {
             let slot = needs
                 .entry(prefix.clone())
-                .or_insert_with(|| (Version::default(), String::new()));
+                .or_insert_with(|| (Version::default(), String::new(), false));
             if *v > slot.0 {
-                *slot = (v.clone(), e.path.clone());
+                *slot = (v.clone(), e.path.clone(), e.grafted);
+            }
+            if prefix == "GLIBC" && !e.grafted && env_glibc.as_ref().is_none_or(|(g, _)| v > g) {
+                env_glibc = Some((v.clone(), e.path.clone()));
             }
         }
         for name in &e.elf.needed {
@@ -617,13 +632,30 @@ pub(crate) fn check_inputs(
         }
     }
 
-    for (prefix, (v, file)) in &needs {
+    for (prefix, (v, file, grafted)) in &needs {
         let r = Requirement {
             version: v.to_string(),
             file: file.clone(),
+            grafted: *grafted,
         };
         if prefix == "GLIBC" {
             report.min_glibc = Some(r.clone());
+            if *grafted {
+                let own = env_glibc.as_ref().map(|(g, f)| (g.to_string(), f.clone()));
+                let name = split(file).1;
+                report.warnings.push(format!(
+                    "the glibc floor {v} is set by {file}, which airgap grafted from this machine; the environment's own files need {}: let the target provide it ([sources.syslibs] exclude = [\"{name}\"]) or bundle on a builder with an older glibc",
+                    match &own {
+                        Some((g, f)) => format!("glibc {g} ({f})"),
+                        None => "no particular glibc".to_owned(),
+                    }
+                ));
+                report.min_glibc_without_grafted = own.map(|(version, file)| Requirement {
+                    version,
+                    file,
+                    grafted: false,
+                });
+            }
         }
         report.max_versions.insert(prefix.clone(), r);
     }
@@ -1290,6 +1322,17 @@ pub fn check_bundle(
             source: e,
         })?;
     target.strict = strict;
+    // What airgap grafted from the build machine, as the manifest records it.
+    let grafted: BTreeSet<&str> = manifest
+        .files
+        .iter()
+        .filter(|f| {
+            f.package
+                .as_deref()
+                .is_some_and(|p| p.starts_with("system:"))
+        })
+        .map(|f| f.path.as_str())
+        .collect();
     let stream = airgap_archive::read::open_archive(bundle)?;
     let mut archive = tar::Archive::new(stream);
     let top = format!("{}/", manifest.bundle_name);
@@ -1317,6 +1360,7 @@ pub fn check_bundle(
                     path: rel.to_owned(),
                     disk: PathBuf::new(),
                     link: Some(target.to_string_lossy().into_owned()),
+                    grafted: false,
                 });
             }
             continue;
@@ -1331,6 +1375,7 @@ pub fn check_bundle(
                 path: rel.to_owned(),
                 disk: PathBuf::new(),
                 link: None,
+                grafted: false,
             });
             continue;
         }
@@ -1351,6 +1396,7 @@ pub fn check_bundle(
             path: rel.to_owned(),
             disk,
             link: None,
+            grafted: grafted.contains(rel),
         });
     }
     let report = check_against(&inputs, &target, manifest.python.as_ref())?;
@@ -1401,6 +1447,7 @@ pub(crate) fn plan_inputs(plan: &airgap_archive::Plan) -> Result<(Vec<CheckInput
                     path: f.path,
                     disk: PathBuf::new(),
                     link: Some(target),
+                    grafted: false,
                 });
             }
             total.fetch_add(1, Ordering::Relaxed);
@@ -1408,10 +1455,15 @@ pub(crate) fn plan_inputs(plan: &airgap_archive::Plan) -> Result<(Vec<CheckInput
             let wanted = f.path.ends_with(".whl")
                 || f.path.ends_with(".dist-info/WHEEL")
                 || airgap_elf::is_elf(&disk);
+            let grafted = f
+                .package
+                .as_deref()
+                .is_some_and(|p| p.starts_with("system:"));
             wanted.then_some(CheckInput {
                 path: f.path,
                 disk,
                 link: None,
+                grafted,
             })
         })
         .collect();
@@ -1564,6 +1616,7 @@ mod tests {
             path: "bin/test".into(),
             disk: exe,
             link: None,
+            grafted: false,
         }];
         let target =
             CheckTarget::from_root(&TargetProfile::default(), Path::new("/")).expect("root");

@@ -137,7 +137,14 @@ fn print_human(what: &str, r: &CheckReport, ui: &Ui) {
         &format!("{target}; {} files, {} ELF", r.files, r.elf_files),
     );
     if let Some(g) = &r.min_glibc {
-        ui.status("Needs", &format!("glibc >= {} ({})", g.version, g.file));
+        ui.status(
+            "Needs",
+            &format!(
+                "glibc >= {} ({})",
+                g.version,
+                super::bundle::floor_source(g)
+            ),
+        );
     }
     for (prefix, req) in &r.max_versions {
         if matches!(prefix.as_str(), "GLIBCXX" | "CXXABI" | "GCC") {
