@@ -1145,22 +1145,19 @@ fn platform_fits(tag: &str, profile: &TargetProfile, glibc: Option<&Version>) ->
     false
 }
 
-/// Reading the ELF members of a wheel (a zip file) without a zip crate and without holding the
-/// wheel: the end of central directory and the central directory are read with seeks, then
-/// each library member is streamed (stored or inflated) into a bounded buffer or, when larger,
-/// an unnamed temporary file, and only its ELF headers are read from there. ZIP64 archives are
-/// refused (wheels over 4 GiB do not exist in practice).
+/// Reading the ELF members of a wheel (a zip file) with the `zip` crate, without holding the
+/// wheel: the central directory is read with seeks, then each library member is streamed
+/// (stored or inflated) into a bounded buffer or, when larger, an unnamed temporary file, and
+/// only its ELF headers are read from there.
 mod wheel {
     use std::fs::File;
-    use std::io::{self, BufReader, Read, Seek, SeekFrom};
+    use std::io::{self, BufReader, Read};
     use std::path::Path;
 
     use airgap_elf::ElfFile;
 
     /// Members up to this size are inflated in memory; larger ones go to a temporary file.
     pub(super) const IN_MEMORY: u64 = 1 << 20;
-    /// Largest central directory read (a wheel of 100,000 members has about 10 MB).
-    const MAX_CENTRAL_DIRECTORY: u64 = 64 << 20;
 
     /// The members of one wheel.
     pub struct Members {
@@ -1171,106 +1168,29 @@ mod wheel {
         pub elves: Vec<(String, ElfFile)>,
     }
 
-    fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-        Some(u16::from_le_bytes([*b.get(at)?, *b.get(at + 1)?]))
-    }
-
-    fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-        Some(u32::from_le_bytes([
-            *b.get(at)?,
-            *b.get(at + 1)?,
-            *b.get(at + 2)?,
-            *b.get(at + 3)?,
-        ]))
-    }
-
-    fn read_at(file: &mut File, offset: u64, len: u64) -> Result<Vec<u8>, String> {
-        file.seek(SeekFrom::Start(offset))
-            .map_err(|e| e.to_string())?;
-        let mut buf = Vec::with_capacity(len.min(MAX_CENTRAL_DIRECTORY) as usize);
-        file.take(len)
-            .read_to_end(&mut buf)
-            .map_err(|e| e.to_string())?;
-        if buf.len() as u64 != len {
-            return Err("truncated".into());
-        }
-        Ok(buf)
-    }
-
     /// Read the ELF members of the wheel at `path`; `label` names the wheel in the results.
     pub fn elf_members(path: &Path, label: &str) -> Result<Members, String> {
-        let mut file = File::open(path).map_err(|e| e.to_string())?;
-        let len = file.metadata().map_err(|e| e.to_string())?.len();
-        // The end of central directory record: 22 bytes and a comment of up to 64 KiB.
-        let tail_len = len.min(22 + 65535);
-        let tail = read_at(&mut file, len - tail_len, tail_len)?;
-        let eocd = (0..tail.len().saturating_sub(21))
-            .rev()
-            .find(|&i| tail[i..].starts_with(&[0x50, 0x4b, 0x05, 0x06]))
-            .ok_or("not a zip file (no end of central directory)")?;
-        let count = u16_at(&tail, eocd + 10).ok_or("truncated")? as usize;
-        let cd_size = u32_at(&tail, eocd + 12).ok_or("truncated")?;
-        let cd = u32_at(&tail, eocd + 16).ok_or("truncated")?;
-        if cd == u32::MAX || cd_size == u32::MAX || count == u16::MAX as usize {
-            return Err("ZIP64 archives are not read".into());
-        }
-        let cd_end = u64::from(cd) + u64::from(cd_size);
-        if cd_end > len || u64::from(cd_size) > MAX_CENTRAL_DIRECTORY {
-            return Err("broken central directory".into());
-        }
-        let bytes = read_at(&mut file, u64::from(cd), u64::from(cd_size))?;
-        let mut at = 0usize;
+        let file = File::open(path).map_err(|e| e.to_string())?;
+        let mut zip = zip::ZipArchive::new(BufReader::with_capacity(64 * 1024, file))
+            .map_err(|e| e.to_string())?;
         let mut out = Members {
-            names: Vec::new(),
+            names: Vec::with_capacity(zip.len()),
             elves: Vec::new(),
         };
-        for _ in 0..count {
-            if u32_at(&bytes, at) != Some(0x0201_4b50) {
-                return Err("broken central directory".into());
-            }
-            let method = u16_at(&bytes, at + 10).ok_or("truncated")?;
-            let csize = u64::from(u32_at(&bytes, at + 20).ok_or("truncated")?);
-            let usize_ = u64::from(u32_at(&bytes, at + 24).ok_or("truncated")?);
-            let nlen = u16_at(&bytes, at + 28).ok_or("truncated")? as usize;
-            let xlen = u16_at(&bytes, at + 30).ok_or("truncated")? as usize;
-            let clen = u16_at(&bytes, at + 32).ok_or("truncated")? as usize;
-            let local = u64::from(u32_at(&bytes, at + 42).ok_or("truncated")?);
-            let name = bytes.get(at + 46..at + 46 + nlen).ok_or("truncated")?;
-            let name = String::from_utf8_lossy(name).into_owned();
-            at += 46 + nlen + xlen + clen;
+        for i in 0..zip.len() {
+            let member = zip.by_index(i).map_err(|e| e.to_string())?;
+            let name = member.name().to_owned();
+            out.names.push(name.clone());
             let base = name.rsplit('/').next().unwrap_or(&name);
             let library = base.ends_with(".so") || base.contains(".so.");
-            out.names.push(name.clone());
-            if !library || name.split('/').any(|p| p == "..") {
+            if !library || member.is_dir() || member.enclosed_name().is_none() {
                 continue;
             }
-            let lh = read_at(&mut file, local, 30)
-                .map_err(|_| format!("broken local header of {name}"))?;
-            if u32_at(&lh, 0) != Some(0x0403_4b50) {
-                return Err(format!("broken local header of {name}"));
-            }
-            let lnlen = u64::from(u16_at(&lh, 26).ok_or("truncated")?);
-            let lxlen = u64::from(u16_at(&lh, 28).ok_or("truncated")?);
-            let start = local + 30 + lnlen + lxlen;
-            if start.saturating_add(csize) > len {
-                return Err("truncated member".into());
-            }
-            file.seek(SeekFrom::Start(start))
-                .map_err(|e| e.to_string())?;
-            let raw = BufReader::with_capacity(64 * 1024, (&file).take(csize));
-            let member = format!("{label}!/{name}");
-            let elf = match method {
-                0 => read_elf(raw, csize, &member),
-                8 => read_elf(
-                    flate2::read::DeflateDecoder::new(raw).take(usize_),
-                    usize_,
-                    &member,
-                ),
-                m => return Err(format!("{name}: compression method {m} is not read")),
-            }
-            .map_err(|e| format!("{name}: {e}"))?;
+            let size = member.size();
+            let label = format!("{label}!/{name}");
+            let elf = read_elf(member, size, &label).map_err(|e| format!("{name}: {e}"))?;
             if let Some(elf) = elf {
-                out.elves.push((member, elf));
+                out.elves.push((label, elf));
             }
         }
         Ok(out)
@@ -1317,51 +1237,24 @@ mod tests {
         assert!(!platform_fits("musllinux_1_2_x86_64", &p, Some(&g)));
     }
 
-    /// A zip file written by hand: (name, content, deflated).
+    /// A zip file: (name, content, deflated).
     fn zip(path: &Path, members: &[(&str, &[u8], bool)]) {
         use std::io::Write;
-        let mut out = Vec::new();
-        let mut central = Vec::new();
+        let file = std::fs::File::create(path).expect("create zip");
+        let mut z = zip::ZipWriter::new(file);
         for (name, content, deflate) in members {
-            let data = if *deflate {
-                let mut e =
-                    flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
-                e.write_all(content).expect("deflate");
-                e.finish().expect("deflate")
+            let method = if *deflate {
+                zip::CompressionMethod::Deflated
             } else {
-                content.to_vec()
+                zip::CompressionMethod::Stored
             };
-            let method: u16 = if *deflate { 8 } else { 0 };
-            let local = out.len() as u32;
-            let mut fixed = Vec::new();
-            fixed.extend_from_slice(&[20, 0, 0, 0]);
-            fixed.extend_from_slice(&method.to_le_bytes());
-            fixed.extend_from_slice(&[0; 8]); // time, date, crc (not checked by the reader)
-            fixed.extend_from_slice(&(data.len() as u32).to_le_bytes());
-            fixed.extend_from_slice(&(content.len() as u32).to_le_bytes());
-            fixed.extend_from_slice(&(name.len() as u16).to_le_bytes());
-            fixed.extend_from_slice(&[0, 0]);
-            out.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
-            out.extend_from_slice(&fixed);
-            out.extend_from_slice(name.as_bytes());
-            out.extend_from_slice(&data);
-            central.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
-            central.extend_from_slice(&[20, 0]);
-            central.extend_from_slice(&fixed);
-            central.extend_from_slice(&[0; 10]); // comment length, disk, attributes
-            central.extend_from_slice(&local.to_le_bytes());
-            central.extend_from_slice(name.as_bytes());
+            let options = zip::write::SimpleFileOptions::default()
+                .compression_method(method)
+                .large_file(content.len() as u64 >= u64::from(u32::MAX));
+            z.start_file(*name, options).expect("start member");
+            z.write_all(content).expect("write member");
         }
-        let cd = out.len() as u32;
-        out.extend_from_slice(&central);
-        out.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
-        out.extend_from_slice(&[0; 4]);
-        out.extend_from_slice(&(members.len() as u16).to_le_bytes());
-        out.extend_from_slice(&(members.len() as u16).to_le_bytes());
-        out.extend_from_slice(&(central.len() as u32).to_le_bytes());
-        out.extend_from_slice(&cd.to_le_bytes());
-        out.extend_from_slice(&[0, 0]);
-        std::fs::write(path, out).expect("write zip");
+        z.finish().expect("finish zip");
     }
 
     #[test]
