@@ -703,6 +703,7 @@ pub fn check_inputs(
         });
     }
     report.problems.extend(bad_versions);
+    report.problems.extend(walked.on_target.iter().cloned());
     for (name, (users, copy)) in missing {
         let users: Vec<String> = users.into_iter().collect();
         let shown: Vec<&str> = users.iter().take(3).map(String::as_str).collect();
@@ -848,10 +849,26 @@ fn walk_bundle(
             Some((path, walk, process, opener))
         });
     let mut failing: BTreeMap<String, ObjectReport> = BTreeMap::new();
+    let mut on_target: Vec<String> = Vec::new();
     let mut record =
         |walk: &Walk, role_of_first: Role, out: &mut BTreeMap<String, ObjectReport>| {
             let ok = walk.ok();
             let lacks = lacks(walk);
+            if role_of_first != Role::OnDemand {
+                // A library of the target itself that does not load there (its own needs).
+                for l in walk.loaded.iter().filter(|l| !l.ok()) {
+                    if let Place::Target(t) = &l.obj.place {
+                        let line = format!(
+                            "{} on the target does not load there: it lacks {}",
+                            t.display(),
+                            lacks.join(", ")
+                        );
+                        if !on_target.contains(&line) {
+                            on_target.push(line);
+                        }
+                    }
+                }
+            }
             for (i, l) in walk.loaded.iter().enumerate() {
                 let Place::Bundle(p) = &l.obj.place else {
                     continue;
@@ -936,6 +953,7 @@ fn walk_bundle(
     Walked {
         objects: out,
         failing,
+        on_target,
     }
 }
 
@@ -944,6 +962,8 @@ fn walk_bundle(
 struct Walked {
     objects: BTreeMap<String, ObjectReport>,
     failing: BTreeMap<String, ObjectReport>,
+    /// Target libraries the bundle needs that do not load on the target.
+    on_target: Vec<String>,
 }
 
 /// `libibverbs.so.1`, `libc.so.6: GLIBC_2.34`: what a walk lacks.
