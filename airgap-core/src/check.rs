@@ -1,902 +1,19 @@
-//! The pre-transfer check: will these files load on the target?
-//!
-//! For every ELF file of the bundle (found by content): the symbol versions it requires from
-//! the target (`.gnu.version_r`, minus what libraries inside the bundle provide), grouped by
-//! prefix, against the target's limits; and each `DT_NEEDED` name, which must be found inside
-//! the bundle through the file's `$ORIGIN`-relative search path, or be glibc, or be on the
-//! target (the manylinux policy's assumed libraries, or the real library set of a target
-//! root filesystem). Python extension modules and wheel tags are compared with the target's
-//! Python ABI and platform. Bundling cannot fix a too-old target glibc: the check says so
-//! before the transfer.
+//! The glue between the pre-transfer check (`airgap-check`) and the bundle pipeline: the
+//! planned files and written bundles as check inputs. The rules live in `airgap-check`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use airgap_elf::policy::{
-    never_bundle, policy_by_name, policy_for_glibc, ManylinuxPolicy, NeverBundle,
+pub use airgap_check::{
+    check_against, check_files, check_inputs, is_extension_module, CheckInput, CheckReport,
+    CheckTarget, DepReport, FoundIn, MissingLibrary, ObjectReport, PythonMismatch, Requirement,
+    Role, TargetLibs, TargetSummary, TooNew,
 };
-use airgap_elf::target::RootLibs;
-use airgap_elf::{ElfFile, ElfKind, SymbolVersions, Version};
-use airgap_plugin_api::{PythonEnvironment, TargetProfile};
+use airgap_plugin_api::TargetProfile;
 use serde::Serialize;
 
 use crate::Error;
-
-/// One file of the bundle to check: its path in the bundle and where its bytes are now.
-#[derive(Debug, Clone)]
-pub struct CheckInput {
-    /// Path inside the bundle.
-    pub path: String,
-    /// Where the file is on this machine (source file, or extracted copy).
-    pub disk: PathBuf,
-}
-
-/// What the target offers, as the check sees it.
-#[derive(Debug, Clone)]
-pub struct CheckTarget {
-    /// The declared profile (Python ABI, platforms, glibc).
-    pub profile: TargetProfile,
-    /// Where the library set and limits come from.
-    pub libs: TargetLibs,
-}
-
-/// The libraries and symbol versions of the target.
-#[derive(Debug, Clone)]
-pub enum TargetLibs {
-    /// A manylinux policy: its assumed libraries and highest symbol versions.
-    Policy(ManylinuxPolicy),
-    /// A real root filesystem.
-    Root(RootLibs),
-}
-
-impl CheckTarget {
-    /// The target a profile declares: its manylinux platform tag, else its glibc, else a
-    /// manylinux machine with this machine's glibc.
-    pub fn from_profile(profile: &TargetProfile) -> Result<CheckTarget, Error> {
-        for tag in &profile.platforms {
-            if tag.starts_with("manylinux") {
-                if let Some(p) = policy_by_name(tag) {
-                    return Ok(CheckTarget::policy(profile, p));
-                }
-            }
-        }
-        if let Some(g) = profile.glibc.as_deref() {
-            let v = Version::parse(g).ok_or_else(|| {
-                Error::Internal(format!("invalid glibc version {g:?} in the target profile"))
-            })?;
-            let p = policy_for_glibc(&v).ok_or_else(|| Error::CheckTarget {
-                reason: format!("glibc {g} is older than any manylinux policy (2.5)"),
-            })?;
-            return Ok(CheckTarget::policy(profile, p));
-        }
-        // Nothing declared: a manylinux machine with this machine's glibc. Not this machine
-        // itself: the libraries installed here (libpq, libssl3...) are exactly what an
-        // air-gapped target may lack.
-        let here = RootLibs::read(Path::new("/")).map_err(|e| Error::CheckTarget {
-            reason: format!("cannot read this machine's glibc: {e}"),
-        })?;
-        let glibc = here.glibc.ok_or_else(|| Error::CheckTarget {
-            reason: "cannot tell this machine's glibc version".into(),
-        })?;
-        let p = policy_for_glibc(&glibc).ok_or_else(|| Error::CheckTarget {
-            reason: format!("glibc {glibc} is older than any manylinux policy (2.5)"),
-        })?;
-        Ok(CheckTarget::policy(profile, p))
-    }
-
-    /// A manylinux policy by name (`manylinux2014`, `manylinux_2_28`).
-    pub fn from_policy_name(profile: &TargetProfile, name: &str) -> Result<CheckTarget, Error> {
-        let p = policy_by_name(name).ok_or_else(|| Error::CheckTarget {
-            reason: format!("unknown manylinux tag `{name}`"),
-        })?;
-        Ok(CheckTarget::policy(profile, p))
-    }
-
-    /// A glibc version (`2.17`): the newest manylinux policy it satisfies.
-    pub fn from_glibc(profile: &TargetProfile, glibc: &str) -> Result<CheckTarget, Error> {
-        let v = Version::parse(glibc).ok_or_else(|| Error::CheckTarget {
-            reason: format!("invalid glibc version `{glibc}`"),
-        })?;
-        let p = policy_for_glibc(&v).ok_or_else(|| Error::CheckTarget {
-            reason: format!("glibc {glibc} is older than any manylinux policy (2.5)"),
-        })?;
-        let mut profile = profile.clone();
-        profile.glibc = Some(glibc.to_owned());
-        Ok(CheckTarget::policy(&profile, p))
-    }
-
-    /// A real root filesystem: its glibc and the libraries it has.
-    pub fn from_root(profile: &TargetProfile, root: &Path) -> Result<CheckTarget, Error> {
-        let libs = RootLibs::read(root).map_err(|e| Error::CheckTarget {
-            reason: format!("cannot read the target root {}: {e}", root.display()),
-        })?;
-        let mut profile = profile.clone();
-        if let Some(g) = &libs.glibc {
-            profile.glibc = Some(g.to_string());
-        }
-        Ok(CheckTarget {
-            profile,
-            libs: TargetLibs::Root(libs),
-        })
-    }
-
-    fn policy(profile: &TargetProfile, p: ManylinuxPolicy) -> CheckTarget {
-        let mut profile = profile.clone();
-        if profile.glibc.is_none() {
-            profile.glibc = Some(p.glibc.to_string());
-        }
-        CheckTarget {
-            profile,
-            libs: TargetLibs::Policy(p),
-        }
-    }
-
-    /// Whether the target has library `name` without any search path.
-    fn has(&self, name: &str) -> bool {
-        match &self.libs {
-            TargetLibs::Policy(p) => p.assumes(name),
-            TargetLibs::Root(r) => r.sonames.contains(name),
-        }
-    }
-
-    /// The highest version per prefix the target provides.
-    fn allowed(&self) -> &SymbolVersions {
-        match &self.libs {
-            TargetLibs::Policy(p) => &p.max_versions,
-            TargetLibs::Root(r) => &r.versions,
-        }
-    }
-
-    fn describe(&self) -> TargetSummary {
-        TargetSummary {
-            glibc: self.profile.glibc.clone(),
-            policy: match &self.libs {
-                TargetLibs::Policy(p) => Some(p.name.clone()),
-                TargetLibs::Root(_) => None,
-            },
-            root: match &self.libs {
-                TargetLibs::Policy(_) => None,
-                TargetLibs::Root(r) => Some(r.root.clone()),
-            },
-            python: self.profile.python.clone(),
-            abi: self.profile.abi.clone(),
-            platforms: self.profile.platforms.clone(),
-            max_versions: self
-                .allowed()
-                .0
-                .iter()
-                .map(|(k, v)| (k.clone(), v.to_string()))
-                .collect(),
-        }
-    }
-}
-
-/// The target as the report shows it.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct TargetSummary {
-    /// The target's glibc.
-    pub glibc: Option<String>,
-    /// The manylinux policy used (when no root was given).
-    pub policy: Option<String>,
-    /// The root filesystem read (when one was given).
-    pub root: Option<PathBuf>,
-    /// Python version of the target.
-    pub python: Option<String>,
-    /// Python ABI tag of the target.
-    pub abi: Option<String>,
-    /// Platform tags of the target.
-    pub platforms: Vec<String>,
-    /// Highest symbol version per prefix the target provides.
-    pub max_versions: BTreeMap<String, String>,
-}
-
-/// A symbol version the bundle needs from the target, and the file that needs it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Requirement {
-    /// The highest version needed (`2.34`).
-    pub version: String,
-    /// The bundle file needing it (the first, in path order, of those needing the most).
-    pub file: String,
-}
-
-/// A prefix whose needed version the target does not provide.
-#[derive(Debug, Clone, Serialize)]
-pub struct TooNew {
-    /// `GLIBC`, `GLIBCXX`, `CXXABI`, `GCC`.
-    pub prefix: String,
-    /// Highest version needed.
-    pub required: String,
-    /// Highest the target has.
-    pub available: String,
-    /// Every bundle file needing more than the target has, with what it needs.
-    pub files: Vec<(String, String)>,
-}
-
-/// A library the target will not find.
-#[derive(Debug, Clone, Serialize)]
-pub struct MissingLibrary {
-    /// The `DT_NEEDED` name.
-    pub name: String,
-    /// The bundle files needing it.
-    pub needed_by: Vec<String>,
-    /// A copy inside the bundle that the search path of the users does not reach.
-    pub unreachable_copy: Option<String>,
-}
-
-/// A Python ABI or platform tag that does not fit the target.
-#[derive(Debug, Clone, Serialize)]
-pub struct PythonMismatch {
-    /// What: `python version`, `abi`, `extension module`, `wheel tag`.
-    pub what: String,
-    /// The bundle file (or the environment) at fault.
-    pub path: String,
-    /// What the bundle has.
-    pub found: String,
-    /// What the target has.
-    pub expected: String,
-}
-
-/// What the check found.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct CheckReport {
-    /// The target checked against.
-    pub target: TargetSummary,
-    /// Files looked at.
-    pub files: usize,
-    /// ELF files among them.
-    pub elf_files: usize,
-    /// The minimum glibc the bundle needs on the target, and the file needing it.
-    pub min_glibc: Option<Requirement>,
-    /// Highest version needed from the target per prefix (GLIBC, GLIBCXX, CXXABI, GCC...).
-    pub max_versions: BTreeMap<String, Requirement>,
-    /// Prefixes whose needed version the target lacks.
-    pub too_new: Vec<TooNew>,
-    /// Libraries the target will not find.
-    pub missing: Vec<MissingLibrary>,
-    /// Python ABI and platform mismatches.
-    pub python: Vec<PythonMismatch>,
-    /// Libraries expected from the target's GPU driver.
-    pub driver_libraries: Vec<String>,
-    /// Problems that stop the bundle from working on the target, one line each.
-    pub problems: Vec<String>,
-    /// Things worth knowing that do not stop it.
-    pub warnings: Vec<String>,
-}
-
-impl CheckReport {
-    /// True when nothing stops the bundle from loading on the target.
-    pub fn passed(&self) -> bool {
-        self.problems.is_empty()
-    }
-}
-
-/// Check files against the target profile.
-pub fn check_files(
-    files: &[CheckInput],
-    target: &TargetProfile,
-    python: Option<&PythonEnvironment>,
-) -> Result<CheckReport, crate::Error> {
-    let target = CheckTarget::from_profile(target)?;
-    check_inputs(files, files.len(), &target, python)
-}
-
-struct ElfInput {
-    path: String,
-    elf: Arc<ElfFile>,
-}
-
-/// Check files against a target (a policy or a root filesystem).
-pub fn check_against(
-    files: &[CheckInput],
-    target: &CheckTarget,
-    python: Option<&PythonEnvironment>,
-) -> Result<CheckReport, crate::Error> {
-    check_inputs(files, files.len(), target, python)
-}
-
-/// [`check_against`] for `total` files of which `files` are those that matter.
-pub(crate) fn check_inputs(
-    files: &[CheckInput],
-    total: usize,
-    target: &CheckTarget,
-    python: Option<&PythonEnvironment>,
-) -> Result<CheckReport, crate::Error> {
-    let mut report = CheckReport {
-        target: target.describe(),
-        files: total,
-        ..Default::default()
-    };
-    let elves: Vec<ElfInput> = {
-        use rayon::prelude::*;
-        files
-            .par_iter()
-            .filter(|f| airgap_elf::is_elf(&f.disk))
-            .filter_map(|f| {
-                ElfFile::parse(&f.disk).ok().map(|elf| ElfInput {
-                    path: f.path.clone(),
-                    elf: Arc::new(elf),
-                })
-            })
-            .filter(|e| e.elf.kind != ElfKind::Other)
-            .collect()
-    };
-    let mut elves = elves;
-    // Wheels carried to be installed on the target (a wheelhouse): their ELF members load
-    // there too, from `<wheel>!/<member>`, and nobody can patch them inside the zip.
-    let mut wheel_members: Vec<String> = Vec::new();
-    for f in files.iter().filter(|f| f.path.ends_with(".whl")) {
-        match wheel::elf_members(&f.disk, &f.path) {
-            Ok(members) => {
-                for (path, elf) in members.elves {
-                    if elf.kind != ElfKind::Other {
-                        elves.push(ElfInput {
-                            path,
-                            elf: Arc::new(elf),
-                        });
-                    }
-                }
-                wheel_members.extend(
-                    members
-                        .names
-                        .into_iter()
-                        .map(|n| format!("{}!/{n}", f.path)),
-                );
-            }
-            Err(reason) => report
-                .warnings
-                .push(format!("cannot look inside {}: {reason}", f.path)),
-        }
-    }
-    elves.sort_by(|a, b| a.path.cmp(&b.path));
-    report.elf_files = elves.len();
-
-    // Index: bundle dir -> names (file names and sonames) present there; soname -> paths.
-    let mut in_dir: HashMap<&str, BTreeSet<&str>> = HashMap::new();
-    let mut anywhere: HashMap<&str, &str> = HashMap::new();
-    for path in files
-        .iter()
-        .map(|f| f.path.as_str())
-        .chain(wheel_members.iter().map(String::as_str))
-    {
-        let (dir, name) = split(path);
-        in_dir.entry(dir).or_default().insert(name);
-        anywhere.entry(name).or_insert(path);
-    }
-    for e in &elves {
-        if let Some(so) = e.elf.soname() {
-            in_dir.entry(split(&e.path).0).or_default().insert(so);
-            anywhere.entry(so).or_insert(&e.path);
-        }
-    }
-    let source_prefix = python.map(|p| {
-        (
-            p.source_prefix.clone(),
-            p.prefix.trim_matches('/').to_owned(),
-        )
-    });
-    // RPATH of the bundle's executables applies to what they dlopen (extension modules).
-    let mut exe_dirs: Vec<String> = Vec::new();
-    for e in &elves {
-        if e.elf.interpreter.is_some() && !e.elf.has_runpath {
-            for entry in &e.elf.rpath {
-                if let Some(d) = entry_dir(entry, &e.path, source_prefix.as_ref()) {
-                    exe_dirs.push(d);
-                }
-            }
-        }
-    }
-
-    let allowed = target.allowed();
-    let mut needs: BTreeMap<String, (Version, String)> = BTreeMap::new();
-    let mut too_new: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
-    let mut missing: BTreeMap<String, (BTreeSet<String>, Option<String>)> = BTreeMap::new();
-    let mut drivers: BTreeSet<String> = BTreeSet::new();
-    for e in &elves {
-        // Symbol versions needed from the target: skip those a bundled library provides.
-        let mut from_target = SymbolVersions::default();
-        for need in &e.elf.version_needs {
-            if never_bundle(&need.file) != Some(NeverBundle::Glibc)
-                && anywhere.contains_key(need.file.as_str())
-            {
-                continue;
-            }
-            for v in &need.versions {
-                from_target.add(v);
-            }
-        }
-        for (prefix, v) in &from_target.0 {
-            let slot = needs
-                .entry(prefix.clone())
-                .or_insert_with(|| (Version::default(), String::new()));
-            if *v > slot.0 {
-                *slot = (v.clone(), e.path.clone());
-            }
-            if let Some(max) = allowed.max(prefix) {
-                if v > max {
-                    too_new
-                        .entry(prefix.clone())
-                        .or_default()
-                        .push((e.path.clone(), v.to_string()));
-                }
-            }
-        }
-
-        // Needed libraries.
-        let mut dirs: Vec<String> = Vec::new();
-        let entries: Vec<&String> = if e.elf.has_runpath {
-            e.elf.runpath.iter().collect()
-        } else {
-            e.elf.rpath.iter().chain(e.elf.runpath.iter()).collect()
-        };
-        for entry in entries {
-            if let Some(d) = entry_dir(entry, &e.path, source_prefix.as_ref()) {
-                dirs.push(d);
-            }
-        }
-        if !e.elf.has_runpath {
-            dirs.extend(exe_dirs.iter().cloned());
-        }
-        for name in &e.elf.needed {
-            if name.contains('/') {
-                continue;
-            }
-            match never_bundle(name) {
-                Some(NeverBundle::Glibc) => continue,
-                Some(NeverBundle::Driver) => {
-                    drivers.insert(name.clone());
-                    continue;
-                }
-                None => {}
-            }
-            let reached = dirs.iter().any(|d| {
-                in_dir
-                    .get(d.as_str())
-                    .is_some_and(|names| names.contains(name.as_str()))
-            });
-            if reached || target.has(name) {
-                continue;
-            }
-            let slot = missing.entry(name.clone()).or_default();
-            slot.0.insert(e.path.clone());
-            if slot.1.is_none() {
-                slot.1 = anywhere.get(name.as_str()).map(|p| (*p).to_owned());
-            }
-        }
-    }
-
-    for (prefix, (v, file)) in &needs {
-        let r = Requirement {
-            version: v.to_string(),
-            file: file.clone(),
-        };
-        if prefix == "GLIBC" {
-            report.min_glibc = Some(r.clone());
-        }
-        report.max_versions.insert(prefix.clone(), r);
-    }
-    for (prefix, files) in too_new {
-        let required = needs
-            .get(&prefix)
-            .map(|(v, _)| v.to_string())
-            .unwrap_or_default();
-        let available = allowed
-            .max(&prefix)
-            .map(ToString::to_string)
-            .unwrap_or_default();
-        let worst = needs
-            .get(&prefix)
-            .map(|(_, f)| f.clone())
-            .unwrap_or_default();
-        report.problems.push(if prefix == "GLIBC" {
-            format!(
-                "needs glibc {required} ({worst} needs GLIBC_{required}) but the target has glibc {available} ({} files need more than {available})",
-                files.len()
-            )
-        } else {
-            format!(
-                "needs {prefix}_{required} ({worst}) but the target provides {prefix} up to {available} ({} files need more)",
-                files.len()
-            )
-        });
-        report.too_new.push(TooNew {
-            prefix,
-            required,
-            available,
-            files,
-        });
-    }
-    for (name, (users, copy)) in missing {
-        let users: Vec<String> = users.into_iter().collect();
-        let shown: Vec<&str> = users.iter().take(3).map(String::as_str).collect();
-        let more = if users.len() > 3 {
-            format!(" and {} more", users.len() - 3)
-        } else {
-            String::new()
-        };
-        report.problems.push(match &copy {
-            Some(c) => format!(
-                "{name} is needed by {}{more}: the bundle has it at {c} but their search path does not reach it",
-                shown.join(", ")
-            ),
-            None => format!(
-                "{name} is needed by {}{more} and is neither in the bundle nor on the target",
-                shown.join(", ")
-            ),
-        });
-        report.missing.push(MissingLibrary {
-            name,
-            needed_by: users,
-            unreachable_copy: copy,
-        });
-    }
-    if !drivers.is_empty() {
-        report.warnings.push(format!(
-            "expects GPU driver libraries from the target: {}",
-            drivers.iter().cloned().collect::<Vec<_>>().join(", ")
-        ));
-    }
-    report.driver_libraries = drivers.into_iter().collect();
-
-    check_python(files, &target.profile, python, &mut report);
-    Ok(report)
-}
-
-fn split(path: &str) -> (&str, &str) {
-    path.rsplit_once('/').unwrap_or(("", path))
-}
-
-/// The bundle dir a search-path entry of the file at `path` points to: `$ORIGIN` entries, or
-/// absolute entries inside the Python environment's source prefix (relocated by its plugin).
-fn entry_dir(entry: &str, path: &str, source_prefix: Option<&(PathBuf, String)>) -> Option<String> {
-    for token in ["${ORIGIN}", "$ORIGIN"] {
-        if let Some(rest) = entry.strip_prefix(token) {
-            return airgap_elf::join_bundle_path(split(path).0, rest);
-        }
-    }
-    let (src, prefix) = source_prefix?;
-    let rel = Path::new(entry).strip_prefix(src).ok()?;
-    airgap_elf::join_bundle_path(prefix, &rel.to_string_lossy())
-}
-
-/// Python ABI and platform: the environment's interpreter, extension module file names, and
-/// wheel tags (installed `*.dist-info/WHEEL` files and `*.whl` files of a wheelhouse).
-fn check_python(
-    files: &[CheckInput],
-    profile: &TargetProfile,
-    python: Option<&PythonEnvironment>,
-    report: &mut CheckReport,
-) {
-    let push = |report: &mut CheckReport, m: PythonMismatch| {
-        report.problems.push(format!(
-            "{} {}: has {}, the target has {}",
-            m.what, m.path, m.found, m.expected
-        ));
-        report.python.push(m);
-    };
-    if let (Some(py), Some(want)) = (python, profile.python.as_deref()) {
-        if !py.version.is_empty() && major_minor(&py.version) != major_minor(want) {
-            push(
-                report,
-                PythonMismatch {
-                    what: "python version".into(),
-                    path: py.executable.clone(),
-                    found: py.version.clone(),
-                    expected: want.to_owned(),
-                },
-            );
-        }
-    }
-    if let (Some(py), Some(want)) = (python, profile.abi.as_deref()) {
-        if !py.abi.is_empty() && py.abi != want {
-            push(
-                report,
-                PythonMismatch {
-                    what: "python abi".into(),
-                    path: py.executable.clone(),
-                    found: py.abi.clone(),
-                    expected: want.to_owned(),
-                },
-            );
-        }
-    }
-    let glibc = profile.glibc.as_deref().and_then(Version::parse);
-    let mut bad_ext = 0usize;
-    for f in files {
-        let name = split(&f.path).1;
-        // foo.cpython-311-x86_64-linux-gnu.so
-        // Only extension modules: `__pycache__/x.cpython-311.pyc` carries the tag too.
-        let is_extension = name.ends_with(".so");
-        if let (true, Some(want), Some(rest)) = (
-            is_extension,
-            profile.abi.as_deref(),
-            name.split_once(".cpython-"),
-        ) {
-            if let Some(tag) = rest.1.split(['-', '.']).next() {
-                let found = format!("cp{tag}");
-                if want.starts_with("cp") && found != want && !found.ends_with('d') {
-                    bad_ext += 1;
-                    if bad_ext <= 5 {
-                        push(
-                            report,
-                            PythonMismatch {
-                                what: "extension module".into(),
-                                path: f.path.clone(),
-                                found,
-                                expected: want.to_owned(),
-                            },
-                        );
-                    }
-                }
-            }
-        }
-        let tags: Vec<String> = if f.path.ends_with(".dist-info/WHEEL") {
-            let mut text = String::new();
-            let _ = std::fs::File::open(&f.disk)
-                .and_then(|h| h.take(64 * 1024).read_to_string(&mut text));
-            text.lines()
-                .filter_map(|l| l.strip_prefix("Tag:"))
-                .map(|t| t.trim().to_owned())
-                .collect()
-        } else if let Some(stem) = name.strip_suffix(".whl") {
-            let parts: Vec<&str> = stem.split('-').collect();
-            if parts.len() >= 5 {
-                let n = parts.len();
-                vec![format!(
-                    "{}-{}-{}",
-                    parts[n - 3],
-                    parts[n - 2],
-                    parts[n - 1]
-                )]
-            } else {
-                Vec::new()
-            }
-        } else {
-            continue;
-        };
-        if tags.is_empty() {
-            continue;
-        }
-        // A wheel fits when any of its tags (expanded on '.') fits.
-        let mut reasons = Vec::new();
-        let fits = tags.iter().any(|t| {
-            let mut it = t.splitn(3, '-');
-            let (_py, abis, plats) = (it.next(), it.next().unwrap_or(""), it.next().unwrap_or(""));
-            let abi_ok = abis.split('.').any(|a| {
-                a == "none" || a == "abi3" || profile.abi.as_deref().is_none_or(|want| a == want)
-            });
-            let plat_ok = plats
-                .split('.')
-                .any(|p| platform_fits(p, profile, glibc.as_ref()));
-            if !abi_ok {
-                reasons.push(format!("abi {abis}"));
-            }
-            if !plat_ok {
-                reasons.push(format!("platform {plats}"));
-            }
-            abi_ok && plat_ok
-        });
-        if !fits {
-            push(
-                report,
-                PythonMismatch {
-                    what: "wheel tag".into(),
-                    path: f.path.clone(),
-                    found: tags.join(", "),
-                    expected: format!(
-                        "abi {} on {}",
-                        profile.abi.as_deref().unwrap_or("any"),
-                        profile
-                            .glibc
-                            .as_deref()
-                            .map(|g| format!("glibc {g}"))
-                            .unwrap_or_else(|| "any platform".into())
-                    ),
-                },
-            );
-        }
-    }
-    if bad_ext > 5 {
-        report.problems.push(format!(
-            "... and {} more extension modules built for another Python",
-            bad_ext - 5
-        ));
-    }
-}
-
-fn major_minor(v: &str) -> String {
-    v.split('.').take(2).collect::<Vec<_>>().join(".")
-}
-
-/// Whether a wheel platform tag can run on the target.
-fn platform_fits(tag: &str, profile: &TargetProfile, glibc: Option<&Version>) -> bool {
-    if tag == "any" {
-        return true;
-    }
-    let arch_ok = |arch: &str| profile.arch.as_deref().is_none_or(|a| a == arch);
-    if let Some(arch) = tag.strip_prefix("linux_") {
-        return arch_ok(arch);
-    }
-    let legacy = [
-        ("manylinux1_", 5u32),
-        ("manylinux2010_", 12),
-        ("manylinux2014_", 17),
-    ];
-    for (prefix, minor) in legacy {
-        if let Some(arch) = tag.strip_prefix(prefix) {
-            return arch_ok(arch) && glibc.is_none_or(|g| *g >= Version(vec![2, minor]));
-        }
-    }
-    if let Some(rest) = tag.strip_prefix("manylinux_") {
-        let mut it = rest.splitn(3, '_');
-        let major: Option<u32> = it.next().and_then(|s| s.parse().ok());
-        let minor: Option<u32> = it.next().and_then(|s| s.parse().ok());
-        let arch = it.next().unwrap_or("");
-        if let (Some(ma), Some(mi)) = (major, minor) {
-            return arch_ok(arch) && glibc.is_none_or(|g| *g >= Version(vec![ma, mi]));
-        }
-    }
-    // musllinux, macosx, win: not for a glibc Linux target.
-    false
-}
-
-/// Reading the ELF members of a wheel (a zip file) without a zip crate and without holding the
-/// wheel: the end of central directory and the central directory are read with seeks, then
-/// each library member is streamed (stored or inflated) into a bounded buffer or, when larger,
-/// an unnamed temporary file, and only its ELF headers are read from there. ZIP64 archives are
-/// refused (wheels over 4 GiB do not exist in practice).
-mod wheel {
-    use std::fs::File;
-    use std::io::{self, BufReader, Read, Seek, SeekFrom};
-    use std::path::Path;
-
-    use airgap_elf::ElfFile;
-
-    /// Members up to this size are inflated in memory; larger ones go to a temporary file.
-    pub(super) const IN_MEMORY: u64 = 1 << 20;
-    /// Largest central directory read (a wheel of 100,000 members has about 10 MB).
-    const MAX_CENTRAL_DIRECTORY: u64 = 64 << 20;
-
-    /// The members of one wheel.
-    pub struct Members {
-        /// Every member name.
-        pub names: Vec<String>,
-        /// ELF members (by content) whose name looks like a shared library, read as
-        /// `LABEL!/MEMBER`.
-        pub elves: Vec<(String, ElfFile)>,
-    }
-
-    fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-        Some(u16::from_le_bytes([*b.get(at)?, *b.get(at + 1)?]))
-    }
-
-    fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-        Some(u32::from_le_bytes([
-            *b.get(at)?,
-            *b.get(at + 1)?,
-            *b.get(at + 2)?,
-            *b.get(at + 3)?,
-        ]))
-    }
-
-    fn read_at(file: &mut File, offset: u64, len: u64) -> Result<Vec<u8>, String> {
-        file.seek(SeekFrom::Start(offset))
-            .map_err(|e| e.to_string())?;
-        let mut buf = Vec::with_capacity(len.min(MAX_CENTRAL_DIRECTORY) as usize);
-        file.take(len)
-            .read_to_end(&mut buf)
-            .map_err(|e| e.to_string())?;
-        if buf.len() as u64 != len {
-            return Err("truncated".into());
-        }
-        Ok(buf)
-    }
-
-    /// Read the ELF members of the wheel at `path`; `label` names the wheel in the results.
-    pub fn elf_members(path: &Path, label: &str) -> Result<Members, String> {
-        let mut file = File::open(path).map_err(|e| e.to_string())?;
-        let len = file.metadata().map_err(|e| e.to_string())?.len();
-        // The end of central directory record: 22 bytes and a comment of up to 64 KiB.
-        let tail_len = len.min(22 + 65535);
-        let tail = read_at(&mut file, len - tail_len, tail_len)?;
-        let eocd = (0..tail.len().saturating_sub(21))
-            .rev()
-            .find(|&i| tail[i..].starts_with(&[0x50, 0x4b, 0x05, 0x06]))
-            .ok_or("not a zip file (no end of central directory)")?;
-        let count = u16_at(&tail, eocd + 10).ok_or("truncated")? as usize;
-        let cd_size = u32_at(&tail, eocd + 12).ok_or("truncated")?;
-        let cd = u32_at(&tail, eocd + 16).ok_or("truncated")?;
-        if cd == u32::MAX || cd_size == u32::MAX || count == u16::MAX as usize {
-            return Err("ZIP64 archives are not read".into());
-        }
-        let cd_end = u64::from(cd) + u64::from(cd_size);
-        if cd_end > len || u64::from(cd_size) > MAX_CENTRAL_DIRECTORY {
-            return Err("broken central directory".into());
-        }
-        let bytes = read_at(&mut file, u64::from(cd), u64::from(cd_size))?;
-        let mut at = 0usize;
-        let mut out = Members {
-            names: Vec::new(),
-            elves: Vec::new(),
-        };
-        for _ in 0..count {
-            if u32_at(&bytes, at) != Some(0x0201_4b50) {
-                return Err("broken central directory".into());
-            }
-            let method = u16_at(&bytes, at + 10).ok_or("truncated")?;
-            let csize = u64::from(u32_at(&bytes, at + 20).ok_or("truncated")?);
-            let usize_ = u64::from(u32_at(&bytes, at + 24).ok_or("truncated")?);
-            let nlen = u16_at(&bytes, at + 28).ok_or("truncated")? as usize;
-            let xlen = u16_at(&bytes, at + 30).ok_or("truncated")? as usize;
-            let clen = u16_at(&bytes, at + 32).ok_or("truncated")? as usize;
-            let local = u64::from(u32_at(&bytes, at + 42).ok_or("truncated")?);
-            let name = bytes.get(at + 46..at + 46 + nlen).ok_or("truncated")?;
-            let name = String::from_utf8_lossy(name).into_owned();
-            at += 46 + nlen + xlen + clen;
-            let base = name.rsplit('/').next().unwrap_or(&name);
-            let library = base.ends_with(".so") || base.contains(".so.");
-            out.names.push(name.clone());
-            if !library || name.split('/').any(|p| p == "..") {
-                continue;
-            }
-            let lh = read_at(&mut file, local, 30)
-                .map_err(|_| format!("broken local header of {name}"))?;
-            if u32_at(&lh, 0) != Some(0x0403_4b50) {
-                return Err(format!("broken local header of {name}"));
-            }
-            let lnlen = u64::from(u16_at(&lh, 26).ok_or("truncated")?);
-            let lxlen = u64::from(u16_at(&lh, 28).ok_or("truncated")?);
-            let start = local + 30 + lnlen + lxlen;
-            if start.saturating_add(csize) > len {
-                return Err("truncated member".into());
-            }
-            file.seek(SeekFrom::Start(start))
-                .map_err(|e| e.to_string())?;
-            let raw = BufReader::with_capacity(64 * 1024, (&file).take(csize));
-            let member = format!("{label}!/{name}");
-            let elf = match method {
-                0 => read_elf(raw, csize, &member),
-                8 => read_elf(
-                    flate2::read::DeflateDecoder::new(raw).take(usize_),
-                    usize_,
-                    &member,
-                ),
-                m => return Err(format!("{name}: compression method {m} is not read")),
-            }
-            .map_err(|e| format!("{name}: {e}"))?;
-            if let Some(elf) = elf {
-                out.elves.push((member, elf));
-            }
-        }
-        Ok(out)
-    }
-
-    /// Read one member's ELF headers from its byte stream: `None` when it is not ELF (or its
-    /// ELF structures are broken). At most [`IN_MEMORY`] bytes are held.
-    fn read_elf(mut data: impl Read, size: u64, member: &str) -> io::Result<Option<ElfFile>> {
-        let mut magic = [0u8; 4];
-        let mut got = 0;
-        while got < 4 {
-            match data.read(&mut magic[got..])? {
-                0 => return Ok(None),
-                n => got += n,
-            }
-        }
-        if !airgap_elf::is_elf_bytes(&magic) {
-            return Ok(None);
-        }
-        let mut rest = (&magic[..]).chain(data);
-        if size <= IN_MEMORY {
-            let mut bytes = Vec::with_capacity(size as usize);
-            rest.read_to_end(&mut bytes)?;
-            return Ok(ElfFile::parse_bytes(Path::new(member), &bytes).ok());
-        }
-        let mut spill = tempfile::tempfile()?;
-        io::copy(&mut rest, &mut spill)?;
-        Ok(ElfFile::parse_file(Path::new(member), &spill).ok())
-    }
-}
 
 /// A bundle file checked without unpacking it: its manifest and the check report.
 #[derive(Debug, Clone, Serialize)]
@@ -911,9 +28,13 @@ pub struct BundleCheck {
 
 /// Check an existing bundle: read its manifest, extract its ELF files and wheel metadata to a
 /// temporary dir, and check them against `target` (default: the manifest's target profile).
-pub fn check_bundle(bundle: &Path, target: Option<CheckTarget>) -> Result<BundleCheck, Error> {
+pub fn check_bundle(
+    bundle: &Path,
+    target: Option<CheckTarget>,
+    strict: bool,
+) -> Result<BundleCheck, Error> {
     let manifest = airgap_archive::read_manifest(bundle)?;
-    let target = match target {
+    let mut target = match target {
         Some(t) => {
             let mut t = t;
             merge_profile(&mut t.profile, &manifest.target);
@@ -928,6 +49,18 @@ pub fn check_bundle(bundle: &Path, target: Option<CheckTarget>) -> Result<Bundle
             path: std::env::temp_dir(),
             source: e,
         })?;
+    target.strict = strict;
+    // What airgap grafted from the build machine, as the manifest records it.
+    let grafted: BTreeSet<&str> = manifest
+        .files
+        .iter()
+        .filter(|f| {
+            f.package
+                .as_deref()
+                .is_some_and(|p| p.starts_with("system:"))
+        })
+        .map(|f| f.path.as_str())
+        .collect();
     let stream = airgap_archive::read::open_archive(bundle)?;
     let mut archive = tar::Archive::new(stream);
     let top = format!("{}/", manifest.bundle_name);
@@ -938,7 +71,8 @@ pub fn check_bundle(bundle: &Path, target: Option<CheckTarget>) -> Result<Bundle
     };
     for entry in archive.entries().map_err(io)? {
         let mut entry = entry.map_err(io)?;
-        if !entry.header().entry_type().is_file() {
+        let kind = entry.header().entry_type();
+        if !kind.is_file() && !kind.is_symlink() {
             continue;
         }
         let full = entry.path().map_err(io)?.to_string_lossy().into_owned();
@@ -946,6 +80,17 @@ pub fn check_bundle(bundle: &Path, target: Option<CheckTarget>) -> Result<Bundle
             continue;
         };
         if rel.starts_with(".airgap/") || rel.split('/').any(|p| p == ".." || p.is_empty()) {
+            continue;
+        }
+        if kind.is_symlink() {
+            if let Some(target) = entry.link_name().map_err(io)? {
+                inputs.push(CheckInput {
+                    path: rel.to_owned(),
+                    disk: PathBuf::new(),
+                    link: Some(target.to_string_lossy().into_owned()),
+                    grafted: false,
+                });
+            }
             continue;
         }
         let mut head = [0u8; 4];
@@ -957,6 +102,8 @@ pub fn check_bundle(bundle: &Path, target: Option<CheckTarget>) -> Result<Bundle
             inputs.push(CheckInput {
                 path: rel.to_owned(),
                 disk: PathBuf::new(),
+                link: None,
+                grafted: false,
             });
             continue;
         }
@@ -976,6 +123,8 @@ pub fn check_bundle(bundle: &Path, target: Option<CheckTarget>) -> Result<Bundle
         inputs.push(CheckInput {
             path: rel.to_owned(),
             disk,
+            link: None,
+            grafted: grafted.contains(rel),
         });
     }
     let report = check_against(&inputs, &target, manifest.python.as_ref())?;
@@ -991,16 +140,23 @@ pub fn check_bundle(bundle: &Path, target: Option<CheckTarget>) -> Result<Bundle
 pub fn check_planned_against(
     planned: &crate::Planned,
     target: Option<CheckTarget>,
+    strict: bool,
 ) -> Result<CheckReport, Error> {
     let (inputs, total) = plan_inputs(&planned.plan)?;
-    let target = match target {
+    let mut target = match target {
         Some(mut t) => {
             merge_profile(&mut t.profile, &planned.manifest.target);
             t
         }
         None => CheckTarget::from_profile(&planned.manifest.target)?,
     };
-    check_inputs(&inputs, total, &target, planned.manifest.python.as_ref())
+    target.strict = strict;
+    Ok(check_inputs(
+        &inputs,
+        total,
+        &target,
+        planned.manifest.python.as_ref(),
+    )?)
 }
 
 /// The planned files the check reads, sorted by path: ELF files (by content), wheels and
@@ -1015,15 +171,33 @@ pub(crate) fn plan_inputs(plan: &airgap_archive::Plan) -> Result<(Vec<CheckInput
     let mut inputs: Vec<CheckInput> = plan
         .iter_files()
         .filter_map(|f| f.map_err(|e| failed = Some(e)).ok())
-        .filter(|f| f.kind == airgap_plugin_api::FileKind::File)
+        .filter(|f| f.kind != airgap_plugin_api::FileKind::Dir)
         .par_bridge()
         .filter_map(|f| {
+            if let airgap_plugin_api::FileKind::Symlink { target } = f.kind {
+                // Links matter to the loader (`libfoo.so.1 -> libfoo.so.1.2`, `lib64 -> lib`).
+                return Some(CheckInput {
+                    path: f.path,
+                    disk: PathBuf::new(),
+                    link: Some(target),
+                    grafted: false,
+                });
+            }
             total.fetch_add(1, Ordering::Relaxed);
             let disk = f.source?;
             let wanted = f.path.ends_with(".whl")
                 || f.path.ends_with(".dist-info/WHEEL")
                 || airgap_elf::is_elf(&disk);
-            wanted.then_some(CheckInput { path: f.path, disk })
+            let grafted = f
+                .package
+                .as_deref()
+                .is_some_and(|p| p.starts_with("system:"));
+            wanted.then_some(CheckInput {
+                path: f.path,
+                disk,
+                link: None,
+                grafted,
+            })
         })
         .collect();
     if let Some(e) = failed {
@@ -1058,131 +232,4 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
         }
     }
     Ok(n)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn platform_tags_against_glibc() {
-        let p = TargetProfile::default();
-        let g = Version(vec![2, 17]);
-        assert!(platform_fits("manylinux2014_x86_64", &p, Some(&g)));
-        assert!(platform_fits("manylinux_2_17_x86_64", &p, Some(&g)));
-        assert!(!platform_fits("manylinux_2_28_x86_64", &p, Some(&g)));
-        assert!(platform_fits("any", &p, Some(&g)));
-        assert!(!platform_fits("musllinux_1_2_x86_64", &p, Some(&g)));
-    }
-
-    /// A zip file written by hand: (name, content, deflated).
-    fn zip(path: &Path, members: &[(&str, &[u8], bool)]) {
-        use std::io::Write;
-        let mut out = Vec::new();
-        let mut central = Vec::new();
-        for (name, content, deflate) in members {
-            let data = if *deflate {
-                let mut e =
-                    flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
-                e.write_all(content).expect("deflate");
-                e.finish().expect("deflate")
-            } else {
-                content.to_vec()
-            };
-            let method: u16 = if *deflate { 8 } else { 0 };
-            let local = out.len() as u32;
-            let mut fixed = Vec::new();
-            fixed.extend_from_slice(&[20, 0, 0, 0]);
-            fixed.extend_from_slice(&method.to_le_bytes());
-            fixed.extend_from_slice(&[0; 8]); // time, date, crc (not checked by the reader)
-            fixed.extend_from_slice(&(data.len() as u32).to_le_bytes());
-            fixed.extend_from_slice(&(content.len() as u32).to_le_bytes());
-            fixed.extend_from_slice(&(name.len() as u16).to_le_bytes());
-            fixed.extend_from_slice(&[0, 0]);
-            out.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
-            out.extend_from_slice(&fixed);
-            out.extend_from_slice(name.as_bytes());
-            out.extend_from_slice(&data);
-            central.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
-            central.extend_from_slice(&[20, 0]);
-            central.extend_from_slice(&fixed);
-            central.extend_from_slice(&[0; 10]); // comment length, disk, attributes
-            central.extend_from_slice(&local.to_le_bytes());
-            central.extend_from_slice(name.as_bytes());
-        }
-        let cd = out.len() as u32;
-        out.extend_from_slice(&central);
-        out.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
-        out.extend_from_slice(&[0; 4]);
-        out.extend_from_slice(&(members.len() as u16).to_le_bytes());
-        out.extend_from_slice(&(members.len() as u16).to_le_bytes());
-        out.extend_from_slice(&(central.len() as u32).to_le_bytes());
-        out.extend_from_slice(&cd.to_le_bytes());
-        out.extend_from_slice(&[0, 0]);
-        std::fs::write(path, out).expect("write zip");
-    }
-
-    #[test]
-    fn wheel_elf_members_are_streamed_not_loaded() {
-        let exe = std::env::current_exe().expect("exe");
-        let big = std::fs::read(&exe).expect("read exe");
-        assert!(
-            big.len() as u64 > wheel::IN_MEMORY,
-            "the test binary is small"
-        );
-        // A small ELF member: the head of the binary up to its dynamic section is not
-        // needed, so use a real small shared object when there is one.
-        let small = std::fs::read("/lib/x86_64-linux-gnu/libdl.so.2").ok();
-        let dir = tempfile::tempdir().expect("tmp");
-        let whl = dir.path().join("x-1.0-cp311-cp311-linux_x86_64.whl");
-        let mut members: Vec<(&str, &[u8], bool)> = vec![
-            ("x/__init__.py", b"print(1)\n", true),
-            ("x/big.cpython-311-x86_64-linux-gnu.so", &big, true),
-            ("x/stored.so", &big, false),
-            ("x/not-elf.so", b"INPUT(-lfoo)\n", true),
-        ];
-        if let Some(small) = &small {
-            members.push(("x.libs/libdl.so.2", small, true));
-        }
-        zip(&whl, &members);
-        let got = wheel::elf_members(&whl, "wheels/x.whl").expect("read wheel");
-        assert_eq!(got.names.len(), members.len());
-        let whole = ElfFile::parse_bytes(&exe, &big).expect("parse exe");
-        let by_name: BTreeMap<&str, &ElfFile> =
-            got.elves.iter().map(|(n, e)| (n.as_str(), e)).collect();
-        for name in [
-            "wheels/x.whl!/x/big.cpython-311-x86_64-linux-gnu.so",
-            "wheels/x.whl!/x/stored.so",
-        ] {
-            let elf = by_name
-                .get(name)
-                .unwrap_or_else(|| panic!("{name} missing: {by_name:?}"));
-            assert_eq!(elf.needed, whole.needed);
-            assert_eq!(elf.version_needs, whole.version_needs);
-            assert_eq!(elf.size, big.len() as u64);
-            assert_eq!(elf.path, Path::new(name));
-        }
-        assert!(!by_name.contains_key("wheels/x.whl!/x/not-elf.so"));
-        if small.is_some() {
-            assert!(by_name.contains_key("wheels/x.whl!/x.libs/libdl.so.2"));
-        }
-    }
-
-    #[test]
-    fn this_test_binary_passes_against_this_machine() {
-        let exe = std::env::current_exe().expect("exe");
-        let files = vec![CheckInput {
-            path: "bin/test".into(),
-            disk: exe,
-        }];
-        let target =
-            CheckTarget::from_root(&TargetProfile::default(), Path::new("/")).expect("root");
-        let r = check_against(&files, &target, None).expect("check");
-        assert!(r.passed(), "{:?}", r.problems);
-        assert!(r.min_glibc.is_some());
-        let old = CheckTarget::from_glibc(&TargetProfile::default(), "2.5").expect("2.5");
-        let r = check_against(&files, &old, None).expect("check");
-        assert!(!r.passed());
-        assert!(r.problems[0].contains("glibc"), "{:?}", r.problems);
-    }
 }
