@@ -190,3 +190,27 @@ fn errors_say_what_to_do() {
     let done = run(cli().arg("verify").arg(&out)).failure();
     snapshot!("error_damaged_bundle", dir, done);
 }
+
+#[test]
+fn the_check_names_the_file_that_needs_a_newer_glibc_than_declared() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    fs::create_dir_all(dir.join("tools")).unwrap();
+    // This machine's `ls` (Debian 12) needs a newer glibc than 2.17.
+    fs::copy("/bin/ls", dir.join("tools/ls")).unwrap();
+    fs::write(
+        dir.join("airgap.toml"),
+        "[bundle]\nname = \"tools\"\n\n[target]\nglibc = \"2.17\"\n\n[sources.files]\npaths = [\"tools\"]\n",
+    )
+    .unwrap();
+    let done = run(cli().current_dir(dir).args(["check", "-c", "airgap.toml"]));
+    assert_eq!(done.code, Some(3), "{}", done.stderr);
+    snapshot!("check_declared_old_glibc", dir, done);
+    let done =
+        run(cli()
+            .current_dir(dir)
+            .args(["bundle", "-c", "airgap.toml", "-o", "tools.tar.gz"]))
+        .failure();
+    snapshot!("bundle_refused_declared_old_glibc", dir, done);
+    assert!(!dir.join("tools.tar.gz").exists());
+}
