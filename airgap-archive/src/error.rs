@@ -114,6 +114,14 @@ pub enum ArchiveError {
         /// What is wrong.
         reason: String,
     },
+    /// The bundle path is not a regular file (a fifo, a device, a socket).
+    #[error("{} is not a regular file ({kind})", path.display())]
+    NotRegular {
+        /// The path given.
+        path: PathBuf,
+        /// What it is.
+        kind: &'static str,
+    },
     /// The destination cannot be used.
     #[error("destination {}: {reason}", path.display())]
     Dest {
@@ -193,6 +201,9 @@ impl ArchiveError {
                 bundle.display().to_string().trim_end_matches(".age"),
                 bundle.display()
             )),
+            ArchiveError::NotRegular { .. } => Some(
+                "give the bundle file itself: airgap reads a bundle several times (signature, checksum, entries), which a pipe or a device cannot give".into(),
+            ),
             ArchiveError::Dest { .. } => {
                 Some("give a destination that does not exist yet (or is an empty directory)".into())
             }

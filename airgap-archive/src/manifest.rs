@@ -9,7 +9,6 @@ use airgap_plugin_api::{InstallStep, Package, PythonEnvironment, TargetProfile};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ArchiveError;
-use crate::read::open_archive;
 use crate::tarfmt::TarReader;
 
 /// Where the manifest sits inside the bundle's top folder. It is the first tar entry.
@@ -527,7 +526,17 @@ pub fn read_manifest(bundle: &Path) -> Result<Manifest, ArchiveError> {
         let text = fs::read_to_string(&path).map_err(|e| ArchiveError::io("reading", &path, e))?;
         return Manifest::from_toml(&text).map_err(manifest_err);
     }
-    let reader = open_archive(bundle)?;
+    let file = crate::read::open_bundle(bundle)?;
+    read_manifest_opened(bundle, &file)
+}
+
+/// [`read_manifest`] of a bundle file over a descriptor from [`crate::read::open_bundle`].
+pub fn read_manifest_opened(bundle: &Path, file: &fs::File) -> Result<Manifest, ArchiveError> {
+    let manifest_err = |reason: String| ArchiveError::Manifest {
+        bundle: bundle.into(),
+        reason,
+    };
+    let reader = crate::read::open_archive_file(bundle, file)?;
     let mut tar = TarReader::new(reader);
     let (top, text) = read_first_entry(bundle, &mut tar)?;
     let m = Manifest::from_toml(&text).map_err(manifest_err)?;
