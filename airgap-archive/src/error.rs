@@ -114,6 +114,14 @@ pub enum ArchiveError {
         /// What is wrong.
         reason: String,
     },
+    /// The output path cannot take a bundle.
+    #[error("output {}: {reason}", path.display())]
+    Output {
+        /// The output given.
+        path: PathBuf,
+        /// Why it is refused.
+        reason: String,
+    },
     /// The bundle path is not a regular file (a fifo, a device, a socket).
     #[error("{} is not a regular file ({kind})", path.display())]
     NotRegular {
@@ -201,6 +209,9 @@ impl ArchiveError {
                 bundle.display().to_string().trim_end_matches(".age"),
                 bundle.display()
             )),
+            ArchiveError::Output { .. } => Some(
+                "give -o a new file name (or an existing bundle to replace) outside everything the bundle reads".into(),
+            ),
             ArchiveError::NotRegular { .. } => Some(
                 "give the bundle file itself: airgap reads a bundle several times (signature, checksum, entries), which a pipe or a device cannot give".into(),
             ),

@@ -75,3 +75,81 @@ fn a_fifo_given_as_the_bundle_is_refused_without_hanging() {
     assert!(err.contains(&expect), "{err}");
     assert!(!dest.exists());
 }
+
+mod seal_support;
+
+/// `airgap bundle -o OUTPUT` in a fresh project; returns the run and the project dir.
+fn bundle_to(tmp: &Path, output: &str) -> (airgap_tests::Done, std::path::PathBuf) {
+    let dir = tmp.join(format!("p{}", output.len()));
+    std::fs::create_dir_all(&dir).unwrap();
+    seal_support::project(&dir);
+    let done = seal_support::bundle(&dir, &["-o", output]);
+    (done, dir)
+}
+
+#[test]
+fn bundle_refuses_an_output_that_is_not_a_new_or_regular_file_or_is_an_input() {
+    use std::fs;
+    let tmp = tempdir();
+    // A fifo: renaming over it would replace it (as /dev/null was, as root).
+    let root = tmp.path().join("f");
+    fs::create_dir(&root).unwrap();
+    mkfifo(&root.join("out.fifo"));
+    let out = root.join("out.fifo");
+    let (done, _) = bundle_to(&root, out.to_str().unwrap());
+    let done = done.failure();
+    assert!(
+        done.stderr.contains(&format!(
+            "error: output {}: is a fifo; airgap writes a bundle only to a new or regular file",
+            out.display()
+        )),
+        "{}",
+        done.stderr
+    );
+    assert!(
+        done.stderr.contains("help: give -o a new file name"),
+        "{}",
+        done.stderr
+    );
+    use std::os::unix::fs::FileTypeExt;
+    assert!(fs::symlink_metadata(&out).unwrap().file_type().is_fifo());
+
+    // Its own config file, before any plugin ran.
+    let (done, dir) = bundle_to(tmp.path(), "airgap.toml");
+    let done = done.failure();
+    assert!(
+        done.stderr
+            .contains("error: output airgap.toml: is the config file"),
+        "{}",
+        done.stderr
+    );
+    assert!(fs::read_to_string(dir.join("airgap.toml"))
+        .unwrap()
+        .contains("[sources.files]"));
+
+    // One of its inputs.
+    let (done, dir) = bundle_to(tmp.path(), "data/hello.py");
+    let done = done.failure();
+    assert!(
+        done.stderr.contains(
+            "error: output data/hello.py: is one of the bundle's own inputs (data/hello.py"
+        ),
+        "{}",
+        done.stderr
+    );
+    assert_eq!(
+        fs::read_to_string(dir.join("data/hello.py")).unwrap(),
+        "print('hello')\n"
+    );
+
+    // A directory that does not exist: said at once, naming the user's path, not a scratch file.
+    let (done, _) = bundle_to(tmp.path(), "nodir/x.tar.gz");
+    let done = done.failure();
+    assert!(
+        done.stderr
+            .contains("error: output nodir/x.tar.gz: its directory nodir does not exist"),
+        "{}",
+        done.stderr
+    );
+    assert!(!done.stderr.contains(".partial"), "{}", done.stderr);
+}
