@@ -496,6 +496,13 @@ impl<R: Read> TarReader<R> {
             }
             if kind == EntryType::Dir && path.len() > 1 && path.ends_with(b"/") {
                 path.pop();
+            } else if path.ends_with(b"/") {
+                // GNU tar makes any entry whose name ends in `/` a directory, with its data
+                // read as more headers. Found by the tar_differential fuzz target.
+                return Err(invalid(format!(
+                    "{}: a name ending in `/` on an entry that is not a directory",
+                    String::from_utf8_lossy(&path)
+                )));
             }
             let link = long_link
                 .take()

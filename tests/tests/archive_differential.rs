@@ -263,6 +263,13 @@ fn cases() -> Vec<(&'static str, Mutation, &'static str)> {
             "is not one NUL-terminated name followed by zeros",
         ),
         (
+            "file name ending in a slash",
+            // GNU tar lists it as a directory and reads its data as more headers (the checker
+            // refused it before too, as an empty path component). Found by the fuzz target.
+            Box::new(field("b/sub/ok.txt", 0, b"b/sub/ok.tx/")),
+            "a name ending in `/` on an entry that is not a directory",
+        ),
+        (
             "an owner",
             // GNU tar run as root gives the file to uid 65534.
             Box::new(|ms: &mut [Member]| {
