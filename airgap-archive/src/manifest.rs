@@ -134,6 +134,27 @@ fn decode(text: &str, hex_form: &Option<String>) -> Vec<u8> {
     }
 }
 
+/// A record's two names must say the same: `inspect` shows the text, unpack installs the
+/// bytes. The writer sets the hex form only for bytes that are not UTF-8, and the text is
+/// then their lossy form; anything else is refused.
+fn names_agree(text: &str, hex_form: &Option<String>, field: &str) -> Result<(), String> {
+    let Some(h) = hex_form else {
+        return Ok(());
+    };
+    let disagree = |shown: String| {
+        Err(format!(
+            "the record {text:?} has {field}_hex {shown}: its two names disagree"
+        ))
+    };
+    let Ok(bytes) = hex::decode(h) else {
+        return disagree("that is not hex".into());
+    };
+    if encode(&bytes) != (text.to_string(), Some(h.to_ascii_lowercase())) {
+        return disagree(format!("naming {:?}", String::from_utf8_lossy(&bytes)));
+    }
+    Ok(())
+}
+
 /// `(text, hex)` for a byte string: hex only when it is not UTF-8.
 pub(crate) fn encode(bytes: &[u8]) -> (String, Option<String>) {
     match std::str::from_utf8(bytes) {
@@ -466,6 +487,12 @@ impl Manifest {
             || m.bundle_name == ".."
         {
             return Err(format!("invalid bundle name {:?}", m.bundle_name));
+        }
+        for f in &m.files {
+            names_agree(&f.path, &f.path_hex, "path")?;
+            if let Some(t) = &f.target {
+                names_agree(t, &f.target_hex, "target")?;
+            }
         }
         Ok(m)
     }

@@ -153,3 +153,48 @@ fn bundle_refuses_an_output_that_is_not_a_new_or_regular_file_or_is_an_input() {
     );
     assert!(!done.stderr.contains(".partial"), "{}", done.stderr);
 }
+
+#[test]
+fn a_record_whose_path_label_and_path_hex_disagree_is_refused_everywhere() {
+    use airgap_tests::archive::{craft, record_for, Raw};
+    use airgap_tests::run;
+    let tmp = tempdir();
+    let evil = Raw {
+        mode: 0o755,
+        ..Raw::file("b/sub/evil.sh", b"#!/bin/sh\necho evil\n")
+    };
+    let entries = vec![Raw::dir("b"), Raw::dir("b/sub"), evil];
+    let mut records: Vec<_> = entries[1..].iter().map(|r| record_for("b", r)).collect();
+    // What inspect shows, and what unpack would install.
+    records[1].path = "sub/README.txt".into();
+    records[1].path_hex = Some(hex_of(b"sub/evil.sh"));
+    let bundle = tmp.path().join("b.tar");
+    craft(&bundle, "b", records, &entries);
+    let expect =
+        "the record \"sub/README.txt\" has path_hex naming \"sub/evil.sh\": its two names disagree";
+    let dest = tmp.path().join("dest");
+    for args in [
+        vec!["verify".to_string(), bundle.display().to_string()],
+        vec!["inspect".to_string(), bundle.display().to_string()],
+        vec![
+            "inspect".to_string(),
+            "--json".into(),
+            bundle.display().to_string(),
+        ],
+        vec![
+            "unpack".to_string(),
+            bundle.display().to_string(),
+            dest.display().to_string(),
+        ],
+    ] {
+        let done = run(airgap().args(&args)).failure();
+        assert!(done.stderr.contains(expect), "{args:?}: {}", done.stderr);
+    }
+    let done = run(Command::new(unpacker()).arg(&bundle).arg(&dest)).failure();
+    assert!(done.stderr.contains(expect), "{}", done.stderr);
+    assert!(!dest.exists());
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
