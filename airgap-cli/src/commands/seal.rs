@@ -32,6 +32,18 @@ pub struct OpenArgs {
     /// before anything else, and refuse the bundle if it is missing or does not match
     #[arg(long, value_name = "PUB")]
     pub trusted_key: Option<String>,
+
+    /// With --trusted-key: refuse, not only warn, when the signature was made for a file of
+    /// another name (an older signed bundle renamed to the current name)
+    #[arg(long, requires = "trusted_key")]
+    pub strict: bool,
+}
+
+/// The file name a signature's trusted comment (`file:NAME<TAB>sha256:...`) was made for.
+fn signed_name(trusted_comment: &str) -> Option<&str> {
+    trusted_comment
+        .split('\t')
+        .find_map(|part| part.strip_prefix("file:"))
 }
 
 /// A seal error with its advice attached.
@@ -133,9 +145,29 @@ pub fn prepare(args: &OpenArgs, bundle: &Path, ui: &Ui) -> anyhow::Result<Opened
                 "{} is good, by trusted key {} ({})",
                 verified.signature.display(),
                 verified.key_id,
-                verified.trusted_comment.replace('\t', " ")
+                crate::ui::escape(&verified.trusted_comment.replace('\t', " "))
             ),
         );
+        let actual = bundle
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if let Some(signed) = signed_name(&verified.trusted_comment) {
+            if signed != actual {
+                let text = format!(
+                    "the signature was made for a file named {}, not {}: this may be an older signed bundle renamed to the current name",
+                    crate::ui::escape(signed),
+                    crate::ui::escape(&actual)
+                );
+                if args.strict {
+                    return Err(with_help(
+                        anyhow::anyhow!("{text}"),
+                        "get the bundle again under the name it was signed with, or drop --strict to accept it",
+                    ));
+                }
+                ui.warn(&text);
+            }
+        }
     }
     if !airgap_seal::is_encrypted_opened(bundle, &file).map_err(seal)? {
         if !args.identities.is_empty() || args.passphrase || args.passphrase_file.is_some() {
