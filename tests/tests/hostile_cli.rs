@@ -198,3 +198,50 @@ fn a_record_whose_path_label_and_path_hex_disagree_is_refused_everywhere() {
 fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[test]
+fn plugins_from_group_or_world_writable_places_are_refused_unloaded() {
+    use airgap_tests::run;
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempdir();
+    let so = airgap_tests::cdylib("airgap-plugin-acme-store");
+    for (dir_mode, file_mode, expect) in [
+        (
+            0o777,
+            0o755,
+            "its directory {dir} is writable by everyone (mode 777)",
+        ),
+        (
+            0o770,
+            0o755,
+            "its directory {dir} is writable by its group (mode 770)",
+        ),
+        (
+            0o755,
+            0o666,
+            "the file {file} is writable by everyone (mode 666)",
+        ),
+    ] {
+        let dir = tmp.path().join(format!("p{dir_mode:o}-{file_mode:o}"));
+        fs::create_dir(&dir).unwrap();
+        let file = dir.join("libairgap_plugin_acme_store.so");
+        fs::copy(&so, &file).unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(file_mode)).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(dir_mode)).unwrap();
+        let done = run(airgap()
+            .arg("--plugin-dir")
+            .arg(&dir)
+            .args(["plugins", "list"]));
+        let expect = expect
+            .replace("{dir}", &dir.display().to_string())
+            .replace("{file}", &file.display().to_string());
+        let line = format!("{}: refused to load: {expect}", file.display());
+        assert!(
+            done.stdout.contains(&line),
+            "{}\n{}",
+            done.stdout,
+            done.stderr
+        );
+    }
+}
