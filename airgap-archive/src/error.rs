@@ -114,6 +114,22 @@ pub enum ArchiveError {
         /// What is wrong.
         reason: String,
     },
+    /// The output path cannot take a bundle.
+    #[error("output {}: {reason}", path.display())]
+    Output {
+        /// The output given.
+        path: PathBuf,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The bundle path is not a regular file (a fifo, a device, a socket).
+    #[error("{} is not a regular file ({kind})", path.display())]
+    NotRegular {
+        /// The path given.
+        path: PathBuf,
+        /// What it is.
+        kind: &'static str,
+    },
     /// The destination cannot be used.
     #[error("destination {}: {reason}", path.display())]
     Dest {
@@ -193,6 +209,12 @@ impl ArchiveError {
                 bundle.display().to_string().trim_end_matches(".age"),
                 bundle.display()
             )),
+            ArchiveError::Output { .. } => Some(
+                "give -o a new file name (or an existing bundle to replace) outside everything the bundle reads".into(),
+            ),
+            ArchiveError::NotRegular { .. } => Some(
+                "give the bundle file itself: airgap reads a bundle several times (signature, checksum, entries), which a pipe or a device cannot give".into(),
+            ),
             ArchiveError::Dest { .. } => {
                 Some("give a destination that does not exist yet (or is an empty directory)".into())
             }

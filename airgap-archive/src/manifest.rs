@@ -9,7 +9,6 @@ use airgap_plugin_api::{InstallStep, Package, PythonEnvironment, TargetProfile};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ArchiveError;
-use crate::read::open_archive;
 use crate::tarfmt::TarReader;
 
 /// Where the manifest sits inside the bundle's top folder. It is the first tar entry.
@@ -133,6 +132,27 @@ fn decode(text: &str, hex_form: &Option<String>) -> Vec<u8> {
         Some(bytes) => bytes,
         None => text.as_bytes().to_vec(),
     }
+}
+
+/// A record's two names must say the same: `inspect` shows the text, unpack installs the
+/// bytes. The writer sets the hex form only for bytes that are not UTF-8, and the text is
+/// then their lossy form; anything else is refused.
+fn names_agree(text: &str, hex_form: &Option<String>, field: &str) -> Result<(), String> {
+    let Some(h) = hex_form else {
+        return Ok(());
+    };
+    let disagree = |shown: String| {
+        Err(format!(
+            "the record {text:?} has {field}_hex {shown}: its two names disagree"
+        ))
+    };
+    let Ok(bytes) = hex::decode(h) else {
+        return disagree("that is not hex".into());
+    };
+    if encode(&bytes) != (text.to_string(), Some(h.to_ascii_lowercase())) {
+        return disagree(format!("naming {:?}", String::from_utf8_lossy(&bytes)));
+    }
+    Ok(())
 }
 
 /// `(text, hex)` for a byte string: hex only when it is not UTF-8.
@@ -468,6 +488,12 @@ impl Manifest {
         {
             return Err(format!("invalid bundle name {:?}", m.bundle_name));
         }
+        for f in &m.files {
+            names_agree(&f.path, &f.path_hex, "path")?;
+            if let Some(t) = &f.target {
+                names_agree(t, &f.target_hex, "target")?;
+            }
+        }
         Ok(m)
     }
 
@@ -527,7 +553,17 @@ pub fn read_manifest(bundle: &Path) -> Result<Manifest, ArchiveError> {
         let text = fs::read_to_string(&path).map_err(|e| ArchiveError::io("reading", &path, e))?;
         return Manifest::from_toml(&text).map_err(manifest_err);
     }
-    let reader = open_archive(bundle)?;
+    let file = crate::read::open_bundle(bundle)?;
+    read_manifest_opened(bundle, &file)
+}
+
+/// [`read_manifest`] of a bundle file over a descriptor from [`crate::read::open_bundle`].
+pub fn read_manifest_opened(bundle: &Path, file: &fs::File) -> Result<Manifest, ArchiveError> {
+    let manifest_err = |reason: String| ArchiveError::Manifest {
+        bundle: bundle.into(),
+        reason,
+    };
+    let reader = crate::read::open_archive_file(bundle, file)?;
     let mut tar = TarReader::new(reader);
     let (top, text) = read_first_entry(bundle, &mut tar)?;
     let m = Manifest::from_toml(&text).map_err(manifest_err)?;

@@ -125,10 +125,76 @@ pub fn is_age(head: &[u8]) -> bool {
         || head[start..].starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----")
 }
 
+/// Open a bundle file once, for every later read: the signature check, the detached
+/// checksum, decryption and extraction all go through this descriptor (and its duplicates,
+/// which share the open file), so that a file renamed over the path after the signature
+/// was checked is never read. Refuses anything but a regular file without blocking: a fifo
+/// would hang the open, and could not be read twice anyway.
+pub fn open_bundle(bundle: &Path) -> Result<File, ArchiveError> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::FileTypeExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(bundle)
+        .map_err(|e| ArchiveError::io("opening", bundle, e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| ArchiveError::io("opening", bundle, e))?;
+    let t = meta.file_type();
+    let kind = if t.is_file() {
+        None
+    } else if t.is_fifo() {
+        Some("a fifo")
+    } else if t.is_char_device() {
+        Some("a character device")
+    } else if t.is_block_device() {
+        Some("a block device")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else if t.is_dir() {
+        Some("a directory")
+    } else {
+        Some("not a file")
+    };
+    if let Some(kind) = kind {
+        return Err(ArchiveError::NotRegular {
+            path: bundle.into(),
+            kind,
+        });
+    }
+    // SAFETY: fcntl on a descriptor we own; clearing O_NONBLOCK involves no memory.
+    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, 0) };
+    if rc != 0 {
+        return Err(ArchiveError::io(
+            "opening",
+            bundle,
+            io::Error::last_os_error(),
+        ));
+    }
+    Ok(file)
+}
+
+/// A reader of `file` from its start, through its own duplicate of the descriptor.
+pub fn reader_from_start(bundle: &Path, file: &File) -> Result<File, ArchiveError> {
+    let mut dup = file
+        .try_clone()
+        .map_err(|e| ArchiveError::io("reading", bundle, e))?;
+    dup.seek(SeekFrom::Start(0))
+        .map_err(|e| ArchiveError::io("reading", bundle, e))?;
+    Ok(dup)
+}
+
 /// Open a bundle (gzip, zstd or plain tar, recognised by their magic bytes; age-encrypted
 /// through the registered [`Decryptor`]).
 pub fn open_archive(bundle: &Path) -> Result<Stream, ArchiveError> {
-    let mut file = File::open(bundle).map_err(|e| ArchiveError::io("opening", bundle, e))?;
+    let file = open_bundle(bundle)?;
+    open_archive_file(bundle, &file)
+}
+
+/// [`open_archive`] over a descriptor from [`open_bundle`].
+pub fn open_archive_file(bundle: &Path, opened: &File) -> Result<Stream, ArchiveError> {
+    let mut file = reader_from_start(bundle, opened)?;
     let mut head = [0u8; 64];
     let n = crate::plan::read_full(&mut file, &mut head)
         .map_err(|e| ArchiveError::io("reading", bundle, e))?;
@@ -776,12 +842,13 @@ fn copy_data<R: Read>(
 /// Read a whole bundle through the checker. Returns the manifest and the counts.
 pub(crate) fn check_bundle(
     bundle: &Path,
+    file: &File,
     target: &Target<'_>,
     fail_fast: bool,
     progress: &dyn Progress,
     on_manifest: &mut dyn FnMut(&Manifest, &str) -> Result<(), ArchiveError>,
 ) -> Result<(Manifest, u64, u64), ArchiveError> {
-    let stream = open_archive(bundle)?;
+    let stream = open_archive_file(bundle, file)?;
     let mut tar = TarReader::new(stream);
     check_tar(
         bundle,
@@ -884,7 +951,13 @@ fn empty_stream() -> Stream {
 
 /// sha256 of a file, hex.
 pub fn sha256_file(path: &Path) -> Result<String, ArchiveError> {
-    let mut f = File::open(path).map_err(|e| ArchiveError::io("reading", path, e))?;
+    let f = File::open(path).map_err(|e| ArchiveError::io("reading", path, e))?;
+    sha256_opened(path, &f)
+}
+
+/// sha256 of an opened file from its start, hex.
+pub fn sha256_opened(path: &Path, file: &File) -> Result<String, ArchiveError> {
+    let mut f = reader_from_start(path, file)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
     loop {
@@ -907,6 +980,17 @@ pub fn detached_sha256_path(bundle: &Path) -> PathBuf {
 /// Check every entry of a bundle against its manifest (and the detached `.sha256` when
 /// present). Any difference is an [`ArchiveError::Mismatch`] listing all of them.
 pub fn verify_bundle(bundle: &Path, progress: &dyn Progress) -> Result<VerifyReport, ArchiveError> {
+    let file = open_bundle(bundle)?;
+    verify_opened(bundle, &file, progress)
+}
+
+/// [`verify_bundle`] over a descriptor from [`open_bundle`] (the one the signature was
+/// checked on).
+pub fn verify_opened(
+    bundle: &Path,
+    file: &File,
+    progress: &dyn Progress,
+) -> Result<VerifyReport, ArchiveError> {
     let mut problems = Vec::new();
     let detached = detached_sha256_path(bundle);
     let detached_sha256 = match fs::read_to_string(&detached) {
@@ -916,7 +1000,7 @@ pub fn verify_bundle(bundle: &Path, progress: &dyn Progress) -> Result<VerifyRep
                 .next()
                 .unwrap_or("")
                 .to_ascii_lowercase();
-            let actual = sha256_file(bundle)?;
+            let actual = sha256_opened(bundle, file)?;
             if expected != actual {
                 problems.push(format!(
                     "checksum: the archive's sha256 is {actual}, {} says {expected}",
@@ -929,7 +1013,14 @@ pub fn verify_bundle(bundle: &Path, progress: &dyn Progress) -> Result<VerifyRep
         }
         Err(_) => None,
     };
-    match check_bundle(bundle, &Target::Verify, false, progress, &mut |_, _| Ok(())) {
+    match check_bundle(
+        bundle,
+        file,
+        &Target::Verify,
+        false,
+        progress,
+        &mut |_, _| Ok(()),
+    ) {
         Ok((manifest, entries, bytes)) => {
             if !problems.is_empty() {
                 return Err(ArchiveError::Mismatch {

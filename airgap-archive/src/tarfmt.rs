@@ -4,8 +4,17 @@
 //! and bsdtar read all of it.
 //!
 //! The reader accepts only what the writer produces. Everything else (PAX headers, devices,
-//! fifos) is reported as [`EntryType::Other`] for the caller to refuse: a bundle crosses a
-//! security boundary and we would rather refuse than guess.
+//! fifos, the old `\0` and `7` file types) is reported as [`EntryType::Other`] for the caller
+//! to refuse: a bundle crosses a security boundary and we would rather refuse than guess.
+//!
+//! It is also strict about every field another reader could read differently, so that what
+//! `airgap verify` approves means the same to GNU tar, bsdtar and Python's tarfile: data on a
+//! directory or link header (other readers take those bytes for more entries), a magic other
+//! than GNU's (POSIX readers would prepend the `prefix` field), bytes in the fields we never
+//! fill (owner names, device numbers, prefix/atime area), numbers with anything after their
+//! terminator or a base-256 marker other than `0x80`, and two long names in a row (GNU tar
+//! keeps the last, Python the first). `fuzz/fuzz_targets/tar_differential.rs` checks the
+//! reader against GNU tar.
 
 use std::io::{self, Read, Write};
 
@@ -49,7 +58,7 @@ impl EntryType {
 
     fn from_flag(b: u8) -> EntryType {
         match b {
-            b'0' | 0 | b'7' => EntryType::File,
+            b'0' => EntryType::File,
             b'1' => EntryType::HardLink,
             b'2' => EntryType::Symlink,
             b'5' => EntryType::Dir,
@@ -236,10 +245,11 @@ pub struct TarReader<R> {
 
 fn parse_num(field: &[u8]) -> Result<u64, String> {
     if field.first().is_some_and(|b| b & 0x80 != 0) {
-        if field[0] & 0x40 != 0 {
-            return Err("negative number in header".into());
+        // GNU tar and Python read base-256 only after exactly 0x80 (0xff: negative).
+        if field[0] != 0x80 {
+            return Err(format!("bad base-256 marker {:#x} in header", field[0]));
         }
-        let mut v: u64 = u64::from(field[0] & 0x3f);
+        let mut v: u64 = 0;
         for &b in &field[1..] {
             v = v
                 .checked_mul(256)
@@ -250,7 +260,7 @@ fn parse_num(field: &[u8]) -> Result<u64, String> {
     }
     let mut v: u64 = 0;
     let mut seen = false;
-    for &b in field {
+    for (i, &b) in field.iter().enumerate() {
         match b {
             b'0'..=b'7' => {
                 seen = true;
@@ -260,11 +270,39 @@ fn parse_num(field: &[u8]) -> Result<u64, String> {
                     .ok_or("number too large in header")?;
             }
             b' ' if !seen => {}
-            0 | b' ' => break,
+            0 | b' ' => {
+                // Python refuses `12 3`, GNU tar reads 12: accept only blanks after the end.
+                if field[i..].iter().any(|&x| x != 0 && x != b' ') {
+                    return Err("bytes after a number in header".into());
+                }
+                break;
+            }
             _ => return Err(format!("bad octal digit {b:#x} in header")),
         }
     }
     Ok(v)
+}
+
+/// The fields of a header that airgap always writes the same way: GNU magic, owner 0/0
+/// without names, no device numbers, nothing in the old-GNU time/offset area or after the
+/// sparse map. Another value could mean something to another reader.
+fn check_fields(b: &[u8; BLOCK]) -> Result<(), String> {
+    if &b[257..265] != b"ustar  \0" {
+        return Err("not a GNU tar header (airgap writes only those)".into());
+    }
+    if parse_num(&b[100..108])? > 0o7777 {
+        return Err("mode with file-type bits".into());
+    }
+    if parse_num(&b[108..116])? != 0 || parse_num(&b[116..124])? != 0 {
+        return Err("an owner other than 0/0 (GNU tar as root would give it away)".into());
+    }
+    if b[265..345].iter().any(|&x| x != 0) {
+        return Err("owner names or device numbers (airgap writes none)".into());
+    }
+    if b[156] == b'S' && (b[345..386].iter().any(|&x| x != 0) || b[495..].iter().any(|&x| x != 0)) {
+        return Err("bytes in the unused fields of a sparse header".into());
+    }
+    Ok(())
 }
 
 fn cstr(field: &[u8]) -> &[u8] {
@@ -342,10 +380,22 @@ impl<R: Read> TarReader<R> {
             .map_err(|e| eof(e, self.offset))?;
         self.offset += size;
         self.remaining = 0;
-        self.pad = padding(size);
-        self.skip_rest()?;
-        let n = cstr(&v).len();
-        v.truncate(n);
+        self.pad = 0;
+        // GNU tar and Python read a long name up to its NUL, even past `size` into the
+        // padding: only a name that ends in its one NUL at `size`, then zeros, means the same
+        // to all of them.
+        let mut pad = vec![0u8; padding(size) as usize];
+        self.inner
+            .read_exact(&mut pad)
+            .map_err(|e| eof(e, self.offset))?;
+        self.offset += pad.len() as u64;
+        if v.last() != Some(&0) || cstr(&v).len() != v.len() - 1 || pad.iter().any(|&b| b != 0) {
+            return Err(invalid(format!(
+                "extended name at byte {} is not one NUL-terminated name followed by zeros",
+                self.offset
+            )));
+        }
+        v.pop();
         Ok(v)
     }
 
@@ -405,15 +455,31 @@ impl<R: Read> TarReader<R> {
                     self.offset - BLOCK as u64
                 )));
             }
+            let at = self.offset - BLOCK as u64;
             let flag = b[156];
+            check_fields(&b).map_err(|e| invalid(format!("header at byte {at}: {e}")))?;
             let size = parse_num(&b[124..136]).map_err(invalid)?;
             match flag {
-                b'L' => {
-                    long_path = Some(self.read_long(size)?);
-                    continue;
-                }
-                b'K' => {
-                    long_link = Some(self.read_long(size)?);
+                b'L' | b'K' => {
+                    let slot = if flag == b'L' {
+                        &mut long_path
+                    } else {
+                        &mut long_link
+                    };
+                    if slot.is_some() {
+                        // GNU tar would keep the second, Python's tarfile the first.
+                        return Err(invalid(format!("two extended names in a row at byte {at}")));
+                    }
+                    let value = self.read_long(size)?;
+                    if value.is_empty() {
+                        return Err(invalid(format!("empty extended name at byte {at}")));
+                    }
+                    let slot = if flag == b'L' {
+                        &mut long_path
+                    } else {
+                        &mut long_link
+                    };
+                    *slot = Some(value);
                     continue;
                 }
                 _ => {}
@@ -421,21 +487,22 @@ impl<R: Read> TarReader<R> {
             let kind = EntryType::from_flag(flag);
             let mut path = match long_path.take() {
                 Some(p) => p,
-                None => {
-                    let name = cstr(&b[..100]).to_vec();
-                    let prefix = cstr(&b[345..500]);
-                    if &b[257..263] == b"ustar\0" && !prefix.is_empty() {
-                        let mut p = prefix.to_vec();
-                        p.push(b'/');
-                        p.extend_from_slice(&name);
-                        p
-                    } else {
-                        name
-                    }
-                }
+                None => cstr(&b[..100]).to_vec(),
             };
+            if kind != EntryType::Sparse && b[345..].iter().any(|&x| x != 0) {
+                return Err(invalid(format!(
+                    "header at byte {at}: bytes in the prefix field (POSIX readers would prepend them to the name)"
+                )));
+            }
             if kind == EntryType::Dir && path.len() > 1 && path.ends_with(b"/") {
                 path.pop();
+            } else if path.ends_with(b"/") {
+                // GNU tar makes any entry whose name ends in `/` a directory, with its data
+                // read as more headers. Found by the tar_differential fuzz target.
+                return Err(invalid(format!(
+                    "{}: a name ending in `/` on an entry that is not a directory",
+                    String::from_utf8_lossy(&path)
+                )));
             }
             let link = long_link
                 .take()
@@ -486,12 +553,27 @@ impl<R: Read> TarReader<R> {
                     return Err(invalid("sparse map does not match the sizes".into()));
                 }
             }
-            let stored_size = match kind {
-                EntryType::HardLink | EntryType::Symlink | EntryType::Dir => size,
-                _ => size,
+            let what = match kind {
+                EntryType::HardLink => Some("hard link"),
+                EntryType::Symlink => Some("symbolic link"),
+                EntryType::Dir => Some("directory"),
+                _ => None,
             };
-            self.remaining = stored_size;
-            self.pad = padding(stored_size);
+            if let Some(what) = what {
+                if size != 0 {
+                    return Err(invalid(format!(
+                        "{}: a {what} header with {size} bytes of data (GNU tar and Python's tarfile would read them as more entries)",
+                        String::from_utf8_lossy(&path)
+                    )));
+                }
+            } else if !link.is_empty() && matches!(kind, EntryType::File | EntryType::Sparse) {
+                return Err(invalid(format!(
+                    "{}: a file header with a link name",
+                    String::from_utf8_lossy(&path)
+                )));
+            }
+            self.remaining = size;
+            self.pad = padding(size);
             return Ok(Some(TarEntry {
                 path,
                 kind,

@@ -336,14 +336,28 @@ pub fn unpack(
     options: &UnpackOptions,
     progress: &dyn Progress,
 ) -> Result<UnpackReport, ArchiveError> {
+    let file = crate::read::open_bundle(bundle)?;
+    unpack_opened(bundle, &file, dest, options, progress)
+}
+
+/// [`unpack`] over a descriptor from [`crate::read::open_bundle`] (the one the signature
+/// was checked on): the bundle is never opened again by name.
+pub fn unpack_opened(
+    bundle: &Path,
+    file: &fs::File,
+    dest: &Path,
+    options: &UnpackOptions,
+    progress: &dyn Progress,
+) -> Result<UnpackReport, ArchiveError> {
     let (dest, existed) = check_dest(dest)?;
-    check_detached(bundle)?;
+    check_detached(bundle, file)?;
     let staging = new_staging(&dest, progress)?;
     // The manifest is the first entry: what it alone shows to be impossible is refused before
     // any file is extracted, and its exact text travels with the tree (for `relocate`).
     let parked = staging.path.join(".airgap-manifest.partial");
     let (manifest, entries, bytes) = check_bundle(
         bundle,
+        file,
         &Target::Extract(&staging.path),
         true,
         progress,
@@ -376,7 +390,7 @@ pub fn unpack(
 
 /// When `BUNDLE.sha256` sits beside the bundle, the bundle must match it: it also covers the
 /// few bytes of a gzip header that no checksum inside the archive does.
-fn check_detached(bundle: &Path) -> Result<(), ArchiveError> {
+fn check_detached(bundle: &Path, file: &fs::File) -> Result<(), ArchiveError> {
     let path = crate::read::detached_sha256_path(bundle);
     if let Ok(text) = fs::read_to_string(&path) {
         let expected = text
@@ -384,7 +398,7 @@ fn check_detached(bundle: &Path) -> Result<(), ArchiveError> {
             .next()
             .unwrap_or("")
             .to_ascii_lowercase();
-        let actual = crate::read::sha256_file(bundle)?;
+        let actual = crate::read::sha256_opened(bundle, file)?;
         if expected != actual {
             return Err(ArchiveError::Corrupt {
                 bundle: bundle.into(),

@@ -458,6 +458,82 @@ fn internal(what: &str) -> ArchiveError {
     scratch_error(io::Error::other(what.to_string()))
 }
 
+/// Whether `output` can take a bundle, before any work: absent (in an existing directory) or
+/// a regular file. The bundle is renamed over it, which would replace a device node (as
+/// root, `-o /dev/null`), a fifo or a directory's name.
+pub fn check_output(output: &Path) -> Result<(), ArchiveError> {
+    use std::os::unix::fs::FileTypeExt;
+    let bad = |reason: String| ArchiveError::Output {
+        path: output.into(),
+        reason,
+    };
+    match fs::symlink_metadata(output) {
+        Ok(m) => {
+            let t = m.file_type();
+            let what = if t.is_file() {
+                return Ok(());
+            } else if t.is_dir() {
+                "a directory"
+            } else if t.is_symlink() {
+                "a symbolic link"
+            } else if t.is_fifo() {
+                "a fifo"
+            } else if t.is_char_device() {
+                "a character device"
+            } else if t.is_block_device() {
+                "a block device"
+            } else {
+                "not a regular file"
+            };
+            Err(bad(format!(
+                "is {what}; airgap writes a bundle only to a new or regular file"
+            )))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let parent = match output.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            if parent.is_dir() {
+                Ok(())
+            } else {
+                Err(bad(format!(
+                    "its directory {} does not exist",
+                    parent.display()
+                )))
+            }
+        }
+        Err(e) => Err(ArchiveError::io("reading", output, e)),
+    }
+}
+
+/// An existing output must not be one of the files the plan reads: the rename would
+/// destroy an input (the bundle is written beside it first, so the input is read whole).
+fn check_output_not_input(plan: &Plan, output: &Path) -> Result<(), ArchiveError> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(out) = fs::metadata(output) else {
+        return Ok(());
+    };
+    for f in plan.iter_files() {
+        let f = f?;
+        if let Some(source) = &f.source {
+            if let Ok(m) = fs::metadata(source) {
+                if m.dev() == out.dev() && m.ino() == out.ino() {
+                    return Err(ArchiveError::Output {
+                        path: output.into(),
+                        reason: format!(
+                            "is one of the bundle's own inputs ({}, from {})",
+                            f.path,
+                            source.display()
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Write `plan` as a bundle at `output`.
 ///
 /// Every per-path state goes through sorted runs on disk ([`crate::spill`]), never through a
@@ -471,6 +547,8 @@ pub fn write_bundle(
     options: &WriteOptions,
     progress: &dyn Progress,
 ) -> Result<WriteSummary, ArchiveError> {
+    check_output(output)?;
+    check_output_not_input(plan, output)?;
     let name = manifest.bundle_name.clone();
     if name.is_empty() || name.contains('/') || name == "." || name == ".." || name.contains('\0') {
         return Err(ArchiveError::Manifest {

@@ -125,3 +125,18 @@ impl Progress for Ui {
         }
     }
 }
+
+/// Untrusted text (from a bundle, a signature, a file name) as it may reach a terminal:
+/// control characters (ESC, CR, ...) shown as escapes, so that they cannot move the cursor,
+/// hide a line or recolour what follows.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -1,7 +1,7 @@
 //! `airgap bundle`: run the source plugins stage by stage, feed what they name into one archive
 //! plan, check the result against the target, then write the archive.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -317,6 +317,15 @@ pub fn check_planned(planned: &Planned, strict: bool) -> Result<CheckReport, Err
     )?)
 }
 
+/// Whether two paths name one existing file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
 /// Plan, check and write a bundle.
 pub fn bundle(
     config: &Config,
@@ -325,6 +334,20 @@ pub fn bundle(
     progress: &dyn Progress,
     cancelled: &AtomicBool,
 ) -> Result<BundleReport, Error> {
+    // A given output is checked before any plugin runs: a device, a fifo, a missing
+    // directory or the config file itself is refused at once, not after the whole build.
+    if let Some(output) = options.output.as_ref().or(config.bundle.output.as_ref()) {
+        airgap_archive::write::check_output(output)?;
+        if let Some(config_path) = &config.path {
+            if same_file(output, config_path) {
+                return Err(airgap_archive::ArchiveError::Output {
+                    path: output.clone(),
+                    reason: format!("is the config file {}", config_path.display()),
+                }
+                .into());
+            }
+        }
+    }
     let planned = plan_bundle(config, registry, options, progress, cancelled)?;
     let check = check_planned(&planned, options.strict || config.check.strict)?;
     if !check.passed() && !options.no_check {

@@ -167,7 +167,15 @@ impl Registry {
             files.sort();
             for path in files {
                 let file_name = name_from_file(&path);
-                match Plugin::load(&path) {
+                let loaded = match unsafe_place(&path) {
+                    Some(reason) => Err(Error::PluginLoad {
+                        path: path.clone(),
+                        reason,
+                        help: "make it and its directory owned by you or root and writable only by the owner (chmod go-w), as ssh requires of its keys".into(),
+                    }),
+                    None => Plugin::load(&path),
+                };
+                match loaded {
                     Ok(plugin) => {
                         let status = match plugins.get(&plugin.name) {
                             Some(winner) => Status::Shadowed {
@@ -249,6 +257,41 @@ impl Registry {
     pub fn plugins(&self) -> impl Iterator<Item = &Plugin> {
         self.plugins.values()
     }
+}
+
+/// Why a plugin file must not be loaded, if it must not: loading runs its code (its
+/// constructors run at `dlopen`, even for `plugins list`), so the file and its directory must
+/// be owned by us or root and not writable by group or others, as ssh requires of its keys.
+fn unsafe_place(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    for (what, p) in [("the file", path), ("its directory", dir)] {
+        let Ok(m) = std::fs::metadata(p) else {
+            continue;
+        };
+        if m.uid() != me && m.uid() != 0 {
+            return Some(format!(
+                "refused to load: {what} {} is owned by uid {}, not by you or root",
+                p.display(),
+                m.uid()
+            ));
+        }
+        if m.mode() & 0o022 != 0 {
+            return Some(format!(
+                "refused to load: {what} {} is writable by {} (mode {:o})",
+                p.display(),
+                if m.mode() & 0o002 != 0 {
+                    "everyone"
+                } else {
+                    "its group"
+                },
+                m.mode() & 0o7777
+            ));
+        }
+    }
+    None
 }
 
 /// The plugin name a file is named for (`libairgap_plugin_acme_store.so` -> `acme-store`).

@@ -222,6 +222,12 @@ impl Keys {
     /// Returns the plaintext size.
     pub fn authenticate(&self, bundle: &Path) -> Result<u64, SealError> {
         let file = File::open(bundle).map_err(|e| SealError::io("opening", bundle, e))?;
+        self.authenticate_opened(bundle, &file)
+    }
+
+    /// [`Keys::authenticate`] over the descriptor the bundle is then extracted through.
+    pub fn authenticate_opened(&self, bundle: &Path, opened: &File) -> Result<u64, SealError> {
+        let file = crate::sign::from_start(bundle, opened)?;
         let mut plain = self.decrypt(bundle, file)?;
         io::copy(&mut plain, &mut io::sink()).map_err(|e| SealError::Tampered {
             bundle: bundle.into(),
@@ -283,6 +289,12 @@ impl Decryptor for Decrypt {
 /// Whether `path` is an age file (binary or armored), from its first bytes.
 pub fn is_encrypted(path: &Path) -> Result<bool, SealError> {
     let file = File::open(path).map_err(|e| SealError::io("opening", path, e))?;
+    is_encrypted_opened(path, &file)
+}
+
+/// [`is_encrypted`] over an opened bundle.
+pub fn is_encrypted_opened(path: &Path, opened: &File) -> Result<bool, SealError> {
+    let file = crate::sign::from_start(path, opened)?;
     let mut reader = BufReader::with_capacity(64, file);
     let head = reader
         .fill_buf()

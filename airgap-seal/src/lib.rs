@@ -16,10 +16,10 @@ pub mod keygen;
 pub mod sign;
 
 pub use age::secrecy::SecretString;
-pub use crypt::{is_encrypted, Decrypt, Encrypt, Keys, Recipients};
+pub use crypt::{is_encrypted, is_encrypted_opened, Decrypt, Encrypt, Keys, Recipients};
 pub use error::SealError;
 pub use keygen::{generate, KeyFiles};
 pub use sign::{
-    load_public_key, load_secret_key, sign_file, signature_path, verify_file, SigningKey,
-    TrustedKey, Verified,
+    load_public_key, load_secret_key, sign_file, signature_path, verify_file, verify_opened,
+    SigningKey, TrustedKey, Verified,
 };

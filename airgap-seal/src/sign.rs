@@ -229,6 +229,18 @@ pub struct Verified {
 
 /// Check `BUNDLE.minisig` against `bundle` as it is on disk and the trusted key.
 pub fn verify_file(bundle: &Path, trusted: &TrustedKey) -> Result<Verified, SealError> {
+    let file = File::open(bundle).map_err(|e| SealError::io("reading", bundle, e))?;
+    verify_opened(bundle, &file, trusted)
+}
+
+/// [`verify_file`] over the descriptor the bundle will then be read through (from
+/// `airgap_archive::read::open_bundle`): what the signature covers is what gets installed,
+/// whatever is renamed over the path afterwards.
+pub fn verify_opened(
+    bundle: &Path,
+    opened: &File,
+    trusted: &TrustedKey,
+) -> Result<Verified, SealError> {
     let signature = signature_path(bundle);
     if !signature.exists() {
         return Err(SealError::SignatureMissing {
@@ -256,7 +268,7 @@ pub fn verify_file(bundle: &Path, trusted: &TrustedKey) -> Result<Verified, Seal
             trusted: trusted.id.clone(),
         });
     }
-    let file = File::open(bundle).map_err(|e| SealError::io("reading", bundle, e))?;
+    let file = from_start(bundle, opened)?;
     minisign::verify(&trusted.key, &sig, file, true, false, false).map_err(|e| {
         invalid(match e.kind() {
             minisign::ErrorKind::Io => e.to_string(),
@@ -268,6 +280,17 @@ pub fn verify_file(bundle: &Path, trusted: &TrustedKey) -> Result<Verified, Seal
         key_id: signed_by,
         trusted_comment: sig.trusted_comment().unwrap_or_default(),
     })
+}
+
+/// A duplicate of `opened` (same open file), positioned at its start.
+pub(crate) fn from_start(bundle: &Path, opened: &File) -> Result<File, SealError> {
+    use std::io::{Seek, SeekFrom};
+    let mut dup = opened
+        .try_clone()
+        .map_err(|e| SealError::io("reading", bundle, e))?;
+    dup.seek(SeekFrom::Start(0))
+        .map_err(|e| SealError::io("reading", bundle, e))?;
+    Ok(dup)
 }
 
 /// Write a file through a temporary name beside it and rename it into place.

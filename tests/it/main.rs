@@ -6,6 +6,7 @@
 
 mod archive_build;
 mod archive_cli;
+mod archive_differential;
 mod archive_faults;
 mod archive_hostile;
 mod archive_unpack;
@@ -19,9 +20,11 @@ mod conda_python;
 mod crypto;
 mod e2e;
 mod faults_bundle;
+mod hostile_cli;
 mod pip_cli;
 mod pip_plugin;
 mod plugins_host;
+mod seal_race;
 mod seal_support;
 mod signing;
 mod syslibs_cli;

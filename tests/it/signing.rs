@@ -387,3 +387,65 @@ fn an_encrypted_minisign_key_signs_with_its_password_from_a_file() {
     );
     assert!(!w2.join("demo.tar.gz").exists());
 }
+
+#[test]
+fn a_signed_bundle_renamed_to_another_name_warns_and_strict_refuses() {
+    let tmp = tempdir();
+    let keys = tmp.path().join("keys");
+    let (_, _, sk, pk) = keygen(&keys, "team");
+    let work = tmp.path().join("work");
+    fs::create_dir_all(&work).unwrap();
+    bundle(&work, &["--sign", sk.to_str().unwrap()]).success();
+    // An older signed bundle, renamed to the name the site expects now.
+    fs::rename(work.join("demo.tar.gz"), work.join("demo-2.tar.gz")).unwrap();
+    fs::rename(
+        work.join("demo.tar.gz.minisig"),
+        work.join("demo-2.tar.gz.minisig"),
+    )
+    .unwrap();
+    fs::rename(
+        work.join("demo.tar.gz.sha256"),
+        work.join("demo-2.tar.gz.sha256"),
+    )
+    .unwrap();
+    let renamed = work.join("demo-2.tar.gz");
+    let warning = "warning: the signature was made for a file named demo.tar.gz, not demo-2.tar.gz: this may be an older signed bundle renamed to the current name";
+    let v = run(airgap()
+        .arg("verify")
+        .arg(&renamed)
+        .arg("--trusted-key")
+        .arg(&pk))
+    .success();
+    assert!(v.stderr.contains(warning), "{}", v.stderr);
+    let s = run(airgap()
+        .arg("verify")
+        .arg(&renamed)
+        .arg("--trusted-key")
+        .arg(&pk)
+        .arg("--strict"))
+    .failure();
+    assert!(
+        s.stderr.contains(
+            "error: the signature was made for a file named demo.tar.gz, not demo-2.tar.gz"
+        ),
+        "{}",
+        s.stderr
+    );
+    assert!(
+        s.stderr
+            .contains("help: get the bundle again under the name it was signed with"),
+        "{}",
+        s.stderr
+    );
+    let dest = work.join("dest");
+    let u = run(airgap()
+        .arg("unpack")
+        .arg(&renamed)
+        .arg(&dest)
+        .arg("--trusted-key")
+        .arg(&pk)
+        .arg("--strict"))
+    .failure();
+    assert!(u.stderr.contains("not demo-2.tar.gz"), "{}", u.stderr);
+    assert!(!dest.exists());
+}

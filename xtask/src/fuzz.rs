@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use crate::tasks::{root, run};
 
 /// Every target, in the order they run.
-pub const TARGETS: &[&str] = &["manifest", "entry_checker", "elf"];
+pub const TARGETS: &[&str] = &["manifest", "entry_checker", "elf", "tar_differential"];
 
 struct Outcome {
     target: String,

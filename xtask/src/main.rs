@@ -59,6 +59,7 @@ const USAGE: &str = "usage: cargo xtask <task>
   demo                       the main job on a default example, step by step
   bench                      archive benchmark against GNU tar (a few minutes)
   e2e                        every clean-room workload in a minimal Debian root, and the table
-  fuzz [--seconds N] [TARGET] run the fuzz targets (manifest, entry_checker, elf), N s each
+  fuzz [--seconds N] [TARGET] run the fuzz targets (manifest, entry_checker, elf,
+                             tar_differential), N s each
                              (default 180; needs nightly; installs cargo-fuzz if missing)
   new-plugin NAME --path DIR scaffold an out-of-tree plugin crate";

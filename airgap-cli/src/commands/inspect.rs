@@ -132,8 +132,12 @@ fn human(bytes: u64) -> String {
 }
 
 pub fn run(args: InspectArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
-    super::seal::prepare(&args.open, &args.bundle, ui)?;
-    let m = read_manifest(&args.bundle).map_err(archive)?;
+    let opened = super::seal::prepare(&args.open, &args.bundle, ui)?;
+    let m = match &opened.file {
+        Some(file) => airgap_archive::manifest::read_manifest_opened(&args.bundle, file),
+        None => read_manifest(&args.bundle),
+    }
+    .map_err(archive)?;
     let i = inspection(&m, args.largest);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&i)?);

@@ -32,6 +32,18 @@ pub struct OpenArgs {
     /// before anything else, and refuse the bundle if it is missing or does not match
     #[arg(long, value_name = "PUB")]
     pub trusted_key: Option<String>,
+
+    /// With --trusted-key: refuse, not only warn, when the signature was made for a file of
+    /// another name (an older signed bundle renamed to the current name)
+    #[arg(long, requires = "trusted_key")]
+    pub strict: bool,
+}
+
+/// The file name a signature's trusted comment (`file:NAME<TAB>sha256:...`) was made for.
+fn signed_name(trusted_comment: &str) -> Option<&str> {
+    trusted_comment
+        .split('\t')
+        .find_map(|part| part.strip_prefix("file:"))
 }
 
 /// A seal error with its advice attached.
@@ -97,10 +109,15 @@ pub fn prompt_secret(prompt: &str, confirm: bool) -> Result<SecretString, SealEr
 pub struct Opened {
     /// The keys registered with the archive reader, when the bundle is encrypted.
     pub keys: Option<Arc<airgap_seal::Decrypt>>,
+    /// The bundle file, opened once: the signature was checked on it, and everything after
+    /// (checksum, decryption, entries) must read it, never the path again. `None` for an
+    /// extracted bundle directory.
+    pub file: Option<std::fs::File>,
 }
 
-/// Before reading any entry: check the signature (with `--trusted-key`), then, for an
-/// encrypted bundle, get the keys and register the decryptor with the archive reader.
+/// Before reading any entry: open the bundle once, check the signature (with
+/// `--trusted-key`) on that descriptor, then, for an encrypted bundle, get the keys and
+/// register the decryptor with the archive reader.
 pub fn prepare(args: &OpenArgs, bundle: &Path, ui: &Ui) -> anyhow::Result<Opened> {
     if bundle.is_dir() {
         if args.trusted_key.is_some() {
@@ -112,29 +129,57 @@ pub fn prepare(args: &OpenArgs, bundle: &Path, ui: &Ui) -> anyhow::Result<Opened
                 "verify the bundle file before extracting it: airgap verify BUNDLE --trusted-key PUB",
             ));
         }
-        return Ok(Opened { keys: None });
+        return Ok(Opened {
+            keys: None,
+            file: None,
+        });
     }
+    let file =
+        airgap_archive::read::open_bundle(bundle).map_err(crate::commands::verify::archive)?;
     if let Some(spec) = &args.trusted_key {
         let trusted: TrustedKey = airgap_seal::load_public_key(spec).map_err(seal)?;
-        let verified = airgap_seal::verify_file(bundle, &trusted).map_err(seal)?;
+        let verified = airgap_seal::verify_opened(bundle, &file, &trusted).map_err(seal)?;
         ui.status(
             "Signature",
             &format!(
                 "{} is good, by trusted key {} ({})",
                 verified.signature.display(),
                 verified.key_id,
-                verified.trusted_comment.replace('\t', " ")
+                crate::ui::escape(&verified.trusted_comment.replace('\t', " "))
             ),
         );
+        let actual = bundle
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if let Some(signed) = signed_name(&verified.trusted_comment) {
+            if signed != actual {
+                let text = format!(
+                    "the signature was made for a file named {}, not {}: this may be an older signed bundle renamed to the current name",
+                    crate::ui::escape(signed),
+                    crate::ui::escape(&actual)
+                );
+                if args.strict {
+                    return Err(with_help(
+                        anyhow::anyhow!("{text}"),
+                        "get the bundle again under the name it was signed with, or drop --strict to accept it",
+                    ));
+                }
+                ui.warn(&text);
+            }
+        }
     }
-    if !airgap_seal::is_encrypted(bundle).map_err(seal)? {
+    if !airgap_seal::is_encrypted_opened(bundle, &file).map_err(seal)? {
         if !args.identities.is_empty() || args.passphrase || args.passphrase_file.is_some() {
             ui.warn(&format!(
                 "{} is not encrypted: the identity or passphrase given is not used",
                 bundle.display()
             ));
         }
-        return Ok(Opened { keys: None });
+        return Ok(Opened {
+            keys: None,
+            file: Some(file),
+        });
     }
     let keys = if !args.identities.is_empty() {
         Keys::from_files(&args.identities).map_err(seal)?
@@ -156,5 +201,6 @@ pub fn prepare(args: &OpenArgs, bundle: &Path, ui: &Ui) -> anyhow::Result<Opened
     airgap_archive::set_decryptor(Some(decrypt.clone()));
     Ok(Opened {
         keys: Some(decrypt),
+        file: Some(file),
     })
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use airgap_archive::unpack::{unpack, unpack_dir, UnpackOptions};
+use airgap_archive::unpack::{unpack_dir, unpack_opened, UnpackOptions};
 
 use crate::commands::verify::archive;
 use crate::ui::Ui;
@@ -42,14 +42,14 @@ pub struct UnpackArgs {
 
 pub fn run(args: UnpackArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
     let opened = super::seal::prepare(&args.open, &args.bundle, ui)?;
-    if let Some(keys) = &opened.keys {
+    if let (Some(keys), Some(file)) = (&opened.keys, &opened.file) {
         ui.status(
             "Decrypting",
             &format!("{} (authenticating all of it first)", args.bundle.display()),
         );
         let size = keys
             .0
-            .authenticate(&args.bundle)
+            .authenticate_opened(&args.bundle, file)
             .map_err(super::seal::seal)?;
         ui.debug(&format!("{size} bytes of plaintext authenticated"));
     }
@@ -60,10 +60,9 @@ pub fn run(args: UnpackArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
         "Unpacking",
         &format!("{} into {}", args.bundle.display(), args.dest.display()),
     );
-    let report = if args.bundle.is_dir() {
-        unpack_dir(&args.bundle, &args.dest, &options, ui)
-    } else {
-        unpack(&args.bundle, &args.dest, &options, ui)
+    let report = match &opened.file {
+        Some(file) => unpack_opened(&args.bundle, file, &args.dest, &options, ui),
+        None => unpack_dir(&args.bundle, &args.dest, &options, ui),
     }
     .map_err(archive)?;
     ui.status(

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use airgap_archive::read::verify_opened;
 use airgap_archive::{verify_bundle, ArchiveError};
 
 use crate::report::{with_help, with_help_code};
@@ -48,9 +49,13 @@ pub(crate) fn archive(error: ArchiveError) -> anyhow::Error {
 }
 
 pub fn run(args: VerifyArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
-    super::seal::prepare(&args.open, &args.bundle, ui)?;
+    let opened = super::seal::prepare(&args.open, &args.bundle, ui)?;
     ui.status("Verifying", &args.bundle.display().to_string());
-    match verify_bundle(&args.bundle, ui) {
+    let result = match &opened.file {
+        Some(file) => verify_opened(&args.bundle, file, ui),
+        None => verify_bundle(&args.bundle, ui),
+    };
+    match result {
         Ok(report) => {
             if args.json {
                 let value = serde_json::json!({
