@@ -32,6 +32,9 @@ pub struct BundleOptions {
     pub compression: Option<Compression>,
     /// Write the bundle even if the target check fails.
     pub no_check: bool,
+    /// Libraries loaded on demand that would not load on the target fail the check
+    /// (`--strict`; `[check] strict = true` does the same).
+    pub strict: bool,
     /// Drop dangling links with a warning.
     pub drop_dangling: bool,
     /// More detail for plugins.
@@ -302,9 +305,10 @@ fn generated_mtime(warnings: &mut Vec<String>) -> u64 {
 }
 
 /// Check the planned files against the target profile.
-pub fn check_planned(planned: &Planned) -> Result<CheckReport, Error> {
+pub fn check_planned(planned: &Planned, strict: bool) -> Result<CheckReport, Error> {
     let (inputs, total) = crate::check::plan_inputs(&planned.plan)?;
-    let target = CheckTarget::from_profile(&planned.manifest.target)?;
+    let mut target = CheckTarget::from_profile(&planned.manifest.target)?;
+    target.strict = strict;
     crate::check::check_inputs(&inputs, total, &target, planned.manifest.python.as_ref())
 }
 
@@ -317,7 +321,7 @@ pub fn bundle(
     cancelled: &AtomicBool,
 ) -> Result<BundleReport, Error> {
     let planned = plan_bundle(config, registry, options, progress, cancelled)?;
-    let check = check_planned(&planned)?;
+    let check = check_planned(&planned, options.strict || config.check.strict)?;
     if !check.passed() && !options.no_check {
         return Err(Error::CheckFailed {
             summary: check.problems.join("; "),
@@ -418,7 +422,21 @@ fn complete_target(target: &mut TargetProfile, env: &PythonEnvironment) {
         target.abi = Some(env.abi.clone());
     }
     if target.platforms.is_empty() {
-        target.platforms = env.platforms.clone();
+        // The interpreter's tags are the build machine's: none above the declared glibc.
+        let floor = target.glibc.as_deref().and_then(airgap_elf::Version::parse);
+        target.platforms = env
+            .platforms
+            .iter()
+            .filter(|tag| {
+                let promised = crate::config::glibc_of_platform_tag(tag)
+                    .and_then(|g| airgap_elf::Version::parse(&g));
+                match (&floor, promised) {
+                    (Some(floor), Some(promised)) => promised <= *floor,
+                    _ => true,
+                }
+            })
+            .cloned()
+            .collect();
     }
 }
 

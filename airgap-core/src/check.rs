@@ -14,10 +14,13 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use airgap_elf::loader::{Loader, Via};
+use airgap_elf::model::{Loaded, Model, Obj, Place, System, View, Walk};
 use airgap_elf::policy::{
     never_bundle, policy_by_name, policy_for_glibc, ManylinuxPolicy, NeverBundle,
 };
 use airgap_elf::target::RootLibs;
+use airgap_elf::version::split_version_name;
 use airgap_elf::{ElfFile, ElfKind, SymbolVersions, Version};
 use airgap_plugin_api::{PythonEnvironment, TargetProfile};
 use serde::Serialize;
@@ -31,6 +34,11 @@ pub struct CheckInput {
     pub path: String,
     /// Where the file is on this machine (source file, or extracted copy).
     pub disk: PathBuf,
+    /// For a symbolic link: its target (relative to its dir); `disk` is then empty.
+    pub link: Option<String>,
+    /// Grafted by airgap from the build machine (syslibs: `package = "system:..."`), not
+    /// part of the environment.
+    pub grafted: bool,
 }
 
 /// What the target offers, as the check sees it.
@@ -40,6 +48,9 @@ pub struct CheckTarget {
     pub profile: TargetProfile,
     /// Where the library set and limits come from.
     pub libs: TargetLibs,
+    /// Libraries loaded on demand that would not load are problems, not warnings
+    /// (`--strict`, `[check] strict = true`).
+    pub strict: bool,
 }
 
 /// The libraries and symbol versions of the target.
@@ -52,24 +63,25 @@ pub enum TargetLibs {
 }
 
 impl CheckTarget {
-    /// The target a profile declares: its manylinux platform tag, else its glibc, else a
-    /// manylinux machine with this machine's glibc.
+    /// The target a profile declares: its glibc, else its manylinux platform tag, else a
+    /// manylinux machine with this machine's glibc. The declared glibc wins over platform
+    /// tags, which may come from the build machine's interpreter: one target, one floor.
     pub fn from_profile(profile: &TargetProfile) -> Result<CheckTarget, Error> {
+        if let Some(g) = profile.glibc.as_deref() {
+            let v = Version::parse(g).ok_or_else(|| Error::CheckTarget {
+                reason: format!("invalid glibc version {g:?} in the target profile"),
+            })?;
+            let p = policy_for_glibc(&v).ok_or_else(|| Error::CheckTarget {
+                reason: format!("glibc {g} is older than any manylinux policy (2.5)"),
+            })?;
+            return Ok(CheckTarget::policy(profile, p));
+        }
         for tag in &profile.platforms {
             if tag.starts_with("manylinux") {
                 if let Some(p) = policy_by_name(tag) {
                     return Ok(CheckTarget::policy(profile, p));
                 }
             }
-        }
-        if let Some(g) = profile.glibc.as_deref() {
-            let v = Version::parse(g).ok_or_else(|| {
-                Error::Internal(format!("invalid glibc version {g:?} in the target profile"))
-            })?;
-            let p = policy_for_glibc(&v).ok_or_else(|| Error::CheckTarget {
-                reason: format!("glibc {g} is older than any manylinux policy (2.5)"),
-            })?;
-            return Ok(CheckTarget::policy(profile, p));
         }
         // Nothing declared: a manylinux machine with this machine's glibc. Not this machine
         // itself: the libraries installed here (libpq, libssl3...) are exactly what an
@@ -119,6 +131,7 @@ impl CheckTarget {
         Ok(CheckTarget {
             profile,
             libs: TargetLibs::Root(libs),
+            strict: false,
         })
     }
 
@@ -130,14 +143,7 @@ impl CheckTarget {
         CheckTarget {
             profile,
             libs: TargetLibs::Policy(p),
-        }
-    }
-
-    /// Whether the target has library `name` without any search path.
-    fn has(&self, name: &str) -> bool {
-        match &self.libs {
-            TargetLibs::Policy(p) => p.assumes(name),
-            TargetLibs::Root(r) => r.sonames.contains(name),
+            strict: false,
         }
     }
 
@@ -199,6 +205,8 @@ pub struct Requirement {
     pub version: String,
     /// The bundle file needing it (the first, in path order, of those needing the most).
     pub file: String,
+    /// That file was grafted by airgap from the build machine (not part of the environment).
+    pub grafted: bool,
 }
 
 /// A prefix whose needed version the target does not provide.
@@ -238,6 +246,140 @@ pub struct PythonMismatch {
     pub expected: String,
 }
 
+/// What an ELF object of the bundle is to the loader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// A program (PT_INTERP): must load.
+    Executable,
+    /// A Python extension module (dlopen()ed by the interpreter): must load.
+    Extension,
+    /// Needed, transitively, by an executable or an extension module: must load.
+    Needed,
+    /// Nothing in the bundle needs it: loaded on demand (dlopen), if ever.
+    OnDemand,
+}
+
+/// Where a dependency was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FoundIn {
+    /// A file of the bundle.
+    Bundle,
+    /// The target system.
+    Target,
+}
+
+/// One `DT_NEEDED` name of an object, resolved in the context it is loaded in.
+#[derive(Debug, Clone, Serialize)]
+pub struct DepReport {
+    /// The needed name.
+    pub name: String,
+    /// Bundle path, absolute path on the target, or (policy target) the soname.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub found: Option<String>,
+    /// Bundle or target.
+    #[serde(rename = "in", skip_serializing_if = "Option::is_none")]
+    pub found_in: Option<FoundIn>,
+    /// Which step of the search found it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<Via>,
+}
+
+/// One ELF object of the bundle (a file or a wheel member) and whether it loads.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectReport {
+    /// Bundle path.
+    pub path: String,
+    /// What it is to the loader.
+    pub role: Role,
+    /// For a root: its whole closure resolves with all versions; for a library: its own
+    /// needs do, in the context it is loaded in.
+    pub loads: bool,
+    /// Its needed names, in order, resolved.
+    pub deps: Vec<DepReport>,
+    /// Its needed names that are not found.
+    pub missing: Vec<String>,
+    /// `libc.so.6: GLIBC_2.34`: versions its providers do not define.
+    pub missing_versions: Vec<String>,
+    /// Why it does not load.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Loaded first by its own walk (a root, or an on-demand library tried alone).
+    #[serde(skip)]
+    top: bool,
+    /// Its whole closure loads (for `top` objects).
+    #[serde(skip)]
+    closure_ok: bool,
+    /// What its closure lacks.
+    #[serde(skip)]
+    closure_lacks: Vec<String>,
+}
+
+impl ObjectReport {
+    fn new(
+        path: &str,
+        role: Role,
+        l: &Loaded,
+        top: bool,
+        closure_ok: bool,
+        closure_lacks: &[String],
+    ) -> ObjectReport {
+        let deps: Vec<DepReport> = l
+            .deps
+            .iter()
+            .map(|d| {
+                let (found, found_in) = match &d.found {
+                    Some(Place::Bundle(p)) => (Some(p.clone()), Some(FoundIn::Bundle)),
+                    Some(Place::Target(p)) => (
+                        Some(p.to_string_lossy().into_owned()),
+                        Some(FoundIn::Target),
+                    ),
+                    None => (None, None),
+                };
+                DepReport {
+                    name: d.name.clone(),
+                    found,
+                    found_in,
+                    via: d.via,
+                }
+            })
+            .collect();
+        let missing: Vec<String> = l
+            .deps
+            .iter()
+            .filter(|d| d.found.is_none())
+            .map(|d| d.name.clone())
+            .collect();
+        let root = matches!(role, Role::Executable | Role::Extension);
+        let loads = if root { closure_ok } else { l.ok() };
+        let reason = (!loads).then(|| {
+            let lacks: Vec<String> = if root {
+                closure_lacks.to_vec()
+            } else {
+                missing
+                    .iter()
+                    .chain(l.missing_versions.iter())
+                    .cloned()
+                    .collect()
+            };
+            format!("lacks {}", lacks.join(", "))
+        });
+        ObjectReport {
+            path: path.to_owned(),
+            role,
+            loads,
+            deps,
+            missing,
+            missing_versions: l.missing_versions.clone(),
+            reason,
+            top,
+            closure_ok,
+            closure_lacks: closure_lacks.to_vec(),
+        }
+    }
+}
+
 /// What the check found.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CheckReport {
@@ -249,6 +391,9 @@ pub struct CheckReport {
     pub elf_files: usize,
     /// The minimum glibc the bundle needs on the target, and the file needing it.
     pub min_glibc: Option<Requirement>,
+    /// The minimum glibc of the environment's own files, when what airgap grafted raises
+    /// the floor above it.
+    pub min_glibc_without_grafted: Option<Requirement>,
     /// Highest version needed from the target per prefix (GLIBC, GLIBCXX, CXXABI, GCC...).
     pub max_versions: BTreeMap<String, Requirement>,
     /// Prefixes whose needed version the target lacks.
@@ -263,6 +408,9 @@ pub struct CheckReport {
     pub problems: Vec<String>,
     /// Things worth knowing that do not stop it.
     pub warnings: Vec<String>,
+    /// Every ELF object of the bundle (files and wheel members), by path: its role, what
+    /// its needs resolve to on the target, and whether it loads.
+    pub objects: Vec<ObjectReport>,
 }
 
 impl CheckReport {
@@ -284,6 +432,9 @@ pub fn check_files(
 
 struct ElfInput {
     path: String,
+    /// Where it is on this machine (none for a wheel member).
+    disk: Option<PathBuf>,
+    grafted: bool,
     elf: Arc<ElfFile>,
 }
 
@@ -312,10 +463,12 @@ pub(crate) fn check_inputs(
         use rayon::prelude::*;
         files
             .par_iter()
-            .filter(|f| airgap_elf::is_elf(&f.disk))
+            .filter(|f| f.link.is_none() && airgap_elf::is_elf(&f.disk))
             .filter_map(|f| {
                 ElfFile::parse(&f.disk).ok().map(|elf| ElfInput {
                     path: f.path.clone(),
+                    disk: Some(f.disk.clone()),
+                    grafted: f.grafted,
                     elf: Arc::new(elf),
                 })
             })
@@ -333,6 +486,8 @@ pub(crate) fn check_inputs(
                     if elf.kind != ElfKind::Other {
                         elves.push(ElfInput {
                             path,
+                            disk: None,
+                            grafted: false,
                             elf: Arc::new(elf),
                         });
                     }
@@ -352,49 +507,56 @@ pub(crate) fn check_inputs(
     elves.sort_by(|a, b| a.path.cmp(&b.path));
     report.elf_files = elves.len();
 
-    // Index: bundle dir -> names (file names and sonames) present there; soname -> paths.
-    let mut in_dir: HashMap<&str, BTreeSet<&str>> = HashMap::new();
+    // Any copy of a name in the bundle (to say "the bundle has it at ...").
     let mut anywhere: HashMap<&str, &str> = HashMap::new();
     for path in files
         .iter()
         .map(|f| f.path.as_str())
         .chain(wheel_members.iter().map(String::as_str))
     {
-        let (dir, name) = split(path);
-        in_dir.entry(dir).or_default().insert(name);
-        anywhere.entry(name).or_insert(path);
+        anywhere.entry(split(path).1).or_insert(path);
     }
     for e in &elves {
         if let Some(so) = e.elf.soname() {
-            in_dir.entry(split(&e.path).0).or_default().insert(so);
             anywhere.entry(so).or_insert(&e.path);
         }
     }
-    let source_prefix = python.map(|p| {
-        (
-            p.source_prefix.clone(),
-            p.prefix.trim_matches('/').to_owned(),
-        )
-    });
-    // RPATH of the bundle's executables applies to what they dlopen (extension modules).
-    let mut exe_dirs: Vec<String> = Vec::new();
+
+    // The view of the bundle on the target, and the target's system.
+    let mut view = View::new();
     for e in &elves {
-        if e.elf.interpreter.is_some() && !e.elf.has_runpath {
-            for entry in &e.elf.rpath {
-                if let Some(d) = entry_dir(entry, &e.path, source_prefix.as_ref()) {
-                    exe_dirs.push(d);
-                }
-            }
+        view.add_object(e.path.clone(), e.elf.clone());
+    }
+    for f in files {
+        if let Some(link) = &f.link {
+            view.add_link(f.path.clone(), link.clone());
         }
     }
+    if let Some(py) = python {
+        if !py.source_prefix.as_os_str().is_empty() {
+            view.relocate(
+                py.source_prefix.clone(),
+                py.prefix.trim_matches('/').to_owned(),
+            );
+        }
+    }
+    let root_loader;
+    let system = match &target.libs {
+        TargetLibs::Policy(p) => System::Policy(p),
+        TargetLibs::Root(r) => {
+            root_loader = Loader::for_root(&r.root);
+            System::Root(&root_loader)
+        }
+    };
+    let model = Model::new(&view, system);
+    let walked = walk_bundle(&model, &elves, python);
 
-    let allowed = target.allowed();
-    let mut needs: BTreeMap<String, (Version, String)> = BTreeMap::new();
-    let mut too_new: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
-    let mut missing: BTreeMap<String, (BTreeSet<String>, Option<String>)> = BTreeMap::new();
+    // Symbol versions the bundle needs from the target (summary): skip those a bundled
+    // library provides.
+    let mut needs: BTreeMap<String, (Version, String, bool)> = BTreeMap::new();
+    let mut env_glibc: Option<(Version, String)> = None;
     let mut drivers: BTreeSet<String> = BTreeSet::new();
     for e in &elves {
-        // Symbol versions needed from the target: skip those a bundled library provides.
         let mut from_target = SymbolVersions::default();
         for need in &e.elf.version_needs {
             if never_bundle(&need.file) != Some(NeverBundle::Glibc)
@@ -409,85 +571,103 @@ pub(crate) fn check_inputs(
         for (prefix, v) in &from_target.0 {
             let slot = needs
                 .entry(prefix.clone())
-                .or_insert_with(|| (Version::default(), String::new()));
+                .or_insert_with(|| (Version::default(), String::new(), false));
             if *v > slot.0 {
-                *slot = (v.clone(), e.path.clone());
+                *slot = (v.clone(), e.path.clone(), e.grafted);
             }
-            if let Some(max) = allowed.max(prefix) {
-                if v > max {
-                    too_new
-                        .entry(prefix.clone())
-                        .or_default()
-                        .push((e.path.clone(), v.to_string()));
-                }
+            if prefix == "GLIBC" && !e.grafted && env_glibc.as_ref().is_none_or(|(g, _)| v > g) {
+                env_glibc = Some((v.clone(), e.path.clone()));
             }
-        }
-
-        // Needed libraries.
-        let mut dirs: Vec<String> = Vec::new();
-        let entries: Vec<&String> = if e.elf.has_runpath {
-            e.elf.runpath.iter().collect()
-        } else {
-            e.elf.rpath.iter().chain(e.elf.runpath.iter()).collect()
-        };
-        for entry in entries {
-            if let Some(d) = entry_dir(entry, &e.path, source_prefix.as_ref()) {
-                dirs.push(d);
-            }
-        }
-        if !e.elf.has_runpath {
-            dirs.extend(exe_dirs.iter().cloned());
         }
         for name in &e.elf.needed {
-            if name.contains('/') {
-                continue;
-            }
-            match never_bundle(name) {
-                Some(NeverBundle::Glibc) => continue,
-                Some(NeverBundle::Driver) => {
-                    drivers.insert(name.clone());
-                    continue;
-                }
-                None => {}
-            }
-            let reached = dirs.iter().any(|d| {
-                in_dir
-                    .get(d.as_str())
-                    .is_some_and(|names| names.contains(name.as_str()))
-            });
-            if reached || target.has(name) {
-                continue;
-            }
-            let slot = missing.entry(name.clone()).or_default();
-            slot.0.insert(e.path.clone());
-            if slot.1.is_none() {
-                slot.1 = anywhere.get(name.as_str()).map(|p| (*p).to_owned());
+            if never_bundle(name) == Some(NeverBundle::Driver) {
+                drivers.insert(name.clone());
             }
         }
     }
 
-    for (prefix, (v, file)) in &needs {
+    // What must load and does not.
+    let allowed = target.allowed();
+    let mut too_new: BTreeMap<String, BTreeMap<String, Version>> = BTreeMap::new();
+    let mut missing: BTreeMap<String, (BTreeSet<String>, Option<String>)> = BTreeMap::new();
+    let mut bad_versions: Vec<String> = Vec::new();
+    for o in walked.failing.values() {
+        for d in &o.deps {
+            if d.found.is_some() {
+                continue;
+            }
+            if never_bundle(&d.name) == Some(NeverBundle::Driver) {
+                drivers.insert(d.name.clone());
+                continue;
+            }
+            let slot = missing.entry(d.name.clone()).or_default();
+            slot.0.insert(o.path.clone());
+            if slot.1.is_none() {
+                slot.1 = anywhere.get(d.name.as_str()).map(|p| (*p).to_owned());
+            }
+        }
+        for mv in &o.missing_versions {
+            let (file, version) = mv.split_once(": ").unwrap_or(("", mv.as_str()));
+            let from_target = o
+                .deps
+                .iter()
+                .find(|d| d.name == file)
+                .is_none_or(|d| d.found_in == Some(FoundIn::Target));
+            match (from_target, split_version_name(version)) {
+                (true, Some((prefix, v))) => {
+                    let slot = too_new
+                        .entry(prefix.to_owned())
+                        .or_default()
+                        .entry(o.path.clone())
+                        .or_default();
+                    if v > *slot {
+                        *slot = v;
+                    }
+                }
+                _ => bad_versions.push(format!(
+                    "{} needs {version} from {file}, which its bundled copy does not define",
+                    o.path
+                )),
+            }
+        }
+    }
+
+    for (prefix, (v, file, grafted)) in &needs {
         let r = Requirement {
             version: v.to_string(),
             file: file.clone(),
+            grafted: *grafted,
         };
         if prefix == "GLIBC" {
             report.min_glibc = Some(r.clone());
+            if *grafted {
+                let own = env_glibc.as_ref().map(|(g, f)| (g.to_string(), f.clone()));
+                let name = split(file).1;
+                report.warnings.push(format!(
+                    "the glibc floor {v} is set by {file}, which airgap grafted from this machine; the environment's own files need {}: let the target provide it ([sources.syslibs] exclude = [\"{name}\"]) or bundle on a builder with an older glibc",
+                    match &own {
+                        Some((g, f)) => format!("glibc {g} ({f})"),
+                        None => "no particular glibc".to_owned(),
+                    }
+                ));
+                report.min_glibc_without_grafted = own.map(|(version, file)| Requirement {
+                    version,
+                    file,
+                    grafted: false,
+                });
+            }
         }
         report.max_versions.insert(prefix.clone(), r);
     }
     for (prefix, files) in too_new {
-        let required = needs
-            .get(&prefix)
-            .map(|(v, _)| v.to_string())
+        let (required, worst) = files
+            .iter()
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+            .map(|(f, v)| (v.to_string(), f.clone()))
             .unwrap_or_default();
         let available = allowed
             .max(&prefix)
             .map(ToString::to_string)
-            .unwrap_or_default();
-        let worst = needs
-            .get(&prefix)
-            .map(|(_, f)| f.clone())
             .unwrap_or_default();
         report.problems.push(if prefix == "GLIBC" {
             format!(
@@ -504,9 +684,10 @@ pub(crate) fn check_inputs(
             prefix,
             required,
             available,
-            files,
+            files: files.into_iter().map(|(f, v)| (f, v.to_string())).collect(),
         });
     }
+    report.problems.extend(bad_versions);
     for (name, (users, copy)) in missing {
         let users: Vec<String> = users.into_iter().collect();
         let shown: Vec<&str> = users.iter().take(3).map(String::as_str).collect();
@@ -531,6 +712,7 @@ pub(crate) fn check_inputs(
             unreachable_copy: copy,
         });
     }
+    on_demand_verdicts(&walked.objects, &elves, target.strict, &mut report);
     if !drivers.is_empty() {
         report.warnings.push(format!(
             "expects GPU driver libraries from the target: {}",
@@ -538,26 +720,233 @@ pub(crate) fn check_inputs(
         ));
     }
     report.driver_libraries = drivers.into_iter().collect();
+    report.objects = walked.objects.into_values().collect();
 
     check_python(files, &target.profile, python, &mut report);
     Ok(report)
 }
 
-fn split(path: &str) -> (&str, &str) {
-    path.rsplit_once('/').unwrap_or(("", path))
-}
-
-/// The bundle dir a search-path entry of the file at `path` points to: `$ORIGIN` entries, or
-/// absolute entries inside the Python environment's source prefix (relocated by its plugin).
-fn entry_dir(entry: &str, path: &str, source_prefix: Option<&(PathBuf, String)>) -> Option<String> {
-    for token in ["${ORIGIN}", "$ORIGIN"] {
-        if let Some(rest) = entry.strip_prefix(token) {
-            return airgap_elf::join_bundle_path(split(path).0, rest);
+/// An on-demand library (nothing in the bundle needs it: it is dlopen()ed, if ever) that
+/// would not load on the target: a warning when it does not load here either (a plugin
+/// for hardware or software this machine lacks too), a problem when it does (the bundle
+/// lost something on the way), and a problem for all with `strict`.
+fn on_demand_verdicts(
+    walked: &BTreeMap<String, ObjectReport>,
+    elves: &[ElfInput],
+    strict: bool,
+    report: &mut CheckReport,
+) {
+    let disks: HashMap<&str, &Path> = elves
+        .iter()
+        .filter_map(|e| e.disk.as_deref().map(|d| (e.path.as_str(), d)))
+        .collect();
+    let host = Loader::host();
+    for o in walked.values() {
+        if o.role != Role::OnDemand || !o.top || o.closure_ok {
+            continue;
+        }
+        let lacks = o.closure_lacks.join(", ");
+        let here = disks.get(o.path.as_str()).map(|disk| {
+            airgap_elf::closure::closure(&host, &[disk.to_path_buf()], None)
+                .map(|c| c.missing.is_empty())
+                .unwrap_or(false)
+        });
+        let line = match here {
+            Some(true) => {
+                report.problems.push(format!(
+                    "{} (loaded on demand: nothing in the bundle needs it) would not load on the target: it lacks {lacks}, which it finds on this machine",
+                    o.path
+                ));
+                continue;
+            }
+            Some(false) => format!(
+                "{} loads only on demand; would not load here either (it lacks {lacks})",
+                o.path
+            ),
+            None => format!(
+                "{} loads only on demand and would not load on the target (it lacks {lacks})",
+                o.path
+            ),
+        };
+        if strict {
+            report.problems.push(format!("{line} (strict)"));
+        } else {
+            report.warnings.push(line);
         }
     }
-    let (src, prefix) = source_prefix?;
-    let rel = Path::new(entry).strip_prefix(src).ok()?;
-    airgap_elf::join_bundle_path(prefix, &rel.to_string_lossy())
+}
+
+/// Whether a bundle path is a Python extension module: `*.cpython-*.so`, `*.abi3.so`,
+/// `*.pypy*.so`, or a plain `*.so` not named `lib*` under site-packages, lib-dynload or in
+/// a wheel (whose root is site-packages).
+pub fn is_extension_module(path: &str) -> bool {
+    let name = split(path).1;
+    if !name.ends_with(".so") {
+        return false;
+    }
+    if name.contains(".cpython-") || name.ends_with(".abi3.so") || name.contains(".pypy") {
+        return true;
+    }
+    !name.starts_with("lib")
+        && path
+            .split('/')
+            .any(|p| p == "site-packages" || p == "lib-dynload" || p.ends_with(".whl!"))
+}
+
+/// An executable the user runs (PT_INTERP), not a library that also has one (libc,
+/// Qt's libraries).
+fn is_program(path: &str, elf: &ElfFile) -> bool {
+    let name = split(path).1;
+    elf.interpreter.is_some() && !(name.starts_with("lib") && name.contains(".so"))
+}
+
+/// Walk every root of the bundle in the model and classify every ELF object: executables and
+/// extension modules with what they need, breadth-first, in the context of the first root
+/// (in path order) that reaches each; then the rest, loaded on demand.
+fn walk_bundle(
+    model: &Model<'_>,
+    elves: &[ElfInput],
+    python: Option<&PythonEnvironment>,
+) -> Walked {
+    let mut out: BTreeMap<String, ObjectReport> = BTreeMap::new();
+    // The interpreter, started: extension modules are dlopen()ed into that process by
+    // libpython (or the executable when it is static).
+    let interpreter = python
+        .and_then(|py| model.object(&py.executable))
+        .and_then(|exe| {
+            let Place::Bundle(path) = exe.place.clone() else {
+                return None;
+            };
+            let (walk, process) = model.program(&path)?;
+            let libpython = process
+                .objects()
+                .iter()
+                .find(|o| {
+                    o.elf
+                        .as_ref()
+                        .and_then(|e| e.soname.as_deref())
+                        .is_some_and(|s| s.starts_with("libpython"))
+                })
+                .cloned();
+            let mut opener: Vec<Obj> = libpython.into_iter().collect();
+            opener.push(exe);
+            Some((path, walk, process, opener))
+        });
+    let mut failing: BTreeMap<String, ObjectReport> = BTreeMap::new();
+    let mut record =
+        |walk: &Walk, role_of_first: Role, out: &mut BTreeMap<String, ObjectReport>| {
+            let ok = walk.ok();
+            let lacks = lacks(walk);
+            for (i, l) in walk.loaded.iter().enumerate() {
+                let Place::Bundle(p) = &l.obj.place else {
+                    continue;
+                };
+                if role_of_first != Role::OnDemand && !l.ok() && !failing.contains_key(p) {
+                    // Must load, and does not in this context (maybe only in this one).
+                    failing.insert(
+                        p.clone(),
+                        ObjectReport::new(p, Role::Needed, l, false, ok, &lacks),
+                    );
+                }
+                let role = if i == 0 {
+                    role_of_first
+                } else if role_of_first == Role::OnDemand {
+                    Role::OnDemand
+                } else {
+                    Role::Needed
+                };
+                if let Some(existing) = out.get_mut(p) {
+                    if i == 0 && existing.role == Role::Needed && role != Role::OnDemand {
+                        // A root that another root needs: it is a root (its closure counts).
+                        existing.role = role;
+                        existing.closure_ok = ok;
+                    }
+                    continue;
+                }
+                out.insert(p.clone(), ObjectReport::new(p, role, l, i == 0, ok, &lacks));
+            }
+        };
+    if let Some((path, walk, _, _)) = &interpreter {
+        let _ = path;
+        record(walk, Role::Executable, &mut out);
+    }
+    for e in elves {
+        let role = if is_extension_module(&e.path) {
+            Role::Extension
+        } else if is_program(&e.path, &e.elf) {
+            Role::Executable
+        } else {
+            continue;
+        };
+        if out.get(&e.path).is_some_and(|o| o.role == role && o.top) {
+            continue;
+        }
+        let walk = match (&interpreter, role) {
+            (Some((_, _, process, opener)), Role::Extension) if !e.path.contains(".whl!/") => model
+                .dlopen(&e.path, opener, process.clone())
+                .map(|(w, _)| w),
+            _ => model.program(&e.path).map(|(w, _)| w),
+        };
+        if let Some(walk) = walk {
+            record(&walk, role, &mut out);
+        }
+    }
+    // Libraries no root reaches: those nothing in the bundle names first (the plugins
+    // themselves), then whatever is left.
+    let mut named: BTreeSet<&str> = BTreeSet::new();
+    for e in elves {
+        named.extend(e.elf.needed.iter().map(String::as_str));
+    }
+    let unreached = |out: &BTreeMap<String, ObjectReport>| -> Vec<&ElfInput> {
+        elves
+            .iter()
+            .filter(|e| !out.contains_key(&e.path))
+            .collect()
+    };
+    for pass in 0..2 {
+        for e in unreached(&out) {
+            let top = e.elf.soname().is_none_or(|s| !named.contains(s))
+                && !named.contains(split(&e.path).1);
+            if pass == 0 && !top {
+                continue;
+            }
+            if out.contains_key(&e.path) {
+                continue;
+            }
+            if let Some((walk, _)) = model.program(&e.path) {
+                record(&walk, Role::OnDemand, &mut out);
+            }
+        }
+    }
+    Walked {
+        objects: out,
+        failing,
+    }
+}
+
+/// Every ELF object of the bundle, and those that must load and do not (each in the first
+/// context it fails in).
+struct Walked {
+    objects: BTreeMap<String, ObjectReport>,
+    failing: BTreeMap<String, ObjectReport>,
+}
+
+/// `libibverbs.so.1`, `libc.so.6: GLIBC_2.34`: what a walk lacks.
+fn lacks(walk: &Walk) -> Vec<String> {
+    let mut out: BTreeSet<String> = BTreeSet::new();
+    for l in &walk.loaded {
+        for d in &l.deps {
+            if d.found.is_none() {
+                out.insert(d.name.clone());
+            }
+        }
+        out.extend(l.missing_versions.iter().cloned());
+    }
+    out.into_iter().collect()
+}
+
+fn split(path: &str) -> (&str, &str) {
+    path.rsplit_once('/').unwrap_or(("", path))
 }
 
 /// Python ABI and platform: the environment's interpreter, extension module file names, and
@@ -911,9 +1300,13 @@ pub struct BundleCheck {
 
 /// Check an existing bundle: read its manifest, extract its ELF files and wheel metadata to a
 /// temporary dir, and check them against `target` (default: the manifest's target profile).
-pub fn check_bundle(bundle: &Path, target: Option<CheckTarget>) -> Result<BundleCheck, Error> {
+pub fn check_bundle(
+    bundle: &Path,
+    target: Option<CheckTarget>,
+    strict: bool,
+) -> Result<BundleCheck, Error> {
     let manifest = airgap_archive::read_manifest(bundle)?;
-    let target = match target {
+    let mut target = match target {
         Some(t) => {
             let mut t = t;
             merge_profile(&mut t.profile, &manifest.target);
@@ -928,6 +1321,18 @@ pub fn check_bundle(bundle: &Path, target: Option<CheckTarget>) -> Result<Bundle
             path: std::env::temp_dir(),
             source: e,
         })?;
+    target.strict = strict;
+    // What airgap grafted from the build machine, as the manifest records it.
+    let grafted: BTreeSet<&str> = manifest
+        .files
+        .iter()
+        .filter(|f| {
+            f.package
+                .as_deref()
+                .is_some_and(|p| p.starts_with("system:"))
+        })
+        .map(|f| f.path.as_str())
+        .collect();
     let stream = airgap_archive::read::open_archive(bundle)?;
     let mut archive = tar::Archive::new(stream);
     let top = format!("{}/", manifest.bundle_name);
@@ -938,7 +1343,8 @@ pub fn check_bundle(bundle: &Path, target: Option<CheckTarget>) -> Result<Bundle
     };
     for entry in archive.entries().map_err(io)? {
         let mut entry = entry.map_err(io)?;
-        if !entry.header().entry_type().is_file() {
+        let kind = entry.header().entry_type();
+        if !kind.is_file() && !kind.is_symlink() {
             continue;
         }
         let full = entry.path().map_err(io)?.to_string_lossy().into_owned();
@@ -946,6 +1352,17 @@ pub fn check_bundle(bundle: &Path, target: Option<CheckTarget>) -> Result<Bundle
             continue;
         };
         if rel.starts_with(".airgap/") || rel.split('/').any(|p| p == ".." || p.is_empty()) {
+            continue;
+        }
+        if kind.is_symlink() {
+            if let Some(target) = entry.link_name().map_err(io)? {
+                inputs.push(CheckInput {
+                    path: rel.to_owned(),
+                    disk: PathBuf::new(),
+                    link: Some(target.to_string_lossy().into_owned()),
+                    grafted: false,
+                });
+            }
             continue;
         }
         let mut head = [0u8; 4];
@@ -957,6 +1374,8 @@ pub fn check_bundle(bundle: &Path, target: Option<CheckTarget>) -> Result<Bundle
             inputs.push(CheckInput {
                 path: rel.to_owned(),
                 disk: PathBuf::new(),
+                link: None,
+                grafted: false,
             });
             continue;
         }
@@ -976,6 +1395,8 @@ pub fn check_bundle(bundle: &Path, target: Option<CheckTarget>) -> Result<Bundle
         inputs.push(CheckInput {
             path: rel.to_owned(),
             disk,
+            link: None,
+            grafted: grafted.contains(rel),
         });
     }
     let report = check_against(&inputs, &target, manifest.python.as_ref())?;
@@ -991,15 +1412,17 @@ pub fn check_bundle(bundle: &Path, target: Option<CheckTarget>) -> Result<Bundle
 pub fn check_planned_against(
     planned: &crate::Planned,
     target: Option<CheckTarget>,
+    strict: bool,
 ) -> Result<CheckReport, Error> {
     let (inputs, total) = plan_inputs(&planned.plan)?;
-    let target = match target {
+    let mut target = match target {
         Some(mut t) => {
             merge_profile(&mut t.profile, &planned.manifest.target);
             t
         }
         None => CheckTarget::from_profile(&planned.manifest.target)?,
     };
+    target.strict = strict;
     check_inputs(&inputs, total, &target, planned.manifest.python.as_ref())
 }
 
@@ -1015,15 +1438,33 @@ pub(crate) fn plan_inputs(plan: &airgap_archive::Plan) -> Result<(Vec<CheckInput
     let mut inputs: Vec<CheckInput> = plan
         .iter_files()
         .filter_map(|f| f.map_err(|e| failed = Some(e)).ok())
-        .filter(|f| f.kind == airgap_plugin_api::FileKind::File)
+        .filter(|f| f.kind != airgap_plugin_api::FileKind::Dir)
         .par_bridge()
         .filter_map(|f| {
+            if let airgap_plugin_api::FileKind::Symlink { target } = f.kind {
+                // Links matter to the loader (`libfoo.so.1 -> libfoo.so.1.2`, `lib64 -> lib`).
+                return Some(CheckInput {
+                    path: f.path,
+                    disk: PathBuf::new(),
+                    link: Some(target),
+                    grafted: false,
+                });
+            }
             total.fetch_add(1, Ordering::Relaxed);
             let disk = f.source?;
             let wanted = f.path.ends_with(".whl")
                 || f.path.ends_with(".dist-info/WHEEL")
                 || airgap_elf::is_elf(&disk);
-            wanted.then_some(CheckInput { path: f.path, disk })
+            let grafted = f
+                .package
+                .as_deref()
+                .is_some_and(|p| p.starts_with("system:"));
+            wanted.then_some(CheckInput {
+                path: f.path,
+                disk,
+                link: None,
+                grafted,
+            })
         })
         .collect();
     if let Some(e) = failed {
@@ -1174,6 +1615,8 @@ mod tests {
         let files = vec![CheckInput {
             path: "bin/test".into(),
             disk: exe,
+            link: None,
+            grafted: false,
         }];
         let target =
             CheckTarget::from_root(&TargetProfile::default(), Path::new("/")).expect("root");

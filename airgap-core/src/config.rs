@@ -30,6 +30,8 @@ pub struct Config {
     pub bundle: BundleSection,
     /// `[target]`.
     pub target: TargetSection,
+    /// `[check]`.
+    pub check: CheckSection,
     /// `[sources.*]`, in file order.
     pub sources: Vec<SourceTable>,
     /// `plugin-dirs = [...]`: extra plugin directories, searched after `--plugin-dir`.
@@ -80,6 +82,16 @@ pub struct TargetSection {
     pub arch: Option<String>,
 }
 
+/// `[check]`: how strict the pre-transfer check is.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CheckSection {
+    /// Libraries loaded only on demand (nothing in the bundle needs them) that would not
+    /// load on the target fail the check instead of warning.
+    #[serde(default)]
+    pub strict: bool,
+}
+
 /// A string or a list of strings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
@@ -117,6 +129,8 @@ struct RawConfig {
     bundle: BundleSection,
     #[serde(default)]
     target: TargetSection,
+    #[serde(default)]
+    check: CheckSection,
     #[serde(default)]
     sources: toml::Table,
     #[serde(default)]
@@ -199,6 +213,7 @@ impl Config {
         Ok(Config {
             bundle,
             target: raw.target,
+            check: raw.check,
             sources,
             plugin_dirs,
             path: path.map(Path::to_path_buf),
@@ -226,6 +241,7 @@ impl Config {
                 ..BundleSection::default()
             },
             target: TargetSection::default(),
+            check: CheckSection::default(),
             sources: vec![
                 SourceTable {
                     name: "conda".into(),

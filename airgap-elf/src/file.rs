@@ -11,7 +11,7 @@ use goblin::elf::dynamic::{Dynamic, DT_RPATH, DT_RUNPATH};
 use goblin::elf::header::{Header, ET_DYN, ET_EXEC};
 use goblin::elf::program_header::{ProgramHeader, PT_DYNAMIC, PT_INTERP};
 use goblin::elf::section_header::SectionHeader;
-use goblin::elf::symver::VerneedSection;
+use goblin::elf::symver::{VerdefSection, VerneedSection};
 use serde::Serialize;
 
 use crate::version::SymbolVersions;
@@ -74,6 +74,10 @@ pub struct ElfFile {
     pub has_runpath: bool,
     /// `.gnu.version_r`: required symbol versions by library.
     pub version_needs: Vec<VersionNeed>,
+    /// `.gnu.version_d`: the symbol versions this library defines (`GLIBCXX_3.4.30`), what
+    /// it can satisfy for the objects that need it.
+    #[serde(default)]
+    pub version_defs: Vec<String>,
     /// Size of the file in bytes.
     pub size: u64,
 }
@@ -394,9 +398,9 @@ fn parse_source(path: &Path, src: &dyn Source) -> Parsed<ElfFile> {
         }
     }
 
-    let version_needs = match dynstr {
-        Some(ref strtab) => read_verneed(src, &header, ctx, strtab)?.unwrap_or_default(),
-        None => Vec::new(),
+    let (version_needs, version_defs) = match dynstr {
+        Some(ref strtab) => read_versions(src, &header, ctx, strtab)?.unwrap_or_default(),
+        None => (Vec::new(), Vec::new()),
     };
 
     Ok(ElfFile {
@@ -411,18 +415,20 @@ fn parse_source(path: &Path, src: &dyn Source) -> Parsed<ElfFile> {
         runpath,
         has_runpath,
         version_needs,
+        version_defs,
         size: src.len(),
     })
 }
 
-/// Section headers are optional for the loader, so a stripped or odd file just has no
-/// version needs rather than failing (only a read error fails).
-fn read_verneed(
+/// `.gnu.version_r` (what the file needs) and `.gnu.version_d` (what it defines). Section
+/// headers are optional for the loader, so a stripped or odd file just has no versions
+/// rather than failing (only a read error fails).
+fn read_versions(
     src: &dyn Source,
     header: &Header,
     ctx: Ctx,
     dynstr: &DynStr<'_>,
-) -> Parsed<Option<Vec<VersionNeed>>> {
+) -> Parsed<Option<(Vec<VersionNeed>, Vec<String>)>> {
     if header.e_shoff == 0 || header.e_shnum == 0 {
         return Ok(None);
     }
@@ -439,37 +445,56 @@ fn read_verneed(
         return Ok(None);
     };
     drop(sh_bytes);
-    let Some(mut verneed) = shdrs
-        .into_iter()
-        .find(|s| s.sh_type == goblin::elf::section_header::SHT_GNU_VERNEED)
-    else {
-        return Ok(None);
+    let section = |kind: u32, what: &str| -> Parsed<Option<(SectionHeader, Vec<u8>)>> {
+        let Some(mut sh) = shdrs.iter().find(|s| s.sh_type == kind).cloned() else {
+            return Ok(None);
+        };
+        if sh.sh_size > MAX_TABLE {
+            return Ok(None);
+        }
+        let bytes = match read_exact_at(src, sh.sh_offset, sh.sh_size, what) {
+            Ok(b) => b,
+            Err(Parse::Io(e)) => return Err(Parse::Io(e)),
+            Err(Parse::Bad(_)) => return Ok(None),
+        };
+        sh.sh_offset = 0;
+        Ok(Some((sh, bytes)))
     };
-    if verneed.sh_size > MAX_TABLE {
-        return Ok(None);
+    let mut needs = Vec::new();
+    if let Some((sh, bytes)) = section(
+        goblin::elf::section_header::SHT_GNU_VERNEED,
+        ".gnu.version_r",
+    )? {
+        if let Ok(Some(table)) = VerneedSection::parse(&bytes, std::slice::from_ref(&sh), ctx) {
+            for need in table.iter() {
+                let file = dynstr
+                    .get(need.vn_file as u64)
+                    .unwrap_or_else(|| "?".to_owned());
+                let versions = need
+                    .iter()
+                    .filter_map(|aux| dynstr.get(aux.vna_name as u64))
+                    .collect();
+                needs.push(VersionNeed { file, versions });
+            }
+        }
     }
-    let bytes = match read_exact_at(src, verneed.sh_offset, verneed.sh_size, ".gnu.version_r") {
-        Ok(b) => b,
-        Err(Parse::Io(e)) => return Err(Parse::Io(e)),
-        Err(Parse::Bad(_)) => return Ok(None),
-    };
-    verneed.sh_offset = 0;
-    let Ok(Some(section)) = VerneedSection::parse(&bytes, std::slice::from_ref(&verneed), ctx)
-    else {
-        return Ok(None);
-    };
-    let mut out = Vec::new();
-    for need in section.iter() {
-        let file = dynstr
-            .get(need.vn_file as u64)
-            .unwrap_or_else(|| "?".to_owned());
-        let versions = need
-            .iter()
-            .filter_map(|aux| dynstr.get(aux.vna_name as u64))
-            .collect();
-        out.push(VersionNeed { file, versions });
+    let mut defs = Vec::new();
+    if let Some((sh, bytes)) = section(
+        goblin::elf::section_header::SHT_GNU_VERDEF,
+        ".gnu.version_d",
+    )? {
+        if let Ok(Some(table)) = VerdefSection::parse(&bytes, std::slice::from_ref(&sh), ctx) {
+            for def in table.iter() {
+                // The first aux entry names the version itself; later ones its parents.
+                if let Some(aux) = def.iter().next() {
+                    if let Some(name) = dynstr.get(aux.vda_name as u64) {
+                        defs.push(name);
+                    }
+                }
+            }
+        }
     }
-    Ok(Some(out))
+    Ok(Some((needs, defs)))
 }
 
 fn split_path(s: &str) -> impl Iterator<Item = String> + '_ {

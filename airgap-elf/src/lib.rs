@@ -22,6 +22,7 @@ pub mod closure;
 mod file;
 pub mod ldcache;
 pub mod loader;
+pub mod model;
 pub mod patch;
 pub mod policy;
 pub mod target;

@@ -36,6 +36,9 @@ pub enum Via {
     Cache,
     /// A default dir.
     Default,
+    /// An object already loaded under that name or soname (earlier in breadth-first order,
+    /// or by the program that dlopens the object) was reused.
+    Loaded,
 }
 
 /// A library the loader would load.
@@ -178,6 +181,47 @@ impl Loader {
         } else {
             self.root.join(path.trim_start_matches('/'))
         }
+    }
+
+    /// Expand `$LIB` and `$PLATFORM` (not `$ORIGIN`) in one search-path entry.
+    pub fn expand_lib_platform(&self, entry: &str) -> String {
+        let mut s = entry.to_owned();
+        for (token, value) in [
+            ("${LIB}", self.lib.as_str()),
+            ("$LIB", self.lib.as_str()),
+            ("${PLATFORM}", self.platform.as_str()),
+            ("$PLATFORM", self.platform.as_str()),
+        ] {
+            s = s.replace(token, value);
+        }
+        s
+    }
+
+    /// The hwcaps subdirs probed in every search dir, best first.
+    pub fn hwcap_subdirs(&self) -> &[String] {
+        &self.hwcap_subdirs
+    }
+
+    /// Find `name` in one directory (on this machine, or under the root: `dir` is already
+    /// turned into a local path), trying the hwcaps subdirs first; wrong-class files are
+    /// skipped.
+    pub fn probe(
+        &self,
+        dir: &Path,
+        name: &str,
+        via: Via,
+        class: ElfClass,
+        machine: u16,
+    ) -> Option<Found> {
+        self.probe_dir(dir, name, via, &|elf: &ElfFile| {
+            elf.class == class && elf.machine == machine
+        })
+    }
+
+    /// The system part of the search: `ld.so.cache`, then the default dirs (what is left
+    /// when no search path of the objects found `name`).
+    pub fn resolve_system(&self, name: &str, class: ElfClass, machine: u16) -> Option<Found> {
+        self.search(name, &[], (class, machine))
     }
 
     /// Expand `$ORIGIN`, `$LIB` and `$PLATFORM` in one search-path entry of `object`.

@@ -55,6 +55,11 @@ pub struct BundleArgs {
     #[arg(long)]
     pub no_check: bool,
 
+    /// Fail when a library loaded only on demand (nothing in the bundle needs it) would not
+    /// load on the target (default: a warning; `[check] strict = true` does the same)
+    #[arg(long)]
+    pub strict: bool,
+
     /// Drop dangling symlinks with a warning instead of failing
     #[arg(long)]
     pub drop_dangling_links: bool,
@@ -206,6 +211,7 @@ pub fn run(args: BundleArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
         dest_prefix: args.dest_prefix.clone(),
         compression,
         no_check: args.no_check,
+        strict: args.strict,
         drop_dangling: args.drop_dangling_links,
         verbose: ui.verbose > 0,
         unpacker: args.unpacker.clone(),
@@ -301,14 +307,19 @@ fn print_summary(
             ),
         );
     }
-    let check = serde_json::to_value(&report.check).unwrap_or_default();
-    if let Some(glibc) = check
-        .get("min_glibc")
-        .and_then(|g| g.get("version").or(Some(g)))
+    if let Some(g) = &report.check.min_glibc {
+        ui.status(
+            "Needs",
+            &format!("glibc >= {} on the target ({})", g.version, floor_source(g)),
+        );
+    }
+    for w in report
+        .check
+        .warnings
+        .iter()
+        .filter(|w| w.contains("loads only on demand") || w.starts_with("the glibc floor"))
     {
-        if let Some(v) = glibc.as_str() {
-            ui.status("Needs", &format!("glibc >= {v} on the target"));
-        }
+        ui.warn(w);
     }
     ui.status(
         "Wrote",
@@ -388,5 +399,14 @@ pub fn human_bytes(n: u64) -> String {
         format!("{n} B")
     } else {
         format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// The file that sets the glibc floor, and whether airgap added it.
+pub(crate) fn floor_source(g: &airgap_core::check::Requirement) -> String {
+    if g.grafted {
+        format!("{}, grafted by airgap from this machine", g.file)
+    } else {
+        g.file.clone()
     }
 }

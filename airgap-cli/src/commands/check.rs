@@ -48,6 +48,11 @@ pub struct CheckArgs {
     /// Print the report as JSON on stdout
     #[arg(long)]
     pub json: bool,
+
+    /// Fail when a library loaded only on demand (nothing in the bundle needs it) would not
+    /// load on the target (default: a warning; `[check] strict = true` does the same)
+    #[arg(long)]
+    pub strict: bool,
 }
 
 pub fn run(args: CheckArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
@@ -71,7 +76,7 @@ pub fn run(args: CheckArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
                 ));
             }
             ui.status("Checking", &bundle.display().to_string());
-            let checked = check_bundle(bundle, target).map_err(report::core)?;
+            let checked = check_bundle(bundle, target, args.strict).map_err(report::core)?;
             (bundle.display().to_string(), checked.report)
         }
         (None, Some(config_path)) => {
@@ -88,7 +93,9 @@ pub fn run(args: CheckArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
             for w in &planned.warnings {
                 ui.warn(w);
             }
-            let report = check_planned_against(&planned, target).map_err(report::core)?;
+            let report =
+                check_planned_against(&planned, target, args.strict || config.check.strict)
+                    .map_err(report::core)?;
             (config_path.display().to_string(), report)
         }
         (None, None) => {
@@ -130,7 +137,14 @@ fn print_human(what: &str, r: &CheckReport, ui: &Ui) {
         &format!("{target}; {} files, {} ELF", r.files, r.elf_files),
     );
     if let Some(g) = &r.min_glibc {
-        ui.status("Needs", &format!("glibc >= {} ({})", g.version, g.file));
+        ui.status(
+            "Needs",
+            &format!(
+                "glibc >= {} ({})",
+                g.version,
+                super::bundle::floor_source(g)
+            ),
+        );
     }
     for (prefix, req) in &r.max_versions {
         if matches!(prefix.as_str(), "GLIBCXX" | "CXXABI" | "GCC") {
