@@ -182,6 +182,9 @@ pub struct Trace {
     /// Every object mapped, in order, as the loader spelled its path.
     pub loaded: Vec<String>,
     pub requests: Vec<Request>,
+    /// Name -> file for every object mapped: the name it was asked by and its file name. The
+    /// loader logs no `needed by` for a name already loaded, so this is how those resolve.
+    pub names: BTreeMap<String, String>,
 }
 
 /// Strip the `   PID:\t` prefix of a debug line.
@@ -308,6 +311,11 @@ pub fn parse_trace(text: &str) -> Trace {
     if let Some(p) = pending.take() {
         finish(p, &mut trace, &by_name);
     }
+    trace.names = by_name;
+    trace
+        .names
+        .entry("ld-linux-x86-64.so.2".into())
+        .or_insert_with(|| "/lib64/ld-linux-x86-64.so.2".into());
     // The loader itself is mapped before tracing starts.
     for req in &mut trace.requests {
         if let Resolved::File(f) = &req.resolved {
@@ -384,6 +392,9 @@ try:
 except BaseException as e:
     print("AIRGAP-ERROR " + type(e).__name__ + ": " + str(e).replace("\n", " "))
 "#;
+
+/// The start of a load error when the interpreter itself did not run.
+const INTERPRETER_FAILED: &str = "the interpreter did not run";
 
 /// Markers of a dlopen failure (as opposed to a Python error after the library loaded).
 const LOADER_ERRORS: &[&str] = &[
@@ -472,7 +483,7 @@ pub fn probe(root: &DebianRoot, asks: &[Ask]) -> Vec<Probe> {
                             Some(l) if LOADER_ERRORS.iter().any(|m| l.contains(m)) => Some(l),
                             Some(_) => None,
                             // The interpreter itself did not run.
-                            None => Some(format!("the interpreter did not run: {}", output.trim())),
+                            None => Some(format!("{INTERPRETER_FAILED}: {}", output.trim())),
                         }
                     };
                     (path.clone(), error)
@@ -633,8 +644,16 @@ struct RealView {
     complete: bool,
 }
 
-/// The closure of `object` in `probe`'s trace: does it load, what did its own names resolve to.
-fn view(root: &Path, probe: &Probe, object: &str, own_error: Option<&str>) -> RealView {
+/// `object` in `probe`'s trace: what its own names resolved to, and does it load: its whole
+/// closure (`closure`, for roots) or its own needs (a library, as the contract says).
+fn view(
+    root: &Path,
+    probe: &Probe,
+    object: &str,
+    own_names: &[String],
+    own_error: Option<&str>,
+    closure: bool,
+) -> RealView {
     let canon = |p: &str| canonical_in_root(root, p);
     let mut by_requester: BTreeMap<String, Vec<&Request>> = BTreeMap::new();
     for r in &probe.trace.requests {
@@ -649,20 +668,31 @@ fn view(root: &Path, probe: &Probe, object: &str, own_error: Option<&str>) -> Re
         };
         deps.entry(r.name.clone()).or_insert(resolved);
     }
+    for name in own_names {
+        if !deps.contains_key(name) {
+            if let Some(f) = probe.trace.names.get(name) {
+                deps.insert(name.clone(), Resolved::File(canon(f)));
+            }
+        }
+    }
     // The closure: does every object it reaches have all its names.
     let mut seen = BTreeSet::new();
     let mut todo = vec![me.clone()];
     let mut why = String::new();
     let mut complete = true;
-    let mut closure = BTreeSet::new();
+    let mut reached = BTreeSet::new();
     while let Some(o) = todo.pop() {
         if !seen.insert(o.clone()) {
             continue;
         }
-        closure.insert(o.clone());
+        reached.insert(o.clone());
         for r in by_requester.get(&o).into_iter().flatten() {
             match &r.resolved {
-                Resolved::File(f) if !f.starts_with("(already") => todo.push(canon(f)),
+                Resolved::File(f) if !f.starts_with("(already") => {
+                    if closure {
+                        todo.push(canon(f));
+                    }
+                }
                 Resolved::File(_) => {}
                 Resolved::NotFound => {
                     if why.is_empty() {
@@ -688,7 +718,7 @@ fn view(root: &Path, probe: &Probe, object: &str, own_error: Option<&str>) -> Re
                 });
             versions.insert(format!("{name}: {}", v.version));
         }
-        if closure.contains(&canon(&v.requester)) && why.is_empty() {
+        if reached.contains(&canon(&v.requester)) && why.is_empty() {
             why = format!(
                 "{}: version `{}' not found (required by {})",
                 show(&v.provider),
@@ -712,22 +742,23 @@ fn view(root: &Path, probe: &Probe, object: &str, own_error: Option<&str>) -> Re
     }
 }
 
-/// Compare the predictions for one bundle unpacked at [`DEST`] in `root` with `probes` (one per
-/// prediction, in order, from [`asks_for`]); `elf` is the list of ELF files actually unpacked
-/// (relative to [`DEST`]).
+/// Compare the predictions for one bundle unpacked at [`DEST`] in `root` with the probes of
+/// [`probe_all`]; `elf` is the list of ELF files actually unpacked (relative to [`DEST`]).
 pub fn compare(
     root: &Path,
     predictions: &[Predicted],
-    probes: &[Probe],
+    standalone: &[Probe],
+    python: &[Option<Probe>],
     elf: &[String],
 ) -> Outcome {
     let canon = |p: &str| canonical_in_root(root, p);
     let mut out = Outcome::default();
     let inside = |p: &str| format!("{DEST}/{p}");
-    // Coverage: every unpacked ELF file is predicted (wheel members are predicted but not files).
+    // Coverage: every unpacked ELF file is predicted (wheel members are predicted but not
+    // files). `.airgap/` holds airgap's own static unpacker, not the workload.
     let predicted_paths: BTreeSet<&str> = predictions.iter().map(|p| p.path.as_str()).collect();
     for f in elf {
-        if !predicted_paths.contains(f.as_str()) {
+        if !predicted_paths.contains(f.as_str()) && !f.starts_with(".airgap/") {
             out.disagreements.push(Disagreement {
                 object: f.clone(),
                 role: "?".into(),
@@ -738,11 +769,31 @@ pub fn compare(
             });
         }
     }
-    // Which roots really load which file: canonical path -> index of the first root's probe.
+    // The probe that shows a root as it really loads: an extension through its interpreter,
+    // unless the interpreter itself does not run in this root (then standalone).
+    let root_probe = |i: usize| -> (&Probe, Option<&str>) {
+        match &python[i] {
+            Some(p)
+                if !p
+                    .load_error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with(INTERPRETER_FAILED)) =>
+            {
+                (p, p.load_error.as_deref())
+            }
+            _ => (&standalone[i], None),
+        }
+    };
+    // Which roots really load which file: canonical path -> index of the first root, in the
+    // order of the predictions (sorted by path). A root whose load stopped early (a dlopen
+    // fails at the first missing name) does not show all it would reach.
     let mut first_root: BTreeMap<String, usize> = BTreeMap::new();
+    let mut truncated = false;
     for (i, p) in predictions.iter().enumerate() {
         if matches!(p.role.as_str(), "executable" | "extension") {
-            for loaded in &probes[i].trace.loaded {
+            let (probe, error) = root_probe(i);
+            truncated |= error.is_some();
+            for loaded in &probe.trace.loaded {
                 first_root.entry(canon(loaded)).or_insert(i);
             }
         }
@@ -769,35 +820,47 @@ pub fn compare(
             });
         };
         let me = canon(&object);
+        let names: Vec<String> = p
+            .deps
+            .iter()
+            .map(|d| d.name.clone())
+            .chain(p.missing.iter().cloned())
+            .collect();
+        if standalone[i].static_program {
+            continue_static(&mut out, p);
+            continue;
+        }
         let real = match p.role.as_str() {
-            "executable" | "on_demand" => {
-                if p.role == "on_demand" {
-                    if let Some(&r) = first_root.get(&me) {
+            "executable" | "extension" => {
+                let (probe, error) = root_probe(i);
+                view(root, probe, &object, &names, error, true)
+            }
+            "on_demand" => {
+                if let Some(&r) = first_root.get(&me) {
+                    disagree(
+                        "role",
+                        "on_demand (nothing loads it)".into(),
+                        format!("loaded by the root {}", predictions[r].path),
+                        String::new(),
+                    );
+                }
+                view(root, &standalone[i], &object, &names, None, false)
+            }
+            "needed" => match first_root.get(&me) {
+                Some(&r) if root_probe(r).1.is_none() => {
+                    view(root, root_probe(r).0, &object, &names, None, false)
+                }
+                found => {
+                    if found.is_none() && !truncated {
                         disagree(
                             "role",
-                            "on_demand (nothing loads it)".into(),
-                            format!("loaded by the root {}", predictions[r].path),
+                            "needed (loaded by a root)".into(),
+                            "no root loads it".into(),
                             String::new(),
                         );
                     }
-                }
-                if probes[i].static_program {
-                    continue_static(&mut out, p);
-                    continue;
-                }
-                view(root, &probes[i], &object, None)
-            }
-            "extension" => view(root, &probes[i], &object, probes[i].load_error.as_deref()),
-            "needed" => match first_root.get(&me) {
-                Some(&r) => view(root, &probes[r], &object, None),
-                None => {
-                    disagree(
-                        "role",
-                        "needed (loaded by a root)".into(),
-                        "no root loads it".into(),
-                        String::new(),
-                    );
-                    view(root, &probes[i], &object, None)
+                    // Its root stopped early: judged standalone.
+                    view(root, &standalone[i], &object, &names, None, false)
                 }
             },
             other => {
@@ -916,21 +979,34 @@ fn continue_static(out: &mut Outcome, p: &Predicted) {
     }
 }
 
-/// What to ask the loader for each prediction, in order.
-pub fn asks_for(predictions: &[Predicted], python: Option<&str>) -> Vec<Ask> {
-    predictions
+/// Probe every prediction standalone, and the extension modules through `python` too.
+/// Returns `(standalone, through the interpreter)`, one each per prediction.
+pub fn probe_all(
+    root: &DebianRoot,
+    predictions: &[Predicted],
+    python: Option<&str>,
+) -> (Vec<Probe>, Vec<Option<Probe>>) {
+    let mut asks: Vec<Ask> = predictions
         .iter()
-        .map(|p| {
-            let path = format!("{DEST}/{}", p.path);
-            match (p.role.as_str(), python) {
-                ("extension", Some(py)) => Ask::Extension {
-                    python: format!("{DEST}/{py}"),
-                    path,
-                },
-                _ => Ask::List(path),
-            }
-        })
-        .collect()
+        .map(|p| Ask::List(format!("{DEST}/{}", p.path)))
+        .collect();
+    let mut ext = Vec::new();
+    for (i, p) in predictions.iter().enumerate() {
+        if let ("extension", Some(py)) = (p.role.as_str(), python) {
+            ext.push(i);
+            asks.push(Ask::Extension {
+                python: format!("{DEST}/{py}"),
+                path: format!("{DEST}/{}", p.path),
+            });
+        }
+    }
+    let mut probes = probe(root, &asks);
+    let through = probes.split_off(predictions.len());
+    let mut python_probes: Vec<Option<Probe>> = vec![None; predictions.len()];
+    for (i, p) in ext.into_iter().zip(through) {
+        python_probes[i] = Some(p);
+    }
+    (probes, python_probes)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1257,10 +1333,9 @@ pub fn run_in(w: &Workload, bundled: &Bundled, suite: Suite) -> Result<Row, Stri
     let root = DebianRoot::new(suite);
     unpack_into(&root, &bundled.archive);
     let predictions = predict(&bundled.archive, &root)?;
-    let asks = asks_for(&predictions, w.python);
-    let probes = probe(&root, &asks);
+    let (standalone, python) = probe_all(&root, &predictions, w.python);
     let elf = elf_files(&root.host_path(DEST));
-    let outcome = compare(root.path(), &predictions, &probes, &elf);
+    let outcome = compare(root.path(), &predictions, &standalone, &python, &elf);
     Ok(Row {
         workload: w.name.to_string(),
         suite: suite.name(),
