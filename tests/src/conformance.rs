@@ -647,14 +647,13 @@ struct RealView {
 /// `object` in `probe`'s trace: what its own names resolved to, and does it load: its whole
 /// closure (`closure`, for roots) or its own needs (a library, as the contract says).
 fn view(
-    root: &Path,
+    canon: &dyn Fn(&str) -> String,
     probe: &Probe,
     object: &str,
     own_names: &[String],
     own_error: Option<&str>,
     closure: bool,
 ) -> RealView {
-    let canon = |p: &str| canonical_in_root(root, p);
     let mut by_requester: BTreeMap<String, Vec<&Request>> = BTreeMap::new();
     for r in &probe.trace.requests {
         by_requester.entry(canon(&r.requester)).or_default().push(r);
@@ -751,7 +750,16 @@ pub fn compare(
     python: &[Option<Probe>],
     elf: &[String],
 ) -> Outcome {
-    let canon = |p: &str| canonical_in_root(root, p);
+    // Every trace repeats the interpreter's start-up: resolve each path once.
+    let cache = std::cell::RefCell::new(BTreeMap::<String, String>::new());
+    let canon = |p: &str| -> String {
+        if let Some(c) = cache.borrow().get(p) {
+            return c.clone();
+        }
+        let c = canonical_in_root(root, p);
+        cache.borrow_mut().insert(p.to_string(), c.clone());
+        c
+    };
     let mut out = Outcome::default();
     let inside = |p: &str| format!("{DEST}/{p}");
     // Coverage: every unpacked ELF file is predicted (wheel members are predicted but not
@@ -833,7 +841,7 @@ pub fn compare(
         let real = match p.role.as_str() {
             "executable" | "extension" => {
                 let (probe, error) = root_probe(i);
-                view(root, probe, &object, &names, error, true)
+                view(&canon, probe, &object, &names, error, true)
             }
             "on_demand" => {
                 if let Some(&r) = first_root.get(&me) {
@@ -844,11 +852,11 @@ pub fn compare(
                         String::new(),
                     );
                 }
-                view(root, &standalone[i], &object, &names, None, false)
+                view(&canon, &standalone[i], &object, &names, None, false)
             }
             "needed" => match first_root.get(&me) {
                 Some(&r) if root_probe(r).1.is_none() => {
-                    view(root, root_probe(r).0, &object, &names, None, false)
+                    view(&canon, root_probe(r).0, &object, &names, None, false)
                 }
                 found => {
                     if found.is_none() && !truncated {
@@ -860,7 +868,7 @@ pub fn compare(
                         );
                     }
                     // Its root stopped early: judged standalone.
-                    view(root, &standalone[i], &object, &names, None, false)
+                    view(&canon, &standalone[i], &object, &names, None, false)
                 }
             },
             other => {

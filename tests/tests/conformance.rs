@@ -18,18 +18,31 @@ fn require_roots() {
 
 fn run_suite(workloads: Vec<c::Workload>, suites: Vec<Suite>) {
     require_roots();
+    // `AIRGAP_CONFORMANCE_ONLY=science,native` runs only those workloads.
+    let only = std::env::var("AIRGAP_CONFORMANCE_ONLY").unwrap_or_default();
+    let workloads: Vec<c::Workload> = workloads
+        .into_iter()
+        .filter(|w| only.is_empty() || only.split(',').any(|o| o == w.name))
+        .collect();
+    assert!(
+        !workloads.is_empty(),
+        "no workload named in AIRGAP_CONFORMANCE_ONLY={only}"
+    );
     let mut rows = Vec::new();
     let mut errors = Vec::new();
     for w in &workloads {
         let bundled = c::bundle(w);
         for &suite in &suites {
             match c::run_in(w, &bundled, suite) {
-                Ok(row) => rows.push(row),
+                Ok(row) => {
+                    // Recorded as it comes, so a long run that is stopped still has its table.
+                    c::record(std::slice::from_ref(&row));
+                    rows.push(row);
+                }
                 Err(e) => errors.push(format!("{} @ {}: {e}", w.name, suite.name())),
             }
         }
     }
-    c::record(&rows);
     for r in &rows {
         eprintln!(
             "{} @ {}: {} compared, {} agree, {} disagree",
@@ -64,7 +77,8 @@ fn conformance_full() {
 /// The real loader's side alone, on the conda workload without predictions: in bookworm the
 /// interpreter's libpython resolves to the bundle's copy through its RUNPATH, `_ssl` loads with
 /// the libssl syslibs grafted, `_json` loads, the cuFile RDMA plugin lacks libibverbs; in bullseye (glibc 2.31) the interpreter
-/// built on glibc 2.36 is refused for a symbol version.
+/// built on glibc 2.36 is refused for a symbol version. The check's real predictions agree with
+/// that, and wrong ones (a dep elsewhere, a needed library called on-demand) do not.
 #[test]
 fn real_loader_sees_bundle_files_missing_libraries_and_versions() {
     require_roots();
@@ -158,6 +172,55 @@ fn real_loader_sees_bundle_files_missing_libraries_and_versions() {
             .any(|l| l.ends_with(json.rsplit('/').next().unwrap_or(""))),
         "the extension is mapped: {:?}",
         probes[2].trace.loaded
+    );
+
+    // The comparison can fail: the real predictions agree, wrong ones do not.
+    let predictions = c::predict(&bundled.archive, &root).expect("predictions");
+    let (standalone, python) = c::probe_all(&root, &predictions, w.python);
+    let outcome = c::compare(root.path(), &predictions, &standalone, &python, &elf);
+    assert!(
+        outcome.disagreements.is_empty(),
+        "{:?}",
+        outcome.disagreements
+    );
+    let mut wrong = predictions.clone();
+    let exe = wrong
+        .iter_mut()
+        .find(|p| p.path == python_exe)
+        .expect("the interpreter is predicted");
+    let dep = exe
+        .deps
+        .iter_mut()
+        .find(|d| d.name.starts_with("libpython3"))
+        .expect("its libpython dep");
+    dep.found = Some((
+        "target".into(),
+        "/usr/lib/x86_64-linux-gnu/libpython3.so".into(),
+    ));
+    let lib = wrong
+        .iter_mut()
+        .find(|p| p.role == "needed")
+        .expect("a needed library");
+    lib.role = "on_demand".into();
+    let outcome = c::compare(root.path(), &wrong, &standalone, &python, &elf);
+    let whats: Vec<&str> = outcome
+        .disagreements
+        .iter()
+        .map(|d| d.what.as_str())
+        .collect();
+    assert!(
+        outcome
+            .disagreements
+            .iter()
+            .any(|d| d.what.starts_with("libpython3") && d.must_load()),
+        "a wrong dep is a disagreement: {whats:?}"
+    );
+    assert!(
+        outcome
+            .disagreements
+            .iter()
+            .any(|d| d.what == "role" && d.must_load()),
+        "a needed library called on-demand is a disagreement: {whats:?}"
     );
 
     // An on-demand plugin: libcufile_rdma needs libibverbs, which nothing here has.
