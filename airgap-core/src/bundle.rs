@@ -309,7 +309,12 @@ pub fn check_planned(planned: &Planned, strict: bool) -> Result<CheckReport, Err
     let (inputs, total) = crate::check::plan_inputs(&planned.plan)?;
     let mut target = CheckTarget::from_profile(&planned.manifest.target)?;
     target.strict = strict;
-    crate::check::check_inputs(&inputs, total, &target, planned.manifest.python.as_ref())
+    Ok(crate::check::check_inputs(
+        &inputs,
+        total,
+        &target,
+        planned.manifest.python.as_ref(),
+    )?)
 }
 
 /// Plan, check and write a bundle.

@@ -182,3 +182,11 @@ impl Error {
         }
     }
 }
+
+impl From<airgap_check::Error> for Error {
+    fn from(e: airgap_check::Error) -> Error {
+        match e {
+            airgap_check::Error::Target { reason } => Error::CheckTarget { reason },
+        }
+    }
+}

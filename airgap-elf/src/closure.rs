@@ -3,7 +3,6 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -132,73 +131,6 @@ pub fn closure(loader: &Loader, roots: &[PathBuf], executable: Option<&Path>) ->
         out.objects.insert(path, Node { elf, deps, root });
     }
     Ok(out)
-}
-
-/// What [`bench_closure`] measured.
-#[derive(Debug, Clone, Serialize)]
-pub struct BenchReport {
-    /// Regular files looked at.
-    pub files: u64,
-    /// Bytes of those files.
-    pub bytes: u64,
-    /// ELF files among them (by content).
-    pub elf_files: u64,
-    /// Bytes of the ELF files.
-    pub elf_bytes: u64,
-    /// Objects in the closure (the ELF files and the libraries they reach).
-    pub objects: u64,
-    /// Libraries reached outside the tree.
-    pub outside: u64,
-    /// Needed names that were not found.
-    pub missing: u64,
-    /// Wall time of the whole walk, parse and resolution.
-    #[serde(serialize_with = "ser_secs")]
-    pub elapsed: Duration,
-}
-
-fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64())
-}
-
-/// Walk a tree (an environment), find its ELF files by content, parse them in parallel and
-/// compute their closure with this machine's loader. For the bench: "the closure of a 1 GB
-/// environment in seconds".
-pub fn bench_closure(root: &Path) -> Result<BenchReport> {
-    use rayon::prelude::*;
-    let start = Instant::now();
-    let mut files = Vec::new();
-    let mut bytes = 0u64;
-    for entry in walkdir::WalkDir::new(root).follow_links(false) {
-        let Ok(entry) = entry else { continue };
-        if entry.file_type().is_file() {
-            bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);
-            files.push(entry.into_path());
-        }
-    }
-    let loader = Loader::host();
-    let elves: Vec<PathBuf> = files
-        .par_iter()
-        .filter(|p| crate::is_elf(p))
-        .filter(|p| loader.parse(p).is_ok())
-        .cloned()
-        .collect();
-    let elf_bytes = elves
-        .iter()
-        .filter_map(|p| std::fs::metadata(p).ok())
-        .map(|m| m.len())
-        .sum();
-    let c = closure(&loader, &elves, None)?;
-    let outside = c.objects.keys().filter(|p| !p.starts_with(root)).count() as u64;
-    Ok(BenchReport {
-        files: files.len() as u64,
-        bytes,
-        elf_files: elves.len() as u64,
-        elf_bytes,
-        objects: c.objects.len() as u64,
-        outside,
-        missing: c.missing.len() as u64,
-        elapsed: start.elapsed(),
-    })
 }
 
 #[cfg(test)]

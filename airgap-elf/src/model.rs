@@ -538,7 +538,7 @@ impl<'a> Model<'a> {
                     let path = local.join(name);
                     let elf = loader.parse(&path).ok()?;
                     (elf.class == class && elf.machine == machine)
-                        .then(|| crate::loader::Found { path, elf, via })?
+                        .then_some(crate::loader::Found { path, elf, via })?
                 };
                 let target = self.target_path(loader, &found.path);
                 Some((

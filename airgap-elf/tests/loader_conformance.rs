@@ -241,3 +241,198 @@ fn rpath_runpath_and_ld_library_path_agree_with_glibc() {
         assert_eq!(got, got_real, "{name}: emulation disagrees with glibc");
     }
 }
+
+/// A shared library at `dir/rel` answering `who`, with a soname, needed libraries and link
+/// flags.
+fn lib(dir: &Path, rel: &str, soname: &str, body: &str, link: &[String]) {
+    let out = dir.join(rel);
+    std::fs::create_dir_all(out.parent().expect("parent")).expect("mkdir");
+    let src = dir.join(format!("{}.c", rel.replace('/', "_")));
+    std::fs::write(&src, body).expect("write");
+    let mut args = vec![
+        "-shared".to_owned(),
+        "-fPIC".into(),
+        format!("-Wl,-soname,{soname}"),
+        "-o".into(),
+        out.to_string_lossy().into_owned(),
+        src.to_string_lossy().into_owned(),
+    ];
+    args.extend(link.iter().cloned());
+    gcc(&args.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+/// The model's verdict for the program at bundle path `rel` of `dir` (every ELF file of
+/// `dir` is the bundle, this machine the target).
+fn model_loads(dir: &Path, rel: &str) -> bool {
+    use airgap_elf::model::{Model, System, View};
+    let mut view = View::new();
+    for e in walkdir::WalkDir::new(dir).into_iter().flatten() {
+        if e.file_type().is_file() && airgap_elf::is_elf(e.path()) {
+            let r = e
+                .path()
+                .strip_prefix(dir)
+                .expect("inside")
+                .to_string_lossy();
+            view.add_object(
+                r.into_owned(),
+                Arc::new(ElfFile::parse(e.path()).expect("parse")),
+            );
+        }
+    }
+    let host = Loader::for_root(Path::new("/"));
+    let model = Model::new(&view, System::Root(&host));
+    model.program(rel).expect("program in the view").0.ok()
+}
+
+fn runs(exe: &Path) -> bool {
+    Command::new(exe)
+        .env_clear()
+        .output()
+        .expect("run program")
+        .status
+        .success()
+}
+
+/// The rules the model adds over a disk loader, against glibc, in `$ORIGIN` layouts as a
+/// bundle has them: a library without search path finds its needs through the DT_RPATH of
+/// the program that loaded it (auditwheel's older layout); a DT_RUNPATH on it blocks that; a
+/// needed name matching the soname of a library loaded earlier is reused whatever the search
+/// path says (an auditwheel-renamed `libx-1234.so` with soname `libx.so.1`).
+#[test]
+fn inherited_rpath_and_loaded_sonames_agree_with_glibc() {
+    if Command::new("gcc").arg("--version").output().is_err() {
+        panic!("this test needs gcc to build its programs");
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let nodt = "-Wl,--disable-new-dtags".to_owned();
+    let newdt = "-Wl,--enable-new-dtags".to_owned();
+    lib(
+        dir,
+        "libs/libb.so",
+        "libb.so",
+        "const char *b(void) { return \"B\"; }\n",
+        &[],
+    );
+    // liba needs libb and has no search path of its own.
+    lib(
+        dir,
+        "libs/liba.so",
+        "liba.so",
+        "const char *b(void);\nconst char *a(void) { return b(); }\n",
+        &[
+            format!("-L{}", dir.join("libs").display()),
+            "-l:libb.so".into(),
+        ],
+    );
+    // libr: the same, with a RUNPATH that leads nowhere.
+    lib(
+        dir,
+        "libs/libr.so",
+        "libr.so",
+        "const char *b(void);\nconst char *a(void) { return b(); }\n",
+        &[
+            format!("-L{}", dir.join("libs").display()),
+            "-l:libb.so".into(),
+            newdt.clone(),
+            "-Wl,-rpath,$ORIGIN/../nowhere".into(),
+        ],
+    );
+    // libx-1234.so has soname libx.so.1; liby needs libx.so.1, which no dir has by that name.
+    lib(
+        dir,
+        "h/libx-1234.so",
+        "libx.so.1",
+        "const char *x(void) { return \"X\"; }\n",
+        &[],
+    );
+    std::fs::copy(dir.join("h/libx-1234.so"), dir.join("tmp-libx.so.1")).expect("copy");
+    lib(
+        dir,
+        "y/liby.so",
+        "liby.so",
+        "const char *x(void);\nconst char *y(void) { return x(); }\n",
+        &[
+            format!("-L{}", dir.display()),
+            "-l:tmp-libx.so.1".into(),
+            newdt.clone(),
+            "-Wl,-rpath,$ORIGIN/../nowhere".into(),
+        ],
+    );
+    std::fs::remove_file(dir.join("tmp-libx.so.1")).expect("rm");
+    let prog = |name: &str, call: &str, libs: &[&str], rpath: &str| {
+        let src = dir.join(format!("{name}.c"));
+        std::fs::write(
+            &src,
+            format!("#include <stdio.h>\nconst char *{call}(void);\nint main(void) {{ puts({call}()); return 0; }}\n"),
+        )
+        .expect("write");
+        std::fs::create_dir_all(dir.join("bin")).expect("mkdir");
+        let mut args = vec![
+            src.to_string_lossy().into_owned(),
+            "-o".into(),
+            dir.join("bin").join(name).to_string_lossy().into_owned(),
+            format!("-L{}", dir.join("libs").display()),
+            format!("-L{}", dir.join("h").display()),
+            format!("-L{}", dir.join("y").display()),
+            format!("-Wl,-rpath-link,{}", dir.join("libs").display()),
+            "-Wl,--allow-shlib-undefined".into(),
+            // Debian's gcc links --as-needed: keep every library asked for.
+            "-Wl,--no-as-needed".into(),
+            nodt.clone(),
+            format!("-Wl,-rpath,{rpath}"),
+        ];
+        args.extend(libs.iter().map(|l| format!("-l:{l}")));
+        gcc(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        format!("bin/{name}")
+    };
+    let cases = [
+        // libb found through the program's inherited DT_RPATH.
+        (prog("inherit", "a", &["liba.so"], "$ORIGIN/../libs"), true),
+        // libr's RUNPATH blocks the inherited RPATH: libb is not found.
+        (prog("blocked", "a", &["libr.so"], "$ORIGIN/../libs"), false),
+        // libx.so.1 reused: loaded first under the name libx-1234.so.
+        (
+            loaded_first(
+                dir,
+                prog(
+                    "loaded",
+                    "y",
+                    &["libx-1234.so", "liby.so"],
+                    "$ORIGIN/../h:$ORIGIN/../y",
+                ),
+            ),
+            true,
+        ),
+        // Without the program loading it, liby finds no libx.so.1.
+        (
+            prog("unloaded", "y", &["liby.so"], "$ORIGIN/../h:$ORIGIN/../y"),
+            false,
+        ),
+    ];
+    for (rel, want) in cases {
+        let real = runs(&dir.join(&rel));
+        assert_eq!(real, want, "{rel}: glibc itself");
+        assert_eq!(
+            model_loads(dir, &rel),
+            real,
+            "{rel}: the model disagrees with glibc"
+        );
+    }
+}
+
+/// The linker records the soname (`libx.so.1`) as DT_NEEDED: make the program need the file
+/// name instead, as auditwheel-renamed libraries are needed.
+fn loaded_first(dir: &Path, rel: String) -> String {
+    let out = Command::new("patchelf")
+        .args(["--replace-needed", "libx.so.1", "libx-1234.so"])
+        .arg(dir.join(&rel))
+        .output()
+        .expect("this test needs patchelf (apt-get install patchelf)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    rel
+}

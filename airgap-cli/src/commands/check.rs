@@ -58,11 +58,11 @@ pub struct CheckArgs {
 pub fn run(args: CheckArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
     let base = TargetProfile::default();
     let target = if let Some(g) = &args.glibc {
-        Some(CheckTarget::from_glibc(&base, g).map_err(report::core)?)
+        Some(CheckTarget::from_glibc(&base, g).map_err(|e| report::core(e.into()))?)
     } else if let Some(tag) = &args.manylinux {
-        Some(CheckTarget::from_policy_name(&base, tag).map_err(report::core)?)
+        Some(CheckTarget::from_policy_name(&base, tag).map_err(|e| report::core(e.into()))?)
     } else if let Some(root) = &args.target_root {
-        Some(CheckTarget::from_root(&base, root).map_err(report::core)?)
+        Some(CheckTarget::from_root(&base, root).map_err(|e| report::core(e.into()))?)
     } else {
         None
     };
