@@ -808,7 +808,7 @@ pub fn compare(
     }
     for (i, p) in predictions.iter().enumerate() {
         let object = inside(&p.path);
-        if !elf.iter().any(|f| *f == p.path) {
+        if !elf.contains(&p.path) {
             // A wheel member: nothing on disk to load.
             continue;
         }
