@@ -17,6 +17,7 @@ mod cli_output;
 mod conda_env;
 mod conda_errors;
 mod conda_python;
+mod conformance;
 mod crypto;
 mod e2e;
 mod faults_bundle;

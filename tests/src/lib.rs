@@ -14,6 +14,7 @@ pub mod archive;
 
 pub mod conda;
 
+pub mod conformance;
 pub mod python;
 pub mod rootfs;
 

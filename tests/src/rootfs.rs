@@ -2,7 +2,8 @@
 //!
 //! The air-gapped target in airgap's tests is a `debootstrap --variant=minbase` root: Debian's
 //! essential packages and nothing else (no Python, no libssl3, libsqlite3, libgomp, libpq...).
-//! `bookworm` has glibc 2.36 like the build machine; `bullseye` has glibc 2.31, an older target.
+//! `bookworm` has glibc 2.36 like the build machine; `bullseye` has glibc 2.31, an older target;
+//! `trixie` has glibc 2.41.
 //!
 //! Cost: the first use of a suite on a machine runs debootstrap (about a minute and ~200 MB
 //! from Debian's mirror) and caches the root as an uncompressed tarball under
@@ -38,6 +39,8 @@ pub enum Suite {
     Bookworm,
     /// Debian 11, glibc 2.31: an older target.
     Bullseye,
+    /// Debian 13, glibc 2.41: a newer target.
+    Trixie,
 }
 
 impl Suite {
@@ -46,6 +49,7 @@ impl Suite {
         match self {
             Suite::Bookworm => "bookworm",
             Suite::Bullseye => "bullseye",
+            Suite::Trixie => "trixie",
         }
     }
 
@@ -54,6 +58,7 @@ impl Suite {
         match self {
             Suite::Bookworm => "2.36",
             Suite::Bullseye => "2.31",
+            Suite::Trixie => "2.41",
         }
     }
 }
