@@ -17,6 +17,8 @@ pub mod conda;
 pub mod python;
 pub mod rootfs;
 
+pub use python::skip;
+
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

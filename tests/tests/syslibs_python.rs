@@ -12,12 +12,10 @@ use syslibs_support::*;
 #[test]
 fn pyenv_ssl_and_sqlite3_load_in_a_bare_debian_root_only_with_syslibs() {
     if !rootfs::supported() {
-        eprintln!("skipped: needs root, unshare and chroot");
-        return;
+        return airgap_tests::skip("needs root, unshare and chroot");
     }
     let Some(py) = pyenv_python().filter(|p| p.join("bin/python3.11").exists()) else {
-        eprintln!("skipped: no pyenv Python 3.11 under /root/.pyenv/versions");
-        return;
+        return airgap_tests::skip("no pyenv Python 3.11 under /root/.pyenv/versions");
     };
     let pyexe = "bin/python3.11";
     let earlier = bundle_files(&py, "py", &python_skip);
