@@ -634,12 +634,29 @@ fn the_plugin_time_limit_comes_from_the_config_too() {
 fn ctrl_c_stops_a_hung_plugin_with_exit_130() {
     let dir = tempdir();
     let out = dir.path().join("out.tar.gz");
-    let child = bundle_misbehaving(dir.path(), "hang", &out, &[])
+    let ready = dir.path().join("hanging");
+    let mut cmd = bundle_misbehaving(dir.path(), "hang", &out, &[]);
+    let config = dir.path().join("airgap.toml");
+    let text = std::fs::read_to_string(&config).expect("read");
+    std::fs::write(
+        &config,
+        format!("{text}ready = {:?}\n", ready.display().to_string()),
+    )
+    .expect("write");
+    let child = cmd
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn airgap");
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // The plugin creates `ready` once it hangs: Ctrl-C then reaches a running plugin.
+    let waited = std::time::Instant::now();
+    while !ready.exists() {
+        assert!(
+            waited.elapsed() < std::time::Duration::from_secs(120),
+            "the hang plugin never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let started = std::time::Instant::now();
     let kill = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
