@@ -595,8 +595,18 @@ mod tests {
     fn truncated_files_fail_cleanly() {
         let exe = std::env::current_exe().expect("current exe");
         let bytes = std::fs::read(&exe).expect("read");
+        // The whole file parses: the cuts below fail because they are cut, not because the
+        // file is one the parser cannot read.
+        ElfFile::parse_bytes(&exe, &bytes).expect("the whole test executable parses");
         for cut in [3, 20, 64, 100, 1000, 5000, 20000] {
-            let _ = ElfFile::parse_bytes(&exe, &bytes[..cut]);
+            match ElfFile::parse_bytes(&exe, &bytes[..cut]) {
+                Err(Error::Malformed { path, reason }) => {
+                    assert_eq!(path, exe, "cut at {cut}");
+                    assert!(!reason.is_empty(), "cut at {cut}: an empty reason");
+                }
+                Err(other) => panic!("cut at {cut}: not reported as malformed: {other}"),
+                Ok(_) => panic!("cut at {cut} of {} bytes parsed as whole", bytes.len()),
+            }
         }
     }
 

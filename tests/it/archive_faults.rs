@@ -218,17 +218,28 @@ fn start_unpack(bundle: &Path, dest: &Path) -> (Child, PathBuf) {
         dest.file_name().unwrap().to_string_lossy(),
         child.id()
     ));
+    // Ready when the 4 GiB file (after a.txt in the bundle's order) is being written: the
+    // unpack is then busy for seconds.
     let start = Instant::now();
-    while !staging.join("data").exists() {
+    while !has_file(&staging, "disk.img") {
         assert!(
             start.elapsed() < Duration::from_secs(60),
-            "no staging after 60 s"
+            "no disk.img in the staging after 60 s"
         );
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(10));
     }
-    // Well into the 4 GiB file.
-    std::thread::sleep(Duration::from_millis(300));
     (child, staging)
+}
+
+/// True when a file `name` is somewhere under `dir`.
+fn has_file(dir: &Path, name: &str) -> bool {
+    let Ok(rd) = fs::read_dir(dir) else {
+        return false;
+    };
+    rd.flatten().any(|e| {
+        e.file_name() == name
+            || e.file_type().is_ok_and(|t| t.is_dir()) && has_file(&e.path(), name)
+    })
 }
 
 fn signal(child: &Child, sig: &str) {

@@ -22,7 +22,9 @@ struct Fixture {
 
 fn fixture() -> Option<Fixture> {
     if !conda::have_rattler() {
-        eprintln!("skipped: py-rattler is not installed (cargo xtask setup installs it)");
+        airgap_tests::skip(
+            "py-rattler is not importable by the tools python (cargo xtask setup installs it)",
+        );
         return None;
     }
     let tmp = tempdir();
@@ -434,8 +436,7 @@ fn conda_env_through_airgap_bundle_unpack_and_relocate() {
 #[test]
 fn search_paths_that_do_not_fit_in_place_are_set_by_airgap_elf() {
     if !airgap_elf::patch::patchelf_available() {
-        eprintln!("skipped: patchelf is not installed");
-        return;
+        return airgap_tests::skip("patchelf is not installed");
     }
     let tmp = tempdir();
     let env = tmp.path().join("e");
@@ -499,8 +500,7 @@ fn search_paths_that_do_not_fit_in_place_are_set_by_airgap_elf() {
 #[test]
 fn conda_env_with_python_and_a_noarch_package_runs_elsewhere() {
     if !conda::have_rattler() || !conda::can_hide() {
-        eprintln!("skipped: needs py-rattler and mount namespaces");
-        return;
+        return airgap_tests::skip("needs py-rattler and mount namespaces");
     }
     let tmp = tempdir();
     let prefix = tmp.path().join("src/envs/py-environment");

@@ -31,8 +31,7 @@ fn listed(c: &airgap_plugin_api::Contribution, needle: &str) -> Vec<String> {
 #[test]
 fn venv_with_wheels_runs_where_its_base_python_is_hidden() {
     if !conda::can_hide() {
-        eprintln!("skipped: no mount namespaces here (unshare --mount)");
-        return;
+        return airgap_tests::skip("no mount namespaces here (unshare --mount)");
     }
     let base = conda::base_python();
     let xy = conda::version_short(&base);
@@ -182,25 +181,19 @@ fn venv_with_wheels_runs_where_its_base_python_is_hidden() {
 }
 
 fn plain_python() -> Option<PathBuf> {
-    // Another version than the venv test's, when pyenv has it.
-    for v in ["3.12.1", "3.10.13", "3.11.7"] {
-        let p = PathBuf::from(format!("/root/.pyenv/versions/{v}"));
-        if p.join("bin/python3").exists() {
-            return Some(p);
-        }
-    }
-    None
+    // Another version than the venv test's (3.11).
+    airgap_tests::python::other_installation((3, 11), &[(3, 12), (3, 13), (3, 10)])
 }
 
 #[test]
 fn plain_installation_runs_at_another_path_with_search_paths_made_relative() {
     let Some(base) = plain_python() else {
-        eprintln!("skipped: no pyenv installation here");
-        return;
+        return airgap_tests::skip(
+            "no CPython installation other than 3.11 (cargo xtask setup builds one)",
+        );
     };
     if !conda::can_hide() {
-        eprintln!("skipped: no mount namespaces here (unshare --mount)");
-        return;
+        return airgap_tests::skip("no mount namespaces here (unshare --mount)");
     }
     let xy = conda::version_short(&base);
     let tmp = tempdir();
@@ -272,8 +265,7 @@ fn plain_installation_runs_at_another_path_with_search_paths_made_relative() {
 #[test]
 fn venv_through_airgap_bundle_unpack_and_relocate_to_a_longer_path() {
     if !conda::can_hide() {
-        eprintln!("skipped: no mount namespaces here (unshare --mount)");
-        return;
+        return airgap_tests::skip("no mount namespaces here (unshare --mount)");
     }
     let base = conda::base_python();
     let xy = conda::version_short(&base);
@@ -349,8 +341,7 @@ fn venv_through_airgap_bundle_unpack_and_relocate_to_a_longer_path() {
 fn venv_bundle_runs_in_a_debian_root_without_python() {
     use airgap_tests::rootfs::{self, DebianRoot, Suite};
     if !rootfs::supported() {
-        eprintln!("skipped: needs root, unshare and chroot");
-        return;
+        return airgap_tests::skip("needs root, unshare and chroot");
     }
     let base = conda::base_python();
     let xy = conda::version_short(&base);

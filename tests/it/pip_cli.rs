@@ -173,11 +173,68 @@ fn pip_cli_wheels_install_into_the_environment_bundled_by_conda_offline() {
     );
 }
 
+/// An old target Python gets a pip from the bundle that installs the wheelhouse there: Python
+/// 3.6 (whose own pip 18.1 cannot read manylinux2014 wheels) where this machine has one (pyenv),
+/// else bullseye's own python3 in a bullseye root (it has no pip at all: no python3-pip).
 #[test]
-fn pip_cli_python36_target_gets_a_pip_that_reads_manylinux2014() {
-    let Some(py) = python::find(3, 6) else {
-        return python::skip("no python 3.6 here (pyenv install 3.6.15)");
-    };
+fn pip_cli_an_old_target_python_gets_a_pip_that_installs_there() {
+    // AIRGAP_TEST_OLD_TARGET=bullseye takes the bullseye case where a 3.6 exists too.
+    let bullseye = std::env::var_os("AIRGAP_TEST_OLD_TARGET").is_some_and(|v| v == "bullseye");
+    match python::find(3, 6).filter(|_| !bullseye) {
+        Some(py) => python36_target_gets_a_pip_that_reads_manylinux2014(py),
+        None => bullseye_python3_gets_a_pip_in_a_bullseye_root(),
+    }
+}
+
+fn bullseye_python3_gets_a_pip_in_a_bullseye_root() {
+    use airgap_tests::rootfs::{self, DebianRoot, Suite};
+    if !rootfs::supported() {
+        return python::skip("needs root, unshare and chroot for a bullseye root");
+    }
+    // python3-distutils: pip before Python 3.10 imports distutils, which Debian splits out of
+    // python3 (python3-pip and python3-venv depend on it). With python3 alone the bundled pip
+    // fails there (`No module named 'distutils.cmd'`): a known gap of the pip source, left to it.
+    let root = DebianRoot::with_packages(Suite::Bullseye, &["python3", "python3-distutils"]);
+    let asked = root
+        .run("python3 -c 'import platform; print(platform.python_version())'")
+        .success();
+    let version = asked.stdout.trim().to_string();
+    eprintln!("target: bullseye's python3 {version} in a bullseye root");
+    assert!(
+        root.run("python3 -m pip --version").code != Some(0),
+        "bullseye's python3 should have no pip in this root"
+    );
+    let tmp = tempdir();
+    let config = tmp.path().join("airgap.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[bundle]\nname = \"wh\"\n\n[target]\npython = \"{version}\"\nglibc = \"{}\"\n\n\
+             [sources.pip]\npackages = [\"ujson==4.3.0\", \"six==1.16.0\"]\n",
+            Suite::Bullseye.glibc()
+        ),
+    )
+    .unwrap();
+    let output = tmp.path().join("wh.tar.gz");
+    run(&mut bundle(&config, &output)).success();
+    root.copy_in(&output, "/tmp/wh.tar.gz");
+    // The air-gapped side: only sh and tar, the network cut (DebianRoot::run).
+    let done = root
+        .run(
+            "cd /tmp && tar xzf wh.tar.gz && wh/unpack /opt/wh --python /usr/bin/python3 \
+             && /opt/wh/venv/bin/python -c 'import ujson, six; print(ujson.__version__, six.__version__)'",
+        )
+        .success();
+    assert_eq!(
+        done.stdout.lines().last().unwrap_or("").trim(),
+        "4.3.0 1.16.0",
+        "{}\n{}",
+        done.stdout,
+        done.stderr
+    );
+}
+
+fn python36_target_gets_a_pip_that_reads_manylinux2014(py: Python) {
     eprintln!("target: {py} (its own pip: {:?})", py.pip_version());
     let tmp = tempdir();
     // ujson 4.3.0 has cp36 wheels for manylinux2014 only: pip 18.1 cannot install them.

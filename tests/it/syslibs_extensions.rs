@@ -27,7 +27,9 @@ fn python_env(py: &Path) -> PythonEnvironment {
         executable: "py/bin/python3.11".into(),
         source_prefix: py.to_path_buf(),
         source_executable: py.join("bin/python3.11"),
-        version: "3.11.7".into(),
+        version: airgap_tests::python::Python::probe(&py.join("bin/python3.11"))
+            .expect("the 3.11 installation runs")
+            .full_version(),
         implementation: "cp".into(),
         abi: "cp311".into(),
         platforms: vec!["linux_x86_64".into()],
@@ -84,12 +86,12 @@ fn two_bundles(
 
 fn setup() -> Option<PathBuf> {
     if !rootfs::supported() {
-        eprintln!("skipped: needs root, unshare and chroot");
+        airgap_tests::skip("needs root, unshare and chroot");
         return None;
     }
-    let py = pyenv_python().filter(|p| p.join("bin/python3.11").exists());
+    let py = pyenv_python();
     if py.is_none() {
-        eprintln!("skipped: no pyenv Python 3.11 under /root/.pyenv/versions");
+        airgap_tests::skip("no CPython 3.11 installation (cargo xtask setup builds one)");
     }
     py
 }

@@ -10,12 +10,10 @@ use airgap_tests::rootfs::{self, DebianRoot, Suite};
 #[test]
 fn pyenv_ssl_and_sqlite3_load_in_a_bare_debian_root_only_with_syslibs() {
     if !rootfs::supported() {
-        eprintln!("skipped: needs root, unshare and chroot");
-        return;
+        return airgap_tests::skip("needs root, unshare and chroot");
     }
     let Some(py) = pyenv_python().filter(|p| p.join("bin/python3.11").exists()) else {
-        eprintln!("skipped: no pyenv Python 3.11 under /root/.pyenv/versions");
-        return;
+        return airgap_tests::skip("no CPython 3.11 installation (cargo xtask setup builds one)");
     };
     let pyexe = "bin/python3.11";
     let earlier = bundle_files(&py, "py", &python_skip);

@@ -35,9 +35,10 @@ pub fn cache_dir() -> PathBuf {
     dir
 }
 
-/// The Python that runs py-rattler and pip on the build machine.
+/// The Python that runs py-rattler and pip on the build machine: the tools venv's
+/// ([`crate::python::tools`]).
 pub fn build_python() -> PathBuf {
-    PathBuf::from(std::env::var_os("AIRGAP_TEST_PYTHON").unwrap_or_else(|| "python3".into()))
+    crate::python::tools()
 }
 
 /// True when py-rattler is importable (`cargo xtask setup` installs it).
@@ -55,27 +56,40 @@ pub fn conda_env(prefix: &Path, pkgs: &Path) {
     conda_env_with(prefix, pkgs, &[]);
 }
 
-/// The Python installation the test channel's `python` package is made from: pyenv's 3.12.1
-/// when it is here, else [`base_python`].
+/// The Python installation the test channel's `python` package is made from: another X.Y
+/// than [`base_python`] (3.12 or 3.13 preferred), found by [`crate::python::other_installation`].
+/// Panics naming what is missing.
 pub fn conda_python_source() -> PathBuf {
-    let pyenv = PathBuf::from("/root/.pyenv/versions/3.12.1");
-    if pyenv.join("bin/python3").exists() {
-        return pyenv;
-    }
-    base_python()
+    crate::python::other_installation((3, 11), &[(3, 12), (3, 13)]).unwrap_or_else(|| {
+        panic!(
+            "no CPython installation other than 3.11 (with libpython, in its own prefix) for \
+             the test channel's python package: `cargo xtask setup` builds the versions of \
+             xtask/setup/python.txt into {}",
+            crate::python::cache_dir().display()
+        )
+    })
 }
 
 /// Like [`conda_env`], with the given match specs (`python`, `hello-py`, `hello-tools`...).
 pub fn conda_env_with(prefix: &Path, pkgs: &Path, specs: &[&str]) {
     let script = crate::workspace_root().join("tests/fixtures/conda/make_env.py");
+    let source = conda_python_source();
+    // The channel's python package is made from `source`: one channel per installation.
+    let channel = format!(
+        "channel-2-{}",
+        source
+            .to_string_lossy()
+            .trim_matches('/')
+            .replace(['/', ' '], "_")
+    );
     let make = || {
         Command::new(build_python())
             .arg(&script)
-            .arg(cache_dir().join("channel-2"))
+            .arg(cache_dir().join(&channel))
             .arg(pkgs)
             .arg(prefix)
             .args(specs)
-            .env("AIRGAP_TEST_PYTHON_SOURCE", conda_python_source())
+            .env("AIRGAP_TEST_PYTHON_SOURCE", &source)
             .output()
             .expect("run make_env.py")
     };
@@ -99,18 +113,17 @@ pub fn conda_env_with(prefix: &Path, pkgs: &Path, specs: &[&str]) {
     );
 }
 
-/// The Python installation tests build venvs from: pyenv's 3.11.7 when it is here, else the
-/// base prefix of `python3`.
+/// The Python installation tests build venvs from: a whole CPython 3.11 in its own prefix
+/// ([`crate::python::installation`]; never a distribution's `/usr`, which the conda source
+/// rightly refuses to bundle). Panics naming what is missing.
 pub fn base_python() -> PathBuf {
-    let pyenv = PathBuf::from("/root/.pyenv/versions/3.11.7");
-    if pyenv.join("bin/python3").exists() {
-        return pyenv;
-    }
-    let out = Command::new(build_python())
-        .args(["-c", "import sys; print(sys.base_prefix)"])
-        .output()
-        .expect("run python3");
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    crate::python::installation(3, 11).unwrap_or_else(|| {
+        panic!(
+            "no CPython 3.11 installation (with libpython, in its own prefix) to make venvs \
+             from: `cargo xtask setup` builds it into {}",
+            crate::python::cache_dir().display()
+        )
+    })
 }
 
 /// `X.Y` of the installation at `prefix`.

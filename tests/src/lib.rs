@@ -18,6 +18,8 @@ pub mod conformance;
 pub mod python;
 pub mod rootfs;
 
+pub use python::skip;
+
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

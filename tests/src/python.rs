@@ -1,10 +1,17 @@
 //! Real Python interpreters on this machine, for tests that need a given version.
 //!
-//! Tests that bundle for "another Python" or "an old Python" find what exists here instead of
-//! hard-coding a path: pyenv versions (`$PYENV_ROOT/versions/*`, `~/.pyenv/versions/*`,
-//! `/root/.pyenv/versions/*`), `/usr/bin/python3.*`, `/usr/local/bin/python3.*`, manylinux
-//! images' `/opt/python/*/bin`, then `PATH`. Each candidate is run once to ask its version, so
-//! pyenv shims (which answer for whatever version is selected) are skipped.
+//! The one place tests find interpreters; never hard-code a path. Looked at, in order: the
+//! CPython builds `cargo xtask setup` makes from `xtask/setup/python.txt`
+//! (`${XDG_CACHE_HOME:-$HOME/.cache}/airgap-tests/python/*`, see [`cache_dir`]), pyenv
+//! versions (`$PYENV_ROOT/versions/*`, `~/.pyenv/versions/*`, `/root/.pyenv/versions/*`),
+//! manylinux images' `/opt/python/*/bin`, `/usr/bin/python3.*`, `/usr/local/bin/python3.*`, then
+//! `PATH`. Each candidate is run once to ask its version, so pyenv shims (which answer for
+//! whatever version is selected) are skipped.
+//!
+//! [`installation`] finds a whole installation in its own prefix (what venvs and bundles are
+//! made from: a distribution's `/usr` is never one); [`tools`] is the tools venv's python
+//! (py-rattler, a recent pip). A missing prerequisite fails the test through [`skip`], unless
+//! `AIRGAP_TEST_ALLOW_SKIP=1`.
 //!
 //! ```ignore
 //! use airgap_tests::python;
@@ -109,6 +116,35 @@ impl fmt::Display for Python {
     }
 }
 
+/// Where `cargo xtask setup` caches what the tests need per machine (the same computation as
+/// `xtask/src/pythons.rs`): `${XDG_CACHE_HOME:-$HOME/.cache}/airgap-tests`.
+pub fn cache_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/var/tmp"));
+    base.join("airgap-tests")
+}
+
+/// The prefixes of the CPython builds in [`cache_dir`].
+fn cached_prefixes() -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(cache_dir().join("python"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("cpython-"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
 fn candidate_paths() -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut roots = Vec::new();
@@ -119,7 +155,7 @@ fn candidate_paths() -> Vec<PathBuf> {
         roots.push(PathBuf::from(home).join(".pyenv"));
     }
     roots.push(PathBuf::from("/root/.pyenv"));
-    let mut dirs = Vec::new();
+    let mut dirs: Vec<PathBuf> = cached_prefixes().iter().map(|p| p.join("bin")).collect();
     for root in roots {
         if let Ok(read) = std::fs::read_dir(root.join("versions")) {
             dirs.extend(read.flatten().map(|e| e.path().join("bin")));
@@ -203,10 +239,133 @@ pub fn other_than_current(preferred: &[(u32, u32)]) -> Option<Python> {
     others.into_iter().next_back()
 }
 
-/// Say loudly on stderr that a test is skipped and why (cargo shows it with `--nocapture`
-/// or when the test fails); use as `return python::skip("...")`.
+/// A prerequisite of the running test is missing: FAIL it with `why`, unless the run allows
+/// skipping (`AIRGAP_TEST_ALLOW_SKIP=1`; `cargo xtask ci` never sets it). A skip is said on
+/// stderr and recorded in `$AIRGAP_TEST_SKIP_LOG` (test name, tab, reason), which `cargo
+/// xtask test` counts. Use as `return python::skip("...")`.
+#[track_caller]
 pub fn skip(why: &str) {
-    eprintln!("SKIPPED: {why}");
+    let allowed = std::env::var_os("AIRGAP_TEST_ALLOW_SKIP").is_some_and(|v| v == "1");
+    assert!(
+        allowed,
+        "a prerequisite of this test is missing: {why}\n\
+         (`cargo xtask setup` installs what the tests need; AIRGAP_TEST_ALLOW_SKIP=1 skips instead)"
+    );
+    let name = std::thread::current()
+        .name()
+        .unwrap_or("unknown test")
+        .to_string();
+    eprintln!("AIRGAP-SKIP: {why}");
+    if let Some(log) = std::env::var_os("AIRGAP_TEST_SKIP_LOG") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+        {
+            let _ = writeln!(f, "{name}\t{}", why.replace(['\t', '\n'], " "));
+        }
+    }
+}
+
+/// True when `prefix` holds a whole CPython X.Y installation of its own, built with
+/// `--enable-shared` (`bin/pythonX.Y`, `lib/libpythonX.Y.so.1.0`, `lib/pythonX.Y/`): what
+/// venvs and bundles are made from. A distribution's `/usr` never is one.
+pub fn is_installation(prefix: &Path, major: u32, minor: u32) -> bool {
+    let xy = format!("{major}.{minor}");
+    prefix != Path::new("/usr")
+        && prefix.join(format!("bin/python{xy}")).exists()
+        && prefix.join(format!("lib/libpython{xy}.so.1.0")).exists()
+        && prefix.join(format!("lib/python{xy}/os.py")).exists()
+}
+
+/// The prefix of a whole CPython `major.minor` installation (see [`is_installation`]): the
+/// cache's build first, then pyenv's (newest micro).
+pub fn installation(major: u32, minor: u32) -> Option<PathBuf> {
+    let mut found: Vec<Python> = Vec::new();
+    for py in all_installations() {
+        if py.xy() == (major, minor) {
+            found.push(py);
+        }
+    }
+    found.first().and_then(|p| prefix_of(&p.path))
+}
+
+/// A whole installation of another X.Y than `not`: the first of `preferred` that exists,
+/// else any other.
+pub fn other_installation(not: (u32, u32), preferred: &[(u32, u32)]) -> Option<PathBuf> {
+    let others: Vec<Python> = all_installations()
+        .into_iter()
+        .filter(|p| p.xy() != not)
+        .collect();
+    preferred
+        .iter()
+        .find_map(|want| others.iter().find(|p| p.xy() == *want))
+        .or(others.last())
+        .and_then(|p| prefix_of(&p.path))
+}
+
+/// Every whole installation, cache first, then by version.
+fn all_installations() -> Vec<Python> {
+    let mut out = Vec::new();
+    let cached = cached_prefixes();
+    let mut prefixes = cached.clone();
+    for py in all() {
+        if let Some(p) = prefix_of(&py.path) {
+            if !prefixes.contains(&p) {
+                prefixes.push(p);
+            }
+        }
+    }
+    for prefix in prefixes {
+        let Ok(rd) = std::fs::read_dir(prefix.join("bin")) else {
+            continue;
+        };
+        let mut exes: Vec<PathBuf> = rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_prefix("python3."))
+                    .is_some_and(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_digit()))
+            })
+            .collect();
+        exes.sort();
+        if let Some(py) = exes.first().and_then(|e| Python::probe(e)) {
+            let (a, b, _) = py.version;
+            if is_installation(&prefix, a, b) {
+                out.push(py);
+            }
+        }
+    }
+    // Stable: the cache's builds stay ahead of pyenv's of the same X.Y.
+    out.sort_by_key(|p| {
+        let in_cache = cached.iter().any(|c| p.path.starts_with(c));
+        (!in_cache, std::cmp::Reverse(p.version))
+    });
+    out
+}
+
+/// `PREFIX` of `PREFIX/bin/pythonX.Y`.
+fn prefix_of(exe: &Path) -> Option<PathBuf> {
+    let exe = std::fs::canonicalize(exe).ok()?;
+    let bin = exe.parent()?;
+    (bin.file_name()? == "bin").then(|| bin.parent().map(Path::to_path_buf))?
+}
+
+/// The tools venv's python (py-rattler, a recent pip; `xtask/setup/pip.txt`):
+/// `$AIRGAP_TEST_PYTHON` (set by `cargo xtask test`), else `<target>/tools-venv/bin/python`
+/// when it exists, else `python3`.
+pub fn tools() -> PathBuf {
+    if let Some(p) = std::env::var_os("AIRGAP_TEST_PYTHON").filter(|v| !v.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let venv = crate::target_dir().join("tools-venv/bin/python");
+    if venv.exists() {
+        return venv;
+    }
+    PathBuf::from("python3")
 }
 
 /// A command that runs `program` with the network cut (`unshare -n`; needs root or user

@@ -68,22 +68,38 @@ const MIRROR: &str = "http://deb.debian.org/debian";
 
 /// The cached tarball of a suite's minbase root; built on first use.
 pub fn cache_tarball(suite: Suite) -> PathBuf {
+    cache_tarball_with(suite, &[])
+}
+
+/// The cached tarball of a suite's minbase root with the Debian packages `include` (and what
+/// they depend on) installed too, e.g. bullseye's own `python3` as an old target Python.
+pub fn cache_tarball_with(suite: Suite, include: &[&str]) -> PathBuf {
     let dir = target_dir().join("test-cache");
     std::fs::create_dir_all(&dir).expect("create test-cache dir");
-    let tarball = dir.join(format!("debian-{}-minbase.tar", suite.name()));
+    let flavour = if include.is_empty() {
+        "minbase".to_string()
+    } else {
+        format!("minbase+{}", include.join("+"))
+    };
+    let include_arg = if include.is_empty() {
+        String::new()
+    } else {
+        format!("--include={}", include.join(","))
+    };
+    let tarball = dir.join(format!("debian-{}-{flavour}.tar", suite.name()));
     if tarball.exists() {
         return tarball;
     }
     ensure_debootstrap();
-    let lock = dir.join(format!("debian-{}.lock", suite.name()));
-    let staging = dir.join(format!("debian-{}-staging", suite.name()));
+    let lock = dir.join(format!("debian-{}-{flavour}.lock", suite.name()));
+    let staging = dir.join(format!("debian-{}-{flavour}-staging", suite.name()));
     // flock serializes builds between test binaries; the check inside the lock makes the
     // losers reuse the winner's tarball.
     let script = format!(
         r#"set -e
 if [ -e "{tar}" ]; then exit 0; fi
 rm -rf "{staging}"
-debootstrap --variant=minbase {suite} "{staging}" {mirror} > "{staging}.log" 2>&1 || {{ tail -20 "{staging}.log" >&2; exit 1; }}
+debootstrap --variant=minbase {include_arg} {suite} "{staging}" {mirror} > "{staging}.log" 2>&1 || {{ tail -20 "{staging}.log" >&2; exit 1; }}
 tar -C "{staging}" -cf "{tar}.tmp" .
 mv "{tar}.tmp" "{tar}"
 rm -rf "{staging}"
@@ -122,7 +138,13 @@ pub struct DebianRoot {
 impl DebianRoot {
     /// Extract the cached root of `suite` (building the cache first if needed).
     pub fn new(suite: Suite) -> DebianRoot {
-        let tarball = cache_tarball(suite);
+        DebianRoot::with_packages(suite, &[])
+    }
+
+    /// Like [`DebianRoot::new`], with the Debian packages `include` installed too (see
+    /// [`cache_tarball_with`]).
+    pub fn with_packages(suite: Suite, include: &[&str]) -> DebianRoot {
+        let tarball = cache_tarball_with(suite, include);
         let dir = tempfile::Builder::new()
             .prefix(&format!("airgap-root-{}-", suite.name()))
             .tempdir()

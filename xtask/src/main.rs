@@ -1,6 +1,7 @@
 //! Build tasks: `cargo xtask <task>` (the alias lives in `.cargo/config.toml`).
 //!
-//! - `setup`: install the Debian and Python packages the tests need (from `xtask/setup/`)
+//! - `setup`: install what the tests need (from `xtask/setup/`): Debian packages, the tools
+//!   venv (`target/tools-venv`), the CPython builds (cached in `~/.cache/airgap-tests/`)
 //! - `build [--release]`: the CLI, every plugin, and the static unpacker
 //! - `dist`: a relocatable folder `bin/airgap` + `lib/airgap/plugins/*.so` + docs, and its tar.gz
 //! - `test [ARGS]`: setup, build, then every test
@@ -15,7 +16,9 @@
 mod bench;
 mod conformance;
 mod fuzz;
+mod pythons;
 mod scaffold;
+mod summary;
 mod tasks;
 
 use std::process::ExitCode;
@@ -54,7 +57,8 @@ fn main() -> ExitCode {
 }
 
 const USAGE: &str = "usage: cargo xtask <task>
-  setup                      install what the tests need (apt, pip) if missing
+  setup                      install what the tests need if missing: apt packages, the
+                             tools venv, CPython builds (python.txt, cached per machine)
   build [--release]          build the CLI, all plugins and the static unpacker
   dist [--debug] [--out DIR] make dist/airgap-VERSION-x86_64-linux/ and its .tar.gz
   test [-- CARGO TEST ARGS]  setup, build, run every test

@@ -45,7 +45,8 @@ fn show(cmd: &Command) -> String {
     parts.join(" ")
 }
 
-fn list_file(name: &str) -> Result<Vec<String>> {
+/// The entries of `xtask/setup/NAME`: one a line, `#` starts a comment.
+pub fn list_file(name: &str) -> Result<Vec<String>> {
     let path = root().join("xtask/setup").join(name);
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
@@ -64,8 +65,16 @@ fn apt_installed(package: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Install the Debian and Python packages listed in `xtask/setup/` that are missing.
+/// Everything the tests need: Debian packages, the tools venv, the interpreters.
 pub fn setup() -> Result<()> {
+    setup_apt()?;
+    tools_venv()?;
+    crate::pythons::ensure_all()?;
+    Ok(())
+}
+
+/// Install the Debian packages of `xtask/setup/apt.txt` that are missing.
+pub fn setup_apt() -> Result<()> {
     let missing: Vec<String> = list_file("apt.txt")?
         .into_iter()
         .filter(|p| !apt_installed(p))
@@ -87,21 +96,43 @@ pub fn setup() -> Result<()> {
         run(Command::new("apt-get")
             .args(["install", "-y", "-qq", "--no-install-recommends"])
             .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"))?;
-    }
-    let pip = list_file("pip.txt")?;
-    if !pip.is_empty() {
-        run(Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .args(&pip))?;
+            .env("DEBIAN_FRONTEND", "noninteractive"))
+        .context("cannot install the Debian packages of xtask/setup/apt.txt")?;
     }
     Ok(())
+}
+
+/// The venv xtask owns for the Python tools the tests and the demo run (`xtask/setup/pip.txt`):
+/// `<target>/tools-venv`, made from `python3` and never installing into a system interpreter
+/// (Debian's is externally managed, PEP 668). Tests find it through `AIRGAP_TEST_PYTHON`,
+/// which [`test`] sets, or the same path (`tests/src/python.rs`, `tools_python`).
+pub fn tools_venv() -> Result<PathBuf> {
+    let venv = target_dir().join("tools-venv");
+    let python = venv.join("bin/python");
+    let wanted = list_file("pip.txt")?;
+    let stamp = venv.join("airgap-requirements.txt");
+    let text = wanted.join("\n") + "\n";
+    if python.exists() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == text) {
+        return Ok(python);
+    }
+    if venv.exists() {
+        std::fs::remove_dir_all(&venv).with_context(|| format!("remove {}", venv.display()))?;
+    }
+    run(Command::new("python3").arg("-m").arg("venv").arg(&venv)).context(
+        "cannot make the tools venv with `python3 -m venv` (on Debian: apt-get install python3-venv)",
+    )?;
+    run(Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(&wanted))
+    .context("cannot install xtask/setup/pip.txt into the tools venv")?;
+    std::fs::write(&stamp, text)?;
+    Ok(python)
 }
 
 /// Build the CLI, all plugins (with the test fixtures) and the static unpacker.
@@ -267,21 +298,31 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Set up, build, and run every test.
+/// Set up, build, and run every test; then the counts (see [`crate::summary`]).
 pub fn test(args: &[String]) -> Result<()> {
     setup()?;
     build(false)?;
+    let tools = tools_venv()?;
     let mut cmd = cargo();
     cmd.args(["test", "--workspace", "--no-fail-fast"]);
     let extra: Vec<&String> = args.iter().skip_while(|a| *a == "--").collect();
     if !extra.is_empty() {
         cmd.arg("--").args(extra);
     }
-    run(&mut cmd)
+    // The tests run the tools venv's python3 and pip first on PATH (py-rattler, a recent pip).
+    let mut path = vec![tools.parent().map(Path::to_path_buf).unwrap_or_default()];
+    if let Some(old) = std::env::var_os("PATH") {
+        path.extend(std::env::split_paths(&old));
+    }
+    cmd.env("AIRGAP_TEST_PYTHON", &tools)
+        .env("PATH", std::env::join_paths(path)?);
+    crate::summary::run_counted(cmd)
 }
 
 /// What CI runs: formatting, lints, then every test.
 pub fn ci(args: &[String]) -> Result<()> {
+    // CI never lets a test pass without testing.
+    std::env::remove_var("AIRGAP_TEST_ALLOW_SKIP");
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(cargo().args([
         "clippy",
@@ -346,8 +387,9 @@ pub fn bench(args: &[String]) -> Result<()> {
 /// The main job on a default example, step by step: a small real environment made from this
 /// machine's `python3`, bundled, verified, unpacked at another path and run there.
 pub fn demo() -> Result<()> {
-    step("setting up what the build needs");
-    setup()?;
+    step("setting up what the demo needs (Debian packages, the tools venv with a recent pip)");
+    setup_apt()?;
+    let tools = tools_venv()?;
     step("building airgap, its plugins and the static unpacker");
     let out = build(false)?;
     let airgap = out.join("airgap");
@@ -404,11 +446,11 @@ paths = ["data"]
                 "making an example venv at {} from {python} ({base_prefix})",
                 env.display()
             ));
-            // --without-pip: a python3 may lack ensurepip; the host's pip installs into it.
+            // --without-pip: a python3 may lack ensurepip; the tools venv's pip installs into it.
             run(Command::new(&python)
                 .args(["-m", "venv", "--without-pip"])
                 .arg(&env))?;
-            run(Command::new(&python)
+            run(Command::new(&tools)
                 .args(["-m", "pip", "--python"])
                 .arg(env.join("bin/python"))
                 .args(["install", "--quiet", "markupsafe==2.1.5", "attrs==23.2.0"]))?;

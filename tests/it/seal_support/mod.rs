@@ -131,11 +131,13 @@ pub fn flip_byte(path: &Path, offset: i64) {
     fs::write(path, bytes).unwrap();
 }
 
-/// Run `argv` on a pseudo-terminal (`script`), typing each answer after a pause, as a person
-/// answers a passphrase prompt. Returns what the terminal showed.
+/// Run `argv` on a pseudo-terminal (`script`), typing each answer when its prompt is on the
+/// screen (the terminal's output since the last answer ends with `": "`, where airgap blocks
+/// reading), as a person answers a passphrase prompt. Returns what the terminal showed.
 pub fn on_terminal(argv: &[&str], answers: &[&str]) -> Done {
-    use std::io::Write;
+    use std::io::{Read, Write};
     use std::process::Stdio;
+    use std::sync::{Arc, Condvar, Mutex};
     let line = argv
         .iter()
         .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
@@ -150,12 +152,59 @@ pub fn on_terminal(argv: &[&str], answers: &[&str]) -> Done {
         .spawn()
         .expect("`script` (bsdutils) runs commands on a pseudo-terminal");
     let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    // (what the terminal showed, the reader has seen the end)
+    let seen = Arc::new((Mutex::new((Vec::<u8>::new(), false)), Condvar::new()));
+    let reader = {
+        let seen = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = stdout.read(&mut buf).unwrap_or(0);
+                let (lock, cv) = &*seen;
+                let mut s = lock.lock().unwrap();
+                if n == 0 {
+                    s.1 = true;
+                    cv.notify_all();
+                    return;
+                }
+                s.0.extend_from_slice(&buf[..n]);
+                cv.notify_all();
+            }
+        })
+    };
+    let mut answered_at = 0;
     for answer in answers {
-        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let (lock, cv) = &*seen;
+        let (s, timeout) = cv
+            .wait_timeout_while(
+                lock.lock().unwrap(),
+                std::time::Duration::from_secs(120),
+                |s| !s.1 && !s.0[answered_at..].ends_with(b": "),
+            )
+            .unwrap();
+        assert!(
+            !timeout.timed_out() && !s.1,
+            "no prompt for answer {answer:?} on the terminal; it showed:\n{}",
+            String::from_utf8_lossy(&s.0)
+        );
+        answered_at = s.0.len();
+        drop(s);
         stdin.write_all(format!("{answer}\n").as_bytes()).unwrap();
         stdin.flush().unwrap();
     }
-    let out = child.wait_with_output().unwrap();
     drop(stdin);
-    Done::from(out)
+    reader.join().unwrap();
+    let status = child.wait().unwrap();
+    let mut stderr = Vec::new();
+    if let Some(mut e) = child.stderr.take() {
+        e.read_to_end(&mut stderr).ok();
+    }
+    let (lock, _) = &*seen;
+    let stdout = std::mem::take(&mut lock.lock().unwrap().0);
+    Done::from(std::process::Output {
+        status,
+        stdout,
+        stderr,
+    })
 }

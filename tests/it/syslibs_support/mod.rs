@@ -11,22 +11,12 @@ use airgap_plugin_api::{
     TargetProfile,
 };
 
-/// The pyenv Python the tests use (a source build linking the system libssl3, libsqlite3).
+/// The CPython 3.11 installation the tests bundle (a source build with `--enable-shared`
+/// linking the system libssl3, libsqlite3): the one `airgap_tests::python::installation`
+/// finds (the cache of `cargo xtask setup`, else pyenv). The name stays from when only pyenv
+/// had one.
 pub fn pyenv_python() -> Option<PathBuf> {
-    let root = std::env::var_os("PYENV_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/root/.pyenv"));
-    let preferred = root.join("versions/3.11.7");
-    if preferred.join("bin/python3.11").exists() {
-        return Some(preferred);
-    }
-    let mut found: Vec<PathBuf> = std::fs::read_dir(root.join("versions"))
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("bin/python3").exists() && p.join("lib").exists())
-        .collect();
-    found.sort();
-    found.pop()
+    airgap_tests::python::installation(3, 11)
 }
 
 /// Walk `src` and list it as bundle files under `prefix`, skipping paths `skip` says no to
