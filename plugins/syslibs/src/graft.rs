@@ -13,7 +13,7 @@ use airgap_elf::policy::{
 use airgap_elf::{ElfFile, ElfKind, RpathKind, SymbolVersions, Version};
 use airgap_plugin_api::{
     BundleFile, ContributeRequest, Contribution, Entry, FileKind, Host, Package, PluginError,
-    TargetProfile,
+    PythonEnvironment, TargetProfile,
 };
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::Deserialize;
@@ -90,15 +90,26 @@ struct BundleIndex<'a> {
     source_dirs: BTreeMap<PathBuf, String>,
     /// Links by bundle path.
     links: Vec<(&'a str, &'a str)>,
+    /// The environment's prefix on this machine and its bundle dir: entries inside it are
+    /// the environment's own dirs, moved with it.
+    prefix: Option<(PathBuf, String)>,
 }
 
 impl<'a> BundleIndex<'a> {
-    fn new(files: &'a [BundleFile]) -> BundleIndex<'a> {
+    fn new(files: &'a [BundleFile], python: Option<&PythonEnvironment>) -> BundleIndex<'a> {
         let mut idx = BundleIndex {
             by_name: HashMap::new(),
             sources: HashMap::new(),
             source_dirs: BTreeMap::new(),
             links: Vec::new(),
+            prefix: python
+                .filter(|py| !py.source_prefix.as_os_str().is_empty())
+                .map(|py| {
+                    (
+                        airgap_elf::loader::normalize(&py.source_prefix),
+                        py.prefix.trim_matches('/').to_owned(),
+                    )
+                }),
         };
         for f in files {
             if f.kind == FileKind::Dir {
@@ -122,9 +133,14 @@ impl<'a> BundleIndex<'a> {
     }
 
     /// An absolute search-path entry as a bundle dir, when it is a source dir we know.
-    fn bundle_dir(&self, entry: &str) -> Option<&str> {
+    fn bundle_dir(&self, entry: &str) -> Option<String> {
         let p = airgap_elf::loader::normalize(Path::new(entry));
-        self.source_dirs.get(&p).map(String::as_str)
+        if let Some(d) = self.source_dirs.get(&p) {
+            return Some(d.clone());
+        }
+        let (src, dir) = self.prefix.as_ref()?;
+        let rel = p.strip_prefix(src).ok()?;
+        airgap_elf::join_bundle_path(dir, &rel.to_string_lossy())
     }
 }
 
@@ -170,7 +186,7 @@ impl Obj {
         for e in &old {
             let e = if e.starts_with('/') {
                 match idx.bundle_dir(e) {
-                    Some(d) => origin_relative(here, d),
+                    Some(d) => origin_relative(here, &d),
                     None if self
                         .stale
                         .contains(&airgap_elf::loader::normalize(Path::new(e))) =>
@@ -291,7 +307,7 @@ pub fn graft(
         policy.name
     ));
 
-    let idx = BundleIndex::new(&request.earlier);
+    let idx = BundleIndex::new(&request.earlier, request.python.as_ref());
     let loader = Loader::host();
 
     // The bundle's ELF files, parsed in parallel.
