@@ -28,6 +28,7 @@ mod plugins_host;
 mod seal_race;
 mod seal_support;
 mod signing;
+mod syslibs_check;
 mod syslibs_cli;
 mod syslibs_config;
 mod syslibs_extensions;

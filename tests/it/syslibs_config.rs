@@ -257,3 +257,51 @@ fn libstdcxx_is_bundled_only_when_the_policy_target_has_an_older_one() {
         names(&c)
     );
 }
+
+/// Issue 14: a program whose DT_RPATH names the build machine's dir of a library (as a
+/// build tree or a copied installation has) gets that library grafted, and its patched copy
+/// searches the `$ORIGIN` entry only: the absolute entry would point the target at a dir of
+/// this machine.
+#[test]
+fn a_stale_absolute_rpath_to_a_grafted_library_is_dropped() {
+    let tmp = airgap_tests::tempdir();
+    let libdir = tmp.path().join("build/lib");
+    std::fs::create_dir_all(&libdir).expect("mkdir");
+    let src = tmp.path().join("foo.c");
+    std::fs::write(&src, "int foo(void) { return 7; }\n").expect("write source");
+    airgap_tests::run(
+        Command::new("gcc")
+            .args(["-shared", "-fPIC", "-Wl,-soname,libfoo.so.1"])
+            .arg(&src)
+            .arg("-o")
+            .arg(libdir.join("libfoo.so.1")),
+    )
+    .success();
+    std::os::unix::fs::symlink("libfoo.so.1", libdir.join("libfoo.so")).expect("symlink");
+    let rpath = format!(
+        "-Wl,--disable-new-dtags,-rpath,{}:/opt/vendor/lib",
+        libdir.display()
+    );
+    let tool = program(
+        tmp.path(),
+        "tool",
+        "int foo(void);\nint main(void) { return foo() == 7 ? 0 : 1; }\n",
+        &[&format!("-L{}", libdir.display()), "-lfoo", &rpath],
+    );
+    let c = contribute(tmp.path(), &[(tool, "bin/tool")], serde_json::json!({}));
+    assert!(
+        names(&c).contains(&"libfoo.so.1".to_owned()),
+        "{:?}",
+        names(&c)
+    );
+    let patched = source_of(&c, "bin/tool").expect("patched tool");
+    let elf = ElfFile::parse(patched).expect("parse patched");
+    assert_eq!(
+        elf.rpath,
+        vec![
+            "/opt/vendor/lib".to_owned(),
+            "$ORIGIN/../airgap-syslibs".to_owned()
+        ],
+        "the build machine's dir is still searched"
+    );
+}

@@ -1,10 +1,11 @@
 //! The algorithm: find what the bundle's ELF files need, copy it in, patch the users.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use airgap_elf::loader::{Loader, Object};
+use airgap_elf::model::{dir_of, Model, Place, System, View, Walk};
 use airgap_elf::patch::{origin_relative, set_search_path};
 use airgap_elf::policy::{
     never_bundle, policy_by_name, policy_for_glibc, ManylinuxPolicy, NeverBundle,
@@ -12,7 +13,7 @@ use airgap_elf::policy::{
 use airgap_elf::{ElfFile, ElfKind, RpathKind, SymbolVersions, Version};
 use airgap_plugin_api::{
     BundleFile, ContributeRequest, Contribution, Entry, FileKind, Host, Package, PluginError,
-    TargetProfile,
+    PythonEnvironment, TargetProfile,
 };
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::Deserialize;
@@ -77,31 +78,46 @@ fn globset(patterns: &[String], key: &str) -> Result<GlobSet, PluginError> {
         .map_err(|e| PluginError::new(format!("invalid [sources.syslibs] {key}: {e}")))
 }
 
-/// What the bundle already holds, indexed for lookups by path and by name.
+/// What the bundle already holds, indexed by name and by source (what the model cannot
+/// answer: the build machine's side).
 struct BundleIndex<'a> {
-    /// Files and links by bundle path.
-    paths: HashMap<&'a str, &'a BundleFile>,
     /// Bundle paths by file name.
     by_name: HashMap<&'a str, Vec<&'a str>>,
-    /// Bundle dir of each source dir (to map absolute search-path entries into the bundle).
-    source_dirs: HashMap<PathBuf, String>,
     /// Bundle path of each source file.
     sources: HashMap<&'a Path, &'a str>,
+    /// Bundle dir of each source dir, so absolute search-path entries that point at the
+    /// environment on this machine lead into the bundle (the view relocates them).
+    source_dirs: BTreeMap<PathBuf, String>,
+    /// Links by bundle path.
+    links: Vec<(&'a str, &'a str)>,
+    /// The environment's prefix on this machine and its bundle dir: entries inside it are
+    /// the environment's own dirs, moved with it.
+    prefix: Option<(PathBuf, String)>,
 }
 
 impl<'a> BundleIndex<'a> {
-    fn new(files: &'a [BundleFile]) -> BundleIndex<'a> {
+    fn new(files: &'a [BundleFile], python: Option<&PythonEnvironment>) -> BundleIndex<'a> {
         let mut idx = BundleIndex {
-            paths: HashMap::new(),
             by_name: HashMap::new(),
-            source_dirs: HashMap::new(),
             sources: HashMap::new(),
+            source_dirs: BTreeMap::new(),
+            links: Vec::new(),
+            prefix: python
+                .filter(|py| !py.source_prefix.as_os_str().is_empty())
+                .map(|py| {
+                    (
+                        airgap_elf::loader::normalize(&py.source_prefix),
+                        py.prefix.trim_matches('/').to_owned(),
+                    )
+                }),
         };
         for f in files {
             if f.kind == FileKind::Dir {
                 continue;
             }
-            idx.paths.insert(f.path.as_str(), f);
+            if let FileKind::Symlink { target } = &f.kind {
+                idx.links.push((f.path.as_str(), target.as_str()));
+            }
             let name = f.path.rsplit('/').next().unwrap_or(&f.path);
             idx.by_name.entry(name).or_default().push(f.path.as_str());
             if let Some(src) = &f.source {
@@ -115,26 +131,36 @@ impl<'a> BundleIndex<'a> {
         }
         idx
     }
+
+    /// An absolute search-path entry as a bundle dir, when it is a source dir we know.
+    fn bundle_dir(&self, entry: &str) -> Option<String> {
+        let p = airgap_elf::loader::normalize(Path::new(entry));
+        if let Some(d) = self.source_dirs.get(&p) {
+            return Some(d.clone());
+        }
+        let (src, dir) = self.prefix.as_ref()?;
+        let rel = p.strip_prefix(src).ok()?;
+        airgap_elf::join_bundle_path(dir, &rel.to_string_lossy())
+    }
 }
 
-/// `a/b/c` -> `a/b`; `c` -> ``.
-fn dir_of(path: &str) -> &str {
-    path.rsplit_once('/').map(|(d, _)| d).unwrap_or("")
-}
-
-/// One ELF file being looked at: from the bundle, or a library we add.
+/// One ELF file of the bundle, or a library we add.
 #[derive(Clone)]
 struct Obj {
-    bundle_path: String,
+    /// Where it is on this machine.
     disk: PathBuf,
     elf: Arc<ElfFile>,
     /// The earlier file it replaces (None for libraries we add).
     earlier: Option<BundleFile>,
+    /// Bundle dirs its search path must gain.
+    add_dirs: BTreeSet<String>,
+    /// Dirs on this machine its grafted needs came from: absolute entries naming them are
+    /// stale once the `$ORIGIN` entries replace them.
+    stale: BTreeSet<PathBuf>,
 }
 
 impl Obj {
-    /// The search-path entries the loader will use for its own needs, as bundle dirs
-    /// (`$ORIGIN` entries) or absolute paths mapped into the bundle.
+    /// The search-path entries the loader uses for its needs, as written in the file.
     fn entries(&self) -> Vec<String> {
         let mut e: Vec<String> = Vec::new();
         if !self.elf.has_runpath {
@@ -143,24 +169,122 @@ impl Obj {
         e.extend(self.elf.runpath.iter().cloned());
         e
     }
+
+    /// The search path the patched copy gets (as DT_RPATH), or `None` when the file goes
+    /// in unchanged: absolute entries into the bundle become `$ORIGIN`-relative, entries
+    /// naming a dir its grafted libraries came from are dropped, the new dirs follow.
+    fn patched_entries(&self, bundle_path: &str, idx: &BundleIndex<'_>) -> Option<Vec<String>> {
+        let old = self.entries();
+        let maps_absolute = old
+            .iter()
+            .any(|e| e.starts_with('/') && idx.bundle_dir(e).is_some());
+        if self.add_dirs.is_empty() && !maps_absolute {
+            return None;
+        }
+        let here = dir_of(bundle_path);
+        let mut entries: Vec<String> = Vec::new();
+        for e in &old {
+            let e = if e.starts_with('/') {
+                match idx.bundle_dir(e) {
+                    Some(d) => origin_relative(here, &d),
+                    None if self
+                        .stale
+                        .contains(&airgap_elf::loader::normalize(Path::new(e))) =>
+                    {
+                        continue
+                    }
+                    None => e.clone(),
+                }
+            } else {
+                e.clone()
+            };
+            if !entries.contains(&e) {
+                entries.push(e);
+            }
+        }
+        for d in &self.add_dirs {
+            let e = origin_relative(here, d);
+            if !entries.contains(&e) {
+                entries.push(e);
+            }
+        }
+        Some(entries)
+    }
 }
 
-/// Turn one search-path entry of the file at `bundle_path` into a bundle dir, if it points
-/// into the bundle (`$ORIGIN`-relative, or an absolute source dir we know).
-fn entry_to_bundle_dir(entry: &str, bundle_path: &str, idx: &BundleIndex<'_>) -> Option<String> {
-    for token in ["${ORIGIN}", "$ORIGIN"] {
-        if let Some(rest) = entry.strip_prefix(token) {
-            return airgap_elf::join_bundle_path(dir_of(bundle_path), rest);
+/// The bundle as the target will see it once patched: every object with the search path
+/// its copy will have, the links, and the source dirs relocated into the bundle.
+fn view_of(
+    objs: &BTreeMap<String, Obj>,
+    idx: &BundleIndex<'_>,
+    request: &ContributeRequest,
+) -> View {
+    let mut view = View::new();
+    for (path, obj) in objs {
+        let elf = match obj.patched_entries(path, idx) {
+            Some(entries) => {
+                let mut e = (*obj.elf).clone();
+                e.rpath = entries;
+                e.runpath.clear();
+                e.has_runpath = false;
+                Arc::new(e)
+            }
+            None => obj.elf.clone(),
+        };
+        view.add_object(path.clone(), elf);
+    }
+    for (path, target) in &idx.links {
+        view.add_link(*path, *target);
+    }
+    if let Some(py) = &request.python {
+        if !py.source_prefix.as_os_str().is_empty() {
+            view.relocate(py.source_prefix.clone(), py.prefix.trim_matches('/'));
         }
     }
-    if entry.starts_with('/') {
-        let p = Path::new(entry.trim_end_matches('/'));
-        return idx.source_dirs.get(p).cloned();
+    for (src, dir) in &idx.source_dirs {
+        view.relocate(src.clone(), dir.clone());
     }
-    None
+    view
 }
 
-/// The whole plugin: what to add and which files to replace.
+/// Needed names the model cannot resolve on the target, per object: a name counts as
+/// missing for an object only when no walk that loads the object resolves it (a library
+/// that finds its needs through its loader's inherited RPATH is fine). Names in `forced`
+/// that the target would provide count too: we must bring our own.
+fn unresolved(
+    model: &Model<'_>,
+    objs: &BTreeMap<String, Obj>,
+    forced: &dyn Fn(&str) -> bool,
+) -> BTreeMap<(String, String), bool> {
+    use rayon::prelude::*;
+    let walks: Vec<Walk> = objs
+        .par_iter()
+        .filter_map(|(path, _)| model.program(path).map(|(w, _)| w))
+        .collect();
+    // (object, name) -> resolved in some walk
+    let mut out: BTreeMap<(String, String), bool> = BTreeMap::new();
+    for walk in &walks {
+        for l in &walk.loaded {
+            let Place::Bundle(p) = &l.obj.place else {
+                continue;
+            };
+            for d in &l.deps {
+                let ok = match &d.found {
+                    None => false,
+                    Some(Place::Target(_)) => !forced(&d.name),
+                    Some(Place::Bundle(_)) => true,
+                };
+                let slot = out.entry((p.clone(), d.name.clone())).or_insert(false);
+                *slot |= ok;
+            }
+        }
+    }
+    out.retain(|_, ok| !*ok);
+    out
+}
+
+/// The whole plugin: ask the loader model what the bundle lacks on the target, graft it
+/// from this machine, and repeat until nothing more is missing; then patch the users.
 pub fn graft(
     request: &ContributeRequest,
     config: &SyslibsConfig,
@@ -183,16 +307,16 @@ pub fn graft(
         policy.name
     ));
 
-    let idx = BundleIndex::new(&request.earlier);
+    let idx = BundleIndex::new(&request.earlier, request.python.as_ref());
     let loader = Loader::host();
 
-    // The bundle's ELF files, by content, parsed in parallel.
+    // The bundle's ELF files, parsed in parallel.
     let candidates: Vec<&BundleFile> = request
         .earlier
         .iter()
         .filter(|f| f.kind == FileKind::File && f.source.is_some())
         .collect();
-    let elves: Vec<Obj> = {
+    let mut objs: BTreeMap<String, Obj> = {
         use rayon::prelude::*;
         candidates
             .par_iter()
@@ -205,26 +329,28 @@ pub fn graft(
                 if elf.kind == ElfKind::Other {
                     return None;
                 }
-                Some(Obj {
-                    bundle_path: f.path.clone(),
-                    disk: src.clone(),
-                    elf,
-                    earlier: Some((*f).clone()),
-                })
+                Some((
+                    f.path.clone(),
+                    Obj {
+                        disk: src.clone(),
+                        elf,
+                        earlier: Some((*f).clone()),
+                        add_dirs: BTreeSet::new(),
+                        stale: BTreeSet::new(),
+                    },
+                ))
             })
             .collect()
     };
     if host.is_cancelled() {
         return Err(PluginError::cancelled());
     }
-    host.debug(&format!("{} ELF files in the bundle", elves.len()));
+    host.debug(&format!("{} ELF files in the bundle", objs.len()));
 
     let mut out = Contribution::default();
     // Libraries we add: needed name -> (source on this machine, bundle path).
     let mut added: BTreeMap<String, (PathBuf, String)> = BTreeMap::new();
-    let mut add_dirs: HashMap<String, BTreeSet<String>> = HashMap::new();
     let mut missing: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut queue: VecDeque<Obj> = elves.into_iter().collect();
 
     for extra in &config.extra {
         let path = request.resolve_path(extra);
@@ -249,188 +375,163 @@ pub fn graft(
         }
         let dest = format!("{lib_dir}/{name}");
         added.insert(name, (path.clone(), dest.clone()));
-        queue.push_back(Obj {
-            bundle_path: dest,
-            disk: path,
-            elf,
-            earlier: None,
-        });
+        objs.insert(
+            dest,
+            Obj {
+                disk: path,
+                elf,
+                earlier: None,
+                add_dirs: BTreeSet::new(),
+                stale: BTreeSet::new(),
+            },
+        );
     }
 
     // libstdc++ and libgcc_s are assumed on every manylinux target, but only up to the
     // policy's GLIBCXX/CXXABI/GCC versions: when the bundle needs newer, the target's own
     // copies are too old and ours go in.
-    let auto_include = too_new_runtimes(&queue, &policy);
+    let auto_include = too_new_runtimes(objs.values(), &policy);
     for name in &auto_include {
         host.info(&format!(
             "bundling {name}: the bundle needs newer symbol versions than a {} target has",
             policy.name
         ));
     }
+    let forced = |name: &str| {
+        never_bundle(name).is_none()
+            && !exclude.is_match(name)
+            && (include.is_match(name) || auto_include.contains(name))
+    };
 
-    let mut processed: Vec<Obj> = Vec::new();
-    while let Some(obj) = queue.pop_front() {
+    // Ask the model; graft; ask again until it has nothing new to say. Each round adds at
+    // least one library or dir, so this ends.
+    let mut given_up: BTreeSet<(String, String)> = BTreeSet::new();
+    loop {
         if host.is_cancelled() {
             return Err(PluginError::cancelled());
         }
-        let dirs: Vec<String> = obj
-            .entries()
-            .iter()
-            .filter_map(|e| entry_to_bundle_dir(e, &obj.bundle_path, &idx))
-            .collect();
-        for name in &obj.elf.needed {
-            if name.contains('/') {
+        let lacking = {
+            let view = view_of(&objs, &idx, request);
+            let model = Model::new(&view, System::Policy(&policy));
+            unresolved(&model, &objs, &forced)
+        };
+        let mut changed = false;
+        for (user, name) in lacking.into_keys() {
+            if name.contains('/') || given_up.contains(&(user.clone(), name.clone())) {
                 continue;
             }
-            if let Some(why) = never_bundle(name) {
+            given_up.insert((user.clone(), name.clone()));
+            if let Some(why) = never_bundle(&name) {
                 if why == NeverBundle::Driver {
                     host.debug(&format!(
-                        "{name} (needed by {}) must come from the target's driver",
-                        obj.bundle_path
+                        "{name} (needed by {user}) must come from the target's driver"
                     ));
                 }
                 continue;
             }
-            let in_dirs = dirs.iter().any(|d| {
-                let p = airgap_elf::join_bundle_path(d, name).unwrap_or_default();
-                idx.paths.contains_key(p.as_str()) || added.values().any(|(_, dest)| *dest == p)
-            });
-            if in_dirs {
+            if exclude.is_match(&name) {
+                host.debug(&format!("{name} excluded: the target must provide it"));
+                continue;
+            }
+            let Some(obj) = objs.get(&user).cloned() else {
+                continue;
+            };
+            // Grafted already for another file: point to it.
+            if added.contains_key(&name) {
+                changed |= objs
+                    .get_mut(&user)
+                    .is_some_and(|o| o.add_dirs.insert(lib_dir.clone()));
                 continue;
             }
             // Elsewhere in the bundle under that name: point to it.
             if let Some(found) = idx
                 .by_name
                 .get(name.as_str())
-                .and_then(|c| nearest(c, &obj.bundle_path))
+                .and_then(|c| nearest(c, &user))
             {
-                add_dirs
-                    .entry(obj.bundle_path.clone())
-                    .or_default()
-                    .insert(dir_of(found).to_owned());
-                continue;
-            }
-            if added.contains_key(name) {
-                add_dirs
-                    .entry(obj.bundle_path.clone())
-                    .or_default()
-                    .insert(lib_dir.clone());
-                continue;
-            }
-            if exclude.is_match(name) {
-                host.debug(&format!("{name} excluded: the target must provide it"));
-                continue;
-            }
-            if policy.assumes(name)
-                && !include.is_match(name)
-                && !auto_include.contains(name.as_str())
-            {
+                changed |= objs
+                    .get_mut(&user)
+                    .is_some_and(|o| o.add_dirs.insert(dir_of(found).to_owned()));
                 continue;
             }
             let chain = [Object {
                 path: obj.disk.clone(),
                 elf: obj.elf.clone(),
             }];
-            match loader.resolve(name, &chain) {
-                Some(found) => {
-                    // The build machine found a file that is in the bundle under another name.
-                    let known = idx.sources.get(found.path.as_path()).copied().or_else(|| {
-                        std::fs::canonicalize(&found.path)
-                            .ok()
-                            .and_then(|c| idx.sources.get(c.as_path()).copied())
-                    });
-                    if let Some(bp) = known {
-                        if bp.rsplit('/').next() == Some(name.as_str()) {
-                            add_dirs
-                                .entry(obj.bundle_path.clone())
-                                .or_default()
-                                .insert(dir_of(bp).to_owned());
-                            continue;
-                        }
-                    }
-                    let dest = format!("{lib_dir}/{name}");
-                    host.debug(&format!(
-                        "bundling {} for {} (as {dest})",
-                        found.path.display(),
-                        obj.bundle_path
-                    ));
-                    added.insert(name.clone(), (found.path.clone(), dest.clone()));
-                    add_dirs
-                        .entry(obj.bundle_path.clone())
-                        .or_default()
-                        .insert(lib_dir.clone());
-                    queue.push_back(Obj {
-                        bundle_path: dest,
-                        disk: found.path,
-                        elf: found.elf,
-                        earlier: None,
-                    });
-                }
-                None => {
-                    missing
-                        .entry(name.clone())
-                        .or_default()
-                        .insert(obj.bundle_path.clone());
+            let Some(found) = loader.resolve(&name, &chain) else {
+                missing.entry(name).or_default().insert(user);
+                continue;
+            };
+            // The build machine found a file that is in the bundle under that name.
+            let known = idx.sources.get(found.path.as_path()).copied().or_else(|| {
+                std::fs::canonicalize(&found.path)
+                    .ok()
+                    .and_then(|c| idx.sources.get(c.as_path()).copied())
+            });
+            if let Some(bp) = known {
+                if bp.rsplit('/').next() == Some(name.as_str()) {
+                    changed |= objs
+                        .get_mut(&user)
+                        .is_some_and(|o| o.add_dirs.insert(dir_of(bp).to_owned()));
+                    continue;
                 }
             }
+            let dest = format!("{lib_dir}/{name}");
+            host.debug(&format!(
+                "bundling {} for {user} (as {dest})",
+                found.path.display()
+            ));
+            added.insert(name.clone(), (found.path.clone(), dest.clone()));
+            if let Some(o) = objs.get_mut(&user) {
+                o.add_dirs.insert(lib_dir.clone());
+                if let Some(parent) = found.path.parent() {
+                    o.stale.insert(airgap_elf::loader::normalize(parent));
+                }
+            }
+            objs.insert(
+                dest,
+                Obj {
+                    disk: found.path,
+                    elf: found.elf,
+                    earlier: None,
+                    add_dirs: BTreeSet::new(),
+                    stale: BTreeSet::new(),
+                },
+            );
+            changed = true;
         }
-        processed.push(obj);
+        if !changed {
+            break;
+        }
     }
 
     // Patch what needs new search paths (or has absolute ones that point into the bundle),
     // and add the libraries.
     let deb = crate::dpkg::packages_of(&added.values().map(|(p, _)| p.clone()).collect::<Vec<_>>());
     let patch_root = request.work_dir.join("patched");
-    let total = processed.len() as u64;
-    for (i, obj) in processed.iter().enumerate() {
+    let total = objs.len() as u64;
+    for (i, (bundle_path, obj)) in objs.iter().enumerate() {
         if host.is_cancelled() {
             return Err(PluginError::cancelled());
         }
-        let news = add_dirs.get(&obj.bundle_path);
-        let old = obj.entries();
-        let maps_absolute = old.iter().any(|e| {
-            e.starts_with('/') && entry_to_bundle_dir(e, &obj.bundle_path, &idx).is_some()
-        });
         let package = match &obj.earlier {
             Some(f) => f.package.clone(),
             None => Some(format!(
                 "system:{}",
-                obj.bundle_path.rsplit('/').next().unwrap_or("")
+                bundle_path.rsplit('/').next().unwrap_or("")
             )),
         };
         let mut source = obj.disk.clone();
-        if news.is_some() || maps_absolute {
-            let here = dir_of(&obj.bundle_path);
-            let mut entries: Vec<String> = Vec::new();
-            for e in &old {
-                let e = if e.starts_with('/') {
-                    match entry_to_bundle_dir(e, &obj.bundle_path, &idx) {
-                        Some(d) => origin_relative(here, &d),
-                        None => e.clone(),
-                    }
-                } else {
-                    e.clone()
-                };
-                if !entries.contains(&e) {
-                    entries.push(e);
-                }
-            }
-            for d in news.into_iter().flatten() {
-                let e = origin_relative(here, d);
-                if !entries.contains(&e) {
-                    entries.push(e);
-                }
-            }
-            let copy = patch_root.join(&obj.bundle_path);
+        if let Some(entries) = obj.patched_entries(bundle_path, &idx) {
+            let copy = patch_root.join(bundle_path);
             match set_search_path(&obj.disk, &copy, &entries, RpathKind::Rpath) {
                 Ok(()) => {
-                    host.debug(&format!("{}: RPATH {}", obj.bundle_path, entries.join(":")));
+                    host.debug(&format!("{bundle_path}: RPATH {}", entries.join(":")));
                     source = copy;
                 }
                 // Without patchelf nothing can be patched: stop with the way to install it.
                 Err(e @ airgap_elf::Error::PatchelfMissing) => {
-                    let mut err =
-                        PluginError::new(format!("cannot patch {}: {e}", obj.bundle_path));
+                    let mut err = PluginError::new(format!("cannot patch {bundle_path}: {e}"));
                     if let Some(h) = e.help() {
                         err = err.with_help(h);
                     }
@@ -439,10 +540,12 @@ pub fn graft(
                 // One odd file must not sink the bundle: it goes in unpatched, and the target
                 // check names what it will miss.
                 Err(e) => out.warnings.push(format!(
-                    "{} was not patched ({e}): on the target its search path lacks {}",
-                    obj.bundle_path,
-                    news.map(|d| d.iter().cloned().collect::<Vec<_>>().join(", "))
-                        .unwrap_or_else(|| "the bundle's library dirs".into())
+                    "{bundle_path} was not patched ({e}): on the target its search path lacks {}",
+                    if obj.add_dirs.is_empty() {
+                        "the bundle's library dirs".to_owned()
+                    } else {
+                        obj.add_dirs.iter().cloned().collect::<Vec<_>>().join(", ")
+                    }
                 )),
             }
         }
@@ -458,7 +561,7 @@ pub fn graft(
                 }
             }
             None => {
-                let mut entry = Entry::path(source, obj.bundle_path.clone()).with_mode(0o755);
+                let mut entry = Entry::path(source, bundle_path.clone()).with_mode(0o755);
                 entry.package = package;
                 out.entries.push(entry);
             }
@@ -516,7 +619,10 @@ pub fn graft(
 
 /// The C++/GCC runtimes (`libstdc++.so.6`, `libgcc_s.so.1`) whose required versions exceed
 /// what the policy's targets have.
-fn too_new_runtimes(objs: &VecDeque<Obj>, policy: &ManylinuxPolicy) -> BTreeSet<&'static str> {
+fn too_new_runtimes<'a>(
+    objs: impl Iterator<Item = &'a Obj>,
+    policy: &ManylinuxPolicy,
+) -> BTreeSet<&'static str> {
     let mut cxx = SymbolVersions::default();
     let mut gcc = SymbolVersions::default();
     for obj in objs {

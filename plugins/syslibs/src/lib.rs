@@ -1,10 +1,10 @@
 //! The `syslibs` source plugin: the system libraries a bundle's ELF files need, grafted in.
 //!
-//! Runs last ([`Stage::Finish`]). Looks at every ELF file earlier plugins contributed (found by
-//! content), resolves each `DT_NEEDED` the way glibc's loader would on the target, and for
-//! each library that is neither in the bundle nor assumed on the target (the manylinux policy
-//! of the target profile, adjusted by `include`/`exclude`), copies the build machine's copy
-//! into a library dir of the bundle. Every file that needs it gets a patched copy with an
+//! Runs last ([`Stage::Finish`]). Asks the loader model (`airgap_elf::model`, the one the
+//! check uses) what the ELF files earlier plugins contributed (found by content) fail to
+//! resolve on the target (the manylinux policy of the target profile, adjusted by
+//! `include`/`exclude`), copies the build machine's copy of each into a library dir of the
+//! bundle, and asks again until nothing is missing. Every file that needs it gets a patched copy with an
 //! `$ORIGIN`-relative `DT_RPATH` (searched before the target's `LD_LIBRARY_PATH`, and
 //! inherited by the libraries it loads), returned as a replacing entry.
 //!
