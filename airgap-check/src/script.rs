@@ -97,9 +97,7 @@ fn interpreter(head: &[u8]) -> Option<(String, Option<String>)> {
             }
         }
     }
-    interpreter
-        .starts_with('/')
-        .then_some((interpreter, arg))
+    interpreter.starts_with('/').then_some((interpreter, arg))
 }
 
 #[cfg(test)]
@@ -119,16 +117,34 @@ mod tests {
         assert_eq!(verdict("#!/bin/sh\necho\n", &[]), Verdict::Fine);
         assert_eq!(verdict("#!/usr/bin/perl -w\n", &[]), Verdict::Fine);
         assert_eq!(verdict("#!/usr/bin/env bash\n", &[]), Verdict::Fine);
-        assert_eq!(verdict("#!/src/env/bin/perl\n", &["/src/env"]), Verdict::Fine);
+        assert_eq!(
+            verdict("#!/src/env/bin/perl\n", &["/src/env"]),
+            Verdict::Fine
+        );
         let relative = "#!/bin/sh\n'''exec' \"$(dirname -- \"$(readlink -f -- \"$0\")\")/python3.11\" \"$0\" \"$@\"\n' '''\n";
         assert_eq!(verdict(relative, &[]), Verdict::Fine);
-        assert!(matches!(verdict("#!/usr/bin/env python3\n", &[]), Verdict::Warning(w) if w.contains("PATH")));
-        assert!(matches!(verdict("#!/usr/bin/python3\n", &[]), Verdict::Warning(_)));
-        assert!(matches!(verdict("#!/opt/other/python3\n", &[]), Verdict::Problem(p) if p.contains("env/bin/s") && p.contains("/opt/other/python3")));
-        assert!(matches!(verdict("#!/usr/local/bin/python3\n", &[]), Verdict::Problem(_)));
+        assert!(
+            matches!(verdict("#!/usr/bin/env python3\n", &[]), Verdict::Warning(w) if w.contains("PATH"))
+        );
+        assert!(matches!(
+            verdict("#!/usr/bin/python3\n", &[]),
+            Verdict::Warning(_)
+        ));
+        assert!(
+            matches!(verdict("#!/opt/other/python3\n", &[]), Verdict::Problem(p) if p.contains("env/bin/s") && p.contains("/opt/other/python3"))
+        );
+        assert!(matches!(
+            verdict("#!/usr/local/bin/python3\n", &[]),
+            Verdict::Problem(_)
+        ));
         let long = "#!/bin/sh\n'''exec' \"/opt/other/bin/python\" \"$0\" \"$@\"\n' '''\n";
-        assert!(matches!(verdict(long, &[]), Verdict::Problem(p) if p.contains("/opt/other/bin/python")));
+        assert!(
+            matches!(verdict(long, &[]), Verdict::Problem(p) if p.contains("/opt/other/bin/python"))
+        );
         // Not a prefix match on a string: /src/env2 is not under /src/env.
-        assert!(matches!(verdict("#!/src/env2/bin/python\n", &["/src/env"]), Verdict::Problem(_)));
+        assert!(matches!(
+            verdict("#!/src/env2/bin/python\n", &["/src/env"]),
+            Verdict::Problem(_)
+        ));
     }
 }
