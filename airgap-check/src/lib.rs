@@ -29,6 +29,8 @@ use airgap_elf::target::RootLibs;
 use airgap_elf::version::split_version_name;
 use airgap_elf::{ElfFile, ElfKind, SymbolVersions, Version};
 use airgap_plugin_api::{PythonEnvironment, TargetProfile};
+
+pub mod script;
 use serde::Serialize;
 
 /// Why a check could not run.
@@ -54,6 +56,9 @@ pub struct CheckInput {
     /// Grafted by airgap from the build machine (syslibs: `package = "system:..."`), not
     /// part of the environment.
     pub grafted: bool,
+    /// The build machine's prefixes that unpacking rewrites in this file (`RewritePrefix`):
+    /// a `#!` line naming a path under one of them names the bundle.
+    pub rewritten: Vec<String>,
 }
 
 /// What the target offers, as the check sees it.
@@ -521,6 +526,7 @@ pub fn check_inputs(
     }
     elves.sort_by(|a, b| a.path.cmp(&b.path));
     report.elf_files = elves.len();
+    check_scripts(files, &mut report);
 
     // Any copy of a name in the bundle (to say "the bundle has it at ...").
     let mut anywhere: HashMap<&str, &str> = HashMap::new();
@@ -1165,6 +1171,25 @@ fn platform_fits(tag: &str, profile: &TargetProfile, glibc: Option<&Version>) ->
     false
 }
 
+/// Scripts whose `#!` names an interpreter the target does not have (see [`script`]). Only
+/// files starting with `#!` are kept as inputs, and only their first bytes are read.
+fn check_scripts(files: &[CheckInput], report: &mut CheckReport) {
+    use rayon::prelude::*;
+    let verdicts: Vec<script::Verdict> = files
+        .par_iter()
+        .filter(|f| f.link.is_none() && !f.disk.as_os_str().is_empty())
+        .filter(|f| !f.path.ends_with(".whl") && !airgap_elf::is_elf(&f.disk))
+        .map(|f| script::judge(&f.path, &f.disk, &f.rewritten))
+        .collect();
+    for v in verdicts {
+        match v {
+            script::Verdict::Fine => {}
+            script::Verdict::Warning(w) => report.warnings.push(w),
+            script::Verdict::Problem(p) => report.problems.push(p),
+        }
+    }
+}
+
 /// Reading the ELF members of a wheel (a zip file) with the `zip` crate, without holding the
 /// wheel: the central directory is read with seeks, then each library member is streamed
 /// (stored or inflated) into a bounded buffer or, when larger, an unnamed temporary file, and
@@ -1331,6 +1356,7 @@ mod tests {
             disk: exe,
             link: None,
             grafted: false,
+            rewritten: Vec::new(),
         }];
         let target =
             CheckTarget::from_root(&TargetProfile::default(), Path::new("/")).expect("root");

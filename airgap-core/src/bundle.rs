@@ -306,7 +306,8 @@ fn generated_mtime(warnings: &mut Vec<String>) -> u64 {
 
 /// Check the planned files against the target profile.
 pub fn check_planned(planned: &Planned, strict: bool) -> Result<CheckReport, Error> {
-    let (inputs, total) = crate::check::plan_inputs(&planned.plan)?;
+    let (inputs, total) =
+        crate::check::plan_inputs(&planned.plan, &planned.manifest.install_steps)?;
     let mut target = CheckTarget::from_profile(&planned.manifest.target)?;
     target.strict = strict;
     Ok(crate::check::check_inputs(

@@ -1,7 +1,7 @@
 //! The glue between the pre-transfer check (`airgap-check`) and the bundle pipeline: the
 //! planned files and written bundles as check inputs. The rules live in `airgap-check`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -61,6 +61,7 @@ pub fn check_bundle(
         })
         .map(|f| f.path.as_str())
         .collect();
+    let rewritten = rewritten_prefixes(&manifest.install_steps);
     let stream = airgap_archive::read::open_archive(bundle)?;
     let mut archive = tar::Archive::new(stream);
     let top = format!("{}/", manifest.bundle_name);
@@ -89,6 +90,7 @@ pub fn check_bundle(
                     disk: PathBuf::new(),
                     link: Some(target.to_string_lossy().into_owned()),
                     grafted: false,
+                    rewritten: Vec::new(),
                 });
             }
             continue;
@@ -96,6 +98,7 @@ pub fn check_bundle(
         let mut head = [0u8; 4];
         let n = read_up_to(&mut entry, &mut head).map_err(io)?;
         let wanted = airgap_elf::is_elf_bytes(&head[..n])
+            || head[..n].starts_with(b"#!")
             || rel.ends_with(".dist-info/WHEEL")
             || rel.ends_with(".whl");
         if !wanted {
@@ -104,6 +107,7 @@ pub fn check_bundle(
                 disk: PathBuf::new(),
                 link: None,
                 grafted: false,
+                rewritten: Vec::new(),
             });
             continue;
         }
@@ -125,6 +129,7 @@ pub fn check_bundle(
             disk,
             link: None,
             grafted: grafted.contains(rel),
+            rewritten: rewritten.get(rel).cloned().unwrap_or_default(),
         });
     }
     let report = check_against(&inputs, &target, manifest.python.as_ref())?;
@@ -142,7 +147,7 @@ pub fn check_planned_against(
     target: Option<CheckTarget>,
     strict: bool,
 ) -> Result<CheckReport, Error> {
-    let (inputs, total) = plan_inputs(&planned.plan)?;
+    let (inputs, total) = plan_inputs(&planned.plan, &planned.manifest.install_steps)?;
     let mut target = match target {
         Some(mut t) => {
             merge_profile(&mut t.profile, &planned.manifest.target);
@@ -159,12 +164,16 @@ pub fn check_planned_against(
     )?)
 }
 
-/// The planned files the check reads, sorted by path: ELF files (by content), wheels and
-/// `.dist-info/WHEEL` files; and the number of regular files in the plan. The other files
+/// The planned files the check reads, sorted by path: ELF files (by content), scripts (files
+/// starting with `#!`), wheels and `.dist-info/WHEEL` files; and the number of regular files in the plan. The other files
 /// do not matter to the check (a library the loader finds must be ELF) and are not kept: a
 /// path and a source path per file would be the largest thing in memory while it runs.
-pub(crate) fn plan_inputs(plan: &airgap_archive::Plan) -> Result<(Vec<CheckInput>, usize), Error> {
+pub(crate) fn plan_inputs(
+    plan: &airgap_archive::Plan,
+    steps: &[airgap_archive::StepRecord],
+) -> Result<(Vec<CheckInput>, usize), Error> {
     use rayon::prelude::*;
+    let rewritten = rewritten_prefixes(steps);
     use std::sync::atomic::{AtomicUsize, Ordering};
     let total = AtomicUsize::new(0);
     let mut failed = None;
@@ -181,18 +190,20 @@ pub(crate) fn plan_inputs(plan: &airgap_archive::Plan) -> Result<(Vec<CheckInput
                     disk: PathBuf::new(),
                     link: Some(target),
                     grafted: false,
+                    rewritten: Vec::new(),
                 });
             }
             total.fetch_add(1, Ordering::Relaxed);
             let disk = f.source?;
             let wanted = f.path.ends_with(".whl")
                 || f.path.ends_with(".dist-info/WHEEL")
-                || airgap_elf::is_elf(&disk);
+                || is_elf_or_script(&disk);
             let grafted = f
                 .package
                 .as_deref()
                 .is_some_and(|p| p.starts_with("system:"));
-            wanted.then_some(CheckInput {
+            wanted.then(|| CheckInput {
+                rewritten: rewritten.get(&f.path).cloned().unwrap_or_default(),
                 path: f.path,
                 disk,
                 link: None,
@@ -205,6 +216,33 @@ pub(crate) fn plan_inputs(plan: &airgap_archive::Plan) -> Result<(Vec<CheckInput
     }
     inputs.sort_by(|a, b| a.path.cmp(&b.path));
     Ok((inputs, total.into_inner()))
+}
+
+/// Per bundle path, the build machine's prefixes that unpacking rewrites in it.
+fn rewritten_prefixes(steps: &[airgap_archive::StepRecord]) -> HashMap<String, Vec<String>> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for record in steps {
+        if let airgap_plugin_api::InstallStep::RewritePrefix {
+            old_prefix, files, ..
+        } = &record.step
+        {
+            for f in files {
+                out.entry(f.path.clone())
+                    .or_default()
+                    .push(old_prefix.clone());
+            }
+        }
+    }
+    out
+}
+
+/// An ELF file or a script: the first bytes, read once, say which.
+fn is_elf_or_script(path: &Path) -> bool {
+    let mut head = [0u8; 4];
+    let Ok(n) = std::fs::File::open(path).and_then(|mut f| read_up_to(&mut f, &mut head)) else {
+        return false;
+    };
+    airgap_elf::is_elf_bytes(&head[..n]) || head[..n].starts_with(b"#!")
 }
 
 /// Fill what the user did not give from the manifest's profile (Python ABI, platforms).

@@ -17,6 +17,7 @@ mod cli_output;
 mod conda_env;
 mod conda_errors;
 mod conda_python;
+mod conda_shebang;
 mod conformance;
 mod crypto;
 mod e2e;

@@ -149,6 +149,9 @@ struct Planner<'a> {
     elf_strings_left: Vec<String>,
     /// Bundle paths of files that are left out (excluded, editable mechanism).
     dropped: BTreeSet<PathBuf>,
+    /// Outside installations and whether a root is a copy of them (by root index), so that
+    /// each is compared once.
+    copies: std::cell::RefCell<std::collections::HashMap<(PathBuf, usize), bool>>,
 }
 
 /// Build the contribution for `request`.
@@ -202,6 +205,7 @@ pub fn contribute(request: &ContributeRequest, host: &Host) -> Result<Contributi
         total: 0,
         elf_strings_left: Vec::new(),
         dropped: BTreeSet::new(),
+        copies: Default::default(),
     };
 
     // A venv brings its base installation along.
@@ -722,7 +726,8 @@ impl Planner<'_> {
                 if dir.starts_with('$') || !dir.starts_with('/') {
                     return None;
                 }
-                self.map(&paths::normalize(Path::new(dir)))
+                let dir = paths::normalize(Path::new(dir));
+                self.map(&dir).or_else(|| self.copy_map(&dir))
             };
             match search_path::make_relative(&data, dest, &map) {
                 SearchPath::Untouched => {}
@@ -860,7 +865,8 @@ impl Planner<'_> {
                 return Ok(false);
             };
             let into_env = elf.rpath().iter().chain(elf.runpath()).any(|dir| {
-                dir.starts_with('/') && self.map(&paths::normalize(Path::new(dir))).is_some()
+                let dir = paths::normalize(Path::new(dir));
+                dir.is_absolute() && (self.map(&dir).is_some() || self.copy_map(&dir).is_some())
             });
             if into_env {
                 return Ok(false);
@@ -1007,8 +1013,9 @@ impl Planner<'_> {
         out
     }
 
-    /// A script whose shebang names a bundled Python: make it find the interpreter relative to
-    /// itself.
+    /// A script whose shebang names a bundled Python, or an outside Python of which the bundle
+    /// holds a copy (a copied installation naming the original): make it find the bundled
+    /// interpreter relative to itself. A script naming any other Python is left for the check.
     fn rewrite_shebang(&self, data: &[u8], dest: &str) -> Option<Vec<u8>> {
         let sb = shebang::parse(data)?;
         if !shebang::is_python(&sb.interpreter) {
@@ -1020,11 +1027,58 @@ impl Planner<'_> {
             }
             return None;
         }
-        let target = self.map(&paths::normalize(Path::new(&sb.interpreter)))?;
+        let named = paths::normalize(Path::new(&sb.interpreter));
+        let target = match self.map(&named) {
+            Some(target) => target,
+            None => {
+                let copy = self.copy_map(&named)?;
+                self.host.debug(&format!(
+                    "{dest}: its #! names {}, of which the bundle has the copy {copy}",
+                    sb.interpreter
+                ));
+                copy
+            }
+        };
         let rel = paths::relative(paths::parent(dest), &target);
         let mut out = shebang::relative_header(&rel, &sb.args).into_bytes();
         out.extend_from_slice(&data[sb.header_len..]);
         Some(out)
+    }
+
+    /// The bundle path of an outside path under a copy's original: a root whose `bin/python3`
+    /// is, byte for byte, the `bin/python3` of an ancestor of `outside` (a copied installation
+    /// naming the original in `#!` lines and search paths) holds the same files. Another
+    /// installation of the same version is not a copy (its stdlib and site-packages differ).
+    fn copy_map(&self, outside: &Path) -> Option<String> {
+        for original in outside.ancestors().skip(1) {
+            if original.parent().is_none() {
+                break;
+            }
+            for (i, r) in self.roots.iter().enumerate() {
+                if self.is_copy(original, i) {
+                    let rel = outside.strip_prefix(original).ok()?;
+                    return self.map(&r.source.join(rel));
+                }
+            }
+        }
+        None
+    }
+
+    /// Whether root `i` is a copy of the installation at `original` (cached: asked for
+    /// every ancestor of every outside path).
+    fn is_copy(&self, original: &Path, i: usize) -> bool {
+        let key = (original.to_path_buf(), i);
+        if let Some(known) = self.copies.borrow().get(&key) {
+            return *known;
+        }
+        let found = (|| {
+            let theirs = std::fs::canonicalize(original.join("bin/python3")).ok()?;
+            let ours = std::fs::canonicalize(self.roots[i].source.join("bin/python3")).ok()?;
+            Some(theirs != ours && same_contents(&theirs, &ours))
+        })()
+        .unwrap_or(false);
+        self.copies.borrow_mut().insert(key, found);
+        found
     }
 
     fn write_copy(&self, dest: &str, data: &[u8]) -> Result<PathBuf, PluginError> {
@@ -1245,6 +1299,32 @@ const WHOLE_READ_LIMIT: u64 = 4 * 1024 * 1024;
 const SCAN_WINDOW: usize = 1024 * 1024;
 
 /// Read until `buf` is full or the end of the file.
+/// Whether two files hold the same bytes: sizes first, then both read in windows.
+fn same_contents(a: &Path, b: &Path) -> bool {
+    let (Ok(ma), Ok(mb)) = (std::fs::metadata(a), std::fs::metadata(b)) else {
+        return false;
+    };
+    if !ma.is_file() || ma.len() != mb.len() {
+        return false;
+    }
+    let (Ok(mut fa), Ok(mut fb)) = (std::fs::File::open(a), std::fs::File::open(b)) else {
+        return false;
+    };
+    let mut wa = vec![0u8; SCAN_WINDOW];
+    let mut wb = vec![0u8; SCAN_WINDOW];
+    loop {
+        let (Ok(na), Ok(nb)) = (read_up_to(&mut fa, &mut wa), read_up_to(&mut fb, &mut wb)) else {
+            return false;
+        };
+        if na != nb || wa[..na] != wb[..nb] {
+            return false;
+        }
+        if na == 0 {
+            return true;
+        }
+    }
+}
+
 fn read_up_to(r: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut got = 0;
     while got < buf.len() {
