@@ -487,7 +487,15 @@ fn install(
             if progress.is_cancelled() {
                 return Err(rollback(ArchiveError::Cancelled));
             }
-            progress.message(Level::Info, &format!("running {description}"));
+            // The exact command, escaped: the description is the author's word, this is the fact.
+            progress.message(
+                Level::Info,
+                &format!(
+                    "running {}: {}",
+                    crate::text::escape(description),
+                    crate::text::command_line(program, args)
+                ),
+            );
             if let Err(e) = run_step(i, description, program, args, env, dest, options) {
                 return Err(rollback(e));
             }

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use airgap_archive::progress::{Level, Progress, Unit};
+use airgap_archive::text::escape_lines;
 use airgap_archive::unpack::{unpack, unpack_dir, UnpackOptions};
 
 const USAGE: &str = "usage: unpack DEST [--python PATH] [-q]
@@ -34,8 +35,8 @@ impl Progress for Quiet {
     }
     fn message(&self, level: Level, text: &str) {
         match level {
-            Level::Warn => eprintln!("warning: {text}"),
-            Level::Info if !self.0 => eprintln!("{:>12} {text}", ""),
+            Level::Warn => eprintln!("warning: {}", escape_lines(text)),
+            Level::Info if !self.0 => eprintln!("{:>12} {}", "", escape_lines(text)),
             _ => {}
         }
     }
@@ -87,14 +88,15 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            // Errors name entries from the bundle: escaped before the terminal.
+            eprintln!("error: {}", escape_lines(&e.to_string()));
             if let airgap_archive::ArchiveError::Mismatch { problems, .. } = &e {
                 for p in problems.iter().take(50) {
-                    eprintln!("  {p}");
+                    eprintln!("  {}", escape_lines(&p.to_string()));
                 }
             }
             if let Some(help) = e.help() {
-                eprintln!("help: {help}");
+                eprintln!("help: {}", escape_lines(&help));
             }
             ExitCode::FAILURE
         }

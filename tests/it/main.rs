@@ -32,3 +32,4 @@ mod syslibs_config;
 mod syslibs_extensions;
 mod syslibs_python;
 mod syslibs_support;
+mod terminal;

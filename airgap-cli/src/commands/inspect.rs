@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::commands::verify::archive;
 use crate::ui::Ui;
+use crate::ui::{escape, escape_lines};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -211,7 +212,7 @@ pub fn run(args: InspectArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
     }
     writeln!(out, "\nlargest files")?;
     for f in &i.largest {
-        writeln!(out, "  {:>10}  {}", human(f.size), f.path)?;
+        writeln!(out, "  {:>10}  {}", human(f.size), escape(f.path))?;
     }
     if !i.install_steps.is_empty() {
         writeln!(out, "\ninstall steps")?;
@@ -233,18 +234,30 @@ pub fn run(args: InspectArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
                     args,
                     ..
                 } => {
-                    format!("{description}: {program} {}", args.join(" "))
+                    format!(
+                        "{}: runs {}",
+                        escape(description),
+                        airgap_archive::text::command_line(program, args)
+                    )
                 }
             };
-            writeln!(out, "  {}. [{}] {}", n + 1, s.plugin, text.trim_end())?;
+            writeln!(
+                out,
+                "  {}. [{}] {}",
+                n + 1,
+                s.plugin,
+                escape(text.trim_end())
+            )?;
         }
     }
     if !i.warnings.is_empty() {
         writeln!(out, "\nwarnings")?;
         for w in i.warnings {
-            writeln!(out, "  {w}")?;
+            writeln!(out, "  {}", escape(w))?;
         }
     }
-    print!("{out}");
+    // Everything above came from the bundle's manifest: no control character reaches the
+    // terminal (the fields most likely to hide one were escaped whole above).
+    print!("{}", escape_lines(&out));
     Ok(ExitCode::SUCCESS)
 }
