@@ -51,6 +51,34 @@ fn word(w: &str) -> String {
     }
 }
 
+/// One install step as the user reads it: for a `Run` step the author's description (escaped)
+/// and the exact command it starts ([`command_line`]); the description alone could say
+/// anything.
+pub fn describe_step(step: &airgap_plugin_api::InstallStep) -> String {
+    match step {
+        airgap_plugin_api::InstallStep::RewritePrefix {
+            old_prefix,
+            root,
+            files,
+        } => format!(
+            "rewrite prefix {} -> DEST/{} in {} file(s)",
+            escape(old_prefix),
+            escape(root),
+            files.len()
+        ),
+        airgap_plugin_api::InstallStep::Run {
+            description,
+            program,
+            args,
+            ..
+        } => format!(
+            "{}: runs {}",
+            escape(description.trim_end()),
+            command_line(program, args)
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

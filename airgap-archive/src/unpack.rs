@@ -26,6 +26,9 @@ use crate::relocate::{groups, prefix_for, rewrite_all, write_state, PrefixRecord
 pub struct UnpackOptions {
     /// The target's own Python, for steps that use `{python}`.
     pub python: Option<PathBuf>,
+    /// Install the files (and rewrite prefixes) but run no program: the `Run` steps are
+    /// reported in [`UnpackReport::not_run`] instead (`unpack --no-run`).
+    pub no_run: bool,
 }
 
 /// What was installed.
@@ -39,6 +42,8 @@ pub struct UnpackReport {
     pub bytes: u64,
     /// Install steps run.
     pub steps: usize,
+    /// The `Run` steps not run (`--no-run`), as [`crate::text::describe_step`] shows them.
+    pub not_run: Vec<String>,
 }
 
 /// A staging directory that is removed unless it was renamed into place. While it exists its
@@ -476,6 +481,7 @@ fn install(
         err
     };
     let mut steps = 0;
+    let mut not_run = Vec::new();
     for (i, rec) in manifest.install_steps.iter().enumerate() {
         if let InstallStep::Run {
             description,
@@ -486,6 +492,10 @@ fn install(
         {
             if progress.is_cancelled() {
                 return Err(rollback(ArchiveError::Cancelled));
+            }
+            if options.no_run {
+                not_run.push(crate::text::describe_step(&rec.step));
+                continue;
             }
             // The exact command, escaped: the description is the author's word, this is the fact.
             progress.message(
@@ -507,6 +517,7 @@ fn install(
         entries,
         bytes,
         steps,
+        not_run,
     })
 }
 

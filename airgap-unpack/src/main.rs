@@ -22,7 +22,10 @@ directory beside DEST, runs its install steps and renames it to DEST only when a
 that succeeded. DEST must not exist (or be an empty directory).
 
   --python PATH   the target's Python, for bundles whose install steps need one
-  -q, --quiet     print only errors";
+  --no-run        install the files but run none of the bundle's programs; list them
+  -q, --quiet     print only errors
+
+Each program the bundle runs is shown before it runs, as the unpacking user.";
 
 /// Phase names on stderr; nothing per file.
 struct Quiet(bool);
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
     let mut from_dir: Option<PathBuf> = None;
     let mut python: Option<PathBuf> = None;
     let mut quiet = false;
+    let mut no_run = false;
     let mut positional: Vec<PathBuf> = Vec::new();
     while let Some(a) = args.next() {
         match a.to_str() {
@@ -57,6 +61,7 @@ fn main() -> ExitCode {
             Some("--from-dir") => from_dir = args.next().map(PathBuf::from),
             Some("--python") => python = args.next().map(PathBuf::from),
             Some("-q") | Some("--quiet") => quiet = true,
+            Some("--no-run") => no_run = true,
             Some(s) if s.starts_with('-') && s.len() > 1 => {
                 eprintln!("error: unknown option {s}\n\n{USAGE}");
                 return ExitCode::from(2);
@@ -64,7 +69,7 @@ fn main() -> ExitCode {
             _ => positional.push(PathBuf::from(a)),
         }
     }
-    let options = UnpackOptions { python };
+    let options = UnpackOptions { python, no_run };
     let progress = Quiet(quiet);
     let result = match (from_dir, positional.as_slice()) {
         (Some(dir), [dest]) => unpack_dir(&dir, dest, &options, &progress),
@@ -84,6 +89,15 @@ fn main() -> ExitCode {
                     report.dest.display(),
                     report.steps
                 );
+            }
+            if !report.not_run.is_empty() {
+                eprintln!(
+                    "warning: {} install step(s) not run (--no-run); the installation may be incomplete without them:",
+                    report.not_run.len()
+                );
+                for step in &report.not_run {
+                    eprintln!("  - {}", escape_lines(step));
+                }
             }
             ExitCode::SUCCESS
         }

@@ -7,7 +7,6 @@ use std::process::ExitCode;
 
 use airgap_archive::manifest::{FileType, Manifest};
 use airgap_archive::read_manifest;
-use airgap_plugin_api::InstallStep;
 use serde::Serialize;
 
 use crate::commands::verify::archive;
@@ -217,36 +216,12 @@ pub fn run(args: InspectArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
     if !i.install_steps.is_empty() {
         writeln!(out, "\ninstall steps")?;
         for (n, s) in i.install_steps.iter().enumerate() {
-            let text = match &s.step {
-                InstallStep::RewritePrefix {
-                    old_prefix,
-                    root,
-                    files,
-                } => {
-                    format!(
-                        "rewrite prefix {old_prefix} -> DEST/{root} in {} file(s)",
-                        files.len()
-                    )
-                }
-                InstallStep::Run {
-                    description,
-                    program,
-                    args,
-                    ..
-                } => {
-                    format!(
-                        "{}: runs {}",
-                        escape(description),
-                        airgap_archive::text::command_line(program, args)
-                    )
-                }
-            };
             writeln!(
                 out,
                 "  {}. [{}] {}",
                 n + 1,
-                s.plugin,
-                escape(text.trim_end())
+                escape(&s.plugin),
+                airgap_archive::text::describe_step(&s.step)
             )?;
         }
     }
