@@ -215,6 +215,8 @@ fn new_staging(dest: &Path, progress: &dyn Progress) -> Result<Staging, ArchiveE
             return Err(ArchiveError::io("locking", &path, e));
         }
     };
+    // With -v, the line tests wait for before they interrupt an unpack.
+    progress.message(Level::Debug, &format!("staging in {}", path.display()));
     Ok(Staging {
         path,
         keep: false,

@@ -27,6 +27,7 @@ mod plugins_host;
 mod run_steps;
 mod seal_race;
 mod seal_support;
+mod signals;
 mod signing;
 mod syslibs_cli;
 mod syslibs_config;
