@@ -29,6 +29,7 @@ mod seal_race;
 mod seal_support;
 mod signals;
 mod signing;
+mod sparse_unpack;
 mod syslibs_cli;
 mod syslibs_config;
 mod syslibs_extensions;

@@ -137,7 +137,7 @@ fn sigterm_during_bundle_leaves_no_partial_output_and_no_work_directory() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let (mut seen, mut rest) = wait_for_line(&mut child, "writing");
+    let (mut seen, mut rest) = wait_for_line(&mut child, "writing ...");
     assert!(
         names(&scratch)
             .iter()
