@@ -3,8 +3,8 @@
 //! built static, it runs on any x86-64 Linux.
 //!
 //! ```text
-//! airgap-unpack --from-dir BUNDLE_DIR DEST [--python PATH]   (what BUNDLE/unpack runs)
-//! airgap-unpack BUNDLE.tar.gz DEST [--python PATH]
+//! airgap-unpack --from-dir BUNDLE_DIR DEST [--python PATH] [--no-run]   (what BUNDLE/unpack runs)
+//! airgap-unpack BUNDLE.tar.gz DEST [--python PATH] [--no-run]
 //! ```
 
 use std::path::PathBuf;
@@ -14,8 +14,8 @@ use airgap_archive::progress::{Level, Progress, Unit};
 use airgap_archive::text::escape_lines;
 use airgap_archive::unpack::{unpack, unpack_dir, UnpackOptions};
 
-const USAGE: &str = "usage: unpack DEST [--python PATH] [-q]
-       airgap-unpack BUNDLE DEST [--python PATH] [-q]
+const USAGE: &str = "usage: unpack DEST [--python PATH] [--no-run] [-q]
+       airgap-unpack BUNDLE DEST [--python PATH] [--no-run] [-q]
 
 Verifies every file of the bundle against its manifest, installs it into a staging
 directory beside DEST, runs its install steps and renames it to DEST only when all of
