@@ -16,6 +16,7 @@ pub mod read;
 pub mod relocate;
 mod spill;
 pub mod tarfmt;
+pub mod text;
 pub mod unpack;
 pub mod write;
 

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -26,6 +26,9 @@ use crate::relocate::{groups, prefix_for, rewrite_all, write_state, PrefixRecord
 pub struct UnpackOptions {
     /// The target's own Python, for steps that use `{python}`.
     pub python: Option<PathBuf>,
+    /// Install the files (and rewrite prefixes) but run no program: the `Run` steps are
+    /// reported in [`UnpackReport::not_run`] instead (`unpack --no-run`).
+    pub no_run: bool,
 }
 
 /// What was installed.
@@ -39,6 +42,8 @@ pub struct UnpackReport {
     pub bytes: u64,
     /// Install steps run.
     pub steps: usize,
+    /// The `Run` steps not run (`--no-run`), as [`crate::text::describe_step`] shows them.
+    pub not_run: Vec<String>,
 }
 
 /// A staging directory that is removed unless it was renamed into place. While it exists its
@@ -210,6 +215,8 @@ fn new_staging(dest: &Path, progress: &dyn Progress) -> Result<Staging, ArchiveE
             return Err(ArchiveError::io("locking", &path, e));
         }
     };
+    // With -v, the line tests wait for before they interrupt an unpack.
+    progress.message(Level::Debug, &format!("staging in {}", path.display()));
     Ok(Staging {
         path,
         keep: false,
@@ -476,6 +483,7 @@ fn install(
         err
     };
     let mut steps = 0;
+    let mut not_run = Vec::new();
     for (i, rec) in manifest.install_steps.iter().enumerate() {
         if let InstallStep::Run {
             description,
@@ -487,7 +495,19 @@ fn install(
             if progress.is_cancelled() {
                 return Err(rollback(ArchiveError::Cancelled));
             }
-            progress.message(Level::Info, &format!("running {description}"));
+            if options.no_run {
+                not_run.push(crate::text::describe_step(&rec.step));
+                continue;
+            }
+            // The exact command, escaped: the description is the author's word, this is the fact.
+            progress.message(
+                Level::Info,
+                &format!(
+                    "running {}: {}",
+                    crate::text::escape(description),
+                    crate::text::command_line(program, args)
+                ),
+            );
             if let Err(e) = run_step(i, description, program, args, env, dest, options) {
                 return Err(rollback(e));
             }
@@ -499,6 +519,7 @@ fn install(
         entries,
         bytes,
         steps,
+        not_run,
     })
 }
 
@@ -760,6 +781,26 @@ fn copy_tree(
     Ok((entries, bytes))
 }
 
+/// Hash `len` zero bytes (a hole) without reading or writing them; Ctrl-C stops a long run.
+fn hash_zeros(
+    h: &mut Sha256,
+    mut len: u64,
+    buf: &mut [u8],
+    progress: &dyn Progress,
+) -> Result<(), ArchiveError> {
+    buf.fill(0);
+    while len > 0 {
+        if progress.is_cancelled() {
+            return Err(ArchiveError::Cancelled);
+        }
+        let n = len.min(buf.len() as u64) as usize;
+        h.update(&buf[..n]);
+        progress.advance(n as u64);
+        len -= n as u64;
+    }
+    Ok(())
+}
+
 fn copy_file(
     src: &Path,
     dst: &Path,
@@ -781,17 +822,45 @@ fn copy_file(
         .open(dst)
         .map_err(|e| ArchiveError::io("creating", dst, e))?;
     let mut h = Sha256::new();
-    loop {
-        let n = input
-            .read(buf)
-            .map_err(|e| ArchiveError::io("reading", src, e))?;
-        if n == 0 {
-            break;
+    // A file with holes (GNU tar recreates them from the bundle's sparse entries) is copied
+    // segment by segment and its holes are skipped, as `unpack` from the archive does: a
+    // small bundle must not fill the target's disk through `NAME/unpack`.
+    let size = meta.len();
+    let whole = [(0u64, u64::MAX)];
+    let found = crate::write::sparse_segments(&input, meta);
+    let segments: &[(u64, u64)] = found.as_deref().unwrap_or(&whole);
+    let mut pos = 0u64;
+    for &(off, len) in segments {
+        if found.is_some() {
+            hash_zeros(&mut h, off.saturating_sub(pos), buf, progress)?;
+            input
+                .seek(io::SeekFrom::Start(off))
+                .map_err(|e| ArchiveError::io("reading", src, e))?;
+            out.seek(io::SeekFrom::Start(off))
+                .map_err(|e| ArchiveError::io("writing", dst, e))?;
+            pos = off;
         }
-        h.update(&buf[..n]);
-        out.write_all(&buf[..n])
+        let mut left = len;
+        while left > 0 {
+            let want = left.min(buf.len() as u64) as usize;
+            let n = input
+                .read(&mut buf[..want])
+                .map_err(|e| ArchiveError::io("reading", src, e))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            out.write_all(&buf[..n])
+                .map_err(|e| ArchiveError::io("writing", dst, e))?;
+            progress.advance(n as u64);
+            left -= n as u64;
+            pos += n as u64;
+        }
+    }
+    if found.is_some() {
+        hash_zeros(&mut h, size.saturating_sub(pos), buf, progress)?;
+        out.set_len(size)
             .map_err(|e| ArchiveError::io("writing", dst, e))?;
-        progress.advance(n as u64);
     }
     out.set_permissions(fs::Permissions::from_mode(mode))
         .map_err(|e| ArchiveError::io("writing", dst, e))?;

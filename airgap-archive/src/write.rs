@@ -1118,8 +1118,9 @@ fn copy_file(
     Ok(())
 }
 
-/// Data segments of a file with holes (`None` for an ordinary file).
-fn sparse_segments(f: &File, meta: &fs::Metadata) -> Option<Vec<(u64, u64)>> {
+/// Data segments of a file with holes (`None` for an ordinary file). Also used by the
+/// unpacker copying an extracted tree, so that holes stay holes there too.
+pub(crate) fn sparse_segments(f: &File, meta: &fs::Metadata) -> Option<Vec<(u64, u64)>> {
     let size = meta.len();
     if size == 0 || meta.blocks().saturating_mul(512) >= size {
         return None;

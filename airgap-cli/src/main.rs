@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser;
 
-/// Set by the first Ctrl-C: long work stops at the next file and removes what it half wrote.
+/// Set by the first Ctrl-C, SIGTERM or SIGHUP (the `ctrlc` crate's `termination` feature): long
+/// work stops at the next file and removes what it half wrote.
 pub static CANCELLED: AtomicBool = AtomicBool::new(false);
 
 fn install_interrupt_handler() {
@@ -23,7 +24,7 @@ fn install_interrupt_handler() {
         if CANCELLED.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
         }
-        eprintln!("\nstopping and cleaning up (Ctrl-C again quits at once)");
+        eprintln!("\nstopping and cleaning up (a second signal quits at once)");
     });
 }
 

@@ -69,9 +69,10 @@ pub fn print_error(err: &anyhow::Error) {
             messages.push(text);
         }
     }
-    eprintln!("error: {}", messages.join(": "));
+    // Errors name files and entries from the bundle: escaped before the terminal.
+    eprintln!("error: {}", crate::ui::escape_lines(&messages.join(": ")));
     for help in helps {
-        eprintln!("help: {help}");
+        eprintln!("help: {}", crate::ui::escape_lines(&help));
     }
 }
 

@@ -55,6 +55,7 @@ impl Ui {
 
     /// A line on stderr that does not tear the progress bar.
     pub fn println(&self, line: &str) {
+        let line = escape_lines(line);
         let guard = self.bar.lock().unwrap_or_else(|e| e.into_inner());
         match guard.as_ref() {
             Some(bar) => bar.suspend(|| eprintln!("{line}")),
@@ -126,17 +127,4 @@ impl Progress for Ui {
     }
 }
 
-/// Untrusted text (from a bundle, a signature, a file name) as it may reach a terminal:
-/// control characters (ESC, CR, ...) shown as escapes, so that they cannot move the cursor,
-/// hide a line or recolour what follows.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+pub use airgap_archive::text::{escape, escape_lines};

@@ -3,25 +3,29 @@
 //! built static, it runs on any x86-64 Linux.
 //!
 //! ```text
-//! airgap-unpack --from-dir BUNDLE_DIR DEST [--python PATH]   (what BUNDLE/unpack runs)
-//! airgap-unpack BUNDLE.tar.gz DEST [--python PATH]
+//! airgap-unpack --from-dir BUNDLE_DIR DEST [--python PATH] [--no-run]   (what BUNDLE/unpack runs)
+//! airgap-unpack BUNDLE.tar.gz DEST [--python PATH] [--no-run]
 //! ```
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use airgap_archive::progress::{Level, Progress, Unit};
+use airgap_archive::text::escape_lines;
 use airgap_archive::unpack::{unpack, unpack_dir, UnpackOptions};
 
-const USAGE: &str = "usage: unpack DEST [--python PATH] [-q]
-       airgap-unpack BUNDLE DEST [--python PATH] [-q]
+const USAGE: &str = "usage: unpack DEST [--python PATH] [--no-run] [-q]
+       airgap-unpack BUNDLE DEST [--python PATH] [--no-run] [-q]
 
 Verifies every file of the bundle against its manifest, installs it into a staging
 directory beside DEST, runs its install steps and renames it to DEST only when all of
 that succeeded. DEST must not exist (or be an empty directory).
 
   --python PATH   the target's Python, for bundles whose install steps need one
-  -q, --quiet     print only errors";
+  --no-run        install the files but run none of the bundle's programs; list them
+  -q, --quiet     print only errors
+
+Each program the bundle runs is shown before it runs, as the unpacking user.";
 
 /// Phase names on stderr; nothing per file.
 struct Quiet(bool);
@@ -34,8 +38,8 @@ impl Progress for Quiet {
     }
     fn message(&self, level: Level, text: &str) {
         match level {
-            Level::Warn => eprintln!("warning: {text}"),
-            Level::Info if !self.0 => eprintln!("{:>12} {text}", ""),
+            Level::Warn => eprintln!("warning: {}", escape_lines(text)),
+            Level::Info if !self.0 => eprintln!("{:>12} {}", "", escape_lines(text)),
             _ => {}
         }
     }
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
     let mut from_dir: Option<PathBuf> = None;
     let mut python: Option<PathBuf> = None;
     let mut quiet = false;
+    let mut no_run = false;
     let mut positional: Vec<PathBuf> = Vec::new();
     while let Some(a) = args.next() {
         match a.to_str() {
@@ -56,6 +61,7 @@ fn main() -> ExitCode {
             Some("--from-dir") => from_dir = args.next().map(PathBuf::from),
             Some("--python") => python = args.next().map(PathBuf::from),
             Some("-q") | Some("--quiet") => quiet = true,
+            Some("--no-run") => no_run = true,
             Some(s) if s.starts_with('-') && s.len() > 1 => {
                 eprintln!("error: unknown option {s}\n\n{USAGE}");
                 return ExitCode::from(2);
@@ -63,7 +69,7 @@ fn main() -> ExitCode {
             _ => positional.push(PathBuf::from(a)),
         }
     }
-    let options = UnpackOptions { python };
+    let options = UnpackOptions { python, no_run };
     let progress = Quiet(quiet);
     let result = match (from_dir, positional.as_slice()) {
         (Some(dir), [dest]) => unpack_dir(&dir, dest, &options, &progress),
@@ -84,17 +90,27 @@ fn main() -> ExitCode {
                     report.steps
                 );
             }
+            if !report.not_run.is_empty() {
+                eprintln!(
+                    "warning: {} install step(s) not run (--no-run); the installation may be incomplete without them:",
+                    report.not_run.len()
+                );
+                for step in &report.not_run {
+                    eprintln!("  - {}", escape_lines(step));
+                }
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            // Errors name entries from the bundle: escaped before the terminal.
+            eprintln!("error: {}", escape_lines(&e.to_string()));
             if let airgap_archive::ArchiveError::Mismatch { problems, .. } = &e {
                 for p in problems.iter().take(50) {
-                    eprintln!("  {p}");
+                    eprintln!("  {}", escape_lines(&p.to_string()));
                 }
             }
             if let Some(help) = e.help() {
-                eprintln!("help: {help}");
+                eprintln!("help: {}", escape_lines(&help));
             }
             ExitCode::FAILURE
         }

@@ -736,6 +736,7 @@ fn an_install_step_pointing_outside_dest_is_refused() {
         let dest = work.join("dest");
         let options = airgap_archive::UnpackOptions {
             python: Some("/usr/bin/python3".into()),
+            ..Default::default()
         };
         let err = unpack(&bundle, &dest, &options, &NoProgress).unwrap_err();
         assert!(err.to_string().contains(expect), "{shown}: {err}");

@@ -241,6 +241,7 @@ fn a_step_needing_python_without_one_given_is_refused_up_front() {
         &dest,
         &UnpackOptions {
             python: Some("/usr/bin/python3".into()),
+            ..Default::default()
         },
         &NoProgress,
     )

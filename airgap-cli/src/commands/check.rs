@@ -159,13 +159,18 @@ fn print_human(what: &str, r: &CheckReport, ui: &Ui) {
         return;
     }
     // The verdict is the point of this command: shown even with -q.
-    eprintln!("error: {what} will not load on {target}");
+    // Problems name files of the bundle: escaped before the terminal.
+    let esc = crate::ui::escape_lines;
+    eprintln!(
+        "error: {}",
+        esc(&format!("{what} will not load on {target}"))
+    );
     for p in &r.problems {
-        eprintln!("  - {p}");
+        eprintln!("  - {}", esc(&p.to_string()));
     }
     for t in &r.too_new {
         for (file, v) in t.files.iter().take(10) {
-            eprintln!("      {file}  needs {}_{v}", t.prefix);
+            eprintln!("      {}  needs {}_{v}", crate::ui::escape(file), t.prefix);
         }
         if t.files.len() > 10 {
             eprintln!("      ... {} more", t.files.len() - 10);

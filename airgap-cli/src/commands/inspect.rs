@@ -7,11 +7,11 @@ use std::process::ExitCode;
 
 use airgap_archive::manifest::{FileType, Manifest};
 use airgap_archive::read_manifest;
-use airgap_plugin_api::InstallStep;
 use serde::Serialize;
 
 use crate::commands::verify::archive;
 use crate::ui::Ui;
+use crate::ui::{escape, escape_lines};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -211,40 +211,28 @@ pub fn run(args: InspectArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
     }
     writeln!(out, "\nlargest files")?;
     for f in &i.largest {
-        writeln!(out, "  {:>10}  {}", human(f.size), f.path)?;
+        writeln!(out, "  {:>10}  {}", human(f.size), escape(f.path))?;
     }
     if !i.install_steps.is_empty() {
         writeln!(out, "\ninstall steps")?;
         for (n, s) in i.install_steps.iter().enumerate() {
-            let text = match &s.step {
-                InstallStep::RewritePrefix {
-                    old_prefix,
-                    root,
-                    files,
-                } => {
-                    format!(
-                        "rewrite prefix {old_prefix} -> DEST/{root} in {} file(s)",
-                        files.len()
-                    )
-                }
-                InstallStep::Run {
-                    description,
-                    program,
-                    args,
-                    ..
-                } => {
-                    format!("{description}: {program} {}", args.join(" "))
-                }
-            };
-            writeln!(out, "  {}. [{}] {}", n + 1, s.plugin, text.trim_end())?;
+            writeln!(
+                out,
+                "  {}. [{}] {}",
+                n + 1,
+                escape(&s.plugin),
+                airgap_archive::text::describe_step(&s.step)
+            )?;
         }
     }
     if !i.warnings.is_empty() {
         writeln!(out, "\nwarnings")?;
         for w in i.warnings {
-            writeln!(out, "  {w}")?;
+            writeln!(out, "  {}", escape(w))?;
         }
     }
-    print!("{out}");
+    // Everything above came from the bundle's manifest: no control character reaches the
+    // terminal (the fields most likely to hide one were escaped whole above).
+    print!("{}", escape_lines(&out));
     Ok(ExitCode::SUCCESS)
 }

@@ -18,6 +18,8 @@ Examples:
   airgap unpack nlp.tar.gz.age /opt/nlp --passphrase-file pass.txt
 
 DEST must not exist, or be an empty directory. Nothing is left behind on failure.
+Each program a bundle runs (its install steps) is shown before it runs, as the unpacking user;
+`airgap inspect` lists them beforehand, `--no-run` installs the files and runs none.
 With --trusted-key, the signature is checked before anything is read. An encrypted bundle is
 decrypted twice: once to authenticate all of it, before anything is written, then to install.";
 
@@ -35,6 +37,10 @@ pub struct UnpackArgs {
     /// The target's own Python, for bundles whose install steps need one
     #[arg(long, value_name = "PATH")]
     pub python: Option<PathBuf>,
+
+    /// Install the files but run none of the bundle's programs (its `Run` steps); list them
+    #[arg(long)]
+    pub no_run: bool,
 
     #[command(flatten)]
     pub open: super::seal::OpenArgs,
@@ -55,6 +61,7 @@ pub fn run(args: UnpackArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
     }
     let options = UnpackOptions {
         python: args.python.clone(),
+        no_run: args.no_run,
     };
     ui.status(
         "Unpacking",
@@ -75,5 +82,14 @@ pub fn run(args: UnpackArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
             report.steps
         ),
     );
+    if !report.not_run.is_empty() {
+        ui.warn(&format!(
+            "{} install step(s) not run (--no-run); the installation may be incomplete without them:",
+            report.not_run.len()
+        ));
+        for step in &report.not_run {
+            ui.println(&format!("  - {step}"));
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -81,6 +81,32 @@ pub fn run(args: VerifyArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
                     report.entries, report.bytes
                 ),
             );
+            // What unpack will execute, stated here: "as the manifest says" covers files only.
+            let runs: Vec<_> = report
+                .manifest
+                .install_steps
+                .iter()
+                .filter(|s| matches!(s.step, airgap_plugin_api::InstallStep::Run { .. }))
+                .collect();
+            if !runs.is_empty() {
+                ui.status(
+                    "Runs",
+                    &format!(
+                        "{} program(s) on unpack, as the unpacking user (`unpack --no-run` runs none):",
+                        runs.len()
+                    ),
+                );
+                for s in runs {
+                    ui.status(
+                        "",
+                        &format!(
+                            "[{}] {}",
+                            crate::ui::escape(&s.plugin),
+                            airgap_archive::text::describe_step(&s.step)
+                        ),
+                    );
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(ArchiveError::Mismatch { bundle, problems }) => {
