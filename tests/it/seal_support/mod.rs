@@ -131,6 +131,65 @@ pub fn flip_byte(path: &Path, offset: i64) {
     fs::write(path, bytes).unwrap();
 }
 
+/// Wait (at most 120 s) until a process below `root` (`script`) is blocked in read(2) on its
+/// terminal (syscall 0 on x86-64, from `/proc/PID/syscall`, on a pty): the readiness signal that a
+/// prompt reads its answer.
+fn wait_until_reading(root: u32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while std::time::Instant::now() < deadline {
+        if descendants(root).iter().any(|pid| {
+            // "0 0xFD ...": read(2) on FD; reading the terminal when FD is the pty (the
+            // prompt may open /dev/tty rather than read fd 0).
+            let Ok(call) = fs::read_to_string(format!("/proc/{pid}/syscall")) else {
+                return false;
+            };
+            let mut words = call.split_whitespace();
+            if words.next() != Some("0") {
+                return false;
+            }
+            let fd = words
+                .next()
+                .and_then(|w| u64::from_str_radix(w.trim_start_matches("0x"), 16).ok());
+            fd.and_then(|fd| fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok())
+                .is_some_and(|t| t.starts_with("/dev/pts/") || t == Path::new("/dev/tty"))
+        }) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10)); // a poll, not a guess
+    }
+    panic!("nothing under `script` waited for the answer on the terminal");
+}
+
+/// Every process whose chain of parents reaches `root`.
+fn descendants(root: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces, so split after the last ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            parent_of.push((pid, ppid));
+        }
+    }
+    let mut out = vec![root];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i];
+        out.extend(parent_of.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    out.remove(0);
+    out
+}
+
 /// Run `argv` on a pseudo-terminal (`script`), typing each answer when its prompt is on the
 /// screen (the terminal's output since the last answer ends with `": "`, where airgap blocks
 /// reading), as a person answers a passphrase prompt. Returns what the terminal showed.
@@ -190,6 +249,9 @@ pub fn on_terminal(argv: &[&str], answers: &[&str]) -> Done {
         );
         answered_at = s.0.len();
         drop(s);
+        // The prompt is printed before echo is turned off: answer only once the program
+        // waits in read(2), which it enters after turning echo off.
+        wait_until_reading(child.id());
         stdin.write_all(format!("{answer}\n").as_bytes()).unwrap();
         stdin.flush().unwrap();
     }
