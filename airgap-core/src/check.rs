@@ -97,8 +97,9 @@ pub fn check_bundle(
         }
         let mut head = [0u8; 4];
         let n = read_up_to(&mut entry, &mut head).map_err(io)?;
+        let executable = entry.header().mode().map_err(io)? & 0o111 != 0 && !in_python_lib(rel);
         let wanted = airgap_elf::is_elf_bytes(&head[..n])
-            || head[..n].starts_with(b"#!")
+            || (executable && head[..n].starts_with(b"#!"))
             || rel.ends_with(".dist-info/WHEEL")
             || rel.ends_with(".whl");
         if !wanted {
@@ -197,7 +198,7 @@ pub(crate) fn plan_inputs(
             let disk = f.source?;
             let wanted = f.path.ends_with(".whl")
                 || f.path.ends_with(".dist-info/WHEEL")
-                || is_elf_or_script(&disk);
+                || is_elf_or_script(&disk, f.mode & 0o111 != 0 && !in_python_lib(&f.path));
             let grafted = f
                 .package
                 .as_deref()
@@ -236,13 +237,24 @@ fn rewritten_prefixes(steps: &[airgap_archive::StepRecord]) -> HashMap<String, V
     out
 }
 
-/// An ELF file or a script: the first bytes, read once, say which.
-fn is_elf_or_script(path: &Path) -> bool {
+/// Whether a bundle path is inside a Python library dir (`lib/pythonX.Y/`, site-packages
+/// included): its modules are imported, never run by their `#!` line (CPython's own,
+/// executable `cgi.py` says `#! /usr/local/bin/python`).
+fn in_python_lib(path: &str) -> bool {
+    let parts: Vec<&str> = path.split('/').collect();
+    parts
+        .windows(2)
+        .any(|w| w[0] == "lib" && w[1].starts_with("python"))
+}
+
+/// An ELF file or a script: the first bytes, read once, say which. A `#!` line counts only
+/// in an executable file outside a Python library dir (see [`in_python_lib`]).
+fn is_elf_or_script(path: &Path, executable: bool) -> bool {
     let mut head = [0u8; 4];
     let Ok(n) = std::fs::File::open(path).and_then(|mut f| read_up_to(&mut f, &mut head)) else {
         return false;
     };
-    airgap_elf::is_elf_bytes(&head[..n]) || head[..n].starts_with(b"#!")
+    airgap_elf::is_elf_bytes(&head[..n]) || (executable && head[..n].starts_with(b"#!"))
 }
 
 /// Fill what the user did not give from the manifest's profile (Python ABI, platforms).
