@@ -289,6 +289,64 @@ pub(crate) enum Target<'a> {
     Verify,
     /// Also create everything under this (new, empty) directory.
     Extract(&'a Path),
+    /// Check everything; under this (new, empty) directory create the directories and only
+    /// the files `want` picks by their bundle path, mode and first bytes (what `airgap check
+    /// BUNDLE` reads: ELF files, scripts, wheel metadata), as plain files.
+    Pick(&'a Path, &'a Want),
+}
+
+/// Whether [`Target::Pick`] extracts a file: its path below the top folder, its mode and
+/// its first bytes (up to one read chunk; fewer when the file is shorter).
+pub type Want = dyn Fn(&str, u32, &[u8]) -> bool + Sync;
+
+/// Where a file entry's data goes.
+enum Sink<'s> {
+    Nowhere,
+    File(File),
+    /// Opened on the first bytes, when `want` picks them.
+    Maybe {
+        path: PathBuf,
+        rel: &'s str,
+        mode: u32,
+        want: &'s Want,
+    },
+}
+
+impl Sink<'_> {
+    /// Decide a [`Sink::Maybe`] on the file's first bytes.
+    fn decide(&mut self, head: &[u8]) -> io::Result<()> {
+        if let Sink::Maybe {
+            path,
+            rel,
+            mode,
+            want,
+        } = self
+        {
+            *self = if want(rel, *mode, head) {
+                Sink::File(new_file(path)?)
+            } else {
+                Sink::Nowhere
+            };
+        }
+        Ok(())
+    }
+
+    fn file(&mut self) -> Option<&mut File> {
+        match self {
+            Sink::File(f) => Some(f),
+            _ => None,
+        }
+    }
+}
+
+/// A file created by the reader: new, private until its mode is set, never through a link.
+fn new_file(path: &Path) -> io::Result<File> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
 }
 
 /// What a checked bundle holds.
@@ -564,8 +622,15 @@ impl<'a> Checker<'a> {
             return Ok(());
         };
         let dest = match target {
-            Target::Extract(root) => Some(root.join(OsStr::from_bytes(&rel))),
+            Target::Extract(root) | Target::Pick(root, _) => {
+                Some(root.join(OsStr::from_bytes(&rel)))
+            }
             Target::Verify => None,
+        };
+        // Links are not needed where files are picked: the manifest lists them.
+        let link_dest = match target {
+            Target::Extract(_) => dest.as_ref(),
+            _ => None,
         };
         match e.kind {
             EntryType::Dir => {
@@ -607,7 +672,7 @@ impl<'a> Checker<'a> {
                 {
                     self.problem(format!("changed: {shown} is a link to {:?} in the archive, not what the manifest says", String::from_utf8_lossy(&e.link)))?;
                 }
-                if let Some(dest) = &dest {
+                if let Some(dest) = link_dest {
                     std::os::unix::fs::symlink(OsStr::from_bytes(&e.link), dest)
                         .map_err(|err| ArchiveError::io("creating", dest, err))?;
                     let t = FileTime::from_unix_time(e.mtime as i64, 0);
@@ -647,12 +712,19 @@ impl<'a> Checker<'a> {
                 if record.kind != FileType::File || !same {
                     self.problem(format!("changed: {shown} is a hard link to content the manifest does not list for it"))?;
                 }
-                if let Some(dest) = &dest {
-                    if let Target::Extract(root) = target {
+                match target {
+                    Target::Extract(root) | Target::Pick(root, _) => {
                         let src = root.join(OsStr::from_bytes(&first));
-                        fs::hard_link(&src, dest)
-                            .map_err(|err| ArchiveError::io("creating", dest, err))?;
+                        let dest = root.join(OsStr::from_bytes(&rel));
+                        // A picked tree has only the picked first copies.
+                        let picked_out = matches!(target, Target::Pick(..))
+                            && fs::symlink_metadata(&src).is_err();
+                        if !picked_out {
+                            fs::hard_link(&src, &dest)
+                                .map_err(|err| ArchiveError::io("creating", &dest, err))?;
+                        }
                     }
+                    Target::Verify => {}
                 }
                 self.seen.insert(rel, Seen::File);
             }
@@ -680,31 +752,28 @@ impl<'a> Checker<'a> {
                         record.mode
                     ))?;
                 }
-                let mut out = match &dest {
-                    Some(dest) => Some(
-                        fs::OpenOptions::new()
-                            .write(true)
-                            .create_new(true)
-                            .mode(0o600)
-                            .custom_flags(libc::O_NOFOLLOW)
-                            .open(dest)
-                            .map_err(|err| ArchiveError::io("creating", dest, err))?,
+                let mut out = match (target, &dest) {
+                    (Target::Extract(_), Some(dest)) => Sink::File(
+                        new_file(dest).map_err(|err| ArchiveError::io("creating", dest, err))?,
                     ),
-                    None => None,
+                    (Target::Pick(_, want), Some(dest)) => Sink::Maybe {
+                        path: dest.clone(),
+                        rel: &shown,
+                        mode,
+                        want: *want,
+                    },
+                    _ => Sink::Nowhere,
                 };
-                let digest =
-                    copy_data(e, tar, out.as_mut(), dest.as_deref(), progress).map_err(|err| {
-                        match err {
-                            CopyError::Cancelled => ArchiveError::Cancelled,
-                            CopyError::Read(err) => ArchiveError::Corrupt {
-                                bundle: self.bundle.clone(),
-                                reason: format!("reading {shown}: {err}"),
-                            },
-                            CopyError::Write(err) => {
-                                ArchiveError::io("writing", dest.clone().unwrap_or_default(), err)
-                            }
-                        }
-                    })?;
+                let digest = copy_data(e, tar, &mut out, progress).map_err(|err| match err {
+                    CopyError::Cancelled => ArchiveError::Cancelled,
+                    CopyError::Read(err) => ArchiveError::Corrupt {
+                        bundle: self.bundle.clone(),
+                        reason: format!("reading {shown}: {err}"),
+                    },
+                    CopyError::Write(err) => {
+                        ArchiveError::io("writing", dest.clone().unwrap_or_default(), err)
+                    }
+                })?;
                 self.bytes += e.real_size;
                 if record.sha256.as_deref() != Some(digest.as_str()) {
                     self.problem(format!(
@@ -712,7 +781,7 @@ impl<'a> Checker<'a> {
                         record.sha256.as_deref().unwrap_or("none")
                     ))?;
                 }
-                if let (Some(f), Some(dest)) = (out.as_ref(), &dest) {
+                if let (Some(f), Some(dest)) = (out.file(), &dest) {
                     f.set_permissions(fs::Permissions::from_mode(mode & 0o777))
                         .map_err(|err| ArchiveError::io("writing", dest, err))?;
                     let t = FileTime::from_unix_time(e.mtime as i64, 0);
@@ -779,8 +848,7 @@ enum CopyError {
 fn copy_data<R: Read>(
     e: &TarEntry,
     tar: &mut TarReader<R>,
-    mut out: Option<&mut File>,
-    _dest: Option<&Path>,
+    out: &mut Sink<'_>,
     progress: &dyn Progress,
 ) -> Result<String, CopyError> {
     let mut hasher = Sha256::new();
@@ -806,9 +874,10 @@ fn copy_data<R: Read>(
         }
         Ok(())
     };
+    let mut first = true;
     for &(off, len) in segments {
         hole(&mut hasher, &mut pos, off)?;
-        if let Some(f) = out.as_mut() {
+        if let Some(f) = out.file() {
             if e.kind == EntryType::Sparse {
                 f.seek(SeekFrom::Start(off)).map_err(CopyError::Write)?;
             }
@@ -822,7 +891,17 @@ fn copy_data<R: Read>(
                 got += k;
             }
             hasher.update(&buf[..n]);
-            if let Some(f) = out.as_mut() {
+            if first {
+                // A picked file starts at offset 0: a sparse file whose data starts later
+                // has no magic bytes to pick it by.
+                first = false;
+                let head = if off == 0 { &buf[..n] } else { &[][..] };
+                out.decide(head).map_err(CopyError::Write)?;
+                if let (Some(f), true) = (out.file(), e.kind == EntryType::Sparse) {
+                    f.seek(SeekFrom::Start(off)).map_err(CopyError::Write)?;
+                }
+            }
+            if let Some(f) = out.file() {
                 f.write_all(&buf[..n]).map_err(CopyError::Write)?;
             }
             left -= n as u64;
@@ -831,7 +910,10 @@ fn copy_data<R: Read>(
         }
     }
     hole(&mut hasher, &mut pos, e.real_size)?;
-    if let Some(f) = out.as_mut() {
+    if first {
+        out.decide(&[]).map_err(CopyError::Write)?;
+    }
+    if let Some(f) = out.file() {
         if e.kind == EntryType::Sparse {
             f.set_len(e.real_size).map_err(CopyError::Write)?;
         }
@@ -1051,4 +1133,31 @@ pub fn verify_opened(
         }
         Err(e) => Err(e),
     }
+}
+
+/// Check a bundle exactly as [`verify_bundle`] does (without the detached checksum) and
+/// extract into `root` (new, empty) its directories and the files `want` picks. For readers
+/// that need a few files' contents, such as the target check: they get the one strict
+/// reader's verdict, never a second tar reader's.
+pub fn pick_bundle(
+    bundle: &Path,
+    root: &Path,
+    want: &Want,
+    progress: &dyn Progress,
+) -> Result<VerifyReport, ArchiveError> {
+    let file = open_bundle(bundle)?;
+    let (manifest, entries, bytes) = check_bundle(
+        bundle,
+        &file,
+        &Target::Pick(root, want),
+        false,
+        progress,
+        &mut |_, _| Ok(()),
+    )?;
+    Ok(VerifyReport {
+        manifest,
+        entries,
+        bytes,
+        detached_sha256: None,
+    })
 }

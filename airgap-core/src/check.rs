@@ -1,10 +1,13 @@
 //! The glue between the pre-transfer check (`airgap-check`) and the bundle pipeline: the
 //! planned files and written bundles as check inputs. The rules live in `airgap-check`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use airgap_archive::FileType;
 pub use airgap_check::{
     check_against, check_files, check_inputs, is_extension_module, CheckInput, CheckReport,
     CheckTarget, DepReport, FoundIn, MissingLibrary, ObjectReport, PythonMismatch, Requirement,
@@ -26,22 +29,14 @@ pub struct BundleCheck {
     pub report: CheckReport,
 }
 
-/// Check an existing bundle: read its manifest, extract its ELF files and wheel metadata to a
+/// Check an existing bundle: read it through the archive's strict reader (a bundle verify
+/// would refuse is refused here too), extract its ELF files, scripts and wheel metadata to a
 /// temporary dir, and check them against `target` (default: the manifest's target profile).
 pub fn check_bundle(
     bundle: &Path,
     target: Option<CheckTarget>,
     strict: bool,
 ) -> Result<BundleCheck, Error> {
-    let manifest = airgap_archive::read_manifest(bundle)?;
-    let mut target = match target {
-        Some(t) => {
-            let mut t = t;
-            merge_profile(&mut t.profile, &manifest.target);
-            t
-        }
-        None => CheckTarget::from_profile(&manifest.target)?,
-    };
     let tmp = tempfile::Builder::new()
         .prefix("airgap-check-")
         .tempdir()
@@ -49,90 +44,51 @@ pub fn check_bundle(
             path: std::env::temp_dir(),
             source: e,
         })?;
+    let want = |rel: &str, mode: u32, head: &[u8]| {
+        let executable = mode & 0o111 != 0 && !in_python_lib(rel);
+        !rel.starts_with(".airgap/")
+            && (airgap_elf::is_elf_bytes(head)
+                || (executable && head.starts_with(b"#!"))
+                || rel.ends_with(".dist-info/WHEEL")
+                || rel.ends_with(".whl"))
+    };
+    let read =
+        airgap_archive::read::pick_bundle(bundle, tmp.path(), &want, &airgap_archive::NoProgress)?;
+    let manifest = read.manifest;
+    let mut target = match target {
+        Some(mut t) => {
+            merge_profile(&mut t.profile, &manifest.target);
+            t
+        }
+        None => CheckTarget::from_profile(&manifest.target)?,
+    };
     target.strict = strict;
-    // What airgap grafted from the build machine, as the manifest records it.
-    let grafted: BTreeSet<&str> = manifest
+    let rewritten = rewritten_prefixes(&manifest.install_steps);
+    let inputs: Vec<CheckInput> = manifest
         .files
         .iter()
-        .filter(|f| {
-            f.package
-                .as_deref()
-                .is_some_and(|p| p.starts_with("system:"))
-        })
-        .map(|f| f.path.as_str())
-        .collect();
-    let rewritten = rewritten_prefixes(&manifest.install_steps);
-    let stream = airgap_archive::read::open_archive(bundle)?;
-    let mut archive = tar::Archive::new(stream);
-    let top = format!("{}/", manifest.bundle_name);
-    let mut inputs = Vec::new();
-    let io = |e: std::io::Error| Error::Io {
-        path: bundle.to_path_buf(),
-        source: e,
-    };
-    for entry in archive.entries().map_err(io)? {
-        let mut entry = entry.map_err(io)?;
-        let kind = entry.header().entry_type();
-        if !kind.is_file() && !kind.is_symlink() {
-            continue;
-        }
-        let full = entry.path().map_err(io)?.to_string_lossy().into_owned();
-        let Some(rel) = full.strip_prefix(&top) else {
-            continue;
-        };
-        if rel.starts_with(".airgap/") || rel.split('/').any(|p| p == ".." || p.is_empty()) {
-            continue;
-        }
-        if kind.is_symlink() {
-            if let Some(target) = entry.link_name().map_err(io)? {
-                inputs.push(CheckInput {
-                    path: rel.to_owned(),
-                    disk: PathBuf::new(),
-                    link: Some(target.to_string_lossy().into_owned()),
-                    grafted: false,
-                    rewritten: Vec::new(),
-                });
+        .filter(|f| f.kind != FileType::Dir && !f.path.starts_with(".airgap/"))
+        .map(|f| {
+            let disk = tmp.path().join(OsStr::from_bytes(&f.path_bytes()));
+            let picked = f.kind == FileType::File && disk.is_file();
+            CheckInput {
+                path: f.path.clone(),
+                disk: if picked { disk } else { PathBuf::new() },
+                link: match f.kind {
+                    FileType::Symlink => f
+                        .target_bytes()
+                        .map(|t| String::from_utf8_lossy(&t).into_owned()),
+                    _ => None,
+                },
+                // What airgap grafted from the build machine, as the manifest records it.
+                grafted: f
+                    .package
+                    .as_deref()
+                    .is_some_and(|p| p.starts_with("system:")),
+                rewritten: rewritten.get(&f.path).cloned().unwrap_or_default(),
             }
-            continue;
-        }
-        let mut head = [0u8; 4];
-        let n = read_up_to(&mut entry, &mut head).map_err(io)?;
-        let executable = entry.header().mode().map_err(io)? & 0o111 != 0 && !in_python_lib(rel);
-        let wanted = airgap_elf::is_elf_bytes(&head[..n])
-            || (executable && head[..n].starts_with(b"#!"))
-            || rel.ends_with(".dist-info/WHEEL")
-            || rel.ends_with(".whl");
-        if !wanted {
-            inputs.push(CheckInput {
-                path: rel.to_owned(),
-                disk: PathBuf::new(),
-                link: None,
-                grafted: false,
-                rewritten: Vec::new(),
-            });
-            continue;
-        }
-        let disk = tmp.path().join(rel);
-        if let Some(parent) = disk.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| Error::Io {
-                path: parent.to_path_buf(),
-                source: e,
-            })?;
-        }
-        let mut out = std::fs::File::create(&disk).map_err(|e| Error::Io {
-            path: disk.clone(),
-            source: e,
-        })?;
-        std::io::Write::write_all(&mut out, &head[..n]).map_err(io)?;
-        std::io::copy(&mut entry, &mut out).map_err(io)?;
-        inputs.push(CheckInput {
-            path: rel.to_owned(),
-            disk,
-            link: None,
-            grafted: grafted.contains(rel),
-            rewritten: rewritten.get(rel).cloned().unwrap_or_default(),
-        });
-    }
+        })
+        .collect();
     let report = check_against(&inputs, &target, manifest.python.as_ref())?;
     Ok(BundleCheck {
         bundle_name: manifest.bundle_name.clone(),

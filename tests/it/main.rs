@@ -11,6 +11,7 @@ mod archive_faults;
 mod archive_hostile;
 mod archive_unpack;
 mod check_loader;
+mod check_reader;
 mod check_target;
 mod check_wheelhouse;
 mod cli_output;
