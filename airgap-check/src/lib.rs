@@ -21,10 +21,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use airgap_elf::loader::{Loader, Via};
-use airgap_elf::model::{Loaded, Model, Obj, Place, System, View, Walk};
+use airgap_elf::model::{Loaded, Model, Place, System, View, Walk};
 use airgap_elf::policy::{
     never_bundle, policy_by_name, policy_for_glibc, ManylinuxPolicy, NeverBundle,
 };
+use airgap_elf::roots::{self, RootKind, RootWalk};
 use airgap_elf::target::RootLibs;
 use airgap_elf::version::split_version_name;
 use airgap_elf::{ElfFile, ElfKind, SymbolVersions, Version};
@@ -798,162 +799,71 @@ fn on_demand_verdicts(
     }
 }
 
-/// Whether a bundle path is a Python extension module: `*.cpython-*.so`, `*.abi3.so`,
-/// `*.pypy*.so`, or a plain `*.so` not named `lib*` under site-packages, lib-dynload or in
-/// a wheel (whose root is site-packages).
-pub fn is_extension_module(path: &str) -> bool {
-    let name = split(path).1;
-    if !name.ends_with(".so") {
-        return false;
-    }
-    if name.contains(".cpython-") || name.ends_with(".abi3.so") || name.contains(".pypy") {
-        return true;
-    }
-    !name.starts_with("lib")
-        && path
-            .split('/')
-            .any(|p| p == "site-packages" || p == "lib-dynload" || p.ends_with(".whl!"))
-}
+pub use airgap_elf::roots::is_extension_module;
 
-/// An executable the user runs (PT_INTERP), not a library that also has one (libc,
-/// Qt's libraries).
-fn is_program(path: &str, elf: &ElfFile) -> bool {
-    let name = split(path).1;
-    elf.interpreter.is_some() && !(name.starts_with("lib") && name.contains(".so"))
-}
-
-/// Walk every root of the bundle in the model and classify every ELF object: executables and
-/// extension modules with what they need, breadth-first, in the context of the first root
-/// (in path order) that reaches each; then the rest, loaded on demand.
+/// Walk the bundle in the model (the walks of [`airgap_elf::roots::walk_bundle`], shared with
+/// syslibs) and classify every ELF object: each in the context of the first walk that reaches
+/// it; a root's own role wins over `needed`.
 fn walk_bundle(
     model: &Model<'_>,
     elves: &[ElfInput],
     python: Option<&PythonEnvironment>,
 ) -> Walked {
     let mut out: BTreeMap<String, ObjectReport> = BTreeMap::new();
-    // The interpreter, started: extension modules are dlopen()ed into that process by
-    // libpython (or the executable when it is static).
-    let interpreter = python
-        .and_then(|py| model.object(&py.executable))
-        .and_then(|exe| {
-            let Place::Bundle(path) = exe.place.clone() else {
-                return None;
-            };
-            let (walk, process) = model.program(&path)?;
-            let libpython = process
-                .objects()
-                .iter()
-                .find(|o| {
-                    o.elf
-                        .as_ref()
-                        .and_then(|e| e.soname.as_deref())
-                        .is_some_and(|s| s.starts_with("libpython"))
-                })
-                .cloned();
-            let mut opener: Vec<Obj> = libpython.into_iter().collect();
-            opener.push(exe);
-            Some((path, walk, process, opener))
-        });
     let mut failing: BTreeMap<String, ObjectReport> = BTreeMap::new();
     let mut on_target: Vec<String> = Vec::new();
-    let mut record =
-        |walk: &Walk, role_of_first: Role, out: &mut BTreeMap<String, ObjectReport>| {
-            let ok = walk.ok();
-            let lacks = lacks(walk);
-            if role_of_first != Role::OnDemand {
-                // A library of the target itself that does not load there (its own needs).
-                for l in walk.loaded.iter().filter(|l| !l.ok()) {
-                    if let Place::Target(t) = &l.obj.place {
-                        let line = format!(
-                            "{} on the target does not load there: it lacks {}",
-                            t.display(),
-                            lacks.join(", ")
-                        );
-                        if !on_target.contains(&line) {
-                            on_target.push(line);
-                        }
-                    }
-                }
-            }
-            for (i, l) in walk.loaded.iter().enumerate() {
-                let Place::Bundle(p) = &l.obj.place else {
-                    continue;
-                };
-                if role_of_first != Role::OnDemand && !l.ok() && !failing.contains_key(p) {
-                    // Must load, and does not in this context (maybe only in this one).
-                    failing.insert(
-                        p.clone(),
-                        ObjectReport::new(p, Role::Needed, l, false, ok, &lacks),
+    let objects: Vec<(&str, &ElfFile)> = elves.iter().map(|e| (e.path.as_str(), &*e.elf)).collect();
+    let walks = roots::walk_bundle(model, &objects, python.map(|py| py.executable.as_str()));
+    for RootWalk { kind, walk } in &walks {
+        let role_of_first = match kind {
+            RootKind::Executable => Role::Executable,
+            RootKind::Extension => Role::Extension,
+            RootKind::OnDemand => Role::OnDemand,
+        };
+        let ok = walk.ok();
+        let lacks = lacks(walk);
+        if role_of_first != Role::OnDemand {
+            // A library of the target itself that does not load there (its own needs).
+            for l in walk.loaded.iter().filter(|l| !l.ok()) {
+                if let Place::Target(t) = &l.obj.place {
+                    let line = format!(
+                        "{} on the target does not load there: it lacks {}",
+                        t.display(),
+                        lacks.join(", ")
                     );
-                }
-                let role = if i == 0 {
-                    role_of_first
-                } else if role_of_first == Role::OnDemand {
-                    Role::OnDemand
-                } else {
-                    Role::Needed
-                };
-                if let Some(existing) = out.get_mut(p) {
-                    if i == 0 && existing.role == Role::Needed && role != Role::OnDemand {
-                        // A root that another root needs: it is a root (its closure counts).
-                        existing.role = role;
-                        existing.closure_ok = ok;
+                    if !on_target.contains(&line) {
+                        on_target.push(line);
                     }
-                    continue;
                 }
-                out.insert(p.clone(), ObjectReport::new(p, role, l, i == 0, ok, &lacks));
             }
-        };
-    if let Some((path, walk, _, _)) = &interpreter {
-        let _ = path;
-        record(walk, Role::Executable, &mut out);
-    }
-    for e in elves {
-        let role = if is_extension_module(&e.path) {
-            Role::Extension
-        } else if is_program(&e.path, &e.elf) {
-            Role::Executable
-        } else {
-            continue;
-        };
-        if out.get(&e.path).is_some_and(|o| o.role == role && o.top) {
-            continue;
         }
-        let walk = match (&interpreter, role) {
-            (Some((_, _, process, opener)), Role::Extension) if !e.path.contains(".whl!/") => model
-                .dlopen(&e.path, opener, process.clone())
-                .map(|(w, _)| w),
-            _ => model.program(&e.path).map(|(w, _)| w),
-        };
-        if let Some(walk) = walk {
-            record(&walk, role, &mut out);
-        }
-    }
-    // Libraries no root reaches: those nothing in the bundle names first (the plugins
-    // themselves), then whatever is left.
-    let mut named: BTreeSet<&str> = BTreeSet::new();
-    for e in elves {
-        named.extend(e.elf.needed.iter().map(String::as_str));
-    }
-    let unreached = |out: &BTreeMap<String, ObjectReport>| -> Vec<&ElfInput> {
-        elves
-            .iter()
-            .filter(|e| !out.contains_key(&e.path))
-            .collect()
-    };
-    for pass in 0..2 {
-        for e in unreached(&out) {
-            let top = e.elf.soname().is_none_or(|s| !named.contains(s))
-                && !named.contains(split(&e.path).1);
-            if pass == 0 && !top {
+        for (i, l) in walk.loaded.iter().enumerate() {
+            let Place::Bundle(p) = &l.obj.place else {
+                continue;
+            };
+            if role_of_first != Role::OnDemand && !l.ok() && !failing.contains_key(p) {
+                // Must load, and does not in this context (maybe only in this one).
+                failing.insert(
+                    p.clone(),
+                    ObjectReport::new(p, Role::Needed, l, false, ok, &lacks),
+                );
+            }
+            let role = if i == 0 {
+                role_of_first
+            } else if role_of_first == Role::OnDemand {
+                Role::OnDemand
+            } else {
+                Role::Needed
+            };
+            if let Some(existing) = out.get_mut(p) {
+                if i == 0 && existing.role == Role::Needed && role != Role::OnDemand {
+                    // A root that another root needs: it is a root (its closure counts).
+                    existing.role = role;
+                    existing.closure_ok = ok;
+                }
                 continue;
             }
-            if out.contains_key(&e.path) {
-                continue;
-            }
-            if let Some((walk, _)) = model.program(&e.path) {
-                record(&walk, Role::OnDemand, &mut out);
-            }
+            out.insert(p.clone(), ObjectReport::new(p, role, l, i == 0, ok, &lacks));
         }
     }
     Walked {

@@ -76,28 +76,12 @@ fn is_python(name: &str) -> bool {
     name.starts_with("python") || name.starts_with("pypy")
 }
 
-/// The absolute interpreter a script's head names and its first argument; pip's form for long
-/// paths (`#!/bin/sh` then `'''exec' "/path/python" "$0" "$@"`) names the path it execs.
+/// The absolute interpreter a script's head names and its first argument, read by the one
+/// `#!` reader (pip's form for long paths names the path it execs).
 fn interpreter(head: &[u8]) -> Option<(String, Option<String>)> {
-    let text = head.strip_prefix(b"#!")?;
-    let text = String::from_utf8_lossy(text);
-    let mut lines = text.lines();
-    let first = lines.next()?.trim();
-    let mut words = first.split_whitespace();
-    let interpreter = words.next()?.to_string();
-    let arg = words.next().map(str::to_string);
-    if interpreter == "/bin/sh" {
-        if let Some(rest) = lines.next().and_then(|l| l.strip_prefix("'''exec' ")) {
-            let named = match rest.strip_prefix('"') {
-                Some(quoted) => quoted.split('"').next(),
-                None => rest.split(' ').next(),
-            };
-            if let Some(named) = named.filter(|n| n.starts_with('/')) {
-                return Some((named.to_string(), None));
-            }
-        }
-    }
-    interpreter.starts_with('/').then_some((interpreter, arg))
+    let sb = airgap_shebang::parse(head)?;
+    let arg = sb.args.split_whitespace().next().map(str::to_string);
+    Some((sb.interpreter, arg))
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ pub mod loader;
 pub mod model;
 pub mod patch;
 pub mod policy;
+pub mod roots;
 pub mod target;
 pub mod version;
 

@@ -26,7 +26,7 @@ pub mod plan;
 pub mod prefix;
 pub mod python;
 pub mod search_path;
-pub mod shebang;
+pub use airgap_shebang as shebang;
 
 /// The plugin.
 #[derive(Debug, Default)]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use airgap_elf::loader::{Loader, Object};
-use airgap_elf::model::{dir_of, Model, Place, System, View, Walk};
+use airgap_elf::model::{dir_of, Model, Place, System, View};
 use airgap_elf::patch::{origin_relative, set_search_path};
 use airgap_elf::policy::{
     never_bundle, policy_by_name, policy_for_glibc, ManylinuxPolicy, NeverBundle,
@@ -247,24 +247,22 @@ fn view_of(
     view
 }
 
-/// Needed names the model cannot resolve on the target, per object: a name counts as
-/// missing for an object only when no walk that loads the object resolves it (a library
-/// that finds its needs through its loader's inherited RPATH is fine). Names in `forced`
-/// that the target would provide count too: we must bring our own.
+/// Needed names the model cannot resolve on the target, per object, in the walks the check
+/// judges ([`airgap_elf::roots::walk_bundle`]): a name counts as missing for an object when a
+/// walk that loads the object does not resolve it, so that what is left after grafting is
+/// what the check reports. Names in `forced` that the target would provide count too: we must
+/// bring our own.
 fn unresolved(
     model: &Model<'_>,
     objs: &BTreeMap<String, Obj>,
+    python_executable: Option<&str>,
     forced: &dyn Fn(&str) -> bool,
-) -> BTreeMap<(String, String), bool> {
-    use rayon::prelude::*;
-    let walks: Vec<Walk> = objs
-        .par_iter()
-        .filter_map(|(path, _)| model.program(path).map(|(w, _)| w))
-        .collect();
-    // (object, name) -> resolved in some walk
-    let mut out: BTreeMap<(String, String), bool> = BTreeMap::new();
-    for walk in &walks {
-        for l in &walk.loaded {
+) -> BTreeSet<(String, String)> {
+    let objects: Vec<(&str, &airgap_elf::ElfFile)> =
+        objs.iter().map(|(p, o)| (p.as_str(), &*o.elf)).collect();
+    let mut out: BTreeSet<(String, String)> = BTreeSet::new();
+    for root in airgap_elf::roots::walk_bundle(model, &objects, python_executable) {
+        for l in &root.walk.loaded {
             let Place::Bundle(p) = &l.obj.place else {
                 continue;
             };
@@ -274,12 +272,12 @@ fn unresolved(
                     Some(Place::Target(_)) => !forced(&d.name),
                     Some(Place::Bundle(_)) => true,
                 };
-                let slot = out.entry((p.clone(), d.name.clone())).or_insert(false);
-                *slot |= ok;
+                if !ok {
+                    out.insert((p.clone(), d.name.clone()));
+                }
             }
         }
     }
-    out.retain(|_, ok| !*ok);
     out
 }
 
@@ -413,10 +411,11 @@ pub fn graft(
         let lacking = {
             let view = view_of(&objs, &idx, request);
             let model = Model::new(&view, System::Policy(&policy));
-            unresolved(&model, &objs, &forced)
+            let exe = request.python.as_ref().map(|py| py.executable.as_str());
+            unresolved(&model, &objs, exe, &forced)
         };
         let mut changed = false;
-        for (user, name) in lacking.into_keys() {
+        for (user, name) in lacking {
             if name.contains('/') || given_up.contains(&(user.clone(), name.clone())) {
                 continue;
             }

@@ -1,5 +1,7 @@
-//! Shebangs that name the environment's Python by absolute path.
+//! The one reader of a script's `#!` line, for the conda plugin (which rewrites shebangs that
+//! name the environment's Python) and the target check (which judges what a script runs).
 //!
+//! Shebangs that name the environment's Python by absolute path:
 //! Such a line breaks as soon as the environment moves, and a rewritten one breaks when the new
 //! path is longer than the kernel's limit (127 bytes). They are replaced by the form pip and
 //! conda use for long paths, made relative: `/bin/sh` runs the second line, which Python reads
@@ -35,33 +37,9 @@ pub fn parse(data: &[u8]) -> Option<Shebang> {
     let end = data.iter().position(|&b| b == b'\n').unwrap_or(data.len());
     let line = std::str::from_utf8(&data[2..end]).ok()?.trim();
     if line == "/bin/sh" {
-        // pip: #!/bin/sh\n'''exec' "/long/path/python" "$0" "$@"\n' '''\n
-        let rest = &data[(end + 1).min(data.len())..];
-        let second_end = rest.iter().position(|&b| b == b'\n')?;
-        let second = std::str::from_utf8(&rest[..second_end]).ok()?;
-        // pip quotes the path or not, depending on its version.
-        let rest = second.strip_prefix("'''exec' ")?;
-        let (interpreter, tail) = match rest.strip_prefix('"') {
-            Some(quoted) => quoted.split_once('"')?,
-            None => rest.split_once(' ')?,
-        };
-        if !tail.trim_start().starts_with("\"$0\" \"$@\"") || !interpreter.starts_with('/') {
-            return None;
+        if let Some(pip) = pip_long_form(data, end) {
+            return Some(pip);
         }
-        let third_start = end + 1 + second_end + 1;
-        let third = &data[third_start.min(data.len())..];
-        let third_end = third
-            .iter()
-            .position(|&b| b == b'\n')
-            .unwrap_or(third.len());
-        if &third[..third_end] != b"' '''" {
-            return None;
-        }
-        return Some(Shebang {
-            interpreter: interpreter.to_string(),
-            args: String::new(),
-            header_len: (third_start + third_end + 1).min(data.len()),
-        });
     }
     let (interpreter, args) = match line.split_once([' ', '\t']) {
         Some((i, a)) => (i, a.trim()),
@@ -74,6 +52,37 @@ pub fn parse(data: &[u8]) -> Option<Shebang> {
         interpreter: interpreter.to_string(),
         args: args.to_string(),
         header_len: (end + 1).min(data.len()),
+    })
+}
+
+/// pip's header for long paths after a `#!/bin/sh` line ending at `end`:
+/// `#!/bin/sh\n'''exec' "/long/path/python" "$0" "$@"\n' '''\n`.
+fn pip_long_form(data: &[u8], end: usize) -> Option<Shebang> {
+    let rest = &data[(end + 1).min(data.len())..];
+    let second_end = rest.iter().position(|&b| b == b'\n')?;
+    let second = std::str::from_utf8(&rest[..second_end]).ok()?;
+    // pip quotes the path or not, depending on its version.
+    let rest = second.strip_prefix("'''exec' ")?;
+    let (interpreter, tail) = match rest.strip_prefix('"') {
+        Some(quoted) => quoted.split_once('"')?,
+        None => rest.split_once(' ')?,
+    };
+    if !tail.trim_start().starts_with("\"$0\" \"$@\"") || !interpreter.starts_with('/') {
+        return None;
+    }
+    let third_start = end + 1 + second_end + 1;
+    let third = &data[third_start.min(data.len())..];
+    let third_end = third
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap_or(third.len());
+    if &third[..third_end] != b"' '''" {
+        return None;
+    }
+    Some(Shebang {
+        interpreter: interpreter.to_string(),
+        args: String::new(),
+        header_len: (third_start + third_end + 1).min(data.len()),
     })
 }
 
@@ -113,6 +122,9 @@ mod tests {
         assert_eq!(s.interpreter, "/long/bin/python3");
         assert_eq!(&unquoted[s.header_len..], b"import x\n");
         assert!(parse(b"#!/usr/bin/env python\n").is_some());
+        // A shell script is a shell script, not a failed pip header.
+        let sh = parse(b"#!/bin/sh\necho hi\n").expect("plain /bin/sh");
+        assert_eq!((sh.interpreter.as_str(), sh.header_len), ("/bin/sh", 10));
         assert!(parse(b"import x\n").is_none());
     }
 }
