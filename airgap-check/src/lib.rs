@@ -15,7 +15,7 @@
 //! Python ABI and platform. Bundling cannot fix a too-old target glibc: the check says so
 //! before the transfer.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -1085,11 +1085,13 @@ fn platform_fits(tag: &str, profile: &TargetProfile, glibc: Option<&Version>) ->
 /// files starting with `#!` are kept as inputs, and only their first bytes are read.
 fn check_scripts(files: &[CheckInput], report: &mut CheckReport) {
     use rayon::prelude::*;
+    let paths: HashSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    let in_bundle = |p: &str| paths.contains(p);
     let verdicts: Vec<script::Verdict> = files
         .par_iter()
         .filter(|f| f.link.is_none() && !f.disk.as_os_str().is_empty())
         .filter(|f| !f.path.ends_with(".whl") && !airgap_elf::is_elf(&f.disk))
-        .map(|f| script::judge(&f.path, &f.disk, &f.rewritten))
+        .map(|f| script::judge(&f.path, &f.disk, &f.rewritten, &in_bundle))
         .collect();
     for v in verdicts {
         match v {

@@ -27,12 +27,29 @@ pub enum Verdict {
 }
 
 /// Judge the script at `disk` (bundle path `path`); `rewritten` are the build machine's
-/// prefixes that unpacking rewrites in it. Only the first [`HEAD`] bytes are read.
-pub fn judge(path: &str, disk: &Path, rewritten: &[String]) -> Verdict {
+/// prefixes that unpacking rewrites in it; `in_bundle` says whether a bundle path exists
+/// (for the relative header the conda plugin writes). Only the first [`HEAD`] bytes are read.
+pub fn judge(
+    path: &str,
+    disk: &Path,
+    rewritten: &[String],
+    in_bundle: &dyn Fn(&str) -> bool,
+) -> Verdict {
     let mut head = Vec::with_capacity(HEAD);
     let read = std::fs::File::open(disk).and_then(|f| f.take(HEAD as u64).read_to_end(&mut head));
     if read.is_err() {
         return Verdict::Fine;
+    }
+    if let Some(relative) = airgap_shebang::relative_interpreter(&head) {
+        let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+        let named = airgap_elf::join_bundle_path(dir, &relative);
+        if named.as_deref().is_some_and(in_bundle) {
+            return Verdict::Fine;
+        }
+        return Verdict::Problem(format!(
+            "{path}: its #! runs {relative:?} next to it, which the bundle does not have: it \
+             will not run there"
+        ));
     }
     let Some((interpreter, arg)) = interpreter(&head) else {
         return Verdict::Fine;
@@ -93,7 +110,7 @@ mod tests {
         let p = dir.path().join("s");
         std::fs::write(&p, head).expect("write");
         let rewritten: Vec<String> = rewritten.iter().map(|s| s.to_string()).collect();
-        judge("env/bin/s", &p, &rewritten)
+        judge("env/bin/s", &p, &rewritten, &|p| p == "env/bin/python3.11")
     }
 
     #[test]
@@ -107,6 +124,12 @@ mod tests {
         );
         let relative = "#!/bin/sh\n'''exec' \"$(dirname -- \"$(readlink -f -- \"$0\")\")/python3.11\" \"$0\" \"$@\"\n' '''\n";
         assert_eq!(verdict(relative, &[]), Verdict::Fine);
+        let missing = airgap_shebang::relative_header("python", "");
+        assert!(
+            matches!(verdict(&missing, &[]), Verdict::Problem(p) if p.contains("\"python\" next to it")),
+            "{:?}",
+            verdict(&missing, &[])
+        );
         assert!(
             matches!(verdict("#!/usr/bin/env python3\n", &[]), Verdict::Warning(w) if w.contains("PATH"))
         );

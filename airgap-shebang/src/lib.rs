@@ -92,6 +92,19 @@ pub fn is_python(interpreter: &str) -> bool {
     name.starts_with("python") || name.starts_with("pypy")
 }
 
+/// How the header of [`relative_header`] starts its second line, before the relative path.
+const RELATIVE_EXEC: &str = "'''exec' \"$(dirname -- \"$(readlink -f -- \"$0\")\")/";
+
+/// The relative path (from the script's real directory) of the interpreter that a header
+/// written by [`relative_header`] runs, so that a reader can check it is there.
+pub fn relative_interpreter(data: &[u8]) -> Option<String> {
+    let rest = data.strip_prefix(b"#!/bin/sh\n")?;
+    let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+    let second = std::str::from_utf8(&rest[..end]).ok()?;
+    let relative = second.strip_prefix(RELATIVE_EXEC)?.split_once('"')?.0;
+    (!relative.is_empty()).then(|| relative.to_string())
+}
+
 /// The header that runs the Python at `relative` (from the script's directory).
 pub fn relative_header(relative: &str, args: &str) -> String {
     let args = if args.is_empty() {
@@ -99,9 +112,7 @@ pub fn relative_header(relative: &str, args: &str) -> String {
     } else {
         format!("{args} ")
     };
-    format!(
-        "#!/bin/sh\n'''exec' \"$(dirname -- \"$(readlink -f -- \"$0\")\")/{relative}\" {args}\"$0\" \"$@\"\n' '''\n"
-    )
+    format!("#!/bin/sh\n{RELATIVE_EXEC}{relative}\" {args}\"$0\" \"$@\"\n' '''\n")
 }
 
 #[cfg(test)]
@@ -122,6 +133,13 @@ mod tests {
         assert_eq!(s.interpreter, "/long/bin/python3");
         assert_eq!(&unquoted[s.header_len..], b"import x\n");
         assert!(parse(b"#!/usr/bin/env python\n").is_some());
+        let ours = relative_header("../bin/python3.11", "-E");
+        assert!(ours.starts_with("#!/bin/sh\n'''exec' \"$(dirname -- \"$(readlink -f -- \"$0\")\")/../bin/python3.11\" -E \"$0\" \"$@\"\n' '''\n"), "{ours}");
+        assert_eq!(
+            relative_interpreter(ours.as_bytes()).as_deref(),
+            Some("../bin/python3.11")
+        );
+        assert_eq!(relative_interpreter(long), None);
         // A shell script is a shell script, not a failed pip header.
         let sh = parse(b"#!/bin/sh\necho hi\n").expect("plain /bin/sh");
         assert_eq!((sh.interpreter.as_str(), sh.header_len), ("/bin/sh", 10));

@@ -64,7 +64,8 @@ fn pip_cli_wheelhouse_for_another_python_unpacks_offline_with_its_python() {
     let tmp = tempdir();
     let config = write_config(tmp.path(), &py, &["six", "markupsafe", "docopt==0.6.2"]);
     let output = tmp.path().join("wh.tar.gz");
-    let done = run(&mut bundle(&config, &output)).success();
+    // docopt is an sdist: built here with the target's X.Y, found on PATH.
+    let done = run(bundle(&config, &output).env("PATH", python::path_with(&py))).success();
     assert!(
         done.stderr
             .contains("built docopt 0.6.2 here from its sdist"),
@@ -109,7 +110,8 @@ fn pip_cli_unbuildable_requirement_fails_before_any_archive() {
     let tmp = tempdir();
     let config = write_config(tmp.path(), &py, &["sklearn"]);
     let output = tmp.path().join("wh.tar.gz");
-    let done = run(&mut bundle(&config, &output)).failure();
+    // pip's own reason comes from building the sdist with the target's X.Y, found on PATH.
+    let done = run(bundle(&config, &output).env("PATH", python::path_with(&py))).failure();
     eprintln!("{}", done.stderr);
     assert!(
         done.stderr.contains("sklearn has no wheel for the target"),

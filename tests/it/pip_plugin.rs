@@ -139,7 +139,7 @@ fn pip_bundle_for_another_python_installs_offline_and_imports() {
     let req = request(
         tmp.path(),
         // docopt 0.6.2 exists only as an sdist on PyPI: built here with the target's X.Y.
-        json!({"packages": ["attrs", "six", "markupsafe", "docopt==0.6.2"]}),
+        json!({"packages": ["attrs", "six", "markupsafe", "docopt==0.6.2"], "build_python": py.path}),
         target_for(&py, "2.17"),
     );
     let c = contribute(&req).unwrap_or_else(|e| panic!("{}\n{:?}", e.message, e.help));
@@ -395,7 +395,7 @@ fn pip_sdist_with_a_c_extension_is_built_and_its_elf_files_reported() {
     c_extension_sdist(tmp.path());
     let req = request(
         tmp.path(),
-        json!({"packages": ["agtiny"], "find_links": ["links"]}),
+        json!({"packages": ["agtiny"], "find_links": ["links"], "build_python": py.path}),
         target_for(&py, "2.17"),
     );
     let c = contribute(&req).unwrap_or_else(|e| panic!("{}\n{:?}", e.message, e.help));

@@ -386,3 +386,19 @@ pub fn offline(program: impl AsRef<std::ffi::OsStr>) -> Command {
     cmd.arg("-n").arg(program);
     cmd
 }
+
+/// `PATH` with the directory of `py` first, as `module load python/X.Y` or an activated
+/// environment leaves it: how a user puts the target's interpreter where airgap (the pip
+/// source building an sdist for the target) looks for one.
+pub fn path_with(py: &Python) -> std::ffi::OsString {
+    let mut dirs: Vec<PathBuf> = py
+        .path
+        .parent()
+        .map(Path::to_path_buf)
+        .into_iter()
+        .collect();
+    if let Some(path) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&path));
+    }
+    std::env::join_paths(dirs).unwrap_or_default()
+}

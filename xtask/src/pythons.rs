@@ -91,6 +91,7 @@ pub fn ensure_all() -> Result<Vec<Wanted>> {
     for w in &all {
         if w.executable().exists() {
             eprintln!("python {}: cached at {}", w.version, w.prefix().display());
+            link_python(&w.prefix(), w)?;
             continue;
         }
         build(w).with_context(|| {
@@ -184,6 +185,7 @@ fn build(w: &Wanted) -> Result<()> {
             String::from_utf8_lossy(&check.stderr)
         );
     }
+    link_python(&built, w)?;
     std::fs::rename(&built, &prefix)
         .with_context(|| format!("rename {} to {}", built.display(), prefix.display()))?;
     std::fs::remove_dir_all(&work).ok();
@@ -193,6 +195,19 @@ fn build(w: &Wanted) -> Result<()> {
         started.elapsed().as_secs()
     );
     Ok(())
+}
+
+/// `bin/python -> pythonX.Y`, as pyenv and conda have it. A `make install DESTDIR=...` build
+/// gets pip scripts whose `#!` names `PREFIX/bin/python` (ensurepip runs the build dir's
+/// `./python`), which `make install` does not create: without the link `bin/pip3` cannot run.
+/// Idempotent, so that caches built before it get it too.
+fn link_python(prefix: &Path, w: &Wanted) -> Result<()> {
+    let link = prefix.join("bin/python");
+    if link.symlink_metadata().is_ok() {
+        return Ok(());
+    }
+    std::os::unix::fs::symlink(format!("python{}", w.major_minor()), &link)
+        .with_context(|| format!("create {}", link.display()))
 }
 
 /// The orig tarball of `w`, downloaded once into the cache with `apt-get source
