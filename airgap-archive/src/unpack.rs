@@ -20,6 +20,7 @@ use crate::manifest::{FileType, Manifest, MANIFEST_PATH};
 use crate::progress::{Level, Progress, Unit};
 use crate::read::{check_bundle, check_rel, Target};
 use crate::relocate::{groups, prefix_for, rewrite_all, write_state, PrefixRecord, PrefixState};
+use crate::stale::{lock_dir, make_writable, remove_stale, Name};
 
 /// How to install.
 #[derive(Debug, Clone, Default)]
@@ -64,19 +65,6 @@ impl Drop for Staging {
     }
 }
 
-/// Directories may have been made read-only by their modes: open them up so removal works.
-fn make_writable(root: &Path) {
-    for entry in walkdir::WalkDir::new(root)
-        .follow_links(false)
-        .into_iter()
-        .flatten()
-    {
-        if entry.file_type().is_dir() {
-            let _ = fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o700));
-        }
-    }
-}
-
 fn check_dest(dest: &Path) -> Result<(PathBuf, bool), ArchiveError> {
     let abs = std::path::absolute(dest).map_err(|e| ArchiveError::io("resolving", dest, e))?;
     let bad = |reason: String| ArchiveError::Dest {
@@ -115,81 +103,9 @@ fn staging_prefix(dest: &Path) -> String {
     format!(".{name}.airgap-staging-")
 }
 
-/// Open a directory (never through a symlink) and take its `flock` without waiting; `None`
-/// when another process holds it.
-fn lock_dir(path: &Path) -> io::Result<Option<fs::File>> {
-    let f = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)?;
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock on a file descriptor we own; no memory is involved.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc == 0 {
-        return Ok(Some(f));
-    }
-    let err = io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        Ok(None)
-    } else {
-        Err(err)
-    }
-}
-
-fn process_alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-}
-
-/// Remove the staging directories of DEST that an unpack killed before it could clean up
-/// left beside it. Only what is provably ours and stale goes: the exact name
-/// `.NAME.airgap-staging-PID`, a real directory owned by us, its PID no longer running (or
-/// ours), and nobody holding its lock. Returns the directories removed.
-fn remove_stale_staging(dest: &Path) -> Vec<PathBuf> {
-    let parent = dest.parent().unwrap_or(Path::new("/"));
-    let prefix = staging_prefix(dest);
-    let me = std::process::id() as i32;
-    // SAFETY: geteuid cannot fail.
-    let uid = unsafe { libc::geteuid() };
-    let mut removed = Vec::new();
-    let Ok(entries) = fs::read_dir(parent) else {
-        return removed;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(prefix.as_str()))
-            .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|p| p.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let path = entry.path();
-        let Ok(meta) = fs::symlink_metadata(&path) else {
-            continue;
-        };
-        if !meta.is_dir() || meta.uid() != uid {
-            continue;
-        }
-        if pid != me && process_alive(pid) {
-            continue;
-        }
-        let Ok(Some(_lock)) = lock_dir(&path) else {
-            continue;
-        };
-        make_writable(&path);
-        if fs::remove_dir_all(&path).is_ok() {
-            removed.push(path);
-        }
-    }
-    removed
-}
-
 fn new_staging(dest: &Path, progress: &dyn Progress) -> Result<Staging, ArchiveError> {
     let parent = dest.parent().unwrap_or(Path::new("/"));
-    for stale in remove_stale_staging(dest) {
+    for stale in remove_stale(parent, &staging_prefix(dest), Name::Pid) {
         progress.message(
             Level::Info,
             &format!(

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use airgap_archive::progress::Progress;
+use airgap_archive::progress::{Level, Progress};
+use airgap_archive::stale::ScratchDir;
 use airgap_archive::write::OutputFilter;
 use airgap_archive::{
     Compression, ManifestInput, PackageRecord, Plan, PlanOptions, PluginRecord, StepRecord,
@@ -82,7 +83,7 @@ pub struct Planned {
     /// Warnings from plugins and the planner.
     pub warnings: Vec<String>,
     /// Scratch space of the plugins: must outlive the writing of the archive.
-    pub work: tempfile::TempDir,
+    pub work: ScratchDir,
 }
 
 /// The result of a written bundle.
@@ -145,13 +146,22 @@ pub fn plan_bundle(
     }
     runs.sort_by_key(|(stage, index, _, _)| (*stage, *index));
 
-    let work = tempfile::Builder::new()
-        .prefix("airgap-work-")
-        .tempdir()
-        .map_err(|source| Error::Io {
+    // Named after this process and locked while it runs, so that the next run removes what a
+    // killed one left in $TMPDIR.
+    let (work, stale) =
+        ScratchDir::new(&std::env::temp_dir(), "airgap-work-").map_err(|source| Error::Io {
             path: std::env::temp_dir(),
             source,
         })?;
+    for dir in stale {
+        progress.message(
+            Level::Info,
+            &format!(
+                "removed {}, left by a bundle run that was killed",
+                dir.display()
+            ),
+        );
+    }
     let mut target = config.target_profile();
     if options.dest_prefix.is_some() {
         target.prefix = options.dest_prefix.clone();

@@ -314,14 +314,17 @@ fn two_runs_writing_one_output_leave_one_whole_bundle() {
 }
 
 /// A run killed outright (SIGKILL) cannot clean up; the next run to the same output takes its
-/// temporary file over and leaves a whole bundle.
+/// temporary file over and leaves a whole bundle, and removes the work dir it left in $TMPDIR.
 #[test]
 fn a_killed_runs_leftover_is_taken_over_by_the_next_run() {
     let dir = tempdir();
     let config = project(dir.path(), 64 << 20);
     let out = dir.path().join("out.tar.gz");
+    let scratch = dir.path().join("tmp");
+    std::fs::create_dir(&scratch).expect("mkdir");
     let mut child = bundle_cmd(&config, &out)
         .args(["--threads", "1", "--level", "9"])
+        .env("TMPDIR", &scratch)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -330,10 +333,28 @@ fn a_killed_runs_leftover_is_taken_over_by_the_next_run() {
     child.kill().expect("kill");
     let _ = child.wait();
     assert!(!out.exists(), "a killed run published an output");
-    run(&mut bundle_cmd(&config, &out)).success();
+    let left = leftovers(&scratch);
+    assert!(
+        left.len() == 1 && left[0].starts_with(&format!("airgap-work-{}-", child.id())),
+        "the killed run's work dir: {left:?}"
+    );
+    let done = run(bundle_cmd(&config, &out).env("TMPDIR", &scratch)).success();
+    assert!(
+        done.stderr.contains(&format!(
+            "removed {}, left by a bundle run that was killed",
+            scratch.join(&left[0]).display()
+        )),
+        "{}",
+        done.stderr
+    );
+    assert_eq!(leftovers(&scratch), Vec::<String>::new());
     assert_eq!(
         leftovers(dir.path()),
-        vec!["out.tar.gz".to_string(), "out.tar.gz.sha256".to_string()]
+        vec![
+            "out.tar.gz".to_string(),
+            "out.tar.gz.sha256".to_string(),
+            "tmp".to_string()
+        ]
     );
     run(airgap().arg("verify").arg(&out)).success();
 }
