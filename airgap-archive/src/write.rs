@@ -63,6 +63,9 @@ impl Default for Compression {
     }
 }
 
+/// Where the carried unpacker lives in a bundle (below the top folder): `NAME/unpack` runs it.
+pub const UNPACKER_PATH: &str = ".airgap/airgap-unpack";
+
 /// How to write the bundle.
 #[derive(Debug, Clone, Default)]
 pub struct WriteOptions {
@@ -583,7 +586,7 @@ pub fn write_bundle(
         let canonical =
             fs::canonicalize(unpacker).map_err(|e| ArchiveError::io("reading", unpacker, e))?;
         own.push((
-            b".airgap/airgap-unpack",
+            UNPACKER_PATH.as_bytes(),
             OutKind::File {
                 content: Content::Disk(canonical),
             },

@@ -17,7 +17,7 @@ use airgap_plugin_api::{
 };
 use serde::Serialize;
 
-use crate::check::{CheckReport, CheckTarget};
+use crate::check::CheckReport;
 use crate::config::{validate_bundle_name, Config};
 use crate::registry::Registry;
 use crate::Error;
@@ -314,20 +314,6 @@ fn generated_mtime(warnings: &mut Vec<String>) -> u64 {
     }
 }
 
-/// Check the planned files against the target profile.
-pub fn check_planned(planned: &Planned, strict: bool) -> Result<CheckReport, Error> {
-    let (inputs, total) =
-        crate::check::plan_inputs(&planned.plan, &planned.manifest.install_steps)?;
-    let mut target = CheckTarget::from_profile(&planned.manifest.target)?;
-    target.strict = strict;
-    Ok(crate::check::check_inputs(
-        &inputs,
-        total,
-        &target,
-        planned.manifest.python.as_ref(),
-    )?)
-}
-
 /// Whether two paths name one existing file.
 fn same_file(a: &Path, b: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
@@ -360,7 +346,13 @@ pub fn bundle(
         }
     }
     let planned = plan_bundle(config, registry, options, progress, cancelled)?;
-    let check = check_planned(&planned, options.strict || config.check.strict)?;
+    let unpacker = options.unpacker.clone().or_else(find_unpacker);
+    let check = crate::check::check_planned_against(
+        &planned,
+        None,
+        options.strict || config.check.strict,
+        unpacker.as_deref(),
+    )?;
     if !check.passed() && !options.no_check {
         return Err(Error::CheckFailed {
             summary: check.problems.join("; "),
@@ -389,7 +381,6 @@ pub fn bundle(
             options.filter.as_ref().map(|f| f.1.as_str()).unwrap_or("")
         )),
     };
-    let unpacker = options.unpacker.clone().or_else(find_unpacker);
     let write_options = WriteOptions {
         compression,
         threads: options.threads,

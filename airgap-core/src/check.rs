@@ -7,6 +7,7 @@ use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use airgap_archive::write::UNPACKER_PATH;
 use airgap_archive::FileType;
 pub use airgap_check::{
     check_against, check_files, check_inputs, is_extension_module, CheckInput, CheckReport,
@@ -46,7 +47,7 @@ pub fn check_bundle(
         })?;
     let want = |rel: &str, mode: u32, head: &[u8]| {
         let executable = mode & 0o111 != 0 && !in_python_lib(rel);
-        !rel.starts_with(".airgap/")
+        carried(rel)
             && (airgap_elf::is_elf_bytes(head)
                 || (executable && head.starts_with(b"#!"))
                 || rel.ends_with(".dist-info/WHEEL")
@@ -67,7 +68,7 @@ pub fn check_bundle(
     let inputs: Vec<CheckInput> = manifest
         .files
         .iter()
-        .filter(|f| f.kind != FileType::Dir && !f.path.starts_with(".airgap/"))
+        .filter(|f| f.kind != FileType::Dir && carried(&f.path))
         .map(|f| {
             let disk = tmp.path().join(OsStr::from_bytes(&f.path_bytes()));
             let picked = f.kind == FileType::File && disk.is_file();
@@ -97,14 +98,33 @@ pub fn check_bundle(
     })
 }
 
-/// Check what a configuration would bundle (`airgap check -c airgap.toml`), before anything
-/// is written: the planned files, against `target` (default: the configuration's `[target]`).
+/// Whether the check judges a bundle path: the environment's files and the carried unpacker,
+/// not the rest of airgap's own `.airgap/` (the manifest).
+fn carried(path: &str) -> bool {
+    !path.starts_with(".airgap/") || path == UNPACKER_PATH
+}
+
+/// Check what a configuration would bundle (`airgap check -c airgap.toml`, and `airgap
+/// bundle` before it writes), before anything is written: the planned files and the unpacker
+/// the bundle will carry, against `target` (default: the configuration's `[target]`).
 pub fn check_planned_against(
     planned: &crate::Planned,
     target: Option<CheckTarget>,
     strict: bool,
+    unpacker: Option<&Path>,
 ) -> Result<CheckReport, Error> {
-    let (inputs, total) = plan_inputs(&planned.plan, &planned.manifest.install_steps)?;
+    let (mut inputs, mut total) = plan_inputs(&planned.plan, &planned.manifest.install_steps)?;
+    if let Some(unpacker) = unpacker {
+        // `NAME/unpack` runs it on the target: it must load there like any program.
+        total += 1;
+        inputs.push(CheckInput {
+            path: UNPACKER_PATH.to_owned(),
+            disk: unpacker.to_path_buf(),
+            link: None,
+            grafted: false,
+            rewritten: Vec::new(),
+        });
+    }
     let mut target = match target {
         Some(mut t) => {
             merge_profile(&mut t.profile, &planned.manifest.target);

@@ -11,7 +11,7 @@ mod error;
 pub mod plugin;
 pub mod registry;
 
-pub use bundle::{bundle, plan_bundle, BundleOptions, BundleReport, Planned};
+pub use bundle::{bundle, find_unpacker, plan_bundle, BundleOptions, BundleReport, Planned};
 pub use config::Config;
 pub use error::Error;
 pub use plugin::Plugin;

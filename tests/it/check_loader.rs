@@ -299,3 +299,72 @@ fn an_on_demand_plugin_is_a_warning_and_strict_refuses() {
     assert_eq!(done.code, Some(3), "{}", done.stderr);
     assert!(done.stderr.contains("libcufile_rdma"), "{}", done.stderr);
 }
+
+/// The carried unpacker is a program the target runs (`NAME/unpack`): it is judged like the
+/// bundle's own. A dynamically linked one built here needs this machine's glibc, and a
+/// declared older target refuses it by name, at `check -c`, at `bundle` and at `check BUNDLE`;
+/// the static one `cargo xtask build` makes runs anywhere.
+#[test]
+fn the_carried_unpacker_must_run_on_the_declared_target() {
+    let tmp = tempdir();
+    std::fs::write(tmp.path().join("data.txt"), "data\n").expect("write");
+    let config = tmp.path().join("airgap.toml");
+    std::fs::write(
+        &config,
+        "[bundle]\nname = \"b\"\n\n[target]\nglibc = \"2.17\"\n\n[sources.files]\npaths = [\"data.txt\"]\n",
+    )
+    .expect("write config");
+    let dynamic = build_dir().join("airgap-unpack");
+    let static_one = build_dir().join("airgap-unpack-static");
+    assert!(
+        static_one.is_file(),
+        "this test needs the static unpacker of `cargo xtask build` at {}",
+        static_one.display()
+    );
+
+    let done = run(cli()
+        .env("AIRGAP_UNPACKER", &dynamic)
+        .args(["check", "-c"])
+        .arg(&config));
+    assert_eq!(done.code, Some(3), "{}", done.stderr);
+    assert!(
+        done.stderr
+            .contains(".airgap/airgap-unpack needs GLIBC_2.3"),
+        "{}",
+        done.stderr
+    );
+    let out = tmp.path().join("b.tar.gz");
+    let done = run(cli()
+        .env("AIRGAP_UNPACKER", &dynamic)
+        .args(["bundle", "-c"])
+        .arg(&config)
+        .arg("-o")
+        .arg(&out));
+    assert_eq!(done.code, Some(3), "{}", done.stderr);
+    assert!(
+        !out.exists(),
+        "a bundle whose unpacker cannot run there was written"
+    );
+    run(cli()
+        .env("AIRGAP_UNPACKER", &dynamic)
+        .args(["bundle", "--no-check", "-c"])
+        .arg(&config)
+        .arg("-o")
+        .arg(&out))
+    .success();
+    let done = run(cli().arg("check").arg(&out));
+    assert_eq!(done.code, Some(3), "{}", done.stderr);
+    assert!(
+        done.stderr
+            .contains(".airgap/airgap-unpack needs GLIBC_2.3"),
+        "{}",
+        done.stderr
+    );
+
+    let done = run(cli()
+        .env("AIRGAP_UNPACKER", &static_one)
+        .args(["check", "-c"])
+        .arg(&config));
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    assert!(!done.stderr.contains("airgap-unpack"), "{}", done.stderr);
+}

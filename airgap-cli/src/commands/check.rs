@@ -93,9 +93,17 @@ pub fn run(args: CheckArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
             for w in &planned.warnings {
                 ui.warn(w);
             }
-            let report =
-                check_planned_against(&planned, target, args.strict || config.check.strict)
-                    .map_err(report::core)?;
+            let report = check_planned_against(
+                &planned,
+                target,
+                args.strict || config.check.strict,
+                options
+                    .unpacker
+                    .clone()
+                    .or_else(airgap_core::find_unpacker)
+                    .as_deref(),
+            )
+            .map_err(report::core)?;
             (config_path.display().to_string(), report)
         }
         (None, None) => {
