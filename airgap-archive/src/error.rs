@@ -130,6 +130,12 @@ pub enum ArchiveError {
         /// What it is.
         kind: &'static str,
     },
+    /// The file is no bundle at all: neither gzip, zstd, age nor tar.
+    #[error("{} is not an airgap bundle (neither gzip, zstd, age nor tar)", bundle.display())]
+    NotABundle {
+        /// The file given.
+        bundle: PathBuf,
+    },
     /// The destination cannot be used.
     #[error("destination {}: {reason}", path.display())]
     Dest {
@@ -214,6 +220,9 @@ impl ArchiveError {
             ),
             ArchiveError::NotRegular { .. } => Some(
                 "give the bundle file itself: airgap reads a bundle several times (signature, checksum, entries), which a pipe or a device cannot give".into(),
+            ),
+            ArchiveError::NotABundle { .. } => Some(
+                "give the .tar.gz or .tar.zst file that `airgap bundle` wrote (its .sha256, .minisig and airgap.toml are not bundles)".into(),
             ),
             ArchiveError::Dest { .. } => {
                 Some("give a destination that does not exist yet (or is an empty directory)".into())

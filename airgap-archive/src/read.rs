@@ -29,6 +29,11 @@ pub const MAX_DEPTH: usize = 256;
 pub const MAX_FILE_SIZE: u64 = 1 << 44;
 const CHUNK: usize = 256 * 1024;
 
+/// Whether a block is a tar header: ustar (POSIX or GNU) magic at offset 257.
+fn is_tar_header(block: &[u8]) -> bool {
+    block.get(257..262) == Some(b"ustar".as_slice())
+}
+
 /// The decompressed tar stream of a bundle, produced by a thread so that decompression and
 /// checking run on two cores.
 pub struct Stream {
@@ -195,7 +200,7 @@ pub fn open_archive(bundle: &Path) -> Result<Stream, ArchiveError> {
 /// [`open_archive`] over a descriptor from [`open_bundle`].
 pub fn open_archive_file(bundle: &Path, opened: &File) -> Result<Stream, ArchiveError> {
     let mut file = reader_from_start(bundle, opened)?;
-    let mut head = [0u8; 64];
+    let mut head = [0u8; 512];
     let n = crate::plan::read_full(&mut file, &mut head)
         .map_err(|e| ArchiveError::io("reading", bundle, e))?;
     file.seek(SeekFrom::Start(0))
@@ -233,6 +238,13 @@ pub fn open_archive_file(bundle: &Path, opened: &File) -> Result<Stream, Archive
         [0x28, 0xb5, 0x2f, 0xfd] => Kind::Zstd,
         _ => Kind::Plain,
     };
+    // A plain (or decrypted) stream must look like tar from its first header on; decrypted
+    // ones are judged by the tar reader, whose first header comes next.
+    if matches!(kind, Kind::Plain) && !is_age(&head) && !is_tar_header(&head) {
+        return Err(ArchiveError::NotABundle {
+            bundle: bundle.into(),
+        });
+    }
     if let Kind::Zstd = kind {
         if !cfg!(feature = "zstd") {
             return Err(ArchiveError::Corrupt {
