@@ -8,15 +8,15 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
     /// Reading or writing a file failed.
-    #[error("{action} {}: {source}", path.display())]
+    #[error("{action} {}: {cause}", path.display())]
     Io {
         /// What was being done (`reading`, `creating`).
         action: &'static str,
         /// The file.
         path: PathBuf,
-        /// The cause.
-        #[source]
-        source: io::Error,
+        /// The cause, shown in the message (so not also returned by `source()`: the CLI
+        /// prints an error's chain, and would print it twice).
+        cause: io::Error,
     },
     /// Another run is writing the same output.
     #[error("another airgap is writing {} (it holds {})", output.display(), temp.display())]
@@ -168,13 +168,12 @@ pub enum ArchiveError {
         bundle: PathBuf,
     },
     /// The registered decryptor could not open the bundle.
-    #[error("decrypting {}: {source}", bundle.display())]
+    #[error("decrypting {}: {cause}", bundle.display())]
     Decrypt {
         /// The bundle.
         bundle: PathBuf,
-        /// Why (an `airgap-seal` error, with its own advice).
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        /// Why (an `airgap-seal` error, with its own advice), shown in the message.
+        cause: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 
@@ -182,7 +181,7 @@ impl ArchiveError {
     /// Advice for the user, printed as a `help:` line.
     pub fn help(&self) -> Option<String> {
         match self {
-            ArchiveError::Io { source, path, .. } => io_help(source, path),
+            ArchiveError::Io { cause, path, .. } => io_help(cause, path),
             ArchiveError::Busy { .. } => Some(
                 "wait for the other run to finish, or write elsewhere with --output".into(),
             ),
@@ -227,7 +226,7 @@ impl ArchiveError {
         ArchiveError::Io {
             action,
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 }

@@ -150,7 +150,7 @@ pub fn plan_bundle(
         .tempdir()
         .map_err(|source| Error::Io {
             path: std::env::temp_dir(),
-            source,
+            cause: source,
         })?;
     let mut target = config.target_profile();
     if options.dest_prefix.is_some() {
@@ -185,7 +185,7 @@ pub fn plan_bundle(
         let work_dir = work.path().join(format!("{index:02}-{}", source.name));
         std::fs::create_dir_all(&work_dir).map_err(|source| Error::Io {
             path: work_dir.clone(),
-            source,
+            cause: source,
         })?;
         let request = ContributeRequest {
             source: source.name.clone(),

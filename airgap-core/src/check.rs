@@ -47,7 +47,7 @@ pub fn check_bundle(
         .tempdir()
         .map_err(|e| Error::Io {
             path: std::env::temp_dir(),
-            source: e,
+            cause: e,
         })?;
     target.strict = strict;
     // What airgap grafted from the build machine, as the manifest records it.
@@ -68,7 +68,7 @@ pub fn check_bundle(
     let mut inputs = Vec::new();
     let io = |e: std::io::Error| Error::Io {
         path: bundle.to_path_buf(),
-        source: e,
+        cause: e,
     };
     for entry in archive.entries().map_err(io)? {
         let mut entry = entry.map_err(io)?;
@@ -116,12 +116,12 @@ pub fn check_bundle(
         if let Some(parent) = disk.parent() {
             std::fs::create_dir_all(parent).map_err(|e| Error::Io {
                 path: parent.to_path_buf(),
-                source: e,
+                cause: e,
             })?;
         }
         let mut out = std::fs::File::create(&disk).map_err(|e| Error::Io {
             path: disk.clone(),
-            source: e,
+            cause: e,
         })?;
         std::io::Write::write_all(&mut out, &head[..n]).map_err(io)?;
         std::io::copy(&mut entry, &mut out).map_err(io)?;

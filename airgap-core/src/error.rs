@@ -7,12 +7,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The configuration file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {cause}", path.display())]
     ConfigRead {
         /// The file.
         path: PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why, shown in the message (so not also returned by `source()`).
+        cause: std::io::Error,
     },
     /// The configuration file is not valid.
     #[error("invalid configuration {}: {message}", path.display())]
@@ -141,12 +141,12 @@ pub enum Error {
     #[error("cancelled")]
     Cancelled,
     /// A file or directory operation of the host failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Io {
         /// The path.
         path: PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why, shown in the message (so not also returned by `source()`).
+        cause: std::io::Error,
     },
     /// A bug in airgap.
     #[error("internal error: {0}")]

@@ -124,7 +124,7 @@ fn recipients(values: &[String]) -> anyhow::Result<Vec<String>> {
                 seal(airgap_seal::SealError::Io {
                     action: "reading",
                     path: path.into(),
-                    source: e,
+                    cause: e,
                 })
             })?;
             keys.extend(
