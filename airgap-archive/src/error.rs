@@ -40,6 +40,17 @@ pub enum ArchiveError {
         /// The link on the build machine.
         path: PathBuf,
     },
+    /// A symbolic link leads to `/` or into `/proc`, `/sys` or `/dev`: following it would
+    /// walk the whole machine or read virtual files whose sizes lie.
+    #[error("symbolic link {} -> {} leads to {}, which airgap does not follow", path.display(), target.display(), resolved.display())]
+    LinkToSystem {
+        /// The link on the build machine.
+        path: PathBuf,
+        /// What it says.
+        target: PathBuf,
+        /// Where it leads.
+        resolved: PathBuf,
+    },
     /// Two entries claim one bundle path with different contents.
     #[error(
         "{path} is claimed by plugin `{first}` and by plugin `{second}` with different contents"
@@ -186,8 +197,12 @@ impl ArchiveError {
                 "wait for the other run to finish, or write elsewhere with --output".into(),
             ),
             ArchiveError::DanglingLink { .. } | ArchiveError::LinkLoop { .. } => Some(
-                "fix or remove the link, exclude it, or pass --drop-dangling to leave such links out with a warning".into(),
+                "fix or remove the link, exclude it, or pass --drop-dangling-links (or set `[bundle] drop-dangling-links = true`) to leave such links out with a warning".into(),
             ),
+            ArchiveError::LinkToSystem { path, .. } => Some(format!(
+                "remove the link, or leave it out with an exclude pattern in its source table (exclude = [{:?}])",
+                path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+            )),
             ArchiveError::Conflict { .. } => Some(
                 "only one plugin may put a file at a path; the later one can mark its entry `replace` if that is deliberate".into(),
             ),

@@ -15,7 +15,7 @@ use airgap_plugin_api::{BundleFile, Entry, EntryKind, FileKind};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::error::ArchiveError;
-use crate::progress::{Level, Progress, Unit};
+use crate::progress::{Progress, Unit};
 use crate::spill::{self, put_bytes, put_u32, put_u64, Decoder, Record, Stack, TapeReader};
 
 /// Top-level names the bundle reserves for itself.
@@ -240,6 +240,17 @@ fn parent(path: &[u8]) -> &[u8] {
         Some(n) => &path[..n],
         None => b"",
     }
+}
+
+/// Whether a link's resolved target is one a dereferencing walk must never enter: `/` (the
+/// whole machine), a directory under `/dev`, or anything under `/proc` or `/sys` (virtual
+/// files whose sizes lie, trees without end). A link to `/dev/null` stays a warning: it is
+/// not a regular file, so it is left out without being read.
+fn leads_to_system(canonical: &Path, is_dir: bool) -> bool {
+    canonical == Path::new("/")
+        || canonical.starts_with("/proc")
+        || canonical.starts_with("/sys")
+        || (is_dir && canonical.starts_with("/dev"))
 }
 
 /// Lexically normalise an absolute path (`.` and `..` resolved without touching the disk).
@@ -784,8 +795,8 @@ impl Plan {
                         ArchiveError::DanglingLink { .. } | ArchiveError::LinkLoop { .. }
                     )
                 {
+                    // Printed once, with the summary's warnings.
                     self.warnings.push(format!("{err}: left out"));
-                    progress.message(Level::Warn, &format!("{err}: left out"));
                     return Ok(());
                 }
                 return Err(err);
@@ -822,6 +833,13 @@ impl Plan {
             }
         }
         let canonical = fs::canonicalize(&link.disk).map_err(|e| self.link_error(&link.disk, e))?;
+        if leads_to_system(&canonical, meta.is_dir()) {
+            return Err(ArchiveError::LinkToSystem {
+                path: link.disk.clone(),
+                target,
+                resolved: canonical,
+            });
+        }
         if meta.is_dir() {
             if link.chain.contains(&canonical) {
                 let err = ArchiveError::LinkLoop {

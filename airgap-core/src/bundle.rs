@@ -210,7 +210,24 @@ pub fn plan_bundle(
                 source.name, plugin.name, plugin.version
             ),
         );
-        let contribution = plugin.contribute_within(&request, progress, cancelled, plugin_limit)?;
+        let contribution = plugin
+            .contribute_within(&request, progress, cancelled, plugin_limit)
+            .map_err(|e| match e {
+                Error::PluginFailed {
+                    plugin,
+                    source_name,
+                    message,
+                    help,
+                    ..
+                } => Error::PluginFailed {
+                    plugin,
+                    source_name,
+                    config: config.path.clone(),
+                    message,
+                    help,
+                },
+                other => other,
+            })?;
         check_contract(&plugin.name, &contribution.entries)?;
         let added = plan.extend(&plugin.name, &contribution.entries, progress)?;
         check_claims(&plugin.name, &contribution, &plan)?;

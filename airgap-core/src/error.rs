@@ -71,12 +71,15 @@ pub enum Error {
         help: String,
     },
     /// A plugin returned an error.
-    #[error("source `{source_name}` (plugin {plugin}): {message}")]
+    #[error("source `{source_name}`{} (plugin {plugin}): {message}", in_file(config.as_deref()))]
     PluginFailed {
         /// The plugin.
         plugin: String,
         /// The source table.
         source_name: String,
+        /// The configuration file holding the table, when there is one: a plugin's message is
+        /// often about its table, and the plugin does not know the file.
+        config: Option<PathBuf>,
         /// The plugin's message.
         message: String,
         /// The plugin's advice.
@@ -151,6 +154,12 @@ pub enum Error {
     /// A bug in airgap.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// ` in FILE`, or nothing.
+fn in_file(path: Option<&std::path::Path>) -> String {
+    path.map(|p| format!(" in {}", p.display()))
+        .unwrap_or_default()
 }
 
 impl Error {
