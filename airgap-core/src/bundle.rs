@@ -366,6 +366,10 @@ pub fn bundle(
             }
         }
     }
+    let compression = match options.compression {
+        Some(c) => c,
+        None => choose_compression(config, None, None)?,
+    };
     let planned = plan_bundle(config, registry, options, progress, cancelled)?;
     let check = check_planned(&planned, options.strict || config.check.strict)?;
     if !check.passed() && !options.no_check {
@@ -376,10 +380,6 @@ pub fn bundle(
     if cancelled.load(Ordering::Relaxed) {
         return Err(Error::Cancelled);
     }
-    let compression = match options.compression {
-        Some(c) => c,
-        None => compression_from_config(config)?,
-    };
     let output = match options
         .output
         .clone()
@@ -435,16 +435,55 @@ pub fn bundle(
     })
 }
 
-fn compression_from_config(config: &Config) -> Result<Compression, Error> {
-    let level = config.bundle.level;
-    match config.bundle.compression.as_deref() {
+/// The levels each compressor is given: gzip's 1 to 9 (0 would store uncompressed), zstd's
+/// 1 to 19 (what the `zstd` tool takes without `--ultra`: 20 to 22 need up to 128 MiB more
+/// memory to unpack, on a target nobody has measured).
+const GZIP_LEVELS: (i32, i32) = (1, 9);
+const ZSTD_LEVELS: (i32, i32) = (1, 19);
+
+/// The compression of a run: `--compression` (`kind`) over `[bundle] compression`, and
+/// `--level` (`level`) over `[bundle] level`, applying to whichever compression is chosen.
+/// A level outside the compressor's range is refused, naming where it was given, before any
+/// plugin runs.
+pub fn choose_compression(
+    config: &Config,
+    kind: Option<&str>,
+    level: Option<i32>,
+) -> Result<Compression, Error> {
+    let file = config
+        .path
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("<config>"));
+    let (given, flag, level) = match (level, config.bundle.level) {
+        (Some(l), _) => (format!("--level {l}"), true, Some(l)),
+        (None, Some(l)) => (
+            format!("[bundle] level = {l} in {}", file.display()),
+            false,
+            Some(l),
+        ),
+        (None, None) => (String::new(), false, None),
+    };
+    let checked = |codec: &'static str, range: (i32, i32), default: i32| match level {
+        None => Ok(default),
+        Some(l) if (range.0..=range.1).contains(&l) => Ok(l),
+        Some(_) => Err(Error::Level {
+            given: given.clone(),
+            flag,
+            codec,
+            range,
+            default,
+        }),
+    };
+    match kind.or(config.bundle.compression.as_deref()) {
         None | Some("gzip") | Some("gz") => Ok(Compression::Gzip {
-            level: level
-                .map(|l| l.clamp(1, 9) as u32)
-                .unwrap_or(airgap_archive::write::DEFAULT_GZIP_LEVEL),
+            level: checked(
+                "gzip",
+                GZIP_LEVELS,
+                airgap_archive::write::DEFAULT_GZIP_LEVEL as i32,
+            )? as u32,
         }),
         Some("zstd") | Some("zst") => Ok(Compression::Zstd {
-            level: level.unwrap_or(airgap_archive::write::DEFAULT_ZSTD_LEVEL),
+            level: checked("zstd", ZSTD_LEVELS, airgap_archive::write::DEFAULT_ZSTD_LEVEL)?,
         }),
         Some(other) => Err(Error::ConfigParse {
             path: config

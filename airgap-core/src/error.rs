@@ -25,6 +25,20 @@ pub enum Error {
     /// No configuration and no active environment.
     #[error("no Python environment to bundle: no -c airgap.toml given, and neither CONDA_PREFIX nor VIRTUAL_ENV is set")]
     NoActiveEnvironment,
+    /// A compression level outside what the compressor takes.
+    #[error("{given} is not a {codec} level ({codec} takes {} to {})", range.0, range.1)]
+    Level {
+        /// How it was given: `--level 99`, or `[bundle] level = 99 in FILE`.
+        given: String,
+        /// From the command line (else the configuration file).
+        flag: bool,
+        /// `gzip` or `zstd`.
+        codec: &'static str,
+        /// The levels taken.
+        range: (i32, i32),
+        /// The level used when none is given.
+        default: i32,
+    },
     /// The bundle name is not a single path component.
     #[error("invalid bundle name {0:?}: it must be one folder name")]
     BadBundleName(String),
@@ -169,6 +183,11 @@ impl Error {
             Error::ConfigRead { .. } => Some("pass the path of an airgap.toml with -c, or run without -c inside an activated environment".into()),
             Error::ConfigParse { .. } => Some("see docs/configuration.md for every key".into()),
             Error::NoActiveEnvironment => Some("activate the environment to bundle (conda activate / source bin/activate), or write an airgap.toml and pass -c airgap.toml".into()),
+            Error::Level { flag, range, default, .. } => Some(if *flag {
+                format!("give --level {} (fastest) to {} (smallest), or leave it out for the default {default}", range.0, range.1)
+            } else {
+                format!("set [bundle] level to {} (fastest) to {} (smallest), or remove it for the default {default}", range.0, range.1)
+            }),
             Error::BadBundleName(_) => Some("set [bundle] name to a plain name like \"nlp-env\"".into()),
             Error::UnknownSource { searched, .. } => Some(format!(
                 "searched {}; install the plugin there, pass --plugin-dir DIR, or set `plugin = \"NAME\"` in the source table",
