@@ -133,6 +133,18 @@ pub enum ArchiveError {
         /// Why it is refused.
         reason: String,
     },
+    /// The directory of the output cannot take it (missing, not writable).
+    #[error("output {}: {reason}", path.display())]
+    OutputDir {
+        /// The output given.
+        path: PathBuf,
+        /// Its directory.
+        dir: PathBuf,
+        /// The directory does not exist (else it cannot take files).
+        missing: bool,
+        /// Why it is refused.
+        reason: String,
+    },
     /// The bundle path is not a regular file (a fifo, a device, a socket).
     #[error("{} is not a regular file ({kind})", path.display())]
     NotRegular {
@@ -226,6 +238,13 @@ impl ArchiveError {
             ArchiveError::Output { .. } => Some(
                 "give -o a new file name (or an existing bundle to replace) outside everything the bundle reads".into(),
             ),
+            ArchiveError::OutputDir { dir, missing: true, .. } => Some(format!(
+                "create the directory first (mkdir -p {}), or give -o a path in one that exists",
+                dir.display()
+            )),
+            ArchiveError::OutputDir { .. } => {
+                Some("give -o a path in a directory that you can write".into())
+            }
             ArchiveError::NotRegular { .. } => Some(
                 "give the bundle file itself: airgap reads a bundle several times (signature, checksum, entries), which a pipe or a device cannot give".into(),
             ),

@@ -483,7 +483,11 @@ pub fn choose_compression(
             )? as u32,
         }),
         Some("zstd") | Some("zst") => Ok(Compression::Zstd {
-            level: checked("zstd", ZSTD_LEVELS, airgap_archive::write::DEFAULT_ZSTD_LEVEL)?,
+            level: checked(
+                "zstd",
+                ZSTD_LEVELS,
+                airgap_archive::write::DEFAULT_ZSTD_LEVEL,
+            )?,
         }),
         Some(other) => Err(Error::ConfigParse {
             path: config

@@ -146,11 +146,10 @@ impl SourcePlugin for Files {
             };
             let resolved = request.resolve_path(source);
             // Followed: a link to a fifo is as much a mistake as the fifo.
-            let meta = std::fs::symlink_metadata(&resolved)
-                .and_then(|m| match m.is_symlink() {
-                    true => std::fs::metadata(&resolved).or(Ok(m)),
-                    false => Ok(m),
-                });
+            let meta = std::fs::symlink_metadata(&resolved).and_then(|m| match m.is_symlink() {
+                true => std::fs::metadata(&resolved).or(Ok(m)),
+                false => Ok(m),
+            });
             let Ok(meta) = meta else {
                 return Err(PluginError::new(format!(
                     "[sources.files] path {} does not exist",
