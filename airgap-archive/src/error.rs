@@ -161,6 +161,17 @@ pub enum ArchiveError {
         /// Why.
         reason: String,
     },
+    /// The destination cannot be used, and the general advice for [`ArchiveError::Dest`]
+    /// would mislead: this one carries its own.
+    #[error("destination {}: {reason}", path.display())]
+    DestPlace {
+        /// The destination.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+        /// What to do.
+        help: String,
+    },
     /// A binary file cannot take the new prefix.
     #[error("the new prefix {new:?} is {} bytes, longer than the {max} bytes binary file {file} can hold", new.len())]
     PrefixTooLong {
@@ -248,6 +259,7 @@ impl ArchiveError {
             ArchiveError::NotRegular { .. } => Some(
                 "give the bundle file itself: airgap reads a bundle several times (signature, checksum, entries), which a pipe or a device cannot give".into(),
             ),
+            ArchiveError::DestPlace { help, .. } => Some(help.clone()),
             ArchiveError::Dest { .. } => {
                 Some("give a destination that does not exist yet (or is an empty directory)".into())
             }
