@@ -36,6 +36,12 @@ pub struct PlanOptions {
     pub work_dir: Option<PathBuf>,
     /// The mtime given to files under `work_dir` (`SOURCE_DATE_EPOCH`, else 0).
     pub generated_mtime: u64,
+    /// Files this run writes, as (device, inode), where they exist already (the bundle of an
+    /// earlier run at `-o`, its `.sha256` and `.minisig`, a killed run's `.partial`): a
+    /// directory walk leaves them out with a warning, as GNU tar leaves out its own archive
+    /// ("file is the archive; not dumped"), so that an output inside a bundled tree never
+    /// carries the previous bundle into the next. Named on their own, they stay refused.
+    pub own_output: Vec<(u64, u64)>,
 }
 
 /// Records between two entries of a run's index: a look-up reads at most this many.
@@ -751,6 +757,11 @@ impl Plan {
                 };
                 self.insert(w.plugin, child_dest.clone(), item, w.replace)?;
                 self.walk(w, &path, &child_dest, pending, progress)?;
+            } else if self.options.own_output.contains(&(meta.dev(), meta.ino())) {
+                self.warnings.push(format!(
+                    "{} is where this run writes its bundle (or a file beside it), left by an earlier run: left out",
+                    path.display()
+                ));
             } else {
                 let dir_arc = match &shared_dir {
                     Some(d) => d.clone(),

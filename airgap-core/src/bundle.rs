@@ -162,6 +162,7 @@ pub fn plan_bundle(
         memory_paths: 0,
         work_dir: Some(work.path().to_path_buf()),
         generated_mtime: generated_mtime(&mut warnings),
+        own_output: own_output(&output_of(config, options)?),
     });
     let plugin_limit = match options
         .plugin_timeout
@@ -335,6 +336,52 @@ pub fn check_planned(planned: &Planned, strict: bool) -> Result<CheckReport, Err
     )?)
 }
 
+/// Where the bundle goes: `-o`, else `[bundle] output`, else `NAME.tar.gz` (`.tar.zst`,
+/// `.age` when encrypted) here.
+fn output_of(config: &Config, options: &BundleOptions) -> Result<PathBuf, Error> {
+    if let Some(o) = options
+        .output
+        .clone()
+        .or_else(|| config.bundle.output.clone())
+    {
+        return Ok(o);
+    }
+    let compression = match options.compression {
+        Some(c) => c,
+        None => choose_compression(config, None, None)?,
+    };
+    Ok(PathBuf::from(format!(
+        "{}.{}{}",
+        config.bundle_name(),
+        match compression {
+            Compression::Zstd { .. } => "tar.zst",
+            Compression::Gzip { .. } => "tar.gz",
+        },
+        options.filter.as_ref().map(|f| f.1.as_str()).unwrap_or("")
+    )))
+}
+
+/// The files a run writes at `output` that exist already, as (device, inode): the bundle,
+/// its `.sha256` and `.minisig`, and the temporary `.NAME.partial` of a killed run.
+fn own_output(output: &Path) -> Vec<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(name) = output.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return Vec::new();
+    };
+    let dir = output.parent().unwrap_or(Path::new(""));
+    [
+        name.clone(),
+        format!("{name}.sha256"),
+        format!("{name}.minisig"),
+        format!(".{name}.partial"),
+    ]
+    .iter()
+    .filter_map(|n| std::fs::metadata(dir.join(n)).ok())
+    .filter(|m| m.is_file())
+    .map(|m| (m.dev(), m.ino()))
+    .collect()
+}
+
 /// Whether two paths name one existing file.
 fn same_file(a: &Path, b: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
@@ -380,22 +427,7 @@ pub fn bundle(
     if cancelled.load(Ordering::Relaxed) {
         return Err(Error::Cancelled);
     }
-    let output = match options
-        .output
-        .clone()
-        .or_else(|| config.bundle.output.clone())
-    {
-        Some(o) => o,
-        None => PathBuf::from(format!(
-            "{}.{}{}",
-            planned.manifest.bundle_name,
-            match compression {
-                Compression::Zstd { .. } => "tar.zst",
-                Compression::Gzip { .. } => "tar.gz",
-            },
-            options.filter.as_ref().map(|f| f.1.as_str()).unwrap_or("")
-        )),
-    };
+    let output = output_of(config, options)?;
     let unpacker = options.unpacker.clone().or_else(find_unpacker);
     let write_options = WriteOptions {
         compression,
