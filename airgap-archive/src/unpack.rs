@@ -947,3 +947,18 @@ fn copy_file(
         .map_err(|e| ArchiveError::io("writing", dst, e))?;
     Ok(hex::encode(h.finalize()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(
+            unescape_mountinfo(br"/mnt/with\040space\011tab\134back"),
+            b"/mnt/with space\ttab\\back"
+        );
+        // A backslash not followed by three octal digits stays as it is.
+        assert_eq!(unescape_mountinfo(br"/a\09x\"), br"/a\09x\");
+    }
+}

@@ -361,25 +361,31 @@ fn output_of(config: &Config, options: &BundleOptions) -> Result<PathBuf, Error>
     )))
 }
 
-/// The files a run writes at `output` that exist already, as (device, inode): the bundle,
-/// its `.sha256` and `.minisig`, and the temporary `.NAME.partial` of a killed run.
+/// The files a run writes at `output` that exist already, as (device, inode): the temporary
+/// `.NAME.partial` of a killed run and, when what is at `output` is an airgap bundle (its
+/// manifest reads: an earlier run's, which this one replaces), the bundle, its `.sha256`
+/// and `.minisig`. Anything else there (a data file, an encrypted bundle that cannot be
+/// proven ours) is left to the walk, and so refused as an input.
 fn own_output(output: &Path) -> Vec<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     let Some(name) = output.file_name().map(|n| n.to_string_lossy().into_owned()) else {
         return Vec::new();
     };
     let dir = output.parent().unwrap_or(Path::new(""));
-    [
-        name.clone(),
-        format!("{name}.sha256"),
-        format!("{name}.minisig"),
-        format!(".{name}.partial"),
-    ]
-    .iter()
-    .filter_map(|n| std::fs::metadata(dir.join(n)).ok())
-    .filter(|m| m.is_file())
-    .map(|m| (m.dev(), m.ino()))
-    .collect()
+    let mut names = vec![format!(".{name}.partial")];
+    if output.is_file() && airgap_archive::manifest::read_manifest(output).is_ok() {
+        names.extend([
+            name.clone(),
+            format!("{name}.sha256"),
+            format!("{name}.minisig"),
+        ]);
+    }
+    names
+        .iter()
+        .filter_map(|n| std::fs::metadata(dir.join(n)).ok())
+        .filter(|m| m.is_file())
+        .map(|m| (m.dev(), m.ino()))
+        .collect()
 }
 
 /// Whether two paths name one existing file.
