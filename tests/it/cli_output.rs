@@ -287,12 +287,17 @@ fn an_empty_mount_point_as_dest_is_refused_before_anything_is_extracted() {
         fs::create_dir(d).unwrap();
     }
     // A tmpfs (another device), then a bind mount of this file system (same device: found
-    // in /proc/self/mountinfo); each listed after the unpack, to show it stayed empty.
+    // in /proc/self/mountinfo); each listed after the unpack, to show it stayed empty. Then
+    // the carried unpacker (`tar xzf B && demo/unpack DEST`), which shares the check.
     let script = "set -e; mount -t tmpfs airgap-test \"$3\"; mount --bind \"$4\" \"$5\"; \
                   \"$1\" unpack \"$2\" \"$3\" || echo \"exit $?\"; ls -A \"$3\"; \
                   \"$1\" unpack \"$2\" \"$5\" || echo \"exit $?\"; ls -A \"$5\"; \
-                  \"$1\" unpack \"$2\" \"$3/demo\" >/dev/null 2>&1; ls -A \"$3/demo\"";
-    let done = match in_mount_namespace(script, &[&bundle, &mnt, &b1, &b2]) {
+                  \"$1\" unpack \"$2\" \"$3/demo\" >/dev/null 2>&1; ls -A \"$3/demo\"; \
+                  rm -rf \"$3/demo\"; tar xzf \"$2\" -C \"$6\"; \
+                  \"$6/demo/unpack\" \"$3\" || echo \"exit $?\"; ls -A \"$3\"";
+    let extracted = dir.join("extracted");
+    fs::create_dir(&extracted).unwrap();
+    let done = match in_mount_namespace(script, &[&bundle, &mnt, &b1, &b2, &extracted]) {
         Ok(done) => done.success(),
         Err(why) => return airgap_tests::skip(&why),
     };
