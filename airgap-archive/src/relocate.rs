@@ -356,19 +356,24 @@ pub(crate) fn write_state(tree: &Path, state: &PrefixState) -> Result<(), Archiv
 
 /// Whether `new_dir` can take the tree at `dir` as `unpack` takes a destination: absent, or
 /// an empty directory (`rename` replaces it); `true` for the empty directory. A place inside
-/// `dir` itself is refused by name (rename's EINVAL says nothing).
-fn check_new_dir(dir: &Path, new_dir: &Path) -> Result<bool, ArchiveError> {
+/// `dir` itself is refused by name (rename's EINVAL says nothing). Returns `new_dir` with
+/// its parent resolved: `DIR/../NEW` names nothing once DIR has moved, and the prefixes
+/// written into the files must name the real place.
+fn check_new_dir(dir: &Path, new_dir: &Path) -> Result<(PathBuf, bool), ArchiveError> {
     let real = |p: &Path| fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let real_dir = real(dir);
-    // The nearest existing ancestor, resolved: a link to a place inside DIR counts too.
-    let mut inside = new_dir.to_path_buf();
-    while fs::symlink_metadata(&inside).is_err() {
-        match inside.parent() {
-            Some(p) => inside = p.to_path_buf(),
+    // The nearest existing ancestor, resolved (`..` and links included): a place under DIR,
+    // but not DIR itself (that one is refused below as not empty).
+    let mut nearest = new_dir.to_path_buf();
+    while fs::symlink_metadata(&nearest).is_err() {
+        match nearest.parent() {
+            Some(p) => nearest = p.to_path_buf(),
             None => break,
         }
     }
-    if new_dir != dir && (new_dir.starts_with(dir) || real(&inside).starts_with(&real_dir)) {
+    let nearest_real = real(&nearest);
+    let is_dir_itself = nearest == new_dir && nearest_real == real_dir;
+    if !is_dir_itself && nearest_real.starts_with(&real_dir) {
         return Err(ArchiveError::DestPlace {
             path: new_dir.into(),
             reason: format!(
@@ -378,11 +383,15 @@ fn check_new_dir(dir: &Path, new_dir: &Path) -> Result<bool, ArchiveError> {
             help: "give a NEWDIR outside DIR".into(),
         });
     }
-    crate::unpack::check_parent(new_dir)?;
+    let parent = crate::unpack::check_parent(new_dir)?;
+    let resolved = match new_dir.file_name() {
+        Some(name) => real(parent).join(name),
+        None => new_dir.to_path_buf(),
+    };
     match fs::symlink_metadata(new_dir) {
-        Err(_) => Ok(false),
+        Err(_) => Ok((resolved, false)),
         Ok(m) if m.is_dir() => match fs::read_dir(new_dir).map(|mut it| it.next().is_none()) {
-            Ok(true) => Ok(true),
+            Ok(true) => Ok((resolved, true)),
             _ => Err(ArchiveError::Dest {
                 path: new_dir.into(),
                 reason: "exists and is not empty".into(),
@@ -408,8 +417,7 @@ pub fn relocate(
     let (target, replaced_empty) = match new_dir {
         Some(n) => {
             let n = std::path::absolute(n).map_err(|e| ArchiveError::io("resolving", n, e))?;
-            let empty = check_new_dir(&dir, &n)?;
-            (n, empty)
+            check_new_dir(&dir, &n)?
         }
         None => (dir.clone(), false),
     };

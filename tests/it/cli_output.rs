@@ -360,6 +360,13 @@ fn relocate_takes_an_empty_directory_and_refuses_a_place_inside_the_tree() {
     snapshot!("relocate_into_an_empty_directory", dir, done);
     assert!(dir.join("empty/data/b.txt").is_file());
     assert!(!dir.join("tree").exists());
+    // Under DIR only by its letters: `..` leads out again.
+    run(cli()
+        .arg("relocate")
+        .arg(dir.join("empty"))
+        .arg(dir.join("empty/../again")))
+    .success();
+    assert!(dir.join("again/data/b.txt").is_file());
 }
 
 #[test]
