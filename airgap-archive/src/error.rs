@@ -8,15 +8,15 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
     /// Reading or writing a file failed.
-    #[error("{action} {}: {source}", path.display())]
+    #[error("{action} {}: {cause}", path.display())]
     Io {
         /// What was being done (`reading`, `creating`).
         action: &'static str,
         /// The file.
         path: PathBuf,
-        /// The cause.
-        #[source]
-        source: io::Error,
+        /// The cause, shown in the message (so not also returned by `source()`: the CLI
+        /// prints an error's chain, and would print it twice).
+        cause: io::Error,
     },
     /// Another run is writing the same output.
     #[error("another airgap is writing {} (it holds {})", output.display(), temp.display())]
@@ -39,6 +39,17 @@ pub enum ArchiveError {
     LinkLoop {
         /// The link on the build machine.
         path: PathBuf,
+    },
+    /// A symbolic link leads to `/` or into `/proc`, `/sys` or `/dev`: following it would
+    /// walk the whole machine or read virtual files whose sizes lie.
+    #[error("symbolic link {} -> {} leads to {}, which airgap does not follow", path.display(), target.display(), resolved.display())]
+    LinkToSystem {
+        /// The link on the build machine.
+        path: PathBuf,
+        /// What it says.
+        target: PathBuf,
+        /// Where it leads.
+        resolved: PathBuf,
     },
     /// Two entries claim one bundle path with different contents.
     #[error(
@@ -122,6 +133,18 @@ pub enum ArchiveError {
         /// Why it is refused.
         reason: String,
     },
+    /// The directory of the output cannot take it (missing, not writable).
+    #[error("output {}: {reason}", path.display())]
+    OutputDir {
+        /// The output given.
+        path: PathBuf,
+        /// Its directory.
+        dir: PathBuf,
+        /// The directory does not exist (else it cannot take files).
+        missing: bool,
+        /// Why it is refused.
+        reason: String,
+    },
     /// The bundle path is not a regular file (a fifo, a device, a socket).
     #[error("{} is not a regular file ({kind})", path.display())]
     NotRegular {
@@ -143,6 +166,17 @@ pub enum ArchiveError {
         path: PathBuf,
         /// Why.
         reason: String,
+    },
+    /// The destination cannot be used, and the general advice for [`ArchiveError::Dest`]
+    /// would mislead: this one carries its own.
+    #[error("destination {}: {reason}", path.display())]
+    DestPlace {
+        /// The destination.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+        /// What to do.
+        help: String,
     },
     /// A binary file cannot take the new prefix.
     #[error("the new prefix {new:?} is {} bytes, longer than the {max} bytes binary file {file} can hold", new.len())]
@@ -174,13 +208,12 @@ pub enum ArchiveError {
         bundle: PathBuf,
     },
     /// The registered decryptor could not open the bundle.
-    #[error("decrypting {}: {source}", bundle.display())]
+    #[error("decrypting {}: {cause}", bundle.display())]
     Decrypt {
         /// The bundle.
         bundle: PathBuf,
-        /// Why (an `airgap-seal` error, with its own advice).
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        /// Why (an `airgap-seal` error, with its own advice), shown in the message.
+        cause: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 
@@ -188,13 +221,17 @@ impl ArchiveError {
     /// Advice for the user, printed as a `help:` line.
     pub fn help(&self) -> Option<String> {
         match self {
-            ArchiveError::Io { source, path, .. } => io_help(source, path),
+            ArchiveError::Io { cause, path, .. } => io_help(cause, path),
             ArchiveError::Busy { .. } => Some(
                 "wait for the other run to finish, or write elsewhere with --output".into(),
             ),
             ArchiveError::DanglingLink { .. } | ArchiveError::LinkLoop { .. } => Some(
-                "fix or remove the link, exclude it, or pass --drop-dangling to leave such links out with a warning".into(),
+                "fix or remove the link, exclude it, or pass --drop-dangling-links (or set `[bundle] drop-dangling-links = true`) to leave such links out with a warning".into(),
             ),
+            ArchiveError::LinkToSystem { path, .. } => Some(format!(
+                "remove the link, or leave it out with an exclude pattern in its source table (exclude = [{:?}])",
+                path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+            )),
             ArchiveError::Conflict { .. } => Some(
                 "only one plugin may put a file at a path; the later one can mark its entry `replace` if that is deliberate".into(),
             ),
@@ -218,12 +255,20 @@ impl ArchiveError {
             ArchiveError::Output { .. } => Some(
                 "give -o a new file name (or an existing bundle to replace) outside everything the bundle reads".into(),
             ),
+            ArchiveError::OutputDir { dir, missing: true, .. } => Some(format!(
+                "create the directory first (mkdir -p {}), or give -o a path in one that exists",
+                dir.display()
+            )),
+            ArchiveError::OutputDir { .. } => {
+                Some("give -o a path in a directory that you can write".into())
+            }
             ArchiveError::NotRegular { .. } => Some(
                 "give the bundle file itself: airgap reads a bundle several times (signature, checksum, entries), which a pipe or a device cannot give".into(),
             ),
             ArchiveError::NotABundle { .. } => Some(
                 "give the .tar.gz or .tar.zst file that `airgap bundle` wrote (its .sha256, .minisig and airgap.toml are not bundles)".into(),
             ),
+            ArchiveError::DestPlace { help, .. } => Some(help.clone()),
             ArchiveError::Dest { .. } => {
                 Some("give a destination that does not exist yet (or is an empty directory)".into())
             }
@@ -236,7 +281,7 @@ impl ArchiveError {
         ArchiveError::Io {
             action,
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 }

@@ -15,7 +15,7 @@ use airgap_plugin_api::{BundleFile, Entry, EntryKind, FileKind};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::error::ArchiveError;
-use crate::progress::{Level, Progress, Unit};
+use crate::progress::{Progress, Unit};
 use crate::spill::{self, put_bytes, put_u32, put_u64, Decoder, Record, Stack, TapeReader};
 
 /// Top-level names the bundle reserves for itself.
@@ -36,6 +36,12 @@ pub struct PlanOptions {
     pub work_dir: Option<PathBuf>,
     /// The mtime given to files under `work_dir` (`SOURCE_DATE_EPOCH`, else 0).
     pub generated_mtime: u64,
+    /// Files this run writes, as (device, inode), where they exist already (the bundle of an
+    /// earlier run at `-o`, its `.sha256` and `.minisig`, a killed run's `.partial`): a
+    /// directory walk leaves them out with a warning, as GNU tar leaves out its own archive
+    /// ("file is the archive; not dumped"), so that an output inside a bundled tree never
+    /// carries the previous bundle into the next. Named on their own, they stay refused.
+    pub own_output: Vec<(u64, u64)>,
 }
 
 /// Records between two entries of a run's index: a look-up reads at most this many.
@@ -240,6 +246,17 @@ fn parent(path: &[u8]) -> &[u8] {
         Some(n) => &path[..n],
         None => b"",
     }
+}
+
+/// Whether a link's resolved target is one a dereferencing walk must never enter: `/` (the
+/// whole machine), a directory under `/dev`, or anything under `/proc` or `/sys` (virtual
+/// files whose sizes lie, trees without end). A link to `/dev/null` stays a warning: it is
+/// not a regular file, so it is left out without being read.
+fn leads_to_system(canonical: &Path, is_dir: bool) -> bool {
+    canonical == Path::new("/")
+        || canonical.starts_with("/proc")
+        || canonical.starts_with("/sys")
+        || (is_dir && canonical.starts_with("/dev"))
 }
 
 /// Lexically normalise an absolute path (`.` and `..` resolved without touching the disk).
@@ -740,6 +757,11 @@ impl Plan {
                 };
                 self.insert(w.plugin, child_dest.clone(), item, w.replace)?;
                 self.walk(w, &path, &child_dest, pending, progress)?;
+            } else if self.options.own_output.contains(&(meta.dev(), meta.ino())) {
+                self.warnings.push(format!(
+                    "{} is where this run writes its bundle (or a file beside it), left by an earlier run: left out",
+                    path.display()
+                ));
             } else {
                 let dir_arc = match &shared_dir {
                     Some(d) => d.clone(),
@@ -784,8 +806,8 @@ impl Plan {
                         ArchiveError::DanglingLink { .. } | ArchiveError::LinkLoop { .. }
                     )
                 {
+                    // Printed once, with the summary's warnings.
                     self.warnings.push(format!("{err}: left out"));
-                    progress.message(Level::Warn, &format!("{err}: left out"));
                     return Ok(());
                 }
                 return Err(err);
@@ -822,6 +844,13 @@ impl Plan {
             }
         }
         let canonical = fs::canonicalize(&link.disk).map_err(|e| self.link_error(&link.disk, e))?;
+        if leads_to_system(&canonical, meta.is_dir()) {
+            return Err(ArchiveError::LinkToSystem {
+                path: link.disk.clone(),
+                target,
+                resolved: canonical,
+            });
+        }
         if meta.is_dir() {
             if link.chain.contains(&canonical) {
                 let err = ArchiveError::LinkLoop {

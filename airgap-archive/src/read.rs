@@ -216,7 +216,7 @@ pub fn open_archive_file(bundle: &Path, opened: &File) -> Result<Stream, Archive
             .open(bundle, file)
             .map_err(|source| ArchiveError::Decrypt {
                 bundle: bundle.into(),
-                source,
+                cause: source,
             })?;
         let mut magic = [0u8; 4];
         let n = crate::plan::read_full(&mut plain, &mut magic)

@@ -354,6 +354,56 @@ pub(crate) fn write_state(tree: &Path, state: &PrefixState) -> Result<(), Archiv
     tmp.commit(&path)
 }
 
+/// Whether `new_dir` can take the tree at `dir` as `unpack` takes a destination: absent, or
+/// an empty directory (`rename` replaces it); `true` for the empty directory. A place inside
+/// `dir` itself is refused by name (rename's EINVAL says nothing). Returns `new_dir` with
+/// its parent resolved: `DIR/../NEW` names nothing once DIR has moved, and the prefixes
+/// written into the files must name the real place.
+fn check_new_dir(dir: &Path, new_dir: &Path) -> Result<(PathBuf, bool), ArchiveError> {
+    let real = |p: &Path| fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let real_dir = real(dir);
+    // The nearest existing ancestor, resolved (`..` and links included): a place under DIR,
+    // but not DIR itself (that one is refused below as not empty).
+    let mut nearest = new_dir.to_path_buf();
+    while fs::symlink_metadata(&nearest).is_err() {
+        match nearest.parent() {
+            Some(p) => nearest = p.to_path_buf(),
+            None => break,
+        }
+    }
+    let nearest_real = real(&nearest);
+    let is_dir_itself = nearest == new_dir && nearest_real == real_dir;
+    if !is_dir_itself && nearest_real.starts_with(&real_dir) {
+        return Err(ArchiveError::DestPlace {
+            path: new_dir.into(),
+            reason: format!(
+                "is inside {}: a tree cannot be moved into itself",
+                dir.display()
+            ),
+            help: "give a NEWDIR outside DIR".into(),
+        });
+    }
+    let parent = crate::unpack::check_parent(new_dir)?;
+    let resolved = match new_dir.file_name() {
+        Some(name) => real(parent).join(name),
+        None => new_dir.to_path_buf(),
+    };
+    match fs::symlink_metadata(new_dir) {
+        Err(_) => Ok((resolved, false)),
+        Ok(m) if m.is_dir() => match fs::read_dir(new_dir).map(|mut it| it.next().is_none()) {
+            Ok(true) => Ok((resolved, true)),
+            _ => Err(ArchiveError::Dest {
+                path: new_dir.into(),
+                reason: "exists and is not empty".into(),
+            }),
+        },
+        Ok(_) => Err(ArchiveError::Dest {
+            path: new_dir.into(),
+            reason: "exists and is not a directory".into(),
+        }),
+    }
+}
+
 /// Move an unpacked bundle from `dir` to `new_dir` and rewrite its prefixes for the new place.
 /// With `new_dir` `None`, only rewrite (the tree was already moved by other means).
 pub fn relocate(
@@ -364,18 +414,12 @@ pub fn relocate(
     let dir = std::path::absolute(dir).map_err(|e| ArchiveError::io("resolving", dir, e))?;
     let manifest = crate::manifest::read_manifest(&dir)?;
     let state = read_state(&dir)?;
-    let target = match new_dir {
+    let (target, replaced_empty) = match new_dir {
         Some(n) => {
             let n = std::path::absolute(n).map_err(|e| ArchiveError::io("resolving", n, e))?;
-            if fs::symlink_metadata(&n).is_ok() {
-                return Err(ArchiveError::Dest {
-                    path: n,
-                    reason: "already exists".into(),
-                });
-            }
-            n
+            check_new_dir(&dir, &n)?
         }
-        None => dir.clone(),
+        None => (dir.clone(), false),
     };
     // Refuse before touching anything when a binary file cannot take the new prefix.
     rewrite_all(&manifest, &state, &dir, &target, true, progress)?;
@@ -407,8 +451,8 @@ pub fn relocate(
                 false,
                 &crate::progress::NoProgress,
             );
-            if target != dir {
-                let _ = fs::rename(&target, &dir);
+            if target != dir && fs::rename(&target, &dir).is_ok() && replaced_empty {
+                let _ = fs::create_dir(&target);
             }
             Err(e)
         }

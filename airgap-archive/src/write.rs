@@ -492,18 +492,53 @@ pub fn check_output(output: &Path) -> Result<(), ArchiveError> {
                 "is {what}; airgap writes a bundle only to a new or regular file"
             )))
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+        Err(e)
+            if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) =>
+        {
             let parent = match output.parent() {
                 Some(p) if !p.as_os_str().is_empty() => p,
                 _ => Path::new("."),
             };
-            if parent.is_dir() {
-                Ok(())
-            } else {
-                Err(bad(format!(
-                    "its directory {} does not exist",
-                    parent.display()
-                )))
+            let bad_dir = |missing: bool, reason: String| ArchiveError::OutputDir {
+                path: output.into(),
+                dir: parent.into(),
+                missing,
+                reason,
+            };
+            match fs::metadata(parent) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    return Err(bad_dir(
+                        false,
+                        format!("{} is not a directory", parent.display()),
+                    ))
+                }
+                Err(_) => {
+                    return Err(bad_dir(
+                        true,
+                        format!("its directory {} does not exist", parent.display()),
+                    ))
+                }
+            }
+            // A file made and removed at once: a read-only or virtual directory (`/proc`)
+            // is refused here, before any plugin runs, not after the build, under the
+            // name of a temporary file the user never gave.
+            let probe = parent.join(format!(".airgap-probe-{}", std::process::id()));
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&probe)
+            {
+                Ok(_) => {
+                    let _ = fs::remove_file(&probe);
+                    Ok(())
+                }
+                // Ours, left by a run of this process id that was killed: writable.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+                Err(e) => Err(bad_dir(
+                    false,
+                    format!("cannot create files in {}: {e}", parent.display()),
+                )),
             }
         }
         Err(e) => Err(ArchiveError::io("reading", output, e)),

@@ -151,7 +151,7 @@ pub fn plan_bundle(
     let (work, stale) =
         ScratchDir::new(&std::env::temp_dir(), "airgap-work-").map_err(|source| Error::Io {
             path: std::env::temp_dir(),
-            source,
+            cause: source,
         })?;
     for dir in stale {
         progress.message(
@@ -172,6 +172,7 @@ pub fn plan_bundle(
         memory_paths: 0,
         work_dir: Some(work.path().to_path_buf()),
         generated_mtime: generated_mtime(&mut warnings),
+        own_output: own_output(&output_of(config, options)?),
     });
     let plugin_limit = match options
         .plugin_timeout
@@ -195,7 +196,7 @@ pub fn plan_bundle(
         let work_dir = work.path().join(format!("{index:02}-{}", source.name));
         std::fs::create_dir_all(&work_dir).map_err(|source| Error::Io {
             path: work_dir.clone(),
-            source,
+            cause: source,
         })?;
         let request = ContributeRequest {
             source: source.name.clone(),
@@ -220,7 +221,24 @@ pub fn plan_bundle(
                 source.name, plugin.name, plugin.version
             ),
         );
-        let contribution = plugin.contribute_within(&request, progress, cancelled, plugin_limit)?;
+        let contribution = plugin
+            .contribute_within(&request, progress, cancelled, plugin_limit)
+            .map_err(|e| match e {
+                Error::PluginFailed {
+                    plugin,
+                    source_name,
+                    message,
+                    help,
+                    ..
+                } => Error::PluginFailed {
+                    plugin,
+                    source_name,
+                    config: config.path.clone(),
+                    message,
+                    help,
+                },
+                other => other,
+            })?;
         check_contract(&plugin.name, &contribution.entries)?;
         let added = plan.extend(&plugin.name, &contribution.entries, progress)?;
         check_claims(&plugin.name, &contribution, &plan)?;
@@ -314,6 +332,58 @@ fn generated_mtime(warnings: &mut Vec<String>) -> u64 {
     }
 }
 
+/// Where the bundle goes: `-o`, else `[bundle] output`, else `NAME.tar.gz` (`.tar.zst`,
+/// `.age` when encrypted) here.
+fn output_of(config: &Config, options: &BundleOptions) -> Result<PathBuf, Error> {
+    if let Some(o) = options
+        .output
+        .clone()
+        .or_else(|| config.bundle.output.clone())
+    {
+        return Ok(o);
+    }
+    let compression = match options.compression {
+        Some(c) => c,
+        None => choose_compression(config, None, None)?,
+    };
+    Ok(PathBuf::from(format!(
+        "{}.{}{}",
+        config.bundle_name(),
+        match compression {
+            Compression::Zstd { .. } => "tar.zst",
+            Compression::Gzip { .. } => "tar.gz",
+        },
+        options.filter.as_ref().map(|f| f.1.as_str()).unwrap_or("")
+    )))
+}
+
+/// The files a run writes at `output` that exist already, as (device, inode): the temporary
+/// `.NAME.partial` of a killed run and, when what is at `output` is an airgap bundle (its
+/// manifest reads: an earlier run's, which this one replaces), the bundle, its `.sha256`
+/// and `.minisig`. Anything else there (a data file, an encrypted bundle that cannot be
+/// proven ours) is left to the walk, and so refused as an input.
+fn own_output(output: &Path) -> Vec<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(name) = output.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return Vec::new();
+    };
+    let dir = output.parent().unwrap_or(Path::new(""));
+    let mut names = vec![format!(".{name}.partial")];
+    if output.is_file() && airgap_archive::manifest::read_manifest(output).is_ok() {
+        names.extend([
+            name.clone(),
+            format!("{name}.sha256"),
+            format!("{name}.minisig"),
+        ]);
+    }
+    names
+        .iter()
+        .filter_map(|n| std::fs::metadata(dir.join(n)).ok())
+        .filter(|m| m.is_file())
+        .map(|m| (m.dev(), m.ino()))
+        .collect()
+}
+
 /// Whether two paths name one existing file.
 fn same_file(a: &Path, b: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
@@ -345,6 +415,10 @@ pub fn bundle(
             }
         }
     }
+    let compression = match options.compression {
+        Some(c) => c,
+        None => choose_compression(config, None, None)?,
+    };
     let planned = plan_bundle(config, registry, options, progress, cancelled)?;
     let unpacker = options.unpacker.clone().or_else(find_unpacker);
     let check = crate::check::check_planned_against(
@@ -361,26 +435,7 @@ pub fn bundle(
     if cancelled.load(Ordering::Relaxed) {
         return Err(Error::Cancelled);
     }
-    let compression = match options.compression {
-        Some(c) => c,
-        None => compression_from_config(config)?,
-    };
-    let output = match options
-        .output
-        .clone()
-        .or_else(|| config.bundle.output.clone())
-    {
-        Some(o) => o,
-        None => PathBuf::from(format!(
-            "{}.{}{}",
-            planned.manifest.bundle_name,
-            match compression {
-                Compression::Zstd { .. } => "tar.zst",
-                Compression::Gzip { .. } => "tar.gz",
-            },
-            options.filter.as_ref().map(|f| f.1.as_str()).unwrap_or("")
-        )),
-    };
+    let output = output_of(config, options)?;
     let write_options = WriteOptions {
         compression,
         threads: options.threads,
@@ -419,16 +474,59 @@ pub fn bundle(
     })
 }
 
-fn compression_from_config(config: &Config) -> Result<Compression, Error> {
-    let level = config.bundle.level;
-    match config.bundle.compression.as_deref() {
+/// The levels each compressor is given: gzip's 1 to 9 (0 would store uncompressed), zstd's
+/// 1 to 19 (what the `zstd` tool takes without `--ultra`: 20 to 22 need up to 128 MiB more
+/// memory to unpack, on a target nobody has measured).
+const GZIP_LEVELS: (i32, i32) = (1, 9);
+const ZSTD_LEVELS: (i32, i32) = (1, 19);
+
+/// The compression of a run: `--compression` (`kind`) over `[bundle] compression`, and
+/// `--level` (`level`) over `[bundle] level`, applying to whichever compression is chosen.
+/// A level outside the compressor's range is refused, naming where it was given, before any
+/// plugin runs.
+pub fn choose_compression(
+    config: &Config,
+    kind: Option<&str>,
+    level: Option<i32>,
+) -> Result<Compression, Error> {
+    let file = config
+        .path
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("<config>"));
+    let (given, flag, level) = match (level, config.bundle.level) {
+        (Some(l), _) => (format!("--level {l}"), true, Some(l)),
+        (None, Some(l)) => (
+            format!("[bundle] level = {l} in {}", file.display()),
+            false,
+            Some(l),
+        ),
+        (None, None) => (String::new(), false, None),
+    };
+    let checked = |codec: &'static str, range: (i32, i32), default: i32| match level {
+        None => Ok(default),
+        Some(l) if (range.0..=range.1).contains(&l) => Ok(l),
+        Some(_) => Err(Error::Level {
+            given: given.clone(),
+            flag,
+            codec,
+            range,
+            default,
+        }),
+    };
+    match kind.or(config.bundle.compression.as_deref()) {
         None | Some("gzip") | Some("gz") => Ok(Compression::Gzip {
-            level: level
-                .map(|l| l.clamp(1, 9) as u32)
-                .unwrap_or(airgap_archive::write::DEFAULT_GZIP_LEVEL),
+            level: checked(
+                "gzip",
+                GZIP_LEVELS,
+                airgap_archive::write::DEFAULT_GZIP_LEVEL as i32,
+            )? as u32,
         }),
         Some("zstd") | Some("zst") => Ok(Compression::Zstd {
-            level: level.unwrap_or(airgap_archive::write::DEFAULT_ZSTD_LEVEL),
+            level: checked(
+                "zstd",
+                ZSTD_LEVELS,
+                airgap_archive::write::DEFAULT_ZSTD_LEVEL,
+            )?,
         }),
         Some(other) => Err(Error::ConfigParse {
             path: config

@@ -43,7 +43,7 @@ pub fn check_bundle(
         .tempdir()
         .map_err(|e| Error::Io {
             path: std::env::temp_dir(),
-            source: e,
+            cause: e,
         })?;
     let want = |rel: &str, mode: u32, head: &[u8]| {
         let executable = mode & 0o111 != 0 && !in_python_lib(rel);

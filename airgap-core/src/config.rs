@@ -142,7 +142,7 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, Error> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         })?;
         let dir = path
             .parent()

@@ -7,12 +7,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The configuration file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {cause}", path.display())]
     ConfigRead {
         /// The file.
         path: PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why, shown in the message (so not also returned by `source()`).
+        cause: std::io::Error,
     },
     /// The configuration file is not valid.
     #[error("invalid configuration {}: {message}", path.display())]
@@ -25,6 +25,20 @@ pub enum Error {
     /// No configuration and no active environment.
     #[error("no Python environment to bundle: no -c airgap.toml given, and neither CONDA_PREFIX nor VIRTUAL_ENV is set")]
     NoActiveEnvironment,
+    /// A compression level outside what the compressor takes.
+    #[error("{given} is not a {codec} level ({codec} takes {} to {})", range.0, range.1)]
+    Level {
+        /// How it was given: `--level 99`, or `[bundle] level = 99 in FILE`.
+        given: String,
+        /// From the command line (else the configuration file).
+        flag: bool,
+        /// `gzip` or `zstd`.
+        codec: &'static str,
+        /// The levels taken.
+        range: (i32, i32),
+        /// The level used when none is given.
+        default: i32,
+    },
     /// The bundle name is not a single path component.
     #[error("invalid bundle name {0:?}: it must be one folder name")]
     BadBundleName(String),
@@ -71,12 +85,15 @@ pub enum Error {
         help: String,
     },
     /// A plugin returned an error.
-    #[error("source `{source_name}` (plugin {plugin}): {message}")]
+    #[error("source `{source_name}`{} (plugin {plugin}): {message}", in_file(config.as_deref()))]
     PluginFailed {
         /// The plugin.
         plugin: String,
         /// The source table.
         source_name: String,
+        /// The configuration file holding the table, when there is one: a plugin's message is
+        /// often about its table, and the plugin does not know the file.
+        config: Option<PathBuf>,
         /// The plugin's message.
         message: String,
         /// The plugin's advice.
@@ -141,16 +158,22 @@ pub enum Error {
     #[error("cancelled")]
     Cancelled,
     /// A file or directory operation of the host failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Io {
         /// The path.
         path: PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why, shown in the message (so not also returned by `source()`).
+        cause: std::io::Error,
     },
     /// A bug in airgap.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// ` in FILE`, or nothing.
+fn in_file(path: Option<&std::path::Path>) -> String {
+    path.map(|p| format!(" in {}", p.display()))
+        .unwrap_or_default()
 }
 
 impl Error {
@@ -160,6 +183,11 @@ impl Error {
             Error::ConfigRead { .. } => Some("pass the path of an airgap.toml with -c, or run without -c inside an activated environment".into()),
             Error::ConfigParse { .. } => Some("see docs/configuration.md for every key".into()),
             Error::NoActiveEnvironment => Some("activate the environment to bundle (conda activate / source bin/activate), or write an airgap.toml and pass -c airgap.toml".into()),
+            Error::Level { flag, range, default, .. } => Some(if *flag {
+                format!("give --level {} (fastest) to {} (smallest), or leave it out for the default {default}", range.0, range.1)
+            } else {
+                format!("set [bundle] level to {} (fastest) to {} (smallest), or remove it for the default {default}", range.0, range.1)
+            }),
             Error::BadBundleName(_) => Some("set [bundle] name to a plain name like \"nlp-env\"".into()),
             Error::UnknownSource { searched, .. } => Some(format!(
                 "searched {}; install the plugin there, pass --plugin-dir DIR, or set `plugin = \"NAME\"` in the source table",

@@ -329,6 +329,7 @@ impl Plugin {
                 Err(Error::PluginFailed {
                     plugin: self.name.clone(),
                     source_name: request.source.clone(),
+                    config: None,
                     message: error.message,
                     help: error.help,
                 })

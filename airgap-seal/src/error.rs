@@ -8,15 +8,15 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
     /// Reading or writing a file failed.
-    #[error("{action} {}: {source}", path.display())]
+    #[error("{action} {}: {cause}", path.display())]
     Io {
         /// What was being done.
         action: &'static str,
         /// The file.
         path: PathBuf,
-        /// The cause.
-        #[source]
-        source: io::Error,
+        /// The cause, shown in the message (so not also returned by `source()`: the CLI
+        /// prints an error's chain, and would print it twice).
+        cause: io::Error,
     },
     /// An `--encrypt-to` value is not an age X25519 public key.
     #[error("{shown} is not an age public key (age1...)")]
@@ -183,7 +183,7 @@ impl SealError {
         SealError::Io {
             action,
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 }

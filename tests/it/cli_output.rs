@@ -222,3 +222,396 @@ fn the_check_names_the_file_that_needs_a_newer_glibc_than_declared() {
     snapshot!("bundle_refused_declared_old_glibc", dir, done);
     assert!(!dir.join("tools.tar.gz").exists());
 }
+
+/// `project` bundled as `demo.tar.gz` in `dir`.
+fn demo_bundle(dir: &Path) -> std::path::PathBuf {
+    project(dir);
+    run(cli()
+        .current_dir(dir)
+        .args(["bundle", "-c", "airgap.toml", "-o", "demo.tar.gz"]))
+    .success();
+    dir.join("demo.tar.gz")
+}
+
+/// A config of one `[sources.files]` table with `paths` as given (TOML).
+fn files_config(dir: &Path, name: &str, paths: &str) {
+    fs::write(
+        dir.join(name),
+        format!("[bundle]\nname = \"demo\"\n\n[sources.files]\npaths = {paths}\n"),
+    )
+    .unwrap();
+}
+
+/// Whether any plugin ran: the host announces each source before calling it.
+fn plugins_ran(done: &Done) -> bool {
+    done.stderr.contains("source files (plugin files")
+}
+
+/// `sh -c SCRIPT` in a mount namespace of its own (`unshare -m`), with the CLI's
+/// environment; `$1`... are `args`. `None` (with the reason) when mounting is impossible.
+fn in_mount_namespace(script: &str, args: &[&Path]) -> Result<Done, String> {
+    let probe = tempdir();
+    let tried = Command::new("unshare")
+        .args(["-m", "sh", "-c", "mount -t tmpfs airgap-probe \"$1\"", "sh"])
+        .arg(probe.path())
+        .output()
+        .map_err(|e| format!("cannot run unshare: {e}"))?;
+    if !tried.status.success() {
+        return Err(format!(
+            "cannot mount a tmpfs in a mount namespace (unshare -m; needs root): {}",
+            String::from_utf8_lossy(&tried.stderr).trim()
+        ));
+    }
+    let base = cli();
+    let mut cmd = Command::new("unshare");
+    for (k, v) in base.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd.args(["-m", "sh", "-c", script, "sh"])
+        .arg(bin("airgap"))
+        .args(args);
+    Ok(run(&mut cmd))
+}
+
+#[test]
+fn an_empty_mount_point_as_dest_is_refused_before_anything_is_extracted() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let bundle = demo_bundle(dir);
+    let mnt = dir.join("mnt");
+    let (b1, b2) = (dir.join("b1"), dir.join("b2"));
+    for d in [&mnt, &b1, &b2] {
+        fs::create_dir(d).unwrap();
+    }
+    // A tmpfs (another device), then a bind mount of this file system (same device: found
+    // in /proc/self/mountinfo); each listed after the unpack, to show it stayed empty. Then
+    // the carried unpacker (`tar xzf B && demo/unpack DEST`), which shares the check.
+    let script = "set -e; mount -t tmpfs airgap-test \"$3\"; mount --bind \"$4\" \"$5\"; \
+                  \"$1\" unpack \"$2\" \"$3\" || echo \"exit $?\"; ls -A \"$3\"; \
+                  \"$1\" unpack \"$2\" \"$5\" || echo \"exit $?\"; ls -A \"$5\"; \
+                  \"$1\" unpack \"$2\" \"$3/demo\" >/dev/null 2>&1; ls -A \"$3/demo\"; \
+                  rm -rf \"$3/demo\"; tar xzf \"$2\" -C \"$6\"; \
+                  \"$6/demo/unpack\" \"$3\" || echo \"exit $?\"; ls -A \"$3\"";
+    let extracted = dir.join("extracted");
+    fs::create_dir(&extracted).unwrap();
+    let done = match in_mount_namespace(script, &[&bundle, &mnt, &b1, &b2, &extracted]) {
+        Ok(done) => done.success(),
+        Err(why) => return airgap_tests::skip(&why),
+    };
+    snapshot!("error_dest_is_a_mount_point", dir, done);
+    // Nothing was extracted beside it on the parent's file system either.
+    let left: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("airgap-staging"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_missing_parent_of_dest_is_named_with_the_mkdir_that_makes_it() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let bundle = demo_bundle(dir);
+    let done = run(cli()
+        .arg("unpack")
+        .arg(&bundle)
+        .arg(dir.join("no/such/dest")))
+    .failure();
+    snapshot!("error_dest_parent_missing", dir, done);
+    let done = run(cli()
+        .arg("unpack")
+        .arg(&bundle)
+        .arg(dir.join("airgap.toml/dest")))
+    .failure();
+    snapshot!("error_dest_parent_is_a_file", dir, done);
+    run(cli().arg("unpack").arg(&bundle).arg(dir.join("tree"))).success();
+    let done = run(cli()
+        .arg("relocate")
+        .arg(dir.join("tree"))
+        .arg(dir.join("no/such/place")))
+    .failure();
+    snapshot!("error_relocate_parent_missing", dir, done);
+    assert!(dir.join("tree/data/b.txt").is_file());
+}
+
+#[test]
+fn relocate_takes_an_empty_directory_and_refuses_a_place_inside_the_tree() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let bundle = demo_bundle(dir);
+    run(cli().arg("unpack").arg(&bundle).arg(dir.join("tree"))).success();
+    let done = run(cli()
+        .arg("relocate")
+        .arg(dir.join("tree"))
+        .arg(dir.join("tree/sub")))
+    .failure();
+    snapshot!("error_relocate_into_itself", dir, done);
+    assert!(dir.join("tree/data/b.txt").is_file());
+    fs::create_dir(dir.join("empty")).unwrap();
+    let done = run(cli()
+        .arg("relocate")
+        .arg(dir.join("tree"))
+        .arg(dir.join("empty")))
+    .success();
+    snapshot!("relocate_into_an_empty_directory", dir, done);
+    assert!(dir.join("empty/data/b.txt").is_file());
+    assert!(!dir.join("tree").exists());
+    // Under DIR only by its letters: `..` leads out again.
+    run(cli()
+        .arg("relocate")
+        .arg(dir.join("empty"))
+        .arg(dir.join("empty/../again")))
+    .success();
+    assert!(dir.join("again/data/b.txt").is_file());
+}
+
+#[test]
+fn a_files_dest_outside_the_bundle_is_the_users_config_error() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    project(dir);
+    files_config(
+        dir,
+        "up.toml",
+        r#"[{ source = "data", dest = "../../etc" }]"#,
+    );
+    let done = run(cli().current_dir(dir).args(["bundle", "-c", "up.toml"])).failure();
+    snapshot!("error_files_dest_leaves_the_bundle", dir, done);
+    files_config(dir, "abs.toml", r#"[{ source = "data", dest = "/etc" }]"#);
+    let done = run(cli().current_dir(dir).args(["bundle", "-c", "abs.toml"])).failure();
+    snapshot!("error_files_dest_absolute", dir, done);
+}
+
+#[test]
+fn a_fifo_given_as_a_path_is_an_error_not_an_empty_bundle() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let made = Command::new("mkfifo")
+        .arg(dir.join("pipe"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    files_config(dir, "fifo.toml", r#"["pipe"]"#);
+    let done = run(cli()
+        .current_dir(dir)
+        .args(["bundle", "-c", "fifo.toml", "-o", "x.tar.gz"]))
+    .failure();
+    snapshot!("error_files_path_is_a_fifo", dir, done);
+    assert!(!dir.join("x.tar.gz").exists());
+}
+
+#[test]
+fn a_link_to_the_root_is_refused_naming_the_link() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    fs::create_dir(dir.join("tree")).unwrap();
+    fs::write(dir.join("tree/a.txt"), "a").unwrap();
+    std::os::unix::fs::symlink("/", dir.join("tree/root")).unwrap();
+    std::os::unix::fs::symlink("/sys/kernel", dir.join("tree/kernel")).unwrap();
+    files_config(dir, "root.toml", r#"["tree"]"#);
+    let done = run(cli()
+        .current_dir(dir)
+        .args(["bundle", "-c", "root.toml", "-o", "x.tar.gz"]))
+    .failure();
+    snapshot!("error_link_to_the_root", dir, done);
+    fs::remove_file(dir.join("tree/root")).unwrap();
+    let done = run(cli()
+        .current_dir(dir)
+        .args(["bundle", "-c", "root.toml", "-o", "x.tar.gz"]))
+    .failure();
+    snapshot!("error_link_into_sys", dir, done);
+    assert!(!dir.join("x.tar.gz").exists());
+}
+
+#[test]
+fn dropped_links_are_warned_once_and_the_help_names_the_real_flag() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    fs::create_dir(dir.join("tree")).unwrap();
+    fs::write(dir.join("tree/a.txt"), "a").unwrap();
+    std::os::unix::fs::symlink("nowhere", dir.join("tree/dangling")).unwrap();
+    std::os::unix::fs::symlink("loop2", dir.join("tree/loop1")).unwrap();
+    std::os::unix::fs::symlink("loop1", dir.join("tree/loop2")).unwrap();
+    files_config(dir, "links.toml", r#"["tree"]"#);
+    let done = run(cli()
+        .current_dir(dir)
+        .args(["bundle", "-c", "links.toml", "-o", "x.tar.gz"]))
+    .failure();
+    snapshot!("error_link_loop", dir, done);
+    let done = run(cli().current_dir(dir).args([
+        "bundle",
+        "-c",
+        "links.toml",
+        "-o",
+        "x.tar.gz",
+        "--drop-dangling-links",
+    ]))
+    .success();
+    snapshot!("bundle_dropped_links", dir, done);
+}
+
+#[test]
+fn compression_levels_are_checked_before_any_plugin_runs() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    project(dir);
+    for (name, extra) in [
+        ("error_level_99_gzip", vec!["--level", "99"]),
+        ("error_level_0_gzip", vec!["--level", "0"]),
+        (
+            "error_level_99_zstd",
+            vec!["--level", "99", "--compression", "zstd"],
+        ),
+    ] {
+        let done = run(cli()
+            .current_dir(dir)
+            .args(["bundle", "-c", "airgap.toml", "-o", "x.tar.gz"])
+            .args(&extra))
+        .failure();
+        assert!(!plugins_ran(&done), "{}", done.stderr);
+        snapshot!(name, dir, done);
+    }
+    fs::write(
+        dir.join("level.toml"),
+        "[bundle]\nname = \"demo\"\nlevel = 99\n\n[sources.files]\npaths = [\"data\"]\n",
+    )
+    .unwrap();
+    let done = run(cli()
+        .current_dir(dir)
+        .args(["bundle", "-c", "level.toml", "-o", "x.tar.gz"]))
+    .failure();
+    assert!(!plugins_ran(&done), "{}", done.stderr);
+    snapshot!("error_level_99_config", dir, done);
+}
+
+#[test]
+fn level_applies_without_compression() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    project(dir);
+    // Compressible enough for levels 1 and 9 to differ.
+    let text: String = (0..20_000)
+        .map(|i| format!("line {i} {}\n", i * 7919 % 1000))
+        .collect();
+    fs::write(dir.join("data/big.txt"), text).unwrap();
+    let mut sizes = Vec::new();
+    for level in ["1", "9"] {
+        let out = format!("l{level}.tar.gz");
+        run(cli().current_dir(dir).args([
+            "bundle",
+            "-c",
+            "airgap.toml",
+            "--no-check",
+            "-o",
+            &out,
+            "--level",
+            level,
+        ]))
+        .success();
+        sizes.push(fs::metadata(dir.join(&out)).unwrap().len());
+    }
+    assert!(
+        sizes[1] < sizes[0],
+        "--level 9 gave {} bytes, --level 1 {}",
+        sizes[1],
+        sizes[0]
+    );
+}
+
+#[test]
+fn an_encrypt_to_file_without_keys_is_refused_before_any_plugin_runs() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    project(dir);
+    fs::write(dir.join("empty.pub"), "# nobody yet\n\n").unwrap();
+    let done = run(cli().current_dir(dir).args([
+        "bundle",
+        "-c",
+        "airgap.toml",
+        "-o",
+        "x.tar.gz.age",
+        "--encrypt-to",
+        "empty.pub",
+    ]))
+    .failure();
+    assert!(!plugins_ran(&done), "{}", done.stderr);
+    snapshot!("error_encrypt_to_empty_file", dir, done);
+}
+
+#[test]
+fn an_output_directory_that_cannot_take_the_bundle_is_refused_before_any_plugin_runs() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    project(dir);
+    for (name, output) in [
+        ("error_output_dir_missing", "nodir/x.tar.gz"),
+        ("error_output_dir_is_a_file", "airgap.toml/x.tar.gz"),
+        // No file can be made in /proc, even by root.
+        ("error_output_dir_unwritable", "/proc/x.tar.gz"),
+    ] {
+        let done = run(cli()
+            .current_dir(dir)
+            .args(["bundle", "-c", "airgap.toml", "-o", output]))
+        .failure();
+        assert!(!plugins_ran(&done), "{}", done.stderr);
+        assert!(!done.stderr.contains(".partial"), "{}", done.stderr);
+        snapshot!(name, dir, done);
+    }
+}
+
+#[test]
+fn an_io_error_is_printed_once() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    fs::create_dir(dir.join("conf.d")).unwrap();
+    let done = run(cli().current_dir(dir).args(["bundle", "-c", "conf.d"])).failure();
+    assert_eq!(
+        done.stderr.matches("(os error").count(),
+        1,
+        "{}",
+        done.stderr
+    );
+    snapshot!("error_config_is_a_directory", dir, done);
+}
+
+#[test]
+fn an_output_inside_a_bundled_tree_is_left_out_of_the_next_bundle() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    project(dir);
+    let args = ["bundle", "-c", "airgap.toml", "-o", "data/demo.tar.gz"];
+    let first = run(cli().current_dir(dir).args(args)).success();
+    assert!(!first.stderr.contains("left out"), "{}", first.stderr);
+    let done = run(cli().current_dir(dir).args(args)).success();
+    snapshot!("bundle_output_inside_a_bundled_tree", dir, done);
+    let listing = run(Command::new("tar")
+        .arg("tzf")
+        .arg(dir.join("data/demo.tar.gz")))
+    .success();
+    assert!(
+        listing.stdout.contains("demo/data/b.txt"),
+        "{}",
+        listing.stdout
+    );
+    assert!(
+        !listing.stdout.contains("demo.tar.gz"),
+        "{}",
+        listing.stdout
+    );
+    // Named on its own, the output stays refused: it is an input.
+    files_config(dir, "self.toml", r#"["data/b.txt", "data/demo.tar.gz"]"#);
+    let done =
+        run(cli()
+            .current_dir(dir)
+            .args(["bundle", "-c", "self.toml", "-o", "data/demo.tar.gz"]))
+        .failure();
+    assert!(
+        done.stderr.contains("is one of the bundle's own inputs"),
+        "{}",
+        done.stderr
+    );
+}

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use airgap_archive::Compression;
 use airgap_core::{BundleOptions, BundleReport, Config};
 use clap::{Args, ValueEnum};
 
@@ -43,7 +42,8 @@ pub struct BundleArgs {
     #[arg(long, value_enum)]
     pub compression: Option<CompressionArg>,
 
-    /// Compression level (gzip 1-9, default 5; zstd 1-19, default 3)
+    /// Compression level (gzip 1-9, default 5; zstd 1-19, default 3), for --compression or
+    /// `[bundle] compression`
     #[arg(long)]
     pub level: Option<i32>,
 
@@ -124,15 +124,25 @@ fn recipients(values: &[String]) -> anyhow::Result<Vec<String>> {
                 seal(airgap_seal::SealError::Io {
                     action: "reading",
                     path: path.into(),
-                    source: e,
+                    cause: e,
                 })
             })?;
+            let before = keys.len();
             keys.extend(
                 text.lines()
                     .map(str::trim)
                     .filter(|l| !l.is_empty() && !l.starts_with('#'))
                     .map(String::from),
             );
+            if keys.len() == before {
+                return Err(report::with_help(
+                    anyhow::anyhow!(
+                        "--encrypt-to {}: the file holds no age public key",
+                        path.display()
+                    ),
+                    "put the recipients' public keys in it, one a line (age1...; `age-keygen -y KEY` prints one), or give a key itself",
+                ));
+            }
         } else {
             keys.push(v.clone());
         }
@@ -152,7 +162,17 @@ pub fn run(args: BundleArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
         Some(path) => Config::load(path).map_err(report::core)?,
         None => Config::active_environment(&cwd).map_err(report::core)?,
     };
-    // Secrets first, so that nobody is asked for a password after a long run.
+    // Levels and recipients are checked, and secrets asked, before any plugin runs: nobody
+    // learns of a typo or is asked for a password after a long run.
+    let compression = airgap_core::bundle::choose_compression(
+        &config,
+        args.compression.map(|c| match c {
+            CompressionArg::Gzip => "gzip",
+            CompressionArg::Zstd => "zstd",
+        }),
+        args.level,
+    )
+    .map_err(report::core)?;
     let encryption = if !args.encrypt_to.is_empty() {
         let keys = recipients(&args.encrypt_to)?;
         let n = keys.len();
@@ -193,23 +213,10 @@ pub fn run(args: BundleArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
         None => (None, None),
     };
     let registry = super::plugins::registry(ui, &config.plugin_dirs);
-    let compression = args.compression.map(|c| match c {
-        CompressionArg::Gzip => Compression::Gzip {
-            level: args
-                .level
-                .map(|l| l.clamp(1, 9) as u32)
-                .unwrap_or(airgap_archive::write::DEFAULT_GZIP_LEVEL),
-        },
-        CompressionArg::Zstd => Compression::Zstd {
-            level: args
-                .level
-                .unwrap_or(airgap_archive::write::DEFAULT_ZSTD_LEVEL),
-        },
-    });
     let options = BundleOptions {
         output: args.output.clone(),
         dest_prefix: args.dest_prefix.clone(),
-        compression,
+        compression: Some(compression),
         no_check: args.no_check,
         strict: args.strict,
         drop_dangling: args.drop_dangling_links,

@@ -19,7 +19,7 @@ pub struct RelocateArgs {
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
 
-    /// Where to move it (must not exist); without it, fix the prefixes of DIR in place
+    /// Where to move it (must not exist, or be an empty directory); without it, fix the prefixes of DIR in place
     #[arg(value_name = "NEWDIR")]
     pub new_dir: Option<PathBuf>,
 }

@@ -64,7 +64,7 @@ pub fn read_passphrase_file(path: &Path) -> Result<SecretString, SealError> {
     let text = std::fs::read(path).map_err(|e| SealError::Io {
         action: "reading",
         path: path.into(),
-        source: e,
+        cause: e,
     })?;
     let text = String::from_utf8(text).map_err(|_| SealError::Passphrase {
         reason: format!("{} is not text", path.display()),

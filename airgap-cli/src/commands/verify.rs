@@ -34,8 +34,8 @@ pub struct VerifyArgs {
 
 /// An archive error with its advice attached.
 pub(crate) fn archive(error: ArchiveError) -> anyhow::Error {
-    if let ArchiveError::Decrypt { source, .. } = &error {
-        if let Some(help) = source
+    if let ArchiveError::Decrypt { cause, .. } = &error {
+        if let Some(help) = cause
             .downcast_ref::<airgap_seal::SealError>()
             .and_then(|s| s.help())
         {

@@ -69,6 +69,47 @@ fn default_dest(source: &str) -> Result<String, PluginError> {
     Ok(dest)
 }
 
+/// A `dest` the user wrote must be a path inside the bundle's top folder: said here, naming
+/// the key, rather than by the host as a broken plugin contract.
+fn check_dest(source: &str, dest: &str) -> Result<(), PluginError> {
+    let why = if dest.is_empty() {
+        "is empty"
+    } else if dest.starts_with('/') {
+        "is absolute"
+    } else if dest.split('/').any(|c| c == "..") {
+        "leaves the bundle (`..`)"
+    } else {
+        return Ok(());
+    };
+    Err(PluginError::new(format!(
+        "[sources.files] paths: dest {dest:?} (for source {source:?}) {why}"
+    ))
+    .with_help(
+        "a dest is a path inside the bundle's top folder, such as \"etc/app\" (NAME/etc/app on the target): drop any leading / and every ..",
+    ))
+}
+
+/// What a path given in `paths` is, when it is none of what can be carried (a fifo, a
+/// socket, a device): the walk leaves such things out inside a directory, but one named
+/// on its own is a mistake to report, not an empty bundle.
+fn special_kind(meta: &std::fs::Metadata) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_file() || t.is_dir() || t.is_symlink() {
+        None
+    } else if t.is_fifo() {
+        Some("a fifo")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else if t.is_char_device() {
+        Some("a character device")
+    } else if t.is_block_device() {
+        Some("a block device")
+    } else {
+        Some("not a regular file")
+    }
+}
+
 /// The plugin.
 #[derive(Default)]
 pub struct Files;
@@ -94,14 +135,22 @@ impl SourcePlugin for Files {
                 } => (
                     source.as_str(),
                     match dest {
-                        Some(d) => d.clone(),
+                        Some(d) => {
+                            check_dest(source, d)?;
+                            d.clone()
+                        }
                         None => default_dest(source)?,
                     },
                     exclude.as_slice(),
                 ),
             };
             let resolved = request.resolve_path(source);
-            if std::fs::symlink_metadata(&resolved).is_err() {
+            // Followed: a link to a fifo is as much a mistake as the fifo.
+            let meta = std::fs::symlink_metadata(&resolved).and_then(|m| match m.is_symlink() {
+                true => std::fs::metadata(&resolved).or(Ok(m)),
+                false => Ok(m),
+            });
+            let Ok(meta) = meta else {
                 return Err(PluginError::new(format!(
                     "[sources.files] path {} does not exist",
                     resolved.display()
@@ -109,6 +158,13 @@ impl SourcePlugin for Files {
                 .with_help(
                     "relative paths are relative to the directory of the configuration file",
                 ));
+            };
+            if let Some(kind) = special_kind(&meta) {
+                return Err(PluginError::new(format!(
+                    "[sources.files] path {} is {kind}: only files, directories and links can be carried",
+                    resolved.display()
+                ))
+                .with_help("remove it from `paths`, or name the file it stands for"));
             }
             host.debug(&format!("adding {} as {dest}", resolved.display()));
             let mut exclude = config.exclude.clone();
