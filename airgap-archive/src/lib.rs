@@ -15,6 +15,7 @@ pub mod progress;
 pub mod read;
 pub mod relocate;
 mod spill;
+pub mod steps;
 pub mod tarfmt;
 pub mod text;
 pub mod unpack;

@@ -39,3 +39,4 @@ mod syslibs_extensions;
 mod syslibs_python;
 mod syslibs_support;
 mod terminal;
+mod verify_steps;
