@@ -10,6 +10,7 @@ mod archive_differential;
 mod archive_faults;
 mod archive_hostile;
 mod archive_unpack;
+mod bounded_memory;
 mod check_loader;
 mod check_target;
 mod check_wheelhouse;
