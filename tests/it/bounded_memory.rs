@@ -273,6 +273,40 @@ fn unpack_and_relocate_rewrite_a_huge_file_of_a_tiny_bundle_in_bounded_memory() 
         binary_size,
         "binary after relocate",
     );
+    fs::remove_dir_all(&moved).unwrap();
+
+    // The carried unpacker runs the same rewrite.
+    let dest3 = tmp.path().join("carried");
+    let mut cmd = Command::new(unpacker());
+    cmd.arg(&bundle).arg(&dest3);
+    let (done, rss) = peak_rss(cmd, tmp.path());
+    let done = done.success();
+    eprintln!("airgap-unpack: peak RSS {} MiB", rss >> 20);
+    assert!(
+        rss < BOUND,
+        "airgap-unpack peaked at {} MiB RSS (bound {} MiB)\n{}",
+        rss >> 20,
+        BOUND >> 20,
+        done.stderr
+    );
+    let new3 = dest3.display().to_string();
+    let text_want3 = String::from_utf8(text_unit(&old))
+        .unwrap()
+        .replace(&old, &new3)
+        .into_bytes();
+    let text_size3 = TEXT_SIZE / text_unit(&old).len() as u64 * text_want3.len() as u64 + cut;
+    assert_text(
+        &dest3.join("data/big.txt"),
+        &text_want3,
+        &text_unit(&old),
+        text_size3,
+    );
+    assert_repeated(
+        &dest3.join("data/big.bin"),
+        &binary_unit_rewritten(old.as_bytes(), new3.as_bytes()),
+        binary_size,
+        "binary after airgap-unpack",
+    );
 }
 
 /// The text file after a rewrite: whole units rewritten to `want`, then the cut end of the
