@@ -475,3 +475,39 @@ fn an_extracted_or_unpacked_tree_with_a_huge_manifest_is_refused_before_it_is_re
     }
     assert!(!dest.exists());
 }
+
+#[test]
+fn the_writer_refuses_a_manifest_over_the_cap_and_leaves_no_output() {
+    let tmp = tempdir();
+    let tree = tmp.path().join("src");
+    fs::create_dir_all(&tree).unwrap();
+    fs::write(tree.join("a.txt"), "a").unwrap();
+    let p = plan(&[Entry::path(&tree, "data")], PlanOptions::default()).unwrap();
+    let mut inp = input("b");
+    // 65 warnings of 1 MiB: a manifest just over 64 MiB.
+    inp.warnings = vec!["w".repeat(MIB as usize); 65];
+    let out = tmp.path().join("b.tar.gz");
+    let err = airgap_archive::write_bundle(
+        &p,
+        inp,
+        &out,
+        &airgap_archive::WriteOptions::default(),
+        &airgap_archive::NoProgress,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, airgap_archive::ArchiveError::ManifestTooLarge { max, .. } if max == 64 * MIB),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains(&out.display().to_string()),
+        "{err}"
+    );
+    assert!(!out.exists());
+    let left: Vec<_> = fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "src")
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
