@@ -46,7 +46,12 @@ fn peak_rss(mut cmd: Command, dir: &Path) -> (Done, u64) {
         });
     }
     // Reaped by `waitpid` below.
-    let pid = cmd.spawn().unwrap().id() as i32;
+    let pid = cmd
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start {cmd:?} traced (ptrace reads its peak memory): {e}")
+        })
+        .id() as i32;
     let wait = |status: &mut i32| {
         // SAFETY: waits for our own child.
         let r = unsafe { libc::waitpid(pid, status, 0) };

@@ -42,6 +42,7 @@ fn bundle_with_step(out: &std::path::Path, old_prefix: &str, file: &str) {
 
 #[test]
 fn verify_refuses_the_install_steps_unpack_refuses_with_the_same_message() {
+    let long = format!("/{}", "p".repeat(4999));
     let cases = [
         ("empty old_prefix", "", "f.txt", "empty prefix"),
         (
@@ -67,6 +68,12 @@ fn verify_refuses_the_install_steps_unpack_refuses_with_the_same_message() {
             "/build/prefix",
             ".airgap/manifest.toml",
             "file \".airgap/manifest.toml\" is not a file of the bundle",
+        ),
+        (
+            "a prefix longer than any path",
+            &long,
+            "f.txt",
+            "the prefix is 5000 bytes, longer than any path (4096 bytes)",
         ),
     ];
     for (case, old, file, reason) in cases {
