@@ -125,6 +125,17 @@ pub enum ArchiveError {
         /// What is wrong.
         reason: String,
     },
+    /// The manifest is over [`crate::manifest::MAX_MANIFEST`]: refused before it is read, so
+    /// that a tiny, highly compressed bundle cannot make a reader hold hundreds of MB.
+    #[error("{}: the manifest is {size} bytes, over the {max} bytes a manifest may have", bundle.display())]
+    ManifestTooLarge {
+        /// The bundle (or the bundle being written, or an unpacked bundle's folder).
+        bundle: PathBuf,
+        /// The manifest's size.
+        size: u64,
+        /// The cap.
+        max: u64,
+    },
     /// The output path cannot take a bundle.
     #[error("output {}: {reason}", path.display())]
     Output {
@@ -251,6 +262,10 @@ impl ArchiveError {
                 "pass --identity FILE (an age identity) or --passphrase to airgap; without airgap, decrypt it first: age -d -i key.txt -o {0} {1}, then unpack that",
                 bundle.display().to_string().trim_end_matches(".age"),
                 bundle.display()
+            )),
+            ArchiveError::ManifestTooLarge { max, .. } => Some(format!(
+                "airgap writes no manifest over {} MiB (about 200,000 files; docs/archive-format.md), so this bundle was damaged or made to exhaust memory: get it again from its author; to bundle that many files, split them into several bundles",
+                max >> 20
             )),
             ArchiveError::Output { .. } => Some(
                 "give -o a new file name (or an existing bundle to replace) outside everything the bundle reads".into(),

@@ -5,8 +5,8 @@
 //! This crate never loads plugins and never prints, so that the static unpacker carried inside
 //! every bundle can use it.
 //!
-//! Architecture invariant: `verify` and `unpack` share one checker ([`read`]), so a bundle
-//! that verifies is exactly a bundle that unpacks.
+//! Architecture invariant: `verify` and `unpack` share one checker ([`read`]) and one check of
+//! the install steps ([`steps`]), so a bundle that verifies is exactly a bundle that unpacks.
 
 pub mod error;
 pub mod manifest;
@@ -16,6 +16,7 @@ pub mod read;
 pub mod relocate;
 mod spill;
 pub mod stale;
+pub mod steps;
 pub mod tarfmt;
 pub mod text;
 pub mod unpack;

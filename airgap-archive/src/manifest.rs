@@ -15,8 +15,12 @@ use crate::tarfmt::TarReader;
 pub const MANIFEST_PATH: &str = ".airgap/manifest.toml";
 /// Version of the manifest format this crate writes; readers refuse newer ones.
 pub const FORMAT: u32 = 1;
-/// Largest manifest we read (hostile bundles may declare anything).
-pub const MAX_MANIFEST: u64 = 512 * 1024 * 1024;
+/// Largest manifest written or read (hostile bundles may declare anything, and the manifest
+/// is held in memory while it is parsed). A real environment's manifest takes about 240 bytes
+/// a file (a conda environment of 1,272 files: 307 KB), up to about 900 with long paths and a
+/// prefix rewrite each: 64 MiB holds 70,000 to 280,000 files, and keeps what a reader holds
+/// for a tiny bundle under a few hundred MB.
+pub const MAX_MANIFEST: u64 = 64 * 1024 * 1024;
 /// The plugin name recorded for what airgap itself adds (the unpacker and its launcher).
 pub const AIRGAP_PLUGIN: &str = "airgap";
 
@@ -549,12 +553,34 @@ pub fn read_manifest(bundle: &Path) -> Result<Manifest, ArchiveError> {
         reason,
     };
     if bundle.is_dir() {
-        let path = bundle.join(MANIFEST_PATH);
-        let text = fs::read_to_string(&path).map_err(|e| ArchiveError::io("reading", &path, e))?;
+        let text = read_manifest_text_in(bundle)?;
         return Manifest::from_toml(&text).map_err(manifest_err);
     }
     let file = crate::read::open_bundle(bundle)?;
     read_manifest_opened(bundle, &file)
+}
+
+/// The manifest text of an extracted or unpacked bundle folder, refused over [`MAX_MANIFEST`]
+/// before it is read.
+pub(crate) fn read_manifest_text_in(tree: &Path) -> Result<String, ArchiveError> {
+    let path = tree.join(MANIFEST_PATH);
+    let file = fs::File::open(&path).map_err(|e| ArchiveError::io("reading", &path, e))?;
+    let size = file
+        .metadata()
+        .map_err(|e| ArchiveError::io("reading", &path, e))?
+        .len();
+    if size > MAX_MANIFEST {
+        return Err(ArchiveError::ManifestTooLarge {
+            bundle: tree.into(),
+            size,
+            max: MAX_MANIFEST,
+        });
+    }
+    let mut text = String::new();
+    file.take(MAX_MANIFEST)
+        .read_to_string(&mut text)
+        .map_err(|e| ArchiveError::io("reading", &path, e))?;
+    Ok(text)
 }
 
 /// [`read_manifest`] of a bundle file over a descriptor from [`crate::read::open_bundle`].
@@ -609,6 +635,13 @@ pub(crate) fn read_first_entry<R: Read>(
             )))
         }
     };
+    if entry.size > MAX_MANIFEST {
+        return Err(ArchiveError::ManifestTooLarge {
+            bundle: bundle.into(),
+            size: entry.size,
+            max: MAX_MANIFEST,
+        });
+    }
     let bytes = tar
         .read_all(MAX_MANIFEST)
         .map_err(|e| corrupt(format!("reading the manifest: {e}")))?;

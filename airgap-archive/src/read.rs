@@ -985,6 +985,7 @@ fn check_tar<R: Read>(
             String::from_utf8_lossy(&top)
         )));
     }
+    crate::steps::check_steps(&manifest)?;
     on_manifest(&manifest, &text)?;
     drop(text);
     progress.begin("verifying", manifest.total_size(), Unit::Bytes);

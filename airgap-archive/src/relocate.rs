@@ -4,8 +4,8 @@
 //! unpack; ours are not needed any more).
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use airgap_plugin_api::{InstallStep, PrefixMode};
@@ -72,85 +72,266 @@ fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
     None
 }
 
-/// Replace every occurrence (text files).
-pub fn replace_text(data: &[u8], old: &[u8], new: &[u8]) -> Option<Vec<u8>> {
-    let mut at = find(data, old, 0)?;
-    let mut out = Vec::with_capacity(data.len());
-    let mut from = 0;
-    loop {
-        out.extend_from_slice(&data[from..at]);
-        out.extend_from_slice(new);
-        from = at + old.len();
-        match find(data, old, from) {
-            Some(n) => at = n,
-            None => break,
-        }
-    }
-    out.extend_from_slice(&data[from..]);
-    Some(out)
+/// Bytes read at a time when a file is rewritten: its memory is this plus the old prefix,
+/// whatever the size of the file (a tiny bundle can carry a huge, compressible file).
+pub const WINDOW: usize = 1 << 20;
+
+/// What a streaming rewrite found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rewrite {
+    /// The prefix does not occur: the output is the input (and may be thrown away).
+    Unchanged,
+    /// At least one occurrence was rewritten.
+    Changed,
+    /// Binary mode: some C string cannot take the new prefix; the longest prefix that fits
+    /// in all of them. The output is incomplete and must be thrown away.
+    TooLong(usize),
 }
 
-/// Rewrite every C string that contains `old`, in place, padding with NUL bytes so that the
-/// size never changes. A string may grow into the NUL bytes that follow it (left there by an
-/// earlier, shorter rewrite). Returns the length of the longest prefix that fits when `new`
-/// does not.
-pub fn replace_binary(data: &mut [u8], old: &[u8], new: &[u8]) -> Result<bool, usize> {
-    let mut changed = false;
-    let mut i = 0;
-    let mut max_fit = usize::MAX;
-    let mut plan: Vec<(usize, usize, Vec<u8>)> = Vec::new();
-    while let Some(start) = find(data, old, i) {
-        let end = data[start..]
-            .iter()
-            .position(|&b| b == 0)
-            .map(|n| start + n)
-            .unwrap_or(data.len());
-        let mut nuls = 0;
-        while end + nuls < data.len() && data[end + nuls] == 0 {
-            nuls += 1;
-        }
-        let s = &data[start..end];
-        let count = {
-            let mut c = 0;
-            let mut k = 0;
-            while let Some(n) = find(s, old, k) {
-                c += 1;
-                k = n + old.len();
+/// Where [`scan`] sends the input: runs of bytes as they are, and each occurrence of the old
+/// prefix.
+trait Sink {
+    fn literal(&mut self, bytes: &[u8]) -> io::Result<()>;
+    fn matched(&mut self) -> io::Result<()>;
+}
+
+/// Read `input` in windows of `window` bytes and report every occurrence of `old` (leftmost
+/// first, not overlapping) to `sink`, with the bytes between them. The last `old.len() - 1`
+/// bytes of a window are kept for the next one, so that an occurrence across a window edge is
+/// still found. Returns the number of occurrences.
+fn scan(input: &mut dyn Read, old: &[u8], window: usize, sink: &mut dyn Sink) -> io::Result<u64> {
+    let keep = old.len().saturating_sub(1);
+    let window = window.max(1);
+    let mut buf: Vec<u8> = Vec::with_capacity(window + keep);
+    let mut count = 0;
+    loop {
+        // Fill up to `keep + window` bytes: at least `window` new ones past what was kept.
+        let mut got = buf.len();
+        buf.resize(keep + window, 0);
+        let mut eof = false;
+        while got < buf.len() {
+            match input.read(&mut buf[got..]) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
-            c
-        };
-        let replaced = replace_text(s, old, new).unwrap_or_else(|| s.to_vec());
-        // Room: the string, then its NUL run, keeping one NUL as terminator (none needed at
-        // the very end of the file when there was none).
-        let room = if nuls == 0 {
-            s.len()
-        } else {
-            s.len() + nuls - 1
-        };
-        if replaced.len() > room {
-            let spare = room.saturating_sub(s.len() - count * old.len());
-            max_fit = max_fit.min(spare / count.max(1));
-        } else {
-            plan.push((start, end, replaced));
         }
-        i = end.max(start + 1);
-    }
-    if max_fit != usize::MAX {
-        return Err(max_fit);
-    }
-    for (start, end, replaced) in plan {
-        let region_end = start + replaced.len().max(end - start);
-        data[start..start + replaced.len()].copy_from_slice(&replaced);
-        for b in &mut data[start + replaced.len()..region_end] {
-            *b = 0;
+        buf.truncate(got);
+        // An occurrence may start before `safe` only if it lies wholly in the buffer.
+        let safe = if eof { buf.len() } else { buf.len() - keep };
+        let mut pos = 0;
+        while let Some(at) = find(&buf, old, pos) {
+            sink.literal(&buf[pos..at])?;
+            sink.matched()?;
+            count += 1;
+            pos = at + old.len();
         }
-        changed = true;
+        let done = safe.max(pos);
+        sink.literal(&buf[pos..done])?;
+        buf.drain(..done);
+        if eof {
+            return Ok(count);
+        }
     }
-    Ok(changed)
+}
+
+/// Text mode: every occurrence replaced, whatever the lengths.
+struct Replace<'a> {
+    out: &'a mut dyn Write,
+    new: &'a [u8],
+}
+
+impl Sink for Replace<'_> {
+    fn literal(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.out.write_all(bytes)
+    }
+    fn matched(&mut self) -> io::Result<()> {
+        self.out.write_all(self.new)
+    }
+}
+
+/// Binary mode: the C strings (runs of non-NUL bytes) that contain the prefix are rewritten,
+/// and the NUL bytes after each keep the file's size: a string that shrank is padded with NUL
+/// bytes; one that grew takes them from the NUL run that follows it, keeping one as its
+/// terminator (none at the very end of the file when there was none). The state is a few
+/// counters, so a NUL run or a string of any length costs no memory.
+struct Padded<'a> {
+    out: &'a mut dyn Write,
+    old_len: usize,
+    new: &'a [u8],
+    /// Occurrences in the current string (the one being read, or the one the current NUL
+    /// run follows).
+    count: u64,
+    /// Bytes of the current string from its first occurrence on.
+    from_first: u64,
+    /// Length of the rewritten string minus the original.
+    delta: i64,
+    /// In a NUL run: its length so far, and how many of its NUL bytes the string still takes.
+    nuls: Option<(u64, u64)>,
+    /// The longest prefix every misfit string could take (`usize::MAX`: none).
+    max_fit: usize,
+}
+
+impl Padded<'_> {
+    /// A string (or the end of the file) follows: the NUL run is over.
+    fn end_nuls(&mut self, nuls: u64) {
+        if self.count > 0 && self.delta > 0 && nuls <= self.delta as u64 {
+            self.misfit(self.from_first + nuls - 1);
+        }
+        self.count = 0;
+        self.from_first = 0;
+        self.delta = 0;
+    }
+
+    /// The current string does not fit in `room` bytes.
+    fn misfit(&mut self, room: u64) {
+        let literal = self.from_first - self.count * self.old_len as u64;
+        let spare = room.saturating_sub(literal) / self.count;
+        self.max_fit = self
+            .max_fit
+            .min(usize::try_from(spare).unwrap_or(usize::MAX));
+    }
+
+    fn zeros(&mut self, mut n: u64) -> io::Result<()> {
+        const Z: [u8; 4096] = [0; 4096];
+        while n > 0 {
+            let k = n.min(Z.len() as u64) as usize;
+            self.out.write_all(&Z[..k])?;
+            n -= k as u64;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> io::Result<Rewrite> {
+        match self.nuls {
+            Some((nuls, _)) => self.end_nuls(nuls),
+            None if self.count > 0 => {
+                if self.delta < 0 {
+                    self.zeros(self.delta.unsigned_abs())?;
+                } else if self.delta > 0 {
+                    self.misfit(self.from_first);
+                }
+            }
+            None => {}
+        }
+        Ok(if self.max_fit != usize::MAX {
+            Rewrite::TooLong(self.max_fit)
+        } else {
+            Rewrite::Changed
+        })
+    }
+}
+
+impl Sink for Padded<'_> {
+    fn literal(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            if bytes[0] == 0 {
+                let n = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
+                let (nuls, take) = match self.nuls {
+                    Some(state) => state,
+                    None => {
+                        // The string ends here: a shorter one is padded up to its old end.
+                        if self.count > 0 && self.delta < 0 {
+                            self.zeros(self.delta.unsigned_abs())?;
+                        }
+                        let take = if self.count > 0 && self.delta > 0 {
+                            self.delta as u64
+                        } else {
+                            0
+                        };
+                        (0, take)
+                    }
+                };
+                let taken = take.min(n as u64);
+                self.zeros(n as u64 - taken)?;
+                self.nuls = Some((nuls + n as u64, take - taken));
+                bytes = &bytes[n..];
+            } else {
+                let n = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+                if let Some((nuls, _)) = self.nuls.take() {
+                    self.end_nuls(nuls);
+                }
+                self.out.write_all(&bytes[..n])?;
+                if self.count > 0 {
+                    self.from_first += n as u64;
+                }
+                bytes = &bytes[n..];
+            }
+        }
+        Ok(())
+    }
+
+    fn matched(&mut self) -> io::Result<()> {
+        if let Some((nuls, _)) = self.nuls.take() {
+            self.end_nuls(nuls);
+        }
+        self.count += 1;
+        self.from_first += self.old_len as u64;
+        self.delta += self.new.len() as i64 - self.old_len as i64;
+        self.out.write_all(self.new)
+    }
+}
+
+/// Copy `input` to `out` with `old` rewritten to `new` as `mode` says, reading `window` bytes
+/// at a time: the same bytes as rewriting the whole file in memory, in bounded memory.
+pub fn rewrite_stream(
+    input: &mut dyn Read,
+    out: &mut dyn Write,
+    old: &[u8],
+    new: &[u8],
+    mode: PrefixMode,
+    window: usize,
+) -> io::Result<Rewrite> {
+    if old.is_empty() {
+        return Ok(Rewrite::Unchanged);
+    }
+    let found = |count: u64| {
+        if count > 0 {
+            Rewrite::Changed
+        } else {
+            Rewrite::Unchanged
+        }
+    };
+    match mode {
+        PrefixMode::Text => {
+            let count = scan(input, old, window, &mut Replace { out, new })?;
+            Ok(found(count))
+        }
+        // No C string holds a NUL byte, so no string contains such a prefix: the file stays as
+        // it is (but counts as rewritten when the bytes occur, as it always has).
+        PrefixMode::Binary if old.contains(&0) => {
+            let count = scan(input, old, window, &mut Replace { out, new: old })?;
+            Ok(found(count))
+        }
+        PrefixMode::Binary => {
+            let mut sink = Padded {
+                out,
+                old_len: old.len(),
+                new,
+                count: 0,
+                from_first: 0,
+                delta: 0,
+                nuls: None,
+                max_fit: usize::MAX,
+            };
+            let count = scan(input, old, window, &mut sink)?;
+            let result = sink.finish()?;
+            Ok(if count == 0 {
+                Rewrite::Unchanged
+            } else {
+                result
+            })
+        }
+    }
 }
 
 /// Rewrite `old` to `new` in one file; written beside and renamed, keeping mode and mtime (a
 /// hard-linked twin is left alone). `check_only` tests that a binary file can take `new`.
+/// The file is streamed ([`rewrite_stream`]), never held in memory.
 pub(crate) fn rewrite_file(
     path: &Path,
     shown: &str,
@@ -163,31 +344,33 @@ pub(crate) fn rewrite_file(
     if !meta.is_file() {
         return Ok(false);
     }
-    let mut data = fs::read(path).map_err(|e| ArchiveError::io("reading", path, e))?;
-    let out = match mode {
-        PrefixMode::Text => {
-            if check_only {
-                return Ok(false);
-            }
-            match replace_text(&data, old.as_bytes(), new.as_bytes()) {
-                Some(v) => v,
-                None => return Ok(false),
-            }
-        }
-        PrefixMode::Binary => match replace_binary(&mut data, old.as_bytes(), new.as_bytes()) {
-            Ok(true) => data,
-            Ok(false) => return Ok(false),
-            Err(spare) => {
-                return Err(ArchiveError::PrefixTooLong {
-                    file: shown.into(),
-                    new: new.into(),
-                    max: spare,
-                })
-            }
-        },
+    let mut input = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| ArchiveError::io("reading", path, e))?;
+    let too_long = |max: usize| ArchiveError::PrefixTooLong {
+        file: shown.into(),
+        new: new.into(),
+        max,
     };
     if check_only {
-        return Ok(false);
+        if mode == PrefixMode::Text {
+            return Ok(false);
+        }
+        let found = rewrite_stream(
+            &mut input,
+            &mut io::sink(),
+            old.as_bytes(),
+            new.as_bytes(),
+            mode,
+            WINDOW,
+        )
+        .map_err(|e| ArchiveError::io("reading", path, e))?;
+        return match found {
+            Rewrite::TooLong(max) => Err(too_long(max)),
+            Rewrite::Changed | Rewrite::Unchanged => Ok(false),
+        };
     }
     let dir = path.parent().unwrap_or(Path::new("."));
     // A read-only directory (its mode from the bundle) is opened for the rename, then closed.
@@ -206,27 +389,43 @@ pub(crate) fn rewrite_file(
         std::process::id()
     ));
     let result = (|| {
-        let mut f = fs::OpenOptions::new()
+        let f = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&tmp)?;
-        f.write_all(&out)?;
+        let mut out = io::BufWriter::with_capacity(1 << 16, f);
+        let found = rewrite_stream(
+            &mut input,
+            &mut out,
+            old.as_bytes(),
+            new.as_bytes(),
+            mode,
+            WINDOW,
+        )?;
+        if found != Rewrite::Changed {
+            return Ok(found);
+        }
+        let f = out.into_inner().map_err(io::IntoInnerError::into_error)?;
         f.set_permissions(fs::Permissions::from_mode(
             meta.permissions().mode() & 0o7777,
         ))?;
         let t = FileTime::from_last_modification_time(&meta);
         filetime::set_file_handle_times(&f, Some(t), Some(t))?;
         f.sync_all()?;
-        fs::rename(&tmp, path)
+        fs::rename(&tmp, path)?;
+        Ok(found)
     })();
-    if result.is_err() {
+    if !matches!(result, Ok(Rewrite::Changed)) {
         let _ = fs::remove_file(&tmp);
     }
     if reopen {
         let _ = fs::set_permissions(dir, fs::Permissions::from_mode(dir_mode));
     }
-    result.map_err(|e| ArchiveError::io("rewriting", path, e))?;
-    Ok(true)
+    match result.map_err(|e| ArchiveError::io("rewriting", path, e))? {
+        Rewrite::Changed => Ok(true),
+        Rewrite::Unchanged => Ok(false),
+        Rewrite::TooLong(max) => Err(too_long(max)),
+    }
 }
 
 /// `base/root` as a string (the absolute prefix a group stands for).
@@ -464,35 +663,213 @@ pub fn relocate(
 mod tests {
     use super::*;
 
+    /// The rewrite as it was before it streamed (whole file in memory), kept as the oracle:
+    /// the streaming one must give exactly these bytes.
+    mod in_memory {
+        use super::super::find;
+
+        pub fn replace_text(data: &[u8], old: &[u8], new: &[u8]) -> Option<Vec<u8>> {
+            let mut at = find(data, old, 0)?;
+            let mut out = Vec::with_capacity(data.len());
+            let mut from = 0;
+            loop {
+                out.extend_from_slice(&data[from..at]);
+                out.extend_from_slice(new);
+                from = at + old.len();
+                match find(data, old, from) {
+                    Some(n) => at = n,
+                    None => break,
+                }
+            }
+            out.extend_from_slice(&data[from..]);
+            Some(out)
+        }
+
+        pub fn replace_binary(data: &mut [u8], old: &[u8], new: &[u8]) -> Result<bool, usize> {
+            let mut changed = false;
+            let mut i = 0;
+            let mut max_fit = usize::MAX;
+            let mut plan: Vec<(usize, usize, Vec<u8>)> = Vec::new();
+            while let Some(start) = find(data, old, i) {
+                let end = data[start..]
+                    .iter()
+                    .position(|&b| b == 0)
+                    .map(|n| start + n)
+                    .unwrap_or(data.len());
+                let mut nuls = 0;
+                while end + nuls < data.len() && data[end + nuls] == 0 {
+                    nuls += 1;
+                }
+                let s = &data[start..end];
+                let count = {
+                    let mut c = 0;
+                    let mut k = 0;
+                    while let Some(n) = find(s, old, k) {
+                        c += 1;
+                        k = n + old.len();
+                    }
+                    c
+                };
+                let replaced = replace_text(s, old, new).unwrap_or_else(|| s.to_vec());
+                let room = if nuls == 0 {
+                    s.len()
+                } else {
+                    s.len() + nuls - 1
+                };
+                if replaced.len() > room {
+                    let spare = room.saturating_sub(s.len() - count * old.len());
+                    max_fit = max_fit.min(spare / count.max(1));
+                } else {
+                    plan.push((start, end, replaced));
+                }
+                i = end.max(start + 1);
+            }
+            if max_fit != usize::MAX {
+                return Err(max_fit);
+            }
+            for (start, end, replaced) in plan {
+                let region_end = start + replaced.len().max(end - start);
+                data[start..start + replaced.len()].copy_from_slice(&replaced);
+                for b in &mut data[start + replaced.len()..region_end] {
+                    *b = 0;
+                }
+                changed = true;
+            }
+            Ok(changed)
+        }
+    }
+
+    fn stream(
+        data: &[u8],
+        old: &[u8],
+        new: &[u8],
+        mode: PrefixMode,
+        window: usize,
+    ) -> (Rewrite, Vec<u8>) {
+        let mut out = Vec::new();
+        let r = rewrite_stream(&mut &data[..], &mut out, old, new, mode, window).unwrap();
+        (r, out)
+    }
+
+    /// What the in-memory rewrite gives, in the streaming one's terms.
+    fn oracle(data: &[u8], old: &[u8], new: &[u8], mode: PrefixMode) -> (Rewrite, Vec<u8>) {
+        match mode {
+            PrefixMode::Text => match in_memory::replace_text(data, old, new) {
+                Some(v) => (Rewrite::Changed, v),
+                None => (Rewrite::Unchanged, data.to_vec()),
+            },
+            PrefixMode::Binary => {
+                let mut v = data.to_vec();
+                match in_memory::replace_binary(&mut v, old, new) {
+                    Ok(true) => (Rewrite::Changed, v),
+                    Ok(false) => (Rewrite::Unchanged, v),
+                    Err(max) => (Rewrite::TooLong(max), Vec::new()),
+                }
+            }
+        }
+    }
+
+    /// The streaming rewrite against the in-memory one; the output only counts when it is
+    /// used (not for a prefix too long).
+    fn same_as_in_memory(data: &[u8], old: &[u8], new: &[u8], mode: PrefixMode, window: usize) {
+        let (want, want_bytes) = oracle(data, old, new, mode);
+        let (got, got_bytes) = stream(data, old, new, mode, window);
+        assert_eq!(
+            got, want,
+            "{mode:?} window {window} old {old:?} new {new:?} data {data:?}"
+        );
+        if !matches!(want, Rewrite::TooLong(_)) {
+            assert_eq!(
+                got_bytes, want_bytes,
+                "{mode:?} window {window} old {old:?} new {new:?} data {data:?}"
+            );
+        }
+    }
+
     #[test]
     fn binary_shrinks_then_grows_back() {
         let old = b"/opt/placeholder_long_prefix";
-        let mut data =
+        let data =
             b"x\0/opt/placeholder_long_prefix/lib:/opt/placeholder_long_prefix/l2\0next\0".to_vec();
-        let len = data.len();
-        assert_eq!(replace_binary(&mut data, old, b"/d"), Ok(true));
-        assert_eq!(data.len(), len);
-        assert!(data.starts_with(b"x\0/d/lib:/d/l2\0"));
+        let (r, data2) = stream(&data, old, b"/d", PrefixMode::Binary, 7);
+        assert_eq!(r, Rewrite::Changed);
+        assert_eq!(data2.len(), data.len());
+        assert!(data2.starts_with(b"x\0/d/lib:/d/l2\0"));
         // Grow into the padding left by the first rewrite, up to the original length.
-        assert_eq!(
-            replace_binary(&mut data, b"/d", b"/somewhere/else"),
-            Ok(true)
-        );
-        assert!(data.starts_with(b"x\0/somewhere/else/lib:/somewhere/else/l2\0"));
-        assert!(data.ends_with(b"\0next\0"));
-        assert!(replace_binary(
-            &mut data,
+        let (r, data3) = stream(&data2, b"/d", b"/somewhere/else", PrefixMode::Binary, 5);
+        assert_eq!(r, Rewrite::Changed);
+        assert!(data3.starts_with(b"x\0/somewhere/else/lib:/somewhere/else/l2\0"));
+        assert!(data3.ends_with(b"\0next\0"));
+        let (r, _) = stream(
+            &data3,
             b"/somewhere/else",
-            b"/a/very/long/prefix/that/cannot/fit/at/all"
-        )
-        .is_err());
+            b"/a/very/long/prefix/that/cannot/fit/at/all",
+            PrefixMode::Binary,
+            WINDOW,
+        );
+        assert!(matches!(r, Rewrite::TooLong(_)));
     }
 
     #[test]
     fn text_every_occurrence() {
-        assert_eq!(
-            replace_text(b"#!/old/bin/python\n/old/x", b"/old", b"/new/p").unwrap(),
-            b"#!/new/p/bin/python\n/new/p/x"
+        let (r, out) = stream(
+            b"#!/old/bin/python\n/old/x",
+            b"/old",
+            b"/new/p",
+            PrefixMode::Text,
+            3,
         );
+        assert_eq!(r, Rewrite::Changed);
+        assert_eq!(out, b"#!/new/p/bin/python\n/new/p/x");
+    }
+
+    /// A prefix that straddles the edge of a read window, at every offset, in both modes: found
+    /// only because the window keeps `old.len() - 1` bytes for the next.
+    #[test]
+    fn a_prefix_across_a_window_edge_is_rewritten() {
+        let old = b"/build/prefix";
+        let window = 64;
+        for mode in [PrefixMode::Text, PrefixMode::Binary] {
+            for at in window - old.len()..=window {
+                let mut data = vec![b'x'; at];
+                data.extend_from_slice(old);
+                data.extend_from_slice(b"/lib\0\0\0\0\0\0\0\0tail");
+                let (r, out) = stream(&data, old, b"/dest/p", mode, window);
+                assert_eq!(r, Rewrite::Changed, "{mode:?} at {at}");
+                assert_eq!(&out[at..at + 11], b"/dest/p/lib", "{mode:?} at {at}");
+                same_as_in_memory(&data, old, b"/dest/p", mode, window);
+                same_as_in_memory(&data, old, b"/a/longer/dest/p", mode, window);
+            }
+        }
+    }
+
+    /// Random inputs over a small alphabet (so that prefixes, partial prefixes and NUL runs
+    /// are frequent), every window size from 1: the streaming rewrite gives the in-memory
+    /// rewrite's bytes and verdict.
+    #[test]
+    fn streaming_gives_the_in_memory_bytes() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let alphabet = b"/pa\0\0x";
+        let olds: [&[u8]; 5] = [b"/pa", b"/p/pa", b"p", b"/pa/pa", b"a\0/"];
+        let news: [&[u8]; 5] = [b"", b"/q", b"/pa", b"/longer/one", b"/p"];
+        for _ in 0..3000 {
+            let len = (next() % 80) as usize;
+            let data: Vec<u8> = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            let old = olds[(next() % olds.len() as u64) as usize];
+            let new = news[(next() % news.len() as u64) as usize];
+            let window = 1 + (next() % 12) as usize;
+            for mode in [PrefixMode::Text, PrefixMode::Binary] {
+                same_as_in_memory(&data, old, new, mode, window);
+                same_as_in_memory(&data, old, new, mode, 4096);
+            }
+        }
     }
 }

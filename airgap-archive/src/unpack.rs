@@ -21,6 +21,7 @@ use crate::progress::{Level, Progress, Unit};
 use crate::read::{check_bundle, check_rel, Target};
 use crate::relocate::{groups, prefix_for, rewrite_all, write_state, PrefixRecord, PrefixState};
 use crate::stale::{lock_dir, make_writable, remove_stale, Name};
+use crate::steps::description;
 
 /// How to install.
 #[derive(Debug, Clone, Default)]
@@ -231,98 +232,35 @@ fn uses_python(step: &InstallStep) -> bool {
     }
 }
 
-fn description(step: &InstallStep) -> String {
-    match step {
-        InstallStep::Run { description, .. } => description.clone(),
-        InstallStep::RewritePrefix { root, .. } => format!("rewrite prefix of {root}"),
-    }
-}
-
-/// Everything that can be checked from the manifest alone, before a byte is written.
+/// What depends on the destination or on `--python`; everything the manifest alone shows is
+/// checked by the reader ([`crate::steps::check_steps`]), for verify and unpack alike.
 fn preflight(
     manifest: &Manifest,
     dest: &Path,
     options: &UnpackOptions,
 ) -> Result<(), ArchiveError> {
-    let known: HashMap<Vec<u8>, FileType> = manifest
-        .files
-        .iter()
-        .map(|f| (f.path_bytes(), f.kind))
-        .collect();
     for (i, rec) in manifest.install_steps.iter().enumerate() {
-        let step_err = |reason: String| ArchiveError::Step {
-            index: i + 1,
-            description: description(&rec.step),
-            reason,
-        };
         if uses_python(&rec.step) && options.python.is_none() {
-            return Err(step_err(
-                "it needs the target's Python: pass --python PATH".into(),
-            ));
+            return Err(ArchiveError::Step {
+                index: i + 1,
+                description: description(&rec.step),
+                reason: "it needs the target's Python: pass --python PATH".into(),
+            });
         }
-        match &rec.step {
-            InstallStep::RewritePrefix {
-                old_prefix,
-                root,
-                files,
-            } => {
-                let root_clean = root.trim_matches('/');
-                if !root_clean.is_empty() && root_clean != "." {
-                    check_rel(root_clean.as_bytes()).map_err(|r| {
-                        step_err(format!("root {root:?} is not inside the bundle ({r})"))
-                    })?;
-                }
-                if old_prefix.is_empty() {
-                    return Err(step_err("empty prefix".into()));
-                }
-                let new = prefix_for(dest, root);
-                for f in files {
-                    check_rel(f.path.as_bytes()).map_err(|r| {
-                        step_err(format!("file {:?} is not inside the bundle ({r})", f.path))
-                    })?;
-                    if known.get(f.path.as_bytes()) != Some(&FileType::File) {
-                        return Err(step_err(format!(
-                            "file {:?} is not a file of the bundle",
-                            f.path
-                        )));
-                    }
-                    if f.mode == PrefixMode::Binary && new.len() > old_prefix.len() {
-                        return Err(ArchiveError::PrefixTooLong {
-                            file: f.path.clone(),
-                            new,
-                            max: old_prefix.len(),
-                        });
-                    }
-                }
-            }
-            InstallStep::Run { program, .. } => {
-                if program.contains('/') && !program.starts_with('/') && !program.starts_with('{') {
-                    check_rel(program.trim_start_matches("./").as_bytes()).map_err(|r| {
-                        step_err(format!(
-                            "program {program:?} is not inside the bundle ({r})"
-                        ))
-                    })?;
-                }
-                if program.starts_with('/') {
-                    return Err(step_err(format!("program {program:?} is an absolute path on the target; use a bare name or a path inside the bundle")));
-                }
-                // `{dest}/...` must stay inside DEST; `{python}` is the target's Python itself.
-                if let Some(rest) = program.strip_prefix("{dest}") {
-                    let rel = rest.trim_start_matches('/');
-                    if rest.is_empty() || !rest.starts_with('/') || rel.is_empty() {
-                        return Err(step_err(format!(
-                            "program {program:?} is not a file inside the bundle"
-                        )));
-                    }
-                    check_rel(rel.as_bytes()).map_err(|r| {
-                        step_err(format!(
-                            "program {program:?} is not inside the bundle ({r})"
-                        ))
-                    })?;
-                } else if program.starts_with("{python}") && program != "{python}" {
-                    return Err(step_err(format!(
-                        "program {program:?}: only `{{python}}` itself may be run from the target's Python"
-                    )));
+        if let InstallStep::RewritePrefix {
+            old_prefix,
+            root,
+            files,
+        } = &rec.step
+        {
+            let new = prefix_for(dest, root);
+            for f in files {
+                if f.mode == PrefixMode::Binary && new.len() > old_prefix.len() {
+                    return Err(ArchiveError::PrefixTooLong {
+                        file: f.path.clone(),
+                        new,
+                        max: old_prefix.len(),
+                    });
                 }
             }
         }
@@ -577,13 +515,12 @@ pub fn unpack_dir(
     progress: &dyn Progress,
 ) -> Result<UnpackReport, ArchiveError> {
     let (dest, existed) = check_dest(dest)?;
-    let manifest_path = tree.join(MANIFEST_PATH);
-    let text = fs::read_to_string(&manifest_path)
-        .map_err(|e| ArchiveError::io("reading", &manifest_path, e))?;
+    let text = crate::manifest::read_manifest_text_in(tree)?;
     let manifest = Manifest::from_toml(&text).map_err(|reason| ArchiveError::Manifest {
         bundle: tree.into(),
         reason,
     })?;
+    crate::steps::check_steps(&manifest)?;
     preflight(&manifest, &dest, options)?;
     let tree_abs = std::path::absolute(tree).map_err(|e| ArchiveError::io("resolving", tree, e))?;
     if dest.starts_with(&tree_abs) {

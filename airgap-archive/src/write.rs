@@ -790,6 +790,13 @@ pub fn write_bundle(
     spill_out.flush().map_err(spill_err)?;
     drop(spill_out);
     let manifest_len = (&spill.file).seek(SeekFrom::End(0)).map_err(spill_err)?;
+    if manifest_len > crate::manifest::MAX_MANIFEST {
+        return Err(ArchiveError::ManifestTooLarge {
+            bundle: output.into(),
+            size: manifest_len,
+            max: crate::manifest::MAX_MANIFEST,
+        });
+    }
     (&spill.file).seek(SeekFrom::Start(0)).map_err(spill_err)?;
     drop(manifest);
     let (hashes, _) = hashes.finish().map_err(scratch_error)?;
