@@ -31,6 +31,9 @@ pub struct RootWalk {
     pub kind: RootKind,
     /// What loads, breadth-first.
     pub walk: Walk,
+    /// `dlopen()`ed into the started interpreter (the first walk): it loads only if that
+    /// process starts.
+    pub in_interpreter: bool,
 }
 
 /// Whether a bundle path is a Python extension module: `*.cpython-*.so`, `*.abi3.so`,
@@ -80,6 +83,7 @@ pub fn walk_bundle(
         out.push(RootWalk {
             kind: RootKind::Executable,
             walk: walk.clone(),
+            in_interpreter: false,
         });
     }
     let roots: Vec<(&str, RootKind)> = objects
@@ -99,14 +103,20 @@ pub fn walk_bundle(
         .collect();
     let walks: Vec<Option<RootWalk>> = roots
         .par_iter()
-        .map(|(path, kind)| {
-            let walk = match (&interpreter, kind) {
-                (Some((_, process, opener)), RootKind::Extension) if !path.contains(".whl!/") => {
-                    model.dlopen(path, opener, process.clone()).map(|(w, _)| w)
-                }
-                _ => model.program(path).map(|(w, _)| w),
-            }?;
-            Some(RootWalk { kind: *kind, walk })
+        .map(|(path, kind)| match (&interpreter, kind) {
+            (Some((_, process, opener)), RootKind::Extension) if !path.contains(".whl!/") => {
+                let (walk, _) = model.dlopen(path, opener, process.clone())?;
+                Some(RootWalk {
+                    kind: *kind,
+                    walk,
+                    in_interpreter: true,
+                })
+            }
+            _ => model.program(path).map(|(walk, _)| RootWalk {
+                kind: *kind,
+                walk,
+                in_interpreter: false,
+            }),
         })
         .collect();
     for w in walks.into_iter().flatten() {
@@ -145,6 +155,7 @@ pub fn walk_bundle(
                 out.push(RootWalk {
                     kind: RootKind::OnDemand,
                     walk,
+                    in_interpreter: false,
                 });
             }
         }
@@ -268,6 +279,7 @@ mod tests {
         let w = walks(Some("py/bin/python"));
         assert_eq!(w[0].kind, RootKind::Executable);
         assert!(extension(&w).walk.ok(), "{:?}", extension(&w));
+        assert!(extension(&w).in_interpreter);
         // Alone, as a program, the module's own search path does not reach lib/.
         let alone = walks(None);
         assert!(!extension(&alone).walk.ok(), "{:?}", extension(&alone));

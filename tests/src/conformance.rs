@@ -569,6 +569,16 @@ pub fn elf_files(dir: &Path) -> Vec<String> {
     out
 }
 
+/// `e_type` of an ELF header, in its own byte order (`EI_DATA`: 1 little, 2 big endian).
+fn e_type(head: &[u8; 18]) -> u16 {
+    let bytes = [head[16], head[17]];
+    if head[5] == 2 {
+        u16::from_be_bytes(bytes)
+    } else {
+        u16::from_le_bytes(bytes)
+    }
+}
+
 fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
     let Ok(read) = std::fs::read_dir(dir) else {
         return;
@@ -581,12 +591,16 @@ fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
         if kind.is_dir() {
             walk(base, &path, out);
         } else if kind.is_file() {
-            let mut magic = [0u8; 4];
-            let is_elf = std::fs::File::open(&path)
-                .and_then(|mut f| f.read_exact(&mut magic))
+            // What the loader can map: executables and shared objects (ET_EXEC, ET_DYN), read
+            // from the header itself; a relocatable object (`config-3.11/python.o`, ET_REL)
+            // or a core file is an ELF file no loader ever opens, and no prediction is owed.
+            let mut head = [0u8; 18];
+            let loadable = std::fs::File::open(&path)
+                .and_then(|mut f| f.read_exact(&mut head))
                 .is_ok()
-                && magic == *b"\x7fELF";
-            if is_elf {
+                && head[..4] == *b"\x7fELF"
+                && matches!(e_type(&head), 2 | 3);
+            if loadable {
                 if let Ok(rel) = path.strip_prefix(base) {
                     out.push(rel.to_string_lossy().into_owned());
                 }
