@@ -814,31 +814,14 @@ fn walk_bundle(
     let mut on_target: Vec<String> = Vec::new();
     let objects: Vec<(&str, &ElfFile)> = elves.iter().map(|e| (e.path.as_str(), &*e.elf)).collect();
     let walks = roots::walk_bundle(model, &objects, python.map(|py| py.executable.as_str()));
-    // The started interpreter's walk: an extension dlopen()ed into it loads only if it starts.
-    let interpreter = walks
-        .first()
-        .filter(|_| walks.iter().any(|w| w.in_interpreter));
-    for RootWalk {
-        kind,
-        walk,
-        in_interpreter,
-    } in &walks
-    {
+    for RootWalk { kind, walk, .. } in &walks {
         let role_of_first = match kind {
             RootKind::Executable => Role::Executable,
             RootKind::Extension => Role::Extension,
             RootKind::OnDemand => Role::OnDemand,
         };
-        let mut ok = walk.ok();
-        let mut lacks = lacks(walk);
-        if let (true, Some(started)) = (*in_interpreter, interpreter) {
-            ok &= started.walk.ok();
-            for l in self::lacks(&started.walk) {
-                if !lacks.contains(&l) {
-                    lacks.push(l);
-                }
-            }
-        }
+        let ok = walk.ok();
+        let lacks = lacks(walk);
         if role_of_first != Role::OnDemand {
             // A library of the target itself that does not load there (its own needs).
             for l in walk.loaded.iter().filter(|l| !l.ok()) {

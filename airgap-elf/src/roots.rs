@@ -31,8 +31,8 @@ pub struct RootWalk {
     pub kind: RootKind,
     /// What loads, breadth-first.
     pub walk: Walk,
-    /// `dlopen()`ed into the started interpreter (the first walk): it loads only if that
-    /// process starts.
+    /// `dlopen()`ed into the started interpreter (the first walk), which loads; when the
+    /// interpreter does not load there, extensions are walked on their own.
     pub in_interpreter: bool,
 }
 
@@ -66,17 +66,18 @@ fn file_name(path: &str) -> &str {
 
 /// Every walk of the bundle, in the order the verdict reads them: the interpreter at
 /// `python_executable` (a bundle path) when there is one, every executable and extension module
-/// of `objects` (bundle paths in path order), then the on-demand libraries. Root walks are
-/// independent of one another and run in parallel.
+/// of `objects` (bundle paths in path order), then the on-demand libraries. An extension is
+/// `dlopen()`ed into the started interpreter when the interpreter loads, else walked on its own.
+/// Root walks are independent of one another and run in parallel.
 pub fn walk_bundle(
     model: &Model<'_>,
     objects: &[(&str, &ElfFile)],
     python_executable: Option<&str>,
 ) -> Vec<RootWalk> {
-    let interpreter = python_executable.and_then(|exe| started_interpreter(model, exe));
+    let started = python_executable.and_then(|exe| started_interpreter(model, exe));
     let mut out: Vec<RootWalk> = Vec::new();
     let mut rooted: HashSet<(String, RootKind)> = HashSet::new();
-    if let Some((walk, _, _)) = &interpreter {
+    if let Some((walk, _, _)) = &started {
         if let Some(Place::Bundle(p)) = walk.loaded.first().map(|l| &l.obj.place) {
             rooted.insert((p.clone(), RootKind::Executable));
         }
@@ -86,6 +87,9 @@ pub fn walk_bundle(
             in_interpreter: false,
         });
     }
+    // An interpreter that does not start there loads no extension: each is then judged on its
+    // own, as a process of its own would load it (and as the real loader shows it).
+    let interpreter = started.as_ref().filter(|(walk, _, _)| walk.ok());
     let roots: Vec<(&str, RootKind)> = objects
         .iter()
         .filter_map(|(path, elf)| {
@@ -283,6 +287,25 @@ mod tests {
         // Alone, as a program, the module's own search path does not reach lib/.
         let alone = walks(None);
         assert!(!extension(&alone).walk.ok(), "{:?}", extension(&alone));
+    }
+
+    #[test]
+    fn an_interpreter_that_does_not_load_there_leaves_each_extension_on_its_own() {
+        let mut objects = bundle();
+        objects[0].1.needed.push("libnowhere.so.1".into());
+        let mut view = View::new();
+        for (p, e) in &objects {
+            view.add_object(*p, Arc::new(e.clone()));
+        }
+        let policy = policy_by_name("manylinux_2_28").expect("policy");
+        let model = Model::new(&view, System::Policy(&policy));
+        let refs: Vec<(&str, &ElfFile)> = objects.iter().map(|(p, e)| (*p, e)).collect();
+        let w = walk_bundle(&model, &refs, Some("py/bin/python"));
+        assert!(!w[0].walk.ok());
+        let ext = extension(&w);
+        assert!(!ext.in_interpreter, "{ext:?}");
+        // On its own, nothing inherited: the module's own search path does not reach lib/.
+        assert!(!ext.walk.ok(), "{ext:?}");
     }
 
     #[test]
