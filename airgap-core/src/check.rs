@@ -45,14 +45,7 @@ pub fn check_bundle(
             path: std::env::temp_dir(),
             cause: e,
         })?;
-    let want = |rel: &str, mode: u32, head: &[u8]| {
-        let executable = mode & 0o111 != 0 && !in_python_lib(rel);
-        carried(rel)
-            && (airgap_elf::is_elf_bytes(head)
-                || (executable && head.starts_with(b"#!"))
-                || rel.ends_with(".dist-info/WHEEL")
-                || rel.ends_with(".whl"))
-    };
+    let want = |rel: &str, mode: u32, head: &[u8]| carried(rel) && read_by_check(rel, mode, head);
     let read =
         airgap_archive::read::pick_bundle(bundle, tmp.path(), &want, &airgap_archive::NoProgress)?;
     let manifest = read.manifest;
@@ -172,9 +165,7 @@ pub(crate) fn plan_inputs(
             }
             total.fetch_add(1, Ordering::Relaxed);
             let disk = f.source?;
-            let wanted = f.path.ends_with(".whl")
-                || f.path.ends_with(".dist-info/WHEEL")
-                || is_elf_or_script(&disk, f.mode & 0o111 != 0 && !in_python_lib(&f.path));
+            let wanted = read_by_check(&f.path, f.mode, &first_bytes(&disk));
             let grafted = f
                 .package
                 .as_deref()
@@ -223,14 +214,25 @@ fn in_python_lib(path: &str) -> bool {
         .any(|w| w[0] == "lib" && w[1].starts_with("python"))
 }
 
-/// An ELF file or a script: the first bytes, read once, say which. A `#!` line counts only
-/// in an executable file outside a Python library dir (see [`in_python_lib`]).
-fn is_elf_or_script(path: &Path, executable: bool) -> bool {
+/// Whether the check reads a file's content, by its bundle path, mode and first bytes: ELF
+/// files, wheels and their metadata, and scripts. A `#!` line counts only in an executable
+/// file outside a Python library dir (see [`in_python_lib`]). One rule for planned files and
+/// for the entries of a written bundle.
+fn read_by_check(path: &str, mode: u32, head: &[u8]) -> bool {
+    let executable = mode & 0o111 != 0 && !in_python_lib(path);
+    path.ends_with(".whl")
+        || path.ends_with(".dist-info/WHEEL")
+        || airgap_elf::is_elf_bytes(head)
+        || (executable && head.starts_with(b"#!"))
+}
+
+/// The first 4 bytes of a file (fewer when it is shorter; none when it cannot be read).
+fn first_bytes(path: &Path) -> Vec<u8> {
     let mut head = [0u8; 4];
-    let Ok(n) = std::fs::File::open(path).and_then(|mut f| read_up_to(&mut f, &mut head)) else {
-        return false;
-    };
-    airgap_elf::is_elf_bytes(&head[..n]) || (executable && head[..n].starts_with(b"#!"))
+    match std::fs::File::open(path).and_then(|mut f| read_up_to(&mut f, &mut head)) {
+        Ok(n) => head[..n].to_vec(),
+        Err(_) => Vec::new(),
+    }
 }
 
 /// Fill what the user did not give from the manifest's profile (Python ABI, platforms).
