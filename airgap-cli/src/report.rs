@@ -7,7 +7,8 @@ use std::fmt;
 #[derive(Debug)]
 pub struct Helpful {
     pub error: anyhow::Error,
-    pub help: String,
+    /// One `help:` line each.
+    pub help: Vec<String>,
     /// Process exit code for this failure.
     pub code: u8,
 }
@@ -24,7 +25,7 @@ impl std::error::Error for Helpful {}
 pub fn with_help(error: impl Into<anyhow::Error>, help: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Helpful {
         error: error.into(),
-        help: help.into(),
+        help: vec![help.into()],
         code: 1,
     })
 }
@@ -35,9 +36,18 @@ pub fn with_help_code(
     help: impl Into<String>,
     code: u8,
 ) -> anyhow::Error {
+    with_helps_code(error, vec![help.into()], code)
+}
+
+/// Attach several `help:` lines (one per kind of problem) and a specific exit code.
+pub fn with_helps_code(
+    error: impl Into<anyhow::Error>,
+    help: Vec<String>,
+    code: u8,
+) -> anyhow::Error {
     anyhow::Error::new(Helpful {
         error: error.into(),
-        help: help.into(),
+        help,
         code,
     })
 }
@@ -56,7 +66,7 @@ pub fn print_error(err: &anyhow::Error) {
     let mut messages: Vec<String> = Vec::new();
     for cause in err.chain() {
         if let Some(h) = cause.downcast_ref::<Helpful>() {
-            helps.push(h.help.clone());
+            helps.extend(h.help.iter().cloned());
             // Helpful displays its inner error with its own causes: stop here.
             let text = h.to_string();
             if messages.last().map(|m| !m.ends_with(&text)).unwrap_or(true) {

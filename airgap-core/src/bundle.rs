@@ -144,6 +144,19 @@ pub fn plan_bundle(
         let plugin = registry.get(&source.plugin)?;
         runs.push((plugin.stage, index, source, plugin));
     }
+    let has_environment = runs.iter().any(|(stage, ..)| *stage == Stage::Environment);
+    let implied = config.implied_sources(has_environment);
+    for (k, source) in implied.iter().enumerate() {
+        let plugin = registry.get(&source.plugin)?;
+        progress.message(
+            Level::Info,
+            &format!(
+                "source {0} is on: every environment needs its system libraries ([sources.{0}] enabled = false turns it off)",
+                source.name
+            ),
+        );
+        runs.push((plugin.stage, config.sources.len() + k, source, plugin));
+    }
     runs.sort_by_key(|(stage, index, _, _)| (*stage, *index));
 
     // Named after this process and locked while it runs, so that the next run removes what a
@@ -429,7 +442,8 @@ pub fn bundle(
     )?;
     if !check.passed() && !options.no_check {
         return Err(Error::CheckFailed {
-            summary: check.problems.join("; "),
+            report: Box::new(check),
+            plugins: planned.sources.iter().map(|s| s.plugin.clone()).collect(),
         });
     }
     if cancelled.load(Ordering::Relaxed) {

@@ -32,8 +32,11 @@ pub struct Config {
     pub target: TargetSection,
     /// `[check]`.
     pub check: CheckSection,
-    /// `[sources.*]`, in file order.
+    /// `[sources.*]`, in file order, without the tables that say `enabled = false`.
     pub sources: Vec<SourceTable>,
+    /// Names of the `[sources.*]` tables that say `enabled = false`: a source the host would
+    /// otherwise add (`syslibs` beside an environment source) stays off.
+    pub disabled: Vec<String>,
     /// `plugin-dirs = [...]`: extra plugin directories, searched after `--plugin-dir`.
     pub plugin_dirs: Vec<PathBuf>,
     /// The file this came from (none for the built-in default).
@@ -111,6 +114,9 @@ impl OneOrMany {
     }
 }
 
+/// The source that brings the system libraries an environment needs.
+pub const SYSLIBS: &str = "syslibs";
+
 /// One `[sources.NAME]` table.
 #[derive(Debug, Clone)]
 pub struct SourceTable {
@@ -168,6 +174,7 @@ impl Config {
             message: e.to_string(),
         })?;
         let mut sources = Vec::new();
+        let mut disabled = Vec::new();
         for (name, value) in raw.sources {
             let toml::Value::Table(mut table) = value else {
                 return Err(Error::ConfigParse {
@@ -187,6 +194,19 @@ impl Config {
                     })
                 }
             };
+            match table.remove("enabled") {
+                None | Some(toml::Value::Boolean(true)) => {}
+                Some(toml::Value::Boolean(false)) => {
+                    disabled.push(name);
+                    continue;
+                }
+                Some(_) => {
+                    return Err(Error::ConfigParse {
+                        path: shown,
+                        message: format!("`sources.{name}.enabled` must be true or false"),
+                    })
+                }
+            }
             let config = serde_json::to_value(&table).map_err(|e| Error::ConfigParse {
                 path: shown.clone(),
                 message: format!("`sources.{name}`: {e}"),
@@ -215,6 +235,7 @@ impl Config {
             target: raw.target,
             check: raw.check,
             sources,
+            disabled,
             plugin_dirs,
             path: path.map(Path::to_path_buf),
             dir: dir.to_path_buf(),
@@ -222,7 +243,8 @@ impl Config {
     }
 
     /// The configuration used when none is given: the active Python environment
-    /// (`CONDA_PREFIX`, else `VIRTUAL_ENV`) and its system libraries.
+    /// (`CONDA_PREFIX`, else `VIRTUAL_ENV`); its system libraries come with it, as with any
+    /// environment source ([`Config::implied_sources`]).
     pub fn active_environment(cwd: &Path) -> Result<Config, Error> {
         let prefix = std::env::var_os("CONDA_PREFIX")
             .filter(|p| !p.is_empty())
@@ -242,22 +264,37 @@ impl Config {
             },
             target: TargetSection::default(),
             check: CheckSection::default(),
-            sources: vec![
-                SourceTable {
-                    name: "conda".into(),
-                    plugin: "conda".into(),
-                    config: conda,
-                },
-                SourceTable {
-                    name: "syslibs".into(),
-                    plugin: "syslibs".into(),
-                    config: serde_json::json!({}),
-                },
-            ],
+            sources: vec![SourceTable {
+                name: "conda".into(),
+                plugin: "conda".into(),
+                config: conda,
+            }],
+            disabled: Vec::new(),
             plugin_dirs: Vec::new(),
             path: None,
             dir: cwd.to_path_buf(),
         })
+    }
+
+    /// Sources the host adds because every environment needs them: `syslibs` (the shared
+    /// libraries the environment's ELF files need and the target may lack) when a source
+    /// brings an environment (`has_environment`), unless a table already uses that plugin
+    /// or `[sources.syslibs] enabled = false` turns it off. An environment without them is
+    /// refused by the check on almost every target, so the default is what users expect.
+    pub fn implied_sources(&self, has_environment: bool) -> Vec<SourceTable> {
+        let named = |n: &str| {
+            self.sources.iter().any(|s| s.plugin == n || s.name == n)
+                || self.disabled.iter().any(|d| d == n)
+        };
+        if has_environment && !named(SYSLIBS) {
+            vec![SourceTable {
+                name: SYSLIBS.into(),
+                plugin: SYSLIBS.into(),
+                config: serde_json::json!({}),
+            }]
+        } else {
+            Vec::new()
+        }
     }
 
     /// The target profile as declared; the host completes it from the bundled interpreter.

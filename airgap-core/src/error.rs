@@ -143,10 +143,12 @@ pub enum Error {
     #[error(transparent)]
     Archive(#[from] airgap_archive::ArchiveError),
     /// The bundle would not work on the declared target.
-    #[error("the bundle will not work on the target: {summary}")]
+    #[error("the bundle will not work on the target: {}", report.problems.join("; "))]
     CheckFailed {
-        /// One line per problem.
-        summary: String,
+        /// What the check found: the CLI shows it as `airgap check` does.
+        report: Box<crate::check::CheckReport>,
+        /// The sources that ran, by plugin (the advice depends on whether `syslibs` did).
+        plugins: Vec<String>,
     },
     /// The target to check against cannot be used (`airgap check --glibc/--manylinux/--target-root`).
     #[error("invalid check target: {reason}")]

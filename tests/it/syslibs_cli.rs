@@ -1,6 +1,7 @@
 //! End to end with the real CLI: `airgap bundle` a pyenv CPython (conda source, plain
-//! installation) with and without `[sources.syslibs]`, then `airgap unpack` it inside a bare
-//! Debian root with no network, and import `ssl` and `sqlite3` there.
+//! installation) with `[sources.syslibs] enabled = false`, and a venv of it with
+//! `[sources.conda]` alone (syslibs comes with any environment), then `airgap unpack` them
+//! inside a bare Debian root with no network, and import `ssl` and `sqlite3` there.
 
 use std::path::Path;
 
@@ -18,7 +19,11 @@ prefix = "{}"
 exclude = ["lib/python3.11/site-packages/*", "lib/python3.11/idlelib", "lib/python3.11/tkinter", "lib/python3.11/turtledemo", "lib/python3.11/lib-dynload/_tkinter*", "lib/python3.11/config-3.11-x86_64-linux-gnu", "include", "share", "lib/pkgconfig", "lib/libpython3.11.a", "**/__pycache__"]
 {}"#,
         py.display(),
-        if syslibs { "\n[sources.syslibs]\n" } else { "" }
+        if syslibs {
+            ""
+        } else {
+            "\n[sources.syslibs]\nenabled = false\n"
+        }
     );
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, text).expect("write config");
@@ -39,7 +44,7 @@ fn bundle(config: &Path, out: &Path, extra: &[&str]) -> airgap_tests::Done {
 }
 
 #[test]
-fn a_pyenv_bundle_imports_ssl_in_a_bare_debian_root_only_with_syslibs() {
+fn a_venv_with_the_conda_source_alone_imports_ssl_in_a_bare_debian_root_and_not_without_syslibs() {
     if !rootfs::supported() {
         return airgap_tests::skip("needs root, unshare and chroot");
     }
@@ -59,9 +64,29 @@ fn a_pyenv_bundle_imports_ssl_in_a_bare_debian_root_only_with_syslibs() {
     // ... and forced with --no-check, the bundle indeed cannot import ssl there.
     bundle(&plain, &plain_out, &["--no-check"]).success();
 
-    let full = config(tmp.path(), &py, "full", true);
+    // The refusal names the configuration change that fixes it.
+    assert!(
+        done.stderr
+            .contains("help: turn the syslibs source on to carry the missing libraries: remove `enabled = false` from [sources.syslibs]"),
+        "{}",
+        done.stderr
+    );
+
+    // A venv of it, with `[sources.conda]` alone: syslibs is on by itself.
+    let venv = tmp.path().join("venv");
+    run(std::process::Command::new(py.join("bin/python3"))
+        .args(["-m", "venv", "--without-pip"])
+        .arg(&venv))
+    .success();
+    let full = config(tmp.path(), &venv, "full", true);
     let full_out = tmp.path().join("full.tar.gz");
     let done = bundle(&full, &full_out, &[]).success();
+    assert!(
+        done.stderr
+            .contains("source syslibs is on: every environment needs its system libraries"),
+        "{}",
+        done.stderr
+    );
     assert!(done.stderr.contains("libssl.so.3"), "{}", done.stderr);
 
     let root = DebianRoot::new(Suite::Bookworm);
@@ -85,8 +110,8 @@ fn a_pyenv_bundle_imports_ssl_in_a_bare_debian_root_only_with_syslibs() {
     );
 
     let done = root.run_env(
-        "cd /root && airgap unpack full.tar.gz /opt/full && \
-         /opt/full/env/bin/python3 -c 'import ssl, sqlite3, ctypes, readline; print(ssl.OPENSSL_VERSION, sqlite3.sqlite_version)'",
+        "cd /root && airgap unpack full.tar.gz /opt/sites/p123/full && \
+         /opt/sites/p123/full/env/bin/python3 -c 'import ssl, sqlite3, ctypes, readline; print(ssl.OPENSSL_VERSION, sqlite3.sqlite_version)'",
         &env,
     );
     assert_eq!(

@@ -233,13 +233,19 @@ pub fn run(args: BundleArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
     let result = airgap_core::bundle(&config, &registry, &options, ui, &crate::CANCELLED);
     let report = match result {
         Ok(report) => report,
-        Err(airgap_core::Error::CheckFailed { summary }) => {
-            for problem in summary.split("; ") {
-                ui.println(&format!("  - {problem}"));
-            }
-            return Err(report::with_help_code(
-                anyhow::anyhow!("the bundle would not work on the declared target; nothing was written"),
-                "fix the problems above (see `airgap check --help`), change [target], or pass --no-check to write it anyway",
+        Err(airgap_core::Error::CheckFailed { report, plugins }) => {
+            use super::check::{advice_lines, print_problem_list, Advice};
+            print_problem_list(&report);
+            let mut helps = advice_lines(
+                &report,
+                Advice::for_plan(plugins.iter().map(String::as_str)),
+            );
+            helps.push("fix the problems above (see `airgap check --help`), change [target], or pass --no-check to write it anyway".into());
+            return Err(report::with_helps_code(
+                anyhow::anyhow!(
+                    "the bundle would not work on the declared target; nothing was written"
+                ),
+                helps,
                 3,
             ));
         }

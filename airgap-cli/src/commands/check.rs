@@ -67,7 +67,7 @@ pub fn run(args: CheckArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
         None
     };
 
-    let (what, report) = match (&args.bundle, &args.config) {
+    let (what, report, advice) = match (&args.bundle, &args.config) {
         (Some(bundle), _) => {
             if bundle.is_file() && airgap_seal::is_encrypted(bundle).unwrap_or(false) {
                 return Err(report::with_help(
@@ -77,7 +77,11 @@ pub fn run(args: CheckArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
             }
             ui.status("Checking", &bundle.display().to_string());
             let checked = check_bundle(bundle, target, args.strict).map_err(report::core)?;
-            (bundle.display().to_string(), checked.report)
+            (
+                bundle.display().to_string(),
+                checked.report,
+                Advice::Written,
+            )
         }
         (None, Some(config_path)) => {
             let config = Config::load(config_path).map_err(report::core)?;
@@ -104,7 +108,8 @@ pub fn run(args: CheckArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
                     .as_deref(),
             )
             .map_err(report::core)?;
-            (config_path.display().to_string(), report)
+            let advice = Advice::for_plan(planned.sources.iter().map(|s| s.plugin.as_str()));
+            (config_path.display().to_string(), report, advice)
         }
         (None, None) => {
             return Err(report::with_help_code(
@@ -118,7 +123,7 @@ pub fn run(args: CheckArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     }
-    print_human(&what, &report, ui);
+    print_human(&what, &report, advice, ui);
     Ok(if report.passed() {
         ExitCode::SUCCESS
     } else {
@@ -126,7 +131,7 @@ pub fn run(args: CheckArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn print_human(what: &str, r: &CheckReport, ui: &Ui) {
+fn print_human(what: &str, r: &CheckReport, advice: Advice, ui: &Ui) {
     let t = &r.target;
     let target = match (&t.root, &t.policy) {
         (Some(root), _) => format!(
@@ -168,11 +173,46 @@ fn print_human(what: &str, r: &CheckReport, ui: &Ui) {
     }
     // The verdict is the point of this command: shown even with -q.
     // Problems name files of the bundle: escaped before the terminal.
-    let esc = crate::ui::escape_lines;
     eprintln!(
         "error: {}",
-        esc(&format!("{what} will not load on {target}"))
+        crate::ui::escape_lines(&format!("{what} will not load on {target}"))
     );
+    print_problems(r, advice);
+}
+
+/// Where a failed verdict came from, which decides the advice: a written bundle is bundled
+/// again, a plan is fixed in its configuration.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Advice {
+    /// `airgap check BUNDLE`.
+    Written,
+    /// `airgap check -c` or `airgap bundle`; whether the `syslibs` source ran.
+    Plan { syslibs: bool },
+}
+
+impl Advice {
+    /// The advice for a plan whose sources were served by `plugins`.
+    pub(crate) fn for_plan<'a>(plugins: impl IntoIterator<Item = &'a str>) -> Advice {
+        let syslibs = plugins
+            .into_iter()
+            .any(|p| p == airgap_core::config::SYSLIBS);
+        Advice::Plan { syslibs }
+    }
+}
+
+/// The problems of a failed verdict, then one `help:` line per kind of problem, each naming
+/// the change that fixes it.
+fn print_problems(r: &CheckReport, advice: Advice) {
+    print_problem_list(r);
+    for help in advice_lines(r, advice) {
+        eprintln!("help: {help}");
+    }
+}
+
+/// The problems of a failed verdict, one line each (what `airgap bundle` shows before its
+/// error, whose `help:` lines are [`advice_lines`]).
+pub(crate) fn print_problem_list(r: &CheckReport) {
+    let esc = crate::ui::escape_lines;
     for p in &r.problems {
         eprintln!("  - {}", esc(&p.to_string()));
     }
@@ -184,37 +224,41 @@ fn print_human(what: &str, r: &CheckReport, ui: &Ui) {
             eprintln!("      ... {} more", t.files.len() - 10);
         }
     }
+}
+
+/// The `help:` lines of a failed verdict, each naming the change that fixes it.
+pub(crate) fn advice_lines(r: &CheckReport, advice: Advice) -> Vec<String> {
+    let mut out = Vec::new();
     if r.too_new.iter().any(|t| t.prefix == "GLIBC") {
-        eprintln!(
-            "help: bundling cannot bring a newer glibc: build the environment on a machine (or in a manylinux container) with a glibc no newer than the target's, or use wheels tagged for it"
-        );
+        out.push("bundling cannot bring a newer glibc: build the environment on a machine (or in a manylinux container) with a glibc no newer than the target's, or use wheels tagged for it".into());
     }
     if r.too_new.iter().any(|t| t.prefix != "GLIBC") {
-        eprintln!(
-            "help: the target's libstdc++/libgcc_s are too old: add them to [sources.syslibs] include = [\"libstdc++.so.6\", \"libgcc_s.so.1\"]"
-        );
+        out.push(match advice {
+            Advice::Written => "the target's libstdc++/libgcc_s are too old: bundle again with [sources.syslibs] include = [\"libstdc++.so.6\", \"libgcc_s.so.1\"] in airgap.toml".into(),
+            Advice::Plan { .. } => "the target's libstdc++/libgcc_s are too old: add include = [\"libstdc++.so.6\", \"libgcc_s.so.1\"] to [sources.syslibs] in airgap.toml".into(),
+        });
     }
     if r.missing.iter().any(|m| m.unreachable_copy.is_none()) {
-        eprintln!(
-            "help: add a [sources.syslibs] table to airgap.toml to bundle missing libraries (list dlopen-only ones in `extra`)"
-        );
+        out.push(match advice {
+            Advice::Written => "bundle again with the syslibs source on (it is, for any environment, unless [sources.syslibs] says enabled = false), so that the missing libraries are carried; list dlopen-only ones in [sources.syslibs] extra = [...]".into(),
+            Advice::Plan { syslibs: false } => "turn the syslibs source on to carry the missing libraries: remove `enabled = false` from [sources.syslibs] in airgap.toml, or add a [sources.syslibs] table (list dlopen-only ones in `extra`)".into(),
+            Advice::Plan { syslibs: true } => "[sources.syslibs] did not find these libraries on this machine: install them here so it can carry them, give their paths in [sources.syslibs] extra = [...], or install them on the target and say so with [sources.syslibs] exclude = [...]".into(),
+        });
     }
     if r.missing
         .iter()
         .any(|m| m.needed_by.iter().any(|u| u.contains(".whl!/")))
     {
-        eprintln!(
-            "help: a wheel built here from an sdist links this machine's libraries and cannot be patched inside the zip: install it into the bundled environment instead (so syslibs sees it), repair it with auditwheel, or install the libraries on the target"
-        );
+        out.push("a wheel built here from an sdist links this machine's libraries and cannot be patched inside the zip: install it into the bundled environment instead (so syslibs sees it), repair it with auditwheel, or install the libraries on the target".into());
     }
     if r.missing.iter().any(|m| m.unreachable_copy.is_some()) {
-        eprintln!(
-            "help: [sources.syslibs] gives the files that need a bundled library an $ORIGIN-relative RPATH"
-        );
+        out.push(match advice {
+            Advice::Plan { syslibs: true } => "a bundled library is out of its users' search path and [sources.syslibs] could not patch them: see the warnings above".into(),
+            _ => "[sources.syslibs] gives the files that need a bundled library an $ORIGIN-relative RPATH: turn it on (it is on for any environment unless `enabled = false`)".into(),
+        });
     }
     if !r.python.is_empty() {
-        eprintln!(
-            "help: bundle a Python and wheels built for the target's Python ([target] python, abi, platforms)"
-        );
+        out.push("bundle a Python and wheels built for the target's Python ([target] python, abi, platform in airgap.toml)".into());
     }
+    out
 }
