@@ -34,7 +34,7 @@ pub struct UnpackOptions {
 }
 
 /// What was installed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct UnpackReport {
     /// The destination (absolute).
     pub dest: PathBuf,
@@ -46,6 +46,8 @@ pub struct UnpackReport {
     pub steps: usize,
     /// The `Run` steps not run (`--no-run`), as [`crate::text::describe_step`] shows them.
     pub not_run: Vec<String>,
+    /// The paths a user needs next: interpreters, `activate`, kernels, commands.
+    pub installed: crate::installed::Installed,
 }
 
 /// A staging directory that is removed unless it was renamed into place. While it exists its
@@ -66,8 +68,68 @@ impl Drop for Staging {
     }
 }
 
-fn check_dest(dest: &Path) -> Result<(PathBuf, bool), ArchiveError> {
+/// Parents of DEST that an unpack created (`mkdir -p`): removed again, deepest first, when
+/// the unpack fails, so that a failed unpack leaves the file system as it found it.
+struct Parents {
+    created: Vec<PathBuf>,
+    keep: bool,
+}
+
+impl Drop for Parents {
+    fn drop(&mut self) {
+        if !self.keep {
+            for dir in self.created.iter().rev() {
+                // Only an empty directory goes: one somebody else filled meanwhile stays.
+                let _ = fs::remove_dir(dir);
+            }
+        }
+    }
+}
+
+/// Create the missing parents of `abs` (absolute), as `mkdir -p` does: an HPC destination
+/// such as `/gpfs/projects/p123/alice/envs/nlp` often lacks its last directories.
+fn make_parents(abs: &Path) -> Result<Parents, ArchiveError> {
+    let mut parents = Parents {
+        created: Vec::new(),
+        keep: false,
+    };
+    let Some(parent) = abs.parent() else {
+        return Ok(parents);
+    };
+    let mut missing = Vec::new();
+    let mut dir = parent;
+    while fs::symlink_metadata(dir).is_err() {
+        missing.push(dir.to_path_buf());
+        match dir.parent() {
+            Some(up) => dir = up,
+            None => break,
+        }
+    }
+    for dir in missing.into_iter().rev() {
+        match fs::create_dir(&dir) {
+            Ok(()) => parents.created.push(dir),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(ArchiveError::DestPlace {
+                    path: abs.into(),
+                    reason: format!("cannot create its parent directory {}: {e}", dir.display()),
+                    help: match e.kind() {
+                        io::ErrorKind::PermissionDenied => format!(
+                            "give a destination in a directory you may write to, or ask for {} to be created",
+                            dir.display()
+                        ),
+                        _ => "give a destination in a directory that exists".into(),
+                    },
+                })
+            }
+        }
+    }
+    Ok(parents)
+}
+
+fn check_dest(dest: &Path) -> Result<(PathBuf, bool, Parents), ArchiveError> {
     let abs = std::path::absolute(dest).map_err(|e| ArchiveError::io("resolving", dest, e))?;
+    let parents = make_parents(&abs)?;
     let bad = |reason: String| ArchiveError::Dest {
         path: abs.clone(),
         reason,
@@ -98,7 +160,7 @@ fn check_dest(dest: &Path) -> Result<(PathBuf, bool), ArchiveError> {
         Ok(_) => return Err(bad("exists and is not a directory".into())),
         Err(_) => false,
     };
-    Ok((abs, existed))
+    Ok((abs, existed, parents))
 }
 
 /// The parent of a destination (absolute), which must be an existing directory: said so,
@@ -288,7 +350,7 @@ pub fn unpack_opened(
     options: &UnpackOptions,
     progress: &dyn Progress,
 ) -> Result<UnpackReport, ArchiveError> {
-    let (dest, existed) = check_dest(dest)?;
+    let (dest, existed, mut parents) = check_dest(dest)?;
     check_detached(bundle, file)?;
     let staging = new_staging(&dest, progress)?;
     // The manifest is the first entry: what it alone shows to be impossible is refused before
@@ -322,9 +384,11 @@ pub fn unpack_opened(
     let final_manifest = airgap_dir.join("manifest.toml");
     fs::rename(&parked, &final_manifest)
         .map_err(|e| ArchiveError::io("writing", &final_manifest, e))?;
-    install(
+    let report = install(
         staging, &manifest, &dest, existed, options, entries, bytes, progress,
-    )
+    )?;
+    parents.keep = true;
+    Ok(report)
 }
 
 /// When `BUNDLE.sha256` sits beside the bundle, the bundle must match it: it also covers the
@@ -452,6 +516,7 @@ fn install(
         bytes,
         steps,
         not_run,
+        installed: crate::installed::installed(dest, manifest),
     })
 }
 
@@ -514,7 +579,7 @@ pub fn unpack_dir(
     options: &UnpackOptions,
     progress: &dyn Progress,
 ) -> Result<UnpackReport, ArchiveError> {
-    let (dest, existed) = check_dest(dest)?;
+    let (dest, existed, mut parents) = check_dest(dest)?;
     let text = crate::manifest::read_manifest_text_in(tree)?;
     let manifest = Manifest::from_toml(&text).map_err(|reason| ArchiveError::Manifest {
         bundle: tree.into(),
@@ -533,9 +598,11 @@ pub fn unpack_dir(
     let (entries, bytes) = copy_tree(&tree_abs, &staging.path, &manifest, progress)?;
     write_new(&staging.path.join(MANIFEST_PATH), &text)?;
     drop(text);
-    install(
+    let report = install(
         staging, &manifest, &dest, existed, options, entries, bytes, progress,
-    )
+    )?;
+    parents.keep = true;
+    Ok(report)
 }
 
 fn copy_tree(

@@ -10,6 +10,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use airgap_archive::installed::summary_lines;
 use airgap_archive::progress::{Level, Progress, Unit};
 use airgap_archive::text::escape_lines;
 use airgap_archive::unpack::{unpack, unpack_dir, UnpackOptions};
@@ -89,6 +90,11 @@ fn main() -> ExitCode {
                     report.dest.display(),
                     report.steps
                 );
+            }
+            if !quiet {
+                for (label, text) in summary_lines(&report.installed, 12) {
+                    eprintln!("{label:>12} {}", escape_lines(&text));
+                }
             }
             if !report.not_run.is_empty() {
                 eprintln!(

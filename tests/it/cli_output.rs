@@ -29,6 +29,7 @@ fn filters(tmp: &Path) -> Vec<(String, String)> {
             " [SIZE]".into(),
         ),
         (r"\b\d+ bytes\b".into(), "[N] bytes".into()),
+        (r#""bytes": \d+"#.into(), r#""bytes": [N]"#.into()),
         (r"\b\d+(\.\d+)? ?(s|ms)\b".into(), "[TIME]".into()),
         // Damage at the end of the last gzip member shows while reading whichever entry's data
         // reaches into it (it moves with the size of this build's unpacker), or at the trailer.
@@ -312,16 +313,32 @@ fn an_empty_mount_point_as_dest_is_refused_before_anything_is_extracted() {
 }
 
 #[test]
-fn a_missing_parent_of_dest_is_named_with_the_mkdir_that_makes_it() {
+fn missing_parents_of_dest_are_made_and_removed_again_when_the_unpack_fails() {
     let tmp = tempdir();
     let dir = tmp.path();
     let bundle = demo_bundle(dir);
+    // A damaged copy fails after its parents were made: they go again.
+    let mut bytes = fs::read(&bundle).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    let damaged = dir.join("damaged.tar.gz");
+    fs::write(&damaged, bytes).unwrap();
+    run(cli()
+        .arg("unpack")
+        .arg(&damaged)
+        .arg(dir.join("no/such/dest")))
+    .failure();
+    assert!(
+        !dir.join("no").exists(),
+        "a failed unpack left the parents it made"
+    );
     let done = run(cli()
         .arg("unpack")
         .arg(&bundle)
         .arg(dir.join("no/such/dest")))
-    .failure();
-    snapshot!("error_dest_parent_missing", dir, done);
+    .success();
+    snapshot!("unpack_makes_missing_parents", dir, done);
+    assert!(dir.join("no/such/dest/data/b.txt").is_file());
     let done = run(cli()
         .arg("unpack")
         .arg(&bundle)
@@ -332,10 +349,64 @@ fn a_missing_parent_of_dest_is_named_with_the_mkdir_that_makes_it() {
     let done = run(cli()
         .arg("relocate")
         .arg(dir.join("tree"))
-        .arg(dir.join("no/such/place")))
+        .arg(dir.join("none/such/place")))
     .failure();
     snapshot!("error_relocate_parent_missing", dir, done);
     assert!(dir.join("tree/data/b.txt").is_file());
+}
+
+/// What an unpack ends with: the interpreter, the `activate` line, the kernels and the
+/// commands of the environment, in text and in `--json`. The tree is a venv made on the
+/// target by an install step, as a wheelhouse bundle's is: here its files come with the
+/// `files` source, so the summary is read from the installed tree, not from a plugin.
+#[test]
+fn the_unpack_summary_names_the_interpreter_activate_kernels_and_commands() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let venv = dir.join("app/venv");
+    let site = venv.join("lib/python3.11/site-packages");
+    fs::create_dir_all(site.join("jupyterlab-4.2.5.dist-info")).unwrap();
+    fs::create_dir_all(site.join("black-24.8.0.dist-info")).unwrap();
+    fs::create_dir_all(venv.join("bin")).unwrap();
+    fs::create_dir_all(venv.join("share/jupyter/kernels/python3")).unwrap();
+    fs::write(venv.join("pyvenv.cfg"), "home = /usr/bin\n").unwrap();
+    for name in ["python3", "activate", "jupyter-lab", "black", "blackd"] {
+        fs::write(venv.join("bin").join(name), "#!/bin/sh\n").unwrap();
+    }
+    fs::write(
+        site.join("jupyterlab-4.2.5.dist-info/entry_points.txt"),
+        "[console_scripts]\njupyter-lab = jupyterlab.labapp:main\n\n[jupyter_serverproxy]\nnot-a-command = x:y\n",
+    )
+    .unwrap();
+    fs::write(
+        site.join("black-24.8.0.dist-info/entry_points.txt"),
+        "[console_scripts]\nblack = black:patched_main\nblackd = blackd:patched_main [d]\nmissing = x:y\n",
+    )
+    .unwrap();
+    fs::write(
+        venv.join("share/jupyter/kernels/python3/kernel.json"),
+        r#"{"argv": ["python", "-m", "ipykernel_launcher"], "display_name": "Python 3 (ipykernel)", "language": "python"}"#,
+    )
+    .unwrap();
+    files_config(
+        dir,
+        "airgap.toml",
+        r#"[{ source = "app/venv", dest = "venv" }]"#,
+    );
+    run(cli()
+        .current_dir(dir)
+        .args(["bundle", "-c", "airgap.toml", "-o", "app.tar.gz"]))
+    .success();
+    let bundle = dir.join("app.tar.gz");
+    let done = run(cli().arg("unpack").arg(&bundle).arg(dir.join("dest"))).success();
+    snapshot!("unpack_summary_environment", dir, done);
+    let done = run(cli()
+        .arg("unpack")
+        .arg(&bundle)
+        .arg(dir.join("dest2"))
+        .arg("--json"))
+    .success();
+    snapshot!("unpack_summary_environment_json", dir, done);
 }
 
 #[test]

@@ -67,7 +67,7 @@ fn a_venv_with_the_conda_source_alone_imports_ssl_in_a_bare_debian_root_and_not_
     // The refusal names the configuration change that fixes it.
     assert!(
         done.stderr
-            .contains("help: turn the syslibs source on to carry the missing libraries: remove `enabled = false` from [sources.syslibs]"),
+            .contains("help: turn the syslibs source on to carry the missing libraries: remove `enabled = false` from [sources.syslibs] in airgap.toml"),
         "{}",
         done.stderr
     );

@@ -238,7 +238,7 @@ pub fn run(args: BundleArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
             print_problem_list(&report);
             let mut helps = advice_lines(
                 &report,
-                Advice::for_plan(plugins.iter().map(String::as_str)),
+                Advice::for_plan(&config, plugins.iter().map(String::as_str)),
             );
             helps.push("fix the problems above (see `airgap check --help`), change [target], or pass --no-check to write it anyway".into());
             return Err(report::with_helps_code(

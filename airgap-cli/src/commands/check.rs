@@ -108,7 +108,8 @@ pub fn run(args: CheckArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
                     .as_deref(),
             )
             .map_err(report::core)?;
-            let advice = Advice::for_plan(planned.sources.iter().map(|s| s.plugin.as_str()));
+            let advice =
+                Advice::for_plan(&config, planned.sources.iter().map(|s| s.plugin.as_str()));
             (config_path.display().to_string(), report, advice)
         }
         (None, None) => {
@@ -182,21 +183,39 @@ fn print_human(what: &str, r: &CheckReport, advice: Advice, ui: &Ui) {
 
 /// Where a failed verdict came from, which decides the advice: a written bundle is bundled
 /// again, a plan is fixed in its configuration.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Advice {
     /// `airgap check BUNDLE`.
     Written,
-    /// `airgap check -c` or `airgap bundle`; whether the `syslibs` source ran.
-    Plan { syslibs: bool },
+    /// `airgap check -c` or `airgap bundle`, and what became of the `syslibs` source.
+    Plan(Syslibs),
+}
+
+/// The `syslibs` source in a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Syslibs {
+    /// It ran.
+    Ran,
+    /// `[sources.syslibs] enabled = false`.
+    Disabled,
+    /// No table, and no environment source that brings it.
+    Absent,
 }
 
 impl Advice {
-    /// The advice for a plan whose sources were served by `plugins`.
-    pub(crate) fn for_plan<'a>(plugins: impl IntoIterator<Item = &'a str>) -> Advice {
-        let syslibs = plugins
-            .into_iter()
-            .any(|p| p == airgap_core::config::SYSLIBS);
-        Advice::Plan { syslibs }
+    /// The advice for a plan of `config` whose sources were served by `plugins`.
+    pub(crate) fn for_plan<'a>(
+        config: &Config,
+        plugins: impl IntoIterator<Item = &'a str>,
+    ) -> Advice {
+        let name = airgap_core::config::SYSLIBS;
+        Advice::Plan(if plugins.into_iter().any(|p| p == name) {
+            Syslibs::Ran
+        } else if config.disabled.iter().any(|d| d == name) {
+            Syslibs::Disabled
+        } else {
+            Syslibs::Absent
+        })
     }
 }
 
@@ -241,8 +260,9 @@ pub(crate) fn advice_lines(r: &CheckReport, advice: Advice) -> Vec<String> {
     if r.missing.iter().any(|m| m.unreachable_copy.is_none()) {
         out.push(match advice {
             Advice::Written => "bundle again with the syslibs source on (it is, for any environment, unless [sources.syslibs] says enabled = false), so that the missing libraries are carried; list dlopen-only ones in [sources.syslibs] extra = [...]".into(),
-            Advice::Plan { syslibs: false } => "turn the syslibs source on to carry the missing libraries: remove `enabled = false` from [sources.syslibs] in airgap.toml, or add a [sources.syslibs] table (list dlopen-only ones in `extra`)".into(),
-            Advice::Plan { syslibs: true } => "[sources.syslibs] did not find these libraries on this machine: install them here so it can carry them, give their paths in [sources.syslibs] extra = [...], or install them on the target and say so with [sources.syslibs] exclude = [...]".into(),
+            Advice::Plan(Syslibs::Disabled) => "turn the syslibs source on to carry the missing libraries: remove `enabled = false` from [sources.syslibs] in airgap.toml".into(),
+            Advice::Plan(Syslibs::Absent) => "add a [sources.syslibs] table to airgap.toml to carry the missing libraries (list dlopen-only ones in `extra`)".into(),
+            Advice::Plan(Syslibs::Ran) => "[sources.syslibs] did not find these libraries on this machine: install them here so it can carry them, give their paths in [sources.syslibs] extra = [...], or install them on the target and say so with [sources.syslibs] exclude = [...]".into(),
         });
     }
     if r.missing
@@ -253,7 +273,7 @@ pub(crate) fn advice_lines(r: &CheckReport, advice: Advice) -> Vec<String> {
     }
     if r.missing.iter().any(|m| m.unreachable_copy.is_some()) {
         out.push(match advice {
-            Advice::Plan { syslibs: true } => "a bundled library is out of its users' search path and [sources.syslibs] could not patch them: see the warnings above".into(),
+            Advice::Plan(Syslibs::Ran) => "a bundled library is out of its users' search path and [sources.syslibs] could not patch them: see the warnings above".into(),
             _ => "[sources.syslibs] gives the files that need a bundled library an $ORIGIN-relative RPATH: turn it on (it is on for any environment unless `enabled = false`)".into(),
         });
     }

@@ -4,7 +4,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use airgap_archive::installed::summary_lines;
 use airgap_archive::unpack::{unpack_dir, unpack_opened, UnpackOptions};
+
+/// Commands listed by name after an unpack; the rest are counted (`--json` has them all).
+const MAX_COMMANDS: usize = 12;
 
 use crate::commands::verify::archive;
 use crate::ui::Ui;
@@ -41,6 +45,11 @@ pub struct UnpackArgs {
     /// Install the files but run none of the bundle's programs (its `Run` steps); list them
     #[arg(long)]
     pub no_run: bool,
+
+    /// Print what was installed (the interpreter, `activate`, kernels, commands) as JSON on
+    /// stdout
+    #[arg(long)]
+    pub json: bool,
 
     #[command(flatten)]
     pub open: super::seal::OpenArgs,
@@ -89,6 +98,14 @@ pub fn run(args: UnpackArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
         ));
         for step in &report.not_run {
             ui.println(&format!("  - {step}"));
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if !ui.quiet {
+        // Names of kernels and commands come from the bundle: `status` escapes them.
+        for (label, text) in summary_lines(&report.installed, MAX_COMMANDS) {
+            ui.status(label, &text);
         }
     }
     Ok(ExitCode::SUCCESS)
