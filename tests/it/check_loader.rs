@@ -127,7 +127,7 @@ fn a_venv_with_scipy_and_pillow_needs_no_syslibs() {
     let tmp = tempdir();
     let venv = tmp.path().join("venv");
     conda::venv(&base, &venv, &["numpy", "scipy", "pillow"]);
-    let config = venv_config(tmp.path(), &venv, "");
+    let config = venv_config(tmp.path(), &venv, "[sources.syslibs]\nenabled = false\n");
     let done = run(cli().args(["check", "--json", "-c"]).arg(&config));
     let r = json(&done);
     for m in r["missing"].as_array().expect("missing") {
@@ -182,7 +182,12 @@ fn a_declared_old_glibc_refuses_and_names_the_file() {
     let tmp = tempdir();
     let venv = tmp.path().join("venv");
     conda::venv(&base, &venv, &[]);
-    let config = venv_config(tmp.path(), &venv, "[target]\nglibc = \"2.31\"\n");
+    // The environment's own files, without what syslibs would graft from this machine.
+    let config = venv_config(
+        tmp.path(),
+        &venv,
+        "[target]\nglibc = \"2.31\"\n\n[sources.syslibs]\nenabled = false\n",
+    );
     let out = tmp.path().join("app.tar.zst");
     let done = run(cli()
         .args(["bundle", "-c"])

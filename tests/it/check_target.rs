@@ -187,7 +187,9 @@ fn without_syslibs_check_names_the_missing_libraries_and_bundle_refuses_a_declar
         done.stderr
     );
     assert!(
-        done.stderr.contains("help: add a [sources.syslibs] table"),
+        done.stderr.contains(
+            "help: bundle again with [sources.syslibs] so that the missing libraries are carried"
+        ),
         "{}",
         done.stderr
     );

@@ -173,7 +173,11 @@ PyMODINIT_FUNC PyInit_pqver(void) { return PyModule_Create(&module); }
             format!(
                 "[bundle]\nname = \"app\"\ncompression = \"zstd\"\nlevel = 1\n\n[target]\nglibc = \"2.36\"\n\n[sources.conda]\nprefix = \"{}\"\nstdlib_tests = false\n{}",
                 venv.display(),
-                if syslibs { "\n[sources.syslibs]\n" } else { "" }
+                if syslibs {
+                    "\n[sources.syslibs]\n"
+                } else {
+                    "\n[sources.syslibs]\nenabled = false\n"
+                }
             ),
         )
         .expect("write config");

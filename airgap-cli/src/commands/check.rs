@@ -259,7 +259,7 @@ pub(crate) fn advice_lines(r: &CheckReport, advice: Advice) -> Vec<String> {
     }
     if r.missing.iter().any(|m| m.unreachable_copy.is_none()) {
         out.push(match advice {
-            Advice::Written => "bundle again with the syslibs source on (it is, for any environment, unless [sources.syslibs] says enabled = false), so that the missing libraries are carried; list dlopen-only ones in [sources.syslibs] extra = [...]".into(),
+            Advice::Written => "bundle again with [sources.syslibs] so that the missing libraries are carried (it comes by itself beside an environment source such as conda, unless it says enabled = false); list dlopen-only ones in its `extra`".into(),
             Advice::Plan(Syslibs::Disabled) => "turn the syslibs source on to carry the missing libraries: remove `enabled = false` from [sources.syslibs] in airgap.toml".into(),
             Advice::Plan(Syslibs::Absent) => "add a [sources.syslibs] table to airgap.toml to carry the missing libraries (list dlopen-only ones in `extra`)".into(),
             Advice::Plan(Syslibs::Ran) => "[sources.syslibs] did not find these libraries on this machine: install them here so it can carry them, give their paths in [sources.syslibs] extra = [...], or install them on the target and say so with [sources.syslibs] exclude = [...]".into(),
@@ -274,7 +274,7 @@ pub(crate) fn advice_lines(r: &CheckReport, advice: Advice) -> Vec<String> {
     if r.missing.iter().any(|m| m.unreachable_copy.is_some()) {
         out.push(match advice {
             Advice::Plan(Syslibs::Ran) => "a bundled library is out of its users' search path and [sources.syslibs] could not patch them: see the warnings above".into(),
-            _ => "[sources.syslibs] gives the files that need a bundled library an $ORIGIN-relative RPATH: turn it on (it is on for any environment unless `enabled = false`)".into(),
+            _ => "[sources.syslibs] gives the files that need a bundled library an $ORIGIN-relative RPATH: bundle with it (it comes by itself beside an environment source, unless it says enabled = false)".into(),
         });
     }
     if !r.python.is_empty() {
