@@ -46,10 +46,12 @@ fn rewrite_step() -> StepRecord {
                 PrefixFile {
                     path: "env/bin/tool".into(),
                     mode: PrefixMode::Text,
+                    capacity: None,
                 },
                 PrefixFile {
                     path: "env/lib/libx.so".into(),
                     mode: PrefixMode::Binary,
+                    capacity: None,
                 },
             ],
         },

@@ -32,6 +32,7 @@ fn bundle_with_step(out: &std::path::Path, old_prefix: &str, file: &str) {
                 files: vec![PrefixFile {
                     path: file.into(),
                     mode: PrefixMode::Text,
+                    capacity: None,
                 }],
             },
         }],

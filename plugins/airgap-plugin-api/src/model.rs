@@ -302,6 +302,32 @@ pub struct PrefixFile {
     pub path: String,
     /// How to rewrite it.
     pub mode: PrefixMode,
+    /// Binary files: the longest prefix, in bytes, that the file's prefix slots have room for,
+    /// when the plugin knows it. A conda package pads its placeholder (conda-build: 255 bytes)
+    /// and the installer pads the prefix it writes with NUL bytes up to the placeholder's
+    /// length, so the slot holds the placeholder's length, not the current prefix's. Unset
+    /// (ABI 1.0 plugins, binaries without padding), a binary file takes a prefix no longer
+    /// than `old_prefix`. Never less than `old_prefix`'s length. The rewrite itself still
+    /// refuses a string whose NUL bytes do not suffice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<usize>,
+}
+
+impl PrefixFile {
+    /// A file rewritten in `mode`, with no recorded capacity.
+    pub fn new(path: impl Into<String>, mode: PrefixMode) -> PrefixFile {
+        PrefixFile {
+            path: path.into(),
+            mode,
+            capacity: None,
+        }
+    }
+
+    /// Record the capacity of the file's prefix slots (binary files).
+    pub fn with_capacity(mut self, capacity: usize) -> PrefixFile {
+        self.capacity = Some(capacity);
+        self
+    }
 }
 
 /// How to rewrite a prefix in a file.
