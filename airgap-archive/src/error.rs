@@ -271,7 +271,7 @@ impl ArchiveError {
                     )
                 } else {
                     format!(
-                        "choose a destination of at most {dest} bytes, so that the prefix fits in {max}: the file holds the prefix it was built with, unpadded (not a conda package's placeholder), so no longer path fits, not even rewritten at bundle time; `airgap bundle --dest-prefix DEST` checks a destination before the transfer, and an environment made at a path at least as long as DEST's can go there"
+                        "choose a destination of at most {dest} bytes: the file holds the {max}-byte prefix it was built with and no padding to grow into (a conda package's placeholder has it), so a longer path fits neither here nor with `airgap bundle --dest-prefix` (which checks a destination before the transfer); for a longer one, make the environment at a path at least that long and bundle it from there"
                     )
                 })
             }

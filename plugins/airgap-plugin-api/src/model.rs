@@ -410,3 +410,23 @@ impl ContributeRequest {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An ABI 1.0 plugin's file (no capacity) reads as one without, and a file without one
+    /// is written exactly as ABI 1.0 wrote it; a capacity is one more key.
+    #[test]
+    fn a_prefix_file_without_capacity_reads_and_writes_as_in_abi_1_0() {
+        let old = r#"{"path":"env/bin/x","mode":"binary"}"#;
+        let file: PrefixFile = serde_json::from_str(old).expect("reads");
+        assert_eq!(file, PrefixFile::new("env/bin/x", PrefixMode::Binary));
+        assert_eq!(serde_json::to_string(&file).expect("writes"), old);
+        let padded = file.with_capacity(255);
+        assert_eq!(
+            serde_json::to_string(&padded).expect("writes"),
+            r#"{"path":"env/bin/x","mode":"binary","capacity":255}"#
+        );
+    }
+}
