@@ -347,6 +347,31 @@ fn conda_env_with_a_known_destination_needs_no_rewriting_at_unpack() {
     );
     assert!(err.message.contains("longer than"), "{}", err.message);
     assert!(err.help.unwrap().contains("at most"));
+
+    // Longer than the source prefix, within the placeholder's room: conda's binaries take it
+    // at bundle time too, and keep their room for later moves (a binary no package owns would
+    // not take it: left out here).
+    let f3 = fixture().unwrap();
+    std::fs::remove_file(f3.prefix.join("share/hello/blob.bin")).unwrap();
+    let longer = f3.root.join("t".repeat(100));
+    let longer_s = longer.to_string_lossy().into_owned();
+    assert!(longer.join("env").as_os_str().len() > f3.prefix.as_os_str().len());
+    let c = contribute(
+        json!({"prefix": f3.prefix}),
+        &f3.root.join("work"),
+        Some(&longer_s),
+    )
+    .expect("fits in the placeholder's room");
+    assert_eq!(
+        conda::capacity(&c, "env/bin/hello-prefix", &format!("{longer_s}/env")),
+        Some(Some(255))
+    );
+    materialize(&c, &longer).expect("install");
+    std::fs::rename(f3.root.join("source-machine"), f3.root.join("gone")).unwrap();
+    assert_eq!(
+        output(&longer.join("env/bin/hello-prefix")),
+        format!("{longer_s}/env\n")
+    );
 }
 
 #[test]
