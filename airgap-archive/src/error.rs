@@ -267,7 +267,7 @@ impl ArchiveError {
                 let dest = max.saturating_sub(*tail);
                 Some(if *padded {
                     format!(
-                        "choose a destination of at most {dest} bytes, so that the prefix fits in the {max} bytes its placeholder left"
+                        "choose a destination of at most {dest} bytes, so that the prefix fits in the {max} bytes the file has room for"
                     )
                 } else {
                     format!(
