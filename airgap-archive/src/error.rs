@@ -198,6 +198,12 @@ pub enum ArchiveError {
         new: String,
         /// The longest prefix that fits.
         max: usize,
+        /// Bytes of `new` after the destination (`/env`): the destination itself may be
+        /// `max - tail` bytes long.
+        tail: usize,
+        /// `max` is a capacity the plugin recorded (a padded placeholder); else it is the
+        /// length of the prefix the file was bundled with, which has no room to grow.
+        padded: bool,
     },
     /// An install step needs something that was not given, or failed.
     #[error("install step {index} ({description}): {reason}")]
@@ -255,9 +261,20 @@ impl ArchiveError {
             ArchiveError::Unsafe { .. } => Some(
                 "this bundle was not written by airgap or was tampered with; nothing was installed".into(),
             ),
-            ArchiveError::PrefixTooLong { max, .. } => Some(format!(
-                "choose a destination whose path makes the prefix at most {max} bytes long"
-            )),
+            ArchiveError::PrefixTooLong {
+                max, tail, padded, ..
+            } => {
+                let dest = max.saturating_sub(*tail);
+                Some(if *padded {
+                    format!(
+                        "choose a destination of at most {dest} bytes, so that the prefix fits in the {max} bytes the file has room for"
+                    )
+                } else {
+                    format!(
+                        "choose a destination of at most {dest} bytes: the file holds the {max}-byte prefix it was built with and no padding to grow into (a conda package's placeholder has it), so a longer path fits neither here nor with `airgap bundle --dest-prefix` (which checks a destination before the transfer); for a longer one, make the environment at a path at least that long and bundle it from there"
+                    )
+                })
+            }
             ArchiveError::Encrypted { bundle } => Some(format!(
                 "pass --identity FILE (an age identity) or --passphrase to airgap; without airgap, decrypt it first: age -d -i key.txt -o {0} {1}, then unpack that",
                 bundle.display().to_string().trim_end_matches(".age"),

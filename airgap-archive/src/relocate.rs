@@ -8,7 +8,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use airgap_plugin_api::{InstallStep, PrefixMode};
+use airgap_plugin_api::{InstallStep, PrefixFile, PrefixMode};
 use filetime::FileTime;
 use serde::{Deserialize, Serialize};
 
@@ -329,15 +329,70 @@ pub fn rewrite_stream(
     }
 }
 
+/// The room a binary file has for a group's prefix, as the error explains it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Slot {
+    /// The longest prefix the file takes.
+    max: usize,
+    /// Bytes of the new prefix after the destination (`/env`).
+    tail: usize,
+    /// `max` is the capacity the plugin recorded (a padded placeholder).
+    padded: bool,
+}
+
+impl Slot {
+    /// The slot of `file`, bundled with the prefix `original`, for the prefix `new` under
+    /// `base`: the capacity the manifest records, else the original prefix's length (a
+    /// string may grow back into the NUL bytes an earlier, shorter rewrite left, no more).
+    pub(crate) fn of(file: &PrefixFile, original: &str, new: &str, base: &Path) -> Slot {
+        let base_len = base.as_os_str().len();
+        Slot {
+            max: file.capacity.unwrap_or(original.len()).max(original.len()),
+            tail: new.len().saturating_sub(base_len),
+            padded: file.capacity.is_some(),
+        }
+    }
+
+    fn too_long(self, file: &str, new: &str, max: usize) -> ArchiveError {
+        ArchiveError::PrefixTooLong {
+            file: file.into(),
+            new: new.into(),
+            max,
+            tail: self.tail,
+            padded: self.padded,
+        }
+    }
+}
+
+/// Refuse, before anything is written, the first binary file of a group (bundled with
+/// `original`) whose slot cannot take `new` (the prefix for `base`). What the manifest
+/// records is a claim: the rewrite itself ([`rewrite_stream`]) still refuses a string whose
+/// NUL bytes do not suffice.
+pub(crate) fn check_fits(
+    files: &[PrefixFile],
+    original: &str,
+    new: &str,
+    base: &Path,
+) -> Result<(), ArchiveError> {
+    for f in files.iter().filter(|f| f.mode == PrefixMode::Binary) {
+        let slot = Slot::of(f, original, new, base);
+        if new.len() > slot.max {
+            return Err(slot.too_long(&f.path, new, slot.max));
+        }
+    }
+    Ok(())
+}
+
 /// Rewrite `old` to `new` in one file; written beside and renamed, keeping mode and mtime (a
-/// hard-linked twin is left alone). `check_only` tests that a binary file can take `new`.
-/// The file is streamed ([`rewrite_stream`]), never held in memory.
+/// hard-linked twin is left alone). `check_only` tests that a binary file can take `new`;
+/// `slot` explains a refusal. The file is streamed ([`rewrite_stream`]), never held in memory.
 pub(crate) fn rewrite_file(
     path: &Path,
     shown: &str,
     old: &str,
     new: &str,
     mode: PrefixMode,
+    slot: Slot,
     check_only: bool,
 ) -> Result<bool, ArchiveError> {
     let meta = fs::symlink_metadata(path).map_err(|e| ArchiveError::io("reading", path, e))?;
@@ -349,11 +404,7 @@ pub(crate) fn rewrite_file(
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(|e| ArchiveError::io("reading", path, e))?;
-    let too_long = |max: usize| ArchiveError::PrefixTooLong {
-        file: shown.into(),
-        new: new.into(),
-        max,
-    };
+    let too_long = |max: usize| slot.too_long(shown, new, max);
     if check_only {
         if mode == PrefixMode::Text {
             return Ok(false);
@@ -475,15 +526,7 @@ pub(crate) fn rewrite_all(
             continue;
         };
         let new = prefix_for(base, root);
-        for f in files {
-            if f.mode == PrefixMode::Binary && new.len() > rec.original.len() {
-                return Err(ArchiveError::PrefixTooLong {
-                    file: f.path.clone(),
-                    new,
-                    max: rec.original.len(),
-                });
-            }
-        }
+        check_fits(files, &rec.original, &new, base)?;
         if !check_only {
             progress.begin("rewriting", files.len() as u64, Unit::Items);
         }
@@ -503,6 +546,7 @@ pub(crate) fn rewrite_all(
                     &rec.current,
                     &new,
                     f.mode,
+                    Slot::of(f, &rec.original, &new, base),
                     check_only,
                 )? {
                     count += 1;

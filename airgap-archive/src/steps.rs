@@ -67,6 +67,14 @@ pub(crate) fn check_steps(manifest: &Manifest) -> Result<(), ArchiveError> {
                             f.path
                         )));
                     }
+                    // A slot shorter than the prefix it holds is a broken record.
+                    if let Some(capacity) = f.capacity.filter(|&c| c < old_prefix.len()) {
+                        return Err(step_err(format!(
+                            "file {:?} records room for {capacity} bytes, less than the {} bytes of the prefix it holds",
+                            f.path,
+                            old_prefix.len()
+                        )));
+                    }
                 }
             }
             InstallStep::Run { program, .. } => {

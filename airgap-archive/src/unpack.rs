@@ -11,7 +11,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use airgap_plugin_api::{InstallStep, PrefixMode};
+use airgap_plugin_api::InstallStep;
 use filetime::FileTime;
 use sha2::{Digest, Sha256};
 
@@ -19,7 +19,9 @@ use crate::error::ArchiveError;
 use crate::manifest::{FileType, Manifest, MANIFEST_PATH};
 use crate::progress::{Level, Progress, Unit};
 use crate::read::{check_bundle, check_rel, Target};
-use crate::relocate::{groups, prefix_for, rewrite_all, write_state, PrefixRecord, PrefixState};
+use crate::relocate::{
+    check_fits, groups, prefix_for, rewrite_all, write_state, PrefixRecord, PrefixState,
+};
 use crate::stale::{lock_dir, make_writable, remove_stale, Name};
 use crate::steps::description;
 
@@ -315,16 +317,7 @@ fn preflight(
             files,
         } = &rec.step
         {
-            let new = prefix_for(dest, root);
-            for f in files {
-                if f.mode == PrefixMode::Binary && new.len() > old_prefix.len() {
-                    return Err(ArchiveError::PrefixTooLong {
-                        file: f.path.clone(),
-                        new,
-                        max: old_prefix.len(),
-                    });
-                }
-            }
+            check_fits(files, old_prefix, &prefix_for(dest, root), dest)?;
         }
     }
     Ok(())

@@ -678,6 +678,7 @@ fn an_install_step_pointing_outside_dest_is_refused() {
                 files: vec![PrefixFile {
                     path: "../outside.txt".into(),
                     mode: PrefixMode::Text,
+                    capacity: None,
                 }],
             },
             "not inside the bundle",
@@ -697,6 +698,7 @@ fn an_install_step_pointing_outside_dest_is_refused() {
                 files: vec![PrefixFile {
                     path: "/etc/passwd".into(),
                     mode: PrefixMode::Text,
+                    capacity: None,
                 }],
             },
             "not inside the bundle",

@@ -46,10 +46,12 @@ fn rewrite_step() -> StepRecord {
                 PrefixFile {
                     path: "env/bin/tool".into(),
                     mode: PrefixMode::Text,
+                    capacity: None,
                 },
                 PrefixFile {
                     path: "env/lib/libx.so".into(),
                     mode: PrefixMode::Binary,
+                    capacity: None,
                 },
             ],
         },
@@ -540,4 +542,126 @@ fn the_carried_unpacker_installs_with_only_sh_and_tar() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("env/bin/tool"), "{err}");
     assert!(!target.join("again").exists());
+}
+
+/// A binary whose string a conda installer padded: `Prefix-file capacity` lets it take a
+/// prefix longer than the one it holds, at unpack and at every relocation; a recorded capacity
+/// that the file's NUL bytes do not back is refused by the rewrite itself, in staging, and
+/// nothing is left. A step without a capacity writes the manifest it always wrote.
+#[test]
+fn a_recorded_capacity_lets_binaries_grow_and_the_rewrite_still_judges() {
+    let tmp = tempdir();
+    let src = tmp.path().join("src/env");
+    fs::create_dir_all(src.join("lib")).unwrap();
+    let old = "/b/p";
+    // As installed: the prefix, then NUL bytes up to a 120-byte placeholder, then others.
+    let mut padded = b"\x7fELF\0".to_vec();
+    padded.extend_from_slice(format!("{old}/lib").as_bytes());
+    padded.extend_from_slice(&[0; 120]);
+    padded.extend_from_slice(b"next\0");
+    fs::write(src.join("lib/padded.so"), &padded).unwrap();
+    // The same claim for a string with a single NUL after it: no room at all.
+    let mut tight = b"\x7fELF\0".to_vec();
+    tight.extend_from_slice(format!("{old}/lib\0next\0").as_bytes());
+    fs::write(src.join("lib/tight.so"), &tight).unwrap();
+    let bundle = |name: &str, files: Vec<PrefixFile>| {
+        let p = plan(&[Entry::path(&src, "env")], PlanOptions::default()).unwrap();
+        let mut inp = input("nlp");
+        inp.install_steps = vec![StepRecord {
+            plugin: "conda".into(),
+            step: InstallStep::RewritePrefix {
+                old_prefix: old.into(),
+                root: "env".into(),
+                files,
+            },
+        }];
+        let out = tmp.path().join(format!("{name}.tar.gz"));
+        write(&p, inp, &out, None);
+        out
+    };
+    let room = |path: &str| PrefixFile::new(path, PrefixMode::Binary).with_capacity(120);
+
+    let out = bundle("padded", vec![room("env/lib/padded.so")]);
+    let first = tmp.path().join("a-destination-longer-than-four-bytes");
+    unpack(&out, &first, &UnpackOptions::default(), &NoProgress).unwrap();
+    let manifest = fs::read_to_string(first.join(".airgap/manifest.toml")).unwrap();
+    assert!(manifest.contains("capacity = 120"), "{manifest}");
+    let strings = |tree: &Path| binary_strings(&fs::read(tree.join("env/lib/padded.so")).unwrap());
+    let f = first.display();
+    assert!(strings(&first).contains(&format!("{f}/env/lib")));
+    let second = tmp
+        .path()
+        .join("and-again-a-longer-one-still-under-the-capacity");
+    relocate(&first, Some(&second), &NoProgress).unwrap();
+    let s = second.display();
+    assert_eq!(
+        strings(&second),
+        ["\x7fELF", &format!("{s}/env/lib"), "next"]
+    );
+    let third = tmp.path().join("s");
+    relocate(&second, Some(&third), &NoProgress).unwrap();
+    let t = third.display();
+    assert_eq!(
+        strings(&third),
+        ["\x7fELF", &format!("{t}/env/lib"), "next"]
+    );
+    assert_eq!(
+        fs::read(third.join("env/lib/padded.so")).unwrap().len(),
+        padded.len()
+    );
+    // Past the capacity: refused by name before anything moves.
+    let beyond = tmp.path().join("x".repeat(130));
+    let err = relocate(&third, Some(&beyond), &NoProgress).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ArchiveError::PrefixTooLong {
+                max: 120,
+                padded: true,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(third.is_dir() && !beyond.exists());
+
+    // The claim is not backed by NUL bytes: the rewrite refuses, DEST is never made.
+    let out = bundle("tight", vec![room("env/lib/tight.so")]);
+    let dest = tmp.path().join("longer-than-four-bytes");
+    let before = snapshot(tmp.path());
+    let err = unpack(&out, &dest, &UnpackOptions::default(), &NoProgress).unwrap_err();
+    assert!(
+        matches!(&err, ArchiveError::PrefixTooLong { file, .. } if file == "env/lib/tight.so"),
+        "{err}"
+    );
+    assert_eq!(snapshot(tmp.path()), before);
+
+    // No capacity recorded: the file takes no prefix longer than the one it holds.
+    let out = bundle(
+        "unrecorded",
+        vec![PrefixFile::new("env/lib/padded.so", PrefixMode::Binary)],
+    );
+    let before = snapshot(tmp.path());
+    let err = unpack(&out, &dest, &UnpackOptions::default(), &NoProgress).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ArchiveError::PrefixTooLong {
+                max: 4,
+                padded: false,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(snapshot(tmp.path()), before);
+    // And a step without one writes the manifest it wrote before the field existed.
+    let out = bundle(
+        "plain",
+        vec![PrefixFile::new("env/lib/padded.so", PrefixMode::Text)],
+    );
+    let dest = tmp.path().join("p");
+    unpack(&out, &dest, &UnpackOptions::default(), &NoProgress).unwrap();
+    let manifest = fs::read_to_string(dest.join(".airgap/manifest.toml")).unwrap();
+    assert!(!manifest.contains("capacity"), "{manifest}");
 }

@@ -189,10 +189,12 @@ fn unpack_and_relocate_rewrite_a_huge_file_of_a_tiny_bundle_in_bounded_memory() 
                 PrefixFile {
                     path: "data/big.txt".into(),
                     mode: PrefixMode::Text,
+                    capacity: None,
                 },
                 PrefixFile {
                     path: "data/big.bin".into(),
                     mode: PrefixMode::Binary,
+                    capacity: None,
                 },
             ],
         },

@@ -686,3 +686,52 @@ fn an_output_inside_a_bundled_tree_is_left_out_of_the_next_bundle() {
         done.stderr
     );
 }
+
+/// A binary file that cannot take DEST's prefix is refused before anything is written, naming
+/// the file and the room it has, with what to do: for a slot whose capacity the plugin recorded
+/// (a padded placeholder), and for one without (a prefix compiled in unpadded).
+#[test]
+fn a_destination_too_long_for_a_binary_names_the_file_its_room_and_the_ways_out() {
+    use airgap_archive::manifest::StepRecord;
+    use airgap_archive::PlanOptions;
+    use airgap_plugin_api::{Entry, InstallStep, PrefixFile, PrefixMode};
+    use airgap_tests::archive::{input, plan, write};
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let old = "/opt/built/here";
+    let env = dir.join("src/env");
+    fs::create_dir_all(env.join("lib")).unwrap();
+    let mut lib = b"\x7fELF\0".to_vec();
+    lib.extend_from_slice(format!("{old}/lib").as_bytes());
+    lib.extend_from_slice(&[0; 40]);
+    fs::write(env.join("lib/libx.so"), &lib).unwrap();
+    for (name, capacity) in [("unpadded", None), ("padded", Some(40))] {
+        let mut file = PrefixFile::new("env/lib/libx.so", PrefixMode::Binary);
+        file.capacity = capacity;
+        let p = plan(&[Entry::path(&env, "env")], PlanOptions::default()).unwrap();
+        let mut inp = input("nlp");
+        inp.install_steps = vec![StepRecord {
+            plugin: "conda".into(),
+            step: InstallStep::RewritePrefix {
+                old_prefix: old.into(),
+                root: "env".into(),
+                files: vec![file],
+            },
+        }];
+        let bundle = dir.join(format!("{name}.tar.gz"));
+        write(&p, inp, &bundle, None);
+        let dest = dir.join("d".repeat(60));
+        let done = run(cli().arg("unpack").arg(&bundle).arg(&dest)).failure();
+        let room = capacity.unwrap_or(old.len());
+        assert!(
+            done.stderr.contains("env/lib/libx.so")
+                && done
+                    .stderr
+                    .contains(&format!("longer than the {room} bytes")),
+            "{}",
+            done.stderr
+        );
+        assert!(!dest.exists());
+        snapshot!(format!("error_binary_prefix_too_long_{name}"), dir, done);
+    }
+}

@@ -104,9 +104,10 @@ fn conda_env_is_described_from_conda_meta_and_unmanaged_files_are_detected() {
     // placeholder is the prefix to rewrite.
     let script = f.prefix.join("bin/hello-script");
     std::fs::remove_file(&script).unwrap(); // a hard link into the package cache
+    let placeholder = conda::placeholder();
     std::fs::write(
         &script,
-        "#!/bin/sh\ncat /opt/anaconda1anaconda2anaconda3/share/hello/greeting.txt\n",
+        format!("#!/bin/sh\ncat {placeholder}/share/hello/greeting.txt\n"),
     )
     .unwrap();
     let c =
@@ -178,10 +179,21 @@ fn conda_env_is_described_from_conda_meta_and_unmanaged_files_are_detected() {
     );
     assert_eq!(
         mode_of("env/bin/hello-script"),
-        [(
-            "/opt/anaconda1anaconda2anaconda3".to_string(),
-            PrefixMode::Text
-        )]
+        [(placeholder.clone(), PrefixMode::Text)]
+    );
+    // A binary file conda installed records the room its placeholder left (255 bytes, as
+    // conda-build pads it); text files and files no package owns record none.
+    assert_eq!(
+        conda::capacity(&c, "env/bin/hello-paths", &p),
+        Some(Some(255))
+    );
+    assert_eq!(
+        conda::capacity(&c, "env/bin/hello-script", &placeholder),
+        Some(None)
+    );
+    assert_eq!(
+        conda::capacity(&c, "env/share/hello/blob.bin", &p),
+        Some(None)
     );
     assert!(mode_of("env/share/hello/data.txt").is_empty());
     // Unmanaged files: detected, text or binary by content.
@@ -335,6 +347,31 @@ fn conda_env_with_a_known_destination_needs_no_rewriting_at_unpack() {
     );
     assert!(err.message.contains("longer than"), "{}", err.message);
     assert!(err.help.unwrap().contains("at most"));
+
+    // Longer than the source prefix, within the placeholder's room: conda's binaries take it
+    // at bundle time too, and keep their room for later moves (a binary no package owns would
+    // not take it: left out here).
+    let f3 = fixture().unwrap();
+    std::fs::remove_file(f3.prefix.join("share/hello/blob.bin")).unwrap();
+    let longer = f3.root.join("t".repeat(100));
+    let longer_s = longer.to_string_lossy().into_owned();
+    assert!(longer.join("env").as_os_str().len() > f3.prefix.as_os_str().len());
+    let c = contribute(
+        json!({"prefix": f3.prefix}),
+        &f3.root.join("work"),
+        Some(&longer_s),
+    )
+    .expect("fits in the placeholder's room");
+    assert_eq!(
+        conda::capacity(&c, "env/bin/hello-prefix", &format!("{longer_s}/env")),
+        Some(Some(255))
+    );
+    materialize(&c, &longer).expect("install");
+    std::fs::rename(f3.root.join("source-machine"), f3.root.join("gone")).unwrap();
+    assert_eq!(
+        output(&longer.join("env/bin/hello-prefix")),
+        format!("{longer_s}/env\n")
+    );
 }
 
 #[test]
@@ -342,7 +379,9 @@ fn binary_relocation_that_cannot_fit_is_refused_before_writing() {
     let Some(f) = fixture() else { return };
     let c =
         contribute(json!({"prefix": f.prefix}), &f.root.join("work"), None).expect("contribute");
-    let deep = f.root.join(format!("{}/deeper", "d".repeat(200)));
+    // Beyond the 255 bytes the placeholder left (and the unpadded blob's source prefix).
+    let deep = f.root.join(format!("{}/deeper", "d".repeat(240)));
+    assert!(deep.join("env").as_os_str().len() > 255);
     let err = materialize(&c, &deep).expect_err("longer prefix must not fit");
     assert!(err.contains("env/bin/hello-paths"), "{err}");
     // The binary file is untouched: still the source prefix.
@@ -377,9 +416,10 @@ fn conda_env_through_airgap_bundle_unpack_and_relocate() {
     // The source is gone before the bundle is installed.
     std::fs::rename(f.root.join("source-machine"), f.root.join("gone")).unwrap();
 
-    // A destination longer than the prefix the compiled program holds: the archive engine
-    // refuses before writing anything, naming the file.
-    let too_long = f.root.join("d".repeat(200));
+    // A destination longer than the placeholder the compiled program was built with: the
+    // archive engine refuses before writing anything, naming the file.
+    let too_long = f.root.join("d".repeat(120)).join("d".repeat(120));
+    std::fs::create_dir(f.root.join("d".repeat(120))).unwrap();
     let done = run(airgap_tests::airgap()
         .arg("unpack")
         .arg(&bundle)
@@ -596,4 +636,174 @@ fn placeholders_come_from_the_package_cache_when_conda_meta_lacks_paths_data() {
     .unwrap();
     let c = contribute(json!({"prefix": f.prefix}), &f.root.join("w2"), None).unwrap();
     expected(&c);
+}
+
+/// `airgap bundle -c airgap.toml` of the fixture's env, with the plugin library of this build.
+fn bundle_with_cli(f: &Fixture) -> PathBuf {
+    let config = f.root.join("airgap.toml");
+    std::fs::write(
+        &config,
+        "[bundle]\nname = \"hello\"\n\n[sources.conda]\nprefix = \"source-machine/miniconda3/envs/hello-environment\"\n",
+    )
+    .unwrap();
+    let bundle = f.root.join("hello.tar.gz");
+    run(airgap_tests::airgap()
+        .arg("bundle")
+        .arg("-c")
+        .arg(&config)
+        .arg("--plugin-dir")
+        .arg(airgap_tests::build_dir())
+        .arg("-o")
+        .arg(&bundle)
+        .current_dir(&f.root))
+    .success();
+    bundle
+}
+
+/// The env's programs run at `tree/env` and see it as their prefix: the compiled-in one
+/// (binary placeholder), a data path built on it, and a script (text placeholder).
+fn runs_at(tree: &Path) {
+    let env = tree.join("env");
+    assert_eq!(
+        output(&env.join("bin/hello-prefix")),
+        format!("{}\n", env.display())
+    );
+    assert_eq!(
+        output(&env.join("bin/hello-paths")),
+        "hello from the data file\n"
+    );
+    assert_eq!(
+        output(&env.join("bin/hello-script")),
+        "hello from the text placeholder\n"
+    );
+    assert_eq!(
+        output(&env.join("bin/uses-greet")),
+        "greetings from libgreet\n"
+    );
+}
+
+/// conda-build pads a binary's placeholder to 255 bytes and the installer pads the prefix it
+/// writes with NUL bytes up to that length: the bundle records that room, so the env goes to a
+/// path longer than its source prefix, then longer again, then shorter, through the real CLI.
+#[test]
+fn conda_env_unpacks_longer_than_its_source_then_relocates_longer_again_then_shorter() {
+    let Some(f) = fixture() else { return };
+    // Conda's own binaries only: a binary no package owns keeps the length of the prefix it
+    // holds (`a_binary_without_a_padded_placeholder_keeps_the_length_of_its_prefix`).
+    std::fs::remove_file(f.prefix.join("share/hello/blob.bin")).unwrap();
+    let bundle = bundle_with_cli(&f);
+    let source_len = f.prefix.as_os_str().len();
+    std::fs::rename(f.root.join("source-machine"), f.root.join("gone")).unwrap();
+
+    // Past the placeholder's 255 bytes: refused before writing, naming the file and its room.
+    // (in two components: a file name has at most 255 bytes)
+    let beyond = f.root.join("b".repeat(120)).join("b".repeat(120));
+    std::fs::create_dir(f.root.join("b".repeat(120))).unwrap();
+    let done = run(airgap_tests::airgap()
+        .arg("unpack")
+        .arg(&bundle)
+        .arg(&beyond))
+    .failure();
+    assert!(
+        done.stderr.contains("env/bin/hello-") && done.stderr.contains("longer than the 255 bytes"),
+        "{}",
+        done.stderr
+    );
+    assert!(!beyond.exists());
+
+    let first = f.root.join("l".repeat(100));
+    assert!(first.join("env").as_os_str().len() > source_len);
+    run(airgap_tests::airgap()
+        .arg("unpack")
+        .arg(&bundle)
+        .arg(&first))
+    .success();
+    runs_at(&first);
+
+    let second = f.root.join("m".repeat(200));
+    assert!(second.join("env").as_os_str().len() <= 255);
+    run(airgap_tests::airgap()
+        .arg("relocate")
+        .arg(&first)
+        .arg(&second))
+    .success();
+    runs_at(&second);
+    assert!(!first.exists());
+
+    // Past the room again: refused, the tree neither moved nor changed.
+    let hello = std::fs::read(second.join("env/bin/hello-prefix")).unwrap();
+    let done = run(airgap_tests::airgap()
+        .arg("relocate")
+        .arg(&second)
+        .arg(&beyond))
+    .failure();
+    assert!(
+        done.stderr.contains("longer than the 255 bytes"),
+        "{}",
+        done.stderr
+    );
+    assert!(!beyond.exists());
+    assert_eq!(
+        std::fs::read(second.join("env/bin/hello-prefix")).unwrap(),
+        hello
+    );
+    runs_at(&second);
+
+    let third = f.root.join("s");
+    run(airgap_tests::airgap()
+        .arg("relocate")
+        .arg(&second)
+        .arg(&third))
+    .success();
+    runs_at(&third);
+    // The binaries kept their size; the record keeps the bundle's prefix beside the current.
+    assert_eq!(
+        std::fs::read(third.join("env/bin/hello-prefix"))
+            .unwrap()
+            .len(),
+        hello.len()
+    );
+    let state = airgap_archive::relocate::read_state(&third).unwrap();
+    let env = state.prefix.iter().find(|r| r.root == "env").unwrap();
+    assert_eq!(env.original, f.prefix.to_string_lossy());
+    assert_eq!(env.current, third.join("env").to_string_lossy());
+}
+
+/// A binary no conda package owns holds the source prefix unpadded: a longer destination is
+/// refused before writing, naming the file, its room and the ways out.
+#[test]
+fn a_binary_without_a_padded_placeholder_keeps_the_length_of_its_prefix() {
+    let Some(f) = fixture() else { return };
+    let bundle = bundle_with_cli(&f);
+    let source_len = f.prefix.as_os_str().len();
+    let longer = f.root.join("l".repeat(100));
+    let done = run(airgap_tests::airgap()
+        .arg("unpack")
+        .arg(&bundle)
+        .arg(&longer))
+    .failure();
+    assert!(
+        done.stderr.contains("env/share/hello/blob.bin")
+            && done
+                .stderr
+                .contains(&format!("longer than the {source_len} bytes")),
+        "{}",
+        done.stderr
+    );
+    let dest_max = source_len - "/env".len();
+    assert!(
+        done.stderr
+            .contains(&format!("choose a destination of at most {dest_max} bytes"))
+            && done.stderr.contains("--dest-prefix"),
+        "{}",
+        done.stderr
+    );
+    assert!(!longer.exists());
+    // Exactly as long as the source prefix fits.
+    let fits = f
+        .root
+        .join("f".repeat(dest_max - f.root.as_os_str().len() - 1));
+    run(airgap_tests::airgap().arg("unpack").arg(&bundle).arg(&fits)).success();
+    std::fs::rename(f.root.join("source-machine"), f.root.join("gone")).unwrap();
+    runs_at(&fits);
 }

@@ -12,7 +12,7 @@ use airgap_tests::archive::{craft_manifest, gnu_tar, record_for, unpacker, Raw};
 use airgap_tests::{airgap, run, tempdir};
 
 /// A bundle `b` with a file, a directory and a symlink, and one `RewritePrefix` step.
-fn bundle_with_step(out: &std::path::Path, old_prefix: &str, file: &str) {
+fn bundle_with_step(out: &std::path::Path, old_prefix: &str, file: &str, capacity: Option<usize>) {
     let entries = vec![
         Raw::dir("b"),
         Raw::file("b/f.txt", b"/build/prefix/lib\n"),
@@ -31,7 +31,13 @@ fn bundle_with_step(out: &std::path::Path, old_prefix: &str, file: &str) {
                 root: ".".into(),
                 files: vec![PrefixFile {
                     path: file.into(),
-                    mode: PrefixMode::Text,
+                    // Text, as the step always was; binary where a capacity is recorded.
+                    mode: if capacity.is_some() {
+                        PrefixMode::Binary
+                    } else {
+                        PrefixMode::Text
+                    },
+                    capacity,
                 }],
             },
         }],
@@ -76,10 +82,22 @@ fn verify_refuses_the_install_steps_unpack_refuses_with_the_same_message() {
             "the prefix is 5000 bytes, longer than any path (4096 bytes)",
         ),
     ];
-    for (case, old, file, reason) in cases {
+    // A binary slot recorded as shorter than the prefix it holds is a broken record.
+    let short_room = (
+        "room shorter than its prefix",
+        "/build/prefix",
+        "f.txt",
+        "file \"f.txt\" records room for 5 bytes, less than the 13 bytes of the prefix it holds",
+        Some(5),
+    );
+    let cases = cases
+        .into_iter()
+        .map(|(case, old, file, reason)| (case, old, file, reason, None))
+        .chain([short_room]);
+    for (case, old, file, reason, capacity) in cases {
         let tmp = tempdir();
         let bundle = tmp.path().join("b.tar");
-        bundle_with_step(&bundle, old, file);
+        bundle_with_step(&bundle, old, file, capacity);
         let expect = format!("install step 1 (rewrite prefix of .): {reason}");
         let verify = run(airgap().arg("verify").arg(&bundle)).failure();
         let dest = tmp.path().join("dest");

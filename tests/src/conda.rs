@@ -10,8 +10,9 @@
 //! - [`contribute`] runs the plugin with a `[sources.conda]` table.
 //! - [`materialize`] puts a contribution's entries into a directory and runs its
 //!   `RewritePrefix` steps with the semantics the archive engine implements (text: every
-//!   occurrence; binary: C strings rewritten in place, NUL-padded). [`relocate`] moves such a
-//!   tree again using the prefixes it recorded.
+//!   occurrence; binary: C strings rewritten in place, NUL-padded, growing into the NUL bytes
+//!   that follow up to the file's recorded capacity, else the original prefix's length).
+//!   [`relocate`] moves such a tree again using the prefixes it recorded.
 //! - [`hidden`] runs a command in a mount namespace where given directories are empty, so
 //!   that the source environment is out of reach.
 
@@ -76,7 +77,7 @@ pub fn conda_env_with(prefix: &Path, pkgs: &Path, specs: &[&str]) {
     let source = conda_python_source();
     // The channel's python package is made from `source`: one channel per installation.
     let channel = format!(
-        "channel-2-{}",
+        "channel-3-{}",
         source
             .to_string_lossy()
             .trim_matches('/')
@@ -213,6 +214,28 @@ pub fn contribute(
     CondaPlugin.contribute(&request, &Host::detached())
 }
 
+/// The test channel's binary (and `hello-tools`' text) placeholder, as `make_env.py` makes it:
+/// conda-build's host prefix padded with `_placehold` to 255 bytes.
+pub fn placeholder() -> String {
+    let mut p =
+        String::from("/home/conda/feedstock_root/build_artifacts/hello-tools_1700000000000/_h_env");
+    p.push_str(&"_placehold".repeat(25));
+    p.truncate(255);
+    p
+}
+
+/// The capacity recorded for `path`'s rewrite of `old_prefix`, if the file is listed.
+pub fn capacity(c: &Contribution, path: &str, old_prefix: &str) -> Option<Option<usize>> {
+    c.install_steps.iter().find_map(|step| match step {
+        InstallStep::RewritePrefix {
+            old_prefix: old,
+            files,
+            ..
+        } if old == old_prefix => files.iter().find(|f| f.path == path).map(|f| f.capacity),
+        _ => None,
+    })
+}
+
 /// The files listed for rewriting, as (bundle path, old prefix, mode).
 pub fn rewrites(c: &Contribution) -> Vec<(String, String, PrefixMode)> {
     let mut out = Vec::new();
@@ -272,10 +295,15 @@ pub fn materialize(c: &Contribution, dest: &Path) -> Result<(), String> {
         } = step
         {
             let new = dest.join(root).to_string_lossy().into_owned();
-            let files: Vec<(String, PrefixMode)> =
-                files.iter().map(|f| (f.path.clone(), f.mode)).collect();
+            let files: Vec<(String, PrefixMode, usize)> = files
+                .iter()
+                .map(|f| {
+                    let room = f.capacity.unwrap_or(old_prefix.len());
+                    (f.path.clone(), f.mode, room)
+                })
+                .collect();
             apply(dest, old_prefix, &new, &files)?;
-            steps.push(serde_json::json!({"root": root, "files": files.iter().map(|(p, m)| (p, matches!(m, PrefixMode::Binary))).collect::<Vec<_>>()}));
+            steps.push(serde_json::json!({"root": root, "files": files.iter().map(|(p, m, room)| (p, matches!(m, PrefixMode::Binary), room)).collect::<Vec<_>>()}));
         }
     }
     let json = serde_json::json!({"dest": dest, "steps": steps});
@@ -294,7 +322,7 @@ pub fn relocate(from: &Path, to: &Path) -> Result<(), String> {
         let root = step["root"].as_str().unwrap_or_default();
         let old = from.join(root).to_string_lossy().into_owned();
         let new = to.join(root).to_string_lossy().into_owned();
-        let files: Vec<(String, PrefixMode)> = step["files"]
+        let files: Vec<(String, PrefixMode, usize)> = step["files"]
             .as_array()
             .cloned()
             .unwrap_or_default()
@@ -305,7 +333,8 @@ pub fn relocate(from: &Path, to: &Path) -> Result<(), String> {
                 } else {
                     PrefixMode::Text
                 };
-                (f[0].as_str().unwrap_or_default().to_string(), mode)
+                let room = f[2].as_u64().unwrap_or_default() as usize;
+                (f[0].as_str().unwrap_or_default().to_string(), mode, room)
             })
             .collect();
         apply(to, &old, &new, &files)?;
@@ -315,23 +344,31 @@ pub fn relocate(from: &Path, to: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn apply(dest: &Path, old: &str, new: &str, files: &[(String, PrefixMode)]) -> Result<(), String> {
+/// Rewrite `old` to `new` in `files` (path, mode, the longest prefix a binary one takes).
+fn apply(
+    dest: &Path,
+    old: &str,
+    new: &str,
+    files: &[(String, PrefixMode, usize)],
+) -> Result<(), String> {
     if old == new {
         return Ok(());
     }
     let mut out = Vec::new();
-    for (path, mode) in files {
+    for (path, mode, room) in files {
         let file = dest.join(path);
         let mut data = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
         match mode {
             PrefixMode::Text => data = prefix::replace_text(&data, old.as_bytes(), new.as_bytes()),
             PrefixMode::Binary => {
-                prefix::replace_binary(&mut data, old.as_bytes(), new.as_bytes()).map_err(|e| {
-                    format!(
-                        "{path}: the new prefix {new} is longer than {old}: at most {} bytes fit",
-                        e.max_len
-                    )
-                })?;
+                prefix::replace_binary(&mut data, old.as_bytes(), new.as_bytes(), *room).map_err(
+                    |e| {
+                        format!(
+                            "{path}: the new prefix {new} is longer than {old}: at most {} bytes fit",
+                            e.max_len
+                        )
+                    },
+                )?;
             }
         }
         out.push((file, data));

@@ -302,6 +302,32 @@ pub struct PrefixFile {
     pub path: String,
     /// How to rewrite it.
     pub mode: PrefixMode,
+    /// Binary files: the longest prefix, in bytes, that the file's prefix slots have room for,
+    /// when the plugin knows it. A conda package pads its placeholder (conda-build: 255 bytes)
+    /// and the installer pads the prefix it writes with NUL bytes up to the placeholder's
+    /// length, so the slot holds the placeholder's length, not the current prefix's. Unset
+    /// (ABI 1.0 plugins, binaries without padding), a binary file takes a prefix no longer
+    /// than `old_prefix`. Never less than `old_prefix`'s length. The rewrite itself still
+    /// refuses a string whose NUL bytes do not suffice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<usize>,
+}
+
+impl PrefixFile {
+    /// A file rewritten in `mode`, with no recorded capacity.
+    pub fn new(path: impl Into<String>, mode: PrefixMode) -> PrefixFile {
+        PrefixFile {
+            path: path.into(),
+            mode,
+            capacity: None,
+        }
+    }
+
+    /// Record the capacity of the file's prefix slots (binary files).
+    pub fn with_capacity(mut self, capacity: usize) -> PrefixFile {
+        self.capacity = Some(capacity);
+        self
+    }
 }
 
 /// How to rewrite a prefix in a file.
@@ -382,5 +408,25 @@ impl ContributeRequest {
         } else {
             self.config_dir.join(path)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An ABI 1.0 plugin's file (no capacity) reads as one without, and a file without one
+    /// is written exactly as ABI 1.0 wrote it; a capacity is one more key.
+    #[test]
+    fn a_prefix_file_without_capacity_reads_and_writes_as_in_abi_1_0() {
+        let old = r#"{"path":"env/bin/x","mode":"binary"}"#;
+        let file: PrefixFile = serde_json::from_str(old).expect("reads");
+        assert_eq!(file, PrefixFile::new("env/bin/x", PrefixMode::Binary));
+        assert_eq!(serde_json::to_string(&file).expect("writes"), old);
+        let padded = file.with_capacity(255);
+        assert_eq!(
+            serde_json::to_string(&padded).expect("writes"),
+            r#"{"path":"env/bin/x","mode":"binary","capacity":255}"#
+        );
     }
 }

@@ -133,6 +133,9 @@ struct FilePlan {
     package: Option<String>,
     /// (old prefix, root in the bundle, how)
     rewrites: Vec<(String, String, PrefixMode)>,
+    /// A binary placeholder's length: the room the installer left in this file for the
+    /// environment's prefix ([`PrefixFile::capacity`]).
+    capacity: Option<usize>,
 }
 
 struct Planner<'a> {
@@ -662,6 +665,7 @@ impl Planner<'_> {
             mode: None,
             package,
             rewrites: Vec::new(),
+            capacity: None,
         };
         let name = dest.rsplit('/').next().unwrap_or(dest);
         if name.ends_with(".pyc") || name.ends_with(".pyo") {
@@ -688,6 +692,11 @@ impl Planner<'_> {
         }
         let spellings = self.prefix_spellings();
         let placeholder = managed.and_then(|m| m.placeholder.clone());
+        if let Some((ph, PrefixMode::Binary)) = &placeholder {
+            // conda pads what it writes with NUL bytes up to the placeholder's length, and a
+            // file that still holds its placeholder has that length itself.
+            plan.capacity = Some(ph.len());
+        }
         let is_managed = managed.is_some();
         let size = std::fs::metadata(path).map_err(read_error)?.len();
         if size > WHOLE_READ_LIMIT
@@ -1160,6 +1169,7 @@ impl Planner<'_> {
             mode: Some(0o644),
             package: None,
             rewrites: vec![(fallback, root.dest.clone(), PrefixMode::Text)],
+            capacity: None,
         });
         Ok(())
     }
@@ -1190,27 +1200,32 @@ impl Planner<'_> {
             let mut new_rewrites = Vec::new();
             for (old, root, mode) in sorted {
                 let new = format!("{target}/{root}");
+                let capacity = self.capacity(&f, &old, &root);
                 match mode {
                     PrefixMode::Text => {
                         data = prefix::replace_text(&data, old.as_bytes(), new.as_bytes());
                     }
                     PrefixMode::Binary => {
-                        prefix::replace_binary(&mut data, old.as_bytes(), new.as_bytes()).map_err(
-                            |too_long| {
-                                PluginError::new(format!(
-                                    "{}: the destination prefix {new} ({} bytes) is longer than the \
-                                     prefix {old} it must replace in place ({} bytes)",
-                                    f.dest,
-                                    new.len(),
-                                    too_long.max_len
-                                ))
-                                .with_help(format!(
-                                    "choose a destination path of at most {} bytes for `{root}`, or \
+                        prefix::replace_binary(
+                            &mut data,
+                            old.as_bytes(),
+                            new.as_bytes(),
+                            capacity.unwrap_or(old.len()),
+                        )
+                        .map_err(|too_long| {
+                            PluginError::new(format!(
+                                "{}: the destination prefix {new} ({} bytes) is longer than the \
+                                     {} bytes it has room for in place of {old}",
+                                f.dest,
+                                new.len(),
+                                too_long.max_len
+                            ))
+                            .with_help(format!(
+                                "choose a destination path of at most {} bytes for `{root}`, or \
                                      bundle without --dest-prefix",
-                                    too_long.max_len
-                                ))
-                            },
-                        )?;
+                                too_long.max_len
+                            ))
+                        })?;
                     }
                 }
                 new_rewrites.push((new, root, mode));
@@ -1230,19 +1245,31 @@ impl Planner<'_> {
         Ok(())
     }
 
+    /// The capacity to record for `f`'s rewrite of `old` (for `root`): its placeholder's
+    /// length, for the environment's own prefix in binary mode (never less than `old`).
+    fn capacity(&self, f: &FilePlan, old: &str, root: &str) -> Option<usize> {
+        let env_root = self.roots.first().map(|r| r.dest.as_str());
+        f.capacity
+            .filter(|_| env_root == Some(root))
+            .map(|c| c.max(old.len()))
+    }
+
     fn finish(self, contribution: &mut Contribution) {
         let mut steps: BTreeMap<(String, String), Vec<PrefixFile>> = BTreeMap::new();
-        let mut entries = self.entries;
-        for f in self.files {
+        for f in &self.files {
             for (old, root, mode) in &f.rewrites {
+                let mut file = PrefixFile::new(f.dest.clone(), *mode);
+                if *mode == PrefixMode::Binary {
+                    file.capacity = self.capacity(f, old, root);
+                }
                 steps
                     .entry((old.clone(), root.clone()))
                     .or_default()
-                    .push(PrefixFile {
-                        path: f.dest.clone(),
-                        mode: *mode,
-                    });
+                    .push(file);
             }
+        }
+        let mut entries = self.entries;
+        for f in self.files {
             let mut entry = Entry::path(&f.source, f.dest);
             entry.mode = f.mode;
             entry.package = f.package;
