@@ -167,6 +167,9 @@ pub enum ArchiveError {
         available: u64,
         /// The figures, as people read them (disk space or inodes).
         what: String,
+        /// The unpack copies an extracted tree (`NAME/unpack DEST`): reading the archive in
+        /// place (`--from`) needs the tree's room less.
+        from_tree: bool,
     },
     /// The directory of the output cannot take it (missing, not writable).
     #[error("output {}: {reason}", path.display())]
@@ -309,9 +312,14 @@ impl ArchiveError {
             ),
             ArchiveError::DestPlace { help, .. } => Some(help.clone()),
             ArchiveError::SelfExtracting { help, .. } => Some(help.clone()),
-            ArchiveError::NoSpace { at, .. } => Some(format!(
-                "free space on the file system of {}, or choose a destination on another one; nothing was written (on a small disk, read the bundle in place instead of extracting it first: NAME/unpack --from NAME.tar.gz DEST, or sh NAME.run DEST)",
-                at.display()
+            ArchiveError::NoSpace { at, from_tree, .. } => Some(format!(
+                "free space on the file system of {}, or choose a destination on another one; nothing was written{}",
+                at.display(),
+                if *from_tree {
+                    " (the extracted bundle takes room too: delete it, extract only NAME/unpack and NAME/.airgap/airgap-unpack, and read the archive in place with NAME/unpack --from NAME.tar.gz DEST)"
+                } else {
+                    ""
+                }
             )),
             ArchiveError::Dest { .. } => {
                 Some("give a destination that does not exist yet (or is an empty directory)".into())

@@ -76,9 +76,10 @@ pub fn free_at(path: &Path) -> io::Result<Free> {
         st.f_bsize
     };
     Ok(Free {
-        bytes: (st.f_bavail as u64).saturating_mul(block as u64),
-        inodes: (st.f_files > 0).then_some(st.f_favail as u64),
-        block: block as u64,
+        // statvfs's counts are u64 on the x86-64 Linux targets airgap supports.
+        bytes: st.f_bavail.saturating_mul(block),
+        inodes: (st.f_files > 0).then_some(st.f_favail),
+        block,
     })
 }
 
@@ -100,8 +101,13 @@ fn human(n: u64) -> String {
 
 /// Refuse `dest` (absolute) when its file system (that of its nearest existing ancestor)
 /// has less room than [`needed`] for `manifest`. A file system that cannot be asked is
-/// let through: the unpack still fails cleanly when the disk fills.
-pub fn check_free_space(dest: &Path, manifest: &Manifest) -> Result<(), ArchiveError> {
+/// let through: the unpack still fails cleanly when the disk fills. `from_tree`: the unpack
+/// copies an extracted bundle (said in the advice).
+pub fn check_free_space(
+    dest: &Path,
+    manifest: &Manifest,
+    from_tree: bool,
+) -> Result<(), ArchiveError> {
     let at = existing_ancestor(dest);
     let Ok(free) = free_at(&at) else {
         return Ok(());
@@ -119,6 +125,7 @@ pub fn check_free_space(dest: &Path, manifest: &Manifest) -> Result<(), ArchiveE
                 human(free.bytes),
                 free.bytes
             ),
+            from_tree,
         });
     }
     if let Some(free_inodes) = free.inodes {
@@ -129,6 +136,7 @@ pub fn check_free_space(dest: &Path, manifest: &Manifest) -> Result<(), ArchiveE
                 needed: inodes,
                 available: free_inodes,
                 what: format!("{inodes} inodes needed, {free_inodes} free"),
+                from_tree,
             });
         }
     }

@@ -238,8 +238,9 @@ fn preflight(
     manifest: &Manifest,
     dest: &Path,
     options: &UnpackOptions,
+    from_tree: bool,
 ) -> Result<(), ArchiveError> {
-    crate::space::check_free_space(dest, manifest)?;
+    crate::space::check_free_space(dest, manifest, from_tree)?;
     for (i, rec) in manifest.install_steps.iter().enumerate() {
         if uses_python(&rec.step) && options.python.is_none() {
             return Err(ArchiveError::Step {
@@ -293,7 +294,7 @@ pub fn unpack_opened(
     check_detached(bundle, file)?;
     let (staging, manifest, entries, bytes) =
         extract_verified(bundle, file, &dest, progress, &mut |m| {
-            preflight(m, &dest, options)
+            preflight(m, &dest, options, false)
         })?;
     install(
         staging, &manifest, &dest, existed, options, entries, bytes, progress,
@@ -359,7 +360,7 @@ pub fn extract_tree(
     check_detached(bundle, &file)?;
     let (mut staging, _, entries, bytes) =
         extract_verified(bundle, &file, &dest, progress, &mut |m| {
-            crate::space::check_free_space(&dest, m)
+            crate::space::check_free_space(&dest, m, false)
         })?;
     fs::set_permissions(&staging.path, fs::Permissions::from_mode(0o755))
         .map_err(|e| ArchiveError::io("writing", &staging.path, e))?;
@@ -579,7 +580,7 @@ pub fn unpack_dir(
         reason,
     })?;
     crate::steps::check_steps(&manifest)?;
-    preflight(&manifest, &dest, options)?;
+    preflight(&manifest, &dest, options, true)?;
     let tree_abs = std::path::absolute(tree).map_err(|e| ArchiveError::io("resolving", tree, e))?;
     if dest.starts_with(&tree_abs) {
         return Err(ArchiveError::Dest {

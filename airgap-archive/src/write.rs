@@ -892,7 +892,7 @@ pub fn check_self_extracting(output: &Path, options: &WriteOptions) -> Result<()
     match &options.unpacker {
         Some(path) if path.is_file() => Ok(()),
         _ => Err(refuse(
-            "needs the static unpacker, and none was found",
+            "needs the static unpacker, and there is none (none beside airgap, or --unpacker or AIRGAP_UNPACKER names no file)",
             "build it (cargo xtask build makes target/debug/airgap-unpack-static) or name it with --unpacker PATH or AIRGAP_UNPACKER",
         )),
     }
