@@ -1101,11 +1101,13 @@ fn check_tar<R: Read>(
         )));
     }
     crate::steps::check_steps(&manifest)?;
+    // The records are checked (safe paths, sizes under the limit) before the caller sees
+    // the manifest, so that its preflight (free space) reckons with sane numbers only.
+    let mut checker = Checker::new(bundle, top, &manifest, fail_fast)?;
     on_manifest(&manifest, &text)?;
     drop(text);
     progress.begin("verifying", manifest.total_size(), Unit::Bytes);
     let result = (|| {
-        let mut checker = Checker::new(bundle, top, &manifest, fail_fast)?;
         loop {
             if progress.is_cancelled() {
                 return Err(ArchiveError::Cancelled);

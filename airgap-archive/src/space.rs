@@ -26,10 +26,14 @@ pub struct Free {
 /// identical contents counted once (the writer stores them as hard links), and one inode
 /// per other entry. A lower bound: directories and the prefix rewriting's temporary copies
 /// are not counted, so the check never refuses what fits.
-pub fn needed(manifest: &Manifest, block: u64) -> (u64, u64) {
+pub fn needed(manifest: &Manifest, block: u64) -> Needed<'_> {
     let block = block.max(1);
     let mut seen: HashSet<(&str, u64, u32)> = HashSet::new();
-    let (mut bytes, mut inodes) = (0u64, 0u64);
+    let mut n = Needed {
+        bytes: 0,
+        inodes: 0,
+        largest: None,
+    };
     for f in &manifest.files {
         if f.kind == FileType::File {
             if let Some(sha) = f.sha256.as_deref() {
@@ -37,11 +41,27 @@ pub fn needed(manifest: &Manifest, block: u64) -> (u64, u64) {
                     continue;
                 }
             }
-            bytes = bytes.saturating_add(f.size.div_ceil(block).saturating_mul(block));
+            n.bytes = n
+                .bytes
+                .saturating_add(f.size.div_ceil(block).saturating_mul(block));
+            if n.largest.is_none_or(|(_, size)| f.size > size) {
+                n.largest = Some((f.path.as_str(), f.size));
+            }
         }
-        inodes += 1;
+        n.inodes += 1;
     }
-    (bytes, inodes)
+    n
+}
+
+/// What an unpack takes at least ([`needed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Needed<'m> {
+    /// Bytes of disk.
+    pub bytes: u64,
+    /// Inodes.
+    pub inodes: u64,
+    /// The largest file and its size: named in the refusal, as the first thing to look at.
+    pub largest: Option<(&'m str, u64)>,
 }
 
 /// The nearest ancestor of `path` (absolute) that exists: where a new DEST would be made.
@@ -112,15 +132,22 @@ pub fn check_free_space(
     let Ok(free) = free_at(&at) else {
         return Ok(());
     };
-    let (bytes, inodes) = needed(manifest, free.block);
+    let Needed {
+        bytes,
+        inodes,
+        largest,
+    } = needed(manifest, free.block);
     if bytes > free.bytes {
+        let largest = largest
+            .map(|(path, size)| format!(" (the largest file: {path}, {})", human(size)))
+            .unwrap_or_default();
         return Err(ArchiveError::NoSpace {
             dest: dest.into(),
             at,
             needed: bytes,
             available: free.bytes,
             what: format!(
-                "{} ({bytes} bytes) needed, {} ({} bytes) free",
+                "{} ({bytes} bytes) needed, {} ({} bytes) free{largest}",
                 human(bytes),
                 human(free.bytes),
                 free.bytes
