@@ -290,15 +290,18 @@ fn sh_run_installs_in_a_clean_root_on_a_disk_with_room_for_the_run_and_the_tree_
         .and_then(|l| l.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap();
-    // Room for the .run, the installed tree and 2 MiB: no room for an extracted copy.
-    let size = kib(&selfx) + tree_kib + 2048;
+    // Room for the .run, the installed tree, the unpacker the header copies to $TMPDIR
+    // (on the same small disk, so that a copy of the archive there would not fit either)
+    // and 2 MiB: no room for an extracted copy.
+    let unpacker_kib = header_number(&selfx, "airgap_unpacker_blocks") * 4;
+    let size = kib(&selfx) + tree_kib + unpacker_kib + 2048;
     assert!(
         tree_kib > kib(&selfx) - kib(&plain) + 2048 + 1024,
         "the workload must be larger than the margin: tree {tree_kib} KiB"
     );
 
     eprintln!(
-        "tmpfs of {size} KiB: hello.run {} KiB, hello.tar.gz {} KiB, installed tree {tree_kib} KiB",
+        "tmpfs of {size} KiB: hello.run {} KiB, hello.tar.gz {} KiB, installed tree {tree_kib} KiB, unpacker {unpacker_kib} KiB",
         kib(&selfx),
         kib(&plain)
     );
@@ -307,7 +310,7 @@ fn sh_run_installs_in_a_clean_root_on_a_disk_with_room_for_the_run_and_the_tree_
         &root,
         size,
         &format!(
-            "set -e; cp /root/hello.run /small/; cd /small; sh hello.run /small/installed; D=/small/installed; {RUN_HELLO}; df -k /small >&2"
+            "set -e; cp /root/hello.run /small/; mkdir /small/tmp; cd /small; TMPDIR=/small/tmp sh hello.run /small/installed; D=/small/installed; {RUN_HELLO}; test -z \"$(ls -A /small/tmp)\"; df -k /small >&2"
         ),
     );
     assert_eq!(
@@ -412,4 +415,60 @@ fn every_unpack_refuses_a_disk_too_small_before_writing_with_the_figures() {
         );
         let _ = root.run("rm -rf /root/demo");
     }
+}
+
+#[test]
+fn a_signed_run_is_checked_whole_by_minisign_and_by_airgap() {
+    use crate::seal_support::{keygen, tool};
+    let tmp = tempdir();
+    let config = project(tmp.path());
+    let (_, _, sk, pk) = keygen(&tmp.path().join("keys"), "team");
+    let out = tmp.path().join("demo.run");
+    bundle(&config, &out, &["--self-extracting", "--sign"]).failure(); // --sign needs its key: the flag is not a switch
+    let done = run(airgap()
+        .current_dir(tmp.path())
+        .args(["bundle", "-c"])
+        .arg(&config)
+        .arg("-o")
+        .arg(&out)
+        .args(["--self-extracting", "--sign"])
+        .arg(&sk))
+    .success();
+    assert!(done.stderr.contains("Signed"), "{}", done.stderr);
+    let minisign = tool("minisign");
+    run(Command::new(&minisign)
+        .arg("-Vm")
+        .arg(&out)
+        .arg("-p")
+        .arg(&pk))
+    .success();
+    run(airgap()
+        .arg("verify")
+        .arg(&out)
+        .arg("--trusted-key")
+        .arg(&pk))
+    .success();
+    // The check reads a .run as any bundle.
+    run(airgap().arg("check").arg(&out)).success();
+    // One byte of the header's comment changed: the signature covers the header too.
+    let bad = tmp.path().join("bad.run");
+    flipped(&out, 100, &bad);
+    fs::copy(
+        tmp.path().join("demo.run.minisig"),
+        tmp.path().join("bad.run.minisig"),
+    )
+    .unwrap();
+    run(Command::new(&minisign)
+        .arg("-Vm")
+        .arg(&bad)
+        .arg("-p")
+        .arg(&pk))
+    .failure();
+    let done = run(airgap()
+        .arg("verify")
+        .arg(&bad)
+        .arg("--trusted-key")
+        .arg(&pk))
+    .failure();
+    assert!(done.stderr.contains("signature"), "{}", done.stderr);
 }
