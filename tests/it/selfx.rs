@@ -424,7 +424,6 @@ fn a_signed_run_is_checked_whole_by_minisign_and_by_airgap() {
     let config = project(tmp.path());
     let (_, _, sk, pk) = keygen(&tmp.path().join("keys"), "team");
     let out = tmp.path().join("demo.run");
-    bundle(&config, &out, &["--self-extracting", "--sign"]).failure(); // --sign needs its key: the flag is not a switch
     let done = run(airgap()
         .current_dir(tmp.path())
         .args(["bundle", "-c"])
