@@ -697,6 +697,9 @@ pub fn write_bundle(
     let mut line = String::with_capacity(512);
     begin_files(&mut line);
     spill_out.write_all(line.as_bytes()).map_err(spill_err)?;
+    // The carried unpacker's sha256 as the manifest lists it: a `.run`'s header runs a copy
+    // that must be the same bytes.
+    let mut unpacker_sha256: Option<[u8; 32]> = None;
     {
         let mut hashed = hashed.finish().map_err(scratch_error)?;
         for (index, out) in Outputs::new(plan, &own).enumerate() {
@@ -732,6 +735,9 @@ pub fn write_bundle(
                     rec.kind = FileType::File;
                     rec.size = h.hashed.size;
                     rec.sha256 = Some(hex::encode(h.hashed.sha256));
+                    if out.path == UNPACKER_PATH.as_bytes() {
+                        unpacker_sha256 = Some(h.hashed.sha256);
+                    }
                     files += 1;
                     bytes_in += h.hashed.size;
                     dedup
@@ -818,7 +824,7 @@ pub fn write_bundle(
         .map_err(|e| ArchiveError::io("creating", &temp.path, e))?;
     let mut counter = HashingWriter::new(file);
     if options.self_extracting {
-        write_run_prefix(&mut counter, &name, options, &temp)?;
+        write_run_prefix(&mut counter, &name, options, unpacker_sha256, &temp)?;
     }
     let counter: Box<dyn FilteredOutput> = match &options.filter {
         Some(filter) => filter
@@ -900,11 +906,14 @@ pub fn check_self_extracting(output: &Path, options: &WriteOptions) -> Result<()
 
 /// The sh header and the unpacker of a `.run`, zero-padded to the archive's block, through
 /// the output's hasher (the `.sha256` and a signature cover the whole file); the `.run` is
-/// made executable.
+/// made executable. The copy must be the bytes `listed` in the manifest (pass 1's hash of
+/// the same file), so that an unpacker replaced during the run is an error here, not a
+/// `.run` every reader refuses.
 fn write_run_prefix(
     out: &mut HashingWriter,
     name: &str,
     options: &WriteOptions,
+    listed: Option<[u8; 32]>,
     temp: &TempFile,
 ) -> Result<(), ArchiveError> {
     let Some(unpacker) = &options.unpacker else {
@@ -948,6 +957,7 @@ fn write_run_prefix(
     src.seek(SeekFrom::Start(0))
         .map_err(|e| ArchiveError::io("reading", unpacker, e))?;
     let mut copied = crate::selfx::Cksum::new();
+    let mut sha = Sha256::new();
     let mut buf = vec![0u8; READ_BUF];
     let mut left = size;
     while left > 0 {
@@ -957,15 +967,17 @@ fn write_run_prefix(
             break;
         }
         copied.update(&buf[..n]);
+        sha.update(&buf[..n]);
         out.write_all(&buf[..n]).map_err(werr)?;
         left -= n as u64;
     }
     let pad = vec![0u8; (layout.archive_offset - layout.unpacker_offset - size) as usize];
     copied.update(&pad);
-    if left != 0 || copied.finish() != cksum {
+    let same_as_listed = listed.is_some_and(|h| h == <[u8; 32]>::from(sha.finalize()));
+    if left != 0 || copied.finish() != cksum || !same_as_listed {
         return Err(ArchiveError::Changed {
             path: unpacker.clone(),
-            what: "its bytes changed while it was copied".into(),
+            what: "its bytes changed while the bundle was written".into(),
         });
     }
     out.write_all(&pad).map_err(werr)?;
