@@ -144,6 +144,33 @@ pub enum ArchiveError {
         /// Why it is refused.
         reason: String,
     },
+    /// A self-extracting bundle cannot be written as asked.
+    #[error("self-extracting bundle {}: {reason}", output.display())]
+    SelfExtracting {
+        /// The output given.
+        output: PathBuf,
+        /// Why.
+        reason: String,
+        /// What to do.
+        help: String,
+    },
+    /// DEST's file system has too little room for the bundle: refused before writing.
+    #[error("destination {}: too little room on the file system of {}: {what}", dest.display(), at.display())]
+    NoSpace {
+        /// The destination.
+        dest: PathBuf,
+        /// Its nearest existing ancestor (where the file system was asked).
+        at: PathBuf,
+        /// Bytes (or inodes) the bundle needs at least.
+        needed: u64,
+        /// Bytes (or inodes) free there for this user.
+        available: u64,
+        /// The figures, as people read them (disk space or inodes).
+        what: String,
+        /// The unpack copies an extracted tree (`NAME/unpack DEST`): reading the archive in
+        /// place (`--from`) needs the tree's room less.
+        from_tree: bool,
+    },
     /// The directory of the output cannot take it (missing, not writable).
     #[error("output {}: {reason}", path.display())]
     OutputDir {
@@ -301,6 +328,16 @@ impl ArchiveError {
                 "give the .tar.gz or .tar.zst file that `airgap bundle` wrote (its .sha256, .minisig and airgap.toml are not bundles)".into(),
             ),
             ArchiveError::DestPlace { help, .. } => Some(help.clone()),
+            ArchiveError::SelfExtracting { help, .. } => Some(help.clone()),
+            ArchiveError::NoSpace { at, from_tree, .. } => Some(format!(
+                "free space on the file system of {}, or choose a destination on another one; nothing was written{}",
+                at.display(),
+                if *from_tree {
+                    " (the extracted bundle takes room too: delete it, extract only NAME/unpack and NAME/.airgap/airgap-unpack, and read the archive in place with NAME/unpack --from NAME.tar.gz DEST)"
+                } else {
+                    ""
+                }
+            )),
             ArchiveError::Dest { .. } => {
                 Some("give a destination that does not exist yet (or is an empty directory)".into())
             }

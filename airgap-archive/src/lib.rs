@@ -15,6 +15,8 @@ pub mod plan;
 pub mod progress;
 pub mod read;
 pub mod relocate;
+pub mod selfx;
+pub mod space;
 mod spill;
 pub mod stale;
 pub mod steps;

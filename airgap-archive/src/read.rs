@@ -199,12 +199,55 @@ pub fn open_archive(bundle: &Path) -> Result<Stream, ArchiveError> {
 
 /// [`open_archive`] over a descriptor from [`open_bundle`].
 pub fn open_archive_file(bundle: &Path, opened: &File) -> Result<Stream, ArchiveError> {
+    open_archive_layout(bundle, opened).map(|(stream, _)| stream)
+}
+
+/// The layout of a self-extracting bundle ([`crate::selfx`]) from the header at the start
+/// of `file`, or `None` when the file is no `.run`.
+pub fn run_layout(
+    bundle: &Path,
+    file: &File,
+) -> Result<Option<crate::selfx::Layout>, ArchiveError> {
+    let mut file = reader_from_start(bundle, file)?;
+    let mut head = vec![0u8; crate::selfx::MAX_HEADER as usize];
+    let n = crate::plan::read_full(&mut file, &mut head)
+        .map_err(|e| ArchiveError::io("reading", bundle, e))?;
+    if !crate::selfx::is_run(&head[..n]) {
+        return Ok(None);
+    }
+    crate::selfx::parse(&head[..n])
+        .map(Some)
+        .map_err(|reason| ArchiveError::Corrupt {
+            bundle: bundle.into(),
+            reason: format!("a self-extracting bundle, but {reason}"),
+        })
+}
+
+/// [`open_archive_file`], and the layout when the file is a self-extracting bundle: its
+/// archive is read in place, from its offset inside the `.run` file.
+fn open_archive_layout(
+    bundle: &Path,
+    opened: &File,
+) -> Result<(Stream, Option<crate::selfx::Layout>), ArchiveError> {
+    let layout = run_layout(bundle, opened)?;
+    let start = layout.as_ref().map_or(0, |l| l.archive_offset);
     let mut file = reader_from_start(bundle, opened)?;
+    file.seek(SeekFrom::Start(start))
+        .map_err(|e| ArchiveError::io("reading", bundle, e))?;
     let mut head = [0u8; 512];
     let n = crate::plan::read_full(&mut file, &mut head)
         .map_err(|e| ArchiveError::io("reading", bundle, e))?;
-    file.seek(SeekFrom::Start(0))
+    file.seek(SeekFrom::Start(start))
         .map_err(|e| ArchiveError::io("reading", bundle, e))?;
+    if layout.is_some() && is_age(&head[..n]) {
+        // The static unpacker that runs a `.run` has no crypto; airgap never writes one.
+        return Err(ArchiveError::Corrupt {
+            bundle: bundle.into(),
+            reason:
+                "a self-extracting bundle holding an encrypted archive, which airgap never writes"
+                    .into(),
+        });
+    }
     let (file, magic, n): (Box<dyn Read + Send>, [u8; 4], usize) = if is_age(&head[..n]) {
         let decryptor = DECRYPTOR.read().ok().and_then(|d| d.clone());
         let Some(decryptor) = decryptor else {
@@ -286,13 +329,16 @@ pub fn open_archive_file(bundle: &Path, opened: &File) -> Result<Stream, Archive
         }
         Ok(())
     });
-    Ok(Stream {
-        rx,
-        current: Vec::new(),
-        pos: 0,
-        handle: Some(handle),
-        done: false,
-    })
+    Ok((
+        Stream {
+            rx,
+            current: Vec::new(),
+            pos: 0,
+            handle: Some(handle),
+            done: false,
+        },
+        layout,
+    ))
 }
 
 /// What the checker does with each entry.
@@ -942,9 +988,9 @@ pub(crate) fn check_bundle(
     progress: &dyn Progress,
     on_manifest: &mut dyn FnMut(&Manifest, &str) -> Result<(), ArchiveError>,
 ) -> Result<(Manifest, u64, u64), ArchiveError> {
-    let stream = open_archive_file(bundle, file)?;
+    let (stream, layout) = open_archive_layout(bundle, file)?;
     let mut tar = TarReader::new(stream);
-    check_tar(
+    let checked = check_tar(
         bundle,
         &mut tar,
         target,
@@ -955,7 +1001,76 @@ pub(crate) fn check_bundle(
             let stream = std::mem::replace(tar.get_mut(), empty_stream());
             stream.finish()
         },
-    )
+    )?;
+    if let Some(layout) = layout {
+        check_run_unpacker(bundle, file, &layout, &checked.0)?;
+    }
+    Ok(checked)
+}
+
+/// The unpacker of a `.run` (what its header runs) must be the archive's own copy,
+/// `.airgap/airgap-unpack` as the manifest lists it, followed by zeros to the archive: so a
+/// changed byte anywhere in a `.run` is refused (the header is rebuilt and compared by
+/// [`crate::selfx::parse`], the archive by the checker).
+fn check_run_unpacker(
+    bundle: &Path,
+    file: &File,
+    layout: &crate::selfx::Layout,
+    manifest: &Manifest,
+) -> Result<(), ArchiveError> {
+    let corrupt = |reason: String| ArchiveError::Corrupt {
+        bundle: bundle.into(),
+        reason,
+    };
+    let record = manifest
+        .files
+        .iter()
+        .find(|r| r.path == crate::write::UNPACKER_PATH);
+    let Some(expected) = record.and_then(|r| r.sha256.as_deref()) else {
+        return Err(corrupt(format!(
+            "a self-extracting bundle whose archive has no {}",
+            crate::write::UNPACKER_PATH
+        )));
+    };
+    let mut f = reader_from_start(bundle, file)?;
+    f.seek(SeekFrom::Start(layout.unpacker_offset))
+        .map_err(|e| ArchiveError::io("reading", bundle, e))?;
+    let mut part = (&mut f).take(layout.unpacker_size);
+    let mut h = Sha256::new();
+    let n = io::copy(&mut part, &mut HashWrite(&mut h))
+        .map_err(|e| ArchiveError::io("reading", bundle, e))?;
+    let actual = hex::encode(h.finalize());
+    if n != layout.unpacker_size || actual != expected {
+        return Err(corrupt(format!(
+            "the unpacker its sh header runs (bytes {}..{}) is not the archive's {} (sha256 {actual}, the manifest says {expected})",
+            layout.unpacker_offset,
+            layout.unpacker_offset + layout.unpacker_size,
+            crate::write::UNPACKER_PATH
+        )));
+    }
+    let pad = (layout.archive_offset - layout.unpacker_offset - layout.unpacker_size) as usize;
+    let mut zeros = vec![0u8; pad];
+    let got = crate::plan::read_full(&mut f, &mut zeros)
+        .map_err(|e| ArchiveError::io("reading", bundle, e))?;
+    if got != pad || zeros.iter().any(|&b| b != 0) {
+        return Err(corrupt(
+            "the padding after the unpacker of its sh header is not zeros".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A sha256 as an `io::Write`, for `io::copy`.
+struct HashWrite<'a>(&'a mut Sha256);
+
+impl Write for HashWrite<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The checker over any tar stream; `finish` runs after the end marker (compression
@@ -986,11 +1101,13 @@ fn check_tar<R: Read>(
         )));
     }
     crate::steps::check_steps(&manifest)?;
+    // The records are checked (safe paths, sizes under the limit) before the caller sees
+    // the manifest, so that its preflight (free space) reckons with sane numbers only.
+    let mut checker = Checker::new(bundle, top, &manifest, fail_fast)?;
     on_manifest(&manifest, &text)?;
     drop(text);
     progress.begin("verifying", manifest.total_size(), Unit::Bytes);
     let result = (|| {
-        let mut checker = Checker::new(bundle, top, &manifest, fail_fast)?;
         loop {
             if progress.is_cancelled() {
                 return Err(ArchiveError::Cancelled);

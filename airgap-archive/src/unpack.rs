@@ -302,7 +302,9 @@ fn preflight(
     manifest: &Manifest,
     dest: &Path,
     options: &UnpackOptions,
+    from_tree: bool,
 ) -> Result<(), ArchiveError> {
+    crate::space::check_free_space(dest, manifest, from_tree)?;
     for (i, rec) in manifest.install_steps.iter().enumerate() {
         if uses_python(&rec.step) && options.python.is_none() {
             return Err(ArchiveError::Step {
@@ -345,7 +347,28 @@ pub fn unpack_opened(
 ) -> Result<UnpackReport, ArchiveError> {
     let (dest, existed, mut parents) = check_dest(dest)?;
     check_detached(bundle, file)?;
-    let staging = new_staging(&dest, progress)?;
+    let (staging, manifest, entries, bytes) =
+        extract_verified(bundle, file, &dest, progress, &mut |m| {
+            preflight(m, &dest, options, false)
+        })?;
+    let report = install(
+        staging, &manifest, &dest, existed, options, entries, bytes, progress,
+    )?;
+    parents.keep = true;
+    Ok(report)
+}
+
+/// Verify `bundle` while extracting it into a new staging directory beside `dest`, with its
+/// manifest at `.airgap/manifest.toml`: the tree `tar xzf` gives, checked. `preflight` sees
+/// the manifest before any file is extracted.
+fn extract_verified(
+    bundle: &Path,
+    file: &fs::File,
+    dest: &Path,
+    progress: &dyn Progress,
+    preflight: &mut dyn FnMut(&Manifest) -> Result<(), ArchiveError>,
+) -> Result<(Staging, Manifest, u64, u64), ArchiveError> {
+    let staging = new_staging(dest, progress)?;
     // The manifest is the first entry: what it alone shows to be impossible is refused before
     // any file is extracted, and its exact text travels with the tree (for `relocate`).
     let parked = staging.path.join(".airgap-manifest.partial");
@@ -356,7 +379,7 @@ pub fn unpack_opened(
         true,
         progress,
         &mut |m, text| {
-            preflight(m, &dest, options)?;
+            preflight(m)?;
             write_new(&parked, text)
         },
     )?;
@@ -377,11 +400,49 @@ pub fn unpack_opened(
     let final_manifest = airgap_dir.join("manifest.toml");
     fs::rename(&parked, &final_manifest)
         .map_err(|e| ArchiveError::io("writing", &final_manifest, e))?;
-    let report = install(
-        staging, &manifest, &dest, existed, options, entries, bytes, progress,
-    )?;
+    Ok((staging, manifest, entries, bytes))
+}
+
+/// Verify a bundle and extract its tree, as `tar xzf` would give it (`NAME/unpack`,
+/// `.airgap/`, the files as they were bundled), into `dest` (new, or an empty directory),
+/// without rewriting prefixes or running any step: `sh NAME.run --extract-only DIR`. All or
+/// nothing, as an unpack.
+pub fn extract_tree(
+    bundle: &Path,
+    dest: &Path,
+    progress: &dyn Progress,
+) -> Result<UnpackReport, ArchiveError> {
+    let file = crate::read::open_bundle(bundle)?;
+    let (dest, existed, mut parents) = check_dest(dest)?;
+    check_detached(bundle, &file)?;
+    let (mut staging, _, entries, bytes) =
+        extract_verified(bundle, &file, &dest, progress, &mut |m| {
+            crate::space::check_free_space(&dest, m, false)
+        })?;
+    fs::set_permissions(&staging.path, fs::Permissions::from_mode(0o755))
+        .map_err(|e| ArchiveError::io("writing", &staging.path, e))?;
+    if existed {
+        fs::remove_dir(&dest).map_err(|e| ArchiveError::Dest {
+            path: dest.clone(),
+            reason: format!("cannot replace the empty directory: {e}"),
+        })?;
+    }
+    if let Err(e) = fs::rename(&staging.path, &dest) {
+        if existed {
+            let _ = fs::create_dir(&dest);
+        }
+        return Err(ArchiveError::io("renaming into", &dest, e));
+    }
+    staging.keep = true;
     parents.keep = true;
-    Ok(report)
+    Ok(UnpackReport {
+        dest,
+        entries,
+        bytes,
+        steps: 0,
+        not_run: Vec::new(),
+        installed: Default::default(),
+    })
 }
 
 /// When `BUNDLE.sha256` sits beside the bundle, the bundle must match it: it also covers the
@@ -579,7 +640,7 @@ pub fn unpack_dir(
         reason,
     })?;
     crate::steps::check_steps(&manifest)?;
-    preflight(&manifest, &dest, options)?;
+    preflight(&manifest, &dest, options, true)?;
     let tree_abs = std::path::absolute(tree).map_err(|e| ArchiveError::io("resolving", tree, e))?;
     if dest.starts_with(&tree_abs) {
         return Err(ArchiveError::Dest {

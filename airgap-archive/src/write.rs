@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -81,6 +81,9 @@ pub struct WriteOptions {
     /// Records per sort kept in memory before they go to scratch files (0: the default,
     /// 16,384). A smaller number costs time, never a different bundle.
     pub memory_paths: usize,
+    /// Write a self-extracting `.run` ([`crate::selfx`]): the sh header and the unpacker
+    /// before the archive. Needs `unpacker`, and no `filter` (the unpacker has no crypto).
+    pub self_extracting: bool,
 }
 
 /// A hook between the compressor and the output file, such as encryption (`airgap-seal`),
@@ -124,6 +127,9 @@ pub struct WriteSummary {
 pub const LAUNCHER: &str = r#"#!/bin/sh
 # Install this bundle into DEST without airgap installed:
 #   tar xzf BUNDLE.tar.gz && BUNDLE/unpack DEST [--python PATH]
+# On a small disk, extract only the unpacker and let it read the archive in place:
+#   tar xzf BUNDLE.tar.gz BUNDLE/unpack BUNDLE/.airgap/airgap-unpack
+#   BUNDLE/unpack --from BUNDLE.tar.gz DEST
 # The unpacker carried in .airgap/ verifies every file against the manifest, installs into a
 # staging directory beside DEST, runs the install steps, and renames into place only when
 # everything succeeded.
@@ -586,6 +592,7 @@ pub fn write_bundle(
     progress: &dyn Progress,
 ) -> Result<WriteSummary, ArchiveError> {
     check_output(output)?;
+    check_self_extracting(output, options)?;
     check_output_not_input(plan, output)?;
     let name = manifest.bundle_name.clone();
     if name.is_empty() || name.contains('/') || name == "." || name == ".." || name.contains('\0') {
@@ -690,6 +697,9 @@ pub fn write_bundle(
     let mut line = String::with_capacity(512);
     begin_files(&mut line);
     spill_out.write_all(line.as_bytes()).map_err(spill_err)?;
+    // The carried unpacker's sha256 as the manifest lists it: a `.run`'s header runs a copy
+    // that must be the same bytes.
+    let mut unpacker_sha256: Option<[u8; 32]> = None;
     {
         let mut hashed = hashed.finish().map_err(scratch_error)?;
         for (index, out) in Outputs::new(plan, &own).enumerate() {
@@ -725,6 +735,9 @@ pub fn write_bundle(
                     rec.kind = FileType::File;
                     rec.size = h.hashed.size;
                     rec.sha256 = Some(hex::encode(h.hashed.sha256));
+                    if out.path == UNPACKER_PATH.as_bytes() {
+                        unpacker_sha256 = Some(h.hashed.sha256);
+                    }
                     files += 1;
                     bytes_in += h.hashed.size;
                     dedup
@@ -809,7 +822,10 @@ pub fn write_bundle(
         .file
         .try_clone()
         .map_err(|e| ArchiveError::io("creating", &temp.path, e))?;
-    let counter = HashingWriter::new(file);
+    let mut counter = HashingWriter::new(file);
+    if options.self_extracting {
+        write_run_prefix(&mut counter, &name, options, unpacker_sha256, &temp)?;
+    }
     let counter: Box<dyn FilteredOutput> = match &options.filter {
         Some(filter) => filter
             .wrap(counter)
@@ -860,6 +876,115 @@ pub fn write_bundle(
         deduplicated,
         sha256,
     })
+}
+
+/// What a self-extracting bundle needs, refused before any work: an unpacker to run, and
+/// no encryption (the static unpacker has no crypto).
+pub fn check_self_extracting(output: &Path, options: &WriteOptions) -> Result<(), ArchiveError> {
+    if !options.self_extracting {
+        return Ok(());
+    }
+    let refuse = |reason: &str, help: &str| ArchiveError::SelfExtracting {
+        output: output.into(),
+        reason: reason.into(),
+        help: help.into(),
+    };
+    if options.filter.is_some() {
+        return Err(refuse(
+            "cannot be encrypted: the unpacker its sh header runs has no crypto",
+            "drop --self-extracting (airgap unpack decrypts; or age -d, then sh NAME.run), or drop the encryption and sign the .run with --sign",
+        ));
+    }
+    match &options.unpacker {
+        Some(path) if path.is_file() => Ok(()),
+        _ => Err(refuse(
+            "needs the static unpacker, and there is none (none beside airgap, or --unpacker or AIRGAP_UNPACKER names no file)",
+            "build it (cargo xtask build makes target/debug/airgap-unpack-static) or name it with --unpacker PATH or AIRGAP_UNPACKER",
+        )),
+    }
+}
+
+/// The sh header and the unpacker of a `.run`, zero-padded to the archive's block, through
+/// the output's hasher (the `.sha256` and a signature cover the whole file); the `.run` is
+/// made executable. The copy must be the bytes `listed` in the manifest (pass 1's hash of
+/// the same file), so that an unpacker replaced during the run is an error here, not a
+/// `.run` every reader refuses.
+fn write_run_prefix(
+    out: &mut HashingWriter,
+    name: &str,
+    options: &WriteOptions,
+    listed: Option<[u8; 32]>,
+    temp: &TempFile,
+) -> Result<(), ArchiveError> {
+    let Some(unpacker) = &options.unpacker else {
+        return Err(internal("a self-extracting bundle without an unpacker"));
+    };
+    let mut src = File::open(unpacker).map_err(|e| ArchiveError::io("reading", unpacker, e))?;
+    let size = src
+        .metadata()
+        .map_err(|e| ArchiveError::io("reading", unpacker, e))?
+        .len();
+    // The header holds the unpacker's cksum: a first read for it, a second to copy it,
+    // which must give the same bytes.
+    let sum = |src: &mut File| -> Result<u32, ArchiveError> {
+        let rerr = |e| ArchiveError::io("reading", unpacker, e);
+        src.seek(SeekFrom::Start(0)).map_err(rerr)?;
+        let mut c = crate::selfx::Cksum::new();
+        let mut buf = vec![0u8; READ_BUF];
+        let mut left = size;
+        while left > 0 {
+            let n = read_full(src, &mut buf[..left.min(READ_BUF as u64) as usize]).map_err(rerr)?;
+            if n == 0 {
+                return Err(ArchiveError::Changed {
+                    path: unpacker.clone(),
+                    what: "it became shorter while it was read".into(),
+                });
+            }
+            c.update(&buf[..n]);
+            left -= n as u64;
+        }
+        c.update(&vec![
+            0u8;
+            (size.div_ceil(crate::selfx::BLOCK) * crate::selfx::BLOCK - size)
+                as usize
+        ]);
+        Ok(c.finish())
+    };
+    let cksum = sum(&mut src)?;
+    let (header, layout) = crate::selfx::header(name, size, cksum);
+    let werr = |e| ArchiveError::io("writing", &temp.path, e);
+    out.write_all(&header).map_err(werr)?;
+    src.seek(SeekFrom::Start(0))
+        .map_err(|e| ArchiveError::io("reading", unpacker, e))?;
+    let mut copied = crate::selfx::Cksum::new();
+    let mut sha = Sha256::new();
+    let mut buf = vec![0u8; READ_BUF];
+    let mut left = size;
+    while left > 0 {
+        let n = read_full(&mut src, &mut buf[..left.min(READ_BUF as u64) as usize])
+            .map_err(|e| ArchiveError::io("reading", unpacker, e))?;
+        if n == 0 {
+            break;
+        }
+        copied.update(&buf[..n]);
+        sha.update(&buf[..n]);
+        out.write_all(&buf[..n]).map_err(werr)?;
+        left -= n as u64;
+    }
+    let pad = vec![0u8; (layout.archive_offset - layout.unpacker_offset - size) as usize];
+    copied.update(&pad);
+    let same_as_listed = listed.is_some_and(|h| h == <[u8; 32]>::from(sha.finalize()));
+    if left != 0 || copied.finish() != cksum || !same_as_listed {
+        return Err(ArchiveError::Changed {
+            path: unpacker.clone(),
+            what: "its bytes changed while the bundle was written".into(),
+        });
+    }
+    out.write_all(&pad).map_err(werr)?;
+    temp.file
+        .set_permissions(fs::Permissions::from_mode(0o755))
+        .map_err(werr)?;
+    Ok(())
 }
 
 /// Pass 1: hash the jobs, sorted by inode so that hard links are read once, on `threads`

@@ -49,6 +49,8 @@ pub struct BundleOptions {
     /// A filter of the archive's bytes on their way to disk (encryption, from `airgap-seal`),
     /// and the suffix it adds to the default output name (`.age`).
     pub filter: Option<(Arc<dyn OutputFilter>, String)>,
+    /// Write a self-extracting `NAME.run` instead of the plain archive (`--self-extracting`).
+    pub self_extracting: bool,
 }
 
 /// Seconds a source plugin may run by default: generous, since resolving and downloading a
@@ -359,6 +361,9 @@ fn output_of(config: &Config, options: &BundleOptions) -> Result<PathBuf, Error>
         Some(c) => c,
         None => choose_compression(config, None, None)?,
     };
+    if options.self_extracting {
+        return Ok(PathBuf::from(format!("{}.run", config.bundle_name())));
+    }
     Ok(PathBuf::from(format!(
         "{}.{}{}",
         config.bundle_name(),
@@ -432,8 +437,18 @@ pub fn bundle(
         Some(c) => c,
         None => choose_compression(config, None, None)?,
     };
-    let planned = plan_bundle(config, registry, options, progress, cancelled)?;
     let unpacker = options.unpacker.clone().or_else(find_unpacker);
+    let write_options = WriteOptions {
+        compression,
+        threads: options.threads,
+        unpacker: unpacker.clone(),
+        filter: options.filter.as_ref().map(|f| f.0.clone()),
+        memory_paths: 0,
+        self_extracting: options.self_extracting,
+    };
+    // A .run without its unpacker, or encrypted, is refused before the plugins run.
+    airgap_archive::write::check_self_extracting(&output_of(config, options)?, &write_options)?;
+    let planned = plan_bundle(config, registry, options, progress, cancelled)?;
     let check = crate::check::check_planned_against(
         &planned,
         None,
@@ -450,13 +465,6 @@ pub fn bundle(
         return Err(Error::Cancelled);
     }
     let output = output_of(config, options)?;
-    let write_options = WriteOptions {
-        compression,
-        threads: options.threads,
-        unpacker: unpacker.clone(),
-        filter: options.filter.as_ref().map(|f| f.0.clone()),
-        memory_paths: 0,
-    };
     let summary: WriteSummary = airgap_archive::write_bundle(
         &planned.plan,
         planned.manifest.clone(),

@@ -4,7 +4,9 @@
 //!
 //! ```text
 //! airgap-unpack --from-dir BUNDLE_DIR DEST [--python PATH] [--no-run]   (what BUNDLE/unpack runs)
+//! airgap-unpack --from-dir BUNDLE_DIR --from BUNDLE.tar.gz DEST [...]   (BUNDLE/unpack --from)
 //! airgap-unpack BUNDLE.tar.gz DEST [--python PATH] [--no-run]
+//! airgap-unpack --run NAME.run [DEST | --list | --verify | --extract-only DIR]   (sh NAME.run)
 //! ```
 
 use std::path::PathBuf;
@@ -15,13 +17,19 @@ use airgap_archive::progress::{Level, Progress, Unit};
 use airgap_archive::text::escape_lines;
 use airgap_archive::unpack::{unpack, unpack_dir, UnpackOptions};
 
+mod run;
+
 const USAGE: &str = "usage: unpack DEST [--python PATH] [--no-run] [-q]
+       unpack --from BUNDLE.tar.gz DEST [--python PATH] [--no-run] [-q]
        airgap-unpack BUNDLE DEST [--python PATH] [--no-run] [-q]
 
 Verifies every file of the bundle against its manifest, installs it into a staging
 directory beside DEST, runs its install steps and renames it to DEST only when all of
 that succeeded. DEST must not exist (or be an empty directory).
 
+  --from BUNDLE   read the bundle archive this folder came in, in place: extract only
+                  NAME/unpack and NAME/.airgap/airgap-unpack from it, and the disk
+                  holds the archive and DEST, not a third, extracted copy
   --python PATH   the target's Python, for bundles whose install steps need one
   --no-run        install the files but run none of the bundle's programs; list them
   -q, --quiet     print only errors
@@ -49,6 +57,9 @@ impl Progress for Quiet {
 fn main() -> ExitCode {
     let mut args = std::env::args_os().skip(1);
     let mut from_dir: Option<PathBuf> = None;
+    let mut from: Option<PathBuf> = None;
+    let mut run_file: Option<PathBuf> = None;
+    let mut run_mode = run::Mode::Install;
     let mut python: Option<PathBuf> = None;
     let mut quiet = false;
     let mut no_run = false;
@@ -56,15 +67,35 @@ fn main() -> ExitCode {
     while let Some(a) = args.next() {
         match a.to_str() {
             Some("-h") | Some("--help") => {
-                println!("{USAGE}");
+                println!(
+                    "{}",
+                    if run_file.is_some() {
+                        run::USAGE
+                    } else {
+                        USAGE
+                    }
+                );
                 return ExitCode::SUCCESS;
             }
             Some("--from-dir") => from_dir = args.next().map(PathBuf::from),
+            Some("--from") => from = args.next().map(PathBuf::from),
+            Some("--run") => run_file = args.next().map(PathBuf::from),
+            Some("--list") if run_file.is_some() => run_mode = run::Mode::List,
+            Some("--verify") if run_file.is_some() => run_mode = run::Mode::Verify,
+            Some("--extract-only") if run_file.is_some() => {
+                run_mode = run::Mode::ExtractOnly;
+                positional.extend(args.next().map(PathBuf::from));
+            }
             Some("--python") => python = args.next().map(PathBuf::from),
             Some("-q") | Some("--quiet") => quiet = true,
             Some("--no-run") => no_run = true,
             Some(s) if s.starts_with('-') && s.len() > 1 => {
-                eprintln!("error: unknown option {s}\n\n{USAGE}");
+                let usage = if run_file.is_some() {
+                    run::USAGE
+                } else {
+                    USAGE
+                };
+                eprintln!("error: unknown option {s}\n\n{usage}");
                 return ExitCode::from(2);
             }
             _ => positional.push(PathBuf::from(a)),
@@ -72,9 +103,24 @@ fn main() -> ExitCode {
     }
     let options = UnpackOptions { python, no_run };
     let progress = Quiet(quiet);
-    let result = match (from_dir, positional.as_slice()) {
-        (Some(dir), [dest]) => unpack_dir(&dir, dest, &options, &progress),
-        (None, [bundle, dest]) => unpack(bundle, dest, &options, &progress),
+    let result = match (run_file, from, from_dir, positional.as_slice()) {
+        (Some(file), _, _, rest) if run_mode.takes_dir() == (rest.len() == 1) => {
+            if run_mode == run::Mode::Install {
+                unpack(&file, &rest[0], &options, &progress)
+            } else {
+                match run::run(run_mode, &file, rest.first(), &progress) {
+                    Ok(()) => return ExitCode::SUCCESS,
+                    Err(e) => Err(e),
+                }
+            }
+        }
+        (Some(_), ..) => {
+            eprintln!("error: expected a destination directory\n\n{}", run::USAGE);
+            return ExitCode::from(2);
+        }
+        (None, Some(bundle), _, [dest]) => unpack(&bundle, dest, &options, &progress),
+        (None, None, Some(dir), [dest]) => unpack_dir(&dir, dest, &options, &progress),
+        (None, None, None, [bundle, dest]) => unpack(bundle, dest, &options, &progress),
         _ => {
             eprintln!("error: expected a destination directory\n\n{USAGE}");
             return ExitCode::from(2);

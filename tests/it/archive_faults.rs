@@ -124,8 +124,19 @@ fn a_disk_that_fills_up_leaves_dest_absent_and_nothing_beside_it() {
         tmp.path(),
         "full",
         |t| {
+            // Two copies of 640 KiB with different times: stored twice (the writer shares
+            // only identical content, mode and time), counted once by the free-space check
+            // (a lower bound), so the check lets the unpack start on 1 MiB and the disk
+            // fills up while it writes the second copy.
             fs::write(t.join("small.txt"), "small\n").unwrap();
-            text_file(&t.join("big.txt"), 3);
+            text_file(&t.join("a-big.txt"), 1);
+            let text = fs::read(t.join("a-big.txt")).unwrap();
+            fs::write(t.join("a-big.txt"), &text[..640 << 10]).unwrap();
+            fs::write(t.join("big.txt"), &text[..640 << 10]).unwrap();
+            run(Command::new("touch")
+                .args(["-m", "-d", "@1000000"])
+                .arg(t.join("a-big.txt")))
+            .success();
         },
         vec![sh_step("mark", &format!("touch {}", marker.display()))],
     );

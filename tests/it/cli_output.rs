@@ -735,3 +735,84 @@ fn a_destination_too_long_for_a_binary_names_the_file_its_room_and_the_ways_out(
         snapshot!(format!("error_binary_prefix_too_long_{name}"), dir, done);
     }
 }
+
+/// `airgap bundle --self-extracting`: the summary says how to run the `.run`; its own
+/// `--help`; the refusal without an unpacker.
+#[test]
+fn a_self_extracting_bundle_and_its_messages() {
+    let tmp = tempdir();
+    project(tmp.path());
+    let dir = tmp.path();
+    let done =
+        run(cli()
+            .current_dir(dir)
+            .args(["bundle", "-c", "airgap.toml", "--self-extracting"]))
+        .success();
+    snapshot!("bundle_self_extracting_summary", dir, done);
+    let done = run(Command::new("env").current_dir(dir).args([
+        "-i",
+        "PATH=/usr/bin:/bin",
+        "sh",
+        "demo.run",
+        "--help",
+    ]))
+    .success();
+    snapshot!("run_help", dir, done);
+    let done = run(Command::new("env").current_dir(dir).args([
+        "-i",
+        "PATH=/usr/bin:/bin",
+        "sh",
+        "demo.run",
+        "--verify",
+    ]))
+    .success();
+    snapshot!("run_verify", dir, done);
+    let done = run(cli().current_dir(dir).args([
+        "bundle",
+        "-c",
+        "airgap.toml",
+        "-o",
+        "other.run",
+        "--self-extracting",
+        "--unpacker",
+        "/nonexistent/airgap-unpack",
+    ]))
+    .failure();
+    snapshot!("error_self_extracting_without_unpacker", dir, done);
+}
+
+/// The free-space refusal of `airgap unpack`, on a 1 MiB tmpfs in a private mount namespace.
+#[test]
+fn unpack_on_a_disk_too_small() {
+    let tmp = tempdir();
+    project(tmp.path());
+    let dir = tmp.path();
+    fs::write(
+        dir.join("data/big.txt"),
+        "0123456789abcdef\n".repeat(200_000),
+    )
+    .unwrap();
+    run(cli()
+        .current_dir(dir)
+        .args(["bundle", "-c", "airgap.toml", "-o", "demo.tar.gz"]))
+    .success();
+    let disk = dir.join("disk");
+    fs::create_dir(&disk).unwrap();
+    let done = run(Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount -t tmpfs -o size=1m airgap-test "$DISK" || exit 99; "$AIRGAP" unpack demo.tar.gz "$DISK/dest""#)
+        .current_dir(dir)
+        .env("DISK", &disk)
+        .env("AIRGAP", bin("airgap"))
+        .env("AIRGAP_NO_PROGRESS", "1")
+        .env("COLUMNS", "100")
+        .env("NO_COLOR", "1"))
+    .failure();
+    assert_ne!(
+        done.code,
+        Some(99),
+        "this test needs `unshare --mount` as root: {}",
+        done.stderr
+    );
+    snapshot!("error_unpack_disk_too_small", dir, done);
+}

@@ -31,6 +31,7 @@ mod plugins_host;
 mod run_steps;
 mod seal_race;
 mod seal_support;
+mod selfx;
 mod signals;
 mod signing;
 mod sparse_unpack;

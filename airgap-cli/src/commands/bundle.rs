@@ -21,7 +21,8 @@ Examples:
   airgap bundle --dest-prefix /opt/nlp        the target path is known: no rewriting at unpack
   airgap bundle --encrypt-to age1... --encrypt-to keys/site-b.age.pub --sign keys/airgap.minisign.key
                                               NAME.tar.gz.age, and NAME.tar.gz.age.minisig beside it
-  airgap bundle --passphrase-file pass.txt    encrypted with a passphrase (--passphrase: asked)";
+  airgap bundle --passphrase-file pass.txt    encrypted with a passphrase (--passphrase: asked)
+  airgap bundle --self-extracting             NAME.run: on the target, sh NAME.run /opt/nlp";
 
 #[derive(Debug, Args)]
 #[command(after_help = EXAMPLES)]
@@ -67,6 +68,13 @@ pub struct BundleArgs {
     /// Seconds one source plugin may run before it is stopped (0 = no limit; default 3600)
     #[arg(long, value_name = "SECONDS", env = "AIRGAP_PLUGIN_TIMEOUT")]
     pub plugin_timeout: Option<u64>,
+
+    /// Write one self-extracting file, NAME.run (a sh header, the static unpacker and the
+    /// archive), installed on the target with `sh NAME.run DEST`: nothing else needed there.
+    /// Instead of NAME.tar.gz; tar cannot read a .run, airgap can. Not with encryption
+    /// (the unpacker has no crypto); --sign signs the whole .run
+    #[arg(long, conflicts_with_all = ["encrypt_to", "passphrase", "passphrase_file"])]
+    pub self_extracting: bool,
 
     /// The airgap-unpack binary to carry inside the bundle
     #[arg(long, value_name = "PATH", env = "AIRGAP_UNPACKER")]
@@ -225,6 +233,7 @@ pub fn run(args: BundleArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
         threads: args.threads,
         plugin_timeout: args.plugin_timeout,
         filter,
+        self_extracting: args.self_extracting,
     };
     match &config.path {
         Some(path) => ui.status("Bundling", &format!("from {}", path.display())),
@@ -375,6 +384,15 @@ fn print_summary(
         open.push_str(" --trusted-key KEY.minisign.pub");
     }
     ui.println("\nOn the target:");
+    if archive.ends_with(".run") {
+        ui.println(&format!(
+            "  sh {archive} /path/to/dest    (or --list, --verify, --extract-only DIR; needs only sh)"
+        ));
+        ui.println(&format!(
+            "  or, with airgap there:  airgap verify {archive}{open} && airgap unpack {archive} /path/to/dest{open}"
+        ));
+        return;
+    }
     ui.println(&format!(
         "  airgap verify {archive}{open} && airgap unpack {archive} /path/to/dest{open}"
     ));
