@@ -387,7 +387,7 @@ fn binary_relocation_that_cannot_fit_is_refused_before_writing() {
     // The binary file is untouched: still the source prefix.
     let data = std::fs::read(deep.join("env/bin/hello-paths")).unwrap();
     let p = f.prefix.to_string_lossy().into_owned();
-    assert!(airgap_plugin_conda::prefix::contains(&data, p.as_bytes()));
+    assert!(airgap_conda::prefix::contains(&data, p.as_bytes()));
 }
 
 /// The whole way, with the real tools: `airgap bundle -c airgap.toml` loads the plugin library,

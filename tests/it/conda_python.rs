@@ -405,7 +405,7 @@ fn platform_tags_without_packaging_come_from_the_glibc_version() {
         .status()
         .unwrap();
     assert!(status.success());
-    let facts = airgap_plugin_conda::python::interrogate(&venv.join("bin/python3")).unwrap();
+    let facts = airgap_conda::python::interrogate(&venv.join("bin/python3")).unwrap();
     assert_eq!(facts.abi, format!("cp{}", xy.replace('.', "")));
     assert_eq!(facts.implementation, "cp");
     let glibc = run(Command::new("getconf").arg("GNU_LIBC_VERSION"))

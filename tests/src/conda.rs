@@ -20,12 +20,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use airgap_conda::prefix;
+use airgap_conda::CondaPlugin;
 use airgap_plugin_api::{
     ContributeRequest, Contribution, EntryKind, Host, InstallStep, PluginError, PrefixMode,
     SourcePlugin, TargetProfile,
 };
-use airgap_plugin_conda::prefix;
-use airgap_plugin_conda::CondaPlugin;
 
 use crate::target_dir;
 
