@@ -455,14 +455,9 @@ fn parent_of(rel: &[u8]) -> Option<&[u8]> {
     rel.iter().rposition(|&b| b == b'/').map(|n| &rel[..n])
 }
 
-/// See [`resolves_inside`].
-pub(crate) fn resolves_inside_pub(path: &[u8], links: &HashMap<Vec<u8>, Vec<u8>>) -> bool {
-    resolves_inside(path, links)
-}
-
 /// Resolve `path` inside the bundle, following the bundle's own symlinks as the kernel
 /// would; `false` if it ever climbs above the top folder.
-fn resolves_inside(path: &[u8], links: &HashMap<Vec<u8>, Vec<u8>>) -> bool {
+pub(crate) fn resolves_inside(path: &[u8], links: &HashMap<Vec<u8>, Vec<u8>>) -> bool {
     fn walk(
         stack: &mut Vec<Vec<u8>>,
         rel: &[u8],

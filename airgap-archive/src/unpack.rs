@@ -812,7 +812,7 @@ fn copy_tree(
         }
     }
     for path in links.keys() {
-        if !crate::read::resolves_inside_pub(path, &links) {
+        if !crate::read::resolves_inside(path, &links) {
             return Err(unsafe_entry(
                 &String::from_utf8_lossy(path),
                 "symbolic link leaves the bundle through other links".into(),

@@ -441,16 +441,6 @@ impl CheckReport {
     }
 }
 
-/// Check files against the target profile.
-pub fn check_files(
-    files: &[CheckInput],
-    target: &TargetProfile,
-    python: Option<&PythonEnvironment>,
-) -> Result<CheckReport, Error> {
-    let target = CheckTarget::from_profile(target)?;
-    check_inputs(files, files.len(), &target, python)
-}
-
 struct ElfInput {
     path: String,
     /// Where it is on this machine (none for a wheel member).

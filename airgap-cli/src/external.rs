@@ -1,8 +1,9 @@
-//! Cargo-style external subcommands: `airgap foo ARGS` runs the first `airgap-foo` on PATH with
-//! ARGS and passes its exit code through; `airgap --list` shows them beside the built-ins.
+//! Cargo-style external subcommands: `airgap foo ARGS` execs the first `airgap-foo` on PATH with
+//! ARGS (it replaces airgap's process, as cargo's `exec_replace` does); `airgap --list` shows them beside the built-ins.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -92,28 +93,21 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<ExitCode> {
         ));
     };
     let airgap = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("airgap"));
-    let status = std::process::Command::new(program)
+    // As cargo does: the command replaces this process, so its exit status, its signals (a
+    // Ctrl-C goes to it alone, not to airgap's handler, which would announce a clean-up of
+    // work it is not doing) and its PID are its own.
+    let error = std::process::Command::new(program)
         .args(rest)
         .env("AIRGAP", airgap)
-        .status()
-        .map_err(|e| {
-            with_help(
-                anyhow::anyhow!("cannot run {}: {e}", program.display()),
-                "check that the file is an executable program",
-            )
-        })?;
-    match status.code() {
-        Some(code) => Ok(ExitCode::from(u8::try_from(code).unwrap_or(1))),
-        None => {
-            use std::os::unix::process::ExitStatusExt;
-            let signal = status.signal().unwrap_or(0);
-            Ok(ExitCode::from(u8::try_from(128 + signal).unwrap_or(1)))
-        }
-    }
+        .exec();
+    Err(with_help(
+        anyhow::anyhow!("cannot run {}: {error}", program.display()),
+        "check that the file is an executable program",
+    ))
 }
 
 /// clap errors print as clap prints them.
-pub fn handle_parse_error(error: clap::Error, _args: &[OsString]) -> ExitCode {
+pub fn handle_parse_error(error: clap::Error) -> ExitCode {
     let _ = error.print();
     match error.kind() {
         clap::error::ErrorKind::DisplayHelp

@@ -47,7 +47,7 @@ fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let cli = match cli::Cli::try_parse_from(&args) {
         Ok(cli) => cli,
-        Err(e) => return external::handle_parse_error(e, &args),
+        Err(e) => return external::handle_parse_error(e),
     };
     let ui = ui::Ui::new(&cli.global);
     match commands::run(cli, &ui) {

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use airgap_archive::write::UNPACKER_PATH;
 use airgap_archive::FileType;
 pub use airgap_check::{
-    check_against, check_files, check_inputs, is_extension_module, CheckInput, CheckReport,
-    CheckTarget, DepReport, FoundIn, MissingLibrary, ObjectReport, PythonMismatch, Requirement,
-    Role, TargetLibs, TargetSummary, TooNew,
+    check_against, check_inputs, is_extension_module, CheckInput, CheckReport, CheckTarget,
+    DepReport, FoundIn, MissingLibrary, ObjectReport, PythonMismatch, Requirement, Role,
+    TargetLibs, TargetSummary, TooNew,
 };
 use airgap_plugin_api::TargetProfile;
 use serde::Serialize;

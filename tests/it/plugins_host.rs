@@ -325,7 +325,7 @@ fn external_subcommands_run_from_path_with_their_arguments_and_exit_code() {
     let script = dir.path().join("airgap-foo");
     std::fs::write(
         &script,
-        "#!/bin/sh\necho \"foo got: $*\"\necho \"AIRGAP=$AIRGAP\"\nexit 7\n",
+        "#!/bin/sh\necho \"foo got: $*\"\necho \"AIRGAP=$AIRGAP\"\necho \"parent=$(cat /proc/$PPID/comm)\"\nexit 7\n",
     )
     .expect("write");
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -345,6 +345,12 @@ fn external_subcommands_run_from_path_with_their_arguments_and_exit_code() {
     assert!(
         done.stdout.contains("AIRGAP=/"),
         "airgap passes its own path: {}",
+        done.stdout
+    );
+    // Exec'd, as cargo does: the command's parent is whoever ran airgap, not airgap.
+    assert!(
+        done.stdout.contains("parent=") && !done.stdout.contains("parent=airgap"),
+        "the external command runs as a child of airgap: {}",
         done.stdout
     );
 
