@@ -12,7 +12,6 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use airgap_plugin_api::{BundleFile, Entry, EntryKind, FileKind};
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::error::ArchiveError;
 use crate::progress::{Progress, Unit};
@@ -184,47 +183,23 @@ impl Record for PendingLink {
     }
 }
 
-struct Excludes {
-    names: GlobSet,
-    paths: GlobSet,
-}
+/// The `exclude` patterns of a path entry, in airgap's one dialect ([`airgap_glob`]).
+struct Excludes(airgap_glob::Patterns);
 
 impl Excludes {
     fn new(plugin: &str, patterns: &[String]) -> Result<Excludes, ArchiveError> {
-        let mut names = GlobSetBuilder::new();
-        let mut paths = GlobSetBuilder::new();
-        for p in patterns {
-            let trimmed = p.trim_end_matches('/');
-            let trimmed = trimmed.strip_prefix("./").unwrap_or(trimmed);
-            let glob = GlobBuilder::new(trimmed)
-                .literal_separator(true)
-                .build()
-                .map_err(|e| ArchiveError::InvalidGlob {
-                    plugin: plugin.into(),
-                    pattern: p.clone(),
-                    reason: e.to_string(),
-                })?;
-            if trimmed.contains('/') {
-                paths.add(glob);
-            } else {
-                names.add(glob);
-            }
-        }
-        let build = |b: GlobSetBuilder| {
-            b.build().map_err(|e| ArchiveError::InvalidGlob {
+        airgap_glob::Patterns::new(patterns)
+            .map(Excludes)
+            .map_err(|e| ArchiveError::InvalidGlob {
                 plugin: plugin.into(),
-                pattern: patterns.join(", "),
-                reason: e.to_string(),
+                pattern: e.pattern,
+                reason: e.reason,
             })
-        };
-        Ok(Excludes {
-            names: build(names)?,
-            paths: build(paths)?,
-        })
     }
 
+    /// The walk prunes an excluded directory, so only the path itself is asked about.
     fn excluded(&self, rel: &Path) -> bool {
-        rel.file_name().is_some_and(|n| self.names.is_match(n)) || self.paths.is_match(rel)
+        self.0.matches(&rel.to_string_lossy())
     }
 }
 

@@ -106,7 +106,7 @@ fn write_config(dir: &Path, name: &str, body: &str) -> PathBuf {
 }
 
 /// Leave out parts of a Python installation no workload imports, to keep bundles small.
-const SLIM: &str = r#"exclude = ["lib/python3.*/test", "lib/python3.*/idlelib", "lib/python3.*/tkinter", "lib/python3.*/turtledemo", "lib/python3.*/lib-dynload/_tkinter*", "lib/python3.*/config-3.*", "include", "lib/libpython3.*.a"]"#;
+const SLIM: &str = r#"exclude = ["lib/python3.*/test", "lib/python3.*/idlelib", "lib/python3.*/tkinter", "lib/python3.*/turtledemo", "lib/python3.*/lib-dynload/_tkinter*", "lib/python3.*/config-3.*", "/include", "lib/libpython3.*.a"]"#;
 
 const SCIENCE_CHECK: &str = r#"
 import numpy as np, pandas as pd, lxml.etree as ET, ssl, sqlite3, sys

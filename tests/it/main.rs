@@ -25,6 +25,7 @@ mod crypto;
 mod e2e;
 mod faults_bundle;
 mod hostile_cli;
+mod patterns;
 mod pip_cli;
 mod pip_plugin;
 mod plugins_host;

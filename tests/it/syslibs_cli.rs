@@ -16,7 +16,7 @@ name = "{name}"
 
 [sources.conda]
 prefix = "{}"
-exclude = ["lib/python3.11/site-packages/*", "lib/python3.11/idlelib", "lib/python3.11/tkinter", "lib/python3.11/turtledemo", "lib/python3.11/lib-dynload/_tkinter*", "lib/python3.11/config-3.11-x86_64-linux-gnu", "include", "share", "lib/pkgconfig", "lib/libpython3.11.a", "**/__pycache__"]
+exclude = ["lib/python3.11/site-packages/*", "lib/python3.11/idlelib", "lib/python3.11/tkinter", "lib/python3.11/turtledemo", "lib/python3.11/lib-dynload/_tkinter*", "lib/python3.11/config-3.11-x86_64-linux-gnu", "/include", "/share", "lib/pkgconfig", "lib/libpython3.11.a", "**/__pycache__"]
 {}"#,
         py.display(),
         if syslibs {

@@ -1051,7 +1051,7 @@ pub struct Workload {
 }
 
 /// Leave out parts of a Python installation no workload imports, to keep bundles small.
-pub const SLIM: &str = r#"exclude = ["lib/python3.*/test", "lib/python3.*/idlelib", "lib/python3.*/tkinter", "lib/python3.*/turtledemo", "lib/python3.*/lib-dynload/_tkinter*", "lib/python3.*/config-3.*", "include", "lib/libpython3.*.a"]"#;
+pub const SLIM: &str = r#"exclude = ["lib/python3.*/test", "lib/python3.*/idlelib", "lib/python3.*/tkinter", "lib/python3.*/turtledemo", "lib/python3.*/lib-dynload/_tkinter*", "lib/python3.*/config-3.*", "/include", "lib/libpython3.*.a"]"#;
 
 /// A real CPython installation of `major.minor` found on this machine; panics with the reason.
 pub fn python_prefix(major: u32, minor: u32) -> PathBuf {

@@ -200,7 +200,8 @@ pub enum EntryKind {
     Path {
         /// Absolute path on the build machine.
         source: PathBuf,
-        /// Glob patterns (relative to `source`) to leave out when walking a directory.
+        /// Patterns (relative to `source`) to leave out when walking a directory, in airgap's
+        /// one dialect (`airgap-glob`: a name at any depth, a path with `/` from `source`).
         #[serde(default)]
         exclude: Vec<String>,
     },

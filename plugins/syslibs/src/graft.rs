@@ -15,7 +15,6 @@ use airgap_plugin_api::{
     BundleFile, ContributeRequest, Contribution, Entry, FileKind, Host, Package, PluginError,
     PythonEnvironment, TargetProfile,
 };
-use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::Deserialize;
 
 /// `[sources.syslibs]`.
@@ -64,18 +63,14 @@ pub fn target_policy(
         .ok_or_else(|| PluginError::new("internal: manylinux2014 policy missing"))
 }
 
-fn globset(patterns: &[String], key: &str) -> Result<GlobSet, PluginError> {
-    let mut b = GlobSetBuilder::new();
-    for p in patterns {
-        let g = Glob::new(p).map_err(|e| {
-            PluginError::new(format!(
-                "invalid pattern `{p}` in [sources.syslibs] {key}: {e}"
-            ))
-        })?;
-        b.add(g);
-    }
-    b.build()
-        .map_err(|e| PluginError::new(format!("invalid [sources.syslibs] {key}: {e}")))
+/// `patterns` of the `key` of [sources.syslibs] (sonames), in airgap's one dialect
+/// ([`airgap_glob`]).
+fn globset(patterns: &[String], key: &str) -> Result<airgap_glob::Patterns, PluginError> {
+    airgap_glob::Patterns::new(patterns).map_err(|e| {
+        PluginError::new(format!("{e} in [sources.syslibs] {key}")).with_help(
+            "patterns match library names, such as `libcuda.so.*` (see docs/configuration.md)",
+        )
+    })
 }
 
 /// What the bundle already holds, indexed by name and by source (what the model cannot
@@ -397,8 +392,8 @@ pub fn graft(
     }
     let forced = |name: &str| {
         never_bundle(name).is_none()
-            && !exclude.is_match(name)
-            && (include.is_match(name) || auto_include.contains(name))
+            && !exclude.matches(name)
+            && (include.matches(name) || auto_include.contains(name))
     };
 
     // Ask the model; graft; ask again until it has nothing new to say. Each round adds at
@@ -428,7 +423,7 @@ pub fn graft(
                 }
                 continue;
             }
-            if exclude.is_match(&name) {
+            if exclude.matches(&name) {
                 host.debug(&format!("{name} excluded: the target must provide it"));
                 continue;
             }

@@ -8,7 +8,6 @@ use airgap_plugin_api::{
     ContributeRequest, Contribution, Entry, Host, InstallStep, Package, PluginError, PrefixFile,
     PrefixMode, PythonEnvironment,
 };
-use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::activate::{self, Flavour};
 use crate::conda_meta::{self, Record};
@@ -288,7 +287,7 @@ pub fn contribute(request: &ContributeRequest, host: &Host) -> Result<Contributi
                     );
                 }
                 if std::fs::symlink_metadata(prefix.join(file)).is_err()
-                    && !env_excludes.is_match(file)
+                    && !env_excludes.matches(file)
                 {
                     missing.push((record, file));
                 }
@@ -493,7 +492,7 @@ impl Planner<'_> {
     fn walk(
         &mut self,
         root_index: usize,
-        excludes: &GlobSet,
+        excludes: &airgap_glob::Patterns,
         skip_conda: bool,
         managed: &HashMap<String, Managed>,
         records: &[Record],
@@ -537,7 +536,7 @@ impl Planner<'_> {
                 continue;
             }
             if (skip_conda && is_conda_noise(&rel_str))
-                || excludes.is_match(&rel_str)
+                || excludes.matches(&rel_str)
                 || self.dropped.contains(path)
             {
                 if is_dir {
@@ -574,7 +573,7 @@ impl Planner<'_> {
     fn walk_with_default(
         &mut self,
         root_index: usize,
-        excludes: &GlobSet,
+        excludes: &airgap_glob::Patterns,
         owner: &HashMap<PathBuf, String>,
         default_package: Option<String>,
     ) -> Result<(), PluginError> {
@@ -1395,22 +1394,12 @@ fn is_conda_noise(rel: &str) -> bool {
         || name.ends_with(".c~")
 }
 
-fn globs(patterns: &[String], key: &str) -> Result<GlobSet, PluginError> {
-    let mut builder = GlobSetBuilder::new();
-    for p in patterns {
-        let p = p.trim_start_matches("./").trim_end_matches('/');
-        let glob = GlobBuilder::new(p)
-            .literal_separator(true)
-            .build()
-            .map_err(|e| {
-                PluginError::new(format!("invalid pattern `{p}` in `{key}` of [sources.conda]: {e}"))
-                    .with_help("patterns are globs relative to the prefix, such as `lib/python3.11/test` or `**/*.a`")
-            })?;
-        builder.add(glob);
-    }
-    builder.build().map_err(|e| {
-        PluginError::new(format!("invalid `{key}` in [sources.conda]: {e}"))
-            .with_help("patterns are globs relative to the prefix")
+/// `patterns` of the `key` of [sources.conda], in airgap's one dialect ([`airgap_glob`]).
+fn globs(patterns: &[String], key: &str) -> Result<airgap_glob::Patterns, PluginError> {
+    airgap_glob::Patterns::new(patterns).map_err(|e| {
+        PluginError::new(format!("{e} in `{key}` of [sources.conda]")).with_help(
+            "patterns are relative to the prefix: a name matches at any depth (`__pycache__`), a path from the prefix (`lib/python3.11/test`); `*` stays within a name, `**` crosses directories (see docs/configuration.md)",
+        )
     })
 }
 
@@ -1605,9 +1594,9 @@ mod tests {
     #[test]
     fn exclude_globs_stay_within_directories() {
         let set = globs(&["lib/*.a".into(), "**/tests".into()], "exclude").expect("globs");
-        assert!(set.is_match("lib/libx.a"));
-        assert!(!set.is_match("lib/sub/libx.a"));
-        assert!(set.is_match("lib/python3.11/site-packages/x/tests"));
+        assert!(set.matches("lib/libx.a"));
+        assert!(!set.matches("lib/sub/libx.a"));
+        assert!(set.matches("lib/python3.11/site-packages/x/tests"));
         assert!(globs(&["[".into()], "exclude").is_err());
     }
 }
