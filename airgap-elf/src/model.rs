@@ -390,6 +390,11 @@ impl<'a> Model<'a> {
                     .filter(|v| !elf.version_defs.contains(v))
                     .collect()
             }
+            (None, System::Policy(policy)) if policy.lib_versions.contains_key(&need.file) => {
+                // A probed target: the versions its own library defines.
+                let defs = &policy.lib_versions[&need.file];
+                need.versions.iter().filter(|v| !defs.contains(v)).collect()
+            }
             (None, System::Policy(policy)) => need
                 .versions
                 .iter()
