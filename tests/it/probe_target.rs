@@ -8,9 +8,9 @@ use std::process::Command;
 use airgap_probe::{catalog, code, Profile};
 use airgap_tests::rootfs::{self, DebianRoot, Suite};
 
-/// The host's loader and the libraries the debug binaries need, copied into the root, so that
-/// the (dynamic) CLI and unpacker run there whatever the root's glibc; what they read is the
-/// root's (its files, its cache), never the copied libraries.
+/// The host's loader and the libraries the (dynamic) debug CLI needs, copied into the root, so
+/// that it runs there whatever the root's glibc; what it reads is the root's (its files, its
+/// cache), never the copied libraries.
 fn install_tools(root: &DebianRoot) {
     let dir = root.host_path("/opt/airgap-host");
     std::fs::create_dir_all(&dir).expect("mkdir");
@@ -23,9 +23,7 @@ fn install_tools(root: &DebianRoot) {
         let name = Path::new(lib).file_name().expect("name");
         std::fs::copy(lib, dir.join(name)).expect("copy host library");
     }
-    for bin in ["airgap", "airgap-unpack"] {
-        std::fs::copy(airgap_tests::bin(bin), dir.join(bin)).expect("copy binary");
-    }
+    std::fs::copy(airgap_tests::bin("airgap"), dir.join("airgap")).expect("copy binary");
 }
 
 /// A command of the copied tools, run through the copied loader.
@@ -119,8 +117,25 @@ fn probes_agree_in(suite: Suite, glibcxx_of_gcc: &[(&str, &str)]) {
         cli.pythons
     );
 
-    // The carried unpacker gives the same profile; the sh script the same code.
-    let unpacked = root.run(&tool("airgap-unpack --probe /opt"));
+    // The unpacker a bundle carries (`NAME/unpack --probe`, static) gives the same profile;
+    // the sh script the same code.
+    let tmp = airgap_tests::tempdir();
+    std::fs::write(tmp.path().join("hello.txt"), "hello").expect("write");
+    std::fs::write(
+        tmp.path().join("airgap.toml"),
+        "[bundle]\nname = \"carried\"\n\n[sources.files]\npaths = [\"hello.txt\"]\n",
+    )
+    .expect("write config");
+    let archive = tmp.path().join("carried.tar.gz");
+    airgap_tests::run(
+        airgap_tests::with_build_plugins(airgap_tests::airgap())
+            .current_dir(tmp.path())
+            .args(["bundle", "-c", "airgap.toml", "-o"])
+            .arg(&archive),
+    )
+    .success();
+    std::fs::copy(&archive, root.host_path("/root/carried.tar.gz")).expect("carry");
+    let unpacked = root.run("cd /root && tar xzf carried.tar.gz && ./carried/unpack --probe /opt");
     assert_eq!(
         unpacked.code,
         Some(0),
@@ -344,6 +359,11 @@ fn a_bookworm_profile_grafts_fewer_libraries_and_lowers_the_floor() {
         max
     };
     let (fp, fq) = (floor(&by_policy), floor(&by_profile));
+    eprintln!(
+        "grafted: {} with the manylinux default (floor {fp}), {} with the bookworm profile (floor {fq}): {profile_names:?}; environment floor {env_floor}",
+        policy_names.len(),
+        profile_names.len()
+    );
     assert!(fp > env_floor, "policy floor {fp}, environment {env_floor}");
     assert!(
         fq <= env_floor,
