@@ -1685,6 +1685,16 @@ impl Sink for ZstdSink {
     }
 }
 
+/// Write a small file (a profile, a report) atomically: the whole of `bytes` appears at
+/// `path`, or nothing changes there.
+pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), ArchiveError> {
+    let tmp = TempFile::new(path)?;
+    (&tmp.file)
+        .write_all(bytes)
+        .map_err(|e| ArchiveError::io("writing", &tmp.path, e))?;
+    tmp.commit(path)
+}
+
 /// A file beside its final path, removed unless committed, so that the final path only ever
 /// holds a complete file.
 ///

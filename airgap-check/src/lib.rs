@@ -88,6 +88,9 @@ impl CheckTarget {
     /// manylinux machine with this machine's glibc. The declared glibc wins over platform
     /// tags, which may come from the build machine's interpreter: one target, one floor.
     pub fn from_profile(profile: &TargetProfile) -> Result<CheckTarget, Error> {
+        if let Some(p) = system_policy(profile)? {
+            return Ok(CheckTarget::policy(profile, p));
+        }
         if let Some(g) = profile.glibc.as_deref() {
             let v = Version::parse(g).ok_or_else(|| Error::Target {
                 reason: format!("invalid glibc version {g:?} in the target profile"),
@@ -198,6 +201,26 @@ impl CheckTarget {
                 .collect(),
         }
     }
+}
+
+/// The policy of a probed target (`profile.system`, from `airgap probe` or a code): its own
+/// libraries, with the symbol versions each defines where the probe read them.
+pub fn system_policy(profile: &TargetProfile) -> Result<Option<ManylinuxPolicy>, Error> {
+    let Some(system) = &profile.system else {
+        return Ok(None);
+    };
+    let glibc = profile.glibc.as_deref().ok_or_else(|| Error::Target {
+        reason: "the target profile does not say which glibc the target has".into(),
+    })?;
+    let name = match system.source.as_str() {
+        "code" => "the target code",
+        _ => "the target profile",
+    };
+    ManylinuxPolicy::from_target(name.into(), glibc, &system.versions, &system.libraries)
+        .map(Some)
+        .ok_or_else(|| Error::Target {
+            reason: format!("invalid glibc version {glibc:?} in the target profile"),
+        })
 }
 
 /// The target as the report shows it.

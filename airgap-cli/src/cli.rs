@@ -77,6 +77,8 @@ pub enum Command {
     Inspect(commands::inspect::InspectArgs),
     /// Check before transfer that a bundle will load on the target machine
     Check(commands::check::CheckArgs),
+    /// On the target: what it offers a bundle (glibc, libraries, Pythons, driver), as a profile and a code
+    Probe(commands::probe::ProbeArgs),
     /// Make an age key pair (encryption) and a minisign key pair (signatures)
     Keygen(commands::keygen::KeygenArgs),
     /// Move an unpacked bundle to a new place and fix its prefixes

@@ -40,6 +40,9 @@ pub struct BundleOptions {
     pub drop_dangling: bool,
     /// More detail for plugins.
     pub verbose: bool,
+    /// A probed target (`--target FILE|CODE`), over `[target] profile`; a relative file is
+    /// relative to the working directory.
+    pub target: Option<String>,
     /// The unpacker binary to carry; found next to the executable when absent.
     pub unpacker: Option<PathBuf>,
     /// Compression threads (0 = all cores).
@@ -140,6 +143,12 @@ pub fn plan_bundle(
             message: "no [sources.*] table: nothing to bundle".into(),
         });
     }
+    // A probed target that does not read fails before any plugin runs.
+    let probed = match (&options.target, &config.target.profile) {
+        (Some(given), _) => Some(crate::target::load(given, Path::new("."))?),
+        (None, Some(given)) => Some(crate::target::load(given, &config.dir)?),
+        (None, None) => None,
+    };
     // Resolve every plugin first, so that a missing one fails before any work is done.
     let mut runs = Vec::new();
     for (index, source) in config.sources.iter().enumerate() {
@@ -178,6 +187,9 @@ pub fn plan_bundle(
         );
     }
     let mut target = config.target_profile();
+    if let Some(p) = &probed {
+        crate::target::apply(p, &mut target);
+    }
     if options.dest_prefix.is_some() {
         target.prefix = options.dest_prefix.clone();
     }

@@ -83,6 +83,9 @@ pub struct TargetSection {
     pub prefix: Option<String>,
     /// Machine architecture (`x86_64`).
     pub arch: Option<String>,
+    /// A probed target: the file `airgap probe --out FILE` wrote there (relative to this
+    /// file), or the code it printed. Its libraries replace a manylinux policy's.
+    pub profile: Option<String>,
 }
 
 /// `[check]`: how strict the pre-transfer check is.
@@ -317,6 +320,7 @@ impl Config {
             glibc,
             prefix: t.prefix.clone(),
             arch: t.arch.clone(),
+            system: None,
         }
     }
 

@@ -52,6 +52,14 @@ pub enum Error {
         /// Where we looked.
         searched: Vec<PathBuf>,
     },
+    /// `--target` or `[target] profile` names neither a readable profile nor a valid code.
+    #[error("target {given:?}: {reason}")]
+    TargetProfile {
+        /// What was given.
+        given: String,
+        /// Why it does not read.
+        reason: String,
+    },
     /// A needed plugin exists but could not be loaded.
     #[error("the plugin for source `{name}` cannot be used: {reason}")]
     PluginUnusable {
@@ -182,6 +190,7 @@ impl Error {
     /// Advice for the user, printed as a `help:` line.
     pub fn help(&self) -> Option<String> {
         match self {
+            Error::TargetProfile { .. } => Some("give the file `airgap probe --out FILE` (or `NAME/unpack --probe > FILE`) wrote on the target, or the code it printed, character by character".into()),
             Error::ConfigRead { .. } => Some("pass the path of an airgap.toml with -c, or run without -c inside an activated environment".into()),
             Error::ConfigParse { .. } => Some("see docs/configuration.md for every key".into()),
             Error::NoActiveEnvironment => Some("activate the environment to bundle (conda activate / source bin/activate), or write an airgap.toml and pass -c airgap.toml".into()),

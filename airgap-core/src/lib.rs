@@ -10,6 +10,7 @@ pub mod config;
 mod error;
 pub mod plugin;
 pub mod registry;
+pub mod target;
 
 pub use bundle::{bundle, find_unpacker, plan_bundle, BundleOptions, BundleReport, Planned};
 pub use config::Config;

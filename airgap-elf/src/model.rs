@@ -390,6 +390,11 @@ impl<'a> Model<'a> {
                     .filter(|v| !elf.version_defs.contains(v))
                     .collect()
             }
+            (None, System::Policy(policy)) if policy.lib_versions.contains_key(&need.file) => {
+                // A probed target: the versions its own library defines.
+                let defs = &policy.lib_versions[&need.file];
+                need.versions.iter().filter(|v| !defs.contains(v)).collect()
+            }
             (None, System::Policy(policy)) => need
                 .versions
                 .iter()
@@ -831,6 +836,54 @@ mod tests {
             vec!["libstdc++.so.6: GLIBCXX_3.4.30".to_owned()],
             "the bundled libstdc++ is the provider, not the target's"
         );
+    }
+
+    /// A probed target: its libraries are found by soname, and a need is checked against the
+    /// versions the target's own library defines; a library the probe did not read falls
+    /// back to the highest versions per prefix.
+    #[test]
+    fn a_probed_target_checks_versions_against_its_own_libraries() {
+        let mut v = View::new();
+        let mut ext = elf(
+            None,
+            &["libssl.so.3", "libz.so.1", "libgone.so.1"],
+            &[],
+            None,
+        );
+        ext.version_needs = vec![
+            VersionNeed {
+                file: "libssl.so.3".into(),
+                versions: vec!["OPENSSL_3.0.0".into(), "OPENSSL_3.2.0".into()],
+            },
+            VersionNeed {
+                file: "libz.so.1".into(),
+                versions: vec!["ZLIB_1.2.9".into()],
+            },
+        ];
+        v.add_object("m/ext.so", Arc::new(ext));
+        let libraries: BTreeMap<String, Vec<String>> = [
+            ("libssl.so.3", vec!["OPENSSL_3.0.0"]),
+            ("libz.so.1", vec![]),
+            ("libc.so.6", vec!["GLIBC_2.36"]),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.into_iter().map(str::to_owned).collect()))
+        .collect();
+        let p = ManylinuxPolicy::from_target(
+            "the target profile".into(),
+            "2.36",
+            &BTreeMap::new(),
+            &libraries,
+        )
+        .expect("policy");
+        let m = Model::new(&v, System::Policy(&p));
+        let (w, _) = m.program("m/ext.so").expect("walk");
+        assert_eq!(
+            w.loaded[0].missing_versions,
+            vec!["libssl.so.3: OPENSSL_3.2.0".to_owned()]
+        );
+        assert!(found(&w, "m/ext.so", "libz.so.1").is_some());
+        assert!(found(&w, "m/ext.so", "libgone.so.1").is_none());
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! Figures from auditwheel's policy file (see `docs/elf.md`): the libraries every manylinux
 //! target has, and the highest symbol version per prefix each tag allows (x86_64).
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::version::{SymbolVersions, Version};
@@ -78,7 +80,11 @@ pub fn never_bundle(name: &str) -> Option<NeverBundle> {
     None
 }
 
-/// A manylinux policy: a glibc floor and what a target of that tag is assumed to have.
+/// A manylinux policy: a glibc floor and what a target of that tag is assumed to have. A
+/// probed target (a profile of `airgap probe`, a retyped code) is one more policy of this
+/// kind ([`ManylinuxPolicy::from_target`]): its own libraries instead of the tag's, with the
+/// symbol versions each defines where the profile carries them, so that the loader model has
+/// one notion of "what the target system offers" whatever told it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ManylinuxPolicy {
     /// PEP 600 name (`manylinux_2_17`).
@@ -90,7 +96,11 @@ pub struct ManylinuxPolicy {
     /// Highest symbol version allowed per prefix (GLIBC, GLIBCXX, CXXABI, GCC).
     pub max_versions: SymbolVersions,
     /// Sonames every target of this tag has.
-    pub libs: Vec<&'static str>,
+    pub libs: Vec<String>,
+    /// The symbol versions a library of the target defines (`.gnu.version_d`), for the
+    /// libraries a probe read; a library without an entry is checked against
+    /// `max_versions`. Empty for a manylinux tag.
+    pub lib_versions: BTreeMap<String, Vec<String>>,
 }
 
 const BASE_LIBS: &[&str] = &[
@@ -140,9 +150,9 @@ fn build(row: &(u32, Option<&'static str>, &str, &str, &str)) -> ManylinuxPolicy
     max.0.insert("GLIBCXX".into(), v(cxx));
     max.0.insert("CXXABI".into(), v(abi));
     max.0.insert("GCC".into(), v(gcc));
-    let mut libs = BASE_LIBS.to_vec();
+    let mut libs: Vec<String> = BASE_LIBS.iter().map(|s| s.to_string()).collect();
     if minor >= 24 {
-        libs.push("libmvec.so.1");
+        libs.push("libmvec.so.1".into());
     }
     ManylinuxPolicy {
         name: format!("manylinux_2_{minor}"),
@@ -150,6 +160,7 @@ fn build(row: &(u32, Option<&'static str>, &str, &str, &str)) -> ManylinuxPolicy
         glibc: Version(vec![2, minor]),
         max_versions: max,
         libs,
+        lib_versions: BTreeMap::new(),
     }
 }
 
@@ -197,9 +208,41 @@ pub fn policy_for_glibc(glibc: &Version) -> Option<ManylinuxPolicy> {
 }
 
 impl ManylinuxPolicy {
+    /// A probed target as a policy: `name` says what told us (shown in reports), `glibc`
+    /// its glibc (`2.36`), `versions` the highest versions per prefix of its libc, libstdc++
+    /// and libgcc_s (`GLIBCXX` -> `3.4.30`), `libraries` every soname it has with the
+    /// versions each defines (empty when unknown). `None` when `glibc` is not a version.
+    pub fn from_target(
+        name: String,
+        glibc: &str,
+        versions: &BTreeMap<String, String>,
+        libraries: &BTreeMap<String, Vec<String>>,
+    ) -> Option<ManylinuxPolicy> {
+        let glibc = Version::parse(glibc)?;
+        let mut max_versions = SymbolVersions::default();
+        for (prefix, v) in versions {
+            if let Some(v) = Version::parse(v) {
+                max_versions.0.insert(prefix.clone(), v);
+            }
+        }
+        max_versions.0.insert("GLIBC".into(), glibc.clone());
+        Some(ManylinuxPolicy {
+            name,
+            alias: None,
+            glibc,
+            max_versions,
+            libs: libraries.keys().cloned().collect(),
+            lib_versions: libraries
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        })
+    }
+
     /// True when every target of this policy has `name`.
     pub fn assumes(&self, name: &str) -> bool {
-        self.libs.contains(&name)
+        self.libs.iter().any(|l| l == name)
     }
 
     /// Prefixes whose required version exceeds this policy: (prefix, required, allowed).

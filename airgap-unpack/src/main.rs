@@ -9,6 +9,8 @@
 //! airgap-unpack --run NAME.run [DEST | --list | --verify | --extract-only DIR]   (sh NAME.run)
 //! ```
 
+mod probe;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -33,6 +35,7 @@ that succeeded. DEST must not exist (or be an empty directory).
   --python PATH   the target's Python, for bundles whose install steps need one
   --no-run        install the files but run none of the bundle's programs; list them
   -q, --quiet     print only errors
+  --probe [DEST]  print this machine's target profile and code (for `airgap bundle --target`)
 
 Each program the bundle runs is shown before it runs, as the unpacking user.";
 
@@ -89,6 +92,9 @@ fn main() -> ExitCode {
             Some("--python") => python = args.next().map(PathBuf::from),
             Some("-q") | Some("--quiet") => quiet = true,
             Some("--no-run") => no_run = true,
+            Some("--probe") => {
+                return probe::run(positional.pop().or_else(|| args.next().map(PathBuf::from)))
+            }
             Some(s) if s.starts_with('-') && s.len() > 1 => {
                 let usage = if run_file.is_some() {
                     run::USAGE

@@ -816,3 +816,87 @@ fn unpack_on_a_disk_too_small() {
     );
     snapshot!("error_unpack_disk_too_small", dir, done);
 }
+
+/// `airgap probe --decode CODE`: what a retyped code says, for a fixed code (no machine in it).
+#[test]
+fn probe_decode_summary() {
+    let tmp = tempdir();
+    let profile = airgap_probe::Profile {
+        format: 1,
+        arch: Some("x86_64".into()),
+        cpu_level: Some(3),
+        kernel: Some("6.1.0-18-amd64".into()),
+        glibc: Some("2.36".into()),
+        glibcxx: Some("3.4.30".into()),
+        cxxabi: Some("1.3.13".into()),
+        gcc: Some("12.0.0".into()),
+        nvidia_driver: Some("535.104.05".into()),
+        dest: Some(airgap_probe::Place {
+            path: Some("/opt".into()),
+            free_mib: Some(20_000),
+            noexec: Some(true),
+        }),
+        pythons: vec![airgap_probe::Python {
+            path: Some("/usr/bin/python3".into()),
+            version: "3.11.2".into(),
+            implementation: "cpython".into(),
+            abi: "cp311".into(),
+        }],
+        libraries: [
+            "libstdc++.so.6",
+            "libz.so.1",
+            "libcrypt.so.1",
+            "libffi.so.8",
+        ]
+        .iter()
+        .map(|s| airgap_probe::Library {
+            soname: s.to_string(),
+            ..Default::default()
+        })
+        .collect(),
+        ..Default::default()
+    };
+    let code = airgap_probe::code::encode(&profile);
+    snapshot!(
+        "probe_decode_summary",
+        tmp.path(),
+        run(cli()
+            .args(["probe", "--decode", &code, "--out"])
+            .arg(tmp.path().join("t.toml")))
+    );
+}
+
+/// `airgap probe` on this machine: the shape of its summary, every value redacted.
+#[test]
+fn probe_summary_shape() {
+    let tmp = tempdir();
+    let done = run(cli()
+        .env_clear()
+        .env("PATH", "/nonexistent")
+        .env("TMPDIR", tmp.path())
+        .args(["probe", "--dest"])
+        .arg(tmp.path())
+        .arg("--out")
+        .arg(tmp.path().join("t.toml")));
+    let text = format!(
+        "exit: {:?}\n--- stdout\n{}--- stderr\n{}",
+        done.code, done.stdout, done.stderr
+    );
+    let mut filters = filters(tmp.path());
+    filters.push((r"(?m)^  lacking .*\n".into(), String::new()));
+    filters.push((
+        r"(?m)^(  [A-Za-z+_]+(?: [a-z]+)?) +\S.*$".into(),
+        "$1 [VALUE]".into(),
+    ));
+    filters.push((
+        r"code \(\d+ characters\): \S+".into(),
+        "code ([N] characters): [CODE]".into(),
+    ));
+    let refs: Vec<(&str, &str)> = filters
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    insta::with_settings!({filters => refs, prepend_module_to_snapshot => false}, {
+        insta::assert_snapshot!("probe_summary_shape", text);
+    });
+}

@@ -29,6 +29,7 @@ mod patterns;
 mod pip_cli;
 mod pip_plugin;
 mod plugins_host;
+mod probe_target;
 mod run_steps;
 mod seal_race;
 mod seal_support;

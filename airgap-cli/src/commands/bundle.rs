@@ -39,6 +39,11 @@ pub struct BundleArgs {
     #[arg(long, value_name = "PATH")]
     pub dest_prefix: Option<String>,
 
+    /// The probed target: the profile `airgap probe --out FILE` wrote there, or the code it
+    /// printed (over `[target] profile`); its libraries are not grafted
+    #[arg(long, value_name = "FILE|CODE")]
+    pub target: Option<String>,
+
     /// Compression of the archive
     #[arg(long, value_enum)]
     pub compression: Option<CompressionArg>,
@@ -224,6 +229,7 @@ pub fn run(args: BundleArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
     let options = BundleOptions {
         output: args.output.clone(),
         dest_prefix: args.dest_prefix.clone(),
+        target: args.target.clone(),
         compression: Some(compression),
         no_check: args.no_check,
         strict: args.strict,

@@ -17,6 +17,7 @@ Examples:
   airgap check nlp.tar.gz --glibc 2.17             a machine with glibc 2.17 (manylinux2014 libraries)
   airgap check nlp.tar.gz --manylinux manylinux_2_28
   airgap check nlp.tar.gz --target-root /srv/rhel8 a real root filesystem (its glibc and libraries)
+  airgap check nlp.tar.gz --target target.toml     a probed target (airgap probe), or its code
   airgap check -c airgap.toml                      what the configuration would bundle, nothing written
 
 Exit status: 0 when the bundle will load on the target, 3 when it will not, 1 or 2 on errors.";
@@ -33,17 +34,22 @@ pub struct CheckArgs {
     pub config: Option<PathBuf>,
 
     /// The target's glibc version (its manylinux policy gives the libraries it has)
-    #[arg(long, value_name = "VERSION", group = "target")]
+    #[arg(long, value_name = "VERSION", group = "against")]
     pub glibc: Option<String>,
 
     /// The target's manylinux tag (manylinux2014, manylinux_2_28, ...)
-    #[arg(long, value_name = "TAG", group = "target")]
+    #[arg(long, value_name = "TAG", group = "against")]
     pub manylinux: Option<String>,
 
     /// A root filesystem of the target (a debootstrap root, a mounted image): its glibc and
     /// its libraries
-    #[arg(long, value_name = "DIR", group = "target")]
+    #[arg(long, value_name = "DIR", group = "against")]
     pub target_root: Option<PathBuf>,
+
+    /// The probed target: the profile `airgap probe --out FILE` wrote there, or the code it
+    /// printed (its own libraries and their symbol versions)
+    #[arg(long, value_name = "FILE|CODE", group = "against")]
+    pub target: Option<String>,
 
     /// Print the report as JSON on stdout
     #[arg(long)]
@@ -63,6 +69,13 @@ pub fn run(args: CheckArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
         Some(CheckTarget::from_policy_name(&base, tag).map_err(|e| report::core(e.into()))?)
     } else if let Some(root) = &args.target_root {
         Some(CheckTarget::from_root(&base, root).map_err(|e| report::core(e.into()))?)
+    } else if let (Some(given), None) = (&args.target, &args.config) {
+        // With -c the plan itself is made for the probed target (syslibs grafts for it).
+        let probed =
+            airgap_core::target::load(given, std::path::Path::new(".")).map_err(report::core)?;
+        let mut profile = base.clone();
+        airgap_core::target::apply(&probed, &mut profile);
+        Some(CheckTarget::from_profile(&profile).map_err(|e| report::core(e.into()))?)
     } else {
         None
     };
@@ -88,6 +101,7 @@ pub fn run(args: CheckArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
             let registry = super::plugins::registry(ui, &config.plugin_dirs);
             let options = BundleOptions {
                 verbose: ui.verbose > 0,
+                target: args.target.clone(),
                 ..Default::default()
             };
             ui.status("Planning", &format!("from {}", config_path.display()));

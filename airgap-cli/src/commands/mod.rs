@@ -6,6 +6,7 @@ pub mod completions;
 pub mod inspect;
 pub mod keygen;
 pub mod plugins;
+pub mod probe;
 pub mod relocate;
 pub mod seal;
 pub mod unpack;
@@ -29,6 +30,7 @@ pub fn run(cli: Cli, ui: &Ui) -> anyhow::Result<ExitCode> {
         Command::Verify(args) => verify::run(args, ui),
         Command::Inspect(args) => inspect::run(args, ui),
         Command::Check(args) => check::run(args, ui),
+        Command::Probe(args) => probe::run(args, ui),
         Command::Keygen(args) => keygen::run(args, ui),
         Command::Relocate(args) => relocate::run(args, ui),
         Command::Plugins(command) => plugins::run(command, ui),

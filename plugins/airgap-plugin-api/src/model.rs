@@ -58,6 +58,28 @@ pub struct TargetProfile {
     pub prefix: Option<String>,
     /// Machine architecture (`x86_64`).
     pub arch: Option<String>,
+    /// What a probe of the target found (`airgap probe` there, or the code it printed),
+    /// when the user gave one (`--target`, `[target] profile`): then the target's own
+    /// libraries replace a manylinux policy's assumptions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system: Option<TargetSystem>,
+}
+
+/// The target's system libraries, as a probe found them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TargetSystem {
+    /// What told us: `probe` (every library the target's loader finds) or `code` (a
+    /// retyped code: only the libraries of its catalog; any other counts as absent).
+    pub source: String,
+    /// Every soname the target's loader finds, with the symbol versions the library
+    /// defines (empty when the profile does not carry them).
+    pub libraries: BTreeMap<String, Vec<String>>,
+    /// Highest symbol version per prefix of the target's libc, libstdc++ and libgcc_s
+    /// (`GLIBCXX` -> `3.4.30`).
+    pub versions: BTreeMap<String, String>,
+    /// The NVIDIA driver version, when the target has one (`535.104.05`).
+    pub nvidia_driver: Option<String>,
 }
 
 /// One path that will be in the bundle, as later plugins see it.

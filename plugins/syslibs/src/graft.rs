@@ -21,7 +21,9 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SyslibsConfig {
-    /// Sonames (globs) to bundle even when the target is assumed to have them.
+    /// Sonames (globs) to bundle even when the target is assumed (or probed) to have them
+    /// (`always` is the same key).
+    #[serde(alias = "always")]
     pub include: Vec<String>,
     /// Sonames (globs) never to bundle: the target must provide them.
     pub exclude: Vec<String>,
@@ -46,6 +48,20 @@ pub fn target_policy(
             ))
             .with_help("use a tag such as manylinux2014, manylinux_2_28 or manylinux_2_35")
         });
+    }
+    // A probed target (`--target`, `[target] profile`): its own libraries.
+    if let (Some(system), Some(glibc)) = (&target.system, target.glibc.as_deref()) {
+        let name = match system.source.as_str() {
+            "code" => "the target code",
+            _ => "the target profile",
+        };
+        return ManylinuxPolicy::from_target(
+            name.into(),
+            glibc,
+            &system.versions,
+            &system.libraries,
+        )
+        .ok_or_else(|| PluginError::new(format!("invalid glibc {glibc:?} in the target profile")));
     }
     for tag in &target.platforms {
         if tag.starts_with("manylinux") {

@@ -1,0 +1,69 @@
+//! `--target FILE|CODE` and `[target] profile = "..."`: a probed target (`airgap probe`, a
+//! retyped code) completes the declared profile, so that the check and syslibs see the
+//! target's own libraries instead of a manylinux policy's assumptions.
+
+use std::path::Path;
+
+use airgap_plugin_api::{TargetProfile, TargetSystem};
+use airgap_probe::{code, Profile, Source};
+
+use crate::Error;
+
+/// Read `given`: a profile file (TOML, or JSON from `probe --json`; relative to `dir`), else
+/// a code.
+pub fn load(given: &str, dir: &Path) -> Result<Profile, Error> {
+    let path = dir.join(given);
+    if path.is_file() {
+        let bad = |reason: String| Error::TargetProfile {
+            given: given.to_owned(),
+            reason,
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
+        let parsed = if text.trim_start().starts_with('{') {
+            Profile::from_json(&text)
+        } else {
+            Profile::from_toml(&text)
+        };
+        return parsed.map_err(|e| bad(e.to_string()));
+    }
+    code::decode(given).map_err(|e| Error::TargetProfile {
+        given: given.to_owned(),
+        reason: format!("no such file, and {e}"),
+    })
+}
+
+/// Complete `target` with what `profile` knows: its glibc and arch where nothing was
+/// declared, and its libraries.
+pub fn apply(profile: &Profile, target: &mut TargetProfile) {
+    if target.glibc.is_none() {
+        target.glibc = profile.glibc.clone();
+    }
+    if target.arch.is_none() {
+        target.arch = profile.arch.clone();
+    }
+    let mut versions = std::collections::BTreeMap::new();
+    for (prefix, v) in [
+        ("GLIBC", &target.glibc),
+        ("GLIBCXX", &profile.glibcxx),
+        ("CXXABI", &profile.cxxabi),
+        ("GCC", &profile.gcc),
+    ] {
+        if let Some(v) = v {
+            versions.insert(prefix.to_owned(), v.clone());
+        }
+    }
+    target.system = Some(TargetSystem {
+        source: match profile.source {
+            Source::Probe => "probe".into(),
+            Source::Code => "code".into(),
+        },
+        libraries: profile
+            .libraries
+            .iter()
+            .map(|l| (l.soname.clone(), l.versions.clone()))
+            .collect(),
+        versions,
+        nvidia_driver: profile.nvidia_driver.clone(),
+    });
+}
