@@ -31,6 +31,7 @@ use airgap_elf::version::split_version_name;
 use airgap_elf::{ElfFile, ElfKind, SymbolVersions, Version};
 use airgap_plugin_api::{PythonEnvironment, TargetProfile};
 
+pub mod cuda;
 pub mod script;
 use serde::Serialize;
 
@@ -448,6 +449,8 @@ pub struct CheckReport {
     pub python: Vec<PythonMismatch>,
     /// Libraries expected from the target's GPU driver.
     pub driver_libraries: Vec<String>,
+    /// The NVIDIA driver the bundled CUDA runtime needs, and the target's.
+    pub cuda: Option<cuda::CudaReport>,
     /// Problems that stop the bundle from working on the target, one line each.
     pub problems: Vec<String>,
     /// Things worth knowing that do not stop it.
@@ -756,10 +759,32 @@ pub fn check_inputs(
         ));
     }
     report.driver_libraries = drivers.into_iter().collect();
+    report.cuda = cuda_verdict(&elves, &target.profile, &mut report);
     report.objects = walked.objects.into_values().collect();
 
     check_python(files, &target.profile, python, &mut report);
     Ok(report)
+}
+
+/// The bundled CUDA runtime's driver against the target's: known from a probed profile or
+/// a code (`TargetProfile::system`), unknown otherwise.
+fn cuda_verdict(
+    elves: &[ElfInput],
+    profile: &TargetProfile,
+    report: &mut CheckReport,
+) -> Option<cuda::CudaReport> {
+    let mut need = cuda::need(
+        elves
+            .iter()
+            .map(|e| (e.path.as_str(), e.elf.soname.as_deref())),
+    )?;
+    let driver = profile.system.as_ref().map(|s| s.nvidia_driver.as_deref());
+    match cuda::judge(&mut need, driver) {
+        cuda::Verdict::Fine => {}
+        cuda::Verdict::Warning(w) => report.warnings.push(w),
+        cuda::Verdict::Problem(p) => report.problems.push(p),
+    }
+    Some(need)
 }
 
 /// An on-demand library (nothing in the bundle needs it: it is dlopen()ed, if ever) that

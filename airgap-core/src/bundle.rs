@@ -188,7 +188,7 @@ pub fn plan_bundle(
     }
     let mut target = config.target_profile();
     if let Some(p) = &probed {
-        crate::target::apply(p, &mut target);
+        crate::target::apply(p, &mut target, has_environment);
     }
     if options.dest_prefix.is_some() {
         target.prefix = options.dest_prefix.clone();

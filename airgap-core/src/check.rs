@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use airgap_archive::write::UNPACKER_PATH;
 use airgap_archive::FileType;
+pub use airgap_check::cuda::CudaReport;
 pub use airgap_check::{
     check_against, check_inputs, is_extension_module, CheckInput, CheckReport, CheckTarget,
     DepReport, FoundIn, MissingLibrary, ObjectReport, PythonMismatch, Requirement, Role,

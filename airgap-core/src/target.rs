@@ -34,10 +34,30 @@ pub fn load(given: &str, dir: &Path) -> Result<Profile, Error> {
 }
 
 /// Complete `target` with what `profile` knows: its glibc and arch where nothing was
-/// declared, and its libraries.
-pub fn apply(profile: &Profile, target: &mut TargetProfile) {
+/// declared, and its libraries. Without a bundled environment (`has_environment` false: a
+/// wheelhouse for the target's own Python), also the Python: the first one on the target's
+/// `PATH`, the one `python3` runs there, so that wheels are chosen for it.
+pub fn apply(profile: &Profile, target: &mut TargetProfile, has_environment: bool) {
     if target.glibc.is_none() {
         target.glibc = profile.glibc.clone();
+    }
+    if !has_environment && target.python.is_none() {
+        if let Some(py) = profile.pythons.first().filter(|p| !p.version.is_empty()) {
+            target.python = Some(py.version.clone());
+            if target.implementation.is_none() {
+                target.implementation = Some(
+                    match py.implementation.as_str() {
+                        "cpython" => "cp",
+                        "pypy" => "pp",
+                        other => other,
+                    }
+                    .to_owned(),
+                );
+            }
+            if target.abi.is_none() && !py.abi.is_empty() {
+                target.abi = Some(py.abi.clone());
+            }
+        }
     }
     if target.arch.is_none() {
         target.arch = profile.arch.clone();

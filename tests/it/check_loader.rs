@@ -373,3 +373,80 @@ fn the_carried_unpacker_must_run_on_the_declared_target() {
     assert_eq!(done.code, Some(0), "{}", done.stderr);
     assert!(!done.stderr.contains("airgap-unpack"), "{}", done.stderr);
 }
+
+/// Issue 17: a CUDA-wheel environment (the `nvidia-cuda-runtime-cu12` wheel) against probed
+/// profiles with no driver, an old driver and a new enough one: three verdicts, each naming
+/// the figures; `airgap bundle` refuses the old driver as `check` does.
+#[test]
+fn the_cuda_runtime_is_judged_against_the_probed_driver() {
+    let py = need_python(3, 11);
+    let base = base_prefix(&py);
+    let tmp = tempdir();
+    let venv = tmp.path().join("venv");
+    conda::venv(&base, &venv, &["nvidia-cuda-runtime-cu12"]);
+    let config = venv_config(tmp.path(), &venv, "[sources.syslibs]\nenabled = false\n");
+    // This machine's own profile, with the driver each case needs.
+    let here = tmp.path().join("here.toml");
+    run(cli().args(["probe", "--out"]).arg(&here)).success();
+    let here = airgap_probe::Profile::from_toml(&std::fs::read_to_string(&here).unwrap())
+        .expect("probe profile");
+    let profile = |name: &str, driver: Option<&str>| {
+        let mut p = here.clone();
+        p.nvidia_driver = driver.map(str::to_owned);
+        let path = tmp.path().join(format!("{name}.toml"));
+        std::fs::write(&path, p.to_toml().expect("toml")).unwrap();
+        path
+    };
+    let check = |target: &Path| {
+        let done = run(cli()
+            .args(["check", "--json", "-c"])
+            .arg(&config)
+            .arg("--target")
+            .arg(target));
+        (done.code, json(&done), done.stderr)
+    };
+
+    let (code, r, err) = check(&profile("none", None));
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(r["cuda"]["runtime"], "12", "{}", r["cuda"]);
+    assert_eq!(r["cuda"]["min_driver"], "525.60.13");
+    assert_eq!(r["cuda"]["driver_known"], true);
+    assert!(
+        err.contains("NVIDIA driver >= 525.60.13 for the CUDA 12 runtime")
+            && err.contains("the target has none"),
+        "{err}"
+    );
+
+    let old = profile("old", Some("470.82.01"));
+    let (code, r, err) = check(&old);
+    assert_eq!(code, Some(3), "{err}");
+    let problems = r["problems"].to_string();
+    assert!(
+        problems.contains("needs NVIDIA driver >= 525.60.13, but the target's driver is 470.82.01"),
+        "{problems}"
+    );
+    let out = tmp.path().join("app.tar.zst");
+    let done = run(cli()
+        .args(["bundle", "-c"])
+        .arg(&config)
+        .arg("--target")
+        .arg(&old)
+        .arg("-o")
+        .arg(&out));
+    assert_eq!(done.code, Some(3), "{}", done.stderr);
+    assert!(done.stderr.contains("470.82.01"), "{}", done.stderr);
+    assert!(!out.exists());
+
+    let (code, r, err) = check(&profile("new", Some("550.54.14")));
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(r["cuda"]["target_driver"], "550.54.14");
+    assert!(err.contains("the target has 550.54.14"), "{err}");
+
+    // Without a profile the driver is not known, and the check says what it needs.
+    let done = run(cli().args(["check", "-c"]).arg(&config));
+    assert!(
+        done.stderr.contains("NVIDIA driver >= 525.60.13") && done.stderr.contains("is not known"),
+        "{}",
+        done.stderr
+    );
+}

@@ -283,3 +283,41 @@ fn python36_target_gets_a_pip_that_reads_manylinux2014(py: Python) {
         done.stderr
     );
 }
+
+/// Issue 17: with no environment bundled and no `[target] python`, a probed profile chooses
+/// the wheels: for the first Python on the target's `PATH`, and its glibc.
+#[test]
+fn pip_cli_a_probed_target_chooses_the_wheels_for_its_python() {
+    let Some(py) = other_python() else { return };
+    let tmp = tempdir();
+    let profile = tmp.path().join("target.toml");
+    // The "target" is this machine with the other Python first on PATH.
+    run(airgap()
+        .env("PATH", python::path_with(&py))
+        .args(["probe", "--out"])
+        .arg(&profile))
+    .success();
+    let config = tmp.path().join("airgap.toml");
+    std::fs::write(
+        &config,
+        "[bundle]\nname = \"wh\"\n\n[sources.pip]\npackages = [\"markupsafe\"]\n",
+    )
+    .unwrap();
+    let output = tmp.path().join("wh.tar.gz");
+    run(bundle(&config, &output).arg("--target").arg(&profile)).success();
+    let listing = run(Command::new("tar").arg("tzf").arg(&output))
+        .success()
+        .stdout;
+    let abi = format!("cp{}{}", py.version.0, py.version.1);
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.to_lowercase().contains("/markupsafe-")
+                && l.contains(&format!("-{abi}-{abi}-"))),
+        "no {abi} wheel of markupsafe: {listing}"
+    );
+    let dest = tmp.path().join("dest");
+    run(&mut unpack_offline(&output, &dest, Some(&py.path))).success();
+    run(python::offline(dest.join("venv/bin/python")).args(["-c", "import markupsafe._speedups"]))
+        .success();
+}

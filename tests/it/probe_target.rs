@@ -303,7 +303,7 @@ fn a_bookworm_profile_grafts_fewer_libraries_and_lowers_the_floor() {
         ..Default::default()
     };
     let mut probed = declared.clone();
-    airgap_core::target::apply(&profile, &mut probed);
+    airgap_core::target::apply(&profile, &mut probed, true);
     let by_policy = graft(declared, "policy");
     let by_profile = graft(probed, "profile");
     let names = |c: &airgap_plugin_api::Contribution| -> Vec<String> {

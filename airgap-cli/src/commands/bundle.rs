@@ -341,6 +341,9 @@ fn print_summary(
             &format!("glibc >= {} on the target ({})", g.version, floor_source(g)),
         );
     }
+    if let Some(c) = &report.check.cuda {
+        ui.status("", &super::check::cuda_line(c));
+    }
     for w in report
         .check
         .warnings

@@ -74,7 +74,8 @@ pub fn run(args: CheckArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
         let probed =
             airgap_core::target::load(given, std::path::Path::new(".")).map_err(report::core)?;
         let mut profile = base.clone();
-        airgap_core::target::apply(&probed, &mut profile);
+        // A written bundle carries its own interpreter, if any: the probed Pythons are not it.
+        airgap_core::target::apply(&probed, &mut profile, true);
         Some(CheckTarget::from_profile(&profile).map_err(|e| report::core(e.into()))?)
     } else {
         None
@@ -179,7 +180,11 @@ fn print_human(what: &str, r: &CheckReport, advice: Advice, ui: &Ui) {
             ui.status("", &format!("{prefix} >= {} ({})", req.version, req.file));
         }
     }
-    for w in &r.warnings {
+    if let Some(c) = &r.cuda {
+        ui.status("", &cuda_line(c));
+    }
+    // The CUDA warning says what the line above does.
+    for w in r.warnings.iter().filter(|w| !is_cuda_note(w)) {
         ui.warn(w);
     }
     if r.passed() {
@@ -295,4 +300,22 @@ pub(crate) fn advice_lines(r: &CheckReport, advice: Advice) -> Vec<String> {
         out.push("bundle a Python and wheels built for the target's Python ([target] python, abi, platform in airgap.toml)".into());
     }
     out
+}
+
+/// The driver line of a bundle with a CUDA runtime: what it needs, what the target has.
+pub(crate) fn cuda_line(c: &airgap_core::check::CudaReport) -> String {
+    let have = match (&c.target_driver, c.driver_known) {
+        (Some(d), _) => format!("the target has {d}"),
+        (None, true) => "the target has none: GPU code will not run there".into(),
+        (None, false) => "the target's is not known (`airgap probe` there, then --target)".into(),
+    };
+    format!(
+        "NVIDIA driver >= {} for the CUDA {} runtime ({}); {have}",
+        c.min_driver, c.runtime, c.library
+    )
+}
+
+/// A warning of the check that [`cuda_line`] already shows.
+pub(crate) fn is_cuda_note(warning: &str) -> bool {
+    warning.starts_with("the bundled CUDA ")
 }
