@@ -302,99 +302,30 @@ pub fn graft(
     let policy = target_policy(config.policy.as_deref(), &request.target)?;
     let include = globset(&config.include, "include")?;
     let exclude = globset(&config.exclude, "exclude")?;
-    let lib_dir = match &config.dir {
-        Some(d) => d.trim_matches('/').to_owned(),
-        None => match &request.python {
-            Some(py) if !py.prefix.trim_matches('/').is_empty() => {
-                format!("{}/lib/airgap-syslibs", py.prefix.trim_matches('/'))
-            }
-            _ => "airgap-syslibs".to_owned(),
-        },
-    };
+    let lib_dir = lib_dir_of(config, request);
     host.info(&format!(
         "looking for system libraries (target policy {}, library dir {lib_dir})",
         policy.name
     ));
-
     let idx = BundleIndex::new(&request.earlier, request.python.as_ref());
     let loader = Loader::host();
-
-    // The bundle's ELF files, parsed in parallel.
-    let candidates: Vec<&BundleFile> = request
-        .earlier
-        .iter()
-        .filter(|f| f.kind == FileKind::File && f.source.is_some())
-        .collect();
-    let mut objs: BTreeMap<String, Obj> = {
-        use rayon::prelude::*;
-        candidates
-            .par_iter()
-            .filter_map(|f| {
-                let src = f.source.as_ref()?;
-                if !airgap_elf::is_elf(src) {
-                    return None;
-                }
-                let elf = loader.parse(src).ok()?;
-                if elf.kind == ElfKind::Other {
-                    return None;
-                }
-                Some((
-                    f.path.clone(),
-                    Obj {
-                        disk: src.clone(),
-                        elf,
-                        earlier: Some((*f).clone()),
-                        add_dirs: BTreeSet::new(),
-                        stale: BTreeSet::new(),
-                    },
-                ))
-            })
-            .collect()
-    };
+    let mut objs = bundle_objects(&request.earlier, &loader);
     if host.is_cancelled() {
         return Err(PluginError::cancelled());
     }
     host.debug(&format!("{} ELF files in the bundle", objs.len()));
 
     let mut out = Contribution::default();
-    // Libraries we add: needed name -> (source on this machine, bundle path).
-    let mut added: BTreeMap<String, (PathBuf, String)> = BTreeMap::new();
-    let mut missing: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-
-    for extra in &config.extra {
-        let path = request.resolve_path(extra);
-        let elf = loader.parse(&path).map_err(|e| {
-            PluginError::new(format!("extra library {}: {e}", path.display()))
-                .with_help("`extra` in [sources.syslibs] lists shared libraries on this machine")
-        })?;
-        let name = elf.soname.clone().unwrap_or_else(|| {
-            path.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        });
-        if let Some(why) = never_bundle(&name) {
-            out.warnings.push(format!(
-                "extra library {name} is not bundled: {} must come from the target",
-                match why {
-                    NeverBundle::Glibc => "glibc",
-                    NeverBundle::Driver => "a GPU driver library",
-                }
-            ));
-            continue;
-        }
-        let dest = format!("{lib_dir}/{name}");
-        added.insert(name, (path.clone(), dest.clone()));
-        objs.insert(
-            dest,
-            Obj {
-                disk: path,
-                elf,
-                earlier: None,
-                add_dirs: BTreeSet::new(),
-                stale: BTreeSet::new(),
-            },
-        );
-    }
+    let mut grafted = Grafted::default();
+    add_extras(
+        config,
+        request,
+        &loader,
+        &lib_dir,
+        &mut grafted,
+        &mut objs,
+        &mut out.warnings,
+    )?;
 
     // libstdc++ and libgcc_s are assumed on every manylinux target, but only up to the
     // policy's GLIBCXX/CXXABI/GCC versions: when the bundle needs newer, the target's own
@@ -411,113 +342,273 @@ pub fn graft(
             && !exclude.matches(name)
             && (include.matches(name) || auto_include.contains(name))
     };
+    let round = Round {
+        request,
+        host,
+        loader: &loader,
+        idx: &idx,
+        exclude: &exclude,
+        lib_dir: &lib_dir,
+    };
+    round.until_resolved(&policy, &forced, &mut objs, &mut grafted)?;
+    patch_users(&objs, &idx, request, host, &mut out)?;
+    describe(&grafted, &lib_dir, &policy, host, &mut out);
+    Ok(out)
+}
 
-    // Ask the model; graft; ask again until it has nothing new to say. Each round adds at
-    // least one library or dir, so this ends.
-    let mut given_up: BTreeSet<(String, String)> = BTreeSet::new();
-    loop {
-        if host.is_cancelled() {
-            return Err(PluginError::cancelled());
-        }
-        let lacking = {
-            let view = view_of(&objs, &idx, request);
-            let model = Model::new(&view, System::Policy(&policy));
-            let exe = request.python.as_ref().map(|py| py.executable.as_str());
-            unresolved(&model, &objs, exe, &forced)
-        };
-        let mut changed = false;
-        for (user, name) in lacking {
-            if name.contains('/') || given_up.contains(&(user.clone(), name.clone())) {
-                continue;
+/// Where grafted libraries go: `[sources.syslibs] dir`, else beside the bundled Python's
+/// own `lib`, else at the bundle's top.
+fn lib_dir_of(config: &SyslibsConfig, request: &ContributeRequest) -> String {
+    match &config.dir {
+        Some(d) => d.trim_matches('/').to_owned(),
+        None => match &request.python {
+            Some(py) if !py.prefix.trim_matches('/').is_empty() => {
+                format!("{}/lib/airgap-syslibs", py.prefix.trim_matches('/'))
             }
-            given_up.insert((user.clone(), name.clone()));
-            if let Some(why) = never_bundle(&name) {
-                if why == NeverBundle::Driver {
-                    host.debug(&format!(
-                        "{name} (needed by {user}) must come from the target's driver"
-                    ));
-                }
-                continue;
+            _ => "airgap-syslibs".to_owned(),
+        },
+    }
+}
+
+/// The ELF files earlier plugins contributed, by bundle path, parsed in parallel.
+fn bundle_objects(earlier: &[BundleFile], loader: &Loader) -> BTreeMap<String, Obj> {
+    use rayon::prelude::*;
+    let candidates: Vec<&BundleFile> = earlier
+        .iter()
+        .filter(|f| f.kind == FileKind::File && f.source.is_some())
+        .collect();
+    candidates
+        .par_iter()
+        .filter_map(|f| {
+            let src = f.source.as_ref()?;
+            if !airgap_elf::is_elf(src) {
+                return None;
             }
-            if exclude.matches(&name) {
-                host.debug(&format!("{name} excluded: the target must provide it"));
-                continue;
+            let elf = loader.parse(src).ok()?;
+            if elf.kind == ElfKind::Other {
+                return None;
             }
-            let Some(obj) = objs.get(&user).cloned() else {
-                continue;
-            };
-            // Grafted already for another file: point to it.
-            if added.contains_key(&name) {
-                changed |= objs
-                    .get_mut(&user)
-                    .is_some_and(|o| o.add_dirs.insert(lib_dir.clone()));
-                continue;
-            }
-            // Elsewhere in the bundle under that name: point to it.
-            if let Some(found) = idx
-                .by_name
-                .get(name.as_str())
-                .and_then(|c| nearest(c, &user))
-            {
-                changed |= objs
-                    .get_mut(&user)
-                    .is_some_and(|o| o.add_dirs.insert(dir_of(found).to_owned()));
-                continue;
-            }
-            let chain = [Object {
-                path: obj.disk.clone(),
-                elf: obj.elf.clone(),
-            }];
-            let Some(found) = loader.resolve(&name, &chain) else {
-                missing.entry(name).or_default().insert(user);
-                continue;
-            };
-            // The build machine found a file that is in the bundle under that name.
-            let known = idx.sources.get(found.path.as_path()).copied().or_else(|| {
-                std::fs::canonicalize(&found.path)
-                    .ok()
-                    .and_then(|c| idx.sources.get(c.as_path()).copied())
-            });
-            if let Some(bp) = known {
-                if bp.rsplit('/').next() == Some(name.as_str()) {
-                    changed |= objs
-                        .get_mut(&user)
-                        .is_some_and(|o| o.add_dirs.insert(dir_of(bp).to_owned()));
-                    continue;
-                }
-            }
-            let dest = format!("{lib_dir}/{name}");
-            host.debug(&format!(
-                "bundling {} for {user} (as {dest})",
-                found.path.display()
-            ));
-            added.insert(name.clone(), (found.path.clone(), dest.clone()));
-            if let Some(o) = objs.get_mut(&user) {
-                o.add_dirs.insert(lib_dir.clone());
-                if let Some(parent) = found.path.parent() {
-                    o.stale.insert(airgap_elf::loader::normalize(parent));
-                }
-            }
-            objs.insert(
-                dest,
+            Some((
+                f.path.clone(),
                 Obj {
-                    disk: found.path,
-                    elf: found.elf,
-                    earlier: None,
+                    disk: src.clone(),
+                    elf,
+                    earlier: Some((*f).clone()),
                     add_dirs: BTreeSet::new(),
                     stale: BTreeSet::new(),
                 },
-            );
-            changed = true;
+            ))
+        })
+        .collect()
+}
+
+/// What the grafting added and could not find.
+#[derive(Default)]
+struct Grafted {
+    /// Needed name -> (source on this machine, bundle path).
+    added: BTreeMap<String, (PathBuf, String)>,
+    /// Needed name -> the bundle files that need it.
+    missing: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// `[sources.syslibs] extra`: dlopen-only libraries, grafted with their closure.
+fn add_extras(
+    config: &SyslibsConfig,
+    request: &ContributeRequest,
+    loader: &Loader,
+    lib_dir: &str,
+    grafted: &mut Grafted,
+    objs: &mut BTreeMap<String, Obj>,
+    warnings: &mut Vec<String>,
+) -> Result<(), PluginError> {
+    for extra in &config.extra {
+        let path = request.resolve_path(extra);
+        let elf = loader.parse(&path).map_err(|e| {
+            PluginError::new(format!("extra library {}: {e}", path.display()))
+                .with_help("`extra` in [sources.syslibs] lists shared libraries on this machine")
+        })?;
+        let name = elf.soname.clone().unwrap_or_else(|| {
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        });
+        if let Some(why) = never_bundle(&name) {
+            warnings.push(format!(
+                "extra library {name} is not bundled: {} must come from the target",
+                match why {
+                    NeverBundle::Glibc => "glibc",
+                    NeverBundle::Driver => "a GPU driver library",
+                }
+            ));
+            continue;
         }
-        if !changed {
-            break;
+        let dest = format!("{lib_dir}/{name}");
+        grafted.added.insert(name, (path.clone(), dest.clone()));
+        objs.insert(
+            dest,
+            Obj {
+                disk: path,
+                elf,
+                earlier: None,
+                add_dirs: BTreeSet::new(),
+                stale: BTreeSet::new(),
+            },
+        );
+    }
+    Ok(())
+}
+
+/// What one round of grafting works with.
+struct Round<'a> {
+    request: &'a ContributeRequest,
+    host: &'a Host<'a>,
+    loader: &'a Loader,
+    idx: &'a BundleIndex<'a>,
+    exclude: &'a airgap_glob::Patterns,
+    lib_dir: &'a str,
+}
+
+impl Round<'_> {
+    /// Ask the model; graft; ask again until it has nothing new to say. Each round adds at
+    /// least one library or dir, so this ends.
+    fn until_resolved(
+        &self,
+        policy: &ManylinuxPolicy,
+        forced: &dyn Fn(&str) -> bool,
+        objs: &mut BTreeMap<String, Obj>,
+        grafted: &mut Grafted,
+    ) -> Result<(), PluginError> {
+        let mut given_up: BTreeSet<(String, String)> = BTreeSet::new();
+        loop {
+            if self.host.is_cancelled() {
+                return Err(PluginError::cancelled());
+            }
+            let lacking = {
+                let view = view_of(objs, self.idx, self.request);
+                let model = Model::new(&view, System::Policy(policy));
+                let exe = self
+                    .request
+                    .python
+                    .as_ref()
+                    .map(|py| py.executable.as_str());
+                unresolved(&model, objs, exe, forced)
+            };
+            let mut changed = false;
+            for (user, name) in lacking {
+                if name.contains('/') || !given_up.insert((user.clone(), name.clone())) {
+                    continue;
+                }
+                changed |= self.place(&user, &name, objs, grafted);
+            }
+            if !changed {
+                return Ok(());
+            }
         }
     }
 
-    // Patch what needs new search paths (or has absolute ones that point into the bundle),
-    // and add the libraries.
-    let deb = crate::dpkg::packages_of(&added.values().map(|(p, _)| p.clone()).collect::<Vec<_>>());
+    /// Make `name` reachable for `user`: nothing for what the target provides, a search
+    /// path to a copy the bundle has, or a graft from this machine. Whether anything changed.
+    fn place(
+        &self,
+        user: &str,
+        name: &str,
+        objs: &mut BTreeMap<String, Obj>,
+        grafted: &mut Grafted,
+    ) -> bool {
+        let lib_dir = self.lib_dir;
+        let add_dir = |objs: &mut BTreeMap<String, Obj>, dir: &str| {
+            objs.get_mut(user)
+                .is_some_and(|o| o.add_dirs.insert(dir.to_owned()))
+        };
+        if let Some(why) = never_bundle(name) {
+            if why == NeverBundle::Driver {
+                self.host.debug(&format!(
+                    "{name} (needed by {user}) must come from the target's driver"
+                ));
+            }
+            return false;
+        }
+        if self.exclude.matches(name) {
+            self.host
+                .debug(&format!("{name} excluded: the target must provide it"));
+            return false;
+        }
+        let Some(obj) = objs.get(user).cloned() else {
+            return false;
+        };
+        // Grafted already for another file: point to it.
+        if grafted.added.contains_key(name) {
+            return add_dir(objs, lib_dir);
+        }
+        // Elsewhere in the bundle under that name: point to it.
+        if let Some(found) = self.idx.by_name.get(name).and_then(|c| nearest(c, user)) {
+            return add_dir(objs, dir_of(found));
+        }
+        let chain = [Object {
+            path: obj.disk.clone(),
+            elf: obj.elf.clone(),
+        }];
+        let Some(found) = self.loader.resolve(name, &chain) else {
+            grafted
+                .missing
+                .entry(name.to_owned())
+                .or_default()
+                .insert(user.to_owned());
+            return false;
+        };
+        // The build machine found a file that is in the bundle under that name.
+        let known = self
+            .idx
+            .sources
+            .get(found.path.as_path())
+            .copied()
+            .or_else(|| {
+                std::fs::canonicalize(&found.path)
+                    .ok()
+                    .and_then(|c| self.idx.sources.get(c.as_path()).copied())
+            });
+        if let Some(bp) = known {
+            if bp.rsplit('/').next() == Some(name) {
+                return add_dir(objs, dir_of(bp));
+            }
+        }
+        let dest = format!("{lib_dir}/{name}");
+        self.host.debug(&format!(
+            "bundling {} for {user} (as {dest})",
+            found.path.display()
+        ));
+        grafted
+            .added
+            .insert(name.to_owned(), (found.path.clone(), dest.clone()));
+        if let Some(o) = objs.get_mut(user) {
+            o.add_dirs.insert(lib_dir.to_owned());
+            if let Some(parent) = found.path.parent() {
+                o.stale.insert(airgap_elf::loader::normalize(parent));
+            }
+        }
+        objs.insert(
+            dest,
+            Obj {
+                disk: found.path,
+                elf: found.elf,
+                earlier: None,
+                add_dirs: BTreeSet::new(),
+                stale: BTreeSet::new(),
+            },
+        );
+        true
+    }
+}
+
+/// Patch what needs new search paths (or has absolute ones that point into the bundle) on
+/// copies, and add the grafted libraries as entries.
+fn patch_users(
+    objs: &BTreeMap<String, Obj>,
+    idx: &BundleIndex,
+    request: &ContributeRequest,
+    host: &Host,
+    out: &mut Contribution,
+) -> Result<(), PluginError> {
     let patch_root = request.work_dir.join("patched");
     let total = objs.len() as u64;
     for (i, (bundle_path, obj)) in objs.iter().enumerate() {
@@ -532,7 +623,7 @@ pub fn graft(
             )),
         };
         let mut source = obj.disk.clone();
-        if let Some(entries) = obj.patched_entries(bundle_path, &idx) {
+        if let Some(entries) = obj.patched_entries(bundle_path, idx) {
             let copy = patch_root.join(bundle_path);
             match set_search_path(&obj.disk, &copy, &entries, RpathKind::Rpath) {
                 Ok(()) => {
@@ -577,7 +668,21 @@ pub fn graft(
             }
         }
     }
-    for (name, (path, _dest)) in &added {
+    Ok(())
+}
+
+/// The grafted libraries as packages (with the Debian package each came from), warnings
+/// for what this machine lacks too, and the facts later plugins and `inspect` read.
+fn describe(
+    grafted: &Grafted,
+    lib_dir: &str,
+    policy: &ManylinuxPolicy,
+    host: &Host,
+    out: &mut Contribution,
+) {
+    let added = &grafted.added;
+    let deb = crate::dpkg::packages_of(&added.values().map(|(p, _)| p.clone()).collect::<Vec<_>>());
+    for (name, (path, _dest)) in added {
         let (version, origin) = match deb.get(path) {
             Some((pkg, v)) => (
                 v.clone(),
@@ -595,15 +700,17 @@ pub fn graft(
             license: None,
         });
     }
-    for (name, users) in &missing {
+    for (name, users) in &grafted.missing {
         let users: Vec<&str> = users.iter().map(String::as_str).collect();
         out.warnings.push(format!(
             "{name} is needed by {} but was not found on this machine; it is not in the bundle",
             users.join(", ")
         ));
     }
-    out.facts
-        .insert("lib_dir".into(), serde_json::Value::String(lib_dir.clone()));
+    out.facts.insert(
+        "lib_dir".into(),
+        serde_json::Value::String(lib_dir.to_owned()),
+    );
     out.facts.insert(
         "libraries".into(),
         serde_json::json!(added
@@ -612,7 +719,7 @@ pub fn graft(
             .collect::<Vec<_>>()),
     );
     out.facts
-        .insert("missing".into(), serde_json::json!(missing));
+        .insert("missing".into(), serde_json::json!(grafted.missing));
     out.facts.insert(
         "policy".into(),
         serde_json::Value::String(policy.name.clone()),
@@ -624,7 +731,6 @@ pub fn graft(
             added.keys().cloned().collect::<Vec<_>>().join(", ")
         ));
     }
-    Ok(out)
 }
 
 /// The C++/GCC runtimes (`libstdc++.so.6`, `libgcc_s.so.1`) whose required versions exceed
