@@ -20,7 +20,7 @@ use crate::search_path::{self, SearchPath};
 use crate::shebang;
 
 /// What kind of environment a prefix is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// A conda environment (`conda-meta/`).
     Conda,
@@ -156,45 +156,25 @@ struct Planner<'a> {
     copies: std::cell::RefCell<std::collections::HashMap<(PathBuf, usize), bool>>,
 }
 
-/// Build the contribution for `request`.
+/// Build the contribution for `request`: what the environment is, the roots to walk (a
+/// venv's base too), the conda metadata, editable installs, the walks, then what later
+/// plugins need to know.
 pub fn contribute(request: &ContributeRequest, host: &Host) -> Result<Contribution, PluginError> {
     let config: Config = request.config()?;
-    let prefix = match &config.prefix {
-        Some(p) => request.resolve_path(p),
-        None => active_environment()?,
-    };
-    let prefix = paths::normalize(&prefix);
-    let kind = detect(&prefix)?;
-    host.info(&format!(
-        "bundling the {} environment {}",
-        kind.as_str(),
-        prefix.display()
-    ));
-    check_dest(&config.dest, "dest")?;
-
-    let interpreter = python::find_interpreter(&prefix);
-    let facts = match (&kind, &interpreter) {
-        (_, Some(python)) => Some(python::interrogate(python)?),
-        (Kind::Conda, None) => {
-            host.debug("no python in the conda environment: bundling its files only");
-            None
-        }
-        (_, None) => {
-            return Err(PluginError::new(format!(
-                "the venv {} has no bin/python3",
-                prefix.display()
-            ))
-            .with_help("recreate the venv: `python3 -m venv DIR`"))
-        }
-    };
-
-    let facts = facts.map(|f| respell(f, &prefix));
+    let source = Source::inspect(request, &config, host)?;
+    let Source {
+        prefix,
+        kind,
+        interpreter,
+        facts,
+    } = &source;
+    let kind = *kind;
 
     let mut planner = Planner {
         host,
         work_dir: request.work_dir.join("conda"),
         roots: vec![Root {
-            canonical: std::fs::canonicalize(&prefix).unwrap_or_else(|_| prefix.clone()),
+            canonical: std::fs::canonicalize(prefix).unwrap_or_else(|_| prefix.clone()),
             source: prefix.clone(),
             dest: config.dest.trim_matches('/').to_string(),
         }],
@@ -211,51 +191,16 @@ pub fn contribute(request: &ContributeRequest, host: &Host) -> Result<Contributi
     };
 
     // A venv brings its base installation along.
-    let mut base_excludes = Vec::new();
-    if kind == Kind::Venv {
-        let facts = facts
-            .as_ref()
-            .ok_or_else(|| PluginError::new("no interpreter facts"))?;
-        let base = paths::normalize(&facts.base_prefix);
-        if base == Path::new("/usr") || base == Path::new("/") || base == Path::new("/usr/local") {
-            return Err(PluginError::new(format!(
-                "the venv {} is based on the system Python in {}, which cannot be bundled on its own",
-                prefix.display(),
-                base.display()
-            ))
-            .with_help(
-                "create the venv from a self-contained Python installation (pyenv, a source build, \
-                 python-build-standalone, or a conda environment) and bundle that venv",
-            ));
-        }
-        check_dest(&planner.config.base_dest, "base_dest")?;
-        let base_dest = planner.config.base_dest.trim_matches('/');
-        let env_dest = planner.roots[0].dest.as_str();
-        let nested = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}/"));
-        if nested(base_dest, env_dest) || nested(env_dest, base_dest) {
-            return Err(PluginError::new(format!(
-                "`dest` ({env_dest}) and `base_dest` ({base_dest}) in [sources.conda] overlap"
-            ))
-            .with_help("give the venv and its base installation separate folders, such as `env` and `python`"));
-        }
-        let system_site = read_pyvenv_cfg(&prefix.join("pyvenv.cfg"))
-            .get("include-system-site-packages")
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        if !system_site {
-            // The venv never sees the base's site-packages: leave its contents out.
-            base_excludes.push(format!("lib/python{}/site-packages/*", facts.version_short));
-        }
-        planner.roots.push(Root {
-            canonical: std::fs::canonicalize(&base).unwrap_or_else(|_| base.clone()),
-            source: base,
-            dest: planner.config.base_dest.trim_matches('/').to_string(),
-        });
-    }
+    let mut base_excludes = match (kind, facts) {
+        (Kind::Venv, Some(f)) => planner.add_venv_base(prefix, f)?,
+        (Kind::Venv, None) => return Err(PluginError::new("no interpreter facts")),
+        _ => Vec::new(),
+    };
     // The standard library's test suite, where the standard library is (the installation
     // itself, or a venv's base).
     let mut env_patterns = planner.config.exclude.clone();
     if !planner.config.stdlib_tests {
-        if let Some(f) = &facts {
+        if let Some(f) = facts {
             let pattern = format!("lib/python{}/test", f.version_short);
             match kind {
                 Kind::Venv => base_excludes.push(pattern),
@@ -264,152 +209,45 @@ pub fn contribute(request: &ContributeRequest, host: &Host) -> Result<Contributi
         }
     }
 
-    let mut contribution = Contribution::default();
     let env_root = planner.roots[0].clone();
-
-    // Conda metadata.
-    let mut managed: HashMap<String, Managed> = HashMap::new();
-    let mut records: Vec<Record> = Vec::new();
     let env_excludes = globs(&env_patterns, "exclude")?;
-    if kind == Kind::Conda {
-        records =
-            conda_meta::read_records(&prefix, facts.as_ref().map(|f| f.version_short.as_str()))?;
-        let mut missing = Vec::new();
-        for (i, record) in records.iter().enumerate() {
-            for file in &record.files {
-                if !managed.contains_key(file) {
-                    managed.insert(
-                        file.clone(),
-                        Managed {
-                            package: i,
-                            placeholder: record.placeholders.get(file).cloned(),
-                        },
-                    );
-                }
-                if std::fs::symlink_metadata(prefix.join(file)).is_err()
-                    && !env_excludes.matches(file)
-                {
-                    missing.push((record, file));
-                }
-            }
-            planner.packages.push(Package {
-                id: record.id(),
-                name: record.name.clone(),
-                version: record.version.clone(),
-                kind: "conda".into(),
-                origin: record.channel.clone(),
-                sha256: record.sha256.clone(),
-                license: record.license.clone(),
-            });
-        }
-        if let Some((record, file)) = missing.first() {
-            let more = if missing.len() > 1 {
-                format!(" (and {} more missing files)", missing.len() - 1)
-            } else {
-                String::new()
-            };
-            return Err(PluginError::new(format!(
-                "conda package {} lists {file}, which is missing from the environment {}{more}",
-                record.dist(),
-                prefix.display()
-            ))
-            .with_help(format!(
-                "something removed or replaced it (pip installing over a conda package does this); \
-                 reinstall the package (`conda install --force-reinstall {}`), or add the path to \
-                 `exclude` in [sources.conda] if it is not needed; the package's record is {}",
-                record.name,
-                record.meta_file.display()
-            )));
-        }
-    }
-
-    // Editable installs.
-    let mut editables = Vec::new();
-    if let Some(f) = &facts {
-        let roots = planner.roots.clone();
-        let inside = |p: &Path| {
-            roots
-                .iter()
-                .any(|r| p.starts_with(&r.source) || p.starts_with(&r.canonical))
-        };
-        editables = editable::find(&f.purelib, &inside);
-        if !editables.is_empty() && planner.config.editable == Editable::Error {
-            let e = &editables[0];
-            let others: Vec<String> = editables[1..]
-                .iter()
-                .map(|e| format!("{} ({})", e.name, e.target.display()))
-                .collect();
-            let more = if others.is_empty() {
-                String::new()
-            } else {
-                format!("; also: {}", others.join(", "))
-            };
-            return Err(PluginError::new(format!(
-                "editable install `{}` points to {}, outside the environment (found in {}){more}",
-                e.name,
-                e.target.display(),
-                e.found_in.display()
-            ))
-            .with_help(
-                "install it normally (`pip install PATH` without -e), or set `editable = \"bundle\"` \
-                 in [sources.conda] to copy its code into the bundle",
-            ));
-        }
-        for e in &editables {
-            for m in &e.mechanism {
-                planner.dropped.insert(m.clone());
-            }
-        }
-    }
+    let (managed, records) = if kind == Kind::Conda {
+        planner.read_conda_meta(prefix, facts.as_ref(), &env_excludes)?
+    } else {
+        (HashMap::new(), Vec::new())
+    };
+    let editables = match facts {
+        Some(f) => planner.find_editables(f)?,
+        None => Vec::new(),
+    };
 
     // Python packages that conda does not know about (pip-installed), for the manifest.
     let mut dist_owner: HashMap<PathBuf, String> = HashMap::new();
-    if let Some(f) = &facts {
+    if let Some(f) = facts {
         python_packages(
             &f.purelib,
             &managed,
-            &prefix,
+            prefix,
             &mut planner.packages,
             &mut dist_owner,
         );
     }
 
     // Walk the trees.
-    let skip_conda = kind == Kind::Conda;
     planner.total = count_files(&planner.roots);
     planner.walk(
         0,
         &env_excludes,
-        skip_conda,
+        kind == Kind::Conda,
         &managed,
         &records,
         &dist_owner,
     )?;
     if planner.roots.len() > 1 {
-        let mut patterns = base_excludes.clone();
-        patterns.extend(planner.config.base_exclude.iter().cloned());
-        let base_globs = globs(&patterns, "base_exclude")?;
-        let interpreter_pkg = interpreter_package(facts.as_ref(), &planner.roots[1].source);
-        planner.packages.push(interpreter_pkg.clone());
-        let mut base_owner = HashMap::new();
-        if let Some(f) = &facts {
-            let base_purelib = planner.roots[1]
-                .source
-                .join(format!("lib/python{}/site-packages", f.version_short));
-            if !base_excludes.iter().any(|p| p.contains("site-packages")) {
-                python_packages(
-                    &base_purelib,
-                    &HashMap::new(),
-                    &planner.roots[1].source,
-                    &mut planner.packages,
-                    &mut base_owner,
-                );
-            }
-        }
-        planner.walk_with_default(1, &base_globs, &base_owner, Some(interpreter_pkg.id))?;
+        planner.walk_base(&base_excludes, facts.as_ref())?;
     }
     if kind == Kind::Plain {
-        let pkg = interpreter_package(facts.as_ref(), &prefix);
+        let pkg = interpreter_package(facts.as_ref(), prefix);
         planner.packages.push(pkg.clone());
         for f in planner.files.iter_mut().filter(|f| f.package.is_none()) {
             f.package = Some(pkg.id.clone());
@@ -418,7 +256,7 @@ pub fn contribute(request: &ContributeRequest, host: &Host) -> Result<Contributi
 
     // Editable installs copied as regular files.
     if planner.config.editable == Editable::Bundle {
-        if let Some(f) = &facts {
+        if let Some(f) = facts {
             planner.bundle_editables(&editables, &f.purelib)?;
         }
     }
@@ -447,31 +285,9 @@ pub fn contribute(request: &ContributeRequest, host: &Host) -> Result<Contributi
         planner.rewrite_for_target(&target)?;
     }
 
-    // Python facts for later plugins.
-    if let (Some(f), Some(interp)) = (&facts, &interpreter) {
-        let rel_exe = interp
-            .strip_prefix(&prefix)
-            .unwrap_or(Path::new("bin/python3"));
-        let site = f
-            .purelib
-            .strip_prefix(&f.prefix)
-            .ok()
-            .and_then(paths::to_bundle)
-            .unwrap_or_else(|| format!("lib/python{}/site-packages", f.version_short));
-        contribution.python = Some(PythonEnvironment {
-            prefix: env_root.dest.clone(),
-            executable: paths::join(
-                &env_root.dest,
-                &paths::to_bundle(rel_exe).unwrap_or_else(|| "bin/python3".into()),
-            ),
-            source_prefix: prefix.clone(),
-            source_executable: interp.clone(),
-            version: f.version.clone(),
-            implementation: f.implementation.clone(),
-            abi: f.abi.clone(),
-            platforms: f.platforms.clone(),
-            site_packages: paths::join(&env_root.dest, &site),
-        });
+    let mut contribution = Contribution::default();
+    if let (Some(f), Some(interp)) = (facts, interpreter) {
+        contribution.python = Some(python_environment(f, interp, prefix, &env_root));
     }
     contribution.facts.insert(
         "environment".into(),
@@ -486,6 +302,273 @@ pub fn contribute(request: &ContributeRequest, host: &Host) -> Result<Contributi
 
     planner.finish(&mut contribution);
     Ok(contribution)
+}
+
+/// The environment to bundle, as found on this machine.
+struct Source {
+    prefix: PathBuf,
+    kind: Kind,
+    interpreter: Option<PathBuf>,
+    facts: Option<python::Facts>,
+}
+
+impl Source {
+    /// The prefix the configuration names (or the active environment), what kind it is, and
+    /// its interpreter's facts.
+    fn inspect(
+        request: &ContributeRequest,
+        config: &Config,
+        host: &Host,
+    ) -> Result<Source, PluginError> {
+        let prefix = match &config.prefix {
+            Some(p) => request.resolve_path(p),
+            None => active_environment()?,
+        };
+        let prefix = paths::normalize(&prefix);
+        let kind = detect(&prefix)?;
+        host.info(&format!(
+            "bundling the {} environment {}",
+            kind.as_str(),
+            prefix.display()
+        ));
+        check_dest(&config.dest, "dest")?;
+
+        let interpreter = python::find_interpreter(&prefix);
+        let facts = match (&kind, &interpreter) {
+            (_, Some(python)) => Some(python::interrogate(python)?),
+            (Kind::Conda, None) => {
+                host.debug("no python in the conda environment: bundling its files only");
+                None
+            }
+            (_, None) => {
+                return Err(PluginError::new(format!(
+                    "the venv {} has no bin/python3",
+                    prefix.display()
+                ))
+                .with_help("recreate the venv: `python3 -m venv DIR`"))
+            }
+        };
+        let facts = facts.map(|f| respell(f, &prefix));
+        Ok(Source {
+            prefix,
+            kind,
+            interpreter,
+            facts,
+        })
+    }
+}
+
+/// What later plugins need to know of the bundled Python.
+fn python_environment(
+    f: &python::Facts,
+    interp: &Path,
+    prefix: &Path,
+    env_root: &Root,
+) -> PythonEnvironment {
+    let rel_exe = interp
+        .strip_prefix(prefix)
+        .unwrap_or(Path::new("bin/python3"));
+    let site = f
+        .purelib
+        .strip_prefix(&f.prefix)
+        .ok()
+        .and_then(paths::to_bundle)
+        .unwrap_or_else(|| format!("lib/python{}/site-packages", f.version_short));
+    PythonEnvironment {
+        prefix: env_root.dest.clone(),
+        executable: paths::join(
+            &env_root.dest,
+            &paths::to_bundle(rel_exe).unwrap_or_else(|| "bin/python3".into()),
+        ),
+        source_prefix: prefix.to_path_buf(),
+        source_executable: interp.to_path_buf(),
+        version: f.version.clone(),
+        implementation: f.implementation.clone(),
+        abi: f.abi.clone(),
+        platforms: f.platforms.clone(),
+        site_packages: paths::join(&env_root.dest, &site),
+    }
+}
+
+impl Planner<'_> {
+    /// A venv's base installation as the second root; returns the patterns the base is
+    /// walked without (its site-packages, which the venv never sees unless it says so).
+    fn add_venv_base(
+        &mut self,
+        prefix: &Path,
+        facts: &python::Facts,
+    ) -> Result<Vec<String>, PluginError> {
+        let mut base_excludes = Vec::new();
+        let base = paths::normalize(&facts.base_prefix);
+        if base == Path::new("/usr") || base == Path::new("/") || base == Path::new("/usr/local") {
+            return Err(PluginError::new(format!(
+                "the venv {} is based on the system Python in {}, which cannot be bundled on its own",
+                prefix.display(),
+                base.display()
+            ))
+            .with_help(
+                "create the venv from a self-contained Python installation (pyenv, a source build, \
+                 python-build-standalone, or a conda environment) and bundle that venv",
+            ));
+        }
+        check_dest(&self.config.base_dest, "base_dest")?;
+        let base_dest = self.config.base_dest.trim_matches('/');
+        let env_dest = self.roots[0].dest.as_str();
+        let nested = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}/"));
+        if nested(base_dest, env_dest) || nested(env_dest, base_dest) {
+            return Err(PluginError::new(format!(
+                "`dest` ({env_dest}) and `base_dest` ({base_dest}) in [sources.conda] overlap"
+            ))
+            .with_help("give the venv and its base installation separate folders, such as `env` and `python`"));
+        }
+        let system_site = read_pyvenv_cfg(&prefix.join("pyvenv.cfg"))
+            .get("include-system-site-packages")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        if !system_site {
+            // The venv never sees the base's site-packages: leave its contents out.
+            base_excludes.push(format!("lib/python{}/site-packages/*", facts.version_short));
+        }
+        self.roots.push(Root {
+            canonical: std::fs::canonicalize(&base).unwrap_or_else(|_| base.clone()),
+            source: base,
+            dest: self.config.base_dest.trim_matches('/').to_string(),
+        });
+        Ok(base_excludes)
+    }
+
+    /// The packages of `conda-meta/` and which installed file belongs to which; a listed
+    /// file missing from disk (and not excluded) is an error naming the package.
+    fn read_conda_meta(
+        &mut self,
+        prefix: &Path,
+        facts: Option<&python::Facts>,
+        env_excludes: &airgap_glob::Patterns,
+    ) -> Result<(HashMap<String, Managed>, Vec<Record>), PluginError> {
+        let mut managed: HashMap<String, Managed> = HashMap::new();
+        let records = conda_meta::read_records(prefix, facts.map(|f| f.version_short.as_str()))?;
+        let mut missing = Vec::new();
+        for (i, record) in records.iter().enumerate() {
+            for file in &record.files {
+                if !managed.contains_key(file) {
+                    managed.insert(
+                        file.clone(),
+                        Managed {
+                            package: i,
+                            placeholder: record.placeholders.get(file).cloned(),
+                        },
+                    );
+                }
+                if std::fs::symlink_metadata(prefix.join(file)).is_err()
+                    && !env_excludes.matches(file)
+                {
+                    missing.push((record, file));
+                }
+            }
+            self.packages.push(Package {
+                id: record.id(),
+                name: record.name.clone(),
+                version: record.version.clone(),
+                kind: "conda".into(),
+                origin: record.channel.clone(),
+                sha256: record.sha256.clone(),
+                license: record.license.clone(),
+            });
+        }
+        if let Some((record, file)) = missing.first() {
+            let more = if missing.len() > 1 {
+                format!(" (and {} more missing files)", missing.len() - 1)
+            } else {
+                String::new()
+            };
+            return Err(PluginError::new(format!(
+                "conda package {} lists {file}, which is missing from the environment {}{more}",
+                record.dist(),
+                prefix.display()
+            ))
+            .with_help(format!(
+                "something removed or replaced it (pip installing over a conda package does this); \
+                 reinstall the package (`conda install --force-reinstall {}`), or add the path to \
+                 `exclude` in [sources.conda] if it is not needed; the package's record is {}",
+                record.name,
+                record.meta_file.display()
+            )));
+        }
+        Ok((managed, records))
+    }
+
+    /// Editable installs that point outside the environment: an error unless `editable =
+    /// "bundle"`; their mechanism files (`.pth`, finders) are left out either way.
+    fn find_editables(
+        &mut self,
+        f: &python::Facts,
+    ) -> Result<Vec<editable::EditableInstall>, PluginError> {
+        let roots = self.roots.clone();
+        let inside = |p: &Path| {
+            roots
+                .iter()
+                .any(|r| p.starts_with(&r.source) || p.starts_with(&r.canonical))
+        };
+        let editables = editable::find(&f.purelib, &inside);
+        if !editables.is_empty() && self.config.editable == Editable::Error {
+            let e = &editables[0];
+            let others: Vec<String> = editables[1..]
+                .iter()
+                .map(|e| format!("{} ({})", e.name, e.target.display()))
+                .collect();
+            let more = if others.is_empty() {
+                String::new()
+            } else {
+                format!("; also: {}", others.join(", "))
+            };
+            return Err(PluginError::new(format!(
+                "editable install `{}` points to {}, outside the environment (found in {}){more}",
+                e.name,
+                e.target.display(),
+                e.found_in.display()
+            ))
+            .with_help(
+                "install it normally (`pip install PATH` without -e), or set `editable = \"bundle\"` \
+                 in [sources.conda] to copy its code into the bundle",
+            ));
+        }
+        for e in &editables {
+            for m in &e.mechanism {
+                self.dropped.insert(m.clone());
+            }
+        }
+        Ok(editables)
+    }
+
+    /// Walk a venv's base installation (the second root), with the interpreter as the
+    /// package of what no distribution owns.
+    fn walk_base(
+        &mut self,
+        base_excludes: &[String],
+        facts: Option<&python::Facts>,
+    ) -> Result<(), PluginError> {
+        let mut patterns = base_excludes.to_vec();
+        patterns.extend(self.config.base_exclude.iter().cloned());
+        let base_globs = globs(&patterns, "base_exclude")?;
+        let interpreter_pkg = interpreter_package(facts, &self.roots[1].source);
+        self.packages.push(interpreter_pkg.clone());
+        let mut base_owner = HashMap::new();
+        if let Some(f) = facts {
+            let base_purelib = self.roots[1]
+                .source
+                .join(format!("lib/python{}/site-packages", f.version_short));
+            if !base_excludes.iter().any(|p| p.contains("site-packages")) {
+                let base_root = self.roots[1].source.clone();
+                python_packages(
+                    &base_purelib,
+                    &HashMap::new(),
+                    &base_root,
+                    &mut self.packages,
+                    &mut base_owner,
+                );
+            }
+        }
+        self.walk_with_default(1, &base_globs, &base_owner, Some(interpreter_pkg.id))
+    }
 }
 
 impl Planner<'_> {
