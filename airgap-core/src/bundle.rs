@@ -44,6 +44,8 @@ pub struct BundleOptions {
     pub unpacker: Option<PathBuf>,
     /// Compression threads (0 = all cores).
     pub threads: usize,
+    /// zstd long-distance matching (`--long`).
+    pub zstd_long: bool,
     /// Seconds one source plugin may run (0 = no limit; overrides `[bundle] plugin-timeout`).
     pub plugin_timeout: Option<u64>,
     /// A filter of the archive's bytes on their way to disk (encryption, from `airgap-seal`),
@@ -456,6 +458,7 @@ pub fn bundle(
         unpacker: unpacker.clone(),
         filter: options.filter.as_ref().map(|f| f.0.clone()),
         memory_paths: 0,
+        zstd_long: options.zstd_long,
     };
     let summary: WriteSummary = airgap_archive::write_bundle(
         &planned.plan,
