@@ -531,10 +531,21 @@ fn a_bundle_of_length_carrying_and_stored_members_is_read_alike_by_gnu_gzip_tar_
         at += len;
     }
     assert_eq!(at, bytes.len());
-    assert!(members >= 5 && stored >= 2, "{members} members, {stored} stored");
-    let t = Command::new("gzip").arg("-t").arg(&bundle).output().unwrap();
+    assert!(
+        members >= 5 && stored >= 2,
+        "{members} members, {stored} stored"
+    );
+    let t = Command::new("gzip")
+        .arg("-t")
+        .arg(&bundle)
+        .output()
+        .unwrap();
     assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
-    let gnu = Command::new("gzip").arg("-dc").arg(&bundle).output().unwrap();
+    let gnu = Command::new("gzip")
+        .arg("-dc")
+        .arg(&bundle)
+        .output()
+        .unwrap();
     assert!(gnu.status.success());
     let mut ours = Vec::new();
     let mut stream = airgap_archive::read::open_archive(&bundle).unwrap();
@@ -550,7 +561,11 @@ fn a_bundle_of_length_carrying_and_stored_members_is_read_alike_by_gnu_gzip_tar_
         .arg(&x)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for f in ["text.txt", "noise.bin"] {
         assert!(
             fs::read(x.join("b/data").join(f)).unwrap() == fs::read(src.join(f)).unwrap(),
@@ -560,5 +575,7 @@ fn a_bundle_of_length_carrying_and_stored_members_is_read_alike_by_gnu_gzip_tar_
     run(airgap().arg("verify").arg(&bundle)).success();
     let dest = tmp.path().join("dest");
     run(Command::new(unpacker()).arg(&bundle).arg(&dest)).success();
-    assert!(fs::read(dest.join("data/noise.bin")).unwrap() == fs::read(src.join("noise.bin")).unwrap());
+    assert!(
+        fs::read(dest.join("data/noise.bin")).unwrap() == fs::read(src.join("noise.bin")).unwrap()
+    );
 }

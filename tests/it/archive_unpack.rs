@@ -509,9 +509,17 @@ fn flipped_bytes_and_cut_bundles_fail_verify_and_unpack_leaves_dest_absent() {
     assert!(t.cases >= 400 && t.flips >= 300 && t.cuts >= 100, "{t:?}");
     assert_eq!(t.cases, t.detected + t.harmless, "{t:?}");
     assert!(t.bytes > 100_000, "{t:?}");
-    // Every header byte is under the header CRC, the data under the member's CRC-32: no
-    // flip goes unseen, even without the detached checksum.
-    assert_eq!(t.harmless, 0, "{t:?}");
+    // Every header byte is under the header CRC, the data under the member's CRC-32: what
+    // may go unseen without the detached checksum is only padding deflate ignores: the 5
+    // bits after the 3-bit header of each stored block (at most 64 KiB each), and the bits
+    // after the last block of a member.
+    let stored_blocks: usize = offsets
+        .iter()
+        .filter(|&&o| (bytes[o + airgap_archive::gzmember::HEADER_LEN] >> 1) & 3 == 0)
+        .map(|_| airgap_archive::gzmember::BLOCK / 65_535 + 1)
+        .sum();
+    assert!(stored_blocks > 0, "no stored member");
+    assert!(t.harmless <= stored_blocks + offsets.len(), "{t:?}");
 }
 
 #[test]

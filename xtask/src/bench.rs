@@ -532,10 +532,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         "| `airgap unpack` (verifies every file) | {t_un:.1} s | | {} |",
         mib(m_un)
     );
-    println!(
-        "| `airgap verify` | {t_ver:.1} s | | {} |",
-        mib(m_ver)
-    );
+    println!("| `airgap verify` | {t_ver:.1} s | | {} |", mib(m_ver));
     println!();
     println!("ratios (goal in brackets):");
     println!(
@@ -562,8 +559,15 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     println!("  peak memory (zstd):        {} [< 64 MiB]", mib(m_zours));
     print_memory_growth(&growth, files, m_ours);
     println!("  unpack vs tar -xzf:        {:.2}x [<= 0.7x]", t_un / t_xz);
-    println!("  verify vs tar -xzf:        {:.2}x [<= 0.5x]", t_ver / t_xz);
-    println!("  peak memory of unpack, verify: {}, {} [< 64 MiB]", mib(m_un), mib(m_ver));
+    println!(
+        "  verify vs tar -xzf:        {:.2}x [<= 0.5x]",
+        t_ver / t_xz
+    );
+    println!(
+        "  peak memory of unpack, verify: {}, {} [< 64 MiB]",
+        mib(m_un),
+        mib(m_ver)
+    );
     encryption_cost(
         &airgap,
         &release,
