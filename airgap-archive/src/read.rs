@@ -270,7 +270,13 @@ pub fn open_archive_file(bundle: &Path, opened: &File) -> Result<Stream, Archive
         let mut reader: Box<dyn Read> = match kind {
             Kind::Gzip => {
                 let mut head = [0u8; gzmember::HEADER_LEN];
-                let n = crate::plan::read_full(&mut buffered, &mut head)?;
+                let n = match crate::plan::read_full(&mut buffered, &mut head) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
+                        return Err(e);
+                    }
+                };
                 if gzmember::member_len(&head[..n]).is_some() {
                     return inflate_members(io::Cursor::new(head).chain(buffered), &tx, &used);
                 }
