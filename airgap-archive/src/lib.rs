@@ -9,6 +9,7 @@
 //! the install steps ([`steps`]), so a bundle that verifies is exactly a bundle that unpacks.
 
 pub mod error;
+pub mod gzmember;
 pub mod installed;
 pub mod manifest;
 pub mod plan;

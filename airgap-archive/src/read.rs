@@ -11,11 +11,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::thread;
 
-use crossbeam_channel::{bounded, Receiver};
+use crossbeam_channel::{bounded, Receiver, Sender};
 use filetime::FileTime;
 use sha2::{Digest, Sha256};
 
 use crate::error::ArchiveError;
+use crate::gzmember;
 use crate::manifest::{read_first_entry, FileRecord, FileType, Manifest, MANIFEST_PATH};
 use crate::progress::{Progress, Unit};
 use crate::tarfmt::{EntryType, TarEntry, TarReader};
@@ -38,6 +39,9 @@ fn is_tar_header(block: &[u8]) -> bool {
 /// checking run on two cores.
 pub struct Stream {
     rx: Receiver<io::Result<Vec<u8>>>,
+    /// Read buffers go back to the decompression thread: a fresh 1 MiB buffer each time
+    /// costs its page faults (the CLI maps every large buffer on its own).
+    recycle: Option<Sender<Vec<u8>>>,
     current: Vec<u8>,
     pos: usize,
     handle: Option<thread::JoinHandle<io::Result<()>>>,
@@ -52,7 +56,10 @@ impl Read for Stream {
             }
             match self.rx.recv() {
                 Ok(Ok(chunk)) => {
-                    self.current = chunk;
+                    let used = std::mem::replace(&mut self.current, chunk);
+                    if let Some(r) = &self.recycle {
+                        let _ = r.try_send(used);
+                    }
                     self.pos = 0;
                 }
                 Ok(Err(e)) => {
@@ -298,11 +305,30 @@ fn open_archive_layout(
             });
         }
     }
-    let (tx, rx) = bounded::<io::Result<Vec<u8>>>(8);
+    // Few buffers in flight (1 MiB each for members): memory stays flat.
+    let (tx, rx) = bounded::<io::Result<Vec<u8>>>(2);
+    let (recycle, used) = bounded::<Vec<u8>>(2);
     let handle = thread::spawn(move || -> io::Result<()> {
-        let buffered = BufReader::with_capacity(CHUNK, file);
+        let mut buffered = BufReader::with_capacity(CHUNK, file);
         let mut reader: Box<dyn Read> = match kind {
-            Kind::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
+            Kind::Gzip => {
+                let mut head = [0u8; gzmember::HEADER_LEN];
+                let n = match crate::plan::read_full(&mut buffered, &mut head) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
+                        return Err(e);
+                    }
+                };
+                if gzmember::member_len(&head[..n]).is_some() {
+                    return inflate_members(io::Cursor::new(head).chain(buffered), &tx, &used);
+                }
+                let again = BufReader::with_capacity(
+                    CHUNK,
+                    io::Cursor::new(head[..n].to_vec()).chain(buffered),
+                );
+                Box::new(flate2::bufread::MultiGzDecoder::new(again))
+            }
             #[cfg(feature = "zstd")]
             Kind::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buffered)?),
             #[cfg(not(feature = "zstd"))]
@@ -310,7 +336,8 @@ fn open_archive_layout(
             Kind::Plain => Box::new(buffered),
         };
         loop {
-            let mut chunk = vec![0u8; CHUNK];
+            let mut chunk = used.try_recv().unwrap_or_default();
+            chunk.resize(CHUNK, 0);
             let n = match crate::plan::read_full(&mut reader, &mut chunk) {
                 Ok(n) => n,
                 Err(e) => {
@@ -332,6 +359,7 @@ fn open_archive_layout(
     Ok((
         Stream {
             rx,
+            recycle: Some(recycle),
             current: Vec::new(),
             pos: 0,
             handle: Some(handle),
@@ -339,6 +367,107 @@ fn open_archive_layout(
         },
         layout,
     ))
+}
+
+/// Inflate a bundle of members that carry their lengths ([`gzmember`]) on every core: this
+/// thread cuts the stream into members, a pool inflates them, and they are sent on in
+/// order. An error (a header that is not ours, a stream cut inside a member, a bad member)
+/// is sent in its place in the order, after everything before it.
+fn inflate_members<R: Read>(
+    mut input: R,
+    tx: &Sender<io::Result<Vec<u8>>>,
+    used: &Receiver<Vec<u8>>,
+) -> io::Result<()> {
+    type Job = (u64, io::Result<Vec<u8>>);
+    let threads = thread::available_parallelism().map_or(1, |n| n.get());
+    // Member buffers go back from the inflating threads to this one.
+    let (spare_tx, spare_rx) = bounded::<Vec<u8>>(threads);
+    // Members in flight (1 MiB each at most, compressed and inflated): about 3 a thread.
+    let (job_tx, job_rx) = bounded::<Job>(threads);
+    let (done_tx, done_rx) = bounded::<Job>(threads);
+    let bad = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
+    thread::scope(|scope| {
+        for _ in 0..threads {
+            let (job_rx, done_tx, spare_tx) = (job_rx.clone(), done_tx.clone(), spare_tx.clone());
+            scope.spawn(move || {
+                while let Ok((seq, member)) = job_rx.recv() {
+                    let data = member.and_then(|m| {
+                        let mut out = used.try_recv().unwrap_or_default();
+                        let inflated = gzmember::inflate_member(&m, &mut out);
+                        let _ = spare_tx.try_send(m);
+                        inflated.map(|()| out)
+                    });
+                    if done_tx.send((seq, data)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop((job_rx, done_tx, spare_tx));
+        let order = scope.spawn(move || -> io::Result<()> {
+            let mut next = 0u64;
+            let mut waiting = std::collections::BTreeMap::new();
+            while let Ok((seq, data)) = done_rx.recv() {
+                waiting.insert(seq, data);
+                while let Some(data) = waiting.remove(&next) {
+                    next += 1;
+                    let failed = data.as_ref().err().map(|e| bad(e.to_string()));
+                    if tx.send(data).is_err() {
+                        return Err(io::Error::other("reader stopped"));
+                    }
+                    if let Some(e) = failed {
+                        return Err(e);
+                    }
+                }
+            }
+            Ok(())
+        });
+        let mut seq = 0u64;
+        let cut = loop {
+            let mut head = [0u8; gzmember::HEADER_LEN];
+            let n = match crate::plan::read_full(&mut input, &mut head) {
+                Ok(n) => n,
+                Err(e) => break Err(e),
+            };
+            if n == 0 {
+                break Ok(());
+            }
+            let member = match gzmember::member_len(&head[..n]) {
+                None if n < head.len() => Err(bad("the gzip stream is cut short".into())),
+                None => Err(bad(format!(
+                    "gzip member {} does not start with the header airgap writes",
+                    seq + 1
+                ))),
+                Some(len) => {
+                    let mut member = spare_rx.try_recv().unwrap_or_default();
+                    member.clear();
+                    member.extend_from_slice(&head);
+                    member.resize(len, 0);
+                    match crate::plan::read_full(&mut input, &mut member[head.len()..]) {
+                        Ok(got) if got + head.len() == len => Ok(member),
+                        Ok(_) => Err(bad("the gzip stream is cut short".into())),
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            let failed = member
+                .as_ref()
+                .err()
+                .map(|e| io::Error::new(e.kind(), e.to_string()));
+            if job_tx.send((seq, member)).is_err() {
+                break Err(io::Error::other("reader stopped"));
+            }
+            seq += 1;
+            if let Some(e) = failed {
+                break Err(e);
+            }
+        };
+        drop(job_tx);
+        let ordered = order
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the decompression thread panicked")));
+        cut.and(ordered)
+    })
 }
 
 /// What the checker does with each entry.
@@ -1149,6 +1278,7 @@ fn empty_stream() -> Stream {
     let (_tx, rx) = bounded(1);
     Stream {
         rx,
+        recycle: None,
         current: Vec::new(),
         pos: 0,
         handle: None,

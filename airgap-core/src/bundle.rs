@@ -47,6 +47,8 @@ pub struct BundleOptions {
     pub unpacker: Option<PathBuf>,
     /// Compression threads (0 = all cores).
     pub threads: usize,
+    /// zstd long-distance matching (`--long`).
+    pub zstd_long: bool,
     /// Seconds one source plugin may run (0 = no limit; overrides `[bundle] plugin-timeout`).
     pub plugin_timeout: Option<u64>,
     /// A filter of the archive's bytes on their way to disk (encryption, from `airgap-seal`),
@@ -457,6 +459,7 @@ pub fn bundle(
         filter: options.filter.as_ref().map(|f| f.0.clone()),
         memory_paths: 0,
         self_extracting: options.self_extracting,
+        zstd_long: options.zstd_long,
     };
     // A .run without its unpacker, or encrypted, is refused before the plugins run.
     airgap_archive::write::check_self_extracting(&output_of(config, options)?, &write_options)?;

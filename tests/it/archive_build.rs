@@ -552,6 +552,36 @@ fn zstd_bundles_round_trip() {
         fs::read_to_string(dest.join("data/regular.txt")).unwrap(),
         "hello\n"
     );
+    // Long-distance matching (`--long`): another frame (a 128 MiB window), the same tar, read
+    // by GNU zstd with its default limits and by airgap.
+    let long = tmp.path().join("long.tar.zst");
+    write_bundle(
+        &p,
+        input("b"),
+        &long,
+        &WriteOptions {
+            compression: airgap_archive::Compression::Zstd { level: 3 },
+            zstd_long: true,
+            ..WriteOptions::default()
+        },
+        &NoProgress,
+    )
+    .unwrap();
+    assert!(fs::read(&long).unwrap() != fs::read(&out).unwrap());
+    let unzstd = |f: &Path| {
+        let o = std::process::Command::new("zstd")
+            .arg("-dc")
+            .arg(f)
+            .output()
+            .expect("zstd (GNU zstd is the oracle of this test)");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        o.stdout
+    };
+    assert!(
+        unzstd(&long) == unzstd(&out),
+        "the long bundle holds another tar"
+    );
+    airgap_archive::verify_bundle(&long, &NoProgress).unwrap();
 }
 
 #[test]

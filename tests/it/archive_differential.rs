@@ -483,3 +483,99 @@ fn a_gzip_bundle_hiding_entries_in_a_directory_header_is_refused_before_tar_xzf(
     run(Command::new(unpacker()).arg(&bundle).arg(&dest)).failure();
     assert!(!dest.exists());
 }
+
+/// Bytes no compressor can shrink (as the members of a wheel), deterministic.
+fn noise(n: usize) -> Vec<u8> {
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// An airgap gzip bundle (members that carry their lengths, some stored) is one gzip
+/// stream to GNU gzip and tar: `gzip -t` accepts it, `gzip -dc` gives exactly the tar stream
+/// airgap's parallel reader gives, and `tar -xzf` extracts the same files.
+#[test]
+fn a_bundle_of_length_carrying_and_stored_members_is_read_alike_by_gnu_gzip_tar_and_airgap() {
+    use airgap_archive::gzmember::{member_len, HEADER_LEN};
+    use std::io::Read;
+    let tmp = tempdir();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let text: String = (0..90_000)
+        .map(|i| format!("line {i}: {}\n", i * 7919 % 10007))
+        .collect();
+    fs::write(src.join("text.txt"), &text).unwrap();
+    fs::write(src.join("noise.bin"), noise(3 << 20)).unwrap();
+    let plan = airgap_tests::archive::plan(
+        &[airgap_plugin_api::Entry::path(&src, "data")],
+        airgap_archive::PlanOptions::default(),
+    )
+    .unwrap();
+    let bundle = tmp.path().join("b.tar.gz");
+    airgap_tests::archive::write(&plan, airgap_tests::archive::input("b"), &bundle, None);
+    let bytes = fs::read(&bundle).unwrap();
+    // Every member carries its length; incompressible ones are deflate's stored blocks.
+    let (mut at, mut members, mut stored) = (0, 0, 0);
+    while at < bytes.len() {
+        let len = member_len(&bytes[at..]).unwrap_or_else(|| panic!("no member at {at}"));
+        if (bytes[at + HEADER_LEN] >> 1) & 3 == 0 {
+            stored += 1;
+        }
+        members += 1;
+        at += len;
+    }
+    assert_eq!(at, bytes.len());
+    assert!(
+        members >= 5 && stored >= 2,
+        "{members} members, {stored} stored"
+    );
+    let t = Command::new("gzip")
+        .arg("-t")
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
+    let gnu = Command::new("gzip")
+        .arg("-dc")
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(gnu.status.success());
+    let mut ours = Vec::new();
+    let mut stream = airgap_archive::read::open_archive(&bundle).unwrap();
+    stream.read_to_end(&mut ours).unwrap();
+    stream.finish().unwrap();
+    assert!(gnu.stdout == ours, "gzip -dc and airgap's reader differ");
+    let x = tmp.path().join("x");
+    fs::create_dir(&x).unwrap();
+    let out = Command::new("tar")
+        .arg("-xzf")
+        .arg(&bundle)
+        .arg("-C")
+        .arg(&x)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in ["text.txt", "noise.bin"] {
+        assert!(
+            fs::read(x.join("b/data").join(f)).unwrap() == fs::read(src.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    run(airgap().arg("verify").arg(&bundle)).success();
+    let dest = tmp.path().join("dest");
+    run(Command::new(unpacker()).arg(&bundle).arg(&dest)).success();
+    assert!(
+        fs::read(dest.join("data/noise.bin")).unwrap() == fs::read(src.join("noise.bin")).unwrap()
+    );
+}

@@ -57,6 +57,11 @@ pub struct BundleArgs {
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
 
+    /// zstd long-distance matching over a 128 MiB window (as `zstd --long`): finds content
+    /// repeated far apart in big environments; any zstd reads the result
+    #[arg(long)]
+    pub long: bool,
+
     /// Write the bundle even if the target check says it will not work there
     #[arg(long)]
     pub no_check: bool,
@@ -186,6 +191,13 @@ pub fn run(args: BundleArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
         args.level,
     )
     .map_err(report::core)?;
+    if args.long && !matches!(compression, airgap_archive::Compression::Zstd { .. }) {
+        return Err(report::with_help_code(
+            anyhow::anyhow!("--long is a zstd option and this bundle is gzip"),
+            "add --compression zstd, or drop --long",
+            2,
+        ));
+    }
     let encryption = if !args.encrypt_to.is_empty() {
         let keys = recipients(&args.encrypt_to)?;
         let n = keys.len();
@@ -237,6 +249,7 @@ pub fn run(args: BundleArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
         verbose: ui.verbose > 0,
         unpacker: args.unpacker.clone(),
         threads: args.threads,
+        zstd_long: args.long,
         plugin_timeout: args.plugin_timeout,
         filter,
         self_extracting: args.self_extracting,
