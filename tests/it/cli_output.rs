@@ -37,6 +37,10 @@ fn filters(tmp: &Path) -> Vec<(String, String)> {
             r"(reading [^:\n]+: )?corrupt gzip stream".into(),
             "[WHILE READING]corrupt gzip stream".into(),
         ),
+        (
+            r"(reading [^:\n]+: )?gzip member does not match".into(),
+            "[WHILE READING]gzip member does not match".into(),
+        ),
     ]
 }
 
