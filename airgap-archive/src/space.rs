@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::ArchiveError;
 use crate::manifest::{FileType, Manifest};
+use crate::text::human_bytes;
 
 /// Free space of the file system holding a path, for an unprivileged writer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,22 +104,6 @@ pub fn free_at(path: &Path) -> io::Result<Free> {
     })
 }
 
-/// Bytes as people read them (binary units, one decimal).
-fn human(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
 /// Refuse `dest` (absolute) when its file system (that of its nearest existing ancestor)
 /// has less room than [`needed`] for `manifest`. A file system that cannot be asked is
 /// let through: the unpack still fails cleanly when the disk fills. `from_tree`: the unpack
@@ -139,7 +124,7 @@ pub fn check_free_space(
     } = needed(manifest, free.block);
     if bytes > free.bytes {
         let largest = largest
-            .map(|(path, size)| format!(" (the largest file: {path}, {})", human(size)))
+            .map(|(path, size)| format!(" (the largest file: {path}, {})", human_bytes(size)))
             .unwrap_or_default();
         return Err(ArchiveError::NoSpace {
             dest: dest.into(),
@@ -148,8 +133,8 @@ pub fn check_free_space(
             available: free.bytes,
             what: format!(
                 "{} ({bytes} bytes) needed, {} ({} bytes) free{largest}",
-                human(bytes),
-                human(free.bytes),
+                human_bytes(bytes),
+                human_bytes(free.bytes),
                 free.bytes
             ),
             from_tree,

@@ -79,6 +79,23 @@ pub fn describe_step(step: &airgap_plugin_api::InstallStep) -> String {
     }
 }
 
+/// Bytes as people read them: binary units, one decimal (`1.2 GiB`, `512 B`). One rendering
+/// for every command and the carried unpacker.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use airgap_archive::text::human_bytes;
 use airgap_core::{BundleOptions, BundleReport, Config};
 use clap::{Args, ValueEnum};
 
@@ -436,22 +437,6 @@ fn print_summary(
             "  or, without airgap there:  {}",
             steps.join(" && ")
         ));
-    }
-}
-
-/// Bytes as people read them.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }
 

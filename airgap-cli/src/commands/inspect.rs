@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use airgap_archive::manifest::{FileType, Manifest};
 use airgap_archive::read_manifest;
+use airgap_archive::text::human_bytes;
 use serde::Serialize;
 
 use crate::commands::verify::archive;
@@ -115,22 +116,6 @@ fn inspection<'a>(m: &'a Manifest, largest: usize) -> Inspection<'a> {
     }
 }
 
-/// `1.2 GiB`.
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
 pub fn run(args: InspectArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
     let opened = super::seal::prepare(&args.open, &args.bundle, ui)?;
     let m = match &opened.file {
@@ -150,7 +135,7 @@ pub fn run(args: InspectArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
         "bundle    {} (manifest format {}, written by airgap {})",
         i.name, i.format, i.airgap_version
     )?;
-    writeln!(out, "content   {} files, {}", i.files, human(i.bytes))?;
+    writeln!(out, "content   {} files, {}", i.files, human_bytes(i.bytes))?;
     let t = i.target;
     let mut target = Vec::new();
     if let Some(p) = &t.python {
@@ -187,7 +172,7 @@ pub fn run(args: InspectArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
         writeln!(
             out,
             "  {plugin:<14} {:>10}  {} files, {} links, {} dirs",
-            human(s.bytes),
+            human_bytes(s.bytes),
             s.files,
             s.links,
             s.dirs
@@ -211,7 +196,7 @@ pub fn run(args: InspectArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
     }
     writeln!(out, "\nlargest files")?;
     for f in &i.largest {
-        writeln!(out, "  {:>10}  {}", human(f.size), escape(f.path))?;
+        writeln!(out, "  {:>10}  {}", human_bytes(f.size), escape(f.path))?;
     }
     if !i.install_steps.is_empty() {
         writeln!(out, "\ninstall steps")?;
