@@ -418,6 +418,33 @@ paths = ["m"]
     }
 
     #[test]
+    fn an_environment_brings_syslibs_unless_a_table_names_it_or_turns_it_off() {
+        let dir = Path::new("/cfg");
+        let alone = Config::parse("[sources.conda]\nprefix = \"e\"\n", None, dir).unwrap();
+        let implied = alone.implied_sources(true);
+        assert_eq!(implied.len(), 1);
+        assert_eq!(implied[0].plugin, SYSLIBS);
+        assert!(alone.implied_sources(false).is_empty());
+        let off = Config::parse(
+            "[sources.conda]\nprefix = \"e\"\n[sources.syslibs]\nenabled = false\n",
+            None,
+            dir,
+        )
+        .unwrap();
+        assert!(off.sources.iter().all(|s| s.name != SYSLIBS));
+        assert!(off.implied_sources(true).is_empty());
+        let own = Config::parse(
+            "[sources.conda]\nprefix = \"e\"\n[sources.libs]\nplugin = \"syslibs\"\n",
+            None,
+            dir,
+        )
+        .unwrap();
+        assert!(own.implied_sources(true).is_empty());
+        let bad = Config::parse("[sources.files]\nenabled = \"no\"\n", None, dir);
+        assert!(bad.is_err_and(|e| e.to_string().contains("must be true or false")));
+    }
+
+    #[test]
     fn unknown_keys_are_errors_that_name_the_key() {
         let err = Config::parse("[bundle]\nnmae = \"x\"\n", None, Path::new("/"))
             .expect_err("unknown key");
