@@ -40,19 +40,6 @@ fn bundle_of(tmp: &Path, name: &str, fill: impl FnOnce(&Path), steps: Vec<StepRe
     out
 }
 
-/// Text that does not compress to nothing, `mib` MiB of it.
-fn text_file(path: &Path, mib: usize) {
-    let mut s = String::with_capacity(mib << 20);
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    while s.len() < mib << 20 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        s.push_str(&format!("{x:016x}\n"));
-    }
-    fs::write(path, s).unwrap();
-}
-
 /// Names in `dir` (for "nothing beside DEST" checks).
 fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)
@@ -129,7 +116,7 @@ fn a_disk_that_fills_up_leaves_dest_absent_and_nothing_beside_it() {
             // (a lower bound), so the check lets the unpack start on 1 MiB and the disk
             // fills up while it writes the second copy.
             fs::write(t.join("small.txt"), "small\n").unwrap();
-            text_file(&t.join("a-big.txt"), 1);
+            airgap_tests::archive::text_file(&t.join("a-big.txt"), 1);
             let text = fs::read(t.join("a-big.txt")).unwrap();
             fs::write(t.join("a-big.txt"), &text[..640 << 10]).unwrap();
             fs::write(t.join("big.txt"), &text[..640 << 10]).unwrap();

@@ -22,19 +22,6 @@ fn sh(dir: &Path, args: &[&str]) -> Done {
         .args(args))
 }
 
-/// Text that does not compress to nothing, `mib` MiB of it.
-fn text_file(path: &Path, mib: usize) {
-    let mut s = String::with_capacity(mib << 20);
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    while s.len() < mib << 20 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        s.push_str(&format!("{x:016x}\n"));
-    }
-    fs::write(path, s).unwrap();
-}
-
 /// A small `files` project: `data/` with two files.
 fn project(dir: &Path) -> PathBuf {
     fs::create_dir_all(dir.join("data/sub")).unwrap();
@@ -243,7 +230,7 @@ fn conda_bundles(dir: &Path) -> (PathBuf, PathBuf) {
     let prefix = dir.join("source-machine/miniconda3/envs/hello-environment");
     conda::conda_env(&prefix, &dir.join("pkgs"));
     fs::create_dir_all(dir.join("data")).unwrap();
-    text_file(&dir.join("data/corpus.txt"), 16);
+    airgap_tests::archive::text_file(&dir.join("data/corpus.txt"), 16);
     let config = dir.join("hello.toml");
     fs::write(
         &config,
@@ -372,7 +359,7 @@ fn sh_run_installs_in_a_clean_root_on_a_disk_with_room_for_the_run_and_the_tree_
 fn every_unpack_refuses_a_disk_too_small_before_writing_with_the_figures() {
     let tmp = tempdir();
     let config = project(tmp.path());
-    text_file(&tmp.path().join("data/big.txt"), 3);
+    airgap_tests::archive::text_file(&tmp.path().join("data/big.txt"), 3);
     let run_file = tmp.path().join("demo.run");
     bundle(&config, &run_file, &["--self-extracting"]).success();
     let plain = tmp.path().join("demo.tar.gz");

@@ -13,6 +13,20 @@ use airgap_archive::tarfmt::{self, EntryType, Header};
 use airgap_archive::{write_bundle, NoProgress, Plan, PlanOptions, WriteOptions, WriteSummary};
 use airgap_plugin_api::Entry;
 
+/// Text that does not compress to nothing (xorshift hex lines), `mib` MiB of it: a file
+/// whose size on disk and in the bundle stays close, for tests of disk room.
+pub fn text_file(path: &Path, mib: usize) {
+    let mut s = String::with_capacity(mib << 20);
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    while s.len() < mib << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.push_str(&format!("{x:016x}\n"));
+    }
+    fs::write(path, s).expect("write text file");
+}
+
 /// A non-UTF-8 file name (Latin-1 "café.txt").
 pub const NON_UTF8: &[u8] = b"caf\xe9.txt";
 
