@@ -1330,8 +1330,9 @@ fn files_equal(a: &Path, b: &Path) -> Result<bool, ArchiveError> {
     }
 }
 
-/// Read until `buf` is full or the end of the file.
-pub(crate) fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+/// Read until `buf` is full or the end of the file, retrying interrupted reads: the one
+/// read-until-full helper of the engine and the host.
+pub fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut got = 0;
     while got < buf.len() {
         match r.read(&mut buf[got..]) {

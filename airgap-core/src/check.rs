@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -230,7 +229,7 @@ fn read_by_check(path: &str, mode: u32, head: &[u8]) -> bool {
 /// The first 4 bytes of a file (fewer when it is shorter; none when it cannot be read).
 fn first_bytes(path: &Path) -> Vec<u8> {
     let mut head = [0u8; 4];
-    match std::fs::File::open(path).and_then(|mut f| read_up_to(&mut f, &mut head)) {
+    match std::fs::File::open(path).and_then(|mut f| airgap_archive::read_full(&mut f, &mut head)) {
         Ok(n) => head[..n].to_vec(),
         Err(_) => Vec::new(),
     }
@@ -250,15 +249,4 @@ fn merge_profile(profile: &mut TargetProfile, manifest: &TargetProfile) {
     if profile.arch.is_none() {
         profile.arch = manifest.arch.clone();
     }
-}
-
-fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
 }
