@@ -260,9 +260,13 @@ mod tests {
     }
 
     fn walks(python: Option<&str>) -> Vec<RootWalk> {
-        let objects = bundle();
+        walks_of(&bundle(), python)
+    }
+
+    /// The walks of `objects` on a manylinux_2_28 target.
+    fn walks_of(objects: &[(&'static str, ElfFile)], python: Option<&str>) -> Vec<RootWalk> {
         let mut view = View::new();
-        for (p, e) in &objects {
+        for (p, e) in objects {
             view.add_object(*p, Arc::new(e.clone()));
         }
         let policy = policy_by_name("manylinux_2_28").expect("policy");
@@ -293,14 +297,7 @@ mod tests {
     fn an_interpreter_that_does_not_load_there_leaves_each_extension_on_its_own() {
         let mut objects = bundle();
         objects[0].1.needed.push("libnowhere.so.1".into());
-        let mut view = View::new();
-        for (p, e) in &objects {
-            view.add_object(*p, Arc::new(e.clone()));
-        }
-        let policy = policy_by_name("manylinux_2_28").expect("policy");
-        let model = Model::new(&view, System::Policy(&policy));
-        let refs: Vec<(&str, &ElfFile)> = objects.iter().map(|(p, e)| (*p, e)).collect();
-        let w = walk_bundle(&model, &refs, Some("py/bin/python"));
+        let w = walks_of(&objects, Some("py/bin/python"));
         assert!(!w[0].walk.ok());
         let ext = extension(&w);
         assert!(!ext.in_interpreter, "{ext:?}");
