@@ -244,39 +244,16 @@ fn conda_env_runs_after_unpacking_to_a_shorter_path_and_after_moving_again() {
     materialize(&c, &short).expect("install steps");
     // Take the source env away, so that nothing can work by reaching back to it.
     std::fs::rename(f.root.join("source-machine"), f.root.join("gone")).unwrap();
+    runs_at(&short);
     let env = short.join("env");
-    assert_eq!(
-        output(&env.join("bin/hello-paths")),
-        "hello from the data file\n"
-    );
-    assert_eq!(
-        output(&env.join("bin/hello-script")),
-        "hello from the text placeholder\n"
-    );
-    assert_eq!(
-        output(&env.join("bin/uses-greet")),
-        "greetings from libgreet\n"
-    );
     let conf = std::fs::read_to_string(env.join("etc/unmanaged.conf")).unwrap();
     assert_eq!(conf, format!("data_dir = {}/share/hello\n", env.display()));
 
     // Move it again: the recorded prefixes are rewritten once more.
-    // (not longer than the first one: binary files only have the room of their C strings)
     let moved = f.root.join("v");
     conda::relocate(&short, &moved).expect("relocate");
+    runs_at(&moved);
     let env = moved.join("env");
-    assert_eq!(
-        output(&env.join("bin/hello-paths")),
-        "hello from the data file\n"
-    );
-    assert_eq!(
-        output(&env.join("bin/hello-script")),
-        "hello from the text placeholder\n"
-    );
-    assert_eq!(
-        output(&env.join("bin/uses-greet")),
-        "greetings from libgreet\n"
-    );
 
     // The activate script works from where it is, in bash and in sh.
     let activate = env.join("activate");
@@ -434,41 +411,16 @@ fn conda_env_through_airgap_bundle_unpack_and_relocate() {
 
     let dest = f.root.join("u");
     run(airgap_tests::airgap().arg("unpack").arg(&bundle).arg(&dest)).success();
-    let env = dest.join("env");
-    assert_eq!(
-        output(&env.join("bin/hello-paths")),
-        "hello from the data file\n"
-    );
-    assert_eq!(
-        output(&env.join("bin/hello-script")),
-        "hello from the text placeholder\n"
-    );
-    assert_eq!(
-        output(&env.join("bin/uses-greet")),
-        "greetings from libgreet\n"
-    );
+    runs_at(&dest);
 
-    // Longer than the first destination, not longer than the source prefix: binary files
-    // have the room their original prefix had.
+    // Longer than the first destination: binary files have the room of their placeholder.
     let moved = f.root.join("relocated-again");
     run(airgap_tests::airgap()
         .arg("relocate")
         .arg(&dest)
         .arg(&moved))
     .success();
-    let env = moved.join("env");
-    assert_eq!(
-        output(&env.join("bin/hello-paths")),
-        "hello from the data file\n"
-    );
-    assert_eq!(
-        output(&env.join("bin/hello-script")),
-        "hello from the text placeholder\n"
-    );
-    assert_eq!(
-        output(&env.join("bin/uses-greet")),
-        "greetings from libgreet\n"
-    );
+    runs_at(&moved);
 }
 
 /// A search path whose relative form is longer than the absolute one cannot be edited in place:
