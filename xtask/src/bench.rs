@@ -2,12 +2,17 @@
 //! packages, a second one, real wheels, a venv's symlinks, a conda-like hard-linked copy) and
 //! print, from one run, `airgap bundle` beside GNU `tar -czhf` and `tar -czf` (time, size,
 //! peak memory), `airgap bundle --compression zstd` beside `tar -cf - -h | zstd`, and
-//! `airgap unpack` and `airgap verify` beside `tar -xzf`.
+//! `airgap unpack` and `airgap verify` beside `tar -xzf`; then the real job (the conda
+//! source and syslibs, checked: [`real`]) the same way, and with `--scale` a tree of over
+//! 5 GB with torch and its CUDA libraries ([`scale`]).
 //!
 //! ```text
-//! cargo xtask bench [--work DIR] [--python PREFIX]... [--no-build] [--keep]
+//! cargo xtask bench [--work DIR] [--python PREFIX]... [--no-build] [--keep] [--scale]
 //! ```
-//! The tree is cached in the work directory (default `target/bench`) between runs.
+//! The trees are cached in the work directory (default `target/bench`) between runs.
+
+mod real;
+mod scale;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,6 +28,27 @@ struct Options {
     pythons: Vec<PathBuf>,
     build: bool,
     keep: bool,
+    scale: bool,
+}
+
+/// What every row needs: the binaries, the directories, the machine.
+struct Ctx {
+    airgap: PathBuf,
+    release: PathBuf,
+    unpacker: PathBuf,
+    work: PathBuf,
+    out: PathBuf,
+    tree: PathBuf,
+    cores: usize,
+}
+
+impl Ctx {
+    /// `airgap -q` with no progress output.
+    fn airgap_cmd(&self) -> Command {
+        let mut c = Command::new(&self.airgap);
+        c.env("AIRGAP_NO_PROGRESS", "true").arg("-q");
+        c
+    }
 }
 
 fn parse(root: &Path, args: &[String]) -> Result<Options> {
@@ -31,6 +57,7 @@ fn parse(root: &Path, args: &[String]) -> Result<Options> {
         pythons: Vec::new(),
         build: true,
         keep: false,
+        scale: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -39,7 +66,8 @@ fn parse(root: &Path, args: &[String]) -> Result<Options> {
             "--python" => o.pythons.push(PathBuf::from(it.next().context("--python needs a prefix")?)),
             "--no-build" => o.build = false,
             "--keep" => o.keep = true,
-            other => bail!("unknown bench option {other}; expected --work DIR, --python PREFIX, --no-build, --keep"),
+            "--scale" => o.scale = true,
+            other => bail!("unknown bench option {other}; expected --work DIR, --python PREFIX, --no-build, --keep, --scale"),
         }
     }
     if o.pythons.is_empty() {
@@ -363,6 +391,10 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
                     "-p",
                     "airgap-plugin-files",
                     "-p",
+                    "airgap-plugin-conda",
+                    "-p",
+                    "airgap-plugin-syslibs",
+                    "-p",
                     "airgap-unpack",
                 ]),
         )?;
@@ -557,7 +589,9 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     );
     println!("  peak memory:               {} [< 64 MiB]", mib(m_ours));
     println!("  peak memory (zstd):        {} [< 64 MiB]", mib(m_zours));
-    print_memory_growth(&growth, files, m_ours);
+    let mut points = growth;
+    points.push(("whole tree".into(), files, m_ours));
+    print_growth("  peak memory as the tree grows [flat]:", &points);
     println!("  unpack vs tar -xzf:        {:.2}x [<= 0.7x]", t_un / t_xz);
     println!(
         "  verify vs tar -xzf:        {:.2}x [<= 0.5x]",
@@ -607,6 +641,20 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         report["files"],
         report["problems"].as_array().map_or(0, Vec::len)
     );
+    let ctx = Ctx {
+        airgap: airgap.clone(),
+        release: release.clone(),
+        unpacker: unpacker.clone(),
+        work: work.clone(),
+        out: out.clone(),
+        tree: tree.clone(),
+        cores,
+    };
+    let scale_point = match (o.scale, o.pythons.first()) {
+        (true, Some(python)) => Some(scale::run(&ctx, python)?),
+        _ => None,
+    };
+    real::run(&ctx, scale_point)?;
     if !o.keep {
         std::fs::remove_dir_all(&out)?;
     }
@@ -643,21 +691,18 @@ fn memory_growth(
     Ok(rows)
 }
 
-/// Peak memory against the number of files, and the growth per file between each size and
-/// the next (the plan keeps 16,384 paths in memory before it moves them to disk, so the
-/// first step also fills that buffer).
-fn print_memory_growth(parts: &[(String, u64, u64)], files: u64, kib: u64) {
-    println!("  peak memory as the tree grows [flat]:");
-    for (what, n, m) in parts {
+/// Peak memory against the number of files, smallest first, and the growth per file between
+/// each size and the next (the plan keeps 16,384 paths in memory before it moves them to
+/// disk, so the first step also fills that buffer).
+fn print_growth(title: &str, points: &[(String, u64, u64)]) {
+    println!("{title}");
+    for (what, n, m) in points {
         println!("    {n:>7} files ({what}): {}", mib(*m));
     }
-    println!("    {files:>7} files (whole tree): {}", mib(kib));
-    let mut points: Vec<(u64, u64)> = parts.iter().map(|(_, n, m)| (*n, *m)).collect();
-    points.push((files, kib));
     for pair in points.windows(2) {
-        let ((n0, m0), (n1, m1)) = (pair[0], pair[1]);
+        let ((_, n0, m0), (_, n1, m1)) = (&pair[0], &pair[1]);
         if n1 > n0 {
-            let slope = (m1 as f64 - m0 as f64) * 1024.0 / (n1 - n0) as f64;
+            let slope = (*m1 as f64 - *m0 as f64) * 1024.0 / (n1 - n0) as f64;
             println!("    growth from {n0} to {n1} files: {slope:.0} bytes per file");
         }
     }
