@@ -31,7 +31,7 @@ pub use manifest::{
     read_manifest, FileRecord, FileType, Manifest, ManifestInput, PackageRecord, PluginRecord,
     StepRecord, MANIFEST_PATH,
 };
-pub use plan::{read_full, Plan, PlanOptions};
+pub use plan::{Plan, PlanOptions};
 pub use progress::{Level, NoProgress, Progress, Unit};
 pub use read::{set_decryptor, verify_bundle, Decryptor, VerifyReport};
 pub use relocate::{relocate, RelocateReport};

@@ -5,13 +5,16 @@
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use airgap_plugin_api::{BundleFile, Entry, EntryKind, FileKind};
+
+/// The one read-until-full helper (`airgap-io`), where the engine's modules look for it.
+pub use airgap_io::read_full;
 
 use crate::error::ArchiveError;
 use crate::progress::{Progress, Unit};
@@ -1306,43 +1309,12 @@ fn same_content(a: &Item, b: &Item, at: &[u8]) -> Result<bool, ArchiveError> {
             if za != zb {
                 return Ok(false);
             }
-            files_equal(&sa.path(at), &sb.path(at))
+            airgap_io::same_contents(&sa.path(at), &sb.path(at))
+                .map_err(|e| ArchiveError::io("reading", &e.path, e.source))
         }
         (ItemKind::Symlink { target: ta }, ItemKind::Symlink { target: tb }) => Ok(ta == tb),
         _ => Ok(false),
     }
-}
-
-fn files_equal(a: &Path, b: &Path) -> Result<bool, ArchiveError> {
-    let mut fa = fs::File::open(a).map_err(|e| ArchiveError::io("reading", a, e))?;
-    let mut fb = fs::File::open(b).map_err(|e| ArchiveError::io("reading", b, e))?;
-    let mut ba = vec![0u8; 64 * 1024];
-    let mut bb = vec![0u8; 64 * 1024];
-    loop {
-        let na = read_full(&mut fa, &mut ba).map_err(|e| ArchiveError::io("reading", a, e))?;
-        let nb = read_full(&mut fb, &mut bb).map_err(|e| ArchiveError::io("reading", b, e))?;
-        if na != nb || ba[..na] != bb[..nb] {
-            return Ok(false);
-        }
-        if na == 0 {
-            return Ok(true);
-        }
-    }
-}
-
-/// Read until `buf` is full or the end of the file, retrying interrupted reads: the one
-/// read-until-full helper of the engine and the host.
-pub fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
 }
 
 fn bundle_file(path: &[u8], item: &Item) -> BundleFile {

@@ -229,7 +229,7 @@ fn read_by_check(path: &str, mode: u32, head: &[u8]) -> bool {
 /// The first 4 bytes of a file (fewer when it is shorter; none when it cannot be read).
 fn first_bytes(path: &Path) -> Vec<u8> {
     let mut head = [0u8; 4];
-    match std::fs::File::open(path).and_then(|mut f| airgap_archive::read_full(&mut f, &mut head)) {
+    match std::fs::File::open(path).and_then(|mut f| airgap_io::read_full(&mut f, &mut head)) {
         Ok(n) => head[..n].to_vec(),
         Err(_) => Vec::new(),
     }

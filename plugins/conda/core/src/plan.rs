@@ -944,7 +944,7 @@ impl Planner<'_> {
         is_managed: bool,
     ) -> std::io::Result<bool> {
         let mut head = [0u8; 8];
-        let n = read_up_to(&mut std::fs::File::open(path)?, &mut head)?;
+        let n = airgap_io::read_full(&mut std::fs::File::open(path)?, &mut head)?;
         let head = &head[..n];
         if head.starts_with(b"#!") {
             return Ok(false);
@@ -1011,7 +1011,7 @@ impl Planner<'_> {
         let mut text = true;
         let mut partial_char: Vec<u8> = Vec::new();
         loop {
-            let n = read_up_to(&mut file, &mut buf[kept..kept + SCAN_WINDOW])?;
+            let n = airgap_io::read_full(&mut file, &mut buf[kept..kept + SCAN_WINDOW])?;
             if n == 0 {
                 break;
             }
@@ -1165,7 +1165,7 @@ impl Planner<'_> {
         let found = (|| {
             let theirs = std::fs::canonicalize(original.join("bin/python3")).ok()?;
             let ours = std::fs::canonicalize(self.roots[i].source.join("bin/python3")).ok()?;
-            Some(theirs != ours && same_contents(&theirs, &ours))
+            Some(theirs != ours && airgap_io::same_contents(&theirs, &ours).unwrap_or(false))
         })()
         .unwrap_or(false);
         self.copies.borrow_mut().insert(key, found);
@@ -1406,46 +1406,6 @@ fn occurs_alone(data: &[u8], s: &str, found: &[(String, String)]) -> bool {
 const WHOLE_READ_LIMIT: u64 = 4 * 1024 * 1024;
 /// Bytes read at a time by [`Planner::scan_file`].
 const SCAN_WINDOW: usize = 1024 * 1024;
-
-/// Read until `buf` is full or the end of the file.
-/// Whether two files hold the same bytes: sizes first, then both read in windows.
-fn same_contents(a: &Path, b: &Path) -> bool {
-    let (Ok(ma), Ok(mb)) = (std::fs::metadata(a), std::fs::metadata(b)) else {
-        return false;
-    };
-    if !ma.is_file() || ma.len() != mb.len() {
-        return false;
-    }
-    let (Ok(mut fa), Ok(mut fb)) = (std::fs::File::open(a), std::fs::File::open(b)) else {
-        return false;
-    };
-    let mut wa = vec![0u8; SCAN_WINDOW];
-    let mut wb = vec![0u8; SCAN_WINDOW];
-    loop {
-        let (Ok(na), Ok(nb)) = (read_up_to(&mut fa, &mut wa), read_up_to(&mut fb, &mut wb)) else {
-            return false;
-        };
-        if na != nb || wa[..na] != wb[..nb] {
-            return false;
-        }
-        if na == 0 {
-            return true;
-        }
-    }
-}
-
-fn read_up_to(r: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
-}
 
 /// Whether text goes on being text with `chunk`: no NUL byte, valid UTF-8, a character cut
 /// at the end of one chunk completed by the next (`partial` carries its first bytes).
