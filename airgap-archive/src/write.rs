@@ -1099,7 +1099,8 @@ fn write_tar(
             link: b"",
             sparse: None,
         },
-    );
+    )
+    .map_err(io_err)?;
     sink.write_all(&head).map_err(io_err)?;
     head.clear();
     let copied =
@@ -1122,7 +1123,8 @@ fn write_tar(
             link: b"",
             sparse: None,
         },
-    );
+    )
+    .map_err(io_err)?;
     sink.write_all(&head).map_err(io_err)?;
     let mut buf = vec![0u8; READ_BUF];
     for (index, out) in outs.enumerate() {
@@ -1146,7 +1148,8 @@ fn write_tar(
                         link: b"",
                         sparse: None,
                     },
-                );
+                )
+                .map_err(io_err)?;
                 sink.write_all(&head).map_err(io_err)?;
             }
             KindRef::Symlink { target } => {
@@ -1161,7 +1164,8 @@ fn write_tar(
                         link: target,
                         sparse: None,
                     },
-                );
+                )
+                .map_err(io_err)?;
                 sink.write_all(&head).map_err(io_err)?;
             }
             KindRef::File(content) => {
@@ -1185,7 +1189,8 @@ fn write_tar(
                             link: &target,
                             sparse: None,
                         },
-                    );
+                    )
+                    .map_err(io_err)?;
                     sink.write_all(&head).map_err(io_err)?;
                     progress.advance(h.size);
                     continue;
@@ -1209,7 +1214,8 @@ fn write_tar(
                         link: b"",
                         sparse: h.segments().map(|s| (h.size, s)),
                     },
-                );
+                )
+                .map_err(io_err)?;
                 sink.write_all(&head).map_err(io_err)?;
                 match content {
                     ContentRef::Memory(bytes) => {
