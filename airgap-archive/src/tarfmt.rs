@@ -456,8 +456,7 @@ impl<R: Read> TarReader<R> {
             return Ok(None);
         }
         self.skip_rest()?;
-        let mut long_path: Option<Vec<u8>> = None;
-        let mut long_link: Option<Vec<u8>> = None;
+        let mut long = LongNames::default();
         loop {
             let mut b = [0u8; BLOCK];
             if !self.read_block(&mut b)? {
@@ -470,171 +469,141 @@ impl<R: Read> TarReader<R> {
                 ));
             }
             if b.iter().all(|&x| x == 0) {
-                if long_path.is_some() || long_link.is_some() {
+                if long.path.is_some() || long.link.is_some() {
                     return Err(invalid("extended name without its entry".into()));
                 }
-                // End marker: a second zero block must follow, then only zeros to the end.
-                let mut z = [0u8; BLOCK];
-                if !self.read_block(&mut z)? || z.iter().any(|&x| x != 0) {
-                    return Err(invalid(format!(
-                        "incomplete end marker at byte {}",
-                        self.offset
-                    )));
-                }
-                loop {
-                    if !self.read_block(&mut z)? {
-                        break;
-                    }
-                    if z.iter().any(|&x| x != 0) {
-                        return Err(invalid(format!(
-                            "data after the end marker at byte {}",
-                            self.offset
-                        )));
-                    }
-                }
-                self.ended = true;
+                self.end_marker()?;
                 return Ok(None);
             }
-            let stored: u64 = parse_num(&b[148..156]).map_err(invalid)?;
-            let mut copy = b;
-            copy[148..156].copy_from_slice(b"        ");
-            let sum: u64 = copy.iter().map(|&x| u64::from(x)).sum();
-            if sum != stored {
-                return Err(invalid(format!(
-                    "header checksum mismatch at byte {}",
-                    self.offset - BLOCK as u64
-                )));
-            }
             let at = self.offset - BLOCK as u64;
-            let flag = b[156];
+            check_checksum(&b, at)?;
             check_fields(&b).map_err(|e| invalid(format!("header at byte {at}: {e}")))?;
             let size = parse_num(&b[124..136]).map_err(invalid)?;
-            match flag {
-                b'L' | b'K' => {
-                    let slot = if flag == b'L' {
-                        &mut long_path
-                    } else {
-                        &mut long_link
-                    };
-                    if slot.is_some() {
-                        // GNU tar would keep the second, Python's tarfile the first.
-                        return Err(invalid(format!("two extended names in a row at byte {at}")));
-                    }
-                    let value = self.read_long(size)?;
-                    if value.is_empty() {
-                        return Err(invalid(format!("empty extended name at byte {at}")));
-                    }
-                    let slot = if flag == b'L' {
-                        &mut long_path
-                    } else {
-                        &mut long_link
-                    };
-                    *slot = Some(value);
-                    continue;
-                }
-                _ => {}
+            if matches!(b[156], b'L' | b'K') {
+                self.long_name(&mut long, b[156], size, at)?;
+                continue;
             }
-            let kind = EntryType::from_flag(flag);
-            let mut path = match long_path.take() {
-                Some(p) => p,
-                None => cstr(&b[..100]).to_vec(),
-            };
-            if kind != EntryType::Sparse && b[345..].iter().any(|&x| x != 0) {
-                return Err(invalid(format!(
-                    "header at byte {at}: bytes in the prefix field (POSIX readers would prepend them to the name)"
-                )));
-            }
-            if kind == EntryType::Dir && path.len() > 1 && path.ends_with(b"/") {
-                path.pop();
-            } else if path.ends_with(b"/") {
-                // GNU tar makes any entry whose name ends in `/` a directory, with its data
-                // read as more headers. Found by the tar_differential fuzz target.
-                return Err(invalid(format!(
-                    "{}: a name ending in `/` on an entry that is not a directory",
-                    String::from_utf8_lossy(&path)
-                )));
-            }
-            let link = long_link
-                .take()
-                .unwrap_or_else(|| cstr(&b[157..257]).to_vec());
-            let mode = parse_num(&b[100..108]).map_err(invalid)?;
-            let mtime = parse_num(&b[136..148]).map_err(invalid)?;
-            let mut real_size = size;
-            let mut sparse = Vec::new();
-            if kind == EntryType::Sparse {
-                real_size = parse_num(&b[483..495]).map_err(invalid)?;
-                let push = |field: &[u8], sparse: &mut Vec<(u64, u64)>| -> io::Result<()> {
-                    let off = parse_num(&field[..12]).map_err(invalid)?;
-                    let len = parse_num(&field[12..24]).map_err(invalid)?;
-                    if field.iter().any(|&x| x != 0) {
-                        sparse.push((off, len));
-                    }
-                    Ok(())
-                };
-                for i in 0..4 {
-                    push(&b[386 + i * 24..410 + i * 24], &mut sparse)?;
-                }
-                let mut more = b[482] != 0;
-                while more {
-                    let mut e = [0u8; BLOCK];
-                    if !self.read_block(&mut e)? {
-                        return Err(invalid("sparse map cut short".into()));
-                    }
-                    for i in 0..21 {
-                        push(&e[i * 24..i * 24 + 24], &mut sparse)?;
-                    }
-                    if sparse.len() > MAX_SPARSE {
-                        return Err(invalid("sparse map too large".into()));
-                    }
-                    more = e[504] != 0;
-                }
-                let mut end = 0u64;
-                let mut data = 0u64;
-                for &(off, len) in &sparse {
-                    if off < end {
-                        return Err(invalid("sparse map out of order".into()));
-                    }
-                    end = off
-                        .checked_add(len)
-                        .ok_or_else(|| invalid("sparse map overflow".into()))?;
-                    data += len;
-                }
-                if end > real_size || data != size {
-                    return Err(invalid("sparse map does not match the sizes".into()));
-                }
-            }
-            let what = match kind {
-                EntryType::HardLink => Some("hard link"),
-                EntryType::Symlink => Some("symbolic link"),
-                EntryType::Dir => Some("directory"),
-                _ => None,
-            };
-            if let Some(what) = what {
-                if size != 0 {
-                    return Err(invalid(format!(
-                        "{}: a {what} header with {size} bytes of data (GNU tar and Python's tarfile would read them as more entries)",
-                        String::from_utf8_lossy(&path)
-                    )));
-                }
-            } else if !link.is_empty() && matches!(kind, EntryType::File | EntryType::Sparse) {
-                return Err(invalid(format!(
-                    "{}: a file header with a link name",
-                    String::from_utf8_lossy(&path)
-                )));
-            }
+            let entry = self.entry(&b, size, long, at)?;
             self.remaining = size;
             self.pad = padding(size);
-            return Ok(Some(TarEntry {
-                path,
-                kind,
-                mode,
-                size,
-                real_size,
-                mtime,
-                link,
-                sparse,
-            }));
+            return Ok(Some(entry));
         }
+    }
+
+    /// After the first zero block: a second must follow, then only zeros to the end.
+    fn end_marker(&mut self) -> io::Result<()> {
+        let mut z = [0u8; BLOCK];
+        if !self.read_block(&mut z)? || z.iter().any(|&x| x != 0) {
+            return Err(invalid(format!(
+                "incomplete end marker at byte {}",
+                self.offset
+            )));
+        }
+        while self.read_block(&mut z)? {
+            if z.iter().any(|&x| x != 0) {
+                return Err(invalid(format!(
+                    "data after the end marker at byte {}",
+                    self.offset
+                )));
+            }
+        }
+        self.ended = true;
+        Ok(())
+    }
+
+    /// A `././@LongLink` entry (`flag` `L`: a name, `K`: a link target) for the entry that
+    /// follows. Two of one kind in a row are refused: GNU tar would keep the second,
+    /// Python's tarfile the first.
+    fn long_name(&mut self, long: &mut LongNames, flag: u8, size: u64, at: u64) -> io::Result<()> {
+        let taken = if flag == b'L' {
+            long.path.is_some()
+        } else {
+            long.link.is_some()
+        };
+        if taken {
+            return Err(invalid(format!("two extended names in a row at byte {at}")));
+        }
+        let value = self.read_long(size)?;
+        if value.is_empty() {
+            return Err(invalid(format!("empty extended name at byte {at}")));
+        }
+        if flag == b'L' {
+            long.path = Some(value);
+        } else {
+            long.link = Some(value);
+        }
+        Ok(())
+    }
+
+    /// The entry of header `b` (checksum and fixed fields already checked), with the long
+    /// names read before it.
+    fn entry(
+        &mut self,
+        b: &[u8; BLOCK],
+        size: u64,
+        long: LongNames,
+        at: u64,
+    ) -> io::Result<TarEntry> {
+        let kind = EntryType::from_flag(b[156]);
+        let path = entry_path(b, kind, long.path, at)?;
+        let link = long.link.unwrap_or_else(|| cstr(&b[157..257]).to_vec());
+        let mode = parse_num(&b[100..108]).map_err(invalid)?;
+        let mtime = parse_num(&b[136..148]).map_err(invalid)?;
+        let (real_size, sparse) = if kind == EntryType::Sparse {
+            self.sparse_map(b, size)?
+        } else {
+            (size, Vec::new())
+        };
+        check_data(&path, kind, size, &link)?;
+        Ok(TarEntry {
+            path,
+            kind,
+            mode,
+            size,
+            real_size,
+            mtime,
+            link,
+            sparse,
+        })
+    }
+
+    /// The old-GNU sparse map of header `b` and its extension blocks: the real size and
+    /// the data segments, in order, within the real size, adding up to the `size` stored.
+    fn sparse_map(&mut self, b: &[u8; BLOCK], size: u64) -> io::Result<(u64, Vec<(u64, u64)>)> {
+        let real_size = parse_num(&b[483..495]).map_err(invalid)?;
+        let mut sparse = Vec::new();
+        for i in 0..4 {
+            push_segment(&b[386 + i * 24..410 + i * 24], &mut sparse)?;
+        }
+        let mut more = b[482] != 0;
+        while more {
+            let mut e = [0u8; BLOCK];
+            if !self.read_block(&mut e)? {
+                return Err(invalid("sparse map cut short".into()));
+            }
+            for i in 0..21 {
+                push_segment(&e[i * 24..i * 24 + 24], &mut sparse)?;
+            }
+            if sparse.len() > MAX_SPARSE {
+                return Err(invalid("sparse map too large".into()));
+            }
+            more = e[504] != 0;
+        }
+        let mut end = 0u64;
+        let mut data = 0u64;
+        for &(off, len) in &sparse {
+            if off < end {
+                return Err(invalid("sparse map out of order".into()));
+            }
+            end = off
+                .checked_add(len)
+                .ok_or_else(|| invalid("sparse map overflow".into()))?;
+            data += len;
+        }
+        if end > real_size || data != size {
+            return Err(invalid("sparse map does not match the sizes".into()));
+        }
+        Ok((real_size, sparse))
     }
 
     /// Read data of the current entry; 0 at its end.
@@ -672,6 +641,90 @@ impl<R: Read> TarReader<R> {
         }
         Ok(v)
     }
+}
+
+/// The `././@LongLink` values read for the entry that follows them.
+#[derive(Default)]
+struct LongNames {
+    path: Option<Vec<u8>>,
+    link: Option<Vec<u8>>,
+}
+
+/// The stored checksum of header `b` (at byte `at`) against its bytes.
+fn check_checksum(b: &[u8; BLOCK], at: u64) -> io::Result<()> {
+    let stored: u64 = parse_num(&b[148..156]).map_err(invalid)?;
+    let mut copy = *b;
+    copy[148..156].copy_from_slice(b"        ");
+    let sum: u64 = copy.iter().map(|&x| u64::from(x)).sum();
+    if sum != stored {
+        return Err(invalid(format!("header checksum mismatch at byte {at}")));
+    }
+    Ok(())
+}
+
+/// The entry's name: the long name before it, or the name field. Refused: bytes in the
+/// prefix field (POSIX readers would prepend them), and a name ending in `/` on anything
+/// but a directory (GNU tar makes it a directory, with its data read as more headers;
+/// found by the tar_differential fuzz target). A directory's trailing `/` is dropped.
+fn entry_path(
+    b: &[u8; BLOCK],
+    kind: EntryType,
+    long: Option<Vec<u8>>,
+    at: u64,
+) -> io::Result<Vec<u8>> {
+    let mut path = match long {
+        Some(p) => p,
+        None => cstr(&b[..100]).to_vec(),
+    };
+    if kind != EntryType::Sparse && b[345..].iter().any(|&x| x != 0) {
+        return Err(invalid(format!(
+            "header at byte {at}: bytes in the prefix field (POSIX readers would prepend them to the name)"
+        )));
+    }
+    if kind == EntryType::Dir && path.len() > 1 && path.ends_with(b"/") {
+        path.pop();
+    } else if path.ends_with(b"/") {
+        return Err(invalid(format!(
+            "{}: a name ending in `/` on an entry that is not a directory",
+            String::from_utf8_lossy(&path)
+        )));
+    }
+    Ok(path)
+}
+
+/// One (offset, length) slot of a sparse map; an all-zero slot is unused.
+fn push_segment(field: &[u8], sparse: &mut Vec<(u64, u64)>) -> io::Result<()> {
+    let off = parse_num(&field[..12]).map_err(invalid)?;
+    let len = parse_num(&field[12..24]).map_err(invalid)?;
+    if field.iter().any(|&x| x != 0) {
+        sparse.push((off, len));
+    }
+    Ok(())
+}
+
+/// Data only where it belongs: a link or directory header with a size would have GNU tar
+/// and Python's tarfile read its data as more entries, and a file has no link name.
+fn check_data(path: &[u8], kind: EntryType, size: u64, link: &[u8]) -> io::Result<()> {
+    let what = match kind {
+        EntryType::HardLink => Some("hard link"),
+        EntryType::Symlink => Some("symbolic link"),
+        EntryType::Dir => Some("directory"),
+        _ => None,
+    };
+    if let Some(what) = what {
+        if size != 0 {
+            return Err(invalid(format!(
+                "{}: a {what} header with {size} bytes of data (GNU tar and Python's tarfile would read them as more entries)",
+                String::from_utf8_lossy(path)
+            )));
+        }
+    } else if !link.is_empty() && matches!(kind, EntryType::File | EntryType::Sparse) {
+        return Err(invalid(format!(
+            "{}: a file header with a link name",
+            String::from_utf8_lossy(path)
+        )));
+    }
+    Ok(())
 }
 
 fn invalid(msg: String) -> io::Error {
