@@ -1,20 +1,33 @@
 //! The tar dialect airgap writes and reads: GNU headers (`ustar  \0`), `././@LongLink` entries
 //! for names and link targets over 100 bytes (raw bytes, so non-UTF-8 names survive), base-256
-//! numbers for sizes over 8 GiB, and old-GNU sparse entries (`S`) for files with holes. GNU tar
-//! and bsdtar read all of it.
+//! numbers past an octal field (sizes over 8 GiB, mtimes past 2242), and old-GNU sparse
+//! entries (`S`) for files with holes. GNU tar and bsdtar read all of it.
 //!
-//! The reader accepts only what the writer produces. Everything else (PAX headers, devices,
-//! fifos, the old `\0` and `7` file types) is reported as [`EntryType::Other`] for the caller
-//! to refuse: a bundle crosses a security boundary and we would rather refuse than guess.
+//! The writer's header blocks are `tar::Header`s (`new_gnu` and its setters: mode, owner,
+//! size, mtime, type, link name); the writer streams their bytes itself, through its
+//! parallel compressor, so it is not the crate's `Builder`. What the crate does not do for
+//! such a writer is filled by hand, each with its reason where it is done: the name field
+//! byte for byte, the `././@LongLink` entries, the sparse map, and GNU tar's form of the
+//! checksum.
 //!
-//! It is also strict about every field another reader could read differently, so that what
+//! The reader is airgap's own, strict and fuzzed, because a bundle crosses a security
+//! boundary and we would rather refuse than guess. It parses only this dialect: a header
+//! without the GNU magic is refused (so is a POSIX `ustar\0` one, whose `prefix` field other
+//! readers would prepend to the name), and so are bytes in the prefix area. It does not judge
+//! entry types itself: any type but `0`, `1`, `2`, `5`, `S`, `L` and `K` (PAX `x`/`g`,
+//! devices, fifos, contiguous `7`, the old `\0` file type) comes back as
+//! [`EntryType::Other`], which the bundle checker (`read.rs`) refuses. It also takes a few
+//! forms other tar writers make and every reader reads alike, which the writer never makes:
+//! a directory name ending in `/`, octal numbers with leading blanks or ending in a space,
+//! base-256 in any number field, and a checksum in POSIX's form as well as GNU's.
+//!
+//! It is strict about every field another reader could read differently, so that what
 //! `airgap verify` approves means the same to GNU tar, bsdtar and Python's tarfile: data on a
 //! directory or link header (other readers take those bytes for more entries), a magic other
-//! than GNU's (POSIX readers would prepend the `prefix` field), bytes in the fields we never
-//! fill (owner names, device numbers, prefix/atime area), numbers with anything after their
-//! terminator or a base-256 marker other than `0x80`, and two long names in a row (GNU tar
-//! keeps the last, Python the first). `fuzz/fuzz_targets/tar_differential.rs` checks the
-//! reader against GNU tar.
+//! than GNU's, bytes in the fields we never fill (owner names, device numbers, prefix/atime
+//! area), numbers with anything after their terminator or a base-256 marker other than
+//! `0x80`, and two long names in a row (GNU tar keeps the last, Python the first).
+//! `fuzz/fuzz_targets/tar_differential.rs` checks the reader against GNU tar.
 
 use std::io::{self, Read, Write};
 
@@ -87,64 +100,6 @@ pub struct Header<'a> {
     pub sparse: Option<(u64, &'a [(u64, u64)])>,
 }
 
-fn put_octal_or_binary(field: &mut [u8], value: u64) {
-    let digits = field.len() - 1;
-    if digits >= 22 || value < (1u64 << (3 * digits as u32)) {
-        let s = format!("{value:0digits$o}");
-        field[..digits].copy_from_slice(s.as_bytes());
-        field[digits] = 0;
-    } else {
-        // GNU base-256: high bit set, big-endian value in the remaining bytes.
-        for b in field.iter_mut() {
-            *b = 0;
-        }
-        let n = field.len();
-        let bytes = value.to_be_bytes();
-        field[n - 8..].copy_from_slice(&bytes);
-        field[0] |= 0x80;
-    }
-}
-
-fn finish_checksum(block: &mut [u8; BLOCK]) {
-    block[148..156].copy_from_slice(b"        ");
-    let sum: u32 = block.iter().map(|&b| u32::from(b)).sum();
-    let s = format!("{sum:06o}\0 ");
-    block[148..156].copy_from_slice(s.as_bytes());
-}
-
-fn raw_header(name: &[u8], flag: u8, mode: u32, size: u64, mtime: u64, link: &[u8]) -> [u8; BLOCK] {
-    let mut b = [0u8; BLOCK];
-    let n = name.len().min(100);
-    b[..n].copy_from_slice(&name[..n]);
-    put_octal_or_binary(&mut b[100..108], u64::from(mode & 0o7777));
-    put_octal_or_binary(&mut b[108..116], 0);
-    put_octal_or_binary(&mut b[116..124], 0);
-    put_octal_or_binary(&mut b[124..136], size);
-    put_octal_or_binary(&mut b[136..148], mtime);
-    b[156] = flag;
-    let l = link.len().min(100);
-    b[157..157 + l].copy_from_slice(&link[..l]);
-    b[257..263].copy_from_slice(b"ustar ");
-    b[263..265].copy_from_slice(b" \0");
-    b
-}
-
-fn long_name(out: &mut Vec<u8>, flag: u8, value: &[u8]) {
-    let mut h = raw_header(
-        b"././@LongLink",
-        flag,
-        0o644,
-        value.len() as u64 + 1,
-        0,
-        b"",
-    );
-    finish_checksum(&mut h);
-    out.extend_from_slice(&h);
-    out.extend_from_slice(value);
-    out.push(0);
-    pad(out, value.len() as u64 + 1);
-}
-
 /// Append zero bytes so that `len` bytes of data end on a block boundary.
 pub fn pad(out: &mut Vec<u8>, len: u64) {
     let rem = (len % BLOCK as u64) as usize;
@@ -158,46 +113,141 @@ pub fn padding(len: u64) -> u64 {
     (BLOCK as u64 - len % BLOCK as u64) % BLOCK as u64
 }
 
-/// Encode `h` (with any long-name entries it needs) at the end of `out`.
-pub fn write_header(out: &mut Vec<u8>, h: &Header<'_>) {
-    if h.path.len() > 100 {
-        long_name(out, b'L', h.path);
+/// Encode `h` (with any long-name entries it needs) at the end of `out`. The blocks are
+/// `tar::Header`s; the bytes go wherever the caller streams `out` (the writer's own
+/// compressor pipeline), which is why this is not the crate's `Builder`. A NUL in a name or
+/// link target is refused: no tar header can hold one.
+pub fn write_header(out: &mut Vec<u8>, h: &Header<'_>) -> io::Result<()> {
+    if h.path.contains(&0) || h.link.contains(&0) {
+        return Err(invalid(format!(
+            "{}: a NUL byte in a name or link target cannot be stored in a tar header",
+            String::from_utf8_lossy(h.path)
+        )));
     }
-    if h.link.len() > 100 {
-        long_name(out, b'K', h.link);
+    if h.path.len() > NAME_FIELD {
+        long_name(out, tar::EntryType::GNULongName, h.path)?;
     }
-    let mut b = raw_header(h.path, h.kind.flag(), h.mode, h.size, h.mtime, h.link);
-    let mut extension: Vec<[u8; BLOCK]> = Vec::new();
-    if let Some((real, segments)) = h.sparse {
-        put_octal_or_binary(&mut b[483..495], real);
-        let (first, rest) = segments.split_at(segments.len().min(4));
-        for (i, (off, len)) in first.iter().enumerate() {
-            let at = 386 + i * 24;
-            put_octal_or_binary(&mut b[at..at + 12], *off);
-            put_octal_or_binary(&mut b[at + 12..at + 24], *len);
-        }
-        for chunk in rest.chunks(21) {
-            let mut e = [0u8; BLOCK];
-            for (i, (off, len)) in chunk.iter().enumerate() {
-                let at = i * 24;
-                put_octal_or_binary(&mut e[at..at + 12], *off);
-                put_octal_or_binary(&mut e[at + 12..at + 24], *len);
-            }
-            extension.push(e);
-        }
-        if !extension.is_empty() {
-            b[482] = 1;
-            let n = extension.len();
-            for e in extension.iter_mut().take(n - 1) {
-                e[504] = 1;
-            }
-        }
+    if h.link.len() > NAME_FIELD {
+        long_name(out, tar::EntryType::GNULongLink, h.link)?;
     }
-    finish_checksum(&mut b);
-    out.extend_from_slice(&b);
+    let kind = tar::EntryType::new(h.kind.flag());
+    let mut header = gnu_header(h.path, kind, h.mode, h.size, h.mtime, h.link)?;
+    let extension = match h.sparse {
+        Some((real, segments)) => sparse_map(&mut header, real, segments)?,
+        None => Vec::new(),
+    };
+    set_gnu_cksum(&mut header);
+    out.extend_from_slice(header.as_bytes());
     for e in &extension {
-        out.extend_from_slice(e);
+        out.extend_from_slice(e.as_bytes());
     }
+    Ok(())
+}
+
+/// Bytes of the name and link name fields; longer ones get a `././@LongLink` entry.
+const NAME_FIELD: usize = 100;
+
+/// A GNU header (`ustar  \0`) with owner 0/0 and no owner names; numbers in octal, or
+/// base-256 past their field, as GNU tar writes them (the crate's `set_*` do both). A name
+/// or link over [`NAME_FIELD`] bytes keeps its first bytes here, as GNU tar does; its whole
+/// value is in the `././@LongLink` entry before.
+fn gnu_header(
+    name: &[u8],
+    kind: tar::EntryType,
+    mode: u32,
+    size: u64,
+    mtime: u64,
+    link: &[u8],
+) -> io::Result<tar::Header> {
+    let mut header = tar::Header::new_gnu();
+    set_name(&mut header, name);
+    header.set_mode(mode & 0o7777);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_size(size);
+    header.set_mtime(mtime);
+    header.set_entry_type(kind);
+    // `set_link_name_literal`, not `set_link_name`: that one rewrites the target through
+    // `Path::components` (`a//b` and `a/./b` become `a/b`), and a symlink keeps its bytes.
+    header.set_link_name_literal(&link[..link.len().min(NAME_FIELD)])?;
+    Ok(header)
+}
+
+/// The name field, byte for byte, cut at [`NAME_FIELD`]. By hand because the crate's
+/// `set_path` rewrites the path through `Path::components` (dropping `.` and doubled `/`),
+/// refuses `..` and absolute paths, and refuses names over 100 bytes instead of cutting
+/// them (its `Builder` cuts them at a UTF-8 boundary, GNU tar and airgap at 100 bytes), and
+/// the crate has no literal setter for names as it has for link names. The writer stores
+/// the bytes it is given: the plan's paths are already clean, and the hostile-archive tests
+/// craft the others with this same writer.
+fn set_name(header: &mut tar::Header, name: &[u8]) {
+    let field = &mut header.as_old_mut().name;
+    let n = name.len().min(field.len());
+    field[..n].copy_from_slice(&name[..n]);
+}
+
+/// A `././@LongLink` entry (type `L` for a name, `K` for a link target): `value` and its
+/// NUL as the entry's data, as GNU tar writes it. By hand because the crate writes these
+/// only inside its `Builder`.
+fn long_name(out: &mut Vec<u8>, kind: tar::EntryType, value: &[u8]) -> io::Result<()> {
+    let size = value.len() as u64 + 1;
+    let mut header = gnu_header(b"././@LongLink", kind, 0o644, size, 0, b"")?;
+    set_gnu_cksum(&mut header);
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(value);
+    out.push(0);
+    pad(out, size);
+    Ok(())
+}
+
+/// Segments an old-GNU sparse header holds; the rest go to extension blocks of 21.
+const SPARSE_IN_HEADER: usize = 4;
+
+/// The old-GNU sparse map of a `S` header: the file's real size and its data segments, the
+/// first four in the header, the others in extension blocks, each but the last marked as
+/// followed by another. By hand because the crate has these fields but fills them only
+/// when its `Builder` reads a file's holes itself; the writer has the map from pass 1.
+fn sparse_map(
+    header: &mut tar::Header,
+    real: u64,
+    segments: &[(u64, u64)],
+) -> io::Result<Vec<tar::GnuExtSparseHeader>> {
+    let gnu = header
+        .as_gnu_mut()
+        .ok_or_else(|| io::Error::other("a sparse map on a header that is not GNU"))?;
+    gnu.set_real_size(real);
+    let (first, rest) = segments.split_at(segments.len().min(SPARSE_IN_HEADER));
+    for (slot, &(off, len)) in gnu.sparse.iter_mut().zip(first) {
+        slot.set_offset(off);
+        slot.set_length(len);
+    }
+    let mut extension: Vec<tar::GnuExtSparseHeader> = Vec::new();
+    for chunk in rest.chunks(21) {
+        let mut e = tar::GnuExtSparseHeader::new();
+        for (slot, &(off, len)) in e.sparse_mut().iter_mut().zip(chunk) {
+            slot.set_offset(off);
+            slot.set_length(len);
+        }
+        extension.push(e);
+    }
+    gnu.set_is_extended(!extension.is_empty());
+    let n = extension.len();
+    for e in extension.iter_mut().take(n.saturating_sub(1)) {
+        e.set_is_extended(true);
+    }
+    Ok(extension)
+}
+
+/// The checksum in GNU tar's form: six octal digits, a NUL and a space. The crate's
+/// `set_cksum` computes the same sum but writes it as seven digits and a NUL; airgap keeps
+/// GNU's form, which every bundle so far has. A block's sum is at most 512 * 255, below
+/// 8^6, so the first of the crate's seven digits is always `0`.
+fn set_gnu_cksum(header: &mut tar::Header) {
+    header.set_cksum();
+    let field = &mut header.as_old_mut().cksum;
+    field.copy_within(1..7, 0);
+    field[6] = 0;
+    field[7] = b' ';
 }
 
 /// The end of an archive: two zero blocks, then zeros up to a whole record.
@@ -406,8 +456,7 @@ impl<R: Read> TarReader<R> {
             return Ok(None);
         }
         self.skip_rest()?;
-        let mut long_path: Option<Vec<u8>> = None;
-        let mut long_link: Option<Vec<u8>> = None;
+        let mut long = LongNames::default();
         loop {
             let mut b = [0u8; BLOCK];
             if !self.read_block(&mut b)? {
@@ -420,171 +469,141 @@ impl<R: Read> TarReader<R> {
                 ));
             }
             if b.iter().all(|&x| x == 0) {
-                if long_path.is_some() || long_link.is_some() {
+                if long.path.is_some() || long.link.is_some() {
                     return Err(invalid("extended name without its entry".into()));
                 }
-                // End marker: a second zero block must follow, then only zeros to the end.
-                let mut z = [0u8; BLOCK];
-                if !self.read_block(&mut z)? || z.iter().any(|&x| x != 0) {
-                    return Err(invalid(format!(
-                        "incomplete end marker at byte {}",
-                        self.offset
-                    )));
-                }
-                loop {
-                    if !self.read_block(&mut z)? {
-                        break;
-                    }
-                    if z.iter().any(|&x| x != 0) {
-                        return Err(invalid(format!(
-                            "data after the end marker at byte {}",
-                            self.offset
-                        )));
-                    }
-                }
-                self.ended = true;
+                self.end_marker()?;
                 return Ok(None);
             }
-            let stored: u64 = parse_num(&b[148..156]).map_err(invalid)?;
-            let mut copy = b;
-            copy[148..156].copy_from_slice(b"        ");
-            let sum: u64 = copy.iter().map(|&x| u64::from(x)).sum();
-            if sum != stored {
-                return Err(invalid(format!(
-                    "header checksum mismatch at byte {}",
-                    self.offset - BLOCK as u64
-                )));
-            }
             let at = self.offset - BLOCK as u64;
-            let flag = b[156];
+            check_checksum(&b, at)?;
             check_fields(&b).map_err(|e| invalid(format!("header at byte {at}: {e}")))?;
             let size = parse_num(&b[124..136]).map_err(invalid)?;
-            match flag {
-                b'L' | b'K' => {
-                    let slot = if flag == b'L' {
-                        &mut long_path
-                    } else {
-                        &mut long_link
-                    };
-                    if slot.is_some() {
-                        // GNU tar would keep the second, Python's tarfile the first.
-                        return Err(invalid(format!("two extended names in a row at byte {at}")));
-                    }
-                    let value = self.read_long(size)?;
-                    if value.is_empty() {
-                        return Err(invalid(format!("empty extended name at byte {at}")));
-                    }
-                    let slot = if flag == b'L' {
-                        &mut long_path
-                    } else {
-                        &mut long_link
-                    };
-                    *slot = Some(value);
-                    continue;
-                }
-                _ => {}
+            if matches!(b[156], b'L' | b'K') {
+                self.long_name(&mut long, b[156], size, at)?;
+                continue;
             }
-            let kind = EntryType::from_flag(flag);
-            let mut path = match long_path.take() {
-                Some(p) => p,
-                None => cstr(&b[..100]).to_vec(),
-            };
-            if kind != EntryType::Sparse && b[345..].iter().any(|&x| x != 0) {
-                return Err(invalid(format!(
-                    "header at byte {at}: bytes in the prefix field (POSIX readers would prepend them to the name)"
-                )));
-            }
-            if kind == EntryType::Dir && path.len() > 1 && path.ends_with(b"/") {
-                path.pop();
-            } else if path.ends_with(b"/") {
-                // GNU tar makes any entry whose name ends in `/` a directory, with its data
-                // read as more headers. Found by the tar_differential fuzz target.
-                return Err(invalid(format!(
-                    "{}: a name ending in `/` on an entry that is not a directory",
-                    String::from_utf8_lossy(&path)
-                )));
-            }
-            let link = long_link
-                .take()
-                .unwrap_or_else(|| cstr(&b[157..257]).to_vec());
-            let mode = parse_num(&b[100..108]).map_err(invalid)?;
-            let mtime = parse_num(&b[136..148]).map_err(invalid)?;
-            let mut real_size = size;
-            let mut sparse = Vec::new();
-            if kind == EntryType::Sparse {
-                real_size = parse_num(&b[483..495]).map_err(invalid)?;
-                let push = |field: &[u8], sparse: &mut Vec<(u64, u64)>| -> io::Result<()> {
-                    let off = parse_num(&field[..12]).map_err(invalid)?;
-                    let len = parse_num(&field[12..24]).map_err(invalid)?;
-                    if field.iter().any(|&x| x != 0) {
-                        sparse.push((off, len));
-                    }
-                    Ok(())
-                };
-                for i in 0..4 {
-                    push(&b[386 + i * 24..410 + i * 24], &mut sparse)?;
-                }
-                let mut more = b[482] != 0;
-                while more {
-                    let mut e = [0u8; BLOCK];
-                    if !self.read_block(&mut e)? {
-                        return Err(invalid("sparse map cut short".into()));
-                    }
-                    for i in 0..21 {
-                        push(&e[i * 24..i * 24 + 24], &mut sparse)?;
-                    }
-                    if sparse.len() > MAX_SPARSE {
-                        return Err(invalid("sparse map too large".into()));
-                    }
-                    more = e[504] != 0;
-                }
-                let mut end = 0u64;
-                let mut data = 0u64;
-                for &(off, len) in &sparse {
-                    if off < end {
-                        return Err(invalid("sparse map out of order".into()));
-                    }
-                    end = off
-                        .checked_add(len)
-                        .ok_or_else(|| invalid("sparse map overflow".into()))?;
-                    data += len;
-                }
-                if end > real_size || data != size {
-                    return Err(invalid("sparse map does not match the sizes".into()));
-                }
-            }
-            let what = match kind {
-                EntryType::HardLink => Some("hard link"),
-                EntryType::Symlink => Some("symbolic link"),
-                EntryType::Dir => Some("directory"),
-                _ => None,
-            };
-            if let Some(what) = what {
-                if size != 0 {
-                    return Err(invalid(format!(
-                        "{}: a {what} header with {size} bytes of data (GNU tar and Python's tarfile would read them as more entries)",
-                        String::from_utf8_lossy(&path)
-                    )));
-                }
-            } else if !link.is_empty() && matches!(kind, EntryType::File | EntryType::Sparse) {
-                return Err(invalid(format!(
-                    "{}: a file header with a link name",
-                    String::from_utf8_lossy(&path)
-                )));
-            }
+            let entry = self.entry(&b, size, long, at)?;
             self.remaining = size;
             self.pad = padding(size);
-            return Ok(Some(TarEntry {
-                path,
-                kind,
-                mode,
-                size,
-                real_size,
-                mtime,
-                link,
-                sparse,
-            }));
+            return Ok(Some(entry));
         }
+    }
+
+    /// After the first zero block: a second must follow, then only zeros to the end.
+    fn end_marker(&mut self) -> io::Result<()> {
+        let mut z = [0u8; BLOCK];
+        if !self.read_block(&mut z)? || z.iter().any(|&x| x != 0) {
+            return Err(invalid(format!(
+                "incomplete end marker at byte {}",
+                self.offset
+            )));
+        }
+        while self.read_block(&mut z)? {
+            if z.iter().any(|&x| x != 0) {
+                return Err(invalid(format!(
+                    "data after the end marker at byte {}",
+                    self.offset
+                )));
+            }
+        }
+        self.ended = true;
+        Ok(())
+    }
+
+    /// A `././@LongLink` entry (`flag` `L`: a name, `K`: a link target) for the entry that
+    /// follows. Two of one kind in a row are refused: GNU tar would keep the second,
+    /// Python's tarfile the first.
+    fn long_name(&mut self, long: &mut LongNames, flag: u8, size: u64, at: u64) -> io::Result<()> {
+        let taken = if flag == b'L' {
+            long.path.is_some()
+        } else {
+            long.link.is_some()
+        };
+        if taken {
+            return Err(invalid(format!("two extended names in a row at byte {at}")));
+        }
+        let value = self.read_long(size)?;
+        if value.is_empty() {
+            return Err(invalid(format!("empty extended name at byte {at}")));
+        }
+        if flag == b'L' {
+            long.path = Some(value);
+        } else {
+            long.link = Some(value);
+        }
+        Ok(())
+    }
+
+    /// The entry of header `b` (checksum and fixed fields already checked), with the long
+    /// names read before it.
+    fn entry(
+        &mut self,
+        b: &[u8; BLOCK],
+        size: u64,
+        long: LongNames,
+        at: u64,
+    ) -> io::Result<TarEntry> {
+        let kind = EntryType::from_flag(b[156]);
+        let path = entry_path(b, kind, long.path, at)?;
+        let link = long.link.unwrap_or_else(|| cstr(&b[157..257]).to_vec());
+        let mode = parse_num(&b[100..108]).map_err(invalid)?;
+        let mtime = parse_num(&b[136..148]).map_err(invalid)?;
+        let (real_size, sparse) = if kind == EntryType::Sparse {
+            self.sparse_map(b, size)?
+        } else {
+            (size, Vec::new())
+        };
+        check_data(&path, kind, size, &link)?;
+        Ok(TarEntry {
+            path,
+            kind,
+            mode,
+            size,
+            real_size,
+            mtime,
+            link,
+            sparse,
+        })
+    }
+
+    /// The old-GNU sparse map of header `b` and its extension blocks: the real size and
+    /// the data segments, in order, within the real size, adding up to the `size` stored.
+    fn sparse_map(&mut self, b: &[u8; BLOCK], size: u64) -> io::Result<(u64, Vec<(u64, u64)>)> {
+        let real_size = parse_num(&b[483..495]).map_err(invalid)?;
+        let mut sparse = Vec::new();
+        for i in 0..4 {
+            push_segment(&b[386 + i * 24..410 + i * 24], &mut sparse)?;
+        }
+        let mut more = b[482] != 0;
+        while more {
+            let mut e = [0u8; BLOCK];
+            if !self.read_block(&mut e)? {
+                return Err(invalid("sparse map cut short".into()));
+            }
+            for i in 0..21 {
+                push_segment(&e[i * 24..i * 24 + 24], &mut sparse)?;
+            }
+            if sparse.len() > MAX_SPARSE {
+                return Err(invalid("sparse map too large".into()));
+            }
+            more = e[504] != 0;
+        }
+        let mut end = 0u64;
+        let mut data = 0u64;
+        for &(off, len) in &sparse {
+            if off < end {
+                return Err(invalid("sparse map out of order".into()));
+            }
+            end = off
+                .checked_add(len)
+                .ok_or_else(|| invalid("sparse map overflow".into()))?;
+            data += len;
+        }
+        if end > real_size || data != size {
+            return Err(invalid("sparse map does not match the sizes".into()));
+        }
+        Ok((real_size, sparse))
     }
 
     /// Read data of the current entry; 0 at its end.
@@ -624,6 +643,90 @@ impl<R: Read> TarReader<R> {
     }
 }
 
+/// The `././@LongLink` values read for the entry that follows them.
+#[derive(Default)]
+struct LongNames {
+    path: Option<Vec<u8>>,
+    link: Option<Vec<u8>>,
+}
+
+/// The stored checksum of header `b` (at byte `at`) against its bytes.
+fn check_checksum(b: &[u8; BLOCK], at: u64) -> io::Result<()> {
+    let stored: u64 = parse_num(&b[148..156]).map_err(invalid)?;
+    let mut copy = *b;
+    copy[148..156].copy_from_slice(b"        ");
+    let sum: u64 = copy.iter().map(|&x| u64::from(x)).sum();
+    if sum != stored {
+        return Err(invalid(format!("header checksum mismatch at byte {at}")));
+    }
+    Ok(())
+}
+
+/// The entry's name: the long name before it, or the name field. Refused: bytes in the
+/// prefix field (POSIX readers would prepend them), and a name ending in `/` on anything
+/// but a directory (GNU tar makes it a directory, with its data read as more headers;
+/// found by the tar_differential fuzz target). A directory's trailing `/` is dropped.
+fn entry_path(
+    b: &[u8; BLOCK],
+    kind: EntryType,
+    long: Option<Vec<u8>>,
+    at: u64,
+) -> io::Result<Vec<u8>> {
+    let mut path = match long {
+        Some(p) => p,
+        None => cstr(&b[..100]).to_vec(),
+    };
+    if kind != EntryType::Sparse && b[345..].iter().any(|&x| x != 0) {
+        return Err(invalid(format!(
+            "header at byte {at}: bytes in the prefix field (POSIX readers would prepend them to the name)"
+        )));
+    }
+    if kind == EntryType::Dir && path.len() > 1 && path.ends_with(b"/") {
+        path.pop();
+    } else if path.ends_with(b"/") {
+        return Err(invalid(format!(
+            "{}: a name ending in `/` on an entry that is not a directory",
+            String::from_utf8_lossy(&path)
+        )));
+    }
+    Ok(path)
+}
+
+/// One (offset, length) slot of a sparse map; an all-zero slot is unused.
+fn push_segment(field: &[u8], sparse: &mut Vec<(u64, u64)>) -> io::Result<()> {
+    let off = parse_num(&field[..12]).map_err(invalid)?;
+    let len = parse_num(&field[12..24]).map_err(invalid)?;
+    if field.iter().any(|&x| x != 0) {
+        sparse.push((off, len));
+    }
+    Ok(())
+}
+
+/// Data only where it belongs: a link or directory header with a size would have GNU tar
+/// and Python's tarfile read its data as more entries, and a file has no link name.
+fn check_data(path: &[u8], kind: EntryType, size: u64, link: &[u8]) -> io::Result<()> {
+    let what = match kind {
+        EntryType::HardLink => Some("hard link"),
+        EntryType::Symlink => Some("symbolic link"),
+        EntryType::Dir => Some("directory"),
+        _ => None,
+    };
+    if let Some(what) = what {
+        if size != 0 {
+            return Err(invalid(format!(
+                "{}: a {what} header with {size} bytes of data (GNU tar and Python's tarfile would read them as more entries)",
+                String::from_utf8_lossy(path)
+            )));
+        }
+    } else if !link.is_empty() && matches!(kind, EntryType::File | EntryType::Sparse) {
+        return Err(invalid(format!(
+            "{}: a file header with a link name",
+            String::from_utf8_lossy(path)
+        )));
+    }
+    Ok(())
+}
+
 fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
@@ -659,7 +762,8 @@ mod tests {
                 link: &long,
                 sparse: None,
             },
-        );
+        )
+        .unwrap();
         let segs = [(0u64, 0u64), (1 << 34, 0)];
         write_header(
             &mut out,
@@ -672,7 +776,8 @@ mod tests {
                 link: b"",
                 sparse: Some((1 << 34, &segs)),
             },
-        );
+        )
+        .unwrap();
         let n = out.len() as u64;
         write_end(&mut out, n).unwrap();
         let mut r = TarReader::new(&out[..]);
@@ -700,9 +805,29 @@ mod tests {
                 link: b"",
                 sparse: None,
             },
-        );
+        )
+        .unwrap();
         let mut r = TarReader::new(&out[..]);
         assert!(r.next_entry().unwrap().is_some());
         assert!(r.next_entry().is_err());
+    }
+
+    #[test]
+    fn a_nul_in_a_name_or_link_is_refused() {
+        for (path, link) in [(&b"t/a\0b"[..], &b""[..]), (b"t/l", b"x\0y")] {
+            let mut out = Vec::new();
+            let h = Header {
+                path,
+                kind: EntryType::Symlink,
+                mode: 0o777,
+                size: 0,
+                mtime: 0,
+                link,
+                sparse: None,
+            };
+            let e = write_header(&mut out, &h).unwrap_err();
+            assert!(e.to_string().contains("NUL byte"), "{e}");
+            assert!(out.is_empty());
+        }
     }
 }

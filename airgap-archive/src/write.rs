@@ -230,11 +230,11 @@ enum ContentRef<'a> {
 struct Outputs<'a> {
     plan: Entries<'a>,
     next_plan: Option<Out>,
-    own: std::iter::Peekable<std::slice::Iter<'a, (&'static [u8], OutKind, u32)>>,
+    own: std::iter::Peekable<std::slice::Iter<'a, OwnEntry>>,
 }
 
 impl<'a> Outputs<'a> {
-    fn new(plan: &'a Plan, own: &'a [(&'static [u8], OutKind, u32)]) -> Self {
+    fn new(plan: &'a Plan, own: &'a [OwnEntry]) -> Self {
         Outputs {
             plan: plan.entries(),
             next_plan: None,
@@ -593,30 +593,95 @@ pub fn write_bundle(
     options: &WriteOptions,
     progress: &dyn Progress,
 ) -> Result<WriteSummary, ArchiveError> {
+    check_write(plan, &manifest.bundle_name, output, options)?;
+    let job = Job {
+        plan,
+        own: own_entries(options)?,
+        name: manifest.bundle_name.clone(),
+        output,
+        options,
+        threads: thread_count(options),
+        budget: memory_budget(options),
+        progress,
+    };
+    let hashed = job.hash_pass()?;
+    let listing = job.list_files(hashed)?;
+    let (links, deduplicated) = job.find_duplicates(listing.files.dedup)?;
+    let manifest_len = job.finish_manifest(&listing.spill, manifest)?;
+    let (hashes, _) = listing.files.hashes.finish().map_err(scratch_error)?;
+    let temp = TempFile::new(output)?;
+    let (bytes_out, digest) = job.archive_pass(
+        &temp,
+        (&listing.spill.file, manifest_len),
+        &hashes,
+        links,
+        listing.files.unpacker_sha256,
+        listing.files.bytes,
+    )?;
+    let sha256 = commit_with_checksum(temp, output, digest)?;
+    Ok(WriteSummary {
+        output: output.to_path_buf(),
+        files: listing.files.count,
+        bytes_in: listing.files.bytes,
+        bytes_out,
+        deduplicated,
+        sha256,
+    })
+}
+
+/// Everything refused before any work, so that a bad output or name never costs a pass
+/// over the files: the output's place, what a `.run` needs, an output that is one of the
+/// inputs, and the bundle's name.
+fn check_write(
+    plan: &Plan,
+    name: &str,
+    output: &Path,
+    options: &WriteOptions,
+) -> Result<(), ArchiveError> {
     check_output(output)?;
     check_self_extracting(output, options)?;
     check_output_not_input(plan, output)?;
-    let name = manifest.bundle_name.clone();
+    check_bundle_name(name, output)
+}
+
+/// The bundle's name is its top folder: one path component.
+fn check_bundle_name(name: &str, output: &Path) -> Result<(), ArchiveError> {
     if name.is_empty() || name.contains('/') || name == "." || name == ".." || name.contains('\0') {
         return Err(ArchiveError::Manifest {
             bundle: output.into(),
             reason: format!("invalid bundle name {name:?}"),
         });
     }
-    let threads = if options.threads == 0 {
+    Ok(())
+}
+
+/// Threads for hashing and compression: all cores unless the options say.
+fn thread_count(options: &WriteOptions) -> usize {
+    if options.threads == 0 {
         thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
     } else {
         options.threads
-    };
-    let budget = match options.memory_paths {
+    }
+}
+
+/// Records per sort kept in memory ([`WriteOptions::memory_paths`]).
+fn memory_budget(options: &WriteOptions) -> usize {
+    match options.memory_paths {
         0 => spill::DEFAULT_BUDGET,
         n => n,
-    };
+    }
+}
 
-    // airgap's own entries, sorted by path.
-    let mut own: Vec<(&'static [u8], OutKind, u32)> = vec![
+/// One of airgap's own entries: its path below the top folder, what it is, its mode.
+type OwnEntry = (&'static [u8], OutKind, u32);
+
+/// airgap's own entries, sorted by path: `.airgap/`, the `unpack` launcher, and the
+/// carried unpacker when there is one (canonical, so that pass 2 reads the file pass 1
+/// hashed even if the name given is a link).
+fn own_entries(options: &WriteOptions) -> Result<Vec<OwnEntry>, ArchiveError> {
+    let mut own: Vec<OwnEntry> = vec![
         (b".airgap", OutKind::Dir, 0o755),
         (
             b"unpack",
@@ -638,132 +703,187 @@ pub fn write_bundle(
         ));
     }
     own.sort_by(|a, b| a.0.cmp(b.0));
+    Ok(own)
+}
 
-    // Pass 1: hash every distinct source once (by inode), in parallel.
-    let mut jobs = Sorter::<HashJob>::new(budget);
-    let mut hashed = Sorter::<HashedAt>::new(budget);
-    let mut total_bytes = 0u64;
-    for (index, out) in Outputs::new(plan, &own).enumerate() {
-        let out = out?;
-        let index = index as u64;
-        match (&out.src, out.kind()) {
-            (_, KindRef::File(ContentRef::Memory(bytes))) => {
-                let sha256: [u8; 32] = Sha256::digest(bytes).into();
-                total_bytes += bytes.len() as u64;
-                hashed
-                    .push(HashedAt {
-                        index,
-                        hashed: Hashed {
-                            size: bytes.len() as u64,
-                            sha256,
-                            sparse: None,
-                        },
-                    })
-                    .map_err(scratch_error)?;
-            }
-            (src, KindRef::File(ContentRef::Disk(source))) => {
-                let id = match src {
-                    Src::Plan(item) => {
-                        if let ItemKind::File { size, .. } = &item.kind {
-                            total_bytes += size;
-                        }
-                        item.id
-                    }
-                    Src::Own(..) => None,
-                };
-                jobs.push(HashJob {
-                    id: id.unwrap_or((u64::MAX, index)),
-                    index,
-                    source: source.into_owned(),
-                })
-                .map_err(scratch_error)?;
-            }
-            _ => {}
+/// One write of one bundle: what every phase reads.
+struct Job<'a> {
+    plan: &'a Plan,
+    own: Vec<OwnEntry>,
+    /// The top folder.
+    name: String,
+    output: &'a Path,
+    options: &'a WriteOptions,
+    threads: usize,
+    budget: usize,
+    progress: &'a dyn Progress,
+}
+
+/// The manifest's file list, written beside pass 1's hashes, and what pass 2 and the
+/// summary need of that walk.
+struct Listing {
+    /// The manifest so far, in a scratch file beside the output (about 200 bytes a file):
+    /// it must be complete before the first tar byte.
+    spill: TempFile,
+    /// The regular files it lists.
+    files: ListedFiles,
+}
+
+/// What the manifest's walk keeps of the regular files.
+struct ListedFiles {
+    /// Pass 1's hashes in archive order, for pass 2 to check against.
+    hashes: Tape,
+    /// Every file by (content, mode, mtime), to find duplicates.
+    dedup: Sorter<DedupKey>,
+    /// How many.
+    count: u64,
+    /// Their total size.
+    bytes: u64,
+    /// The carried unpacker's sha256 as the manifest lists it: a `.run`'s header runs a
+    /// copy that must be the same bytes.
+    unpacker_sha256: Option<[u8; 32]>,
+}
+
+impl ListedFiles {
+    /// A regular file as listed: counted, queued for the duplicate sort, its hash kept for
+    /// pass 2.
+    fn add(&mut self, out: &Out, h: HashedAt) -> Result<(), ArchiveError> {
+        if out.path == UNPACKER_PATH.as_bytes() {
+            self.unpacker_sha256 = Some(h.hashed.sha256);
         }
+        self.count += 1;
+        self.bytes += h.hashed.size;
+        self.dedup
+            .push(DedupKey {
+                sha256: h.hashed.sha256,
+                mode: out.mode(),
+                mtime: out.mtime(),
+                index: h.index,
+                path: out.path.clone(),
+            })
+            .map_err(scratch_error)?;
+        self.hashes.push(&h).map_err(scratch_error)
     }
-    progress.begin("hashing", total_bytes, Unit::Bytes);
-    let result = hash_jobs(jobs, &mut hashed, threads, progress);
-    progress.end();
-    result?;
+}
 
-    // The manifest, from a second walk of the plan beside the hashes. It goes to a scratch
-    // file beside the output (about 200 bytes a file) and must be complete before the first
-    // tar byte.
-    let (mut files, mut bytes_in, mut deduplicated) = (0u64, 0u64, 0u64);
-    let spill_name = PathBuf::from(format!("{}.manifest", output.display()));
-    let spill = TempFile::new(&spill_name)?;
-    let spill_err = |e: io::Error| ArchiveError::io("writing", &spill.path, e);
-    let mut spill_out = io::BufWriter::with_capacity(256 * 1024, &spill.file);
-    let mut hashes = Tape::new().map_err(scratch_error)?;
-    let mut dedup = Sorter::<DedupKey>::new(budget);
-    let mut line = String::with_capacity(512);
-    begin_files(&mut line);
-    spill_out.write_all(line.as_bytes()).map_err(spill_err)?;
-    // The carried unpacker's sha256 as the manifest lists it: a `.run`'s header runs a copy
-    // that must be the same bytes.
-    let mut unpacker_sha256: Option<[u8; 32]> = None;
-    {
-        let mut hashed = hashed.finish().map_err(scratch_error)?;
-        for (index, out) in Outputs::new(plan, &own).enumerate() {
+impl Job<'_> {
+    /// Every output entry in archive order, airgap's own among the plan's.
+    fn outputs(&self) -> Outputs<'_> {
+        Outputs::new(self.plan, &self.own)
+    }
+
+    /// Pass 1: hash every distinct source once (by inode), in parallel; the results in
+    /// archive order.
+    fn hash_pass(&self) -> Result<Sorter<HashedAt>, ArchiveError> {
+        let (jobs, mut hashed, total_bytes) = self.queue_hashes()?;
+        self.progress.begin("hashing", total_bytes, Unit::Bytes);
+        let result = hash_jobs(jobs, &mut hashed, self.threads, self.progress);
+        self.progress.end();
+        result?;
+        Ok(hashed)
+    }
+
+    /// Pass 1's work list: a job per file on disk (by inode, so that hard links are read
+    /// once), and at once the hash of what airgap writes from memory. Also the bytes to
+    /// read, for the progress bar.
+    fn queue_hashes(&self) -> Result<(Sorter<HashJob>, Sorter<HashedAt>, u64), ArchiveError> {
+        let mut jobs = Sorter::<HashJob>::new(self.budget);
+        let mut hashed = Sorter::<HashedAt>::new(self.budget);
+        let mut total_bytes = 0u64;
+        for (index, out) in self.outputs().enumerate() {
             let out = out?;
             let index = index as u64;
-            let (text, hex_form) = encode(&out.path);
-            let mut rec = FileRecord {
-                path: text,
-                path_hex: hex_form,
-                kind: FileType::Dir,
-                size: 0,
-                mode: out.mode(),
-                sha256: None,
-                plugin: out.plugin().to_string(),
-                package: out.package().map(str::to_string),
-                target: None,
-                target_hex: None,
-            };
-            match out.kind() {
-                KindRef::Dir => {}
-                KindRef::Symlink { target } => {
-                    rec.kind = FileType::Symlink;
-                    let (t, th) = encode(target);
-                    rec.target = Some(t);
-                    rec.target_hex = th;
+            match (&out.src, out.kind()) {
+                (_, KindRef::File(ContentRef::Memory(bytes))) => {
+                    total_bytes += bytes.len() as u64;
+                    hashed
+                        .push(HashedAt {
+                            index,
+                            hashed: Hashed {
+                                size: bytes.len() as u64,
+                                sha256: Sha256::digest(bytes).into(),
+                                sparse: None,
+                            },
+                        })
+                        .map_err(scratch_error)?;
                 }
-                KindRef::File(_) => {
-                    let h = hashed
+                (src, KindRef::File(ContentRef::Disk(source))) => {
+                    let id = match src {
+                        Src::Plan(item) => {
+                            if let ItemKind::File { size, .. } = &item.kind {
+                                total_bytes += size;
+                            }
+                            item.id
+                        }
+                        Src::Own(..) => None,
+                    };
+                    jobs.push(HashJob {
+                        id: id.unwrap_or((u64::MAX, index)),
+                        index,
+                        source: source.into_owned(),
+                    })
+                    .map_err(scratch_error)?;
+                }
+                _ => {}
+            }
+        }
+        Ok((jobs, hashed, total_bytes))
+    }
+
+    /// The manifest's file list, from a second walk of the plan beside the hashes; each
+    /// regular file also goes to the tape pass 2 checks against and to the duplicate sort.
+    fn list_files(&self, hashed: Sorter<HashedAt>) -> Result<Listing, ArchiveError> {
+        let spill_name = PathBuf::from(format!("{}.manifest", self.output.display()));
+        let spill = TempFile::new(&spill_name)?;
+        let mut files = ListedFiles {
+            hashes: Tape::new().map_err(scratch_error)?,
+            dedup: Sorter::<DedupKey>::new(self.budget),
+            count: 0,
+            bytes: 0,
+            unpacker_sha256: None,
+        };
+        let spill_err = |e: io::Error| ArchiveError::io("writing", &spill.path, e);
+        let mut spill_out = io::BufWriter::with_capacity(256 * 1024, &spill.file);
+        let mut line = String::with_capacity(512);
+        begin_files(&mut line);
+        spill_out.write_all(line.as_bytes()).map_err(spill_err)?;
+        let mut hashed = hashed.finish().map_err(scratch_error)?;
+        for (index, out) in self.outputs().enumerate() {
+            let out = out?;
+            let index = index as u64;
+            let hash = match out.kind() {
+                KindRef::File(_) => Some(
+                    hashed
                         .next_record()
                         .map_err(scratch_error)?
                         .filter(|h| h.index == index)
-                        .ok_or_else(|| internal("a file has no hash"))?;
-                    rec.kind = FileType::File;
-                    rec.size = h.hashed.size;
-                    rec.sha256 = Some(hex::encode(h.hashed.sha256));
-                    if out.path == UNPACKER_PATH.as_bytes() {
-                        unpacker_sha256 = Some(h.hashed.sha256);
-                    }
-                    files += 1;
-                    bytes_in += h.hashed.size;
-                    dedup
-                        .push(DedupKey {
-                            sha256: h.hashed.sha256,
-                            mode: out.mode(),
-                            mtime: out.mtime(),
-                            index,
-                            path: out.path.clone(),
-                        })
-                        .map_err(scratch_error)?;
-                    hashes.push(&h).map_err(scratch_error)?;
-                }
-            }
+                        .ok_or_else(|| internal("a file has no hash"))?,
+                ),
+                _ => None,
+            };
             line.clear();
-            write_record(&mut line, &rec);
+            write_record(
+                &mut line,
+                &file_record(&out, hash.as_ref().map(|h| &h.hashed)),
+            );
+            if let Some(h) = hash {
+                files.add(&out, h)?;
+            }
             spill_out.write_all(line.as_bytes()).map_err(spill_err)?;
         }
+        spill_out.flush().map_err(spill_err)?;
+        drop(spill_out);
+        Ok(Listing { spill, files })
     }
 
-    // Duplicates: sorted by (content, mode, mtime, index), each group's first is stored and
-    // the others link to it.
-    let mut links = Sorter::<LinkAt>::new(budget);
-    {
+    /// Duplicates: sorted by (content, mode, mtime, index), each group's first is stored
+    /// and the others link to it. Returns the links in archive order and their number.
+    fn find_duplicates(
+        &self,
+        dedup: Sorter<DedupKey>,
+    ) -> Result<(Merge<LinkAt>, u64), ArchiveError> {
+        let mut links = Sorter::<LinkAt>::new(self.budget);
+        let mut deduplicated = 0u64;
         let mut dedup = dedup.finish().map_err(scratch_error)?;
         while let Some(first) = dedup.next_record().map_err(scratch_error)? {
             let same = |k: &DedupKey| {
@@ -779,82 +899,154 @@ pub fn write_bundle(
                     .map_err(scratch_error)?;
             }
         }
+        Ok((links.finish().map_err(scratch_error)?, deduplicated))
     }
 
-    let manifest = Manifest {
-        format: FORMAT,
-        bundle_name: name.clone(),
-        airgap_version: manifest.airgap_version,
-        plugins: manifest.plugins,
-        target: manifest.target,
-        python: manifest.python,
-        warnings: manifest.warnings,
-        packages: manifest.packages,
-        install_steps: manifest.install_steps,
-        files: Vec::new(),
-    };
-    let meta = manifest
-        .meta_toml()
-        .map_err(|reason| ArchiveError::Manifest {
-            bundle: output.into(),
-            reason,
-        })?;
-    line.clear();
-    end_files(&mut line, &meta);
-    spill_out.write_all(line.as_bytes()).map_err(spill_err)?;
-    spill_out.flush().map_err(spill_err)?;
-    drop(spill_out);
-    let manifest_len = (&spill.file).seek(SeekFrom::End(0)).map_err(spill_err)?;
-    if manifest_len > crate::manifest::MAX_MANIFEST {
-        return Err(ArchiveError::ManifestTooLarge {
-            bundle: output.into(),
-            size: manifest_len,
-            max: crate::manifest::MAX_MANIFEST,
+    /// The manifest's end: everything but the file list (`end_files` puts it after the
+    /// list, where a streaming reader finds it), then the size check and a rewind for
+    /// pass 2. Returns the manifest's length.
+    fn finish_manifest(&self, spill: &TempFile, input: ManifestInput) -> Result<u64, ArchiveError> {
+        let spill_err = |e: io::Error| ArchiveError::io("writing", &spill.path, e);
+        let manifest = Manifest {
+            format: FORMAT,
+            bundle_name: self.name.clone(),
+            airgap_version: input.airgap_version,
+            plugins: input.plugins,
+            target: input.target,
+            python: input.python,
+            warnings: input.warnings,
+            packages: input.packages,
+            install_steps: input.install_steps,
+            files: Vec::new(),
+        };
+        let meta = manifest
+            .meta_toml()
+            .map_err(|reason| ArchiveError::Manifest {
+                bundle: self.output.into(),
+                reason,
+            })?;
+        let mut line = String::new();
+        end_files(&mut line, &meta);
+        (&spill.file)
+            .write_all(line.as_bytes())
+            .map_err(spill_err)?;
+        let manifest_len = (&spill.file).seek(SeekFrom::End(0)).map_err(spill_err)?;
+        if manifest_len > crate::manifest::MAX_MANIFEST {
+            return Err(ArchiveError::ManifestTooLarge {
+                bundle: self.output.into(),
+                size: manifest_len,
+                max: crate::manifest::MAX_MANIFEST,
+            });
+        }
+        (&spill.file).seek(SeekFrom::Start(0)).map_err(spill_err)?;
+        Ok(manifest_len)
+    }
+
+    /// Pass 2: the archive into `temp` (after a `.run`'s prefix), through the filter and
+    /// the compressor. Returns the file's size and sha256.
+    fn archive_pass(
+        &self,
+        temp: &TempFile,
+        manifest: (&File, u64),
+        hashes: &File,
+        links: Merge<LinkAt>,
+        unpacker_sha256: Option<[u8; 32]>,
+        bytes_in: u64,
+    ) -> Result<(u64, [u8; 32]), ArchiveError> {
+        let hashes_len = hashes.metadata().map_err(scratch_error)?.len();
+        let mut sink = self.open_sink(temp, unpacker_sha256)?;
+        self.progress.begin("writing", bytes_in, Unit::Bytes);
+        let result = write_tar(
+            &mut *sink,
+            &self.name,
+            manifest,
+            self.outputs(),
+            TapeReader::new(hashes, 0, hashes_len),
+            links,
+            self.progress,
+        )
+        .and_then(|()| {
+            sink.finish_sink()
+                .map_err(|e| ArchiveError::io("writing", &temp.path, e))
         });
+        self.progress.end();
+        result
     }
-    (&spill.file).seek(SeekFrom::Start(0)).map_err(spill_err)?;
-    drop(manifest);
-    let (hashes, _) = hashes.finish().map_err(scratch_error)?;
-    let hashes_len = hashes.metadata().map_err(scratch_error)?.len();
-    let links = links.finish().map_err(scratch_error)?;
 
-    // Pass 2: the archive, into a temporary file beside the output.
-    let temp = TempFile::new(output)?;
-    let file = temp
-        .file
-        .try_clone()
-        .map_err(|e| ArchiveError::io("creating", &temp.path, e))?;
-    let mut counter = HashingWriter::new(file);
-    if options.self_extracting {
-        write_run_prefix(&mut counter, &name, options, unpacker_sha256, &temp)?;
+    /// The way from the tar stream to `temp`: the `.run` prefix first when asked (outside
+    /// the filter: the sh header must stay readable), then the filter (encryption), then
+    /// the compressor.
+    fn open_sink(
+        &self,
+        temp: &TempFile,
+        unpacker_sha256: Option<[u8; 32]>,
+    ) -> Result<Box<dyn Sink>, ArchiveError> {
+        let options = self.options;
+        let file = temp
+            .file
+            .try_clone()
+            .map_err(|e| ArchiveError::io("creating", &temp.path, e))?;
+        let mut counter = HashingWriter::new(file);
+        if options.self_extracting {
+            write_run_prefix(&mut counter, &self.name, options, unpacker_sha256, temp)?;
+        }
+        let counter: Box<dyn FilteredOutput> = match &options.filter {
+            Some(filter) => filter
+                .wrap(counter)
+                .map_err(|e| ArchiveError::io("writing", &temp.path, e))?,
+            None => Box::new(counter),
+        };
+        Ok(match options.compression {
+            Compression::Gzip { level } => {
+                Box::new(ParallelGzip::new(counter, level.min(9), self.threads))
+            }
+            Compression::Zstd { level } => {
+                zstd_sink(counter, level, self.threads, options.zstd_long)
+                    .map_err(|e| ArchiveError::io("compressing", &temp.path, e))?
+            }
+        })
     }
-    let counter: Box<dyn FilteredOutput> = match &options.filter {
-        Some(filter) => filter
-            .wrap(counter)
-            .map_err(|e| ArchiveError::io("writing", &temp.path, e))?,
-        None => Box::new(counter),
+}
+
+/// The manifest's record of one entry; `hash` is pass 1's for a regular file.
+fn file_record(out: &Out, hash: Option<&Hashed>) -> FileRecord {
+    let (text, hex_form) = encode(&out.path);
+    let mut rec = FileRecord {
+        path: text,
+        path_hex: hex_form,
+        kind: FileType::Dir,
+        size: 0,
+        mode: out.mode(),
+        sha256: None,
+        plugin: out.plugin().to_string(),
+        package: out.package().map(str::to_string),
+        target: None,
+        target_hex: None,
     };
-    let mut sink: Box<dyn Sink> = match options.compression {
-        Compression::Gzip { level } => Box::new(ParallelGzip::new(counter, level.min(9), threads)),
-        Compression::Zstd { level } => zstd_sink(counter, level, threads, options.zstd_long)
-            .map_err(|e| ArchiveError::io("compressing", &temp.path, e))?,
-    };
-    progress.begin("writing", bytes_in, Unit::Bytes);
-    let result = write_tar(
-        &mut *sink,
-        &name,
-        (&spill.file, manifest_len),
-        Outputs::new(plan, &own),
-        TapeReader::new(&hashes, 0, hashes_len),
-        links,
-        progress,
-    )
-    .and_then(|()| {
-        sink.finish_sink()
-            .map_err(|e| ArchiveError::io("writing", &temp.path, e))
-    });
-    progress.end();
-    let (bytes_out, digest) = result?;
+    match (out.kind(), hash) {
+        (KindRef::Symlink { target }, _) => {
+            rec.kind = FileType::Symlink;
+            let (t, th) = encode(target);
+            rec.target = Some(t);
+            rec.target_hex = th;
+        }
+        (KindRef::File(_), Some(h)) => {
+            rec.kind = FileType::File;
+            rec.size = h.size;
+            rec.sha256 = Some(hex::encode(h.sha256));
+        }
+        _ => {}
+    }
+    rec
+}
+
+/// The output and its `.sha256` into place, each atomically: the bundle first, so that a
+/// checksum never names a bundle that is not there. Returns the sha256 in hex.
+fn commit_with_checksum(
+    temp: TempFile,
+    output: &Path,
+    digest: [u8; 32],
+) -> Result<String, ArchiveError> {
     let sha256 = hex::encode(digest);
     let sum_line = format!(
         "{sha256}  {}\n",
@@ -870,14 +1062,7 @@ pub fn write_bundle(
         .map_err(|e| ArchiveError::io("writing", &sha_temp.path, e))?;
     temp.commit(output)?;
     sha_temp.commit(&sha_path)?;
-    Ok(WriteSummary {
-        output: output.to_path_buf(),
-        files,
-        bytes_in,
-        bytes_out,
-        deduplicated,
-        sha256,
-    })
+    Ok(sha256)
 }
 
 /// What a self-extracting bundle needs, refused before any work: an unpacker to run, and
@@ -1067,7 +1252,9 @@ fn hash_jobs(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Pass 2: the tar stream into `sink`: the manifest first (a reader learns what to expect
+/// before any file), the top folder, every entry in archive order beside pass 1's hashes
+/// and the duplicates' links, then the end marker.
 fn write_tar(
     sink: &mut dyn Sink,
     name: &str,
@@ -1077,93 +1264,47 @@ fn write_tar(
     mut links: Merge<LinkAt>,
     progress: &dyn Progress,
 ) -> Result<(), ArchiveError> {
-    let io_err = |e: io::Error| ArchiveError::io("writing", "the archive", e);
-    let full = |rel: &[u8]| -> Vec<u8> {
-        let mut p = name.as_bytes().to_vec();
-        if !rel.is_empty() {
-            p.push(b'/');
-            p.extend_from_slice(rel);
-        }
-        p
+    let mut tar = TarStream {
+        sink,
+        head: Vec::with_capacity(4096),
+        buf: vec![0u8; READ_BUF],
     };
-    let mut head = Vec::with_capacity(4096);
-    let manifest_path = full(MANIFEST_PATH.as_bytes());
-    tarfmt::write_header(
-        &mut head,
-        &Header {
-            path: &manifest_path,
-            kind: EntryType::File,
-            mode: 0o644,
-            size: manifest.1,
-            mtime: 0,
-            link: b"",
-            sparse: None,
-        },
-    );
-    sink.write_all(&head).map_err(io_err)?;
-    head.clear();
-    let copied =
-        io::copy(&mut manifest.0.take(manifest.1), &mut SinkWriter(sink)).map_err(io_err)?;
-    if copied != manifest.1 {
-        return Err(io_err(io::Error::other(
-            "the manifest scratch file was cut short",
-        )));
-    }
-    tarfmt::pad(&mut head, manifest.1);
-    // The top folder itself.
-    tarfmt::write_header(
-        &mut head,
-        &Header {
-            path: name.as_bytes(),
-            kind: EntryType::Dir,
-            mode: 0o755,
-            size: 0,
-            mtime: 0,
-            link: b"",
-            sparse: None,
-        },
-    );
-    sink.write_all(&head).map_err(io_err)?;
-    let mut buf = vec![0u8; READ_BUF];
+    tar.manifest(&in_top(name, MANIFEST_PATH.as_bytes()), manifest)?;
+    tar.header(&Header {
+        path: name.as_bytes(),
+        kind: EntryType::Dir,
+        mode: 0o755,
+        size: 0,
+        mtime: 0,
+        link: b"",
+        sparse: None,
+    })?;
     for (index, out) in outs.enumerate() {
         let out = out?;
         let index = index as u64;
         if progress.is_cancelled() {
             return Err(ArchiveError::Cancelled);
         }
-        head.clear();
-        let path = full(&out.path);
+        let path = in_top(name, &out.path);
         match out.kind() {
-            KindRef::Dir => {
-                tarfmt::write_header(
-                    &mut head,
-                    &Header {
-                        path: &path,
-                        kind: EntryType::Dir,
-                        mode: out.mode(),
-                        size: 0,
-                        mtime: out.mtime(),
-                        link: b"",
-                        sparse: None,
-                    },
-                );
-                sink.write_all(&head).map_err(io_err)?;
-            }
-            KindRef::Symlink { target } => {
-                tarfmt::write_header(
-                    &mut head,
-                    &Header {
-                        path: &path,
-                        kind: EntryType::Symlink,
-                        mode: 0o777,
-                        size: 0,
-                        mtime: out.mtime(),
-                        link: target,
-                        sparse: None,
-                    },
-                );
-                sink.write_all(&head).map_err(io_err)?;
-            }
+            KindRef::Dir => tar.header(&Header {
+                path: &path,
+                kind: EntryType::Dir,
+                mode: out.mode(),
+                size: 0,
+                mtime: out.mtime(),
+                link: b"",
+                sparse: None,
+            })?,
+            KindRef::Symlink { target } => tar.header(&Header {
+                path: &path,
+                kind: EntryType::Symlink,
+                mode: 0o777,
+                size: 0,
+                mtime: out.mtime(),
+                link: target,
+                sparse: None,
+            })?,
             KindRef::File(content) => {
                 let h = hashes
                     .next_record()
@@ -1171,62 +1312,132 @@ fn write_tar(
                     .filter(|h| h.index == index)
                     .ok_or_else(|| internal("a file has no hash"))?
                     .hashed;
-                let h = &h;
-                if let Some(link) = links.next_if(|l| l.index == index).map_err(scratch_error)? {
-                    let target = full(&link.target);
-                    tarfmt::write_header(
-                        &mut head,
-                        &Header {
-                            path: &path,
-                            kind: EntryType::HardLink,
-                            mode: out.mode(),
-                            size: 0,
-                            mtime: out.mtime(),
-                            link: &target,
-                            sparse: None,
-                        },
-                    );
-                    sink.write_all(&head).map_err(io_err)?;
-                    progress.advance(h.size);
-                    continue;
-                }
-                let stored: u64 = match h.segments() {
-                    Some(segs) => segs.iter().map(|s| s.1).sum(),
-                    None => h.size,
-                };
-                tarfmt::write_header(
-                    &mut head,
-                    &Header {
-                        path: &path,
-                        kind: if h.sparse.is_some() {
-                            EntryType::Sparse
-                        } else {
-                            EntryType::File
-                        },
-                        mode: out.mode(),
-                        size: stored,
-                        mtime: out.mtime(),
-                        link: b"",
-                        sparse: h.segments().map(|s| (h.size, s)),
-                    },
-                );
-                sink.write_all(&head).map_err(io_err)?;
-                match content {
-                    ContentRef::Memory(bytes) => {
-                        sink.write_all(bytes).map_err(io_err)?;
+                let link = links.next_if(|l| l.index == index).map_err(scratch_error)?;
+                match link {
+                    Some(link) => {
+                        tar.hard_link(&path, &out, &in_top(name, &link.target))?;
                         progress.advance(h.size);
                     }
-                    ContentRef::Disk(source) => copy_file(sink, &source, h, &mut buf, progress)?,
+                    None => tar.file(&path, &out, content, &h, progress)?,
                 }
-                let pad = tarfmt::padding(stored) as usize;
-                sink.write_all(&[0u8; tarfmt::BLOCK][..pad])
-                    .map_err(io_err)?;
             }
         }
     }
-    let written = sink.tar_len();
-    tarfmt::write_end(&mut SinkWriter(sink), written).map_err(io_err)?;
+    let written = tar.sink.tar_len();
+    tarfmt::write_end(&mut SinkWriter(tar.sink), written).map_err(tar_error)?;
     Ok(())
+}
+
+/// `rel` below the top folder `name` (the top folder itself when `rel` is empty).
+fn in_top(name: &str, rel: &[u8]) -> Vec<u8> {
+    let mut p = name.as_bytes().to_vec();
+    if !rel.is_empty() {
+        p.push(b'/');
+        p.extend_from_slice(rel);
+    }
+    p
+}
+
+/// An I/O error on the way to the archive.
+fn tar_error(e: io::Error) -> ArchiveError {
+    ArchiveError::io("writing", "the archive", e)
+}
+
+/// The tar stream on its way to the compressor, with the buffers its entries reuse.
+struct TarStream<'a> {
+    sink: &'a mut dyn Sink,
+    /// The header blocks of one entry (long names, sparse maps), written at once.
+    head: Vec<u8>,
+    /// Read buffer for file data.
+    buf: Vec<u8>,
+}
+
+impl TarStream<'_> {
+    /// One entry's header blocks.
+    fn header(&mut self, h: &Header<'_>) -> Result<(), ArchiveError> {
+        self.head.clear();
+        tarfmt::write_header(&mut self.head, h).map_err(tar_error)?;
+        self.sink.write_all(&self.head).map_err(tar_error)
+    }
+
+    /// Zeros from the end of `len` bytes of data to the end of their block.
+    fn pad(&mut self, len: u64) -> Result<(), ArchiveError> {
+        let pad = tarfmt::padding(len) as usize;
+        self.sink
+            .write_all(&[0u8; tarfmt::BLOCK][..pad])
+            .map_err(tar_error)
+    }
+
+    /// The manifest's entry, copied from its scratch file.
+    fn manifest(&mut self, path: &[u8], (file, len): (&File, u64)) -> Result<(), ArchiveError> {
+        self.header(&Header {
+            path,
+            kind: EntryType::File,
+            mode: 0o644,
+            size: len,
+            mtime: 0,
+            link: b"",
+            sparse: None,
+        })?;
+        let copied =
+            io::copy(&mut file.take(len), &mut SinkWriter(self.sink)).map_err(tar_error)?;
+        if copied != len {
+            return Err(tar_error(io::Error::other(
+                "the manifest scratch file was cut short",
+            )));
+        }
+        self.pad(len)
+    }
+
+    /// A duplicate: a hard link to the first copy, at `target`.
+    fn hard_link(&mut self, path: &[u8], out: &Out, target: &[u8]) -> Result<(), ArchiveError> {
+        self.header(&Header {
+            path,
+            kind: EntryType::HardLink,
+            mode: out.mode(),
+            size: 0,
+            mtime: out.mtime(),
+            link: target,
+            sparse: None,
+        })
+    }
+
+    /// A regular file (an old-GNU sparse one when it has holes): its header, its data
+    /// segments, checked against pass 1's hash `h` on the way, and the padding.
+    fn file(
+        &mut self,
+        path: &[u8],
+        out: &Out,
+        content: ContentRef<'_>,
+        h: &Hashed,
+        progress: &dyn Progress,
+    ) -> Result<(), ArchiveError> {
+        let stored: u64 = match h.segments() {
+            Some(segs) => segs.iter().map(|s| s.1).sum(),
+            None => h.size,
+        };
+        self.header(&Header {
+            path,
+            kind: if h.sparse.is_some() {
+                EntryType::Sparse
+            } else {
+                EntryType::File
+            },
+            mode: out.mode(),
+            size: stored,
+            mtime: out.mtime(),
+            link: b"",
+            sparse: h.segments().map(|s| (h.size, s)),
+        })?;
+        match content {
+            ContentRef::Memory(bytes) => {
+                self.sink.write_all(bytes).map_err(tar_error)?;
+                progress.advance(h.size);
+            }
+            ContentRef::Disk(source) => copy_file(self.sink, &source, h, &mut self.buf, progress)?,
+        }
+        self.pad(stored)
+    }
 }
 
 /// Stream a file's data segments into the sink, checking it still is what pass 1 hashed.
@@ -1267,8 +1478,7 @@ fn copy_file(
                 });
             }
             hasher.update(&buf[..n]);
-            sink.write_all(&buf[..n])
-                .map_err(|e| ArchiveError::io("writing", "the archive", e))?;
+            sink.write_all(&buf[..n]).map_err(tar_error)?;
             left -= n as u64;
             progress.advance(n as u64);
             if progress.is_cancelled() {

@@ -1,8 +1,11 @@
 //! Loading one plugin library and calling it across the C ABI.
 //!
 //! Architecture invariants:
-//! - a library is checked (ELF magic, descriptor magic, ABI version, struct size) before any of
-//!   its code other than the descriptor function runs;
+//! - `dlopen` runs a library's ELF initialisers, as any `dlopen` does, so what can be
+//!   checked of the file comes first: that it is an ELF shared object (here), and, for the
+//!   plugins the registry discovers, that no one but the user or root can write it or its
+//!   directory (`registry::unsafe_place`); its descriptor (magic, ABI version, struct size)
+//!   is checked before airgap calls any of its functions but the descriptor function;
 //! - a library is loaded once and never unloaded (unloading Rust libraries with thread-locals
 //!   crashes; the handle is leaked on purpose);
 //! - buffers the plugin allocates are freed by the plugin.

@@ -663,3 +663,104 @@ fn cancelling_while_writing_leaves_no_output_and_no_partial_file() {
     assert!(matches!(err, ArchiveError::Cancelled), "{err}");
     assert_eq!(fs::read_dir(&outdir).unwrap().count(), 0);
 }
+
+/// sha256 of the tar stream inside the bundle of [`golden_tree`]: the bytes the writer made
+/// when it wrote its headers by hand, before they went through the `tar` crate. A change to
+/// the writer that moves one byte of a bundle fails here. Only the tar stream is pinned: the
+/// compressed bytes around it are libdeflate's and zstd's (their versions in Cargo.lock), not
+/// airgap's, and are compared by `same_input_gives_byte_identical_bundles_whatever_the_threads`.
+const GOLDEN_TAR_SHA256: &str = "9c5a94493a649806b282357e963004aa669904eb22f5f67b159f30db58234997";
+
+/// [`build_tree`] plus what else a header can hold: a file with holes in more segments than
+/// a sparse header has room for (an extension block), an mtime past 8^11 seconds (base-256),
+/// and modes and mtimes set here, so that neither the umask nor the clock changes a byte.
+fn golden_tree(root: &Path) -> std::path::PathBuf {
+    let src = build_tree(root);
+    let sparse = src.join("holes.bin");
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = fs::File::create(&sparse).unwrap();
+        for i in 0..6u64 {
+            f.seek(SeekFrom::Start(i * 256 * 1024)).unwrap();
+            f.write_all(&[b'a' + i as u8; 4096]).unwrap();
+        }
+        f.set_len(2 << 20).unwrap();
+        f.sync_all().unwrap();
+    }
+    let meta = fs::metadata(&sparse).unwrap();
+    assert!(
+        meta.blocks() * 512 < meta.len(),
+        "the file system of {} keeps no holes: the golden bundle needs a sparse file (set TMPDIR to ext4, xfs, btrfs or tmpfs)",
+        root.display()
+    );
+    fs::write(src.join("future.txt"), "an mtime past 8^11 seconds\n").unwrap();
+    for e in walkdir::WalkDir::new(root) {
+        let e = e.unwrap();
+        let mode = if e.path_is_symlink() {
+            continue;
+        } else if e.file_type().is_dir() || e.file_name() == "exec.sh" {
+            0o755
+        } else {
+            0o644
+        };
+        fs::set_permissions(e.path(), fs::Permissions::from_mode(mode)).unwrap();
+    }
+    set_mtimes(root, 1_700_000_000);
+    let status = std::process::Command::new("touch")
+        .args(["-d", "@9000000000"])
+        .arg(src.join("future.txt"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    src
+}
+
+#[test]
+fn the_tar_stream_of_a_tree_with_every_header_kind_is_pinned() {
+    let tmp = tempdir();
+    let src = golden_tree(tmp.path());
+    let plan = plan(&[Entry::path(&src, "data")], PlanOptions::default()).unwrap();
+    let out = tmp.path().join("golden.tar.gz");
+    write(&plan, input("golden"), &out, None);
+    let tar = std::process::Command::new("gzip")
+        .arg("-dc")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(tar.status.success(), "gzip -dc failed");
+    // The stream holds every kind of header the writer makes.
+    let mut r = airgap_archive::tarfmt::TarReader::new(&tar.stdout[..]);
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(e) = r.next_entry().unwrap() {
+        seen.insert(format!("{:?}", e.kind));
+        if e.path.len() > 100 {
+            seen.insert("long name".into());
+        }
+        if e.link.len() > 100 {
+            seen.insert("long link".into());
+        }
+        if e.mtime >= 1 << 33 {
+            seen.insert("base-256".into());
+        }
+        if e.sparse.len() > 4 {
+            seen.insert("sparse extension".into());
+        }
+    }
+    let want = [
+        "Dir",
+        "File",
+        "HardLink",
+        "Sparse",
+        "Symlink",
+        "base-256",
+        "long link",
+        "long name",
+        "sparse extension",
+    ];
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), want);
+    assert_eq!(
+        sha256_hex(&tar.stdout),
+        GOLDEN_TAR_SHA256,
+        "the writer's bytes changed: bundles are no longer what they were"
+    );
+}

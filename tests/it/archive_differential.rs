@@ -36,7 +36,8 @@ fn header(path: &str, kind: EntryType, mode: u32, size: u64, link: &str) -> Vec<
             link: link.as_bytes(),
             sparse: None,
         },
-    );
+    )
+    .unwrap();
     out.chunks(BLOCK).map(|c| c.try_into().unwrap()).collect()
 }
 

@@ -366,7 +366,8 @@ fn bundle_with_manifest_of(out: &Path, size: u64) {
             link: b"",
             sparse: None,
         },
-    );
+    )
+    .unwrap();
     w.write_all(&head).unwrap();
     w.write_all(text.as_bytes()).unwrap();
     let line = format!("#{}\n", "x".repeat(1022));

@@ -277,7 +277,8 @@ pub fn craft_manifest(out: &Path, top: &str, manifest: &Manifest, entries: &[Raw
             link: b"",
             sparse: None,
         },
-    );
+    )
+    .unwrap();
     buf.extend_from_slice(text.as_bytes());
     tarfmt::pad(&mut buf, text.len() as u64);
     for e in entries {
@@ -295,7 +296,8 @@ pub fn craft_manifest(out: &Path, top: &str, manifest: &Manifest, entries: &[Raw
                     .as_ref()
                     .map(|(real, segments)| (*real, segments.as_slice())),
             },
-        );
+        )
+        .unwrap();
         buf.extend_from_slice(&e.data);
         tarfmt::pad(&mut buf, e.data.len() as u64);
     }
