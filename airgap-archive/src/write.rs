@@ -1849,18 +1849,19 @@ fn zstd_sink(
         enc.long_distance_matching(true)?;
         enc.window_log(27)?;
     }
-    if threads > 1 {
-        enc.multithread(threads as u32)?;
-        if !long {
-            // The library's default job (4 windows, 8 MiB at level 3) keeps about seven jobs
-            // of input and output in flight: 60 MiB on 2 cores. 2 MiB jobs that each see
-            // half a window of the previous one cost 40 MiB less for the same size (+0.02%
-            // on the bench tree; docs/performance.md).
-            enc.set_parameter(zstd::zstd_safe::CParameter::JobSize(ZSTD_JOB_SIZE))?;
-            enc.set_parameter(zstd::zstd_safe::CParameter::OverlapSizeLog(
-                ZSTD_OVERLAP_LOG,
-            ))?;
-        }
+    // Always the multithreaded mode, one worker at least: its output does not depend on the
+    // number of workers, while the single-threaded mode's frames differ from it, and a bundle
+    // must not change with the machine's cores.
+    enc.multithread(threads.max(1) as u32)?;
+    if !long {
+        // The library's default job (4 windows, 8 MiB at level 3) keeps about seven jobs of
+        // input and output in flight: 60 MiB on 2 cores. 2 MiB jobs that each see half a
+        // window of the previous one cost 40 MiB less for the same size (+0.02% on the
+        // bench tree; docs/performance.md).
+        enc.set_parameter(zstd::zstd_safe::CParameter::JobSize(ZSTD_JOB_SIZE))?;
+        enc.set_parameter(zstd::zstd_safe::CParameter::OverlapSizeLog(
+            ZSTD_OVERLAP_LOG,
+        ))?;
     }
     Ok(Box::new(ZstdSink {
         enc: Some(enc),

@@ -12,7 +12,7 @@ use std::path::Path;
 use airgap_archive::manifest::FileType;
 use airgap_archive::progress::{Progress, Unit};
 use airgap_archive::{
-    read_manifest, write_bundle, ArchiveError, NoProgress, PlanOptions, WriteOptions,
+    read_manifest, write_bundle, ArchiveError, Compression, NoProgress, PlanOptions, WriteOptions,
 };
 use airgap_plugin_api::Entry;
 use airgap_tests::archive::*;
@@ -170,27 +170,51 @@ fn manifest_lists_every_file_with_hash_and_plugin() {
 fn same_input_gives_byte_identical_bundles_whatever_the_threads() {
     let tmp = tempdir();
     let src = build_tree(&tmp.path().join("tree"));
-    let plan = plan(&[Entry::path(&src, "data")], PlanOptions::default()).unwrap();
-    let mut bytes = Vec::new();
-    for (i, threads) in [1usize, 2, 0].iter().enumerate() {
-        let out = tmp.path().join(format!("b{i}.tar.gz"));
-        write_bundle(
-            &plan,
-            input("b"),
-            &out,
-            &WriteOptions {
-                threads: *threads,
-                ..WriteOptions::default()
-            },
-            &NoProgress,
-        )
-        .unwrap();
-        bytes.push(fs::read(&out).unwrap());
+    // Over two zstd jobs (2 MiB each) of text that compresses as source code does.
+    let mut text = String::new();
+    let mut x = 7u64;
+    while text.len() < 6 << 20 {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        text.push_str(&format!("word{} ", x >> 52));
     }
-    assert!(
-        bytes[0] == bytes[1] && bytes[1] == bytes[2],
-        "bundles differ"
-    );
+    fs::write(src.join("big.txt"), text).unwrap();
+    let plan = plan(&[Entry::path(&src, "data")], PlanOptions::default()).unwrap();
+    // zstd too: with one thread it used the library's single-threaded mode, whose frames
+    // differ from the multithreaded mode's.
+    let compressions = [
+        (Compression::Gzip { level: 5 }, false),
+        (Compression::Zstd { level: 3 }, false),
+        (Compression::Zstd { level: 3 }, true),
+    ];
+    let mut gzip = Vec::new();
+    for (compression, zstd_long) in compressions {
+        let mut bytes = Vec::new();
+        for (i, threads) in [1usize, 2, 3, 0].iter().enumerate() {
+            let out = tmp.path().join(format!("b{i}.tar"));
+            write_bundle(
+                &plan,
+                input("b"),
+                &out,
+                &WriteOptions {
+                    threads: *threads,
+                    compression,
+                    zstd_long,
+                    ..WriteOptions::default()
+                },
+                &NoProgress,
+            )
+            .unwrap();
+            bytes.push(fs::read(&out).unwrap());
+        }
+        assert!(
+            bytes.windows(2).all(|w| w[0] == w[1]),
+            "{compression:?} (long: {zstd_long}) bundles differ with the thread count"
+        );
+        if gzip.is_empty() {
+            gzip = bytes.swap_remove(0);
+        }
+    }
+    let bytes = [gzip];
     // A second plan of the same tree too.
     let plan2 =
         airgap_tests::archive::plan(&[Entry::path(&src, "data")], PlanOptions::default()).unwrap();
