@@ -16,7 +16,7 @@ use filetime::FileTime;
 use sha2::{Digest, Sha256};
 
 use crate::error::ArchiveError;
-use crate::manifest::{FileType, Manifest, MANIFEST_PATH};
+use crate::manifest::{FileType, Manifest, StreamedManifest, MANIFEST_PATH};
 use crate::progress::{Level, Progress, Unit};
 use crate::read::{check_bundle, check_rel, Target};
 use crate::relocate::{
@@ -299,13 +299,13 @@ fn uses_python(step: &InstallStep) -> bool {
 /// What depends on the destination or on `--python`; everything the manifest alone shows is
 /// checked by the reader ([`crate::steps::check_steps`]), for verify and unpack alike.
 fn preflight(
-    manifest: &Manifest,
+    manifest: &StreamedManifest,
     dest: &Path,
     options: &UnpackOptions,
     from_tree: bool,
 ) -> Result<(), ArchiveError> {
     crate::space::check_free_space(dest, manifest, from_tree)?;
-    for (i, rec) in manifest.install_steps.iter().enumerate() {
+    for (i, rec) in manifest.meta.install_steps.iter().enumerate() {
         if uses_python(&rec.step) && options.python.is_none() {
             return Err(ArchiveError::Step {
                 index: i + 1,
@@ -352,7 +352,14 @@ pub fn unpack_opened(
             preflight(m, &dest, options, false)
         })?;
     let report = install(
-        staging, &manifest, &dest, existed, options, entries, bytes, progress,
+        staging,
+        &manifest.meta,
+        &dest,
+        existed,
+        options,
+        entries,
+        bytes,
+        progress,
     )?;
     parents.keep = true;
     Ok(report)
@@ -366,8 +373,8 @@ fn extract_verified(
     file: &fs::File,
     dest: &Path,
     progress: &dyn Progress,
-    preflight: &mut dyn FnMut(&Manifest) -> Result<(), ArchiveError>,
-) -> Result<(Staging, Manifest, u64, u64), ArchiveError> {
+    preflight: &mut dyn FnMut(&StreamedManifest) -> Result<(), ArchiveError>,
+) -> Result<(Staging, StreamedManifest, u64, u64), ArchiveError> {
     let staging = new_staging(dest, progress)?;
     // The manifest is the first entry: what it alone shows to be impossible is refused before
     // any file is extracted, and its exact text travels with the tree (for `relocate`).
@@ -378,9 +385,9 @@ fn extract_verified(
         &Target::Extract(&staging.path),
         true,
         progress,
-        &mut |m, text| {
+        &mut |m| {
             preflight(m)?;
-            write_new(&parked, text)
+            write_manifest(&parked, m)
         },
     )?;
     let airgap_dir = staging.path.join(".airgap");
@@ -466,15 +473,19 @@ fn check_detached(bundle: &Path, file: &fs::File) -> Result<(), ArchiveError> {
     Ok(())
 }
 
-fn write_new(path: &Path, text: &str) -> Result<(), ArchiveError> {
-    let mut f = fs::OpenOptions::new()
+/// The manifest's exact text at `path` (new).
+fn write_manifest(path: &Path, manifest: &StreamedManifest) -> Result<(), ArchiveError> {
+    let f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o644)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(|e| ArchiveError::io("creating", path, e))?;
-    f.write_all(text.as_bytes())
+    let mut out = io::BufWriter::new(f);
+    manifest
+        .write_text(&mut out)
+        .and_then(|()| out.flush())
         .map_err(|e| ArchiveError::io("writing", path, e))
 }
 
@@ -634,11 +645,7 @@ pub fn unpack_dir(
     progress: &dyn Progress,
 ) -> Result<UnpackReport, ArchiveError> {
     let (dest, existed, mut parents) = check_dest(dest)?;
-    let text = crate::manifest::read_manifest_text_in(tree)?;
-    let manifest = Manifest::from_toml(&text).map_err(|reason| ArchiveError::Manifest {
-        bundle: tree.into(),
-        reason,
-    })?;
+    let manifest = crate::manifest::open_manifest_in(tree)?;
     crate::steps::check_steps(&manifest)?;
     preflight(&manifest, &dest, options, true)?;
     let tree_abs = std::path::absolute(tree).map_err(|e| ArchiveError::io("resolving", tree, e))?;
@@ -650,10 +657,16 @@ pub fn unpack_dir(
     }
     let staging = new_staging(&dest, progress)?;
     let (entries, bytes) = copy_tree(&tree_abs, &staging.path, &manifest, progress)?;
-    write_new(&staging.path.join(MANIFEST_PATH), &text)?;
-    drop(text);
+    write_manifest(&staging.path.join(MANIFEST_PATH), &manifest)?;
     let report = install(
-        staging, &manifest, &dest, existed, options, entries, bytes, progress,
+        staging,
+        &manifest.meta,
+        &dest,
+        existed,
+        options,
+        entries,
+        bytes,
+        progress,
     )?;
     parents.keep = true;
     Ok(report)
@@ -662,7 +675,7 @@ pub fn unpack_dir(
 fn copy_tree(
     tree: &Path,
     staging: &Path,
-    manifest: &Manifest,
+    manifest: &StreamedManifest,
     progress: &dyn Progress,
 ) -> Result<(u64, u64), ArchiveError> {
     let mut problems = Vec::new();
@@ -678,7 +691,8 @@ fn copy_tree(
     };
     progress.begin("verifying", manifest.total_size(), Unit::Bytes);
     let mut buf = vec![0u8; 256 * 1024];
-    for rec in &manifest.files {
+    for rec in manifest.files.iter() {
+        let rec = rec?;
         if progress.is_cancelled() {
             progress.end();
             return Err(ArchiveError::Cancelled);
@@ -790,8 +804,11 @@ fn copy_tree(
     }
     progress.end();
     // Nothing extra may sit in the tree.
-    let listed: std::collections::HashSet<Vec<u8>> =
-        manifest.files.iter().map(|f| f.path_bytes()).collect();
+    let listed: std::collections::HashSet<Vec<u8>> = manifest
+        .files
+        .iter()
+        .map(|f| f.map(|f| f.path_bytes()))
+        .collect::<Result<_, _>>()?;
     for entry in walkdir::WalkDir::new(tree).min_depth(1).follow_links(false) {
         let entry = entry.map_err(|e| ArchiveError::io("listing", tree, io::Error::other(e)))?;
         let rel = entry
