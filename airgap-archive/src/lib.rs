@@ -29,8 +29,8 @@ pub mod write;
 
 pub use error::ArchiveError;
 pub use manifest::{
-    open_manifest, read_manifest, FileRecord, FileType, Manifest, ManifestInput, PackageRecord, PluginRecord,
-    StepRecord, StreamedManifest, MANIFEST_PATH,
+    open_manifest, read_manifest, FileRecord, FileType, Manifest, ManifestInput, PackageRecord,
+    PluginRecord, StepRecord, StreamedManifest, MANIFEST_PATH,
 };
 pub use plan::{read_full, Plan, PlanOptions};
 pub use progress::{Level, NoProgress, Progress, Unit};

@@ -20,9 +20,9 @@ use crate::gzmember;
 use crate::manifest::{
     check_top, read_first_entry, FileRecord, FileType, StreamedManifest, MANIFEST_PATH,
 };
+use crate::progress::{Progress, Unit};
 use crate::records::{scratch_error, Records};
 use crate::spill;
-use crate::progress::{Progress, Unit};
 use crate::tarfmt::{EntryType, TarEntry, TarReader};
 
 /// Longest path we accept inside a bundle.
@@ -821,8 +821,8 @@ impl<'a> Checker<'a> {
         if rel.as_slice() > self.last.as_slice() {
             // Keep the prefixes of `rel` that later entries in order may still be inside.
             while let Some(&(len, _)) = self.chain.last() {
-                let keep = rel.starts_with(&self.last[..len])
-                    && rel.get(len).is_some_and(|&b| b <= b'/');
+                let keep =
+                    rel.starts_with(&self.last[..len]) && rel.get(len).is_some_and(|&b| b <= b'/');
                 if keep {
                     break;
                 }
@@ -1050,10 +1050,7 @@ impl<'a> Checker<'a> {
                         ),
                     ));
                 }
-                let first_record = self
-                    .records
-                    .find(&first)?
-                    .map(|(_, r)| r);
+                let first_record = self.records.find(&first)?.map(|(_, r)| r);
                 let same = first_record.is_some_and(|f| {
                     f.sha256 == record.sha256 && f.size == record.size && f.mode == record.mode
                 });
@@ -1508,14 +1505,9 @@ pub fn verify_opened(
         }
         Err(_) => None,
     };
-    match check_bundle(
-        bundle,
-        file,
-        &Target::Verify,
-        false,
-        progress,
-        &mut |_| Ok(()),
-    ) {
+    match check_bundle(bundle, file, &Target::Verify, false, progress, &mut |_| {
+        Ok(())
+    }) {
         Ok((manifest, entries, bytes)) => {
             if !problems.is_empty() {
                 return Err(ArchiveError::Mismatch {

@@ -49,11 +49,7 @@ pub fn check_bundle(
     let read =
         airgap_archive::read::pick_bundle(bundle, tmp.path(), &want, &airgap_archive::NoProgress)?;
     // The check keeps its inputs (one a carried file) in memory; the records come from disk.
-    let records = read
-        .manifest
-        .files
-        .iter()
-        .collect::<Result<Vec<_>, _>>()?;
+    let records = read.manifest.files.iter().collect::<Result<Vec<_>, _>>()?;
     let manifest = read.manifest.meta;
     let mut target = match target {
         Some(mut t) => {

@@ -117,7 +117,8 @@ fn an_unsorted_files_block_is_sorted_and_a_path_listed_twice_far_apart_is_refuse
     craft(&bundle, "b", twice, &sorted);
     let err = verify_bundle(&bundle, &NoProgress).unwrap_err();
     assert!(
-        err.to_string().contains("the manifest lists this path twice"),
+        err.to_string()
+            .contains("the manifest lists this path twice"),
         "{err}"
     );
     assert!(err.to_string().contains("c/four"), "{err}");
