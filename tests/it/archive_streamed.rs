@@ -15,15 +15,16 @@ use airgap_archive::{unpack, verify_bundle, ArchiveError, NoProgress};
 use airgap_tests::archive::*;
 use airgap_tests::tempdir;
 
-/// A tree of a few directories and files, as entries in path order.
+/// A tree of a few directories and files, as entries in path (byte) order, as airgap
+/// writes them: `a-b` sorts before `a/` (GNU tar would put it after `a`'s contents).
 fn entries() -> Vec<Raw> {
     vec![
         Raw::dir("b"),
         Raw::dir("b/a"),
-        Raw::file("b/a/one", b"1\n"),
-        Raw::file("b/a/two", b"2\n"),
         Raw::dir("b/a-b"),
         Raw::file("b/a-b/three", b"3\n"),
+        Raw::file("b/a/one", b"1\n"),
+        Raw::file("b/a/two", b"2\n"),
         Raw::dir("b/c"),
         Raw::file("b/c/four", b"4\n"),
     ]
@@ -50,9 +51,9 @@ fn entries_out_of_path_order_are_checked_as_in_order_ones() {
     let bundle = tmp.path().join("shuffled.tar");
     let sorted = entries();
     let recs = records(&sorted);
-    // The directory `c` and its file before `a`, and `a/two` before `a/one`: parents still
-    // come first, as any tar needs.
-    let order = [0usize, 6, 7, 1, 3, 2, 4, 5];
+    // The directory `c` and its file before `a`, `a/two` before `a/one`, and `a-b` after
+    // `a`'s files, as GNU tar orders a tree: parents still come first, as any tar needs.
+    let order = [0usize, 6, 7, 1, 5, 4, 2, 3];
     let shuffled: Vec<Raw> = order.iter().map(|&i| sorted[i].clone()).collect();
     craft(&bundle, "b", recs.clone(), &shuffled);
     let report = verify_bundle(&bundle, &NoProgress).unwrap();
@@ -85,7 +86,7 @@ fn entries_out_of_path_order_are_checked_as_in_order_ones() {
     // archive lacks is missing.
     let mut extra = sorted.clone();
     extra.push(Raw::file("b/a/zero", b"0\n"));
-    extra.remove(3); // b/a/two
+    extra.remove(5); // b/a/two
     craft(&bundle, "b", recs, &extra);
     let err = verify_bundle(&bundle, &NoProgress).unwrap_err();
     let text = problems(&err);
