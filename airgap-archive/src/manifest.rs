@@ -16,11 +16,12 @@ use crate::tarfmt::TarReader;
 pub const MANIFEST_PATH: &str = ".airgap/manifest.toml";
 /// Version of the manifest format this crate writes; readers refuse newer ones.
 pub const FORMAT: u32 = 1;
-/// Largest manifest written or read (hostile bundles may declare anything, and the manifest
-/// is held in memory while it is parsed). A real environment's manifest takes about 240 bytes
-/// a file (a conda environment of 1,272 files: 307 KB), up to about 900 with long paths and a
-/// prefix rewrite each: 64 MiB holds 70,000 to 280,000 files, and keeps what a reader holds
-/// for a tiny bundle under a few hundred MB.
+/// Largest manifest written or read (hostile bundles may declare anything: readers spill the
+/// records to scratch files, and a manifest airgap did not write is parsed whole in memory).
+/// A real environment's manifest takes about 240 bytes a file (a conda environment of 1,272
+/// files: 307 KB), up to about 900 with long paths and a prefix rewrite each: 64 MiB holds
+/// 70,000 to 280,000 files, and keeps what a tiny bundle can make a reader hold or write
+/// under a few hundred MB.
 pub const MAX_MANIFEST: u64 = 64 * 1024 * 1024;
 /// The plugin name recorded for what airgap itself adds (the unpacker and its launcher).
 pub const AIRGAP_PLUGIN: &str = "airgap";
