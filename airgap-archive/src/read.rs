@@ -1041,7 +1041,16 @@ impl<'a> Checker<'a> {
                         ),
                     ));
                 };
-                if check_rel(&first).is_err() || self.seen(&first)? != Some(Seen::File) {
+                // One binary search gives the first copy's record and what the archive had.
+                let found_first = match check_rel(&first) {
+                    Ok(()) => self.records.find(&first)?,
+                    Err(_) => None,
+                };
+                let first_kind = match &found_first {
+                    Some((i, _)) => self.kinds.get(*i),
+                    None => self.extras.get(&first).copied(),
+                };
+                if check_rel(&first).is_err() || first_kind != Some(Seen::File) {
                     return Err(self.unsafe_entry(
                         &e.path,
                         format!(
@@ -1050,7 +1059,7 @@ impl<'a> Checker<'a> {
                         ),
                     ));
                 }
-                let first_record = self.records.find(&first)?.map(|(_, r)| r);
+                let first_record = found_first.map(|(_, r)| r);
                 let same = first_record.is_some_and(|f| {
                     f.sha256 == record.sha256 && f.size == record.size && f.mode == record.mode
                 });
