@@ -15,6 +15,7 @@ pub mod manifest;
 pub mod plan;
 pub mod progress;
 pub mod read;
+pub mod records;
 pub mod relocate;
 pub mod selfx;
 pub mod space;
@@ -28,8 +29,8 @@ pub mod write;
 
 pub use error::ArchiveError;
 pub use manifest::{
-    read_manifest, FileRecord, FileType, Manifest, ManifestInput, PackageRecord, PluginRecord,
-    StepRecord, MANIFEST_PATH,
+    open_manifest, read_manifest, FileRecord, FileType, Manifest, ManifestInput, PackageRecord,
+    PluginRecord, StepRecord, StreamedManifest, MANIFEST_PATH,
 };
 pub use plan::{Plan, PlanOptions};
 pub use progress::{Level, NoProgress, Progress, Unit};

@@ -1,25 +1,27 @@
 //! The manifest: the first entry of every bundle, a versioned TOML file that lists every
 //! file with its size, mode and sha256, where it came from, and what to do on the target.
 
-use std::fs;
-use std::io::Read;
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::Path;
 
 use airgap_plugin_api::{InstallStep, Package, PythonEnvironment, TargetProfile};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ArchiveError;
+use crate::records::{scratch_error, Builder, Records};
 use crate::tarfmt::TarReader;
 
 /// Where the manifest sits inside the bundle's top folder. It is the first tar entry.
 pub const MANIFEST_PATH: &str = ".airgap/manifest.toml";
 /// Version of the manifest format this crate writes; readers refuse newer ones.
 pub const FORMAT: u32 = 1;
-/// Largest manifest written or read (hostile bundles may declare anything, and the manifest
-/// is held in memory while it is parsed). A real environment's manifest takes about 240 bytes
-/// a file (a conda environment of 1,272 files: 307 KB), up to about 900 with long paths and a
-/// prefix rewrite each: 64 MiB holds 70,000 to 280,000 files, and keeps what a reader holds
-/// for a tiny bundle under a few hundred MB.
+/// Largest manifest written or read (hostile bundles may declare anything: readers spill the
+/// records to scratch files, and a manifest airgap did not write is parsed whole in memory).
+/// A real environment's manifest takes about 240 bytes a file (a conda environment of 1,272
+/// files: 307 KB), up to about 900 with long paths and a prefix rewrite each: 64 MiB holds
+/// 70,000 to 280,000 files, and keeps what a tiny bundle can make a reader hold or write
+/// under a few hundred MB.
 pub const MAX_MANIFEST: u64 = 64 * 1024 * 1024;
 /// The plugin name recorded for what airgap itself adds (the unpacker and its launcher).
 pub const AIRGAP_PLUGIN: &str = "airgap";
@@ -292,7 +294,7 @@ pub(crate) fn write_record(out: &mut String, r: &FileRecord) {
 
 /// Strict reader of the lines [`write_record`] writes; `None` for anything else (the caller
 /// then parses the whole document with a full TOML parser).
-fn parse_record(line: &str) -> Option<FileRecord> {
+pub(crate) fn parse_record(line: &str) -> Option<FileRecord> {
     let s = line.trim().strip_suffix(',')?.trim_end();
     let s = s.strip_prefix('{')?.strip_suffix('}')?;
     let b = s.as_bytes();
@@ -479,19 +481,7 @@ impl Manifest {
                 Manifest::from(meta)
             }
         };
-        if m.format == 0 || m.format > FORMAT {
-            return Err(format!(
-                "format {} is not supported (this airgap reads format {FORMAT}); use a newer airgap",
-                m.format
-            ));
-        }
-        if m.bundle_name.is_empty()
-            || m.bundle_name.contains('/')
-            || m.bundle_name == "."
-            || m.bundle_name == ".."
-        {
-            return Err(format!("invalid bundle name {:?}", m.bundle_name));
-        }
+        m.check_meta()?;
         for f in &m.files {
             names_agree(&f.path, &f.path_hex, "path")?;
             if let Some(t) = &f.target {
@@ -499,6 +489,24 @@ impl Manifest {
             }
         }
         Ok(m)
+    }
+
+    /// The format version and the bundle name, which every reader checks first.
+    fn check_meta(&self) -> Result<(), String> {
+        if self.format == 0 || self.format > FORMAT {
+            return Err(format!(
+                "format {} is not supported (this airgap reads format {FORMAT}); use a newer airgap",
+                self.format
+            ));
+        }
+        if self.bundle_name.is_empty()
+            || self.bundle_name.contains('/')
+            || self.bundle_name == "."
+            || self.bundle_name == ".."
+        {
+            return Err(format!("invalid bundle name {:?}", self.bundle_name));
+        }
+        Ok(())
     }
 
     fn fast_parse(text: &str) -> Option<Manifest> {
@@ -546,23 +554,232 @@ impl From<Meta> for Manifest {
     }
 }
 
-/// Read the manifest of a bundle archive (or of an unpacked bundle directory).
-pub fn read_manifest(bundle: &Path) -> Result<Manifest, ArchiveError> {
+/// A manifest as a reader holds it: the metadata in memory, the file records on disk
+/// ([`Records`], sorted by path bytes), and the exact text in an unnamed temporary file (for
+/// the tree an unpack leaves), so that reading a bundle of a million files takes no more
+/// memory than one of ten.
+#[derive(Debug)]
+pub struct StreamedManifest {
+    /// Everything but the files: `meta.files` is always empty.
+    pub meta: Manifest,
+    /// The file records, in path order.
+    pub files: Records,
+    text: File,
+    text_len: u64,
+    /// The first record the checker refuses: `(path, reason)` for an unsafe path, a size
+    /// over the limit or a path listed twice. `inspect` shows such a manifest; `verify` and
+    /// `unpack` refuse it.
+    pub(crate) refused: Option<(String, String)>,
+}
+
+impl StreamedManifest {
+    /// Total size of the files (saturating).
+    pub fn total_size(&self) -> u64 {
+        self.files.total_size()
+    }
+
+    /// Write the manifest's exact text to `out`.
+    pub fn write_text(&self, out: &mut dyn Write) -> io::Result<()> {
+        let mut from = crate::records::At {
+            file: &self.text,
+            pos: 0,
+            end: self.text_len,
+        };
+        let n = io::copy(&mut from, out)?;
+        if n != self.text_len {
+            return Err(crate::spill::corrupt());
+        }
+        Ok(())
+    }
+
+    /// The whole manifest, its records in memory: for small manifests and tests.
+    pub fn into_manifest(self) -> Result<Manifest, ArchiveError> {
+        let mut m = self.meta;
+        m.files = self.files.iter().collect::<Result<Vec<_>, _>>()?;
+        Ok(m)
+    }
+}
+
+/// What the checker refuses in a record, first come: names that disagree (a manifest
+/// error, as the full parser says), then unsafe paths and sizes over the limit.
+#[derive(Default)]
+struct Refusals {
+    names: Option<String>,
+    refused: Option<(String, String)>,
+}
+
+impl Refusals {
+    fn note(&mut self, r: &FileRecord) {
+        if self.names.is_none() {
+            let agree = names_agree(&r.path, &r.path_hex, "path").and_then(|()| match &r.target {
+                Some(t) => names_agree(t, &r.target_hex, "target"),
+                None => Ok(()),
+            });
+            self.names = agree.err();
+        }
+        if self.refused.is_none() {
+            if let Err(reason) = crate::read::check_rel(&r.path_bytes()) {
+                self.refused = Some((
+                    r.path.clone(),
+                    format!("the manifest lists an unsafe path ({reason})"),
+                ));
+            } else if r.size > crate::read::MAX_FILE_SIZE {
+                self.refused = Some((
+                    r.path.clone(),
+                    format!(
+                        "the manifest declares {} bytes, over the {} bytes allowed",
+                        r.size,
+                        crate::read::MAX_FILE_SIZE
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+/// Parse the manifest text in `text` (`len` bytes) line by line: the files block goes to
+/// [`Records`], only the metadata is held. A manifest airgap did not write (records not one a
+/// line, the files elsewhere) is read whole by the full TOML parser instead, as before.
+fn parse_streamed(bundle: &Path, text: File, len: u64) -> Result<StreamedManifest, ArchiveError> {
     let manifest_err = |reason: String| ArchiveError::Manifest {
         bundle: bundle.into(),
         reason,
     };
-    if bundle.is_dir() {
-        let text = read_manifest_text_in(bundle)?;
-        return Manifest::from_toml(&text).map_err(manifest_err);
+    let not_utf8 = || ArchiveError::Corrupt {
+        bundle: bundle.into(),
+        reason: "the manifest is not UTF-8".into(),
+    };
+    let read_err = |e: io::Error| match e.kind() {
+        io::ErrorKind::InvalidData => not_utf8(),
+        _ => scratch_error(e),
+    };
+    let at = |pos: u64| crate::records::At {
+        file: &text,
+        pos,
+        end: len,
+    };
+    let fast = (|| -> Result<Option<(Manifest, Builder, Refusals)>, ArchiveError> {
+        let mut reader = BufReader::with_capacity(64 * 1024, at(0));
+        let mut line = Vec::new();
+        reader.read_until(b'\n', &mut line).map_err(scratch_error)?;
+        if line == HEADER.as_bytes() {
+            line.clear();
+            reader.read_until(b'\n', &mut line).map_err(scratch_error)?;
+        }
+        if line != FILES_START.as_bytes() {
+            return Ok(None);
+        }
+        let mut builder = Builder::new().map_err(scratch_error)?;
+        let mut refusals = Refusals::default();
+        loop {
+            line.clear();
+            if reader.read_until(b'\n', &mut line).map_err(scratch_error)? == 0 {
+                return Ok(None);
+            }
+            if line == FILES_END.as_bytes() {
+                break;
+            }
+            let s = std::str::from_utf8(&line).map_err(|_| not_utf8())?;
+            let Some(r) = parse_record(s) else {
+                return Ok(None);
+            };
+            refusals.note(&r);
+            builder.push(&r).map_err(scratch_error)?;
+        }
+        let mut rest = String::new();
+        reader.read_to_string(&mut rest).map_err(read_err)?;
+        let meta: Meta = match toml::from_str(&rest) {
+            Ok(m) => m,
+            Err(_) => return Ok(None),
+        };
+        if !meta.files.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some((Manifest::from(meta), builder, refusals)))
+    })()?;
+    let (meta, builder, mut refusals) = match fast {
+        Some((meta, builder, refusals)) => {
+            meta.check_meta().map_err(manifest_err)?;
+            if let Some(reason) = &refusals.names {
+                return Err(manifest_err(reason.clone()));
+            }
+            (meta, builder, refusals)
+        }
+        None => {
+            let mut whole = String::new();
+            at(0).read_to_string(&mut whole).map_err(read_err)?;
+            let mut m = Manifest::from_toml(&whole).map_err(manifest_err)?;
+            drop(whole);
+            let mut builder = Builder::new().map_err(scratch_error)?;
+            let mut refusals = Refusals::default();
+            for r in std::mem::take(&mut m.files) {
+                refusals.note(&r);
+                builder.push(&r).map_err(scratch_error)?;
+            }
+            (m, builder, refusals)
+        }
+    };
+    let (files, twice) = builder.finish().map_err(scratch_error)?;
+    if refusals.refused.is_none() {
+        refusals.refused = twice.map(|p| (p, "the manifest lists this path twice".to_string()));
     }
-    let file = crate::read::open_bundle(bundle)?;
-    read_manifest_opened(bundle, &file)
+    Ok(StreamedManifest {
+        meta,
+        files,
+        text,
+        text_len: len,
+        refused: refusals.refused,
+    })
 }
 
-/// The manifest text of an extracted or unpacked bundle folder, refused over [`MAX_MANIFEST`]
-/// before it is read.
-pub(crate) fn read_manifest_text_in(tree: &Path) -> Result<String, ArchiveError> {
+/// Copy `len` bytes of manifest text from `input` into an unnamed temporary file and parse
+/// it there; errors reading `input` are `reading`'s.
+fn stream_from(
+    bundle: &Path,
+    input: &mut dyn Read,
+    reading: &dyn Fn(io::Error) -> ArchiveError,
+) -> Result<StreamedManifest, ArchiveError> {
+    let mut out = tempfile::tempfile().map_err(scratch_error)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut len = 0u64;
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(reading(e)),
+        };
+        out.write_all(&buf[..n]).map_err(scratch_error)?;
+        len += n as u64;
+        if len > MAX_MANIFEST {
+            return Err(ArchiveError::ManifestTooLarge {
+                bundle: bundle.into(),
+                size: len,
+                max: MAX_MANIFEST,
+            });
+        }
+    }
+    parse_streamed(bundle, out, len)
+}
+
+/// Read the manifest of a bundle archive (or of an unpacked bundle directory), its records
+/// in memory: for small manifests and tests; readers use [`open_manifest`].
+pub fn read_manifest(bundle: &Path) -> Result<Manifest, ArchiveError> {
+    open_manifest(bundle)?.into_manifest()
+}
+
+/// The manifest of a bundle archive or of an unpacked bundle directory, streamed.
+pub fn open_manifest(bundle: &Path) -> Result<StreamedManifest, ArchiveError> {
+    if bundle.is_dir() {
+        return open_manifest_in(bundle);
+    }
+    let file = crate::read::open_bundle(bundle)?;
+    open_manifest_opened(bundle, &file)
+}
+
+/// The manifest of an extracted or unpacked bundle folder, streamed, refused over
+/// [`MAX_MANIFEST`] before it is read.
+pub(crate) fn open_manifest_in(tree: &Path) -> Result<StreamedManifest, ArchiveError> {
     let path = tree.join(MANIFEST_PATH);
     let file = fs::File::open(&path).map_err(|e| ArchiveError::io("reading", &path, e))?;
     let size = file
@@ -576,41 +793,50 @@ pub(crate) fn read_manifest_text_in(tree: &Path) -> Result<String, ArchiveError>
             max: MAX_MANIFEST,
         });
     }
-    let mut text = String::new();
-    file.take(MAX_MANIFEST)
-        .read_to_string(&mut text)
-        .map_err(|e| ArchiveError::io("reading", &path, e))?;
-    Ok(text)
+    stream_from(tree, &mut file.take(MAX_MANIFEST + 1), &|e| {
+        ArchiveError::io("reading", &path, e)
+    })
 }
 
 /// [`read_manifest`] of a bundle file over a descriptor from [`crate::read::open_bundle`].
 pub fn read_manifest_opened(bundle: &Path, file: &fs::File) -> Result<Manifest, ArchiveError> {
-    let manifest_err = |reason: String| ArchiveError::Manifest {
-        bundle: bundle.into(),
-        reason,
-    };
+    open_manifest_opened(bundle, file)?.into_manifest()
+}
+
+/// [`open_manifest`] of a bundle file over a descriptor from [`crate::read::open_bundle`]:
+/// only the first entry is read.
+pub fn open_manifest_opened(
+    bundle: &Path,
+    file: &fs::File,
+) -> Result<StreamedManifest, ArchiveError> {
     let reader = crate::read::open_archive_file(bundle, file)?;
     let mut tar = TarReader::new(reader);
-    let (top, text) = read_first_entry(bundle, &mut tar)?;
-    let m = Manifest::from_toml(&text).map_err(manifest_err)?;
-    if m.bundle_name.as_bytes() != top.as_slice() {
+    let (top, m) = read_first_entry(bundle, &mut tar)?;
+    check_top(bundle, &m.meta, &top)?;
+    Ok(m)
+}
+
+/// The manifest must name the top folder it sits in.
+pub(crate) fn check_top(bundle: &Path, meta: &Manifest, top: &[u8]) -> Result<(), ArchiveError> {
+    if meta.bundle_name.as_bytes() != top {
         return Err(ArchiveError::Corrupt {
             bundle: bundle.into(),
             reason: format!(
                 "the manifest names the bundle {:?} but the top folder is {:?}",
-                m.bundle_name,
-                String::from_utf8_lossy(&top)
+                meta.bundle_name,
+                String::from_utf8_lossy(top)
             ),
         });
     }
-    Ok(m)
+    Ok(())
 }
 
-/// Read the first entry, which must be the manifest; returns the top folder and the text.
+/// Read the first entry, which must be the manifest; returns the top folder and the
+/// manifest, streamed.
 pub(crate) fn read_first_entry<R: Read>(
     bundle: &Path,
     tar: &mut TarReader<R>,
-) -> Result<(Vec<u8>, String), ArchiveError> {
+) -> Result<(Vec<u8>, StreamedManifest), ArchiveError> {
     let corrupt = |reason: String| ArchiveError::Corrupt {
         bundle: bundle.into(),
         reason,
@@ -642,11 +868,20 @@ pub(crate) fn read_first_entry<R: Read>(
             max: MAX_MANIFEST,
         });
     }
-    let bytes = tar
-        .read_all(MAX_MANIFEST)
-        .map_err(|e| corrupt(format!("reading the manifest: {e}")))?;
-    let text = String::from_utf8(bytes).map_err(|_| corrupt("the manifest is not UTF-8".into()))?;
-    Ok((top, text))
+    let mut data = EntryData(tar);
+    let m = stream_from(bundle, &mut data, &|e| {
+        corrupt(format!("reading the manifest: {e}"))
+    })?;
+    Ok((top, m))
+}
+
+/// The data of a tar reader's current entry as an `io::Read`.
+struct EntryData<'a, R>(&'a mut TarReader<R>);
+
+impl<R: Read> Read for EntryData<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read_data(buf)
+    }
 }
 
 #[cfg(test)]

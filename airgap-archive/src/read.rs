@@ -17,8 +17,12 @@ use sha2::{Digest, Sha256};
 
 use crate::error::ArchiveError;
 use crate::gzmember;
-use crate::manifest::{read_first_entry, FileRecord, FileType, Manifest, MANIFEST_PATH};
+use crate::manifest::{
+    check_top, read_first_entry, FileRecord, FileType, StreamedManifest, MANIFEST_PATH,
+};
 use crate::progress::{Progress, Unit};
+use crate::records::{scratch_error, Records};
+use crate::spill;
 use crate::tarfmt::{EntryType, TarEntry, TarReader};
 
 /// Longest path we accept inside a bundle.
@@ -549,10 +553,10 @@ fn new_file(path: &Path) -> io::Result<File> {
 }
 
 /// What a checked bundle holds.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct VerifyReport {
-    /// The manifest.
-    pub manifest: Manifest,
+    /// The manifest (its records on disk).
+    pub manifest: StreamedManifest,
     /// Entries checked (files, links, directories).
     pub entries: u64,
     /// Bytes of file content hashed.
@@ -637,13 +641,38 @@ pub(crate) fn resolves_inside(path: &[u8], links: &HashMap<Vec<u8>, Vec<u8>>) ->
 }
 
 /// The checker: the manifest says what must be there; every entry must match it exactly.
+///
+/// The records stay on disk ([`Records`]); an entry is matched to the next record in path
+/// order (airgap writes the entries in that order, so a bundle is one merge of two sorted
+/// lists), and an entry out of that order is looked up by binary search, so that every
+/// bundle a hand-made tar could be is still checked exactly as before. What remains in
+/// memory per path: 2 bits a record (what the archive had there: the parent, duplicate and
+/// hard-link checks and the missing ones at the end need it), the link target of every
+/// symbolic link (the check that no link leaves the bundle through others needs them all
+/// together), and the entries the manifest does not list (verify reports them; a bundle
+/// airgap wrote has none). The directories of an extraction, whose modes and times are set
+/// at the end, go to a [`spill::Stack`]; the chain of ancestors of the last entry is a
+/// cache of a few prefix lengths.
 pub(crate) struct Checker<'a> {
     bundle: PathBuf,
     top: Vec<u8>,
-    records: HashMap<Vec<u8>, &'a FileRecord>,
-    seen: HashMap<Vec<u8>, Seen>,
+    records: &'a Records,
+    cursor: crate::records::Iter<'a>,
+    /// The record at the cursor: its index, path bytes and record.
+    next: Option<(u64, Vec<u8>, FileRecord)>,
+    next_index: u64,
+    kinds: Kinds,
+    top_seen: bool,
+    /// Entries the manifest does not list (verify goes on past them).
+    extras: HashMap<Vec<u8>, Seen>,
+    /// The last entry below the top folder, and which of its prefixes were entries (length,
+    /// kind): the parents of the next entry in order.
+    last: Vec<u8>,
+    chain: Vec<(usize, Seen)>,
+    /// The greatest path so far: a path beyond it was not seen yet.
+    max: Vec<u8>,
     links: HashMap<Vec<u8>, Vec<u8>>,
-    dirs: Vec<(Vec<u8>, u32, u64)>,
+    dirs: Option<spill::Stack<DirAt>>,
     problems: Vec<String>,
     /// Stop at the first mismatch (unpack) rather than collecting them all (verify).
     fail_fast: bool,
@@ -651,51 +680,174 @@ pub(crate) struct Checker<'a> {
     pub bytes: u64,
 }
 
+/// What the archive had at a manifest path, two bits a record (0: nothing yet).
+struct Kinds(Vec<u8>);
+
+impl Kinds {
+    fn new(n: u64) -> Kinds {
+        Kinds(vec![0; n.div_ceil(4) as usize])
+    }
+
+    fn get(&self, i: u64) -> Option<Seen> {
+        let bits = (self.0[(i / 4) as usize] >> ((i % 4) * 2)) & 3;
+        match bits {
+            1 => Some(Seen::File),
+            2 => Some(Seen::Dir),
+            3 => Some(Seen::Symlink),
+            _ => None,
+        }
+    }
+
+    fn set(&mut self, i: u64, s: Seen) {
+        let bits = match s {
+            Seen::File => 1u8,
+            Seen::Dir => 2,
+            Seen::Symlink => 3,
+        };
+        let byte = &mut self.0[(i / 4) as usize];
+        *byte = (*byte & !(3 << ((i % 4) * 2))) | (bits << ((i % 4) * 2));
+    }
+}
+
+/// A directory of an extraction: its mode and time are set after everything inside it.
+struct DirAt {
+    rel: Vec<u8>,
+    mode: u32,
+    mtime: u64,
+}
+
+impl spill::Record for DirAt {
+    fn encode(&self, out: &mut Vec<u8>) {
+        spill::put_bytes(out, &self.rel);
+        spill::put_u32(out, self.mode);
+        spill::put_u64(out, self.mtime);
+    }
+    fn decode(bytes: &[u8]) -> io::Result<Self> {
+        let mut d = spill::Decoder::new(bytes);
+        Ok(DirAt {
+            rel: d.bytes()?.to_vec(),
+            mode: d.u32()?,
+            mtime: d.u64()?,
+        })
+    }
+}
+
+/// Directories of an extraction kept in memory before they go to disk.
+const DIRS_IN_MEMORY: usize = 1024;
+
 impl<'a> Checker<'a> {
+    /// A checker of the entries against `records` (checked by the manifest's reader: safe
+    /// paths, sizes under the limit, none twice).
     pub(crate) fn new(
         bundle: &Path,
         top: Vec<u8>,
-        manifest: &'a Manifest,
+        records: &'a Records,
         fail_fast: bool,
+        target: &Target<'_>,
     ) -> Result<Self, ArchiveError> {
-        let mut records = HashMap::with_capacity(manifest.files.len());
-        for r in &manifest.files {
-            let p = r.path_bytes();
-            check_rel(&p).map_err(|reason| ArchiveError::Unsafe {
-                bundle: bundle.into(),
-                entry: r.path.clone(),
-                reason: format!("the manifest lists an unsafe path ({reason})"),
-            })?;
-            if r.size > MAX_FILE_SIZE {
-                return Err(ArchiveError::Unsafe {
-                    bundle: bundle.into(),
-                    entry: r.path.clone(),
-                    reason: format!(
-                        "the manifest declares {} bytes, over the {MAX_FILE_SIZE} bytes allowed",
-                        r.size
-                    ),
-                });
-            }
-            if records.insert(p, r).is_some() {
-                return Err(ArchiveError::Unsafe {
-                    bundle: bundle.into(),
-                    entry: r.path.clone(),
-                    reason: "the manifest lists this path twice".into(),
-                });
-            }
-        }
-        Ok(Checker {
+        let mut checker = Checker {
             bundle: bundle.into(),
             top,
             records,
-            seen: HashMap::new(),
+            cursor: records.iter(),
+            next: None,
+            next_index: 0,
+            kinds: Kinds::new(records.len()),
+            top_seen: false,
+            extras: HashMap::new(),
+            last: Vec::new(),
+            chain: Vec::new(),
+            max: Vec::new(),
             links: HashMap::new(),
-            dirs: Vec::new(),
+            dirs: matches!(target, Target::Extract(_)).then(|| spill::Stack::new(DIRS_IN_MEMORY)),
             problems: Vec::new(),
             fail_fast,
             entries: 0,
             bytes: 0,
+        };
+        checker.advance()?;
+        Ok(checker)
+    }
+
+    /// Move the cursor to the next record.
+    fn advance(&mut self) -> Result<(), ArchiveError> {
+        self.next = match self.cursor.next() {
+            Some(r) => {
+                let r = r?;
+                let i = self.next_index;
+                self.next_index += 1;
+                Some((i, r.path_bytes(), r))
+            }
+            None => None,
+        };
+        Ok(())
+    }
+
+    /// The record of `rel` and its index: the one at the cursor when the entries come in
+    /// path order, else by binary search.
+    fn lookup(&mut self, rel: &[u8]) -> Result<Option<(u64, FileRecord)>, ArchiveError> {
+        while let Some((_, path, _)) = &self.next {
+            match path.as_slice().cmp(rel) {
+                std::cmp::Ordering::Less => self.advance()?,
+                std::cmp::Ordering::Equal => {
+                    let found = self.next.take().map(|(i, _, r)| (i, r));
+                    self.advance()?;
+                    return Ok(found);
+                }
+                std::cmp::Ordering::Greater => break,
+            }
+        }
+        self.records.find(rel)
+    }
+
+    /// What the archive had at `rel` so far.
+    fn seen(&self, rel: &[u8]) -> Result<Option<Seen>, ArchiveError> {
+        if rel.is_empty() {
+            return Ok(self.top_seen.then_some(Seen::Dir));
+        }
+        for &(len, kind) in self.chain.iter().rev() {
+            if len == rel.len() && self.last.starts_with(rel) {
+                return Ok(Some(kind));
+            }
+        }
+        if rel > self.max.as_slice() {
+            return Ok(None);
+        }
+        if let Some(kind) = self.extras.get(rel) {
+            return Ok(Some(*kind));
+        }
+        Ok(match self.records.find(rel)? {
+            Some((i, _)) => self.kinds.get(i),
+            None => None,
         })
+    }
+
+    /// Note that the archive had `rel` (record `index`, if the manifest lists it) as `kind`.
+    fn mark(&mut self, rel: Vec<u8>, index: Option<u64>, kind: Seen) {
+        match index {
+            Some(i) => self.kinds.set(i, kind),
+            None => {
+                self.extras.insert(rel.clone(), kind);
+            }
+        }
+        if rel.as_slice() > self.last.as_slice() {
+            // Keep the prefixes of `rel` that later entries in order may still be inside.
+            while let Some(&(len, _)) = self.chain.last() {
+                let keep =
+                    rel.starts_with(&self.last[..len]) && rel.get(len).is_some_and(|&b| b <= b'/');
+                if keep {
+                    break;
+                }
+                self.chain.pop();
+            }
+        } else {
+            self.chain.clear();
+        }
+        self.chain.push((rel.len(), kind));
+        if rel.as_slice() > self.max.as_slice() {
+            self.max.clone_from(&rel);
+        }
+        self.last = rel;
     }
 
     fn unsafe_entry(&self, path: &[u8], reason: impl Into<String>) -> ArchiveError {
@@ -768,23 +920,29 @@ impl<'a> Checker<'a> {
             return Err(self.unsafe_entry(&e.path, "setuid or setgid bit"));
         }
         let mode = (e.mode & 0o7777) as u32;
-        if self.seen.contains_key(&rel) {
+        // An entry beyond every earlier one (airgap writes them in order) is new.
+        let again = if rel.is_empty() {
+            self.top_seen
+        } else {
+            rel.as_slice() <= self.max.as_slice() && self.seen(&rel)?.is_some()
+        };
+        if again {
             return Err(self.unsafe_entry(&e.path, "duplicate entry"));
         }
         if rel.is_empty() {
             if e.kind != EntryType::Dir {
                 return Err(self.unsafe_entry(&e.path, "the top folder is not a directory"));
             }
-            self.seen.insert(rel, Seen::Dir);
+            self.top_seen = true;
             return Ok(());
         }
         match parent_of(&rel) {
             None => {
-                if !self.seen.contains_key(b"".as_slice()) {
+                if !self.top_seen {
                     return Err(self.unsafe_entry(&e.path, "comes before its top folder"));
                 }
             }
-            Some(p) => match self.seen.get(p) {
+            Some(p) => match self.seen(p)? {
                 Some(Seen::Dir) => {}
                 Some(_) => {
                     return Err(self.unsafe_entry(
@@ -796,8 +954,8 @@ impl<'a> Checker<'a> {
             },
         }
         let shown = String::from_utf8_lossy(&rel).into_owned();
-        let record = self.records.get(&rel).copied();
-        let Some(record) = record else {
+        let found = self.lookup(&rel)?;
+        let Some((index, record)) = found else {
             // Not in the manifest: unpack refuses it outright, verify reports it.
             if self.fail_fast {
                 return Err(self.unsafe_entry(&e.path, "not listed in the manifest"));
@@ -805,14 +963,12 @@ impl<'a> Checker<'a> {
             self.problem(format!(
                 "extra: {shown} is in the archive but not in the manifest"
             ))?;
-            self.seen.insert(
-                rel.clone(),
-                match e.kind {
-                    EntryType::Dir => Seen::Dir,
-                    EntryType::Symlink => Seen::Symlink,
-                    _ => Seen::File,
-                },
-            );
+            let kind = match e.kind {
+                EntryType::Dir => Seen::Dir,
+                EntryType::Symlink => Seen::Symlink,
+                _ => Seen::File,
+            };
+            self.mark(rel, None, kind);
             return Ok(());
         };
         let dest = match target {
@@ -845,8 +1001,15 @@ impl<'a> Checker<'a> {
                     fs::set_permissions(dest, fs::Permissions::from_mode(0o700))
                         .map_err(|err| ArchiveError::io("creating", dest, err))?;
                 }
-                self.dirs.push((rel.clone(), mode & 0o1777, e.mtime));
-                self.seen.insert(rel, Seen::Dir);
+                if let Some(dirs) = &mut self.dirs {
+                    dirs.push(DirAt {
+                        rel: rel.clone(),
+                        mode: mode & 0o1777,
+                        mtime: e.mtime,
+                    })
+                    .map_err(scratch_error)?;
+                }
+                self.mark(rel, Some(index), Seen::Dir);
             }
             EntryType::Symlink => {
                 if e.link.is_empty()
@@ -873,7 +1036,7 @@ impl<'a> Checker<'a> {
                     let _ = filetime::set_symlink_file_times(dest, t, t);
                 }
                 self.links.insert(rel.clone(), e.link.clone());
-                self.seen.insert(rel, Seen::Symlink);
+                self.mark(rel, Some(index), Seen::Symlink);
             }
             EntryType::HardLink => {
                 let first = e
@@ -890,7 +1053,16 @@ impl<'a> Checker<'a> {
                         ),
                     ));
                 };
-                if check_rel(&first).is_err() || self.seen.get(&first) != Some(&Seen::File) {
+                // One binary search gives the first copy's record and what the archive had.
+                let found_first = match check_rel(&first) {
+                    Ok(()) => self.records.find(&first)?,
+                    Err(_) => None,
+                };
+                let first_kind = match &found_first {
+                    Some((i, _)) => self.kinds.get(*i),
+                    None => self.extras.get(&first).copied(),
+                };
+                if check_rel(&first).is_err() || first_kind != Some(Seen::File) {
                     return Err(self.unsafe_entry(
                         &e.path,
                         format!(
@@ -899,7 +1071,7 @@ impl<'a> Checker<'a> {
                         ),
                     ));
                 }
-                let first_record = self.records.get(&first).copied();
+                let first_record = found_first.map(|(_, r)| r);
                 let same = first_record.is_some_and(|f| {
                     f.sha256 == record.sha256 && f.size == record.size && f.mode == record.mode
                 });
@@ -920,7 +1092,7 @@ impl<'a> Checker<'a> {
                     }
                     Target::Verify => {}
                 }
-                self.seen.insert(rel, Seen::File);
+                self.mark(rel, Some(index), Seen::File);
             }
             EntryType::File | EntryType::Sparse => {
                 if record.kind != FileType::File {
@@ -937,7 +1109,7 @@ impl<'a> Checker<'a> {
                     ))?;
                     // Verify goes on with the next entry; hashing this one proves nothing
                     // more, and a sparse entry's holes could be declared exabytes long.
-                    self.seen.insert(rel, Seen::File);
+                    self.mark(rel, Some(index), Seen::File);
                     return Ok(());
                 }
                 if record.mode != mode {
@@ -982,7 +1154,7 @@ impl<'a> Checker<'a> {
                     filetime::set_file_handle_times(f, Some(t), Some(t))
                         .map_err(|err| ArchiveError::io("writing", dest, err))?;
                 }
-                self.seen.insert(rel, Seen::File);
+                self.mark(rel, Some(index), Seen::File);
             }
             EntryType::Other(_) => unreachable!("refused above"),
         }
@@ -992,19 +1164,15 @@ impl<'a> Checker<'a> {
     /// After the last entry: nothing missing, no link escaping through other links; then the
     /// directories get their modes and times.
     pub(crate) fn finish(mut self, target: &Target<'_>) -> Result<(u64, u64), ArchiveError> {
-        let mut missing: Vec<&FileRecord> = self
-            .records
-            .iter()
-            .filter(|(p, _)| !self.seen.contains_key(p.as_slice()))
-            .map(|(_, r)| *r)
-            .collect();
-        missing.sort_by(|a, b| a.path.cmp(&b.path));
-        for r in missing {
-            let text = format!(
-                "missing: {} is in the manifest but not in the archive",
-                r.path
-            );
-            self.problem(text)?;
+        for (i, r) in self.records.iter().enumerate() {
+            let r = r?;
+            if self.kinds.get(i as u64).is_none() {
+                let text = format!(
+                    "missing: {} is in the manifest but not in the archive",
+                    r.path
+                );
+                self.problem(text)?;
+            }
         }
         for (path, _) in self.links.iter() {
             if !resolves_inside(path, &self.links) {
@@ -1019,12 +1187,12 @@ impl<'a> Checker<'a> {
                 problems: self.problems,
             });
         }
-        if let Target::Extract(root) = target {
-            for (rel, mode, mtime) in self.dirs.iter().rev() {
-                let dest = root.join(OsStr::from_bytes(rel));
-                fs::set_permissions(&dest, fs::Permissions::from_mode(*mode))
+        if let (Target::Extract(root), Some(dirs)) = (target, &mut self.dirs) {
+            while let Some(d) = dirs.pop().map_err(scratch_error)? {
+                let dest = root.join(OsStr::from_bytes(&d.rel));
+                fs::set_permissions(&dest, fs::Permissions::from_mode(d.mode))
                     .map_err(|err| ArchiveError::io("writing", &dest, err))?;
-                let t = FileTime::from_unix_time(*mtime as i64, 0);
+                let t = FileTime::from_unix_time(d.mtime as i64, 0);
                 let _ = filetime::set_file_times(&dest, t, t);
             }
         }
@@ -1127,8 +1295,8 @@ pub(crate) fn check_bundle(
     target: &Target<'_>,
     fail_fast: bool,
     progress: &dyn Progress,
-    on_manifest: &mut dyn FnMut(&Manifest, &str) -> Result<(), ArchiveError>,
-) -> Result<(Manifest, u64, u64), ArchiveError> {
+    on_manifest: &mut dyn FnMut(&StreamedManifest) -> Result<(), ArchiveError>,
+) -> Result<(StreamedManifest, u64, u64), ArchiveError> {
     let (stream, layout) = open_archive_layout(bundle, file)?;
     let mut tar = TarReader::new(stream);
     let checked = check_tar(
@@ -1157,7 +1325,7 @@ fn check_run_unpacker(
     bundle: &Path,
     file: &File,
     layout: &crate::selfx::Layout,
-    manifest: &Manifest,
+    manifest: &StreamedManifest,
 ) -> Result<(), ArchiveError> {
     let corrupt = |reason: String| ArchiveError::Corrupt {
         bundle: bundle.into(),
@@ -1165,9 +1333,9 @@ fn check_run_unpacker(
     };
     let record = manifest
         .files
-        .iter()
-        .find(|r| r.path == crate::write::UNPACKER_PATH);
-    let Some(expected) = record.and_then(|r| r.sha256.as_deref()) else {
+        .find(crate::write::UNPACKER_PATH.as_bytes())?
+        .map(|(_, r)| r);
+    let Some(expected) = record.and_then(|r| r.sha256) else {
         return Err(corrupt(format!(
             "a self-extracting bundle whose archive has no {}",
             crate::write::UNPACKER_PATH
@@ -1222,31 +1390,27 @@ fn check_tar<R: Read>(
     target: &Target<'_>,
     fail_fast: bool,
     progress: &dyn Progress,
-    on_manifest: &mut dyn FnMut(&Manifest, &str) -> Result<(), ArchiveError>,
+    on_manifest: &mut dyn FnMut(&StreamedManifest) -> Result<(), ArchiveError>,
     finish: impl FnOnce(&mut TarReader<R>) -> io::Result<()>,
-) -> Result<(Manifest, u64, u64), ArchiveError> {
+) -> Result<(StreamedManifest, u64, u64), ArchiveError> {
     let corrupt = |reason: String| ArchiveError::Corrupt {
         bundle: bundle.into(),
         reason,
     };
-    let (top, text) = read_first_entry(bundle, tar)?;
-    let manifest = Manifest::from_toml(&text).map_err(|reason| ArchiveError::Manifest {
-        bundle: bundle.into(),
-        reason,
-    })?;
-    if manifest.bundle_name.as_bytes() != top.as_slice() {
-        return Err(corrupt(format!(
-            "the manifest names the bundle {:?} but the top folder is {:?}",
-            manifest.bundle_name,
-            String::from_utf8_lossy(&top)
-        )));
-    }
+    let (top, manifest) = read_first_entry(bundle, tar)?;
+    check_top(bundle, &manifest.meta, &top)?;
     crate::steps::check_steps(&manifest)?;
     // The records are checked (safe paths, sizes under the limit) before the caller sees
     // the manifest, so that its preflight (free space) reckons with sane numbers only.
-    let mut checker = Checker::new(bundle, top, &manifest, fail_fast)?;
-    on_manifest(&manifest, &text)?;
-    drop(text);
+    if let Some((entry, reason)) = &manifest.refused {
+        return Err(ArchiveError::Unsafe {
+            bundle: bundle.into(),
+            entry: entry.clone(),
+            reason: reason.clone(),
+        });
+    }
+    let mut checker = Checker::new(bundle, top, &manifest.files, fail_fast, target)?;
+    on_manifest(&manifest)?;
     progress.begin("verifying", manifest.total_size(), Unit::Bytes);
     let result = (|| {
         loop {
@@ -1280,7 +1444,7 @@ pub fn verify_stream<R: Read>(
         &Target::Verify,
         false,
         progress,
-        &mut |_, _| Ok(()),
+        &mut |_| Ok(()),
         |_| Ok(()),
     )?;
     Ok(VerifyReport {
@@ -1367,14 +1531,9 @@ pub fn verify_opened(
         }
         Err(_) => None,
     };
-    match check_bundle(
-        bundle,
-        file,
-        &Target::Verify,
-        false,
-        progress,
-        &mut |_, _| Ok(()),
-    ) {
+    match check_bundle(bundle, file, &Target::Verify, false, progress, &mut |_| {
+        Ok(())
+    }) {
         Ok((manifest, entries, bytes)) => {
             if !problems.is_empty() {
                 return Err(ArchiveError::Mismatch {
@@ -1424,7 +1583,7 @@ pub fn pick_bundle(
         &Target::Pick(root, want),
         false,
         progress,
-        &mut |_, _| Ok(()),
+        &mut |_| Ok(()),
     )?;
     Ok(VerifyReport {
         manifest,

@@ -655,7 +655,8 @@ pub fn relocate(
     progress: &dyn Progress,
 ) -> Result<RelocateReport, ArchiveError> {
     let dir = std::path::absolute(dir).map_err(|e| ArchiveError::io("resolving", dir, e))?;
-    let manifest = crate::manifest::read_manifest(&dir)?;
+    // Only the metadata (the install steps) is needed: the records stay on disk.
+    let manifest = crate::manifest::open_manifest(&dir)?.meta;
     let state = read_state(&dir)?;
     let (target, replaced_empty) = match new_dir {
         Some(n) => {

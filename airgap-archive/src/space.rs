@@ -2,14 +2,14 @@
 //! installed tree takes, against what DEST's file system has free, so that a full disk is
 //! refused at once with the figures rather than after minutes of extraction.
 
-use std::collections::HashSet;
 use std::ffi::CString;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::ArchiveError;
-use crate::manifest::{FileType, Manifest};
+use crate::manifest::{FileType, StreamedManifest};
+use crate::spill::{Decoder, Record, Sorter};
 use crate::text::human_bytes;
 
 /// Free space of the file system holding a path, for an unprivileged writer.
@@ -26,43 +26,90 @@ pub struct Free {
 /// What installing `manifest` takes at least: file contents rounded up to whole `block`s,
 /// identical contents counted once (the writer stores them as hard links), and one inode
 /// per other entry. A lower bound: directories and the prefix rewriting's temporary copies
-/// are not counted, so the check never refuses what fits.
-pub fn needed(manifest: &Manifest, block: u64) -> Needed<'_> {
+/// are not counted, so the check never refuses what fits. Identical contents are found by
+/// sorting them ([`crate::spill::Sorter`]), so that memory stays flat.
+pub fn needed(manifest: &StreamedManifest, block: u64) -> Result<Needed, ArchiveError> {
     let block = block.max(1);
-    let mut seen: HashSet<(&str, u64, u32)> = HashSet::new();
+    let scratch = |e: io::Error| {
+        ArchiveError::io(
+            "using scratch files in",
+            std::env::temp_dir().join("(unnamed)"),
+            e,
+        )
+    };
+    let rounded = |size: u64| size.div_ceil(block).saturating_mul(block);
     let mut n = Needed {
         bytes: 0,
         inodes: 0,
         largest: None,
     };
-    for f in &manifest.files {
+    let mut contents = Sorter::<Content>::new(crate::spill::DEFAULT_BUDGET);
+    for f in manifest.files.iter() {
+        let f = f?;
         if f.kind == FileType::File {
-            if let Some(sha) = f.sha256.as_deref() {
-                if !seen.insert((sha, f.size, f.mode)) {
-                    continue;
-                }
+            match f.sha256 {
+                Some(sha) => contents
+                    .push(Content {
+                        sha256: sha.into_bytes(),
+                        size: f.size,
+                        mode: f.mode,
+                    })
+                    .map_err(scratch)?,
+                None => n.bytes = n.bytes.saturating_add(rounded(f.size)),
             }
-            n.bytes = n
-                .bytes
-                .saturating_add(f.size.div_ceil(block).saturating_mul(block));
-            if n.largest.is_none_or(|(_, size)| f.size > size) {
-                n.largest = Some((f.path.as_str(), f.size));
+            if n.largest.as_ref().is_none_or(|(_, size)| f.size > *size) {
+                n.largest = Some((f.path, f.size));
             }
         }
         n.inodes += 1;
     }
-    n
+    let mut previous: Option<Content> = None;
+    for c in contents.finish().map_err(scratch)? {
+        let c = c.map_err(scratch)?;
+        if previous.as_ref() == Some(&c) {
+            // A second copy: a hard link, no room and no inode of its own.
+            n.inodes -= 1;
+            continue;
+        }
+        n.bytes = n.bytes.saturating_add(rounded(c.size));
+        previous = Some(c);
+    }
+    Ok(n)
+}
+
+/// A file's content as the manifest lists it, for counting identical ones once.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Content {
+    sha256: Vec<u8>,
+    size: u64,
+    mode: u32,
+}
+
+impl Record for Content {
+    fn encode(&self, out: &mut Vec<u8>) {
+        crate::spill::put_bytes(out, &self.sha256);
+        crate::spill::put_u64(out, self.size);
+        crate::spill::put_u32(out, self.mode);
+    }
+    fn decode(bytes: &[u8]) -> io::Result<Self> {
+        let mut d = Decoder::new(bytes);
+        Ok(Content {
+            sha256: d.bytes()?.to_vec(),
+            size: d.u64()?,
+            mode: d.u32()?,
+        })
+    }
 }
 
 /// What an unpack takes at least ([`needed`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Needed<'m> {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Needed {
     /// Bytes of disk.
     pub bytes: u64,
     /// Inodes.
     pub inodes: u64,
     /// The largest file and its size: named in the refusal, as the first thing to look at.
-    pub largest: Option<(&'m str, u64)>,
+    pub largest: Option<(String, u64)>,
 }
 
 /// The nearest ancestor of `path` (absolute) that exists: where a new DEST would be made.
@@ -110,7 +157,7 @@ pub fn free_at(path: &Path) -> io::Result<Free> {
 /// copies an extracted bundle (said in the advice).
 pub fn check_free_space(
     dest: &Path,
-    manifest: &Manifest,
+    manifest: &StreamedManifest,
     from_tree: bool,
 ) -> Result<(), ArchiveError> {
     let at = existing_ancestor(dest);
@@ -121,7 +168,7 @@ pub fn check_free_space(
         bytes,
         inodes,
         largest,
-    } = needed(manifest, free.block);
+    } = needed(manifest, free.block)?;
     if bytes > free.bytes {
         let largest = largest
             .map(|(path, size)| format!(" (the largest file: {path}, {})", human_bytes(size)))

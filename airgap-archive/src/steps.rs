@@ -2,12 +2,10 @@
 //! check for every reader: `verify` refuses exactly the steps `unpack` refuses, with the same
 //! message (what depends on the destination or on `--python` is checked by unpack alone).
 
-use std::collections::HashMap;
-
 use airgap_plugin_api::InstallStep;
 
 use crate::error::ArchiveError;
-use crate::manifest::{FileType, Manifest};
+use crate::manifest::{FileType, StreamedManifest};
 use crate::read::check_rel;
 
 /// Longest prefix a `RewritePrefix` step may name: no path on Linux is longer (`PATH_MAX`),
@@ -24,13 +22,12 @@ pub(crate) fn description(step: &InstallStep) -> String {
 
 /// Refuse a step that would reach outside the bundle, rewrite anything but a regular file of
 /// the bundle, or run a program from outside it.
-pub(crate) fn check_steps(manifest: &Manifest) -> Result<(), ArchiveError> {
-    let known: HashMap<Vec<u8>, FileType> = manifest
-        .files
-        .iter()
-        .map(|f| (f.path_bytes(), f.kind))
-        .collect();
-    for (i, rec) in manifest.install_steps.iter().enumerate() {
+pub(crate) fn check_steps(manifest: &StreamedManifest) -> Result<(), ArchiveError> {
+    // The files a step names are looked up in the records on disk, a few reads each.
+    let kind = |path: &str| -> Result<Option<FileType>, ArchiveError> {
+        Ok(manifest.files.find(path.as_bytes())?.map(|(_, r)| r.kind))
+    };
+    for (i, rec) in manifest.meta.install_steps.iter().enumerate() {
         let step_err = |reason: String| ArchiveError::Step {
             index: i + 1,
             description: description(&rec.step),
@@ -61,7 +58,7 @@ pub(crate) fn check_steps(manifest: &Manifest) -> Result<(), ArchiveError> {
                     check_rel(f.path.as_bytes()).map_err(|r| {
                         step_err(format!("file {:?} is not inside the bundle ({r})", f.path))
                     })?;
-                    if known.get(f.path.as_bytes()) != Some(&FileType::File) {
+                    if kind(&f.path)? != Some(FileType::File) {
                         return Err(step_err(format!(
                             "file {:?} is not a file of the bundle",
                             f.path

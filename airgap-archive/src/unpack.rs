@@ -16,7 +16,7 @@ use filetime::FileTime;
 use sha2::{Digest, Sha256};
 
 use crate::error::ArchiveError;
-use crate::manifest::{FileType, Manifest, MANIFEST_PATH};
+use crate::manifest::{FileType, Manifest, StreamedManifest, MANIFEST_PATH};
 use crate::progress::{Level, Progress, Unit};
 use crate::read::{check_bundle, check_rel, Target};
 use crate::relocate::{
@@ -299,13 +299,13 @@ fn uses_python(step: &InstallStep) -> bool {
 /// What depends on the destination or on `--python`; everything the manifest alone shows is
 /// checked by the reader ([`crate::steps::check_steps`]), for verify and unpack alike.
 fn preflight(
-    manifest: &Manifest,
+    manifest: &StreamedManifest,
     dest: &Path,
     options: &UnpackOptions,
     from_tree: bool,
 ) -> Result<(), ArchiveError> {
     crate::space::check_free_space(dest, manifest, from_tree)?;
-    for (i, rec) in manifest.install_steps.iter().enumerate() {
+    for (i, rec) in manifest.meta.install_steps.iter().enumerate() {
         if uses_python(&rec.step) && options.python.is_none() {
             return Err(ArchiveError::Step {
                 index: i + 1,
@@ -352,7 +352,14 @@ pub fn unpack_opened(
             preflight(m, &dest, options, false)
         })?;
     let report = install(
-        staging, &manifest, &dest, existed, options, entries, bytes, progress,
+        staging,
+        &manifest.meta,
+        &dest,
+        existed,
+        options,
+        entries,
+        bytes,
+        progress,
     )?;
     parents.keep = true;
     Ok(report)
@@ -366,8 +373,8 @@ fn extract_verified(
     file: &fs::File,
     dest: &Path,
     progress: &dyn Progress,
-    preflight: &mut dyn FnMut(&Manifest) -> Result<(), ArchiveError>,
-) -> Result<(Staging, Manifest, u64, u64), ArchiveError> {
+    preflight: &mut dyn FnMut(&StreamedManifest) -> Result<(), ArchiveError>,
+) -> Result<(Staging, StreamedManifest, u64, u64), ArchiveError> {
     let staging = new_staging(dest, progress)?;
     // The manifest is the first entry: what it alone shows to be impossible is refused before
     // any file is extracted, and its exact text travels with the tree (for `relocate`).
@@ -378,9 +385,9 @@ fn extract_verified(
         &Target::Extract(&staging.path),
         true,
         progress,
-        &mut |m, text| {
+        &mut |m| {
             preflight(m)?;
-            write_new(&parked, text)
+            write_manifest(&parked, m)
         },
     )?;
     let airgap_dir = staging.path.join(".airgap");
@@ -466,15 +473,19 @@ fn check_detached(bundle: &Path, file: &fs::File) -> Result<(), ArchiveError> {
     Ok(())
 }
 
-fn write_new(path: &Path, text: &str) -> Result<(), ArchiveError> {
-    let mut f = fs::OpenOptions::new()
+/// The manifest's exact text at `path` (new).
+fn write_manifest(path: &Path, manifest: &StreamedManifest) -> Result<(), ArchiveError> {
+    let f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o644)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(|e| ArchiveError::io("creating", path, e))?;
-    f.write_all(text.as_bytes())
+    let mut out = io::BufWriter::new(f);
+    manifest
+        .write_text(&mut out)
+        .and_then(|()| out.flush())
         .map_err(|e| ArchiveError::io("writing", path, e))
 }
 
@@ -634,11 +645,7 @@ pub fn unpack_dir(
     progress: &dyn Progress,
 ) -> Result<UnpackReport, ArchiveError> {
     let (dest, existed, mut parents) = check_dest(dest)?;
-    let text = crate::manifest::read_manifest_text_in(tree)?;
-    let manifest = Manifest::from_toml(&text).map_err(|reason| ArchiveError::Manifest {
-        bundle: tree.into(),
-        reason,
-    })?;
+    let manifest = crate::manifest::open_manifest_in(tree)?;
     crate::steps::check_steps(&manifest)?;
     preflight(&manifest, &dest, options, true)?;
     let tree_abs = std::path::absolute(tree).map_err(|e| ArchiveError::io("resolving", tree, e))?;
@@ -650,26 +657,82 @@ pub fn unpack_dir(
     }
     let staging = new_staging(&dest, progress)?;
     let (entries, bytes) = copy_tree(&tree_abs, &staging.path, &manifest, progress)?;
-    write_new(&staging.path.join(MANIFEST_PATH), &text)?;
-    drop(text);
+    write_manifest(&staging.path.join(MANIFEST_PATH), &manifest)?;
     let report = install(
-        staging, &manifest, &dest, existed, options, entries, bytes, progress,
+        staging,
+        &manifest.meta,
+        &dest,
+        existed,
+        options,
+        entries,
+        bytes,
+        progress,
     )?;
     parents.keep = true;
     Ok(report)
 }
 
+/// A directory of the copy: its mode and time are set after everything inside it.
+struct TreeDir {
+    rel: Vec<u8>,
+    mode: u32,
+    secs: i64,
+    nanos: u32,
+}
+
+impl crate::spill::Record for TreeDir {
+    fn encode(&self, out: &mut Vec<u8>) {
+        crate::spill::put_bytes(out, &self.rel);
+        crate::spill::put_u32(out, self.mode);
+        crate::spill::put_u64(out, self.secs as u64);
+        crate::spill::put_u32(out, self.nanos);
+    }
+    fn decode(bytes: &[u8]) -> io::Result<Self> {
+        let mut d = crate::spill::Decoder::new(bytes);
+        Ok(TreeDir {
+            rel: d.bytes()?.to_vec(),
+            mode: d.u32()?,
+            secs: d.u64()? as i64,
+            nanos: d.u32()?,
+        })
+    }
+}
+
+/// A path of the extracted tree, for the merge that finds what the manifest does not list.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct TreePath(Vec<u8>);
+
+impl crate::spill::Record for TreePath {
+    fn encode(&self, out: &mut Vec<u8>) {
+        crate::spill::put_bytes(out, &self.0);
+    }
+    fn decode(bytes: &[u8]) -> io::Result<Self> {
+        Ok(TreePath(
+            crate::spill::Decoder::new(bytes).bytes()?.to_vec(),
+        ))
+    }
+}
+
+/// Copy an extracted tree into staging, checking it against the manifest, whose records come
+/// in path order from disk. What stays in memory: the prefixes of the last path that were
+/// listed (a parent is listed before its children), the link targets (for the check that no
+/// link leaves the bundle through others), and the first copy of each file with more than
+/// one link (to link its twins again); directories wait on a [`crate::spill::Stack`], the
+/// tree's paths go through a [`crate::spill::Sorter`] to find the ones not listed.
 fn copy_tree(
     tree: &Path,
     staging: &Path,
-    manifest: &Manifest,
+    manifest: &StreamedManifest,
     progress: &dyn Progress,
 ) -> Result<(u64, u64), ArchiveError> {
+    let scratch = crate::records::scratch_error;
     let mut problems = Vec::new();
-    let mut kinds: HashMap<Vec<u8>, FileType> = HashMap::new();
+    // The last path listed, and which of its prefixes were listed (length, kind).
+    let mut last: Vec<u8> = Vec::new();
+    let mut chain: Vec<(usize, FileType)> = Vec::new();
     let mut links: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
     let mut inodes: HashMap<(u64, u64), (PathBuf, Option<String>)> = HashMap::new();
-    let mut dirs = Vec::new();
+    let mut dirs = crate::spill::Stack::<TreeDir>::new(1024);
     let (mut entries, mut bytes) = (0u64, 0u64);
     let unsafe_entry = |path: &str, reason: String| ArchiveError::Unsafe {
         bundle: tree.into(),
@@ -678,7 +741,8 @@ fn copy_tree(
     };
     progress.begin("verifying", manifest.total_size(), Unit::Bytes);
     let mut buf = vec![0u8; 256 * 1024];
-    for rec in &manifest.files {
+    for rec in manifest.files.iter() {
+        let rec = rec?;
         if progress.is_cancelled() {
             progress.end();
             return Err(ArchiveError::Cancelled);
@@ -688,17 +752,27 @@ fn copy_tree(
         if rec.mode & 0o6000 != 0 {
             return Err(unsafe_entry(&rec.path, "setuid or setgid bit".into()));
         }
-        if let Some(p) = rel.iter().rposition(|&b| b == b'/').map(|n| &rel[..n]) {
-            if kinds.get(p) != Some(&FileType::Dir) {
+        if entries > 0 && rel == last {
+            return Err(unsafe_entry(&rec.path, "listed twice".into()));
+        }
+        // The records are sorted: the prefixes of the last path that a later path may still
+        // be inside stay on the chain.
+        while let Some(&(len, _)) = chain.last() {
+            if rel.starts_with(&last[..len]) && rel.get(len).is_some_and(|&b| b <= b'/') {
+                break;
+            }
+            chain.pop();
+        }
+        if let Some(p) = rel.iter().rposition(|&b| b == b'/') {
+            if !chain.contains(&(p, FileType::Dir)) {
                 return Err(unsafe_entry(
                     &rec.path,
                     "its parent is not a directory listed before it".into(),
                 ));
             }
         }
-        if kinds.insert(rel.clone(), rec.kind).is_some() {
-            return Err(unsafe_entry(&rec.path, "listed twice".into()));
-        }
+        chain.push((rel.len(), rec.kind));
+        last.clone_from(&rel);
         entries += 1;
         let src = tree.join(OsStr::from_bytes(&rel));
         let dst = staging.join(OsStr::from_bytes(&rel));
@@ -716,11 +790,14 @@ fn copy_tree(
                     continue;
                 }
                 fs::create_dir(&dst).map_err(|e| ArchiveError::io("creating", &dst, e))?;
-                dirs.push((
-                    dst,
-                    rec.mode & 0o1777,
-                    FileTime::from_last_modification_time(&meta),
-                ));
+                let t = FileTime::from_last_modification_time(&meta);
+                dirs.push(TreeDir {
+                    rel: rel.clone(),
+                    mode: rec.mode & 0o1777,
+                    secs: t.unix_seconds(),
+                    nanos: t.nanoseconds(),
+                })
+                .map_err(scratch)?;
             }
             FileType::Symlink => {
                 let target = rec.target_bytes().unwrap_or_default();
@@ -784,14 +861,15 @@ fn copy_tree(
                     ));
                     continue;
                 }
-                inodes.insert((meta.dev(), meta.ino()), (dst, rec.sha256.clone()));
+                if meta.nlink() > 1 {
+                    inodes.insert((meta.dev(), meta.ino()), (dst, rec.sha256.clone()));
+                }
             }
         }
     }
     progress.end();
-    // Nothing extra may sit in the tree.
-    let listed: std::collections::HashSet<Vec<u8>> =
-        manifest.files.iter().map(|f| f.path_bytes()).collect();
+    // Nothing extra may sit in the tree: its paths, sorted, against the records.
+    let mut walked = crate::spill::Sorter::<TreePath>::new(crate::spill::DEFAULT_BUDGET);
     for entry in walkdir::WalkDir::new(tree).min_depth(1).follow_links(false) {
         let entry = entry.map_err(|e| ArchiveError::io("listing", tree, io::Error::other(e)))?;
         let rel = entry
@@ -804,7 +882,16 @@ fn copy_tree(
         if rel == MANIFEST_PATH.as_bytes() || rel == crate::relocate::PREFIXES_PATH.as_bytes() {
             continue;
         }
-        if !listed.contains(&rel) {
+        walked.push(TreePath(rel)).map_err(scratch)?;
+    }
+    let mut listed = manifest.files.iter();
+    let mut next = listed.next().transpose()?.map(|r| r.path_bytes());
+    for rel in walked.finish().map_err(scratch)? {
+        let TreePath(rel) = rel.map_err(scratch)?;
+        while next.as_ref().is_some_and(|p| *p < rel) {
+            next = listed.next().transpose()?.map(|r| r.path_bytes());
+        }
+        if next.as_ref() != Some(&rel) {
             problems.push(format!(
                 "extra: {} is not in the manifest",
                 String::from_utf8_lossy(&rel)
@@ -825,10 +912,12 @@ fn copy_tree(
             problems,
         });
     }
-    for (dst, mode, mtime) in dirs.iter().rev() {
-        fs::set_permissions(dst, fs::Permissions::from_mode(*mode))
-            .map_err(|e| ArchiveError::io("writing", dst, e))?;
-        let _ = filetime::set_file_times(dst, *mtime, *mtime);
+    while let Some(d) = dirs.pop().map_err(scratch)? {
+        let dst = staging.join(OsStr::from_bytes(&d.rel));
+        fs::set_permissions(&dst, fs::Permissions::from_mode(d.mode))
+            .map_err(|e| ArchiveError::io("writing", &dst, e))?;
+        let mtime = FileTime::from_unix_time(d.secs, d.nanos);
+        let _ = filetime::set_file_times(&dst, mtime, mtime);
     }
     Ok((entries, bytes))
 }

@@ -48,7 +48,9 @@ pub fn check_bundle(
     let want = |rel: &str, mode: u32, head: &[u8]| carried(rel) && read_by_check(rel, mode, head);
     let read =
         airgap_archive::read::pick_bundle(bundle, tmp.path(), &want, &airgap_archive::NoProgress)?;
-    let manifest = read.manifest;
+    // The check keeps its inputs (one a carried file) in memory; the records come from disk.
+    let records = read.manifest.files.iter().collect::<Result<Vec<_>, _>>()?;
+    let manifest = read.manifest.meta;
     let mut target = match target {
         Some(mut t) => {
             merge_profile(&mut t.profile, &manifest.target);
@@ -58,8 +60,7 @@ pub fn check_bundle(
     };
     target.strict = strict;
     let rewritten = rewritten_prefixes(&manifest.install_steps);
-    let inputs: Vec<CheckInput> = manifest
-        .files
+    let inputs: Vec<CheckInput> = records
         .iter()
         .filter(|f| f.kind != FileType::Dir && carried(&f.path))
         .map(|f| {

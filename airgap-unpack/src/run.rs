@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use airgap_archive::manifest::{read_manifest, FileType};
+use airgap_archive::manifest::{open_manifest, FileType};
 use airgap_archive::progress::Progress;
 use airgap_archive::text::escape;
 use airgap_archive::ArchiveError;
@@ -63,7 +63,7 @@ pub fn run(
                 "    verified {} entries ({} bytes) of {}: the sh header, the unpacker and the archive match",
                 report.entries,
                 report.bytes,
-                escape(&report.manifest.bundle_name)
+                escape(&report.manifest.meta.bundle_name)
             );
             Ok(())
         }
@@ -89,10 +89,11 @@ pub fn run(
 /// escaped: names come from the bundle.
 fn list(file: &Path) -> Result<(), ArchiveError> {
     use std::io::Write;
-    let manifest = read_manifest(file)?;
-    let name = escape(&manifest.bundle_name);
+    let manifest = open_manifest(file)?;
+    let name = escape(&manifest.meta.bundle_name);
     let mut out = std::io::stdout().lock();
-    for f in &manifest.files {
+    for f in manifest.files.iter() {
+        let f = f?;
         let path = escape(&f.path);
         let line = match (&f.kind, &f.target) {
             (FileType::Dir, _) => format!("{name}/{path}/"),

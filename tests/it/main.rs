@@ -9,6 +9,7 @@ mod archive_cli;
 mod archive_differential;
 mod archive_faults;
 mod archive_hostile;
+mod archive_streamed;
 mod archive_unpack;
 mod bounded_memory;
 mod check_loader;

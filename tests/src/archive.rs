@@ -160,6 +160,7 @@ pub fn gnu_tar(args: &[&str], dir: &Path) -> String {
 }
 
 /// One entry of a hand-made archive.
+#[derive(Clone)]
 pub struct Raw {
     /// Path as stored (with the top folder).
     pub path: Vec<u8>,

@@ -1,12 +1,12 @@
 //! `airgap inspect BUNDLE [--json]`: what a bundle holds (sources, packages, sizes per plugin,
 //! largest files, install steps), read from its manifest alone.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use airgap_archive::manifest::{FileType, Manifest};
-use airgap_archive::read_manifest;
+use airgap_archive::manifest::{FileType, StreamedManifest};
+use airgap_archive::open_manifest;
 use airgap_archive::text::human_bytes;
 use serde::Serialize;
 
@@ -49,10 +49,10 @@ struct PluginSize {
 }
 
 #[derive(Debug, Serialize)]
-struct Largest<'a> {
-    path: &'a str,
+struct Largest {
+    path: String,
     size: u64,
-    plugin: &'a str,
+    plugin: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -63,8 +63,8 @@ struct Inspection<'a> {
     files: u64,
     bytes: u64,
     plugins: &'a [airgap_archive::PluginRecord],
-    sizes: BTreeMap<&'a str, PluginSize>,
-    largest: Vec<Largest<'a>>,
+    sizes: BTreeMap<String, PluginSize>,
+    largest: Vec<Largest>,
     target: &'a airgap_plugin_api::TargetProfile,
     python: &'a Option<airgap_plugin_api::PythonEnvironment>,
     packages: &'a [airgap_archive::PackageRecord],
@@ -72,58 +72,66 @@ struct Inspection<'a> {
     warnings: &'a [String],
 }
 
-fn inspection<'a>(m: &'a Manifest, largest: usize) -> Inspection<'a> {
-    let mut sizes: BTreeMap<&str, PluginSize> = BTreeMap::new();
-    for f in &m.files {
-        let s = sizes.entry(f.plugin.as_str()).or_default();
+/// The summary of a manifest, its records read one at a time (a bundle of a million files
+/// is inspected in the memory of one of ten): the `largest` biggest files are kept in a heap.
+fn inspection(
+    m: &StreamedManifest,
+    largest: usize,
+) -> Result<Inspection<'_>, airgap_archive::ArchiveError> {
+    use std::cmp::Reverse;
+    let mut sizes: BTreeMap<String, PluginSize> = BTreeMap::new();
+    let mut files = 0u64;
+    // The biggest first, then by path: a max-heap of (smaller, later) at its top.
+    let mut biggest: BinaryHeap<(Reverse<u64>, String, String)> = BinaryHeap::new();
+    for f in m.files.iter() {
+        let f = f?;
+        let s = sizes.entry(f.plugin.clone()).or_default();
         match f.kind {
             FileType::File => {
                 s.files += 1;
                 s.bytes += f.size;
+                files += 1;
+                if largest > 0 {
+                    biggest.push((Reverse(f.size), f.path, f.plugin));
+                    if biggest.len() > largest {
+                        biggest.pop();
+                    }
+                }
             }
             FileType::Symlink => s.links += 1,
             FileType::Dir => s.dirs += 1,
         }
     }
-    let mut files: Vec<_> = m
-        .files
-        .iter()
-        .filter(|f| f.kind == FileType::File)
-        .collect();
-    files.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.path.cmp(&b.path)));
-    Inspection {
-        name: &m.bundle_name,
-        format: m.format,
-        airgap_version: &m.airgap_version,
-        files: files.len() as u64,
+    let meta = &m.meta;
+    Ok(Inspection {
+        name: &meta.bundle_name,
+        format: meta.format,
+        airgap_version: &meta.airgap_version,
+        files,
         bytes: m.total_size(),
-        plugins: &m.plugins,
+        plugins: &meta.plugins,
         sizes,
-        largest: files
-            .iter()
-            .take(largest)
-            .map(|f| Largest {
-                path: &f.path,
-                size: f.size,
-                plugin: &f.plugin,
-            })
+        largest: biggest
+            .into_sorted_vec()
+            .into_iter()
+            .map(|(Reverse(size), path, plugin)| Largest { path, size, plugin })
             .collect(),
-        target: &m.target,
-        python: &m.python,
-        packages: &m.packages,
-        install_steps: &m.install_steps,
-        warnings: &m.warnings,
-    }
+        target: &meta.target,
+        python: &meta.python,
+        packages: &meta.packages,
+        install_steps: &meta.install_steps,
+        warnings: &meta.warnings,
+    })
 }
 
 pub fn run(args: InspectArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
     let opened = super::seal::prepare(&args.open, &args.bundle, ui)?;
     let m = match &opened.file {
-        Some(file) => airgap_archive::manifest::read_manifest_opened(&args.bundle, file),
-        None => read_manifest(&args.bundle),
+        Some(file) => airgap_archive::manifest::open_manifest_opened(&args.bundle, file),
+        None => open_manifest(&args.bundle),
     }
     .map_err(archive)?;
-    let i = inspection(&m, args.largest);
+    let i = inspection(&m, args.largest).map_err(archive)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&i)?);
         return Ok(ExitCode::SUCCESS);
@@ -196,7 +204,7 @@ pub fn run(args: InspectArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
     }
     writeln!(out, "\nlargest files")?;
     for f in &i.largest {
-        writeln!(out, "  {:>10}  {}", human_bytes(f.size), escape(f.path))?;
+        writeln!(out, "  {:>10}  {}", human_bytes(f.size), escape(&f.path))?;
     }
     if !i.install_steps.is_empty() {
         writeln!(out, "\ninstall steps")?;

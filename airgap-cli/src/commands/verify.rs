@@ -61,7 +61,7 @@ pub fn run(args: VerifyArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
                 let value = serde_json::json!({
                     "ok": true,
                     "bundle": args.bundle,
-                    "name": report.manifest.bundle_name,
+                    "name": report.manifest.meta.bundle_name,
                     "entries": report.entries,
                     "bytes": report.bytes,
                     "detached_sha256": report.detached_sha256,
@@ -84,6 +84,7 @@ pub fn run(args: VerifyArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
             // What unpack will execute, stated here: "as the manifest says" covers files only.
             let runs: Vec<_> = report
                 .manifest
+                .meta
                 .install_steps
                 .iter()
                 .filter(|s| matches!(s.step, airgap_plugin_api::InstallStep::Run { .. }))
