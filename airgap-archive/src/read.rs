@@ -640,6 +640,20 @@ pub(crate) fn resolves_inside(path: &[u8], links: &HashMap<Vec<u8>, Vec<u8>>) ->
     walk(&mut stack, path, links, &mut budget)
 }
 
+/// An entry the manifest lists, as the checks of its kind see it.
+struct Listed<'e> {
+    e: &'e TarEntry,
+    /// Its path below the top folder.
+    rel: Vec<u8>,
+    /// That path as text, for messages.
+    shown: String,
+    /// Its record's place in the manifest.
+    index: u64,
+    record: FileRecord,
+    /// Its permission bits.
+    mode: u32,
+}
+
 /// The checker: the manifest says what must be there; every entry must match it exactly.
 ///
 /// The records stay on disk ([`Records`]); an entry is matched to the next record in path
@@ -878,7 +892,48 @@ impl<'a> Checker<'a> {
         progress: &dyn Progress,
     ) -> Result<(), ArchiveError> {
         self.entries += 1;
-        // Where is it?
+        let rel = self.relative_path(e)?;
+        let mode = self.check_header(e)?;
+        if !self.check_place(e, &rel)? {
+            return Ok(());
+        }
+        let shown = String::from_utf8_lossy(&rel).into_owned();
+        let Some((index, record)) = self.lookup(&rel)? else {
+            return self.extra(e, rel, &shown);
+        };
+        let dest = match target {
+            Target::Extract(root) | Target::Pick(root, _) => {
+                Some(root.join(OsStr::from_bytes(&rel)))
+            }
+            Target::Verify => None,
+        };
+        let listed = Listed {
+            e,
+            rel,
+            shown,
+            index,
+            record,
+            mode,
+        };
+        match e.kind {
+            EntryType::Dir => self.dir(listed, dest.as_deref()),
+            // Links are not needed where files are picked: the manifest lists them.
+            EntryType::Symlink => self.symlink(
+                listed,
+                dest.as_deref()
+                    .filter(|_| matches!(target, Target::Extract(_))),
+            ),
+            EntryType::HardLink => self.hard_link(listed, target),
+            EntryType::File | EntryType::Sparse => {
+                self.file(listed, tar, target, dest.as_deref(), progress)
+            }
+            EntryType::Other(_) => unreachable!("refused by check_header"),
+        }
+    }
+
+    /// The entry's path below the top folder (empty for the top folder itself): inside it,
+    /// safe, and not a second manifest.
+    fn relative_path(&self, e: &TarEntry) -> Result<Vec<u8>, ArchiveError> {
         let rel: Vec<u8> = if e.path == self.top {
             Vec::new()
         } else {
@@ -897,6 +952,12 @@ impl<'a> Checker<'a> {
         if rel == MANIFEST_PATH.as_bytes() {
             return Err(self.unsafe_entry(&e.path, "duplicate entry (a second manifest)"));
         }
+        Ok(rel)
+    }
+
+    /// What the header alone says: a kind airgap writes, a sane size, no setuid or setgid
+    /// bit. Returns the permission bits.
+    fn check_header(&self, e: &TarEntry) -> Result<u32, ArchiveError> {
         if let EntryType::Other(t) = e.kind {
             let what = match t {
                 b'3' => "a character device".to_string(),
@@ -919,12 +980,17 @@ impl<'a> Checker<'a> {
         if e.mode & 0o6000 != 0 {
             return Err(self.unsafe_entry(&e.path, "setuid or setgid bit"));
         }
-        let mode = (e.mode & 0o7777) as u32;
+        Ok((e.mode & 0o7777) as u32)
+    }
+
+    /// The entry's place in the archive: not seen before, after its parent directory, which
+    /// is a directory. Returns false for the top folder, which needs nothing more.
+    fn check_place(&mut self, e: &TarEntry, rel: &[u8]) -> Result<bool, ArchiveError> {
         // An entry beyond every earlier one (airgap writes them in order) is new.
         let again = if rel.is_empty() {
             self.top_seen
         } else {
-            rel.as_slice() <= self.max.as_slice() && self.seen(&rel)?.is_some()
+            rel <= self.max.as_slice() && self.seen(rel)?.is_some()
         };
         if again {
             return Err(self.unsafe_entry(&e.path, "duplicate entry"));
@@ -934,9 +1000,9 @@ impl<'a> Checker<'a> {
                 return Err(self.unsafe_entry(&e.path, "the top folder is not a directory"));
             }
             self.top_seen = true;
-            return Ok(());
+            return Ok(false);
         }
-        match parent_of(&rel) {
+        match parent_of(rel) {
             None => {
                 if !self.top_seen {
                     return Err(self.unsafe_entry(&e.path, "comes before its top folder"));
@@ -953,211 +1019,252 @@ impl<'a> Checker<'a> {
                 None => return Err(self.unsafe_entry(&e.path, "comes before its parent directory")),
             },
         }
-        let shown = String::from_utf8_lossy(&rel).into_owned();
-        let found = self.lookup(&rel)?;
-        let Some((index, record)) = found else {
-            // Not in the manifest: unpack refuses it outright, verify reports it.
-            if self.fail_fast {
-                return Err(self.unsafe_entry(&e.path, "not listed in the manifest"));
-            }
-            self.problem(format!(
-                "extra: {shown} is in the archive but not in the manifest"
-            ))?;
-            let kind = match e.kind {
-                EntryType::Dir => Seen::Dir,
-                EntryType::Symlink => Seen::Symlink,
-                _ => Seen::File,
-            };
-            self.mark(rel, None, kind);
-            return Ok(());
-        };
-        let dest = match target {
-            Target::Extract(root) | Target::Pick(root, _) => {
-                Some(root.join(OsStr::from_bytes(&rel)))
-            }
-            Target::Verify => None,
-        };
-        // Links are not needed where files are picked: the manifest lists them.
-        let link_dest = match target {
-            Target::Extract(_) => dest.as_ref(),
-            _ => None,
-        };
-        match e.kind {
-            EntryType::Dir => {
-                if record.kind != FileType::Dir {
-                    self.problem(format!(
-                        "changed: {shown} is a directory in the archive, a {:?} in the manifest",
-                        record.kind
-                    ))?;
-                }
-                if record.mode != mode {
-                    self.problem(format!(
-                        "mode: {shown} is {mode:o} in the archive, {:o} in the manifest",
-                        record.mode
-                    ))?;
-                }
-                if let Some(dest) = &dest {
-                    fs::create_dir(dest).map_err(|err| ArchiveError::io("creating", dest, err))?;
-                    fs::set_permissions(dest, fs::Permissions::from_mode(0o700))
-                        .map_err(|err| ArchiveError::io("creating", dest, err))?;
-                }
-                if let Some(dirs) = &mut self.dirs {
-                    dirs.push(DirAt {
-                        rel: rel.clone(),
-                        mode: mode & 0o1777,
-                        mtime: e.mtime,
-                    })
-                    .map_err(scratch_error)?;
-                }
-                self.mark(rel, Some(index), Seen::Dir);
-            }
-            EntryType::Symlink => {
-                if e.link.is_empty()
-                    || e.link.starts_with(b"/")
-                    || !crate::plan::link_stays_inside(parent_of(&rel).unwrap_or(b""), &e.link)
-                {
-                    return Err(self.unsafe_entry(
-                        &e.path,
-                        format!(
-                            "symbolic link to {:?} points outside the bundle",
-                            String::from_utf8_lossy(&e.link)
-                        ),
-                    ));
-                }
-                if record.kind != FileType::Symlink
-                    || record.target_bytes().as_deref() != Some(e.link.as_slice())
-                {
-                    self.problem(format!("changed: {shown} is a link to {:?} in the archive, not what the manifest says", String::from_utf8_lossy(&e.link)))?;
-                }
-                if let Some(dest) = link_dest {
-                    std::os::unix::fs::symlink(OsStr::from_bytes(&e.link), dest)
-                        .map_err(|err| ArchiveError::io("creating", dest, err))?;
-                    let t = FileTime::from_unix_time(e.mtime as i64, 0);
-                    let _ = filetime::set_symlink_file_times(dest, t, t);
-                }
-                self.links.insert(rel.clone(), e.link.clone());
-                self.mark(rel, Some(index), Seen::Symlink);
-            }
-            EntryType::HardLink => {
-                let first = e
-                    .link
-                    .strip_prefix(self.top.as_slice())
-                    .and_then(|r| r.strip_prefix(b"/"))
-                    .map(|r| r.to_vec());
-                let Some(first) = first else {
-                    return Err(self.unsafe_entry(
-                        &e.path,
-                        format!(
-                            "hard link to {:?} outside the bundle",
-                            String::from_utf8_lossy(&e.link)
-                        ),
-                    ));
-                };
-                // One binary search gives the first copy's record and what the archive had.
-                let found_first = match check_rel(&first) {
-                    Ok(()) => self.records.find(&first)?,
-                    Err(_) => None,
-                };
-                let first_kind = match &found_first {
-                    Some((i, _)) => self.kinds.get(*i),
-                    None => self.extras.get(&first).copied(),
-                };
-                if check_rel(&first).is_err() || first_kind != Some(Seen::File) {
-                    return Err(self.unsafe_entry(
-                        &e.path,
-                        format!(
-                            "hard link to {:?}, which is not a file extracted before it",
-                            String::from_utf8_lossy(&e.link)
-                        ),
-                    ));
-                }
-                let first_record = found_first.map(|(_, r)| r);
-                let same = first_record.is_some_and(|f| {
-                    f.sha256 == record.sha256 && f.size == record.size && f.mode == record.mode
-                });
-                if record.kind != FileType::File || !same {
-                    self.problem(format!("changed: {shown} is a hard link to content the manifest does not list for it"))?;
-                }
-                match target {
-                    Target::Extract(root) | Target::Pick(root, _) => {
-                        let src = root.join(OsStr::from_bytes(&first));
-                        let dest = root.join(OsStr::from_bytes(&rel));
-                        // A picked tree has only the picked first copies.
-                        let picked_out = matches!(target, Target::Pick(..))
-                            && fs::symlink_metadata(&src).is_err();
-                        if !picked_out {
-                            fs::hard_link(&src, &dest)
-                                .map_err(|err| ArchiveError::io("creating", &dest, err))?;
-                        }
-                    }
-                    Target::Verify => {}
-                }
-                self.mark(rel, Some(index), Seen::File);
-            }
-            EntryType::File | EntryType::Sparse => {
-                if record.kind != FileType::File {
-                    self.problem(format!(
-                        "changed: {shown} is a file in the archive, a {:?} in the manifest",
-                        record.kind
-                    ))?;
-                }
-                if record.size != e.real_size {
-                    // Refuse before reading: a hostile size must not make us write anything.
-                    self.problem(format!(
-                        "size: {shown} is {} bytes in the archive, {} in the manifest",
-                        e.real_size, record.size
-                    ))?;
-                    // Verify goes on with the next entry; hashing this one proves nothing
-                    // more, and a sparse entry's holes could be declared exabytes long.
-                    self.mark(rel, Some(index), Seen::File);
-                    return Ok(());
-                }
-                if record.mode != mode {
-                    self.problem(format!(
-                        "mode: {shown} is {mode:o} in the archive, {:o} in the manifest",
-                        record.mode
-                    ))?;
-                }
-                let mut out = match (target, &dest) {
-                    (Target::Extract(_), Some(dest)) => Sink::File(
-                        new_file(dest).map_err(|err| ArchiveError::io("creating", dest, err))?,
-                    ),
-                    (Target::Pick(_, want), Some(dest)) => Sink::Maybe {
-                        path: dest.clone(),
-                        rel: &shown,
-                        mode,
-                        want: *want,
-                    },
-                    _ => Sink::Nowhere,
-                };
-                let digest = copy_data(e, tar, &mut out, progress).map_err(|err| match err {
-                    CopyError::Cancelled => ArchiveError::Cancelled,
-                    CopyError::Read(err) => ArchiveError::Corrupt {
-                        bundle: self.bundle.clone(),
-                        reason: format!("reading {shown}: {err}"),
-                    },
-                    CopyError::Write(err) => {
-                        ArchiveError::io("writing", dest.clone().unwrap_or_default(), err)
-                    }
-                })?;
-                self.bytes += e.real_size;
-                if record.sha256.as_deref() != Some(digest.as_str()) {
-                    self.problem(format!(
-                        "hash: {shown} has sha256 {digest}, the manifest says {}",
-                        record.sha256.as_deref().unwrap_or("none")
-                    ))?;
-                }
-                if let (Some(f), Some(dest)) = (out.file(), &dest) {
-                    f.set_permissions(fs::Permissions::from_mode(mode & 0o777))
-                        .map_err(|err| ArchiveError::io("writing", dest, err))?;
-                    let t = FileTime::from_unix_time(e.mtime as i64, 0);
-                    filetime::set_file_handle_times(f, Some(t), Some(t))
-                        .map_err(|err| ArchiveError::io("writing", dest, err))?;
-                }
-                self.mark(rel, Some(index), Seen::File);
-            }
-            EntryType::Other(_) => unreachable!("refused above"),
+        Ok(true)
+    }
+
+    /// An entry the manifest does not list: unpack refuses it outright, verify reports it.
+    fn extra(&mut self, e: &TarEntry, rel: Vec<u8>, shown: &str) -> Result<(), ArchiveError> {
+        if self.fail_fast {
+            return Err(self.unsafe_entry(&e.path, "not listed in the manifest"));
         }
+        self.problem(format!(
+            "extra: {shown} is in the archive but not in the manifest"
+        ))?;
+        let kind = match e.kind {
+            EntryType::Dir => Seen::Dir,
+            EntryType::Symlink => Seen::Symlink,
+            _ => Seen::File,
+        };
+        self.mark(rel, None, kind);
+        Ok(())
+    }
+
+    /// A directory: created (owner-only until `finish` gives it its mode).
+    fn dir(&mut self, l: Listed<'_>, dest: Option<&Path>) -> Result<(), ArchiveError> {
+        let Listed {
+            e,
+            rel,
+            shown,
+            index,
+            record,
+            mode,
+        } = l;
+        if record.kind != FileType::Dir {
+            self.problem(format!(
+                "changed: {shown} is a directory in the archive, a {:?} in the manifest",
+                record.kind
+            ))?;
+        }
+        if record.mode != mode {
+            self.problem(format!(
+                "mode: {shown} is {mode:o} in the archive, {:o} in the manifest",
+                record.mode
+            ))?;
+        }
+        if let Some(dest) = &dest {
+            fs::create_dir(dest).map_err(|err| ArchiveError::io("creating", dest, err))?;
+            fs::set_permissions(dest, fs::Permissions::from_mode(0o700))
+                .map_err(|err| ArchiveError::io("creating", dest, err))?;
+        }
+        if let Some(dirs) = &mut self.dirs {
+            dirs.push(DirAt {
+                rel: rel.clone(),
+                mode: mode & 0o1777,
+                mtime: e.mtime,
+            })
+            .map_err(scratch_error)?;
+        }
+        self.mark(rel, Some(index), Seen::Dir);
+        Ok(())
+    }
+
+    /// A symbolic link: relative, staying inside the bundle, as the manifest says.
+    fn symlink(&mut self, l: Listed<'_>, dest: Option<&Path>) -> Result<(), ArchiveError> {
+        let Listed {
+            e,
+            rel,
+            shown,
+            index,
+            record,
+            ..
+        } = l;
+        if e.link.is_empty()
+            || e.link.starts_with(b"/")
+            || !crate::plan::link_stays_inside(parent_of(&rel).unwrap_or(b""), &e.link)
+        {
+            return Err(self.unsafe_entry(
+                &e.path,
+                format!(
+                    "symbolic link to {:?} points outside the bundle",
+                    String::from_utf8_lossy(&e.link)
+                ),
+            ));
+        }
+        if record.kind != FileType::Symlink
+            || record.target_bytes().as_deref() != Some(e.link.as_slice())
+        {
+            self.problem(format!(
+                "changed: {shown} is a link to {:?} in the archive, not what the manifest says",
+                String::from_utf8_lossy(&e.link)
+            ))?;
+        }
+        if let Some(dest) = dest {
+            std::os::unix::fs::symlink(OsStr::from_bytes(&e.link), dest)
+                .map_err(|err| ArchiveError::io("creating", dest, err))?;
+            let t = FileTime::from_unix_time(e.mtime as i64, 0);
+            let _ = filetime::set_symlink_file_times(dest, t, t);
+        }
+        self.links.insert(rel.clone(), e.link.clone());
+        self.mark(rel, Some(index), Seen::Symlink);
+        Ok(())
+    }
+
+    /// A hard link: to a file extracted before it, with the content the manifest lists.
+    fn hard_link(&mut self, l: Listed<'_>, target: &Target<'_>) -> Result<(), ArchiveError> {
+        let Listed {
+            e,
+            rel,
+            shown,
+            index,
+            record,
+            ..
+        } = l;
+        let first = e
+            .link
+            .strip_prefix(self.top.as_slice())
+            .and_then(|r| r.strip_prefix(b"/"))
+            .map(|r| r.to_vec());
+        let Some(first) = first else {
+            return Err(self.unsafe_entry(
+                &e.path,
+                format!(
+                    "hard link to {:?} outside the bundle",
+                    String::from_utf8_lossy(&e.link)
+                ),
+            ));
+        };
+        // One binary search gives the first copy's record and what the archive had.
+        let found_first = match check_rel(&first) {
+            Ok(()) => self.records.find(&first)?,
+            Err(_) => None,
+        };
+        let first_kind = match &found_first {
+            Some((i, _)) => self.kinds.get(*i),
+            None => self.extras.get(&first).copied(),
+        };
+        if check_rel(&first).is_err() || first_kind != Some(Seen::File) {
+            return Err(self.unsafe_entry(
+                &e.path,
+                format!(
+                    "hard link to {:?}, which is not a file extracted before it",
+                    String::from_utf8_lossy(&e.link)
+                ),
+            ));
+        }
+        let first_record = found_first.map(|(_, r)| r);
+        let same = first_record.is_some_and(|f| {
+            f.sha256 == record.sha256 && f.size == record.size && f.mode == record.mode
+        });
+        if record.kind != FileType::File || !same {
+            self.problem(format!(
+                "changed: {shown} is a hard link to content the manifest does not list for it"
+            ))?;
+        }
+        match target {
+            Target::Extract(root) | Target::Pick(root, _) => {
+                let src = root.join(OsStr::from_bytes(&first));
+                let dest = root.join(OsStr::from_bytes(&rel));
+                // A picked tree has only the picked first copies.
+                let picked_out =
+                    matches!(target, Target::Pick(..)) && fs::symlink_metadata(&src).is_err();
+                if !picked_out {
+                    fs::hard_link(&src, &dest)
+                        .map_err(|err| ArchiveError::io("creating", &dest, err))?;
+                }
+            }
+            Target::Verify => {}
+        }
+        self.mark(rel, Some(index), Seen::File);
+        Ok(())
+    }
+
+    /// A file: its size checked before any byte is read, then its data hashed (and written).
+    fn file<R: Read>(
+        &mut self,
+        l: Listed<'_>,
+        tar: &mut TarReader<R>,
+        target: &Target<'_>,
+        dest: Option<&Path>,
+        progress: &dyn Progress,
+    ) -> Result<(), ArchiveError> {
+        let Listed {
+            e,
+            rel,
+            shown,
+            index,
+            record,
+            mode,
+        } = l;
+        if record.kind != FileType::File {
+            self.problem(format!(
+                "changed: {shown} is a file in the archive, a {:?} in the manifest",
+                record.kind
+            ))?;
+        }
+        if record.size != e.real_size {
+            // Refuse before reading: a hostile size must not make us write anything.
+            self.problem(format!(
+                "size: {shown} is {} bytes in the archive, {} in the manifest",
+                e.real_size, record.size
+            ))?;
+            // Verify goes on with the next entry; hashing this one proves nothing
+            // more, and a sparse entry's holes could be declared exabytes long.
+            self.mark(rel, Some(index), Seen::File);
+            return Ok(());
+        }
+        if record.mode != mode {
+            self.problem(format!(
+                "mode: {shown} is {mode:o} in the archive, {:o} in the manifest",
+                record.mode
+            ))?;
+        }
+        let mut out = match (target, &dest) {
+            (Target::Extract(_), Some(dest)) => {
+                Sink::File(new_file(dest).map_err(|err| ArchiveError::io("creating", dest, err))?)
+            }
+            (Target::Pick(_, want), Some(dest)) => Sink::Maybe {
+                path: dest.to_path_buf(),
+                rel: &shown,
+                mode,
+                want: *want,
+            },
+            _ => Sink::Nowhere,
+        };
+        let digest = copy_data(e, tar, &mut out, progress).map_err(|err| match err {
+            CopyError::Cancelled => ArchiveError::Cancelled,
+            CopyError::Read(err) => ArchiveError::Corrupt {
+                bundle: self.bundle.clone(),
+                reason: format!("reading {shown}: {err}"),
+            },
+            CopyError::Write(err) => {
+                ArchiveError::io("writing", dest.unwrap_or(Path::new("")), err)
+            }
+        })?;
+        self.bytes += e.real_size;
+        if record.sha256.as_deref() != Some(digest.as_str()) {
+            self.problem(format!(
+                "hash: {shown} has sha256 {digest}, the manifest says {}",
+                record.sha256.as_deref().unwrap_or("none")
+            ))?;
+        }
+        if let (Some(f), Some(dest)) = (out.file(), &dest) {
+            f.set_permissions(fs::Permissions::from_mode(mode & 0o777))
+                .map_err(|err| ArchiveError::io("writing", dest, err))?;
+            let t = FileTime::from_unix_time(e.mtime as i64, 0);
+            filetime::set_file_handle_times(f, Some(t), Some(t))
+                .map_err(|err| ArchiveError::io("writing", dest, err))?;
+        }
+        self.mark(rel, Some(index), Seen::File);
         Ok(())
     }
 
