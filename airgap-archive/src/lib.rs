@@ -29,12 +29,14 @@ pub mod write;
 
 pub use error::ArchiveError;
 pub use manifest::{
-    open_manifest, read_manifest, FileRecord, FileType, Manifest, ManifestInput, PackageRecord,
-    PluginRecord, StepRecord, StreamedManifest, MANIFEST_PATH,
+    FileRecord, FileType, Manifest, ManifestInput, PackageRecord, PluginRecord, StepRecord,
+    StreamedManifest, MANIFEST_PATH,
 };
 pub use plan::{Plan, PlanOptions};
 pub use progress::{Level, NoProgress, Progress, Unit};
-pub use read::{set_decryptor, verify_bundle, Decryptor, VerifyReport};
+pub use read::{
+    open_manifest, read_manifest, set_decryptor, verify_bundle, Decryptor, VerifyReport,
+};
 pub use relocate::{relocate, RelocateReport};
 pub use unpack::{unpack, unpack_dir, UnpackOptions, UnpackReport};
 pub use write::{

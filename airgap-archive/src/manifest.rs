@@ -23,6 +23,37 @@ pub const FORMAT: u32 = 1;
 /// 70,000 to 280,000 files, and keeps what a tiny bundle can make a reader hold or write
 /// under a few hundred MB.
 pub const MAX_MANIFEST: u64 = 64 * 1024 * 1024;
+/// Longest path a bundle may hold.
+pub const MAX_PATH: usize = 4096;
+/// Deepest nesting a bundle may hold.
+pub const MAX_DEPTH: usize = 256;
+/// Largest file a bundle may hold (16 TiB, ext4's limit). Sparse holes are hashed
+/// without being read, so this bounds the work a hostile declared size can cause.
+pub const MAX_FILE_SIZE: u64 = 1 << 44;
+
+/// Is `rel` (a path below the top folder) a plain relative path?
+pub fn check_rel(rel: &[u8]) -> Result<(), String> {
+    if rel.len() > MAX_PATH {
+        return Err(format!("path longer than {MAX_PATH} bytes"));
+    }
+    if rel.starts_with(b"/") {
+        return Err("absolute path".into());
+    }
+    let mut depth = 0;
+    for c in rel.split(|&b| b == b'/') {
+        match c {
+            b"" => return Err("empty path component".into()),
+            b"." => return Err("`.` component".into()),
+            b".." => return Err("`..` component".into()),
+            _ => depth += 1,
+        }
+    }
+    if depth > MAX_DEPTH {
+        return Err(format!("nested deeper than {MAX_DEPTH} levels"));
+    }
+    Ok(())
+}
+
 /// The plugin name recorded for what airgap itself adds (the unpacker and its launcher).
 pub const AIRGAP_PLUGIN: &str = "airgap";
 
@@ -618,18 +649,17 @@ impl Refusals {
             self.names = agree.err();
         }
         if self.refused.is_none() {
-            if let Err(reason) = crate::read::check_rel(&r.path_bytes()) {
+            if let Err(reason) = check_rel(&r.path_bytes()) {
                 self.refused = Some((
                     r.path.clone(),
                     format!("the manifest lists an unsafe path ({reason})"),
                 ));
-            } else if r.size > crate::read::MAX_FILE_SIZE {
+            } else if r.size > MAX_FILE_SIZE {
                 self.refused = Some((
                     r.path.clone(),
                     format!(
                         "the manifest declares {} bytes, over the {} bytes allowed",
-                        r.size,
-                        crate::read::MAX_FILE_SIZE
+                        r.size, MAX_FILE_SIZE
                     ),
                 ));
             }
@@ -762,21 +792,6 @@ fn stream_from(
     parse_streamed(bundle, out, len)
 }
 
-/// Read the manifest of a bundle archive (or of an unpacked bundle directory), its records
-/// in memory: for small manifests and tests; readers use [`open_manifest`].
-pub fn read_manifest(bundle: &Path) -> Result<Manifest, ArchiveError> {
-    open_manifest(bundle)?.into_manifest()
-}
-
-/// The manifest of a bundle archive or of an unpacked bundle directory, streamed.
-pub fn open_manifest(bundle: &Path) -> Result<StreamedManifest, ArchiveError> {
-    if bundle.is_dir() {
-        return open_manifest_in(bundle);
-    }
-    let file = crate::read::open_bundle(bundle)?;
-    open_manifest_opened(bundle, &file)
-}
-
 /// The manifest of an extracted or unpacked bundle folder, streamed, refused over
 /// [`MAX_MANIFEST`] before it is read.
 pub(crate) fn open_manifest_in(tree: &Path) -> Result<StreamedManifest, ArchiveError> {
@@ -796,24 +811,6 @@ pub(crate) fn open_manifest_in(tree: &Path) -> Result<StreamedManifest, ArchiveE
     stream_from(tree, &mut file.take(MAX_MANIFEST + 1), &|e| {
         ArchiveError::io("reading", &path, e)
     })
-}
-
-/// [`read_manifest`] of a bundle file over a descriptor from [`crate::read::open_bundle`].
-pub fn read_manifest_opened(bundle: &Path, file: &fs::File) -> Result<Manifest, ArchiveError> {
-    open_manifest_opened(bundle, file)?.into_manifest()
-}
-
-/// [`open_manifest`] of a bundle file over a descriptor from [`crate::read::open_bundle`]:
-/// only the first entry is read.
-pub fn open_manifest_opened(
-    bundle: &Path,
-    file: &fs::File,
-) -> Result<StreamedManifest, ArchiveError> {
-    let reader = crate::read::open_archive_file(bundle, file)?;
-    let mut tar = TarReader::new(reader);
-    let (top, m) = read_first_entry(bundle, &mut tar)?;
-    check_top(bundle, &m.meta, &top)?;
-    Ok(m)
 }
 
 /// The manifest must name the top folder it sits in.

@@ -18,20 +18,14 @@ use sha2::{Digest, Sha256};
 use crate::error::ArchiveError;
 use crate::gzmember;
 use crate::manifest::{
-    check_top, read_first_entry, FileRecord, FileType, StreamedManifest, MANIFEST_PATH,
+    check_rel, check_top, open_manifest_in, read_first_entry, FileRecord, FileType, Manifest,
+    StreamedManifest, MANIFEST_PATH, MAX_FILE_SIZE,
 };
 use crate::progress::{Progress, Unit};
 use crate::records::{scratch_error, Records};
 use crate::spill;
 use crate::tarfmt::{EntryType, TarEntry, TarReader};
 
-/// Longest path we accept inside a bundle.
-pub const MAX_PATH: usize = 4096;
-/// Deepest nesting we accept inside a bundle.
-pub const MAX_DEPTH: usize = 256;
-/// Largest file we accept inside a bundle (16 TiB, ext4's limit). Sparse holes are hashed
-/// without being read, so this bounds the work a hostile declared size can cause.
-pub const MAX_FILE_SIZE: u64 = 1 << 44;
 const CHUNK: usize = 256 * 1024;
 
 /// Whether a block is a tar header: ustar (POSIX or GNU) magic at offset 257.
@@ -189,6 +183,39 @@ pub fn open_bundle(bundle: &Path) -> Result<File, ArchiveError> {
         ));
     }
     Ok(file)
+}
+
+/// Read the manifest of a bundle archive (or of an unpacked bundle directory), its records
+/// in memory: for small manifests and tests; readers use [`open_manifest`].
+pub fn read_manifest(bundle: &Path) -> Result<Manifest, ArchiveError> {
+    open_manifest(bundle)?.into_manifest()
+}
+
+/// The manifest of a bundle archive or of an unpacked bundle directory, streamed.
+pub fn open_manifest(bundle: &Path) -> Result<StreamedManifest, ArchiveError> {
+    if bundle.is_dir() {
+        return open_manifest_in(bundle);
+    }
+    let file = open_bundle(bundle)?;
+    open_manifest_opened(bundle, &file)
+}
+
+/// [`read_manifest`] of a bundle file over a descriptor from [`open_bundle`].
+pub fn read_manifest_opened(bundle: &Path, file: &fs::File) -> Result<Manifest, ArchiveError> {
+    open_manifest_opened(bundle, file)?.into_manifest()
+}
+
+/// [`open_manifest`] of a bundle file over a descriptor from [`open_bundle`]:
+/// only the first entry is read.
+pub fn open_manifest_opened(
+    bundle: &Path,
+    file: &fs::File,
+) -> Result<StreamedManifest, ArchiveError> {
+    let reader = open_archive_file(bundle, file)?;
+    let mut tar = TarReader::new(reader);
+    let (top, m) = read_first_entry(bundle, &mut tar)?;
+    check_top(bundle, &m.meta, &top)?;
+    Ok(m)
 }
 
 /// A reader of `file` from its start, through its own duplicate of the descriptor.
@@ -571,29 +598,6 @@ enum Seen {
     File,
     Dir,
     Symlink,
-}
-
-/// Is `rel` (a path below the top folder) a plain relative path?
-pub fn check_rel(rel: &[u8]) -> Result<(), String> {
-    if rel.len() > MAX_PATH {
-        return Err(format!("path longer than {MAX_PATH} bytes"));
-    }
-    if rel.starts_with(b"/") {
-        return Err("absolute path".into());
-    }
-    let mut depth = 0;
-    for c in rel.split(|&b| b == b'/') {
-        match c {
-            b"" => return Err("empty path component".into()),
-            b"." => return Err("`.` component".into()),
-            b".." => return Err("`..` component".into()),
-            _ => depth += 1,
-        }
-    }
-    if depth > MAX_DEPTH {
-        return Err(format!("nested deeper than {MAX_DEPTH} levels"));
-    }
-    Ok(())
 }
 
 fn parent_of(rel: &[u8]) -> Option<&[u8]> {

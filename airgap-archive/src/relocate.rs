@@ -532,13 +532,15 @@ pub(crate) fn rewrite_all(
         }
         if rec.current != new {
             for f in files {
-                crate::read::check_rel(f.path.as_bytes()).map_err(|reason| ArchiveError::Step {
-                    index: step + 1,
-                    description: "rewrite prefix".into(),
-                    reason: format!(
-                        "file {:?} is not a plain path inside the bundle ({reason})",
-                        f.path
-                    ),
+                crate::manifest::check_rel(f.path.as_bytes()).map_err(|reason| {
+                    ArchiveError::Step {
+                        index: step + 1,
+                        description: "rewrite prefix".into(),
+                        reason: format!(
+                            "file {:?} is not a plain path inside the bundle ({reason})",
+                            f.path
+                        ),
+                    }
                 })?;
                 if rewrite_file(
                     &tree.join(&f.path),
@@ -656,7 +658,7 @@ pub fn relocate(
 ) -> Result<RelocateReport, ArchiveError> {
     let dir = std::path::absolute(dir).map_err(|e| ArchiveError::io("resolving", dir, e))?;
     // Only the metadata (the install steps) is needed: the records stay on disk.
-    let manifest = crate::manifest::open_manifest(&dir)?.meta;
+    let manifest = crate::read::open_manifest(&dir)?.meta;
     let state = read_state(&dir)?;
     let (target, replaced_empty) = match new_dir {
         Some(n) => {

@@ -16,9 +16,10 @@ use filetime::FileTime;
 use sha2::{Digest, Sha256};
 
 use crate::error::ArchiveError;
+use crate::manifest::check_rel;
 use crate::manifest::{FileType, Manifest, StreamedManifest, MANIFEST_PATH};
 use crate::progress::{Level, Progress, Unit};
-use crate::read::{check_bundle, check_rel, Target};
+use crate::read::{check_bundle, Target};
 use crate::relocate::{
     check_fits, groups, prefix_for, rewrite_all, write_state, PrefixRecord, PrefixState,
 };

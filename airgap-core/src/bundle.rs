@@ -401,7 +401,7 @@ fn own_output(output: &Path) -> Vec<(u64, u64)> {
     };
     let dir = output.parent().unwrap_or(Path::new(""));
     let mut names = vec![format!(".{name}.partial")];
-    if output.is_file() && airgap_archive::manifest::read_manifest(output).is_ok() {
+    if output.is_file() && airgap_archive::read_manifest(output).is_ok() {
         names.extend([
             name.clone(),
             format!("{name}.sha256"),

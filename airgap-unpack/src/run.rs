@@ -4,7 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use airgap_archive::manifest::{open_manifest, FileType};
+use airgap_archive::manifest::FileType;
+use airgap_archive::open_manifest;
 use airgap_archive::progress::Progress;
 use airgap_archive::text::escape;
 use airgap_archive::ArchiveError;

@@ -174,7 +174,9 @@ fn same_input_gives_byte_identical_bundles_whatever_the_threads() {
     let mut text = String::new();
     let mut x = 7u64;
     while text.len() < 6 << 20 {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         text.push_str(&format!("word{} ", x >> 52));
     }
     fs::write(src.join("big.txt"), text).unwrap();

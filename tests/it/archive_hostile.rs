@@ -522,7 +522,7 @@ fn records_for(c: &Case) -> Vec<FileRecord> {
             .iter()
             .filter(|r| !top_dir(r) && r.path.starts_with(b"b/"))
             .map(|r| record_for("b", r))
-            .filter(|r| airgap_archive::read::check_rel(r.path.as_bytes()).is_ok())
+            .filter(|r| airgap_archive::manifest::check_rel(r.path.as_bytes()).is_ok())
             .fold(Vec::<FileRecord>::new(), |mut v, r| {
                 if !v.iter().any(|x| x.path == r.path) {
                     v.push(r);

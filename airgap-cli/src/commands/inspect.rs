@@ -127,7 +127,7 @@ fn inspection(
 pub fn run(args: InspectArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
     let opened = super::seal::prepare(&args.open, &args.bundle, ui)?;
     let m = match &opened.file {
-        Some(file) => airgap_archive::manifest::open_manifest_opened(&args.bundle, file),
+        Some(file) => airgap_archive::read::open_manifest_opened(&args.bundle, file),
         None => open_manifest(&args.bundle),
     }
     .map_err(archive)?;
