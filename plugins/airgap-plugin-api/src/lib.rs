@@ -116,9 +116,9 @@ pub enum LogLevel {
 pub enum Earlier {
     /// Every file, link and directory earlier plugins brought.
     All,
-    /// Regular files whose content is ELF, and links: what the loader model needs. A host
-    /// that does not page (ABI 1.0) gives every file and link instead, so read what you get
-    /// as candidates and check their content.
+    /// Regular files whose content is ELF, and links: what the loader model needs. Without
+    /// paging ([`Host::pages_earlier`] false) every file and link of `request.earlier` comes
+    /// instead, so read what you get as candidates and check their content.
     ElfAndLinks,
 }
 
@@ -292,8 +292,8 @@ impl<'a> Host<'a> {
     }
 
     /// Every earlier file `which` names, sorted by path, fetched from the host a page at a
-    /// time; from a host that does not page (ABI 1.0), `request.earlier` instead (for
-    /// [`Earlier::ElfAndLinks`] without its directories).
+    /// time; from a table without `earlier_page` (one of ABI 1.0's size, [`Host::detached`]),
+    /// `request.earlier` instead (for [`Earlier::ElfAndLinks`] without its directories).
     pub fn earlier<'r>(
         &'r self,
         request: &'r ContributeRequest,

@@ -109,7 +109,8 @@ struct Bundle {
 }
 
 /// Read the earlier files' ELF files and links: from the host's pages (ABI 1.1), else from
-/// `request.earlier` (a 1.0 host, which sends every file: the ELF ones are sorted out here).
+/// `request.earlier` (a table without paging, which means every file: the ELF ones are
+/// sorted out here, so that both give the same index).
 fn bundle_of(request: &ContributeRequest, host: &Host) -> Result<Bundle, PluginError> {
     use rayon::prelude::*;
     let mut files = Vec::new();
