@@ -234,7 +234,9 @@ pub fn plan_bundle(
             bundle_name: bundle_name.clone(),
             target: target.clone(),
             work_dir,
-            earlier: if plugin.stage == Stage::Finish {
+            // An ABI 1.0 Finish-stage plugin gets every earlier file here; a newer one pages
+            // through them from the plan (`Earlier::Plan` below).
+            earlier: if plugin.stage == Stage::Finish && !plugin.pages_earlier() {
                 plan.files()?
             } else {
                 Vec::new()
@@ -251,7 +253,13 @@ pub fn plan_bundle(
             ),
         );
         let contribution = plugin
-            .contribute_within(&request, progress, cancelled, plugin_limit)
+            .contribute_within(
+                &request,
+                crate::Earlier::Plan(&plan),
+                progress,
+                cancelled,
+                plugin_limit,
+            )
             .map_err(|e| match e {
                 Error::PluginFailed {
                     plugin,

@@ -227,6 +227,12 @@ fn read_by_check(path: &str, mode: u32, head: &[u8]) -> bool {
         || (executable && head.starts_with(b"#!"))
 }
 
+/// Whether a file's first bytes say ELF: the check's reading, also what a Finish-stage
+/// plugin's ELF-and-links pages ([`crate::earlier`]) keep.
+pub(crate) fn starts_as_elf(path: &Path) -> bool {
+    airgap_elf::is_elf_bytes(&first_bytes(path))
+}
+
 /// The first 4 bytes of a file (fewer when it is shorter; none when it cannot be read).
 fn first_bytes(path: &Path) -> Vec<u8> {
     let mut head = [0u8; 4];

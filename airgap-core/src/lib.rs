@@ -7,6 +7,7 @@
 pub mod bundle;
 pub mod check;
 pub mod config;
+mod earlier;
 mod error;
 pub mod plugin;
 pub mod registry;
@@ -14,6 +15,7 @@ pub mod target;
 
 pub use bundle::{bundle, find_unpacker, plan_bundle, BundleOptions, BundleReport, Planned};
 pub use config::Config;
+pub use earlier::Earlier;
 pub use error::Error;
 pub use plugin::Plugin;
 pub use registry::Registry;

@@ -19,13 +19,15 @@ use std::time::{Duration, Instant};
 
 use airgap_archive::progress::{Level, Progress, Unit};
 use airgap_plugin_api::ffi::{
-    Buffer, HostCallbacks, PluginDescriptor, STATUS_ERROR, STATUS_OK, STATUS_PANIC,
+    descriptor_min_size, Buffer, EarlierSink, HostCallbacks, PluginDescriptor, STATUS_ERROR,
+    STATUS_OK, STATUS_PANIC,
 };
 use airgap_plugin_api::{
     ContributeRequest, Contribution, PluginError, Stage, ABI_MAJOR, ABI_MINOR, DESCRIPTOR_SYMBOL,
     MAGIC,
 };
 
+use crate::earlier::{Earlier, Pager};
 use crate::Error;
 
 /// Size of the frozen head of every descriptor (magic, abi_major, abi_minor, struct_size).
@@ -143,11 +145,14 @@ impl Plugin {
                 help,
             });
         }
-        if size < std::mem::size_of::<PluginDescriptor>() {
+        // The least size of the plugin's own minor, not of ours: a 1.0 descriptor keeps
+        // loading in a host whose descriptor grew (fields appended later are read only when
+        // `struct_size` covers them).
+        if size < descriptor_min_size(minor) {
             return Err(fail(
                 format!(
                     "the descriptor is {size} bytes but ABI {major}.{minor} needs {}",
-                    std::mem::size_of::<PluginDescriptor>()
+                    descriptor_min_size(minor)
                 ),
                 "rebuild the plugin with `airgap_plugin_api::export_plugin!`",
             ));
@@ -197,15 +202,23 @@ impl Plugin {
         })
     }
 
-    /// Ask the plugin for its contribution. Panics and malformed answers become errors naming
-    /// the plugin's file; the host keeps running.
+    /// Whether the plugin pages through the earlier files (ABI 1.1 and later, Finish stage):
+    /// it gets an empty `request.earlier` and the `earlier_page` callback; an ABI 1.0
+    /// Finish-stage plugin gets them all in `request.earlier`, as before.
+    pub fn pages_earlier(&self) -> bool {
+        self.stage == Stage::Finish && self.abi >= (1, 1)
+    }
+
+    /// Ask the plugin for its contribution, with `request.earlier` as the earlier files
+    /// (paged to a plugin that [pages](Plugin::pages_earlier)). Panics and malformed answers
+    /// become errors naming the plugin's file; the host keeps running.
     pub fn contribute(
         &self,
         request: &ContributeRequest,
         progress: &dyn Progress,
         cancelled: &AtomicBool,
     ) -> Result<Contribution, Error> {
-        self.contribute_within(request, progress, cancelled, None)
+        self.contribute_within(request, Earlier::Request, progress, cancelled, None)
     }
 
     /// [`Plugin::contribute`] with a time limit. The call runs on its own thread; the calling
@@ -214,50 +227,58 @@ impl Plugin {
     /// and given [`STOP_GRACE`] to return. A plugin that ignores that is abandoned on its
     /// thread (its library is never unloaded, so its code stays valid) and the call returns
     /// [`Error::PluginTimeout`]: the caller is expected to clean up and exit.
+    ///
+    /// A plugin that [pages](Plugin::pages_earlier) gets the request without `earlier` and
+    /// pages through `earlier` instead; the calling thread answers its page requests too,
+    /// from what it holds (see [`crate::earlier`]).
     pub fn contribute_within(
         &self,
         request: &ContributeRequest,
+        earlier: Earlier<'_>,
         progress: &dyn Progress,
         cancelled: &AtomicBool,
         limit: Option<Duration>,
     ) -> Result<Contribution, Error> {
-        let json = serde_json::to_vec(request).map_err(|e| {
+        let pages = self.pages_earlier();
+        let encoded = if pages {
+            serde_json::to_vec(&without_earlier(request))
+        } else {
+            serde_json::to_vec(request)
+        };
+        let json = encoded.map_err(|e| {
             Error::Internal(format!(
                 "cannot encode the request for plugin {}: {e}",
                 self.name
             ))
         })?;
+        let mut pager = Pager::new(earlier, request);
         let (events, inbox) = mpsc::channel::<Event>();
         let stop = Arc::new(AtomicBool::new(false));
-        let context = Box::new(CallContext {
-            events: events.clone(),
-            stop: Arc::clone(&stop),
-        });
+        let context = CallContext::leak(events.clone(), Arc::clone(&stop), pages);
         let descriptor = self.descriptor;
         std::thread::Builder::new()
             .name(format!("plugin-{}", self.name))
             // The stack a plugin would have had on the main thread.
             .stack_size(PLUGIN_STACK)
             .spawn(move || {
-                let callbacks = HostCallbacks {
-                    struct_size: std::mem::size_of::<HostCallbacks>() as u32,
-                    context: &*context as *const CallContext as *mut c_void,
-                    log: Some(log_callback),
-                    progress: Some(progress_callback),
-                    is_cancelled: Some(cancelled_callback),
-                };
                 let mut out = Buffer::empty();
                 // SAFETY: the descriptor was checked at load and its library is never
-                // unloaded; the callbacks' context lives on this thread until the call returns.
+                // unloaded; the callbacks and their context are never freed.
                 let status = unsafe {
-                    (descriptor.contribute)(&callbacks, json.as_ptr(), json.len(), &mut out)
+                    (descriptor.contribute)(
+                        context.callbacks(),
+                        json.as_ptr(),
+                        json.len(),
+                        &mut out,
+                    )
                 };
+                // A thread the plugin left running that calls back now gets nothing.
+                context.close();
                 // SAFETY: `out` was filled by this plugin's contribute.
                 let bytes = unsafe { out.as_slice() }.to_vec();
                 // SAFETY: freed once, by the library that allocated it.
                 unsafe { (descriptor.free_buffer)(out) };
                 let _ = events.send(Event::Done(status, bytes));
-                drop(context);
             })
             .map_err(|e| Error::Internal(format!("cannot start a thread for a plugin: {e}")))?;
 
@@ -276,6 +297,14 @@ impl Plugin {
                     }
                     progress.advance(done.saturating_sub(last_done));
                     last_done = done;
+                }
+                Ok(Event::Page {
+                    which,
+                    start,
+                    max,
+                    reply,
+                }) => {
+                    let _ = reply.send(pager.page(which, start, max));
                 }
                 Ok(Event::Done(status, bytes)) => break (status, bytes),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -380,8 +409,48 @@ enum Stopped {
 /// What the plugin's thread tells the host's.
 enum Event {
     Log(Level, String),
-    Progress { done: u64, total: u64, text: String },
+    Progress {
+        done: u64,
+        total: u64,
+        text: String,
+    },
+    /// A page of earlier files; the answer goes back on `reply`.
+    Page {
+        which: u32,
+        start: u64,
+        max: u64,
+        reply: mpsc::SyncSender<Result<Vec<u8>, String>>,
+    },
     Done(i32, Vec<u8>),
+}
+
+/// The request as a paging plugin gets it: everything but `earlier`. The fields are listed
+/// (no `..`), so that a field added to the request cannot be forgotten here.
+fn without_earlier(request: &ContributeRequest) -> ContributeRequest {
+    let ContributeRequest {
+        source,
+        config,
+        config_dir,
+        bundle_name,
+        target,
+        work_dir,
+        earlier: _,
+        python,
+        facts,
+        verbose,
+    } = request;
+    ContributeRequest {
+        source: source.clone(),
+        config: config.clone(),
+        config_dir: config_dir.clone(),
+        bundle_name: bundle_name.clone(),
+        target: target.clone(),
+        work_dir: work_dir.clone(),
+        earlier: Vec::new(),
+        python: python.clone(),
+        facts: facts.clone(),
+        verbose: *verbose,
+    }
 }
 
 /// Refuse files that are not ELF shared objects before `dlopen` sees them, with a message that
@@ -402,11 +471,60 @@ fn check_is_shared_library(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The state the plugin's callbacks reach through their context pointer. It belongs to the
-/// plugin's thread, so a plugin that outlives its call never sees freed memory.
+/// The state the plugin's callbacks reach through their context pointer, and the table
+/// itself. Leaked on purpose (a few hundred bytes per plugin call): a plugin may keep the
+/// table and call it from a thread that outlives its call, and must then find a closed
+/// context, never freed memory.
 struct CallContext {
-    events: mpsc::Sender<Event>,
+    table: HostCallbacks,
+    /// `None` once the call returned.
+    events: std::sync::Mutex<Option<mpsc::Sender<Event>>>,
     stop: Arc<AtomicBool>,
+}
+
+// SAFETY: the table's raw context pointer points to this very (leaked, immutable) value;
+// the rest is a mutex and an atomic.
+unsafe impl Send for CallContext {}
+// SAFETY: as above.
+unsafe impl Sync for CallContext {}
+
+impl CallContext {
+    /// A context for one call, never freed; `pages` adds the ABI 1.1 `earlier_page`.
+    fn leak(events: mpsc::Sender<Event>, stop: Arc<AtomicBool>, pages: bool) -> &'static Self {
+        let context: &'static mut CallContext = Box::leak(Box::new(CallContext {
+            table: HostCallbacks {
+                struct_size: std::mem::size_of::<HostCallbacks>() as u32,
+                context: std::ptr::null_mut(),
+                log: Some(log_callback),
+                progress: Some(progress_callback),
+                is_cancelled: Some(cancelled_callback),
+                earlier_page: if pages {
+                    Some(earlier_page_callback)
+                } else {
+                    None
+                },
+            },
+            events: std::sync::Mutex::new(Some(events)),
+            stop,
+        }));
+        context.table.context = context as *mut CallContext as *mut c_void;
+        context
+    }
+
+    fn callbacks(&self) -> *const HostCallbacks {
+        &self.table
+    }
+
+    /// Send to the calling thread, unless the call is over.
+    fn send(&self, event: Event) -> bool {
+        let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        events.as_ref().is_some_and(|tx| tx.send(event).is_ok())
+    }
+
+    /// The call returned: later callbacks do nothing.
+    fn close(&self) {
+        *self.events.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
 }
 
 fn text_from(msg: *const u8, len: usize) -> String {
@@ -428,7 +546,7 @@ unsafe extern "C" fn log_callback(context: *mut c_void, level: u32, msg: *const 
             2 => Level::Warn,
             _ => Level::Info,
         };
-        let _ = ctx.events.send(Event::Log(level, text_from(msg, len)));
+        ctx.send(Event::Log(level, text_from(msg, len)));
     }));
 }
 
@@ -442,7 +560,7 @@ unsafe extern "C" fn progress_callback(
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // SAFETY: as in log_callback.
         let ctx = unsafe { &*(context as *const CallContext) };
-        let _ = ctx.events.send(Event::Progress {
+        ctx.send(Event::Progress {
             done,
             total,
             text: text_from(msg, len),
@@ -457,4 +575,93 @@ unsafe extern "C" fn cancelled_callback(context: *mut c_void) -> bool {
         ctx.stop.load(Ordering::Relaxed)
     }))
     .unwrap_or(false)
+}
+
+/// ABI 1.1 `earlier_page`: ask the calling thread (which holds the plan) for the page and hand
+/// it to the plugin's `sink` while the bytes live here. Refused after the call returned.
+unsafe extern "C" fn earlier_page_callback(
+    context: *mut c_void,
+    which: u32,
+    start: u64,
+    max: u64,
+    sink: Option<EarlierSink>,
+    sink_context: *mut c_void,
+) -> i32 {
+    // Without a sink there is nowhere to put the answer, not even the error.
+    let Some(sink) = sink else {
+        return STATUS_ERROR;
+    };
+    let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: as in log_callback.
+        let ctx = unsafe { &*(context as *const CallContext) };
+        let (reply, answer) = mpsc::sync_channel(1);
+        if !ctx.send(Event::Page {
+            which,
+            start,
+            max,
+            reply,
+        }) {
+            return Err("earlier_page was called after contribute returned".to_owned());
+        }
+        answer
+            .recv()
+            .unwrap_or_else(|_| Err("earlier_page was called after contribute returned".to_owned()))
+    }))
+    .unwrap_or_else(|_| Err("internal: the host failed to make the page".to_owned()));
+    let (status, bytes) = match answer {
+        Ok(page) => (STATUS_OK, page),
+        Err(message) => (STATUS_ERROR, message.into_bytes()),
+    };
+    // SAFETY: the plugin passed `sink` and its context for this call; the bytes live until
+    // it returns.
+    unsafe { sink(sink_context, bytes.as_ptr(), bytes.len()) };
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    unsafe extern "C" fn keep(context: *mut c_void, bytes: *const u8, len: usize) {
+        // SAFETY: the test's own String; the host's bytes for this call.
+        let out = unsafe { &mut *(context as *mut String) };
+        out.push_str(&text_from(bytes, len));
+    }
+
+    /// A plugin that kept the table and calls it once its call returned (from a thread it
+    /// left running) gets an error and a message, never freed memory or a hang.
+    #[test]
+    fn a_page_asked_for_after_the_call_returned_is_refused() {
+        let (events, inbox) = mpsc::channel::<Event>();
+        let context = CallContext::leak(events, Arc::new(AtomicBool::new(false)), true);
+        context.close();
+        drop(inbox);
+        let page = context.table.earlier_page.expect("a paging table");
+        let mut answer = String::new();
+        // SAFETY: the leaked table's own context; our sink and its String.
+        let status = unsafe {
+            page(
+                context.table.context,
+                0,
+                0,
+                10,
+                Some(keep),
+                &mut answer as *mut String as *mut c_void,
+            )
+        };
+        assert_eq!(status, STATUS_ERROR);
+        assert_eq!(answer, "earlier_page was called after contribute returned");
+    }
+
+    /// Only a Finish-stage plugin gets `earlier_page`, and only in a paging call.
+    #[test]
+    fn a_table_without_paging_has_no_earlier_page() {
+        let (events, _inbox) = mpsc::channel::<Event>();
+        let context = CallContext::leak(events, Arc::new(AtomicBool::new(false)), false);
+        assert!(context.table.earlier_page.is_none());
+        assert_eq!(
+            context.table.struct_size as usize,
+            std::mem::size_of::<HostCallbacks>()
+        );
+    }
 }

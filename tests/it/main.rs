@@ -29,6 +29,7 @@ mod hostile_cli;
 mod patterns;
 mod pip_cli;
 mod pip_plugin;
+mod plugin_pages;
 mod plugins_host;
 mod probe_target;
 mod run_steps;

@@ -40,13 +40,13 @@ fn plugins_list_shows_the_default_plugins_with_version_and_abi() {
     for name in ["conda", "pip", "syslibs", "files", "acme-store"] {
         let p = find(&json, name);
         assert_eq!(p["status"], "ok", "{name}: {p:#}");
-        assert_eq!(p["abi"], "1.0", "{name}: {p:#}");
+        assert_eq!(p["abi"], "1.1", "{name}: {p:#}");
         assert!(
             p["version"].as_str().is_some_and(|v| !v.is_empty()),
             "{p:#}"
         );
     }
-    assert_eq!(json["host_abi"], "1.0");
+    assert_eq!(json["host_abi"], "1.1");
     let text = run(airgap().args(["plugins", "list"])).success().stdout;
     assert!(text.contains("acme-store"), "{text}");
     assert!(text.contains("searched (first match wins)"), "{text}");
@@ -71,13 +71,13 @@ fn broken_plugins_are_reported_by_file_and_never_stop_the_others() {
     assert_eq!(find(&json, "abi-major")["status"], "broken");
     assert!(
         reason("abi-major")
-            .contains("built for plugin ABI 99.0, but this airgap speaks plugin ABI 1.0"),
+            .contains("built for plugin ABI 99.0, but this airgap speaks plugin ABI 1.1"),
         "{}",
         reason("abi-major")
     );
     assert!(reason("abi-major").contains(&major.display().to_string()));
     assert!(
-        reason("abi-minor").contains("plugin ABI 1.7"),
+        reason("abi-minor").contains("plugin ABI 1.8"),
         "{}",
         reason("abi-minor")
     );
@@ -105,7 +105,7 @@ fn plugins_check_explains_an_incompatible_plugin_with_both_versions_and_advice()
     let done = run(airgap().args(["plugins", "check"]).arg(&major)).failure();
     assert!(
         done.stderr
-            .contains("built for plugin ABI 99.0, but this airgap speaks plugin ABI 1.0"),
+            .contains("built for plugin ABI 99.0, but this airgap speaks plugin ABI 1.1"),
         "{}",
         done.stderr
     );

@@ -3,8 +3,14 @@
 //!
 //! Layout rules (frozen for every ABI major, so that any host can read any plugin's version):
 //! the first four fields of [`PluginDescriptor`] (`magic`, `abi_major`, `abi_minor`,
-//! `struct_size`) never move. Fields are only ever appended within a major; a host reads an
-//! appended field only when `struct_size` says it is there.
+//! `struct_size`) never move. Fields are only ever appended within a major; a reader reads an
+//! appended field only when `struct_size` says it is there, and needs no more than the
+//! minimum size of the minor the other side speaks ([`descriptor_min_size`],
+//! [`HOST_CALLBACKS_SIZE_1_0`]), so that 1.0 plugins keep loading in a 1.1 host and a 1.1
+//! plugin keeps its log in a 1.0 host.
+//!
+//! ABI 1.1 appended [`HostCallbacks::earlier_page`]: a Finish-stage plugin pages through the
+//! earlier files instead of receiving them all in `request.earlier`.
 
 use std::ffi::{c_char, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -64,7 +70,45 @@ impl Buffer {
     }
 }
 
-/// Callbacks the host passes to every `contribute` call. All may be absent.
+/// What [`HostCallbacks::earlier_page`] lists: every earlier file, link and directory.
+pub const EARLIER_ALL: u32 = 0;
+/// What [`HostCallbacks::earlier_page`] lists: only regular files whose content is ELF, and
+/// links (all the loader model needs: `ld.so` never loads anything else). The host sorts
+/// files out by their first bytes, as its target check does.
+pub const EARLIER_ELF_AND_LINKS: u32 = 1;
+
+/// The most records one page holds, whatever `max` a plugin asks for.
+pub const EARLIER_PAGE_MAX: u64 = 1024;
+
+/// Receives one answer of [`HostCallbacks::earlier_page`]: `len` bytes at `bytes`, valid only
+/// during this call (the host owns and frees them; copy what you keep).
+pub type EarlierSink =
+    unsafe extern "C" fn(sink_context: *mut c_void, bytes: *const u8, len: usize);
+
+/// The type of [`HostCallbacks::earlier_page`].
+pub type EarlierPageFn = unsafe extern "C" fn(
+    context: *mut c_void,
+    which: u32,
+    start: u64,
+    max: u64,
+    sink: Option<EarlierSink>,
+    sink_context: *mut c_void,
+) -> i32;
+
+/// Size of [`HostCallbacks`] in ABI 1.0 (everything before `earlier_page`): the least a
+/// plugin accepts from any 1.x host.
+pub const HOST_CALLBACKS_SIZE_1_0: usize = std::mem::offset_of!(HostCallbacks, earlier_page);
+
+/// The least `struct_size` a descriptor of ABI `1.minor` may have: a host refuses a smaller
+/// one, and reads a field appended in a later minor only when `struct_size` covers it. The
+/// descriptor has not grown since 1.0, so every 1.x minor needs the 1.0 size; a minor that
+/// appends a field answers its larger size here, and the older minors keep theirs.
+pub const fn descriptor_min_size(_minor: u32) -> usize {
+    std::mem::size_of::<PluginDescriptor>()
+}
+
+/// Callbacks the host passes to every `contribute` call. All may be absent. A plugin reads a
+/// field only when `struct_size` covers it (a 1.0 host's table ends before `earlier_page`).
 #[repr(C)]
 pub struct HostCallbacks {
     /// `size_of::<HostCallbacks>()` as the host knows it.
@@ -86,6 +130,17 @@ pub struct HostCallbacks {
     >,
     /// True when the user asked to stop.
     pub is_cancelled: Option<unsafe extern "C" fn(context: *mut c_void) -> bool>,
+    /// ABI 1.1, for Finish-stage plugins (absent for the others, and in a 1.0 host's table):
+    /// list the earlier files `start..start + max` (at most [`EARLIER_PAGE_MAX`]) of the
+    /// sequence `which` names ([`EARLIER_ALL`], [`EARLIER_ELF_AND_LINKS`]), sorted by path.
+    /// Returns [`STATUS_OK`] after calling `sink` once with a JSON array of
+    /// [`crate::BundleFile`] (empty past the last file: the end), or [`STATUS_ERROR`] after
+    /// calling it once with a UTF-8 message (a `start` past the end, `max` 0, an unknown
+    /// `which`, no `sink`, a call after `contribute` returned). The bytes live in the host for
+    /// the duration of the `sink` call only: nothing crosses allocators, there is nothing to
+    /// free and no size to negotiate. Pages in order are cheap; going back restarts the
+    /// host's walk. Any thread of the plugin may call it while `contribute` runs.
+    pub earlier_page: Option<EarlierPageFn>,
 }
 
 /// The static description every plugin exports through [`crate::DESCRIPTOR_SYMBOL`].
@@ -200,5 +255,46 @@ fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
         s.clone()
     } else {
         "panic with a non-text payload".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::{offset_of, size_of};
+
+    /// The layout every 1.x host and plugin relies on, pinned: a change here is an ABI
+    /// break (a new major), never an edit of this test. Appending a field in a new minor
+    /// adds its offset here and the minor's minimum size.
+    #[test]
+    fn the_1_x_layouts_are_frozen() {
+        assert_eq!(offset_of!(PluginDescriptor, magic), 0);
+        assert_eq!(offset_of!(PluginDescriptor, abi_major), 8);
+        assert_eq!(offset_of!(PluginDescriptor, abi_minor), 12);
+        assert_eq!(offset_of!(PluginDescriptor, struct_size), 16);
+        assert_eq!(offset_of!(PluginDescriptor, stage), 20);
+        assert_eq!(offset_of!(PluginDescriptor, name), 24);
+        assert_eq!(offset_of!(PluginDescriptor, version), 32);
+        assert_eq!(offset_of!(PluginDescriptor, description), 40);
+        assert_eq!(offset_of!(PluginDescriptor, contribute), 48);
+        assert_eq!(offset_of!(PluginDescriptor, free_buffer), 56);
+        assert_eq!(size_of::<PluginDescriptor>(), 64);
+        assert_eq!(descriptor_min_size(0), 64);
+        assert_eq!(descriptor_min_size(1), 64);
+
+        // 1.0
+        assert_eq!(offset_of!(HostCallbacks, struct_size), 0);
+        assert_eq!(offset_of!(HostCallbacks, context), 8);
+        assert_eq!(offset_of!(HostCallbacks, log), 16);
+        assert_eq!(offset_of!(HostCallbacks, progress), 24);
+        assert_eq!(offset_of!(HostCallbacks, is_cancelled), 32);
+        assert_eq!(HOST_CALLBACKS_SIZE_1_0, 40);
+        // 1.1
+        assert_eq!(offset_of!(HostCallbacks, earlier_page), 40);
+        assert_eq!(size_of::<HostCallbacks>(), 48);
+
+        assert_eq!(offset_of!(Buffer, ptr), 0);
+        assert_eq!(offset_of!(Buffer, len), 8);
+        assert_eq!(offset_of!(Buffer, cap), 16);
     }
 }

@@ -35,7 +35,9 @@ pub mod ffi;
 /// ABI major version implemented by this crate. A host loads plugins of its own major only.
 pub const ABI_MAJOR: u32 = 1;
 /// ABI minor version implemented by this crate. A host loads plugins whose minor is not newer.
-pub const ABI_MINOR: u32 = 0;
+/// 1.1: a Finish-stage plugin pages through the earlier files ([`Host::earlier`]) and gets
+/// an empty `request.earlier`.
+pub const ABI_MINOR: u32 = 1;
 /// First eight bytes of every descriptor; anything else is not an airgap plugin.
 pub const MAGIC: [u8; 8] = *b"AIRGAPPL";
 /// The one symbol every plugin exports (`extern "C" fn() -> *const PluginDescriptor`).
@@ -109,30 +111,92 @@ pub enum LogLevel {
     Warn = 2,
 }
 
-/// The host as a plugin sees it: logging, progress and cancellation.
+/// Which earlier files a Finish-stage plugin pages through ([`Host::earlier`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Earlier {
+    /// Every file, link and directory earlier plugins brought.
+    All,
+    /// Regular files whose content is ELF, and links: what the loader model needs. Without
+    /// paging ([`Host::pages_earlier`] false) every file and link of `request.earlier` comes
+    /// instead, so read what you get as candidates and check their content.
+    ElfAndLinks,
+}
+
+impl Earlier {
+    fn raw(self) -> u32 {
+        match self {
+            Earlier::All => ffi::EARLIER_ALL,
+            Earlier::ElfAndLinks => ffi::EARLIER_ELF_AND_LINKS,
+        }
+    }
+}
+
+/// The host as a plugin sees it: logging, progress, cancellation and (ABI 1.1, Finish
+/// stage) the earlier files, a page at a time.
 pub struct Host<'a> {
-    callbacks: Option<&'a ffi::HostCallbacks>,
+    callbacks: Option<Callbacks>,
+    _call: std::marker::PhantomData<&'a ffi::HostCallbacks>,
+}
+
+/// The fields of the host's table that its `struct_size` covers (copied out, so that a
+/// smaller table of an older host is never read past its end).
+#[derive(Clone, Copy)]
+struct Callbacks {
+    context: *mut std::ffi::c_void,
+    log: Option<unsafe extern "C" fn(*mut std::ffi::c_void, u32, *const u8, usize)>,
+    progress: Option<unsafe extern "C" fn(*mut std::ffi::c_void, u64, u64, *const u8, usize)>,
+    is_cancelled: Option<unsafe extern "C" fn(*mut std::ffi::c_void) -> bool>,
+    earlier_page: Option<ffi::EarlierPageFn>,
 }
 
 impl<'a> Host<'a> {
     /// A host that drops every message (for unit tests of plugins).
     pub fn detached() -> Host<'static> {
-        Host { callbacks: None }
+        Host {
+            callbacks: None,
+            _call: std::marker::PhantomData,
+        }
     }
 
     /// Wrap the callbacks the host passed in. `callbacks` may be null.
     ///
     /// # Safety
-    /// `callbacks` must be null or point to a valid [`ffi::HostCallbacks`] for `'a`.
+    /// `callbacks` must be null or point to a valid [`ffi::HostCallbacks`] of at least its
+    /// `struct_size` bytes for `'a`.
     #[doc(hidden)]
     pub unsafe fn from_raw(callbacks: *const ffi::HostCallbacks) -> Host<'a> {
-        // SAFETY: the caller guarantees validity for 'a.
-        let callbacks = unsafe { callbacks.as_ref() };
-        // A table from a host smaller than we know is used only where its fields exist; all
-        // fields of ABI 1.0 are required, so a smaller table is treated as absent.
-        let callbacks = callbacks
-            .filter(|c| c.struct_size as usize >= std::mem::size_of::<ffi::HostCallbacks>());
-        Host { callbacks }
+        if callbacks.is_null() {
+            return Host::detached();
+        }
+        // SAFETY: the caller guarantees a valid table; `struct_size` is its first field in
+        // every 1.x layout. Fields are read one by one through the raw pointer, and only
+        // those `struct_size` covers: a 1.0 host's table is smaller than ours.
+        let size = unsafe { std::ptr::addr_of!((*callbacks).struct_size).read() } as usize;
+        if size < ffi::HOST_CALLBACKS_SIZE_1_0 {
+            // Every 1.0 field is required: a table smaller than that is not one.
+            return Host::detached();
+        }
+        let covers_earlier_page = size
+            >= std::mem::offset_of!(ffi::HostCallbacks, earlier_page)
+                + std::mem::size_of::<Option<ffi::EarlierPageFn>>();
+        // SAFETY: each field read lies within `size` bytes of a valid table.
+        let callbacks = unsafe {
+            Callbacks {
+                context: std::ptr::addr_of!((*callbacks).context).read(),
+                log: std::ptr::addr_of!((*callbacks).log).read(),
+                progress: std::ptr::addr_of!((*callbacks).progress).read(),
+                is_cancelled: std::ptr::addr_of!((*callbacks).is_cancelled).read(),
+                earlier_page: if covers_earlier_page {
+                    std::ptr::addr_of!((*callbacks).earlier_page).read()
+                } else {
+                    None
+                },
+            }
+        };
+        Host {
+            callbacks: Some(callbacks),
+            _call: std::marker::PhantomData,
+        }
     }
 
     /// Log a message at `level`.
@@ -182,6 +246,143 @@ impl<'a> Host<'a> {
             None => false,
         }
     }
+
+    /// Whether the host pages through the earlier files (an ABI 1.1 host, for a
+    /// Finish-stage plugin): then `request.earlier` is empty.
+    pub fn pages_earlier(&self) -> bool {
+        self.callbacks.is_some_and(|cb| cb.earlier_page.is_some())
+    }
+
+    /// The earlier files `start..start + max` of `which`, sorted by path (at most
+    /// [`ffi::EARLIER_PAGE_MAX`]; empty past the end). `None` when the host does not page
+    /// ([`Host::pages_earlier`]); an error when it refuses (a `start` past the end).
+    /// [`Host::earlier`] is the loop over this.
+    pub fn earlier_page(
+        &self,
+        which: Earlier,
+        start: u64,
+        max: u64,
+    ) -> Option<Result<Vec<BundleFile>, PluginError>> {
+        let cb = self.callbacks?;
+        let page = cb.earlier_page?;
+        let mut bytes: Vec<u8> = Vec::new();
+        // SAFETY: the host promised a valid callback for the duration of `contribute`;
+        // `collect` gets our Vec as its context and only during this call.
+        let status = unsafe {
+            page(
+                cb.context,
+                which.raw(),
+                start,
+                max,
+                Some(collect),
+                &mut bytes as *mut Vec<u8> as *mut std::ffi::c_void,
+            )
+        };
+        Some(match status {
+            ffi::STATUS_OK => serde_json::from_slice(&bytes).map_err(|e| {
+                PluginError::new(format!(
+                    "the host sent a page of earlier files the plugin could not read: {e}"
+                ))
+            }),
+            _ => Err(PluginError::new(format!(
+                "the host refused a page of earlier files: {}",
+                String::from_utf8_lossy(&bytes)
+            ))),
+        })
+    }
+
+    /// Every earlier file `which` names, sorted by path, fetched from the host a page at a
+    /// time; from a table without `earlier_page` (one of ABI 1.0's size, [`Host::detached`]),
+    /// `request.earlier` instead (for [`Earlier::ElfAndLinks`] without its directories).
+    pub fn earlier<'r>(
+        &'r self,
+        request: &'r ContributeRequest,
+        which: Earlier,
+    ) -> EarlierFiles<'r> {
+        let source = if self.pages_earlier() {
+            Source::Host {
+                host: self,
+                which,
+                next: 0,
+                page: Vec::new().into_iter(),
+                done: false,
+            }
+        } else {
+            Source::Request(request.earlier.iter(), which)
+        };
+        EarlierFiles { source }
+    }
+}
+
+/// Copies one answer of the host's `earlier_page` into the `Vec<u8>` its context points to.
+unsafe extern "C" fn collect(sink_context: *mut std::ffi::c_void, bytes: *const u8, len: usize) {
+    // Never unwind into the host.
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if sink_context.is_null() || bytes.is_null() || len == 0 {
+            return;
+        }
+        // SAFETY: `earlier_page` passes its own Vec as the context, and the host `len`
+        // readable bytes for the duration of this call.
+        let out = unsafe { &mut *(sink_context as *mut Vec<u8>) };
+        out.extend_from_slice(unsafe { std::slice::from_raw_parts(bytes, len) });
+    }));
+}
+
+/// The earlier files a plugin reads ([`Host::earlier`]).
+pub struct EarlierFiles<'r> {
+    source: Source<'r>,
+}
+
+enum Source<'r> {
+    Request(std::slice::Iter<'r, BundleFile>, Earlier),
+    Host {
+        host: &'r Host<'r>,
+        which: Earlier,
+        next: u64,
+        page: std::vec::IntoIter<BundleFile>,
+        done: bool,
+    },
+}
+
+impl Iterator for EarlierFiles<'_> {
+    type Item = Result<BundleFile, PluginError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match &mut self.source {
+            Source::Request(files, which) => {
+                let wanted = |f: &&BundleFile| *which == Earlier::All || f.kind != FileKind::Dir;
+                files.find(wanted).cloned().map(Ok)
+            }
+            Source::Host {
+                host,
+                which,
+                next,
+                page,
+                done,
+            } => loop {
+                if let Some(file) = page.next() {
+                    return Some(Ok(file));
+                }
+                if *done {
+                    return None;
+                }
+                match host.earlier_page(*which, *next, ffi::EARLIER_PAGE_MAX) {
+                    Some(Ok(files)) if !files.is_empty() => {
+                        *next += files.len() as u64;
+                        *page = files.into_iter();
+                    }
+                    Some(Ok(_)) | None => {
+                        *done = true;
+                        return None;
+                    }
+                    Some(Err(e)) => {
+                        *done = true;
+                        return Some(Err(e));
+                    }
+                }
+            },
+        }
+    }
 }
 
 /// Declare the exported descriptor of a plugin crate.
@@ -221,4 +422,78 @@ macro_rules! export_plugin {
             }
         };
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 1.0 host's table (smaller than ours) keeps its log and has no `earlier_page`, even
+    /// when the bytes after its end say otherwise; a table smaller than 1.0's is none.
+    #[test]
+    fn a_1_0_hosts_table_is_read_only_as_far_as_its_struct_size() {
+        unsafe extern "C" fn log(_: *mut std::ffi::c_void, _: u32, _: *const u8, _: usize) {}
+        unsafe extern "C" fn page(
+            _: *mut std::ffi::c_void,
+            _: u32,
+            _: u64,
+            _: u64,
+            _: Option<ffi::EarlierSink>,
+            _: *mut std::ffi::c_void,
+        ) -> i32 {
+            ffi::STATUS_OK
+        }
+        let mut table = ffi::HostCallbacks {
+            struct_size: ffi::HOST_CALLBACKS_SIZE_1_0 as u32,
+            context: std::ptr::null_mut(),
+            log: Some(log),
+            progress: None,
+            is_cancelled: None,
+            earlier_page: Some(page),
+        };
+        // SAFETY: a valid table for the call.
+        let host = unsafe { Host::from_raw(&table) };
+        assert!(host.callbacks.is_some_and(|c| c.log.is_some()));
+        assert!(!host.pages_earlier());
+        assert!(host.earlier_page(Earlier::All, 0, 1).is_none());
+
+        table.struct_size = std::mem::size_of::<ffi::HostCallbacks>() as u32;
+        // SAFETY: as above.
+        assert!(unsafe { Host::from_raw(&table) }.pages_earlier());
+
+        table.struct_size = ffi::HOST_CALLBACKS_SIZE_1_0 as u32 - 8;
+        // SAFETY: as above.
+        assert!(unsafe { Host::from_raw(&table) }.callbacks.is_none());
+    }
+
+    /// Without paging, the request's list is the earlier files, and the ELF-and-links list
+    /// leaves its directories out (there is no I/O here to look at contents).
+    #[test]
+    fn without_paging_the_request_is_the_list() {
+        let file = |path: &str, kind: FileKind| BundleFile {
+            path: path.into(),
+            source: None,
+            kind,
+            mode: 0o644,
+            size: 0,
+            plugin: "t".into(),
+            package: None,
+        };
+        let request = ContributeRequest {
+            earlier: vec![
+                file("a", FileKind::Dir),
+                file("a/b", FileKind::File),
+                file("a/c", FileKind::Symlink { target: "b".into() }),
+            ],
+            ..Default::default()
+        };
+        let host = Host::detached();
+        let list = |which| -> Vec<String> {
+            host.earlier(&request, which)
+                .map(|f| f.expect("no error").path)
+                .collect()
+        };
+        assert_eq!(list(Earlier::All), ["a", "a/b", "a/c"]);
+        assert_eq!(list(Earlier::ElfAndLinks), ["a/b", "a/c"]);
+    }
 }

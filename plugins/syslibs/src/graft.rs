@@ -12,7 +12,7 @@ use airgap_elf::policy::{
 };
 use airgap_elf::{ElfFile, ElfKind, RpathKind, SymbolVersions, Version};
 use airgap_plugin_api::{
-    BundleFile, ContributeRequest, Contribution, Entry, FileKind, Host, Package, PluginError,
+    ContributeRequest, Contribution, Earlier, Entry, FileKind, Host, Package, PluginError,
     PythonEnvironment, TargetProfile,
 };
 use serde::Deserialize;
@@ -89,6 +89,74 @@ fn globset(patterns: &[String], key: &str) -> Result<airgap_glob::Patterns, Plug
     })
 }
 
+/// An ELF file earlier plugins brought: what syslibs keeps of its record.
+#[derive(Debug, Clone)]
+struct Known {
+    /// Bundle path.
+    path: String,
+    /// Where it is on this machine.
+    source: PathBuf,
+    mode: u32,
+    package: Option<String>,
+}
+
+/// What syslibs keeps of the earlier files: the ELF files and the links (the loader never
+/// loads anything else), read a page at a time from the host.
+struct Bundle {
+    files: Vec<Known>,
+    /// (bundle path, target).
+    links: Vec<(String, String)>,
+}
+
+/// Read the earlier files' ELF files and links: from the host's pages (ABI 1.1), else from
+/// `request.earlier` (a table without paging, which means every file: the ELF ones are
+/// sorted out here, so that both give the same index).
+fn bundle_of(request: &ContributeRequest, host: &Host) -> Result<Bundle, PluginError> {
+    use rayon::prelude::*;
+    let mut files = Vec::new();
+    let mut links = Vec::new();
+    let mut seen = 0usize;
+    for f in host.earlier(request, Earlier::ElfAndLinks) {
+        let f = f?;
+        seen += 1;
+        match f.kind {
+            FileKind::Symlink { target } => links.push((f.path, target)),
+            FileKind::File => {
+                if let Some(source) = f.source {
+                    files.push(Known {
+                        path: f.path,
+                        source,
+                        mode: f.mode,
+                        package: f.package,
+                    });
+                }
+            }
+            FileKind::Dir => {}
+        }
+        if seen % 4096 == 0 && host.is_cancelled() {
+            return Err(PluginError::cancelled());
+        }
+    }
+    if !host.pages_earlier() {
+        files = files
+            .into_par_iter()
+            .filter(|k| airgap_elf::is_elf(&k.source))
+            .collect();
+    }
+    host.debug(&format!(
+        "{} ELF files and {} links of the earlier files ({}; {} in the request)",
+        files.len(),
+        links.len(),
+        if host.pages_earlier() {
+            "paged from the host"
+        } else {
+            "the host does not page"
+        },
+        request.earlier.len()
+    ));
+    Ok(Bundle { files, links })
+}
+
 /// What the bundle already holds, indexed by name and by source (what the model cannot
 /// answer: the build machine's side).
 struct BundleIndex<'a> {
@@ -107,7 +175,7 @@ struct BundleIndex<'a> {
 }
 
 impl<'a> BundleIndex<'a> {
-    fn new(files: &'a [BundleFile], python: Option<&PythonEnvironment>) -> BundleIndex<'a> {
+    fn new(bundle: &'a Bundle, python: Option<&PythonEnvironment>) -> BundleIndex<'a> {
         let mut idx = BundleIndex {
             by_name: HashMap::new(),
             sources: HashMap::new(),
@@ -122,22 +190,29 @@ impl<'a> BundleIndex<'a> {
                     )
                 }),
         };
-        for f in files {
-            if f.kind == FileKind::Dir {
-                continue;
-            }
-            if let FileKind::Symlink { target } = &f.kind {
-                idx.links.push((f.path.as_str(), target.as_str()));
-            }
-            let name = f.path.rsplit('/').next().unwrap_or(&f.path);
-            idx.by_name.entry(name).or_default().push(f.path.as_str());
-            if let Some(src) = &f.source {
-                idx.sources.entry(src.as_path()).or_insert(f.path.as_str());
-                if let Some(parent) = src.parent() {
-                    idx.source_dirs
-                        .entry(parent.to_path_buf())
-                        .or_insert_with(|| dir_of(&f.path).to_owned());
-                }
+        // Sorted by path, as the host lists them, so that `by_name` keeps the host's order.
+        let mut paths: Vec<&'a str> = bundle
+            .files
+            .iter()
+            .map(|f| f.path.as_str())
+            .chain(bundle.links.iter().map(|(p, _)| p.as_str()))
+            .collect();
+        paths.sort_unstable();
+        for path in paths {
+            let name = path.rsplit('/').next().unwrap_or(path);
+            idx.by_name.entry(name).or_default().push(path);
+        }
+        for (path, target) in &bundle.links {
+            idx.links.push((path.as_str(), target.as_str()));
+        }
+        for f in &bundle.files {
+            idx.sources
+                .entry(f.source.as_path())
+                .or_insert(f.path.as_str());
+            if let Some(parent) = f.source.parent() {
+                idx.source_dirs
+                    .entry(parent.to_path_buf())
+                    .or_insert_with(|| dir_of(&f.path).to_owned());
             }
         }
         idx
@@ -162,7 +237,7 @@ struct Obj {
     disk: PathBuf,
     elf: Arc<ElfFile>,
     /// The earlier file it replaces (None for libraries we add).
-    earlier: Option<BundleFile>,
+    earlier: Option<Known>,
     /// Bundle dirs its search path must gain.
     add_dirs: BTreeSet<String>,
     /// Dirs on this machine its grafted needs came from: absolute entries naming them are
@@ -307,9 +382,10 @@ pub fn graft(
         "looking for system libraries (target policy {}, library dir {lib_dir})",
         policy.name
     ));
-    let idx = BundleIndex::new(&request.earlier, request.python.as_ref());
+    let bundle = bundle_of(request, host)?;
+    let idx = BundleIndex::new(&bundle, request.python.as_ref());
     let loader = Loader::host();
-    let mut objs = bundle_objects(&request.earlier, &loader);
+    let mut objs = bundle_objects(&bundle.files, &loader);
     if host.is_cancelled() {
         return Err(PluginError::cancelled());
     }
@@ -371,29 +447,21 @@ fn lib_dir_of(config: &SyslibsConfig, request: &ContributeRequest) -> String {
 }
 
 /// The ELF files earlier plugins contributed, by bundle path, parsed in parallel.
-fn bundle_objects(earlier: &[BundleFile], loader: &Loader) -> BTreeMap<String, Obj> {
+fn bundle_objects(earlier: &[Known], loader: &Loader) -> BTreeMap<String, Obj> {
     use rayon::prelude::*;
-    let candidates: Vec<&BundleFile> = earlier
-        .iter()
-        .filter(|f| f.kind == FileKind::File && f.source.is_some())
-        .collect();
-    candidates
+    earlier
         .par_iter()
         .filter_map(|f| {
-            let src = f.source.as_ref()?;
-            if !airgap_elf::is_elf(src) {
-                return None;
-            }
-            let elf = loader.parse(src).ok()?;
+            let elf = loader.parse(&f.source).ok()?;
             if elf.kind == ElfKind::Other {
                 return None;
             }
             Some((
                 f.path.clone(),
                 Obj {
-                    disk: src.clone(),
+                    disk: f.source.clone(),
                     elf,
-                    earlier: Some((*f).clone()),
+                    earlier: Some(f.clone()),
                     add_dirs: BTreeSet::new(),
                     stale: BTreeSet::new(),
                 },

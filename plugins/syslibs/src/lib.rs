@@ -1,7 +1,8 @@
 //! The `syslibs` source plugin: the system libraries a bundle's ELF files need, grafted in.
 //!
 //! Runs last ([`Stage::Finish`]). Asks the loader model (`airgap_elf::model`, the one the
-//! check uses) what the ELF files earlier plugins contributed (found by content) fail to
+//! check uses) what the ELF files earlier plugins contributed (found by content: the host
+//! pages only the ELF files and links to it, plugin ABI 1.1) fail to
 //! resolve on the target (the manylinux policy of the target profile, adjusted by
 //! `include`/`exclude`), copies the build machine's copy of each into a library dir of the
 //! bundle, and asks again until nothing is missing. Every file that needs it gets a patched copy with an
