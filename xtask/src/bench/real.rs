@@ -77,7 +77,8 @@ pub(super) fn growth(c: &Ctx, prefixes: &[(&str, PathBuf)]) -> Result<Vec<(Strin
 }
 
 /// Run the real job's rows and print their table and ratios.
-pub(super) fn run(c: &Ctx, scale_point: Option<(String, u64, u64)>) -> Result<()> {
+/// Returns the memory points of the real job, smallest first, for [`super::print_growth`].
+pub(super) fn run(c: &Ctx) -> Result<Vec<(String, u64, u64)>> {
     let prefix = c.tree.join("python");
     let parent = c.tree.clone();
     let tar_gz = c.out.join("real-tar.tar.gz");
@@ -112,6 +113,7 @@ pub(super) fn run(c: &Ctx, scale_point: Option<(String, u64, u64)>) -> Result<()
     )?;
     let x_tar = c.out.join("x-real-tar");
     std::fs::create_dir_all(&x_tar)?;
+    super::settle()?;
     let xz = measure(
         "real job: tar -xzf",
         Command::new("tar")
@@ -122,6 +124,7 @@ pub(super) fn run(c: &Ctx, scale_point: Option<(String, u64, u64)>) -> Result<()
     )?;
     let mut unpack = c.airgap_cmd();
     unpack.arg("unpack").arg(&gz).arg(c.out.join("x-real"));
+    super::settle()?;
     let un = measure("real job: airgap unpack", &mut unpack)?;
     let mut verify = c.airgap_cmd();
     verify.arg("verify").arg(&gz);
@@ -245,10 +248,5 @@ pub(super) fn run(c: &Ctx, scale_point: Option<(String, u64, u64)>) -> Result<()
     parts.retain(|(_, p)| p.is_dir());
     let mut points = growth(c, &parts)?;
     points.push(("tree/python".into(), count(&prefix, "f"), ours.1));
-    points.extend(scale_point);
-    super::print_growth(
-        "  peak memory of the real job as the prefix grows [flat]:",
-        &points,
-    );
-    Ok(())
+    Ok(points)
 }

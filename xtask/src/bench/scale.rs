@@ -86,6 +86,7 @@ pub(super) fn run(c: &Ctx, python: &Path) -> Result<(String, u64, u64)> {
     let b = measure("scale: airgap bundle (conda + syslibs, gzip)", &mut bundle)?;
     let x_tar = c.out.join("x-scale-tar");
     std::fs::create_dir_all(&x_tar)?;
+    super::settle()?;
     let xz = measure(
         "scale: tar -xzf",
         Command::new("tar")
@@ -97,6 +98,7 @@ pub(super) fn run(c: &Ctx, python: &Path) -> Result<(String, u64, u64)> {
     let _ = std::fs::remove_dir_all(&x_tar);
     let mut unpack = c.airgap_cmd();
     unpack.arg("unpack").arg(&gz).arg(c.out.join("x-scale"));
+    super::settle()?;
     let un = measure("scale: airgap unpack", &mut unpack)?;
     let _ = std::fs::remove_dir_all(c.out.join("x-scale"));
     let mut verify = c.airgap_cmd();
