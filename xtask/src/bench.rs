@@ -49,6 +49,48 @@ impl Ctx {
         c.env("AIRGAP_NO_PROGRESS", "true").arg("-q");
         c
     }
+
+    /// `airgap bundle` with its check, as users run it, with the built plugins and unpacker.
+    fn bundle_checked(&self, config: &Path, output: &Path) -> Command {
+        let mut cmd = self.airgap_cmd();
+        cmd.arg("--plugin-dir")
+            .arg(&self.release)
+            .args(["bundle", "-c"])
+            .arg(config)
+            .arg("-o")
+            .arg(output)
+            .arg("--unpacker")
+            .arg(&self.unpacker);
+        cmd
+    }
+
+    /// Time and peak memory of GNU `tar -xzf` of `bundle` into a new `dir`, after a sync;
+    /// the directory is removed again.
+    fn untar(&self, label: &str, bundle: &Path, dir: &Path) -> Result<(f64, u64)> {
+        std::fs::create_dir_all(dir)?;
+        settle()?;
+        let measured = measure(
+            label,
+            Command::new("tar")
+                .arg("-xzf")
+                .arg(bundle)
+                .arg("-C")
+                .arg(dir),
+        );
+        let _ = std::fs::remove_dir_all(dir);
+        measured
+    }
+
+    /// Time and peak memory of `airgap unpack` of `bundle` to `dest`, after a sync; `dest`
+    /// is removed again.
+    fn unpack(&self, label: &str, bundle: &Path, dest: &Path) -> Result<(f64, u64)> {
+        settle()?;
+        let mut cmd = self.airgap_cmd();
+        cmd.arg("unpack").arg(bundle).arg(dest);
+        let measured = measure(label, &mut cmd);
+        let _ = std::fs::remove_dir_all(dest);
+        measured
+    }
 }
 
 fn parse(root: &Path, args: &[String]) -> Result<Options> {

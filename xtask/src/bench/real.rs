@@ -46,20 +46,6 @@ fn config(c: &Ctx, name: &str, prefix: &Path, compression: &str, level: u32) -> 
     Ok(path)
 }
 
-/// `airgap bundle` with its check, as users run it.
-fn bundle(c: &Ctx, config: &Path, output: &Path) -> Command {
-    let mut cmd = c.airgap_cmd();
-    cmd.arg("--plugin-dir")
-        .arg(&c.release)
-        .args(["bundle", "-c"])
-        .arg(config)
-        .arg("-o")
-        .arg(output)
-        .arg("--unpacker")
-        .arg(&c.unpacker);
-    cmd
-}
-
 /// Peak memory of the real job on each prefix, smallest first: (what, files, KiB).
 pub(super) fn growth(c: &Ctx, prefixes: &[(&str, PathBuf)]) -> Result<Vec<(String, u64, u64)>> {
     let mut rows = Vec::new();
@@ -68,7 +54,7 @@ pub(super) fn growth(c: &Ctx, prefixes: &[(&str, PathBuf)]) -> Result<Vec<(Strin
         let output = c.out.join("real-part.tar.gz");
         let (_, kib) = measure(
             &format!("airgap bundle, conda + syslibs ({what} only)"),
-            &mut bundle(c, &cfg, &output),
+            &mut c.bundle_checked(&cfg, &output),
         )?;
         let _ = std::fs::remove_file(&output);
         rows.push((what.to_string(), count(prefix, "f"), kib));
@@ -104,28 +90,15 @@ pub(super) fn run(c: &Ctx) -> Result<Vec<(String, u64, u64)>> {
     let gz = c.out.join("real.tar.gz");
     let ours = measure(
         "real job: airgap bundle (conda + syslibs, gzip)",
-        &mut bundle(c, &config(c, "real", &prefix, "gzip", GZIP_LEVEL)?, &gz),
+        &mut c.bundle_checked(&config(c, "real", &prefix, "gzip", GZIP_LEVEL)?, &gz),
     )?;
     let zst = c.out.join("real.tar.zst");
     let zours = measure(
         "real job: airgap bundle --compression zstd",
-        &mut bundle(c, &config(c, "real", &prefix, "zstd", 3)?, &zst),
+        &mut c.bundle_checked(&config(c, "real", &prefix, "zstd", 3)?, &zst),
     )?;
-    let x_tar = c.out.join("x-real-tar");
-    std::fs::create_dir_all(&x_tar)?;
-    super::settle()?;
-    let xz = measure(
-        "real job: tar -xzf",
-        Command::new("tar")
-            .arg("-xzf")
-            .arg(&gz)
-            .arg("-C")
-            .arg(&x_tar),
-    )?;
-    let mut unpack = c.airgap_cmd();
-    unpack.arg("unpack").arg(&gz).arg(c.out.join("x-real"));
-    super::settle()?;
-    let un = measure("real job: airgap unpack", &mut unpack)?;
+    let xz = c.untar("real job: tar -xzf", &gz, &c.out.join("x-real-tar"))?;
+    let un = c.unpack("real job: airgap unpack", &gz, &c.out.join("x-real"))?;
     let mut verify = c.airgap_cmd();
     verify.arg("verify").arg(&gz);
     let ver = measure("real job: airgap verify", &mut verify)?;
@@ -138,8 +111,6 @@ pub(super) fn run(c: &Ctx) -> Result<Vec<(String, u64, u64)>> {
         .arg(&gz)
         .stdout(Stdio::null());
     let ins = measure("real job: airgap inspect --json", &mut inspect)?;
-    let _ = std::fs::remove_dir_all(&x_tar);
-    let _ = std::fs::remove_dir_all(c.out.join("x-real"));
 
     let rows = [
         Row {

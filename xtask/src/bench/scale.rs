@@ -73,34 +73,12 @@ pub(super) fn run(c: &Ctx, python: &Path) -> Result<(String, u64, u64)> {
         ),
     )?;
     let gz = c.out.join("scale.tar.gz");
-    let mut bundle = c.airgap_cmd();
-    bundle
-        .arg("--plugin-dir")
-        .arg(&c.release)
-        .args(["bundle", "-c"])
-        .arg(&config)
-        .arg("-o")
-        .arg(&gz)
-        .arg("--unpacker")
-        .arg(&c.unpacker);
-    let b = measure("scale: airgap bundle (conda + syslibs, gzip)", &mut bundle)?;
-    let x_tar = c.out.join("x-scale-tar");
-    std::fs::create_dir_all(&x_tar)?;
-    super::settle()?;
-    let xz = measure(
-        "scale: tar -xzf",
-        Command::new("tar")
-            .arg("-xzf")
-            .arg(&gz)
-            .arg("-C")
-            .arg(&x_tar),
+    let b = measure(
+        "scale: airgap bundle (conda + syslibs, gzip)",
+        &mut c.bundle_checked(&config, &gz),
     )?;
-    let _ = std::fs::remove_dir_all(&x_tar);
-    let mut unpack = c.airgap_cmd();
-    unpack.arg("unpack").arg(&gz).arg(c.out.join("x-scale"));
-    super::settle()?;
-    let un = measure("scale: airgap unpack", &mut unpack)?;
-    let _ = std::fs::remove_dir_all(c.out.join("x-scale"));
+    let xz = c.untar("scale: tar -xzf", &gz, &c.out.join("x-scale-tar"))?;
+    let un = c.unpack("scale: airgap unpack", &gz, &c.out.join("x-scale"))?;
     let mut verify = c.airgap_cmd();
     verify.arg("verify").arg(&gz);
     let ver = measure("scale: airgap verify", &mut verify)?;
