@@ -426,6 +426,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     } else {
         root.join(target_dir)
     };
+    let release = target_dir.join("release");
     if o.build {
         sh(
             Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
@@ -441,20 +442,20 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
                     "airgap-plugin-conda",
                     "-p",
                     "airgap-plugin-syslibs",
-                    "-p",
-                    "airgap-unpack",
                 ]),
         )?;
+        // The unpacker users carry (static, stripped), as `cargo xtask build --release`
+        // makes it: its size is part of every bundle's.
+        crate::tasks::build_static_unpacker(true, &release)?;
     }
-    let release = target_dir.join("release");
     let airgap = release.join("airgap");
-    let unpacker = [
-        target_dir.join("x86_64-unknown-linux-musl/release/airgap-unpack"),
-        release.join("airgap-unpack"),
-    ]
-    .into_iter()
-    .find(|p| p.exists())
-    .context("no airgap-unpack build found")?;
+    let unpacker = release.join("airgap-unpack-static");
+    if !unpacker.exists() {
+        bail!(
+            "no static unpacker at {}: run the bench without --no-build once",
+            unpacker.display()
+        );
+    }
     std::fs::create_dir_all(&o.work)?;
     let work = o.work.canonicalize()?;
     let tree = work.join("tree");

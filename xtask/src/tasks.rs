@@ -156,7 +156,7 @@ const GNU: &str = "x86_64-unknown-linux-gnu";
 /// The unpacker carried inside bundles must run on any x86-64 Linux: build it static, with
 /// musl when that target is installed, else glibc with `crt-static`. The result is
 /// `target/<profile>/airgap-unpack-static`, which airgap finds beside itself.
-fn build_static_unpacker(release: bool, out: &Path) -> Result<()> {
+pub(crate) fn build_static_unpacker(release: bool, out: &Path) -> Result<()> {
     let profile = if release { "release" } else { "debug" };
     let musl_installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
