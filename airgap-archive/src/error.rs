@@ -251,7 +251,7 @@ pub enum ArchiveError {
         /// The bundle.
         bundle: PathBuf,
     },
-    /// The registered decryptor could not open the bundle.
+    /// The decryptor the reader was given could not open the bundle.
     #[error("decrypting {}: {cause}", bundle.display())]
     Decrypt {
         /// The bundle.

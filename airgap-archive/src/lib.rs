@@ -34,9 +34,7 @@ pub use manifest::{
 };
 pub use plan::{Plan, PlanOptions};
 pub use progress::{Level, NoProgress, Progress, Unit};
-pub use read::{
-    open_manifest, read_manifest, set_decryptor, verify_bundle, Decryptor, VerifyReport,
-};
+pub use read::{open_manifest, read_manifest, verify_bundle, Decryptor, VerifyReport};
 pub use relocate::{relocate, RelocateReport};
 pub use unpack::{unpack, unpack_dir, UnpackOptions, UnpackReport};
 pub use write::{

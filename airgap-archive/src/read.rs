@@ -8,7 +8,6 @@ use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
 use std::thread;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -103,8 +102,10 @@ impl Stream {
 }
 
 /// Opens the plaintext of an encrypted (age) bundle, so that this crate needs no crypto: the
-/// CLI registers one from `airgap-seal` with [`set_decryptor`] when it was given a key or a
-/// passphrase. Without one, an encrypted bundle is refused with [`ArchiveError::Encrypted`].
+/// CLI passes one from `airgap-seal` to the readers of a file it opened (`verify_opened`,
+/// `unpack_opened`, `open_manifest_opened`) when it was given a key or a passphrase; nothing
+/// is registered process-wide. Without one, an encrypted bundle is refused with
+/// [`ArchiveError::Encrypted`].
 pub trait Decryptor: Send + Sync {
     /// The decrypted stream of `file` (positioned at its start). Errors while reading it
     /// (tampering) come back as `io::Error`s of kind `InvalidData`.
@@ -113,16 +114,6 @@ pub trait Decryptor: Send + Sync {
         bundle: &Path,
         file: File,
     ) -> Result<Box<dyn Read + Send>, Box<dyn std::error::Error + Send + Sync>>;
-}
-
-static DECRYPTOR: RwLock<Option<Arc<dyn Decryptor>>> = RwLock::new(None);
-
-/// Register (or, with `None`, remove) the decryptor used for every encrypted bundle this
-/// process opens.
-pub fn set_decryptor(decryptor: Option<Arc<dyn Decryptor>>) {
-    if let Ok(mut d) = DECRYPTOR.write() {
-        *d = decryptor;
-    }
 }
 
 /// Whether these first bytes of a file are an age header (binary or armored).
@@ -197,12 +188,16 @@ pub fn open_manifest(bundle: &Path) -> Result<StreamedManifest, ArchiveError> {
         return open_manifest_in(bundle);
     }
     let file = open_bundle(bundle)?;
-    open_manifest_opened(bundle, &file)
+    open_manifest_opened(bundle, &file, None)
 }
 
 /// [`read_manifest`] of a bundle file over a descriptor from [`open_bundle`].
-pub fn read_manifest_opened(bundle: &Path, file: &fs::File) -> Result<Manifest, ArchiveError> {
-    open_manifest_opened(bundle, file)?.into_manifest()
+pub fn read_manifest_opened(
+    bundle: &Path,
+    file: &fs::File,
+    decryptor: Option<&dyn Decryptor>,
+) -> Result<Manifest, ArchiveError> {
+    open_manifest_opened(bundle, file, decryptor)?.into_manifest()
 }
 
 /// [`open_manifest`] of a bundle file over a descriptor from [`open_bundle`]:
@@ -210,8 +205,9 @@ pub fn read_manifest_opened(bundle: &Path, file: &fs::File) -> Result<Manifest, 
 pub fn open_manifest_opened(
     bundle: &Path,
     file: &fs::File,
+    decryptor: Option<&dyn Decryptor>,
 ) -> Result<StreamedManifest, ArchiveError> {
-    let reader = open_archive_file(bundle, file)?;
+    let reader = open_archive_file(bundle, file, decryptor)?;
     let mut tar = TarReader::new(reader);
     let (top, m) = read_first_entry(bundle, &mut tar)?;
     check_top(bundle, &m.meta, &top)?;
@@ -228,16 +224,21 @@ pub fn reader_from_start(bundle: &Path, file: &File) -> Result<File, ArchiveErro
     Ok(dup)
 }
 
-/// Open a bundle (gzip, zstd or plain tar, recognised by their magic bytes; age-encrypted
-/// through the registered [`Decryptor`]).
+/// Open a bundle (gzip, zstd or plain tar, recognised by their magic bytes); an encrypted
+/// one is refused: [`open_archive_file`] takes a decryptor.
 pub fn open_archive(bundle: &Path) -> Result<Stream, ArchiveError> {
     let file = open_bundle(bundle)?;
-    open_archive_file(bundle, &file)
+    open_archive_file(bundle, &file, None)
 }
 
-/// [`open_archive`] over a descriptor from [`open_bundle`].
-pub fn open_archive_file(bundle: &Path, opened: &File) -> Result<Stream, ArchiveError> {
-    open_archive_layout(bundle, opened).map(|(stream, _)| stream)
+/// [`open_archive`] over a descriptor from [`open_bundle`], age-encrypted bundles through
+/// `decryptor`.
+pub fn open_archive_file(
+    bundle: &Path,
+    opened: &File,
+    decryptor: Option<&dyn Decryptor>,
+) -> Result<Stream, ArchiveError> {
+    open_archive_layout(bundle, opened, decryptor).map(|(stream, _)| stream)
 }
 
 /// The layout of a self-extracting bundle ([`crate::selfx`]) from the header at the start
@@ -266,6 +267,7 @@ pub fn run_layout(
 fn open_archive_layout(
     bundle: &Path,
     opened: &File,
+    decryptor: Option<&dyn Decryptor>,
 ) -> Result<(Stream, Option<crate::selfx::Layout>), ArchiveError> {
     let layout = run_layout(bundle, opened)?;
     let start = layout.as_ref().map_or(0, |l| l.archive_offset);
@@ -287,7 +289,6 @@ fn open_archive_layout(
         });
     }
     let (file, magic, n): (Box<dyn Read + Send>, [u8; 4], usize) = if is_age(&head[..n]) {
-        let decryptor = DECRYPTOR.read().ok().and_then(|d| d.clone());
         let Some(decryptor) = decryptor else {
             return Err(ArchiveError::Encrypted {
                 bundle: bundle.into(),
@@ -1403,12 +1404,13 @@ fn copy_data<R: Read>(
 pub(crate) fn check_bundle(
     bundle: &Path,
     file: &File,
+    decryptor: Option<&dyn Decryptor>,
     target: &Target<'_>,
     fail_fast: bool,
     progress: &dyn Progress,
     on_manifest: &mut dyn FnMut(&StreamedManifest) -> Result<(), ArchiveError>,
 ) -> Result<(StreamedManifest, u64, u64), ArchiveError> {
-    let (stream, layout) = open_archive_layout(bundle, file)?;
+    let (stream, layout) = open_archive_layout(bundle, file, decryptor)?;
     let mut tar = TarReader::new(stream);
     let checked = check_tar(
         bundle,
@@ -1610,14 +1612,15 @@ pub fn detached_sha256_path(bundle: &Path) -> PathBuf {
 /// present). Any difference is an [`ArchiveError::Mismatch`] listing all of them.
 pub fn verify_bundle(bundle: &Path, progress: &dyn Progress) -> Result<VerifyReport, ArchiveError> {
     let file = open_bundle(bundle)?;
-    verify_opened(bundle, &file, progress)
+    verify_opened(bundle, &file, None, progress)
 }
 
 /// [`verify_bundle`] over a descriptor from [`open_bundle`] (the one the signature was
-/// checked on).
+/// checked on), age-encrypted bundles through `decryptor`.
 pub fn verify_opened(
     bundle: &Path,
     file: &File,
+    decryptor: Option<&dyn Decryptor>,
     progress: &dyn Progress,
 ) -> Result<VerifyReport, ArchiveError> {
     let mut problems = Vec::new();
@@ -1642,9 +1645,15 @@ pub fn verify_opened(
         }
         Err(_) => None,
     };
-    match check_bundle(bundle, file, &Target::Verify, false, progress, &mut |_| {
-        Ok(())
-    }) {
+    match check_bundle(
+        bundle,
+        file,
+        decryptor,
+        &Target::Verify,
+        false,
+        progress,
+        &mut |_| Ok(()),
+    ) {
         Ok((manifest, entries, bytes)) => {
             if !problems.is_empty() {
                 return Err(ArchiveError::Mismatch {
@@ -1691,6 +1700,7 @@ pub fn pick_bundle(
     let (manifest, entries, bytes) = check_bundle(
         bundle,
         &file,
+        None,
         &Target::Pick(root, want),
         false,
         progress,

@@ -19,7 +19,7 @@ use crate::error::ArchiveError;
 use crate::manifest::check_rel;
 use crate::manifest::{FileType, Manifest, StreamedManifest, MANIFEST_PATH};
 use crate::progress::{Level, Progress, Unit};
-use crate::read::{check_bundle, Target};
+use crate::read::{check_bundle, Decryptor, Target};
 use crate::relocate::{
     check_fits, groups, prefix_for, rewrite_all, write_state, PrefixRecord, PrefixState,
 };
@@ -334,7 +334,7 @@ pub fn unpack(
     progress: &dyn Progress,
 ) -> Result<UnpackReport, ArchiveError> {
     let file = crate::read::open_bundle(bundle)?;
-    unpack_opened(bundle, &file, dest, options, progress)
+    unpack_opened(bundle, &file, None, dest, options, progress)
 }
 
 /// [`unpack`] over a descriptor from [`crate::read::open_bundle`] (the one the signature
@@ -342,6 +342,7 @@ pub fn unpack(
 pub fn unpack_opened(
     bundle: &Path,
     file: &fs::File,
+    decryptor: Option<&dyn Decryptor>,
     dest: &Path,
     options: &UnpackOptions,
     progress: &dyn Progress,
@@ -349,7 +350,7 @@ pub fn unpack_opened(
     let (dest, existed, mut parents) = check_dest(dest)?;
     check_detached(bundle, file)?;
     let (staging, manifest, entries, bytes) =
-        extract_verified(bundle, file, &dest, progress, &mut |m| {
+        extract_verified((bundle, file, decryptor), &dest, progress, &mut |m| {
             preflight(m, &dest, options, false)
         })?;
     let report = install(
@@ -370,8 +371,7 @@ pub fn unpack_opened(
 /// manifest at `.airgap/manifest.toml`: the tree `tar xzf` gives, checked. `preflight` sees
 /// the manifest before any file is extracted.
 fn extract_verified(
-    bundle: &Path,
-    file: &fs::File,
+    (bundle, file, decryptor): (&Path, &fs::File, Option<&dyn Decryptor>),
     dest: &Path,
     progress: &dyn Progress,
     preflight: &mut dyn FnMut(&StreamedManifest) -> Result<(), ArchiveError>,
@@ -383,6 +383,7 @@ fn extract_verified(
     let (manifest, entries, bytes) = check_bundle(
         bundle,
         file,
+        decryptor,
         &Target::Extract(&staging.path),
         true,
         progress,
@@ -424,7 +425,7 @@ pub fn extract_tree(
     let (dest, existed, mut parents) = check_dest(dest)?;
     check_detached(bundle, &file)?;
     let (mut staging, _, entries, bytes) =
-        extract_verified(bundle, &file, &dest, progress, &mut |m| {
+        extract_verified((bundle, &file, None), &dest, progress, &mut |m| {
             crate::space::check_free_space(&dest, m, false)
         })?;
     fs::set_permissions(&staging.path, fs::Permissions::from_mode(0o755))

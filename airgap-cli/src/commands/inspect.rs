@@ -127,7 +127,9 @@ fn inspection(
 pub fn run(args: InspectArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
     let opened = super::seal::prepare(&args.open, &args.bundle, ui)?;
     let m = match &opened.file {
-        Some(file) => airgap_archive::read::open_manifest_opened(&args.bundle, file),
+        Some(file) => {
+            airgap_archive::read::open_manifest_opened(&args.bundle, file, opened.decryptor())
+        }
         None => open_manifest(&args.bundle),
     }
     .map_err(archive)?;

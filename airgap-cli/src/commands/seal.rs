@@ -107,7 +107,7 @@ pub fn prompt_secret(prompt: &str, confirm: bool) -> Result<SecretString, SealEr
 
 /// What [`prepare`] found.
 pub struct Opened {
-    /// The keys registered with the archive reader, when the bundle is encrypted.
+    /// The keys the archive reader decrypts with, when the bundle is encrypted.
     pub keys: Option<Arc<airgap_seal::Decrypt>>,
     /// The bundle file, opened once: the signature was checked on it, and everything after
     /// (checksum, decryption, entries) must read it, never the path again. `None` for an
@@ -115,9 +115,18 @@ pub struct Opened {
     pub file: Option<std::fs::File>,
 }
 
+impl Opened {
+    /// What the archive's readers decrypt an encrypted bundle with (none for a plain one).
+    pub fn decryptor(&self) -> Option<&dyn airgap_archive::Decryptor> {
+        self.keys
+            .as_deref()
+            .map(|k| k as &dyn airgap_archive::Decryptor)
+    }
+}
+
 /// Before reading any entry: open the bundle once, check the signature (with
 /// `--trusted-key`) on that descriptor, then, for an encrypted bundle, get the keys and
-/// register the decryptor with the archive reader.
+/// keep the decryptor for the archive's readers ([`Opened::decryptor`]).
 pub fn prepare(args: &OpenArgs, bundle: &Path, ui: &Ui) -> anyhow::Result<Opened> {
     if bundle.is_dir() {
         if args.trusted_key.is_some() {
@@ -197,10 +206,8 @@ pub fn prepare(args: &OpenArgs, bundle: &Path, ui: &Ui) -> anyhow::Result<Opened
             },
         ));
     };
-    let decrypt = Arc::new(airgap_seal::Decrypt(keys));
-    airgap_archive::set_decryptor(Some(decrypt.clone()));
     Ok(Opened {
-        keys: Some(decrypt),
+        keys: Some(Arc::new(airgap_seal::Decrypt(keys))),
         file: Some(file),
     })
 }

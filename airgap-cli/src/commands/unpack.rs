@@ -77,7 +77,14 @@ pub fn run(args: UnpackArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
         &format!("{} into {}", args.bundle.display(), args.dest.display()),
     );
     let report = match &opened.file {
-        Some(file) => unpack_opened(&args.bundle, file, &args.dest, &options, ui),
+        Some(file) => unpack_opened(
+            &args.bundle,
+            file,
+            opened.decryptor(),
+            &args.dest,
+            &options,
+            ui,
+        ),
         None => unpack_dir(&args.bundle, &args.dest, &options, ui),
     }
     .map_err(archive)?;

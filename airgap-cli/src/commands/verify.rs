@@ -52,7 +52,7 @@ pub fn run(args: VerifyArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
     let opened = super::seal::prepare(&args.open, &args.bundle, ui)?;
     ui.status("Verifying", &args.bundle.display().to_string());
     let result = match &opened.file {
-        Some(file) => verify_opened(&args.bundle, file, ui),
+        Some(file) => verify_opened(&args.bundle, file, opened.decryptor(), ui),
         None => verify_bundle(&args.bundle, ui),
     };
     match result {
