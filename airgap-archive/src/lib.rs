@@ -8,6 +8,7 @@
 //! Architecture invariant: `verify` and `unpack` share one checker ([`read`]) and one check of
 //! the install steps ([`steps`]), so a bundle that verifies is exactly a bundle that unpacks.
 
+pub(crate) mod dest;
 pub mod error;
 pub mod gzmember;
 pub mod installed;
@@ -15,7 +16,6 @@ pub mod manifest;
 pub mod plan;
 pub mod progress;
 pub mod read;
-pub mod records;
 pub mod relocate;
 pub mod selfx;
 pub mod space;

@@ -9,8 +9,10 @@ use airgap_plugin_api::{InstallStep, Package, PythonEnvironment, TargetProfile};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ArchiveError;
-use crate::records::{scratch_error, Builder, Records};
+pub mod records;
+
 use crate::tarfmt::TarReader;
+use records::{scratch_error, Builder, Records};
 
 /// Where the manifest sits inside the bundle's top folder. It is the first tar entry.
 pub const MANIFEST_PATH: &str = ".airgap/manifest.toml";
@@ -611,7 +613,7 @@ impl StreamedManifest {
 
     /// Write the manifest's exact text to `out`.
     pub fn write_text(&self, out: &mut dyn Write) -> io::Result<()> {
-        let mut from = crate::records::At {
+        let mut from = records::At {
             file: &self.text,
             pos: 0,
             end: self.text_len,
@@ -683,7 +685,7 @@ fn parse_streamed(bundle: &Path, text: File, len: u64) -> Result<StreamedManifes
         io::ErrorKind::InvalidData => not_utf8(),
         _ => scratch_error(e),
     };
-    let at = |pos: u64| crate::records::At {
+    let at = |pos: u64| records::At {
         file: &text,
         pos,
         end: len,

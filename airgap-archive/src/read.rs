@@ -16,12 +16,12 @@ use sha2::{Digest, Sha256};
 
 use crate::error::ArchiveError;
 use crate::gzmember;
+use crate::manifest::records::{scratch_error, Records};
 use crate::manifest::{
     check_rel, check_top, open_manifest_in, read_first_entry, FileRecord, FileType, Manifest,
     StreamedManifest, MANIFEST_PATH, MAX_FILE_SIZE,
 };
 use crate::progress::{Progress, Unit};
-use crate::records::{scratch_error, Records};
 use crate::spill;
 use crate::tarfmt::{EntryType, TarEntry, TarReader};
 
@@ -676,7 +676,7 @@ pub(crate) struct Checker<'a> {
     bundle: PathBuf,
     top: Vec<u8>,
     records: &'a Records,
-    cursor: crate::records::Iter<'a>,
+    cursor: crate::manifest::records::Iter<'a>,
     /// The record at the cursor: its index, path bytes and record.
     next: Option<(u64, Vec<u8>, FileRecord)>,
     next_index: u64,

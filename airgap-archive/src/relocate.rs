@@ -628,7 +628,7 @@ fn check_new_dir(dir: &Path, new_dir: &Path) -> Result<(PathBuf, bool), ArchiveE
             help: "give a NEWDIR outside DIR".into(),
         });
     }
-    let parent = crate::unpack::check_parent(new_dir)?;
+    let parent = crate::dest::check_parent(new_dir)?;
     let resolved = match new_dir.file_name() {
         Some(name) => real(parent).join(name),
         None => new_dir.to_path_buf(),
