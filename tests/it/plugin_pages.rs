@@ -9,10 +9,12 @@ use std::path::{Path, PathBuf};
 use airgap_plugin_api::ffi::{
     Buffer, EarlierSink, HostCallbacks, PluginDescriptor, HOST_CALLBACKS_SIZE_1_0,
 };
-use airgap_plugin_api::{ContributeRequest, Contribution, PythonEnvironment, TargetProfile};
+use airgap_plugin_api::{ContributeRequest, Contribution, TargetProfile};
 use airgap_tests::{airgap, build_dir, cdylib, run, tempdir};
 
-use crate::syslibs_support::{bundle_files, pyenv_python, python_skip, request, run_syslibs};
+use crate::syslibs_support::{
+    bundle_files, pyenv_python, python_environment, python_skip, request, run_syslibs,
+};
 
 /// Copy a built test plugin into `dir` under the file name a real plugin would have.
 fn install_as(dir: &Path, crate_name: &str, plugin_name: &str) {
@@ -232,17 +234,7 @@ fn syslibs_grafts_from_its_pages_exactly_what_it_grafts_from_the_whole_list() {
     };
     let earlier = bundle_files(&py, "py", &python_skip);
     let work = tempdir();
-    let python = PythonEnvironment {
-        prefix: "py".into(),
-        executable: "py/bin/python3.11".into(),
-        source_prefix: py.clone(),
-        source_executable: py.join("bin/python3.11"),
-        version: "3.11.7".into(),
-        implementation: "cp".into(),
-        abi: "cp311".into(),
-        platforms: vec!["linux_x86_64".into()],
-        site_packages: "py/lib/python3.11/site-packages".into(),
-    };
+    let python = python_environment(&py);
     let target = TargetProfile {
         glibc: Some("2.36".into()),
         ..Default::default()

@@ -267,7 +267,7 @@ fn the_code_round_trips_through_the_cli_and_a_typo_is_refused() {
 #[test]
 fn a_bookworm_profile_grafts_fewer_libraries_and_lowers_the_floor() {
     use crate::syslibs_support::*;
-    use airgap_plugin_api::{PythonEnvironment, TargetProfile};
+    use airgap_plugin_api::TargetProfile;
     if !rootfs::supported() {
         return airgap_tests::skip("needs root, unshare and chroot");
     }
@@ -278,17 +278,7 @@ fn a_bookworm_profile_grafts_fewer_libraries_and_lowers_the_floor() {
     let root = DebianRoot::new(Suite::Bookworm);
     let profile = probe_in_root(&root);
     let tmp = airgap_tests::tempdir();
-    let python = PythonEnvironment {
-        prefix: "py".into(),
-        executable: "py/bin/python3.11".into(),
-        source_prefix: py.clone(),
-        source_executable: py.join("bin/python3.11"),
-        version: "3.11.7".into(),
-        implementation: "cp".into(),
-        abi: "cp311".into(),
-        platforms: vec!["linux_x86_64".into()],
-        site_packages: "py/lib/python3.11/site-packages".into(),
-    };
+    let python = python_environment(&py);
     let graft = |target: TargetProfile, name: &str| {
         let work = tmp.path().join(name);
         std::fs::create_dir_all(&work).expect("work dir");

@@ -4,7 +4,7 @@
 //! RPATHs, relocated, with the network cut and a hostile `LD_LIBRARY_PATH`.
 
 use crate::syslibs_support::*;
-use airgap_plugin_api::{PythonEnvironment, TargetProfile};
+use airgap_plugin_api::TargetProfile;
 use airgap_tests::rootfs::{self, DebianRoot, Suite};
 
 #[test]
@@ -47,17 +47,7 @@ fn pyenv_ssl_and_sqlite3_load_in_a_bare_debian_root_only_with_syslibs() {
     // With the plugin.
     let work = tmp.path().join("work");
     std::fs::create_dir_all(&work).expect("work dir");
-    let python = PythonEnvironment {
-        prefix: "py".into(),
-        executable: format!("py/{pyexe}"),
-        source_prefix: py.clone(),
-        source_executable: py.join(pyexe),
-        version: "3.11.7".into(),
-        implementation: "cp".into(),
-        abi: "cp311".into(),
-        platforms: vec!["linux_x86_64".into()],
-        site_packages: "py/lib/python3.11/site-packages".into(),
-    };
+    let python = python_environment(&py);
     let target = TargetProfile {
         glibc: Some("2.36".into()),
         ..Default::default()

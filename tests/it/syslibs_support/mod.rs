@@ -19,6 +19,22 @@ pub fn pyenv_python() -> Option<PathBuf> {
     airgap_tests::python::installation(3, 11)
 }
 
+/// The environment [`pyenv_python`]'s installation `py` is as the bundle's `py` folder, as
+/// the conda plugin would describe it to syslibs.
+pub fn python_environment(py: &Path) -> PythonEnvironment {
+    PythonEnvironment {
+        prefix: "py".into(),
+        executable: "py/bin/python3.11".into(),
+        source_prefix: py.to_path_buf(),
+        source_executable: py.join("bin/python3.11"),
+        version: "3.11.7".into(),
+        implementation: "cp".into(),
+        abi: "cp311".into(),
+        platforms: vec!["linux_x86_64".into()],
+        site_packages: "py/lib/python3.11/site-packages".into(),
+    }
+}
+
 /// Walk `src` and list it as bundle files under `prefix`, skipping paths `skip` says no to
 /// (given the path relative to `src`).
 pub fn bundle_files(src: &Path, prefix: &str, skip: &dyn Fn(&str) -> bool) -> Vec<BundleFile> {
