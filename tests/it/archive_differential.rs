@@ -14,7 +14,7 @@ use std::process::Command;
 
 use airgap_archive::manifest::{FileRecord, FileType, Manifest, FORMAT};
 use airgap_archive::tarfmt::{self, EntryType, Header, TarReader, BLOCK};
-use airgap_tests::archive::{sha256_hex, snapshot, unpacker};
+use airgap_tests::archive::{gnu_tar, noise, sha256_hex, snapshot, unpacker};
 use airgap_tests::{airgap, python, run, tempdir};
 
 /// One member as written: its header blocks (long names included) and its data.
@@ -455,17 +455,7 @@ fn a_gzip_bundle_hiding_entries_in_a_directory_header_is_refused_before_tar_xzf(
     // GNU tar extracts the hidden entries: the file in its working directory, the launcher.
     let witness = tmp.path().join("witness");
     fs::create_dir(&witness).unwrap();
-    let out = Command::new("tar")
-        .arg("xzf")
-        .arg(&bundle)
-        .current_dir(&witness)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    gnu_tar(&["xzf", &bundle.to_string_lossy()], &witness);
     assert!(witness.join("victim.txt").exists());
     assert_eq!(
         fs::read_to_string(witness.join("b/unpack")).unwrap(),
@@ -483,19 +473,6 @@ fn a_gzip_bundle_hiding_entries_in_a_directory_header_is_refused_before_tar_xzf(
     run(airgap().arg("unpack").arg(&bundle).arg(&dest)).failure();
     run(Command::new(unpacker()).arg(&bundle).arg(&dest)).failure();
     assert!(!dest.exists());
-}
-
-/// Bytes no compressor can shrink (as the members of a wheel), deterministic.
-fn noise(n: usize) -> Vec<u8> {
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 /// An airgap gzip bundle (members that carry their lengths, some stored) is one gzip
@@ -555,18 +532,7 @@ fn a_bundle_of_length_carrying_and_stored_members_is_read_alike_by_gnu_gzip_tar_
     assert!(gnu.stdout == ours, "gzip -dc and airgap's reader differ");
     let x = tmp.path().join("x");
     fs::create_dir(&x).unwrap();
-    let out = Command::new("tar")
-        .arg("-xzf")
-        .arg(&bundle)
-        .arg("-C")
-        .arg(&x)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    gnu_tar(&["-xzf", &bundle.to_string_lossy()], &x);
     for f in ["text.txt", "noise.bin"] {
         assert!(
             fs::read(x.join("b/data").join(f)).unwrap() == fs::read(src.join(f)).unwrap(),

@@ -318,19 +318,6 @@ fn marked_bundle(tmp: &Path, compression: airgap_archive::Compression) -> (PathB
     (good, marker)
 }
 
-/// Deterministic bytes that no compressor can shrink.
-pub(crate) fn noise(n: usize) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 /// The offsets of the gzip members of an airgap bundle, from the lengths their headers carry.
 pub(crate) fn member_offsets(bytes: &[u8]) -> Vec<usize> {
     let mut at = 0;

@@ -144,6 +144,20 @@ pub fn unpacker() -> PathBuf {
     crate::bin("airgap-unpack")
 }
 
+/// Deterministic bytes that no compressor can shrink (as the members of a wheel), which the
+/// gzip writer stores.
+pub fn noise(n: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
 /// Run GNU tar with `args`; panics on failure; returns stdout.
 pub fn gnu_tar(args: &[&str], dir: &Path) -> String {
     let out = Command::new("tar")
