@@ -471,6 +471,15 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
+    let ctx = Ctx {
+        airgap: airgap.clone(),
+        release: release.clone(),
+        unpacker: unpacker.clone(),
+        work: work.clone(),
+        out: out.clone(),
+        tree: tree.clone(),
+        cores,
+    };
 
     // Warm the page cache so that the first contender is not penalised.
     sh(Command::new("sh").arg("-c").arg(format!(
@@ -536,36 +545,11 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let (t_zours, m_zours) = measure("airgap bundle (zstd)", &mut bundle(&ours_zst, &zconfig))?;
     // Memory must stay flat as the tree grows: the same on parts of the tree.
     let growth = memory_growth(&bundle, &tree, &work, &out)?;
-    let x_tar = out.join("x-tar");
-    let x_ours = out.join("x-ours");
-    std::fs::create_dir_all(&x_tar)?;
-    settle()?;
-    let (t_xz, m_xz) = measure(
-        "tar -xzf",
-        Command::new("tar")
-            .arg("-xzf")
-            .arg(&ours)
-            .arg("-C")
-            .arg(&x_tar),
-    )?;
-    settle()?;
-    let (t_un, m_un) = measure(
-        "airgap unpack",
-        Command::new(&airgap)
-            .env("AIRGAP_NO_PROGRESS", "true")
-            .arg("-q")
-            .arg("unpack")
-            .arg(&ours)
-            .arg(&x_ours),
-    )?;
-    let (t_ver, m_ver) = measure(
-        "airgap verify",
-        Command::new(&airgap)
-            .env("AIRGAP_NO_PROGRESS", "true")
-            .arg("-q")
-            .arg("verify")
-            .arg(&ours),
-    )?;
+    let (t_xz, m_xz) = ctx.untar("tar -xzf", &ours, &out.join("x-tar"))?;
+    let (t_un, m_un) = ctx.unpack("airgap unpack", &ours, &out.join("x-ours"))?;
+    let mut verify = ctx.airgap_cmd();
+    verify.arg("verify").arg(&ours);
+    let (t_ver, m_ver) = measure("airgap verify", &mut verify)?;
 
     let s_czh = size(&out.join("tar-czhf.tar.gz"));
     let s_zpipe = size(&pipe);
@@ -691,15 +675,6 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         report["files"],
         report["problems"].as_array().map_or(0, Vec::len)
     );
-    let ctx = Ctx {
-        airgap: airgap.clone(),
-        release: release.clone(),
-        unpacker: unpacker.clone(),
-        work: work.clone(),
-        out: out.clone(),
-        tree: tree.clone(),
-        cores,
-    };
     let mut points = real::run(&ctx)?;
     // Last: it writes gigabytes, which the disk is still flushing when the next row starts.
     if let (true, Some(python)) = (o.scale, o.pythons.first()) {
