@@ -125,7 +125,7 @@ pub enum ArchiveError {
         /// What is wrong.
         reason: String,
     },
-    /// The manifest is over [`crate::manifest::MAX_MANIFEST`]: refused before it is read, so
+    /// The manifest is over [`crate::format::manifest::MAX_MANIFEST`]: refused before it is read, so
     /// that a tiny, highly compressed bundle cannot make a reader hold hundreds of MB.
     #[error("{}: the manifest is {size} bytes, over the {max} bytes a manifest may have", bundle.display())]
     ManifestTooLarge {

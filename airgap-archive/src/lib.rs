@@ -2,42 +2,35 @@
 //! hashes what the plugins name, writes a deterministic tar (gzip or zstd) with a manifest, and
 //! reads it back safely (verify, inspect, unpack into a staging directory, install steps).
 //!
-//! This crate never loads plugins and never prints, so that the static unpacker carried inside
-//! every bundle can use it.
+//! Three jobs, three modules: [`format`] (what a bundle is: the manifest and its types, tar
+//! headers, gzip members; no bundle I/O), [`pack`] (plan and write) and [`install`] (read,
+//! verify, unpack, relocate). Packing and installing meet only in the format and in the
+//! common parts at the root (errors, progress, scratch runs, atomic output, sparse files).
 //!
-//! Architecture invariant: `verify` and `unpack` share one checker ([`read`]) and one check of
-//! the install steps ([`steps`]), so a bundle that verifies is exactly a bundle that unpacks.
+//! This crate never loads plugins, never names the plugin API and never prints, so that the
+//! static unpacker carried inside every bundle can use it.
 
-pub(crate) mod dest;
 pub mod error;
-pub mod gzmember;
-pub mod installed;
-pub mod manifest;
-pub mod plan;
+pub mod format;
+pub mod install;
+pub mod output;
+pub mod pack;
 pub mod progress;
-pub mod read;
-pub mod relocate;
-pub mod selfx;
-pub mod space;
+mod sparse;
 mod spill;
-pub mod stale;
-pub mod steps;
-pub mod tarfmt;
 pub mod text;
-pub mod unpack;
-pub mod write;
 
 pub use error::ArchiveError;
-pub use manifest::{
+pub use format::manifest::{
     FileRecord, FileType, Manifest, ManifestInput, PackageRecord, PluginRecord, StepRecord,
     StreamedManifest, MANIFEST_PATH,
 };
-pub use plan::{Plan, PlanOptions};
-pub use progress::{Level, NoProgress, Progress, Unit};
-pub use read::{open_manifest, read_manifest, verify_bundle, Decryptor, VerifyReport};
-pub use relocate::{relocate, RelocateReport};
-pub use unpack::{unpack, unpack_dir, UnpackOptions, UnpackReport};
-pub use write::{
+pub use install::read::{open_manifest, read_manifest, verify_bundle, Decryptor, VerifyReport};
+pub use install::relocate::{relocate, RelocateReport};
+pub use install::unpack::{unpack, unpack_dir, UnpackOptions, UnpackReport};
+pub use pack::plan::{Plan, PlanOptions};
+pub use pack::write::{
     write_bundle, Compression, FilteredOutput, HashingWriter, OutputFilter, WriteOptions,
     WriteSummary,
 };
+pub use progress::{Level, NoProgress, Progress, Unit};

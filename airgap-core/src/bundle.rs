@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use airgap_archive::install::stale::ScratchDir;
+use airgap_archive::pack::write::OutputFilter;
 use airgap_archive::progress::{Level, Progress};
-use airgap_archive::stale::ScratchDir;
-use airgap_archive::write::OutputFilter;
 use airgap_archive::{
     Compression, ManifestInput, PackageRecord, Plan, PlanOptions, PluginRecord, StepRecord,
     WriteOptions, WriteSummary,
@@ -444,7 +444,7 @@ pub fn bundle(
     // A given output is checked before any plugin runs: a device, a fifo, a missing
     // directory or the config file itself is refused at once, not after the whole build.
     if let Some(output) = options.output.as_ref().or(config.bundle.output.as_ref()) {
-        airgap_archive::write::check_output(output)?;
+        airgap_archive::pack::write::check_output(output)?;
         if let Some(config_path) = &config.path {
             if same_file(output, config_path) {
                 return Err(airgap_archive::ArchiveError::Output {
@@ -470,7 +470,10 @@ pub fn bundle(
         zstd_long: options.zstd_long,
     };
     // A .run without its unpacker, or encrypted, is refused before the plugins run.
-    airgap_archive::write::check_self_extracting(&output_of(config, options)?, &write_options)?;
+    airgap_archive::pack::write::check_self_extracting(
+        &output_of(config, options)?,
+        &write_options,
+    )?;
     let planned = plan_bundle(config, registry, options, progress, cancelled)?;
     let check = crate::check::check_planned_against(
         &planned,
@@ -563,14 +566,14 @@ pub fn choose_compression(
             level: checked(
                 "gzip",
                 GZIP_LEVELS,
-                airgap_archive::write::DEFAULT_GZIP_LEVEL as i32,
+                airgap_archive::pack::write::DEFAULT_GZIP_LEVEL as i32,
             )? as u32,
         }),
         Some("zstd") | Some("zst") => Ok(Compression::Zstd {
             level: checked(
                 "zstd",
                 ZSTD_LEVELS,
-                airgap_archive::write::DEFAULT_ZSTD_LEVEL,
+                airgap_archive::pack::write::DEFAULT_ZSTD_LEVEL,
             )?,
         }),
         Some(other) => Err(Error::ConfigParse {

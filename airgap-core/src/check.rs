@@ -6,7 +6,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use airgap_archive::write::UNPACKER_PATH;
+use airgap_archive::format::manifest::UNPACKER_PATH;
 use airgap_archive::FileType;
 pub use airgap_check::cuda::CudaReport;
 pub use airgap_check::{
@@ -46,8 +46,12 @@ pub fn check_bundle(
             cause: e,
         })?;
     let want = |rel: &str, mode: u32, head: &[u8]| carried(rel) && read_by_check(rel, mode, head);
-    let read =
-        airgap_archive::read::pick_bundle(bundle, tmp.path(), &want, &airgap_archive::NoProgress)?;
+    let read = airgap_archive::install::read::pick_bundle(
+        bundle,
+        tmp.path(),
+        &want,
+        &airgap_archive::NoProgress,
+    )?;
     // The check keeps its inputs (one a carried file) in memory; the records come from disk.
     let records = read.manifest.files.iter().collect::<Result<Vec<_>, _>>()?;
     let manifest = read.manifest.meta;

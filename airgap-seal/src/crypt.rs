@@ -299,7 +299,7 @@ pub fn is_encrypted_opened(path: &Path, opened: &File) -> Result<bool, SealError
     let head = reader
         .fill_buf()
         .map_err(|e| SealError::io("reading", path, e))?;
-    Ok(airgap_archive::read::is_age(head))
+    Ok(airgap_archive::install::read::is_age(head))
 }
 
 #[cfg(test)]

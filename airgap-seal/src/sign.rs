@@ -234,7 +234,7 @@ pub fn verify_file(bundle: &Path, trusted: &TrustedKey) -> Result<Verified, Seal
 }
 
 /// [`verify_file`] over the descriptor the bundle will then be read through (from
-/// `airgap_archive::read::open_bundle`): what the signature covers is what gets installed,
+/// `airgap_archive::install::read::open_bundle`): what the signature covers is what gets installed,
 /// whatever is renamed over the path afterwards.
 pub fn verify_opened(
     bundle: &Path,

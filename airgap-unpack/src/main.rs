@@ -14,10 +14,10 @@ mod probe;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use airgap_archive::installed::summary_lines;
+use airgap_archive::install::installed::summary_lines;
+use airgap_archive::install::unpack::{unpack, unpack_dir, UnpackOptions};
 use airgap_archive::progress::{Level, Progress, Unit};
 use airgap_archive::text::escape_lines;
-use airgap_archive::unpack::{unpack, unpack_dir, UnpackOptions};
 
 mod run;
 

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use airgap_archive::manifest::FileType;
+use airgap_archive::format::manifest::FileType;
 use airgap_archive::open_manifest;
 use airgap_archive::progress::Progress;
 use airgap_archive::text::escape;
@@ -69,7 +69,7 @@ pub fn run(
             Ok(())
         }
         (Mode::ExtractOnly, Some(dir)) => {
-            let report = airgap_archive::unpack::extract_tree(file, dir, progress)?;
+            let report = airgap_archive::install::unpack::extract_tree(file, dir, progress)?;
             eprintln!(
                 "   extracted {} entries ({} bytes) into {}, nothing installed; install with: {}/unpack DEST",
                 report.entries,

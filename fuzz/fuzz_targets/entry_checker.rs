@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use airgap_archive::read::verify_stream;
+use airgap_archive::install::read::verify_stream;
 use airgap_archive::NoProgress;
 use libfuzzer_sys::fuzz_target;
 

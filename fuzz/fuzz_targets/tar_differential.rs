@@ -7,7 +7,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use airgap_archive::tarfmt::{EntryType, TarReader};
+use airgap_archive::format::tarfmt::{EntryType, TarReader};
 use libfuzzer_sys::fuzz_target;
 
 struct Listed {

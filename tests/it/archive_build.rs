@@ -9,7 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use airgap_archive::manifest::FileType;
+use airgap_archive::format::manifest::FileType;
 use airgap_archive::progress::{Progress, Unit};
 use airgap_archive::{
     read_manifest, write_bundle, ArchiveError, Compression, NoProgress, PlanOptions, WriteOptions,
@@ -755,7 +755,7 @@ fn the_tar_stream_of_a_tree_with_every_header_kind_is_pinned() {
         .unwrap();
     assert!(tar.status.success(), "gzip -dc failed");
     // The stream holds every kind of header the writer makes.
-    let mut r = airgap_archive::tarfmt::TarReader::new(&tar.stdout[..]);
+    let mut r = airgap_archive::format::tarfmt::TarReader::new(&tar.stdout[..]);
     let mut seen = std::collections::BTreeSet::new();
     while let Some(e) = r.next_entry().unwrap() {
         seen.insert(format!("{:?}", e.kind));

@@ -12,8 +12,8 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use airgap_archive::manifest::{FileRecord, FileType, Manifest, FORMAT};
-use airgap_archive::tarfmt::{self, EntryType, Header, TarReader, BLOCK};
+use airgap_archive::format::manifest::{FileRecord, FileType, Manifest, FORMAT};
+use airgap_archive::format::tarfmt::{self, EntryType, Header, TarReader, BLOCK};
 use airgap_tests::archive::{gnu_tar, noise, sha256_hex, snapshot, unpacker};
 use airgap_tests::{airgap, python, run, tempdir};
 
@@ -480,7 +480,7 @@ fn a_gzip_bundle_hiding_entries_in_a_directory_header_is_refused_before_tar_xzf(
 /// airgap's parallel reader gives, and `tar -xzf` extracts the same files.
 #[test]
 fn a_bundle_of_length_carrying_and_stored_members_is_read_alike_by_gnu_gzip_tar_and_airgap() {
-    use airgap_archive::gzmember::{member_len, HEADER_LEN};
+    use airgap_archive::format::gzmember::{member_len, HEADER_LEN};
     use std::io::Read;
     let tmp = tempdir();
     let src = tmp.path().join("src");
@@ -526,7 +526,7 @@ fn a_bundle_of_length_carrying_and_stored_members_is_read_alike_by_gnu_gzip_tar_
         .unwrap();
     assert!(gnu.status.success());
     let mut ours = Vec::new();
-    let mut stream = airgap_archive::read::open_archive(&bundle).unwrap();
+    let mut stream = airgap_archive::install::read::open_archive(&bundle).unwrap();
     stream.read_to_end(&mut ours).unwrap();
     stream.finish().unwrap();
     assert!(gnu.stdout == ours, "gzip -dc and airgap's reader differ");

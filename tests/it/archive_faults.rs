@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use airgap_archive::manifest::StepRecord;
+use airgap_archive::format::manifest::StepRecord;
 use airgap_archive::PlanOptions;
 use airgap_plugin_api::{Entry, InstallStep};
 use airgap_tests::archive::*;

@@ -8,8 +8,8 @@
 use std::fs;
 use std::path::Path;
 
-use airgap_archive::manifest::{FileRecord, Manifest, FORMAT};
-use airgap_archive::tarfmt::EntryType;
+use airgap_archive::format::manifest::{FileRecord, Manifest, FORMAT};
+use airgap_archive::format::tarfmt::EntryType;
 use airgap_archive::{unpack, verify_bundle, ArchiveError, NoProgress};
 use airgap_tests::archive::*;
 use airgap_tests::{airgap, run, tempdir};
@@ -522,7 +522,7 @@ fn records_for(c: &Case) -> Vec<FileRecord> {
             .iter()
             .filter(|r| !top_dir(r) && r.path.starts_with(b"b/"))
             .map(|r| record_for("b", r))
-            .filter(|r| airgap_archive::manifest::check_rel(r.path.as_bytes()).is_ok())
+            .filter(|r| airgap_archive::format::manifest::check_rel(r.path.as_bytes()).is_ok())
             .fold(Vec::<FileRecord>::new(), |mut v, r| {
                 if !v.iter().any(|x| x.path == r.path) {
                     v.push(r);
@@ -660,7 +660,7 @@ fn check_case(c: &Case, tmp: &Path, work: &Path, bundle: &Path) {
 
 #[test]
 fn an_install_step_pointing_outside_dest_is_refused() {
-    use airgap_archive::manifest::StepRecord;
+    use airgap_archive::format::manifest::StepRecord;
     use airgap_plugin_api::{InstallStep, PrefixFile, PrefixMode};
     let tmp = tempdir();
     let work = tmp.path().join("work");

@@ -8,9 +8,9 @@
 use std::fs;
 use std::process::{Command, Stdio};
 
-use airgap_archive::manifest::FileRecord;
-use airgap_archive::read::verify_stream;
-use airgap_archive::unpack::UnpackOptions;
+use airgap_archive::format::manifest::FileRecord;
+use airgap_archive::install::read::verify_stream;
+use airgap_archive::install::unpack::UnpackOptions;
 use airgap_archive::{unpack, verify_bundle, ArchiveError, NoProgress};
 use airgap_tests::archive::*;
 use airgap_tests::tempdir;

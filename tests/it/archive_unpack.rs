@@ -7,8 +7,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use airgap_archive::manifest::StepRecord;
-use airgap_archive::unpack::UnpackOptions;
+use airgap_archive::format::manifest::StepRecord;
+use airgap_archive::install::unpack::UnpackOptions;
 use airgap_archive::{relocate, unpack, verify_bundle, ArchiveError, NoProgress, PlanOptions};
 use airgap_plugin_api::{Entry, InstallStep, PrefixFile, PrefixMode};
 use airgap_tests::archive::*;
@@ -324,7 +324,7 @@ pub(crate) fn member_offsets(bytes: &[u8]) -> Vec<usize> {
     let mut v = Vec::new();
     while at < bytes.len() {
         v.push(at);
-        at += airgap_archive::gzmember::member_len(&bytes[at..])
+        at += airgap_archive::format::gzmember::member_len(&bytes[at..])
             .unwrap_or_else(|| panic!("no member header at {at}"));
     }
     assert_eq!(at, bytes.len());
@@ -491,7 +491,7 @@ fn flipped_bytes_and_cut_bundles_fail_verify_and_unpack_leaves_dest_absent() {
     assert!(offsets.len() >= 3, "{} gzip members only", offsets.len());
     let headers: Vec<usize> = offsets
         .iter()
-        .flat_map(|&o| o..o + airgap_archive::gzmember::HEADER_LEN)
+        .flat_map(|&o| o..o + airgap_archive::format::gzmember::HEADER_LEN)
         .collect();
     let t = corrupt_everywhere(tmp.path(), &good, &src, &marker, 300, &headers);
     eprintln!("gzip: {t:?}");
@@ -504,8 +504,8 @@ fn flipped_bytes_and_cut_bundles_fail_verify_and_unpack_leaves_dest_absent() {
     // after the last block of a member.
     let stored_blocks: usize = offsets
         .iter()
-        .filter(|&&o| (bytes[o + airgap_archive::gzmember::HEADER_LEN] >> 1) & 3 == 0)
-        .map(|_| airgap_archive::gzmember::BLOCK / 65_535 + 1)
+        .filter(|&&o| (bytes[o + airgap_archive::format::gzmember::HEADER_LEN] >> 1) & 3 == 0)
+        .map(|_| airgap_archive::format::gzmember::BLOCK / 65_535 + 1)
         .sum();
     assert!(stored_blocks > 0, "no stored member");
     assert!(t.harmless <= stored_blocks + offsets.len(), "{t:?}");

@@ -9,8 +9,8 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use airgap_archive::manifest::{Manifest, FORMAT};
-use airgap_archive::tarfmt::{self, EntryType, Header};
+use airgap_archive::format::manifest::{Manifest, FORMAT};
+use airgap_archive::format::tarfmt::{self, EntryType, Header};
 use airgap_archive::{PlanOptions, StepRecord};
 use airgap_plugin_api::{Entry, InstallStep, PrefixFile, PrefixMode};
 use airgap_tests::archive::{input, plan, unpacker, write};

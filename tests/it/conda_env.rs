@@ -715,7 +715,7 @@ fn conda_env_unpacks_longer_than_its_source_then_relocates_longer_again_then_sho
             .len(),
         hello.len()
     );
-    let state = airgap_archive::relocate::read_state(&third).unwrap();
+    let state = airgap_archive::install::relocate::read_state(&third).unwrap();
     let env = state.prefix.iter().find(|r| r.root == "env").unwrap();
     assert_eq!(env.original, f.prefix.to_string_lossy());
     assert_eq!(env.current, third.join("env").to_string_lossy());

@@ -6,7 +6,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use airgap_archive::manifest::StepRecord;
+use airgap_archive::format::manifest::StepRecord;
 use airgap_archive::PlanOptions;
 use airgap_plugin_api::{Entry, InstallStep};
 use airgap_tests::archive::*;

@@ -4,8 +4,8 @@
 
 use std::process::Command;
 
-use airgap_archive::manifest::FORMAT;
-use airgap_archive::tarfmt::EntryType;
+use airgap_archive::format::manifest::FORMAT;
+use airgap_archive::format::tarfmt::EntryType;
 use airgap_archive::{Manifest, StepRecord};
 use airgap_plugin_api::{InstallStep, PrefixFile, PrefixMode};
 use airgap_tests::archive::{craft_manifest, gnu_tar, record_for, unpacker, Raw};

@@ -8,8 +8,8 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use airgap_archive::manifest::{FileRecord, FileType, Manifest, ManifestInput, FORMAT};
-use airgap_archive::tarfmt::{self, EntryType, Header};
+use airgap_archive::format::manifest::{FileRecord, FileType, Manifest, ManifestInput, FORMAT};
+use airgap_archive::format::tarfmt::{self, EntryType, Header};
 use airgap_archive::{write_bundle, NoProgress, Plan, PlanOptions, WriteOptions, WriteSummary};
 use airgap_plugin_api::Entry;
 

@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-/// airgap_archive::write::DEFAULT_GZIP_LEVEL (the host's own default may differ).
+/// airgap_archive::pack::write::DEFAULT_GZIP_LEVEL (the host's own default may differ).
 const GZIP_LEVEL: u32 = 5;
 
 struct Options {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use airgap_archive::manifest::{FileType, StreamedManifest};
+use airgap_archive::format::manifest::{FileType, StreamedManifest};
 use airgap_archive::open_manifest;
 use airgap_archive::text::human_bytes;
 use serde::Serialize;
@@ -127,9 +127,11 @@ fn inspection(
 pub fn run(args: InspectArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
     let opened = super::seal::prepare(&args.open, &args.bundle, ui)?;
     let m = match &opened.file {
-        Some(file) => {
-            airgap_archive::read::open_manifest_opened(&args.bundle, file, opened.decryptor())
-        }
+        Some(file) => airgap_archive::install::read::open_manifest_opened(
+            &args.bundle,
+            file,
+            opened.decryptor(),
+        ),
         None => open_manifest(&args.bundle),
     }
     .map_err(archive)?;

@@ -67,7 +67,7 @@ pub fn run(args: ProbeArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
     .map_err(probe_error)?;
     match &args.out {
         Some(out) => {
-            airgap_archive::write::write_file_atomic(out, text.as_bytes())
+            airgap_archive::output::write_file_atomic(out, text.as_bytes())
                 .map_err(|e| anyhow::Error::new(e).context("cannot write the profile"))?;
             ui.status("Wrote", &format!("{}", out.display()));
         }

@@ -143,8 +143,8 @@ pub fn prepare(args: &OpenArgs, bundle: &Path, ui: &Ui) -> anyhow::Result<Opened
             file: None,
         });
     }
-    let file =
-        airgap_archive::read::open_bundle(bundle).map_err(crate::commands::verify::archive)?;
+    let file = airgap_archive::install::read::open_bundle(bundle)
+        .map_err(crate::commands::verify::archive)?;
     if let Some(spec) = &args.trusted_key {
         let trusted: TrustedKey = airgap_seal::load_public_key(spec).map_err(seal)?;
         let verified = airgap_seal::verify_opened(bundle, &file, &trusted).map_err(seal)?;

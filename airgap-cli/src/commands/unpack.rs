@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use airgap_archive::installed::summary_lines;
-use airgap_archive::unpack::{unpack_dir, unpack_opened, UnpackOptions};
+use airgap_archive::install::installed::summary_lines;
+use airgap_archive::install::unpack::{unpack_dir, unpack_opened, UnpackOptions};
 
 /// Commands listed by name after an unpack; the rest are counted (`--json` has them all).
 const MAX_COMMANDS: usize = 12;

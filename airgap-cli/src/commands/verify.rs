@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use airgap_archive::read::verify_opened;
+use airgap_archive::install::read::verify_opened;
 use airgap_archive::{verify_bundle, ArchiveError};
 
 use crate::report::{with_help, with_help_code};

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::ArchiveError;
 pub mod records;
 
-use crate::tarfmt::TarReader;
+use crate::format::tarfmt::TarReader;
 use records::{scratch_error, Builder, Records};
 
 /// Where the manifest sits inside the bundle's top folder. It is the first tar entry.
@@ -55,6 +55,32 @@ pub fn check_rel(rel: &[u8]) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Does `target`, relative to the directory `dir` (a bundle path), stay inside the bundle?
+pub(crate) fn link_stays_inside(dir: &[u8], target: &[u8]) -> bool {
+    if target.starts_with(b"/") || target.is_empty() {
+        return false;
+    }
+    let mut depth: Vec<&[u8]> = dir
+        .split(|&b| b == b'/')
+        .filter(|c| !c.is_empty())
+        .collect();
+    for c in target.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                if depth.pop().is_none() {
+                    return false;
+                }
+            }
+            c => depth.push(c),
+        }
+    }
+    true
+}
+
+/// Where the carried unpacker lives in a bundle (below the top folder): `NAME/unpack` runs it.
+pub const UNPACKER_PATH: &str = ".airgap/airgap-unpack";
 
 /// The plugin name recorded for what airgap itself adds (the unpacker and its launcher).
 pub const AIRGAP_PLUGIN: &str = "airgap";
@@ -849,7 +875,7 @@ pub(crate) fn read_first_entry<R: Read>(
         Some(top)
             if !top.is_empty()
                 && !top.contains(&b'/')
-                && entry.kind == crate::tarfmt::EntryType::File =>
+                && entry.kind == crate::format::tarfmt::EntryType::File =>
         {
             top.to_vec()
         }

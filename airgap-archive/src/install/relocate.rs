@@ -13,7 +13,7 @@ use filetime::FileTime;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ArchiveError;
-use crate::manifest::Manifest;
+use crate::format::manifest::Manifest;
 use crate::progress::{Progress, Unit};
 
 /// Where the prefix state of an unpacked bundle lives, relative to its top folder.
@@ -532,7 +532,7 @@ pub(crate) fn rewrite_all(
         }
         if rec.current != new {
             for f in files {
-                crate::manifest::check_rel(f.path.as_bytes()).map_err(|reason| {
+                crate::format::manifest::check_rel(f.path.as_bytes()).map_err(|reason| {
                     ArchiveError::Step {
                         index: step + 1,
                         description: "rewrite prefix".into(),
@@ -592,7 +592,7 @@ pub(crate) fn write_state(tree: &Path, state: &PrefixState) -> Result<(), Archiv
     let path = tree.join(PREFIXES_PATH);
     let text = toml::to_string(state)
         .map_err(|e| ArchiveError::io("writing", &path, std::io::Error::other(e)))?;
-    let tmp = crate::write::TempFile::new(&path)?;
+    let tmp = crate::output::TempFile::new(&path)?;
     (&tmp.file)
         .write_all(text.as_bytes())
         .map_err(|e| ArchiveError::io("writing", &tmp.path, e))?;
@@ -628,7 +628,7 @@ fn check_new_dir(dir: &Path, new_dir: &Path) -> Result<(PathBuf, bool), ArchiveE
             help: "give a NEWDIR outside DIR".into(),
         });
     }
-    let parent = crate::dest::check_parent(new_dir)?;
+    let parent = crate::install::dest::check_parent(new_dir)?;
     let resolved = match new_dir.file_name() {
         Some(name) => real(parent).join(name),
         None => new_dir.to_path_buf(),
@@ -658,7 +658,7 @@ pub fn relocate(
 ) -> Result<RelocateReport, ArchiveError> {
     let dir = std::path::absolute(dir).map_err(|e| ArchiveError::io("resolving", dir, e))?;
     // Only the metadata (the install steps) is needed: the records stay on disk.
-    let manifest = crate::read::open_manifest(&dir)?.meta;
+    let manifest = crate::install::read::open_manifest(&dir)?.meta;
     let state = read_state(&dir)?;
     let (target, replaced_empty) = match new_dir {
         Some(n) => {

@@ -5,8 +5,8 @@
 use airgap_plugin_api::InstallStep;
 
 use crate::error::ArchiveError;
-use crate::manifest::check_rel;
-use crate::manifest::{FileType, StreamedManifest};
+use crate::format::manifest::check_rel;
+use crate::format::manifest::{FileType, StreamedManifest};
 
 /// Longest prefix a `RewritePrefix` step may name: no path on Linux is longer (`PATH_MAX`),
 /// and the prefix is what a rewrite keeps in memory besides its window.

@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::io::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,23 +16,25 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use sha2::{Digest, Sha256};
 
 use crate::error::ArchiveError;
-use crate::manifest::{
+use crate::format::manifest::{
     begin_files, encode, end_files, write_record, FileRecord, FileType, Manifest, ManifestInput,
-    AIRGAP_PLUGIN, FORMAT, MANIFEST_PATH,
+    AIRGAP_PLUGIN, FORMAT, MANIFEST_PATH, UNPACKER_PATH,
 };
-use crate::plan::{read_full, Entries, Item, ItemKind, Plan};
+use crate::format::tarfmt::{self, EntryType, Header};
+use crate::output::TempFile;
+use crate::pack::plan::{Entries, Item, ItemKind, Plan};
 use crate::progress::{Progress, Unit};
 use crate::spill::{
     self, put_bytes, put_u32, put_u64, Decoder, Merge, Record, Sorter, Tape, TapeReader,
 };
-use crate::tarfmt::{self, EntryType, Header};
+use airgap_io::read_full;
 
 /// gzip level used when none is given. libdeflate's level 5 in 1 MiB members is as small as
 /// GNU `gzip -6` and 1.6x faster than zlib-rs's level 5 (docs/performance.md).
 pub const DEFAULT_GZIP_LEVEL: u32 = 5;
 /// zstd level used when none is given.
 pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
-use crate::gzmember::{MemberCompressor, BLOCK as GZIP_BLOCK};
+use crate::format::gzmember::{MemberCompressor, BLOCK as GZIP_BLOCK};
 /// Read buffer for files.
 const READ_BUF: usize = 256 * 1024;
 
@@ -61,9 +62,6 @@ impl Default for Compression {
     }
 }
 
-/// Where the carried unpacker lives in a bundle (below the top folder): `NAME/unpack` runs it.
-pub const UNPACKER_PATH: &str = ".airgap/airgap-unpack";
-
 /// How to write the bundle.
 #[derive(Debug, Clone, Default)]
 pub struct WriteOptions {
@@ -79,7 +77,7 @@ pub struct WriteOptions {
     /// Records per sort kept in memory before they go to scratch files (0: the default,
     /// 16,384). A smaller number costs time, never a different bundle.
     pub memory_paths: usize,
-    /// Write a self-extracting `.run` ([`crate::selfx`]): the sh header and the unpacker
+    /// Write a self-extracting `.run` ([`crate::format::selfx`]): the sh header and the unpacker
     /// before the archive. Needs `unpacker`, and no `filter` (the unpacker has no crypto).
     pub self_extracting: bool,
     /// zstd only: long-distance matching over a 128 MiB window (`zstd --long`), which finds
@@ -931,11 +929,11 @@ impl Job<'_> {
             .write_all(line.as_bytes())
             .map_err(spill_err)?;
         let manifest_len = (&spill.file).seek(SeekFrom::End(0)).map_err(spill_err)?;
-        if manifest_len > crate::manifest::MAX_MANIFEST {
+        if manifest_len > crate::format::manifest::MAX_MANIFEST {
             return Err(ArchiveError::ManifestTooLarge {
                 bundle: self.output.into(),
                 size: manifest_len,
-                max: crate::manifest::MAX_MANIFEST,
+                max: crate::format::manifest::MAX_MANIFEST,
             });
         }
         (&spill.file).seek(SeekFrom::Start(0)).map_err(spill_err)?;
@@ -1116,7 +1114,7 @@ fn write_run_prefix(
     let sum = |src: &mut File| -> Result<u32, ArchiveError> {
         let rerr = |e| ArchiveError::io("reading", unpacker, e);
         src.seek(SeekFrom::Start(0)).map_err(rerr)?;
-        let mut c = crate::selfx::Cksum::new();
+        let mut c = crate::format::selfx::Cksum::new();
         let mut buf = vec![0u8; READ_BUF];
         let mut left = size;
         while left > 0 {
@@ -1132,18 +1130,18 @@ fn write_run_prefix(
         }
         c.update(&vec![
             0u8;
-            (size.div_ceil(crate::selfx::BLOCK) * crate::selfx::BLOCK - size)
+            (size.div_ceil(crate::format::selfx::BLOCK) * crate::format::selfx::BLOCK - size)
                 as usize
         ]);
         Ok(c.finish())
     };
     let cksum = sum(&mut src)?;
-    let (header, layout) = crate::selfx::header(name, size, cksum);
+    let (header, layout) = crate::format::selfx::header(name, size, cksum);
     let werr = |e| ArchiveError::io("writing", &temp.path, e);
     out.write_all(&header).map_err(werr)?;
     src.seek(SeekFrom::Start(0))
         .map_err(|e| ArchiveError::io("reading", unpacker, e))?;
-    let mut copied = crate::selfx::Cksum::new();
+    let mut copied = crate::format::selfx::Cksum::new();
     let mut sha = Sha256::new();
     let mut buf = vec![0u8; READ_BUF];
     let mut left = size;
@@ -1500,44 +1498,6 @@ fn copy_file(
     Ok(())
 }
 
-/// Data segments of a file with holes (`None` for an ordinary file). Also used by the
-/// unpacker copying an extracted tree, so that holes stay holes there too.
-pub(crate) fn sparse_segments(f: &File, meta: &fs::Metadata) -> Option<Vec<(u64, u64)>> {
-    let size = meta.len();
-    if size == 0 || meta.blocks().saturating_mul(512) >= size {
-        return None;
-    }
-    let fd = f.as_raw_fd();
-    let mut segs = Vec::new();
-    let mut pos: i64 = 0;
-    let end = size as i64;
-    while pos < end {
-        // SAFETY: lseek on a file descriptor we own; no memory is touched.
-        let data = unsafe { libc::lseek(fd, pos, libc::SEEK_DATA) };
-        if data < 0 {
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::ENXIO) {
-                break;
-            }
-            return None;
-        }
-        // SAFETY: as above.
-        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
-        if hole < 0 {
-            return None;
-        }
-        let hole = hole.min(end);
-        if hole > data {
-            segs.push((data as u64, (hole - data) as u64));
-        }
-        pos = hole;
-    }
-    if segs.last().is_none_or(|&(o, l)| o + l < size) {
-        segs.push((size, 0));
-    }
-    Some(segs)
-}
-
 thread_local! {
     /// One read buffer per hashing thread, reused from file to file: a fresh one per file
     /// costs up to 64 zero-filled pages to fault in, 100,000 times.
@@ -1565,7 +1525,7 @@ fn hash_file_with(
         .metadata()
         .map_err(|e| ArchiveError::io("reading", path, e))?;
     let size = meta.len();
-    let sparse = sparse_segments(&f, &meta);
+    let sparse = crate::sparse::data_segments(&f, &meta);
     f.seek(SeekFrom::Start(0))
         .map_err(|e| ArchiveError::io("reading", path, e))?;
     let mut whole = Sha256::new();
@@ -1909,105 +1869,5 @@ impl Sink for ZstdSink {
         out.flush()?;
         out.file.sync_all()?;
         Ok((out.len, out.hasher.finalize().into()))
-    }
-}
-
-/// Write a small file (a profile, a report) atomically: the whole of `bytes` appears at
-/// `path`, or nothing changes there.
-pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), ArchiveError> {
-    let tmp = TempFile::new(path)?;
-    (&tmp.file)
-        .write_all(bytes)
-        .map_err(|e| ArchiveError::io("writing", &tmp.path, e))?;
-    tmp.commit(path)
-}
-
-/// A file beside its final path, removed unless committed, so that the final path only ever
-/// holds a complete file.
-///
-/// Its name is fixed (`.NAME.partial`) and it is held under an exclusive `flock` while it is
-/// written, so that two runs writing the same output do not interleave: the second one fails
-/// with [`ArchiveError::Busy`]. A temporary file left by a killed run is not locked by anyone;
-/// the next run takes it over.
-pub(crate) struct TempFile {
-    pub path: PathBuf,
-    pub file: File,
-    done: bool,
-}
-
-impl TempFile {
-    pub(crate) fn new(final_path: &Path) -> Result<TempFile, ArchiveError> {
-        let dir = match final_path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let name = final_path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "bundle".into());
-        let path = dir.join(format!(".{name}.partial"));
-        loop {
-            let file = fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&path)
-                .map_err(|e| ArchiveError::io("creating", &path, e))?;
-            // SAFETY: flock on a descriptor this function owns.
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::WouldBlock {
-                    return Err(ArchiveError::Busy {
-                        output: final_path.to_path_buf(),
-                        temp: path,
-                    });
-                }
-                return Err(ArchiveError::io("locking", &path, e));
-            }
-            // The run that held it may have renamed or removed it between our open and our
-            // lock: then we hold a file that is no longer at `path`, and start again.
-            let ours = file.metadata().map(|m| (m.dev(), m.ino())).ok();
-            let there = fs::symlink_metadata(&path).map(|m| (m.dev(), m.ino())).ok();
-            if ours.is_none() || ours != there {
-                continue;
-            }
-            file.set_len(0)
-                .map_err(|e| ArchiveError::io("writing", &path, e))?;
-            return Ok(TempFile {
-                path,
-                file,
-                done: false,
-            });
-        }
-    }
-
-    /// fsync, rename onto `final_path`, fsync the directory.
-    pub(crate) fn commit(mut self, final_path: &Path) -> Result<(), ArchiveError> {
-        self.file
-            .sync_all()
-            .map_err(|e| ArchiveError::io("writing", &self.path, e))?;
-        fs::rename(&self.path, final_path)
-            .map_err(|e| ArchiveError::io("renaming into", final_path, e))?;
-        self.done = true;
-        if let Some(dir) = final_path.parent() {
-            let dir = if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            };
-            if let Ok(d) = File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.done {
-            let _ = fs::remove_file(&self.path);
-        }
     }
 }

@@ -15,17 +15,17 @@ use airgap_plugin_api::InstallStep;
 use filetime::FileTime;
 use sha2::{Digest, Sha256};
 
-use crate::dest::check_dest;
 use crate::error::ArchiveError;
-use crate::manifest::check_rel;
-use crate::manifest::{FileType, Manifest, StreamedManifest, MANIFEST_PATH};
-use crate::progress::{Level, Progress, Unit};
-use crate::read::{check_bundle, Decryptor, Target};
-use crate::relocate::{
+use crate::format::manifest::check_rel;
+use crate::format::manifest::{FileType, Manifest, StreamedManifest, MANIFEST_PATH};
+use crate::install::dest::check_dest;
+use crate::install::read::{check_bundle, Decryptor, Target};
+use crate::install::relocate::{
     check_fits, groups, prefix_for, rewrite_all, write_state, PrefixRecord, PrefixState,
 };
-use crate::stale::{lock_dir, make_writable, remove_stale, Name};
-use crate::steps::description;
+use crate::install::stale::{lock_dir, make_writable, remove_stale, Name};
+use crate::install::steps::description;
+use crate::progress::{Level, Progress, Unit};
 
 /// How to install.
 #[derive(Debug, Clone, Default)]
@@ -51,7 +51,7 @@ pub struct UnpackReport {
     /// The `Run` steps not run (`--no-run`), as [`crate::text::describe_step`] shows them.
     pub not_run: Vec<String>,
     /// The paths a user needs next: interpreters, `activate`, kernels, commands.
-    pub installed: crate::installed::Installed,
+    pub installed: crate::install::installed::Installed,
 }
 
 /// A staging directory that is removed unless it was renamed into place. While it exists its
@@ -132,14 +132,14 @@ fn uses_python(step: &InstallStep) -> bool {
 }
 
 /// What depends on the destination or on `--python`; everything the manifest alone shows is
-/// checked by the reader ([`crate::steps::check_steps`]), for verify and unpack alike.
+/// checked by the reader ([`crate::install::steps::check_steps`]), for verify and unpack alike.
 fn preflight(
     manifest: &StreamedManifest,
     dest: &Path,
     options: &UnpackOptions,
     from_tree: bool,
 ) -> Result<(), ArchiveError> {
-    crate::space::check_free_space(dest, manifest, from_tree)?;
+    crate::install::space::check_free_space(dest, manifest, from_tree)?;
     for (i, rec) in manifest.meta.install_steps.iter().enumerate() {
         if uses_python(&rec.step) && options.python.is_none() {
             return Err(ArchiveError::Step {
@@ -167,11 +167,11 @@ pub fn unpack(
     options: &UnpackOptions,
     progress: &dyn Progress,
 ) -> Result<UnpackReport, ArchiveError> {
-    let file = crate::read::open_bundle(bundle)?;
+    let file = crate::install::read::open_bundle(bundle)?;
     unpack_opened(bundle, &file, None, dest, options, progress)
 }
 
-/// [`unpack`] over a descriptor from [`crate::read::open_bundle`] (the one the signature
+/// [`unpack`] over a descriptor from [`crate::install::read::open_bundle`] (the one the signature
 /// was checked on): the bundle is never opened again by name.
 pub fn unpack_opened(
     bundle: &Path,
@@ -255,12 +255,12 @@ pub fn extract_tree(
     dest: &Path,
     progress: &dyn Progress,
 ) -> Result<UnpackReport, ArchiveError> {
-    let file = crate::read::open_bundle(bundle)?;
+    let file = crate::install::read::open_bundle(bundle)?;
     let (dest, existed, mut parents) = check_dest(dest)?;
     check_detached(bundle, &file)?;
     let (mut staging, _, entries, bytes) =
         extract_verified((bundle, &file, None), &dest, progress, &mut |m| {
-            crate::space::check_free_space(&dest, m, false)
+            crate::install::space::check_free_space(&dest, m, false)
         })?;
     fs::set_permissions(&staging.path, fs::Permissions::from_mode(0o755))
         .map_err(|e| ArchiveError::io("writing", &staging.path, e))?;
@@ -291,14 +291,14 @@ pub fn extract_tree(
 /// When `BUNDLE.sha256` sits beside the bundle, the bundle must match it: it also covers the
 /// few bytes of a gzip header that no checksum inside the archive does.
 fn check_detached(bundle: &Path, file: &fs::File) -> Result<(), ArchiveError> {
-    let path = crate::read::detached_sha256_path(bundle);
+    let path = crate::install::read::detached_sha256_path(bundle);
     if let Ok(text) = fs::read_to_string(&path) {
         let expected = text
             .split_whitespace()
             .next()
             .unwrap_or("")
             .to_ascii_lowercase();
-        let actual = crate::read::sha256_opened(bundle, file)?;
+        let actual = crate::install::read::sha256_opened(bundle, file)?;
         if expected != actual {
             return Err(ArchiveError::Corrupt {
                 bundle: bundle.into(),
@@ -417,7 +417,7 @@ fn install(
         bytes,
         steps,
         not_run,
-        installed: crate::installed::installed(dest, manifest),
+        installed: crate::install::installed::installed(dest, manifest),
     })
 }
 
@@ -481,8 +481,8 @@ pub fn unpack_dir(
     progress: &dyn Progress,
 ) -> Result<UnpackReport, ArchiveError> {
     let (dest, existed, mut parents) = check_dest(dest)?;
-    let manifest = crate::manifest::open_manifest_in(tree)?;
-    crate::steps::check_steps(&manifest)?;
+    let manifest = crate::format::manifest::open_manifest_in(tree)?;
+    crate::install::steps::check_steps(&manifest)?;
     preflight(&manifest, &dest, options, true)?;
     let tree_abs = std::path::absolute(tree).map_err(|e| ArchiveError::io("resolving", tree, e))?;
     if dest.starts_with(&tree_abs) {
@@ -561,7 +561,7 @@ fn copy_tree(
     manifest: &StreamedManifest,
     progress: &dyn Progress,
 ) -> Result<(u64, u64), ArchiveError> {
-    let scratch = crate::manifest::records::scratch_error;
+    let scratch = crate::format::manifest::records::scratch_error;
     let mut problems = Vec::new();
     // The last path listed, and which of its prefixes were listed (length, kind).
     let mut last: Vec<u8> = Vec::new();
@@ -638,7 +638,7 @@ fn copy_tree(
             FileType::Symlink => {
                 let target = rec.target_bytes().unwrap_or_default();
                 if target.is_empty()
-                    || !crate::plan::link_stays_inside(
+                    || !crate::format::manifest::link_stays_inside(
                         rel.rsplitn(2, |&b| b == b'/').nth(1).unwrap_or(b""),
                         &target,
                     )
@@ -715,7 +715,9 @@ fn copy_tree(
             .as_os_str()
             .as_bytes()
             .to_vec();
-        if rel == MANIFEST_PATH.as_bytes() || rel == crate::relocate::PREFIXES_PATH.as_bytes() {
+        if rel == MANIFEST_PATH.as_bytes()
+            || rel == crate::install::relocate::PREFIXES_PATH.as_bytes()
+        {
             continue;
         }
         walked.push(TreePath(rel)).map_err(scratch)?;
@@ -735,7 +737,7 @@ fn copy_tree(
         }
     }
     for path in links.keys() {
-        if !crate::read::resolves_inside(path, &links) {
+        if !crate::install::read::resolves_inside(path, &links) {
             return Err(unsafe_entry(
                 &String::from_utf8_lossy(path),
                 "symbolic link leaves the bundle through other links".into(),
@@ -804,7 +806,7 @@ fn copy_file(
     // small bundle must not fill the target's disk through `NAME/unpack`.
     let size = meta.len();
     let whole = [(0u64, u64::MAX)];
-    let found = crate::write::sparse_segments(&input, meta);
+    let found = crate::sparse::data_segments(&input, meta);
     let segments: &[(u64, u64)] = found.as_deref().unwrap_or(&whole);
     let mut pos = 0u64;
     for &(off, len) in segments {

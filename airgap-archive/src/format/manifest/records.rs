@@ -1,6 +1,6 @@
 //! The manifest's file records, kept on disk instead of in memory: a reader holds a
 //! bundle's metadata (small) and reads its files block from two unnamed temporary files (the
-//! records as the canonical one-line form of [`crate::manifest`], sorted by path bytes, and
+//! records as the canonical one-line form of [`crate::format::manifest`], sorted by path bytes, and
 //! the offset of each line), so that `verify`, `unpack` and `inspect` of a bundle of a
 //! million files use as little memory as those of a bundle of ten. A parsed record costs
 //! about 400 bytes in memory, its line about 240 on disk.
@@ -10,7 +10,7 @@ use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::FileExt;
 
 use crate::error::ArchiveError;
-use crate::manifest::{parse_record, write_record, FileRecord};
+use crate::format::manifest::{parse_record, write_record, FileRecord};
 use crate::spill::{self, Decoder, Record, Sorter};
 
 /// The records of a manifest, sorted by path bytes, on disk.
@@ -282,7 +282,7 @@ impl Builder {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::manifest::FileType;
+    use crate::format::manifest::FileType;
 
     fn record(path: &str) -> FileRecord {
         FileRecord {

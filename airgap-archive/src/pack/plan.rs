@@ -13,10 +13,8 @@ use std::sync::Arc;
 
 use airgap_plugin_api::{BundleFile, Entry, EntryKind, FileKind};
 
-/// The one read-until-full helper (`airgap-io`), where the engine's modules look for it.
-pub use airgap_io::read_full;
-
 use crate::error::ArchiveError;
+use crate::format::manifest::link_stays_inside;
 use crate::progress::{Progress, Unit};
 use crate::spill::{self, put_bytes, put_u32, put_u64, Decoder, Record, Stack, TapeReader};
 
@@ -300,29 +298,6 @@ pub(crate) fn clean_dest(plugin: &str, dest: &str) -> Result<Vec<u8>, ArchiveErr
         }
     }
     Ok(parts.join("/").into_bytes())
-}
-
-/// Does `target`, relative to the directory `dir` (a bundle path), stay inside the bundle?
-pub(crate) fn link_stays_inside(dir: &[u8], target: &[u8]) -> bool {
-    if target.starts_with(b"/") || target.is_empty() {
-        return false;
-    }
-    let mut depth: Vec<&[u8]> = dir
-        .split(|&b| b == b'/')
-        .filter(|c| !c.is_empty())
-        .collect();
-    for c in target.split(|&b| b == b'/') {
-        match c {
-            b"" | b"." => {}
-            b".." => {
-                if depth.pop().is_none() {
-                    return false;
-                }
-            }
-            c => depth.push(c),
-        }
-    }
-    true
 }
 
 fn mtime_of(meta: &fs::Metadata) -> u64 {

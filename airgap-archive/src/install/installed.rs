@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::manifest::Manifest;
+use crate::format::manifest::Manifest;
 
 /// The paths a user needs after an unpack.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

@@ -15,15 +15,15 @@ use filetime::FileTime;
 use sha2::{Digest, Sha256};
 
 use crate::error::ArchiveError;
-use crate::gzmember;
-use crate::manifest::records::{scratch_error, Records};
-use crate::manifest::{
+use crate::format::gzmember;
+use crate::format::manifest::records::{scratch_error, Records};
+use crate::format::manifest::{
     check_rel, check_top, open_manifest_in, read_first_entry, FileRecord, FileType, Manifest,
     StreamedManifest, MANIFEST_PATH, MAX_FILE_SIZE,
 };
+use crate::format::tarfmt::{EntryType, TarEntry, TarReader};
 use crate::progress::{Progress, Unit};
 use crate::spill;
-use crate::tarfmt::{EntryType, TarEntry, TarReader};
 
 const CHUNK: usize = 256 * 1024;
 
@@ -241,20 +241,20 @@ pub fn open_archive_file(
     open_archive_layout(bundle, opened, decryptor).map(|(stream, _)| stream)
 }
 
-/// The layout of a self-extracting bundle ([`crate::selfx`]) from the header at the start
+/// The layout of a self-extracting bundle ([`crate::format::selfx`]) from the header at the start
 /// of `file`, or `None` when the file is no `.run`.
 pub fn run_layout(
     bundle: &Path,
     file: &File,
-) -> Result<Option<crate::selfx::Layout>, ArchiveError> {
+) -> Result<Option<crate::format::selfx::Layout>, ArchiveError> {
     let mut file = reader_from_start(bundle, file)?;
-    let mut head = vec![0u8; crate::selfx::MAX_HEADER as usize];
-    let n = crate::plan::read_full(&mut file, &mut head)
+    let mut head = vec![0u8; crate::format::selfx::MAX_HEADER as usize];
+    let n = airgap_io::read_full(&mut file, &mut head)
         .map_err(|e| ArchiveError::io("reading", bundle, e))?;
-    if !crate::selfx::is_run(&head[..n]) {
+    if !crate::format::selfx::is_run(&head[..n]) {
         return Ok(None);
     }
-    crate::selfx::parse(&head[..n])
+    crate::format::selfx::parse(&head[..n])
         .map(Some)
         .map_err(|reason| ArchiveError::Corrupt {
             bundle: bundle.into(),
@@ -268,14 +268,14 @@ fn open_archive_layout(
     bundle: &Path,
     opened: &File,
     decryptor: Option<&dyn Decryptor>,
-) -> Result<(Stream, Option<crate::selfx::Layout>), ArchiveError> {
+) -> Result<(Stream, Option<crate::format::selfx::Layout>), ArchiveError> {
     let layout = run_layout(bundle, opened)?;
     let start = layout.as_ref().map_or(0, |l| l.archive_offset);
     let mut file = reader_from_start(bundle, opened)?;
     file.seek(SeekFrom::Start(start))
         .map_err(|e| ArchiveError::io("reading", bundle, e))?;
     let mut head = [0u8; 512];
-    let n = crate::plan::read_full(&mut file, &mut head)
+    let n = airgap_io::read_full(&mut file, &mut head)
         .map_err(|e| ArchiveError::io("reading", bundle, e))?;
     file.seek(SeekFrom::Start(start))
         .map_err(|e| ArchiveError::io("reading", bundle, e))?;
@@ -301,7 +301,7 @@ fn open_archive_layout(
                 cause: source,
             })?;
         let mut magic = [0u8; 4];
-        let n = crate::plan::read_full(&mut plain, &mut magic)
+        let n = airgap_io::read_full(&mut plain, &mut magic)
             .map_err(|e| ArchiveError::io("decrypting", bundle, e))?;
         let again = io::Cursor::new(magic[..n].to_vec()).chain(plain);
         (Box::new(again), magic, n)
@@ -345,7 +345,7 @@ fn open_archive_layout(
         let mut reader: Box<dyn Read> = match kind {
             Kind::Gzip => {
                 let mut head = [0u8; gzmember::HEADER_LEN];
-                let n = match crate::plan::read_full(&mut buffered, &mut head) {
+                let n = match airgap_io::read_full(&mut buffered, &mut head) {
                     Ok(n) => n,
                     Err(e) => {
                         let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
@@ -370,7 +370,7 @@ fn open_archive_layout(
         loop {
             let mut chunk = used.try_recv().unwrap_or_default();
             chunk.resize(CHUNK, 0);
-            let n = match crate::plan::read_full(&mut reader, &mut chunk) {
+            let n = match airgap_io::read_full(&mut reader, &mut chunk) {
                 Ok(n) => n,
                 Err(e) => {
                     let msg = e.to_string();
@@ -469,7 +469,7 @@ fn inflate_members<R: Read>(
                 break Err(io::Error::other("reader stopped"));
             }
             let mut head = [0u8; gzmember::HEADER_LEN];
-            let n = match crate::plan::read_full(&mut input, &mut head) {
+            let n = match airgap_io::read_full(&mut input, &mut head) {
                 Ok(n) => n,
                 Err(e) => break Err(e),
             };
@@ -487,7 +487,7 @@ fn inflate_members<R: Read>(
                     member.clear();
                     member.extend_from_slice(&head);
                     member.resize(len, 0);
-                    match crate::plan::read_full(&mut input, &mut member[head.len()..]) {
+                    match airgap_io::read_full(&mut input, &mut member[head.len()..]) {
                         Ok(got) if got + head.len() == len => Ok(member),
                         Ok(_) => Err(bad("the gzip stream is cut short".into())),
                         Err(e) => Err(e),
@@ -676,7 +676,7 @@ pub(crate) struct Checker<'a> {
     bundle: PathBuf,
     top: Vec<u8>,
     records: &'a Records,
-    cursor: crate::manifest::records::Iter<'a>,
+    cursor: crate::format::manifest::records::Iter<'a>,
     /// The record at the cursor: its index, path bytes and record.
     next: Option<(u64, Vec<u8>, FileRecord)>,
     next_index: u64,
@@ -1095,7 +1095,7 @@ impl<'a> Checker<'a> {
         } = l;
         if e.link.is_empty()
             || e.link.starts_with(b"/")
-            || !crate::plan::link_stays_inside(parent_of(&rel).unwrap_or(b""), &e.link)
+            || !crate::format::manifest::link_stays_inside(parent_of(&rel).unwrap_or(b""), &e.link)
         {
             return Err(self.unsafe_entry(
                 &e.path,
@@ -1433,11 +1433,11 @@ pub(crate) fn check_bundle(
 /// The unpacker of a `.run` (what its header runs) must be the archive's own copy,
 /// `.airgap/airgap-unpack` as the manifest lists it, followed by zeros to the archive: so a
 /// changed byte anywhere in a `.run` is refused (the header is rebuilt and compared by
-/// [`crate::selfx::parse`], the archive by the checker).
+/// [`crate::format::selfx::parse`], the archive by the checker).
 fn check_run_unpacker(
     bundle: &Path,
     file: &File,
-    layout: &crate::selfx::Layout,
+    layout: &crate::format::selfx::Layout,
     manifest: &StreamedManifest,
 ) -> Result<(), ArchiveError> {
     let corrupt = |reason: String| ArchiveError::Corrupt {
@@ -1446,12 +1446,12 @@ fn check_run_unpacker(
     };
     let record = manifest
         .files
-        .find(crate::write::UNPACKER_PATH.as_bytes())?
+        .find(crate::format::manifest::UNPACKER_PATH.as_bytes())?
         .map(|(_, r)| r);
     let Some(expected) = record.and_then(|r| r.sha256) else {
         return Err(corrupt(format!(
             "a self-extracting bundle whose archive has no {}",
-            crate::write::UNPACKER_PATH
+            crate::format::manifest::UNPACKER_PATH
         )));
     };
     let mut f = reader_from_start(bundle, file)?;
@@ -1467,12 +1467,12 @@ fn check_run_unpacker(
             "the unpacker its sh header runs (bytes {}..{}) is not the archive's {} (sha256 {actual}, the manifest says {expected})",
             layout.unpacker_offset,
             layout.unpacker_offset + layout.unpacker_size,
-            crate::write::UNPACKER_PATH
+            crate::format::manifest::UNPACKER_PATH
         )));
     }
     let pad = (layout.archive_offset - layout.unpacker_offset - layout.unpacker_size) as usize;
     let mut zeros = vec![0u8; pad];
-    let got = crate::plan::read_full(&mut f, &mut zeros)
+    let got = airgap_io::read_full(&mut f, &mut zeros)
         .map_err(|e| ArchiveError::io("reading", bundle, e))?;
     if got != pad || zeros.iter().any(|&b| b != 0) {
         return Err(corrupt(
@@ -1512,7 +1512,7 @@ fn check_tar<R: Read>(
     };
     let (top, manifest) = read_first_entry(bundle, tar)?;
     check_top(bundle, &manifest.meta, &top)?;
-    crate::steps::check_steps(&manifest)?;
+    crate::install::steps::check_steps(&manifest)?;
     // The records are checked (safe paths, sizes under the limit) before the caller sees
     // the manifest, so that its preflight (free space) reckons with sane numbers only.
     if let Some((entry, reason)) = &manifest.refused {

@@ -11,7 +11,7 @@
 //! The header holds the three numbers the writer computed, so that it needs no search of
 //! itself: `dd bs=4096 skip=H count=U` copies the unpacker to `$TMPDIR` (the one file it
 //! writes), and the unpacker reads the archive in place from block A of the `.run` file it
-//! is given ([`crate::read::open_archive_file`] finds it), never copying it. Other tools
+//! is given ([`crate::install::read::open_archive_file`] finds it), never copying it. Other tools
 //! need not apply: `tar` does not read a `.run`.
 //!
 //! The header is a function of the bundle's name and the unpacker's size only, so a reader

@@ -5,7 +5,7 @@
 //! subfield `AG` (as bgzip's `BC` does), and a header CRC (FHCRC) that covers it. Any gzip
 //! reader (GNU gzip and tar, flate2) skips the subfield and reads the members one after
 //! another; airgap's reader cuts the stream at those lengths without inflating it and
-//! inflates the members on every core ([`crate::read`]). A length per member rather than
+//! inflates the members on every core ([`crate::install::read`]). A length per member rather than
 //! one table of offsets: the writer streams (the first member is on disk before the last
 //! is compressed) and the reader needs no seeking (it also reads decrypted streams).
 //!

@@ -8,7 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::ArchiveError;
-use crate::manifest::{FileType, StreamedManifest};
+use crate::format::manifest::{FileType, StreamedManifest};
 use crate::spill::{Decoder, Record, Sorter};
 use crate::text::human_bytes;
 
