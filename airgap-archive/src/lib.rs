@@ -28,6 +28,7 @@ pub use format::manifest::{
 pub use install::read::{open_manifest, read_manifest, verify_bundle, Decryptor, VerifyReport};
 pub use install::relocate::{relocate, RelocateReport};
 pub use install::unpack::{unpack, unpack_dir, UnpackOptions, UnpackReport};
+pub use pack::entry::{Entry, EntryKind, PlannedFile, PlannedKind};
 pub use pack::plan::{Plan, PlanOptions};
 pub use pack::write::{
     write_bundle, Compression, FilteredOutput, HashingWriter, OutputFilter, WriteOptions,

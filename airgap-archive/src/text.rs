@@ -54,9 +54,9 @@ fn word(w: &str) -> String {
 /// One install step as the user reads it: for a `Run` step the author's description (escaped)
 /// and the exact command it starts ([`command_line`]); the description alone could say
 /// anything.
-pub fn describe_step(step: &airgap_plugin_api::InstallStep) -> String {
+pub fn describe_step(step: &crate::format::model::InstallStep) -> String {
     match step {
-        airgap_plugin_api::InstallStep::RewritePrefix {
+        crate::format::model::InstallStep::RewritePrefix {
             old_prefix,
             root,
             files,
@@ -66,7 +66,7 @@ pub fn describe_step(step: &airgap_plugin_api::InstallStep) -> String {
             escape(root),
             files.len()
         ),
-        airgap_plugin_api::InstallStep::Run {
+        crate::format::model::InstallStep::Run {
             description,
             program,
             args,

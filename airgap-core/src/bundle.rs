@@ -5,16 +5,16 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use airgap_archive::format::model as format;
 use airgap_archive::install::stale::ScratchDir;
 use airgap_archive::pack::write::OutputFilter;
 use airgap_archive::progress::{Level, Progress};
+use airgap_archive::PlannedKind;
 use airgap_archive::{
     Compression, ManifestInput, PackageRecord, Plan, PlanOptions, PluginRecord, StepRecord,
     WriteOptions, WriteSummary,
 };
-use airgap_plugin_api::{
-    ContributeRequest, EntryKind, FileKind, PythonEnvironment, Stage, TargetProfile,
-};
+use airgap_plugin_api::{ContributeRequest, EntryKind, PythonEnvironment, Stage, TargetProfile};
 use serde::Serialize;
 
 use crate::check::CheckReport;
@@ -119,9 +119,9 @@ pub struct BundleReport {
     /// The target check.
     pub check: CheckReport,
     /// The target profile recorded in the manifest.
-    pub target: TargetProfile,
+    pub target: format::TargetProfile,
     /// The bundled Python, if any.
-    pub python: Option<PythonEnvironment>,
+    pub python: Option<format::PythonEnvironment>,
     /// The unpacker carried inside, if any.
     pub unpacker: Option<PathBuf>,
 }
@@ -237,7 +237,9 @@ pub fn plan_bundle(
             // An ABI 1.0 Finish-stage plugin gets every earlier file here; a newer one pages
             // through them from the plan (`Earlier::Plan` below).
             earlier: if plugin.stage == Stage::Finish && !plugin.pages_earlier() {
-                plan.files()?
+                plan.iter_files()
+                    .map(|f| f.map(crate::convert::bundle_file))
+                    .collect::<Result<_, _>>()?
             } else {
                 Vec::new()
             },
@@ -252,7 +254,7 @@ pub fn plan_bundle(
                 source.name, plugin.name, plugin.version
             ),
         );
-        let contribution = plugin
+        let mut contribution = plugin
             .contribute_within(
                 &request,
                 crate::Earlier::Plan(&plan),
@@ -277,7 +279,12 @@ pub fn plan_bundle(
                 other => other,
             })?;
         check_contract(&plugin.name, &contribution.entries)?;
-        let added = plan.extend(&plugin.name, &contribution.entries, progress)?;
+        let entries: Vec<_> = std::mem::take(&mut contribution.entries)
+            .into_iter()
+            .map(crate::convert::entry)
+            .collect();
+        let added = plan.extend(&plugin.name, &entries, progress)?;
+        drop(entries);
         check_claims(&plugin.name, &contribution, &plan)?;
         if let Some(env) = &contribution.python {
             if python.is_some() {
@@ -322,7 +329,7 @@ pub fn plan_bundle(
                 .into_iter()
                 .map(|package| PackageRecord {
                     plugin: plugin.name.clone(),
-                    package,
+                    package: crate::convert::package(package),
                 }),
         );
         steps.extend(
@@ -331,7 +338,7 @@ pub fn plan_bundle(
                 .into_iter()
                 .map(|step| StepRecord {
                     plugin: plugin.name.clone(),
-                    step,
+                    step: crate::convert::step(step),
                 }),
         );
     }
@@ -340,8 +347,8 @@ pub fn plan_bundle(
         bundle_name,
         airgap_version: env!("CARGO_PKG_VERSION").to_string(),
         plugins: plugin_records,
-        target,
-        python,
+        target: crate::convert::target(&target),
+        python: python.as_ref().map(crate::convert::python),
         packages,
         install_steps: steps,
         warnings: warnings.clone(),
@@ -705,7 +712,7 @@ fn check_claims(
                 if let Some(why) = outside_the_bundle("file to rewrite", &file.path) {
                     return Err(contract(why));
                 }
-                if plan.added_last(&file.path)? != Some(FileKind::File) {
+                if plan.added_last(&file.path)? != Some(PlannedKind::File) {
                     return Err(contract(format!(
                         "an install step rewrites {:?}, which is not a file it brought",
                         file.path

@@ -7,7 +7,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use airgap_archive::format::manifest::UNPACKER_PATH;
+use airgap_archive::format::model as format;
 use airgap_archive::FileType;
+use airgap_archive::PlannedKind;
 pub use airgap_check::cuda::CudaReport;
 pub use airgap_check::{
     check_against, check_inputs, is_extension_module, CheckInput, CheckReport, CheckTarget,
@@ -25,7 +27,7 @@ pub struct BundleCheck {
     /// The bundle's top folder.
     pub bundle_name: String,
     /// The target profile recorded in its manifest.
-    pub manifest_target: TargetProfile,
+    pub manifest_target: format::TargetProfile,
     /// The report.
     pub report: CheckReport,
 }
@@ -55,14 +57,7 @@ pub fn check_bundle(
     // The check keeps its inputs (one a carried file) in memory; the records come from disk.
     let records = read.manifest.files.iter().collect::<Result<Vec<_>, _>>()?;
     let manifest = read.manifest.meta;
-    let mut target = match target {
-        Some(mut t) => {
-            merge_profile(&mut t.profile, &manifest.target);
-            t
-        }
-        None => CheckTarget::from_profile(&manifest.target)?,
-    };
-    target.strict = strict;
+    let target = recorded_target(&manifest.target, target, strict)?;
     let rewritten = rewritten_prefixes(&manifest.install_steps);
     let inputs: Vec<CheckInput> = records
         .iter()
@@ -88,7 +83,8 @@ pub fn check_bundle(
             }
         })
         .collect();
-    let report = check_against(&inputs, &target, manifest.python.as_ref())?;
+    let python = manifest.python.as_ref().map(crate::convert::api_python);
+    let report = check_against(&inputs, &target, python.as_ref())?;
     Ok(BundleCheck {
         bundle_name: manifest.bundle_name.clone(),
         manifest_target: manifest.target.clone(),
@@ -123,20 +119,32 @@ pub fn check_planned_against(
             rewritten: Vec::new(),
         });
     }
-    let mut target = match target {
+    let target = recorded_target(&planned.manifest.target, target, strict)?;
+    let python = planned
+        .manifest
+        .python
+        .as_ref()
+        .map(crate::convert::api_python);
+    Ok(check_inputs(&inputs, total, &target, python.as_ref())?)
+}
+
+/// The target a check judges against: the one given, completed by what the manifest records,
+/// or the recorded one alone.
+fn recorded_target(
+    recorded: &format::TargetProfile,
+    given: Option<CheckTarget>,
+    strict: bool,
+) -> Result<CheckTarget, Error> {
+    let recorded = crate::convert::api_target(recorded);
+    let mut target = match given {
         Some(mut t) => {
-            merge_profile(&mut t.profile, &planned.manifest.target);
+            merge_profile(&mut t.profile, &recorded);
             t
         }
-        None => CheckTarget::from_profile(&planned.manifest.target)?,
+        None => CheckTarget::from_profile(&recorded)?,
     };
     target.strict = strict;
-    Ok(check_inputs(
-        &inputs,
-        total,
-        &target,
-        planned.manifest.python.as_ref(),
-    )?)
+    Ok(target)
 }
 
 /// The planned files the check reads, sorted by path: ELF files (by content), scripts (files
@@ -155,10 +163,10 @@ pub(crate) fn plan_inputs(
     let mut inputs: Vec<CheckInput> = plan
         .iter_files()
         .filter_map(|f| f.map_err(|e| failed = Some(e)).ok())
-        .filter(|f| f.kind != airgap_plugin_api::FileKind::Dir)
+        .filter(|f| f.kind != PlannedKind::Dir)
         .par_bridge()
         .filter_map(|f| {
-            if let airgap_plugin_api::FileKind::Symlink { target } = f.kind {
+            if let PlannedKind::Symlink { target } = f.kind {
                 // Links matter to the loader (`libfoo.so.1 -> libfoo.so.1.2`, `lib64 -> lib`).
                 return Some(CheckInput {
                     path: f.path,
@@ -195,7 +203,7 @@ pub(crate) fn plan_inputs(
 fn rewritten_prefixes(steps: &[airgap_archive::StepRecord]) -> HashMap<String, Vec<String>> {
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
     for record in steps {
-        if let airgap_plugin_api::InstallStep::RewritePrefix {
+        if let format::InstallStep::RewritePrefix {
             old_prefix, files, ..
         } = &record.step
         {

@@ -102,9 +102,10 @@ impl<'a> Pager<'a> {
     fn walk(&self) -> Walk<'a> {
         match self.earlier {
             Earlier::Request => Box::new(self.request.earlier.iter().cloned().map(Ok)),
-            Earlier::Plan(plan) => {
-                Box::new(plan.iter_files().map(|r| r.map_err(|e| e.to_string())))
-            }
+            Earlier::Plan(plan) => Box::new(plan.iter_files().map(|r| {
+                r.map(crate::convert::bundle_file)
+                    .map_err(|e| e.to_string())
+            })),
         }
     }
 }

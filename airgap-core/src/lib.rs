@@ -7,6 +7,7 @@
 pub mod bundle;
 pub mod check;
 pub mod config;
+mod convert;
 mod earlier;
 mod error;
 pub mod plugin;

@@ -11,10 +11,10 @@ use std::path::Path;
 
 use airgap_archive::format::manifest::FileType;
 use airgap_archive::progress::{Progress, Unit};
+use airgap_archive::Entry;
 use airgap_archive::{
     read_manifest, write_bundle, ArchiveError, Compression, NoProgress, PlanOptions, WriteOptions,
 };
-use airgap_plugin_api::Entry;
 use airgap_tests::archive::*;
 use airgap_tests::tempdir;
 
@@ -388,7 +388,7 @@ fn conflicts_are_found_when_the_plan_is_on_disk() {
         assert_eq!(added, ["env/x/f09"], "memory_paths = {memory}");
         assert_eq!(
             p.added_last("env/x/f09").unwrap(),
-            Some(airgap_plugin_api::FileKind::File)
+            Some(airgap_archive::PlannedKind::File)
         );
         assert_eq!(p.added_last("env/x/f05").unwrap(), None);
         assert_eq!(p.len(), 22);
@@ -441,7 +441,7 @@ fn link_loop_is_an_error_naming_it() {
         .find(|f| f.path == "d/a/up")
         .unwrap();
     assert!(
-        matches!(up.kind, airgap_plugin_api::FileKind::Symlink { ref target } if target == ".."),
+        matches!(up.kind, airgap_archive::PlannedKind::Symlink { ref target } if target == ".."),
         "{up:?}"
     );
 }
@@ -503,7 +503,7 @@ fn exclude_globs_leave_paths_out() {
     fs::write(src.join("top.log"), "l").unwrap();
     let entry = Entry {
         dest: "d".into(),
-        kind: airgap_plugin_api::EntryKind::Path {
+        kind: airgap_archive::EntryKind::Path {
             source: src.clone(),
             exclude: vec!["__pycache__".into(), "pkg/*.log".into()],
         },

@@ -491,7 +491,7 @@ fn a_bundle_of_length_carrying_and_stored_members_is_read_alike_by_gnu_gzip_tar_
     fs::write(src.join("text.txt"), &text).unwrap();
     fs::write(src.join("noise.bin"), noise(3 << 20)).unwrap();
     let plan = airgap_tests::archive::plan(
-        &[airgap_plugin_api::Entry::path(&src, "data")],
+        &[airgap_archive::Entry::path(&src, "data")],
         airgap_archive::PlanOptions::default(),
     )
     .unwrap();

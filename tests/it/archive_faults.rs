@@ -10,8 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use airgap_archive::format::manifest::StepRecord;
+use airgap_archive::format::model::InstallStep;
+use airgap_archive::Entry;
 use airgap_archive::PlanOptions;
-use airgap_plugin_api::{Entry, InstallStep};
 use airgap_tests::archive::*;
 use airgap_tests::{airgap, bin, run, tempdir};
 

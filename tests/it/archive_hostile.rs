@@ -661,7 +661,7 @@ fn check_case(c: &Case, tmp: &Path, work: &Path, bundle: &Path) {
 #[test]
 fn an_install_step_pointing_outside_dest_is_refused() {
     use airgap_archive::format::manifest::StepRecord;
-    use airgap_plugin_api::{InstallStep, PrefixFile, PrefixMode};
+    use airgap_archive::format::model::{InstallStep, PrefixFile, PrefixMode};
     let tmp = tempdir();
     let work = tmp.path().join("work");
     fs::create_dir(&work).unwrap();

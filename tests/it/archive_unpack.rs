@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use airgap_archive::format::manifest::StepRecord;
+use airgap_archive::format::model::{InstallStep, PrefixFile, PrefixMode};
 use airgap_archive::install::unpack::UnpackOptions;
+use airgap_archive::Entry;
 use airgap_archive::{relocate, unpack, verify_bundle, ArchiveError, NoProgress, PlanOptions};
-use airgap_plugin_api::{Entry, InstallStep, PrefixFile, PrefixMode};
 use airgap_tests::archive::*;
 use airgap_tests::tempdir;
 

@@ -10,9 +10,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use airgap_archive::format::manifest::{Manifest, FORMAT};
+use airgap_archive::format::model::{InstallStep, PrefixFile, PrefixMode};
 use airgap_archive::format::tarfmt::{self, EntryType, Header};
+use airgap_archive::Entry;
 use airgap_archive::{PlanOptions, StepRecord};
-use airgap_plugin_api::{Entry, InstallStep, PrefixFile, PrefixMode};
 use airgap_tests::archive::{input, plan, unpacker, write};
 use airgap_tests::{airgap, tempdir, Done};
 

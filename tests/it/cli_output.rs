@@ -697,8 +697,9 @@ fn an_output_inside_a_bundled_tree_is_left_out_of_the_next_bundle() {
 #[test]
 fn a_destination_too_long_for_a_binary_names_the_file_its_room_and_the_ways_out() {
     use airgap_archive::format::manifest::StepRecord;
+    use airgap_archive::format::model::{InstallStep, PrefixFile, PrefixMode};
+    use airgap_archive::Entry;
     use airgap_archive::PlanOptions;
-    use airgap_plugin_api::{Entry, InstallStep, PrefixFile, PrefixMode};
     use airgap_tests::archive::{input, plan, write};
     let tmp = tempdir();
     let dir = tmp.path();

@@ -8,8 +8,8 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
+use airgap_archive::Entry;
 use airgap_archive::PlanOptions;
-use airgap_plugin_api::Entry;
 use airgap_tests::archive::*;
 use airgap_tests::{airgap, tempdir};
 

@@ -6,8 +6,8 @@ use std::fs;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::process::Command;
 
+use airgap_archive::Entry;
 use airgap_archive::PlanOptions;
-use airgap_plugin_api::Entry;
 use airgap_tests::archive::*;
 use airgap_tests::{airgap, run, tempdir};
 

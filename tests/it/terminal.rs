@@ -7,8 +7,9 @@ use std::path::Path;
 use std::process::Command;
 
 use airgap_archive::format::manifest::StepRecord;
+use airgap_archive::format::model::InstallStep;
+use airgap_archive::Entry;
 use airgap_archive::PlanOptions;
-use airgap_plugin_api::{Entry, InstallStep};
 use airgap_tests::archive::*;
 use airgap_tests::{airgap, run, tempdir};
 

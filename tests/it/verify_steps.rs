@@ -5,9 +5,9 @@
 use std::process::Command;
 
 use airgap_archive::format::manifest::FORMAT;
+use airgap_archive::format::model::{InstallStep, PrefixFile, PrefixMode};
 use airgap_archive::format::tarfmt::EntryType;
 use airgap_archive::{Manifest, StepRecord};
-use airgap_plugin_api::{InstallStep, PrefixFile, PrefixMode};
 use airgap_tests::archive::{craft_manifest, gnu_tar, record_for, unpacker, Raw};
 use airgap_tests::{airgap, run, tempdir};
 

@@ -10,8 +10,8 @@ use std::process::Command;
 
 use airgap_archive::format::manifest::{FileRecord, FileType, Manifest, ManifestInput, FORMAT};
 use airgap_archive::format::tarfmt::{self, EntryType, Header};
+use airgap_archive::Entry;
 use airgap_archive::{write_bundle, NoProgress, Plan, PlanOptions, WriteOptions, WriteSummary};
-use airgap_plugin_api::Entry;
 
 /// Text that does not compress to nothing (xorshift hex lines), `mib` MiB of it: a file
 /// whose size on disk and in the bundle stays close, for tests of disk room.

@@ -5,7 +5,7 @@ use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::Path;
 
-use airgap_plugin_api::{InstallStep, Package, PythonEnvironment, TargetProfile};
+use crate::format::model::{InstallStep, Package, PythonEnvironment, TargetProfile};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ArchiveError;

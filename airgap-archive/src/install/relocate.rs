@@ -8,7 +8,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use airgap_plugin_api::{InstallStep, PrefixFile, PrefixMode};
+use crate::format::model::{InstallStep, PrefixFile, PrefixMode};
 use filetime::FileTime;
 use serde::{Deserialize, Serialize};
 
@@ -493,7 +493,7 @@ pub(crate) fn prefix_for(base: &Path, root: &str) -> String {
 /// The `RewritePrefix` groups of a manifest: (step index, old prefix, root, files).
 pub(crate) fn groups(
     manifest: &Manifest,
-) -> Vec<(usize, &str, &str, &[airgap_plugin_api::PrefixFile])> {
+) -> Vec<(usize, &str, &str, &[crate::format::model::PrefixFile])> {
     manifest
         .install_steps
         .iter()

@@ -2,7 +2,7 @@
 //! check for every reader: `verify` refuses exactly the steps `unpack` refuses, with the same
 //! message (what depends on the destination or on `--python` is checked by unpack alone).
 
-use airgap_plugin_api::InstallStep;
+use crate::format::model::InstallStep;
 
 use crate::error::ArchiveError;
 use crate::format::manifest::check_rel;

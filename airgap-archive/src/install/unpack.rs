@@ -11,7 +11,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use airgap_plugin_api::InstallStep;
+use crate::format::model::InstallStep;
 use filetime::FileTime;
 use sha2::{Digest, Sha256};
 

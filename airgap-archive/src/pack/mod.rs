@@ -5,5 +5,6 @@
 //! the format ([`crate::format`]) and the crate's common parts (errors, scratch runs, atomic
 //! output).
 
+pub mod entry;
 pub mod plan;
 pub mod write;

@@ -11,7 +11,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-use airgap_plugin_api::{BundleFile, Entry, EntryKind, FileKind};
+use crate::pack::entry::{Entry, EntryKind, PlannedFile, PlannedKind};
 
 use crate::error::ArchiveError;
 use crate::format::manifest::link_stays_inside;
@@ -346,13 +346,13 @@ impl Plan {
     }
 
     /// Every planned path, sorted by path.
-    pub fn files(&self) -> Result<Vec<BundleFile>, ArchiveError> {
+    pub fn files(&self) -> Result<Vec<PlannedFile>, ArchiveError> {
         self.iter_files().collect()
     }
 
     /// Every planned path, sorted by path, one at a time: a large plan is on disk, and the
     /// `Vec` of [`Plan::files`] alone costs tens of MB for 100,000 files.
-    pub fn iter_files(&self) -> impl Iterator<Item = Result<BundleFile, ArchiveError>> + '_ {
+    pub fn iter_files(&self) -> impl Iterator<Item = Result<PlannedFile, ArchiveError>> + '_ {
         self.entries().map(|r| r.map(|(p, i)| bundle_file(&p, &i)))
     }
 
@@ -374,7 +374,7 @@ impl Plan {
         plugin: &str,
         entries: &[Entry],
         progress: &dyn Progress,
-    ) -> Result<Vec<BundleFile>, ArchiveError> {
+    ) -> Result<Vec<PlannedFile>, ArchiveError> {
         self.extend(plugin, entries, progress)?;
         let gen = self.gen;
         self.entries()
@@ -385,14 +385,14 @@ impl Plan {
 
     /// What the last [`Plan::add`]/[`Plan::extend`] call put at `path` (a bundle path), if
     /// anything: the host checks a plugin's claims about its own files with it.
-    pub fn added_last(&self, path: &str) -> Result<Option<FileKind>, ArchiveError> {
+    pub fn added_last(&self, path: &str) -> Result<Option<PlannedKind>, ArchiveError> {
         let Some(item) = self.get(path.as_bytes())? else {
             return Ok(None);
         };
         Ok((item.gen == self.gen).then(|| match &item.kind {
-            ItemKind::File { .. } => FileKind::File,
-            ItemKind::Dir => FileKind::Dir,
-            ItemKind::Symlink { target } => FileKind::Symlink {
+            ItemKind::File { .. } => PlannedKind::File,
+            ItemKind::Dir => PlannedKind::Dir,
+            ItemKind::Symlink { target } => PlannedKind::Symlink {
                 target: display(target),
             },
         }))
@@ -1292,21 +1292,23 @@ fn same_content(a: &Item, b: &Item, at: &[u8]) -> Result<bool, ArchiveError> {
     }
 }
 
-fn bundle_file(path: &[u8], item: &Item) -> BundleFile {
+fn bundle_file(path: &[u8], item: &Item) -> PlannedFile {
     let (kind, source, size) = match &item.kind {
-        ItemKind::File { source, size } => {
-            (FileKind::File, Some(source.path(path).into_owned()), *size)
-        }
-        ItemKind::Dir => (FileKind::Dir, None, 0),
+        ItemKind::File { source, size } => (
+            PlannedKind::File,
+            Some(source.path(path).into_owned()),
+            *size,
+        ),
+        ItemKind::Dir => (PlannedKind::Dir, None, 0),
         ItemKind::Symlink { target } => (
-            FileKind::Symlink {
+            PlannedKind::Symlink {
                 target: display(target),
             },
             None,
             0,
         ),
     };
-    BundleFile {
+    PlannedFile {
         path: display(path),
         source,
         kind,

@@ -87,7 +87,12 @@ pub fn run(args: VerifyArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
                 .meta
                 .install_steps
                 .iter()
-                .filter(|s| matches!(s.step, airgap_plugin_api::InstallStep::Run { .. }))
+                .filter(|s| {
+                    matches!(
+                        s.step,
+                        airgap_archive::format::model::InstallStep::Run { .. }
+                    )
+                })
                 .collect();
             if !runs.is_empty() {
                 ui.status(
