@@ -26,6 +26,7 @@ mod crypto;
 mod e2e;
 mod faults_bundle;
 mod hostile_cli;
+mod house;
 mod patterns;
 mod pip_cli;
 mod pip_plugin;
