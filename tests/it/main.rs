@@ -27,6 +27,7 @@ mod e2e;
 mod faults_bundle;
 mod hostile_cli;
 mod house;
+mod inspect_schema;
 mod patterns;
 mod pip_cli;
 mod pip_plugin;

@@ -55,8 +55,13 @@ struct Largest {
     plugin: String,
 }
 
+/// The version of `inspect --json`'s schema (`docs/schema/inspect-1.json`): a field is added
+/// under the same number, anything else a consumer could trip on gets a new one.
+const SCHEMA: u32 = 1;
+
 #[derive(Debug, Serialize)]
 struct Inspection<'a> {
+    schema: u32,
     name: &'a str,
     format: u32,
     airgap_version: &'a str,
@@ -104,6 +109,7 @@ fn inspection(
     }
     let meta = &m.meta;
     Ok(Inspection {
+        schema: SCHEMA,
         name: &meta.bundle_name,
         format: meta.format,
         airgap_version: &meta.airgap_version,
