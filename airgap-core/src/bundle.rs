@@ -151,16 +151,12 @@ pub fn plan_bundle(
         (None, Some(given)) => Some(crate::target::load(given, &config.dir)?),
         (None, None) => None,
     };
-    // Resolve every plugin first, so that a missing one fails before any work is done.
-    let mut runs = Vec::new();
-    for (index, source) in config.sources.iter().enumerate() {
-        let plugin = registry.get(&source.plugin)?;
-        runs.push((plugin.stage, index, source, plugin));
-    }
-    let has_environment = runs.iter().any(|(stage, ..)| *stage == Stage::Environment);
+    let mut runs = runs_of(config.sources.iter().enumerate(), registry)?;
+    let has_environment = runs.iter().any(|r| r.plugin.stage == Stage::Environment);
     let implied = config.implied_sources(has_environment);
-    for (k, source) in implied.iter().enumerate() {
-        let plugin = registry.get(&source.plugin)?;
+    let first = config.sources.len();
+    runs.extend(runs_of((first..).zip(&implied), registry)?);
+    for source in &implied {
         progress.message(
             Level::Info,
             &format!(
@@ -168,12 +164,79 @@ pub fn plan_bundle(
                 source.name
             ),
         );
-        runs.push((plugin.stage, config.sources.len() + k, source, plugin));
     }
-    runs.sort_by_key(|(stage, index, _, _)| (*stage, *index));
+    // By stage, then as the configuration lists them, the implied ones last.
+    runs.sort_by_key(|r| (r.plugin.stage, r.index));
+    let work = scratch_dir(progress)?;
+    let mut target = config.target_profile();
+    if let Some(p) = &probed {
+        crate::target::apply(p, &mut target, has_environment);
+    }
+    if options.dest_prefix.is_some() {
+        target.prefix = options.dest_prefix.clone();
+    }
+    let mut gathered = Gathered::new(target);
+    let mut plan = Plan::new(PlanOptions {
+        drop_dangling: options.drop_dangling || config.bundle.drop_dangling_links,
+        memory_paths: 0,
+        work_dir: Some(work.path().to_path_buf()),
+        generated_mtime: generated_mtime(&mut gathered.warnings),
+        own_output: own_output(&output_of(config, options)?),
+    });
+    let call = Call {
+        config,
+        options,
+        bundle_name: &bundle_name,
+        work: work.path(),
+        limit: plugin_limit(config, options),
+        progress,
+        cancelled,
+    };
+    for run in runs {
+        if cancelled.load(Ordering::Relaxed) {
+            return Err(Error::Cancelled);
+        }
+        gathered.run_source(&call, &run, &mut plan)?;
+    }
+    gathered.warnings.extend(plan.warnings().iter().cloned());
+    let warnings = gathered.warnings.clone();
+    let (manifest, sources) = gathered.into_manifest(bundle_name);
+    Ok(Planned {
+        plan,
+        manifest,
+        sources,
+        warnings,
+        work,
+    })
+}
 
-    // Named after this process and locked while it runs, so that the next run removes what a
-    // killed one left in $TMPDIR.
+/// One source to run, with the plugin that serves it.
+struct Run<'a> {
+    index: usize,
+    source: &'a crate::config::SourceTable,
+    plugin: &'a crate::plugin::Plugin,
+}
+
+/// The plugin of each source, resolved before any runs, so that a missing one fails before
+/// any work is done.
+fn runs_of<'a>(
+    sources: impl Iterator<Item = (usize, &'a crate::config::SourceTable)>,
+    registry: &'a Registry,
+) -> Result<Vec<Run<'a>>, Error> {
+    sources
+        .map(|(index, source)| {
+            Ok(Run {
+                index,
+                source,
+                plugin: registry.get(&source.plugin)?,
+            })
+        })
+        .collect()
+}
+
+/// The plugins' scratch space in `$TMPDIR`, named after this process and locked while it
+/// runs, so that the next run removes what a killed one left.
+fn scratch_dir(progress: &dyn Progress) -> Result<ScratchDir, Error> {
     let (work, stale) =
         ScratchDir::new(&std::env::temp_dir(), "airgap-work-").map_err(|source| Error::Io {
             path: std::env::temp_dir(),
@@ -188,66 +251,71 @@ pub fn plan_bundle(
             ),
         );
     }
-    let mut target = config.target_profile();
-    if let Some(p) = &probed {
-        crate::target::apply(p, &mut target, has_environment);
-    }
-    if options.dest_prefix.is_some() {
-        target.prefix = options.dest_prefix.clone();
-    }
-    let mut warnings = Vec::new();
-    let mut plan = Plan::new(PlanOptions {
-        drop_dangling: options.drop_dangling || config.bundle.drop_dangling_links,
-        memory_paths: 0,
-        work_dir: Some(work.path().to_path_buf()),
-        generated_mtime: generated_mtime(&mut warnings),
-        own_output: own_output(&output_of(config, options)?),
-    });
-    let plugin_limit = match options
+    Ok(work)
+}
+
+/// How long one plugin may run: `--plugin-timeout`, `[bundle] plugin-timeout`, else the
+/// default; 0 is no limit.
+fn plugin_limit(config: &Config, options: &BundleOptions) -> Option<std::time::Duration> {
+    match options
         .plugin_timeout
         .or(config.bundle.plugin_timeout)
         .unwrap_or(DEFAULT_PLUGIN_TIMEOUT)
     {
         0 => None,
         seconds => Some(std::time::Duration::from_secs(seconds)),
-    };
-    let mut python: Option<PythonEnvironment> = None;
-    let mut facts = std::collections::BTreeMap::new();
-    let mut packages = Vec::new();
-    let mut steps = Vec::new();
-    let mut reports = Vec::new();
-    let mut plugin_records = Vec::new();
+    }
+}
 
-    for (_, index, source, plugin) in runs {
-        if cancelled.load(Ordering::Relaxed) {
-            return Err(Error::Cancelled);
+/// What every plugin call of one run shares.
+struct Call<'a> {
+    config: &'a Config,
+    options: &'a BundleOptions,
+    bundle_name: &'a str,
+    work: &'a Path,
+    limit: Option<std::time::Duration>,
+    progress: &'a dyn Progress,
+    cancelled: &'a AtomicBool,
+}
+
+/// What the sources said so far, besides their files (which go to the plan): what later
+/// plugins are told, and what the manifest records.
+struct Gathered {
+    target: TargetProfile,
+    python: Option<PythonEnvironment>,
+    facts: std::collections::BTreeMap<String, serde_json::Value>,
+    packages: Vec<PackageRecord>,
+    steps: Vec<StepRecord>,
+    reports: Vec<SourceReport>,
+    plugin_records: Vec<PluginRecord>,
+    warnings: Vec<String>,
+}
+
+impl Gathered {
+    fn new(target: TargetProfile) -> Gathered {
+        Gathered {
+            target,
+            python: None,
+            facts: Default::default(),
+            packages: Vec::new(),
+            steps: Vec::new(),
+            reports: Vec::new(),
+            plugin_records: Vec::new(),
+            warnings: Vec::new(),
         }
-        let work_dir = work.path().join(format!("{index:02}-{}", source.name));
+    }
+
+    /// Run one source's plugin and take in what it brought: its entries into the plan,
+    /// checked against the plugin contract, and the rest into what is gathered.
+    fn run_source(&mut self, call: &Call<'_>, run: &Run<'_>, plan: &mut Plan) -> Result<(), Error> {
+        let (source, plugin) = (run.source, run.plugin);
+        let work_dir = call.work.join(format!("{:02}-{}", run.index, source.name));
         std::fs::create_dir_all(&work_dir).map_err(|source| Error::Io {
             path: work_dir.clone(),
             cause: source,
         })?;
-        let request = ContributeRequest {
-            source: source.name.clone(),
-            config: source.config.clone(),
-            config_dir: config.dir.clone(),
-            bundle_name: bundle_name.clone(),
-            target: target.clone(),
-            work_dir,
-            // An ABI 1.0 Finish-stage plugin gets every earlier file here; a newer one pages
-            // through them from the plan (`Earlier::Plan` below).
-            earlier: if plugin.stage == Stage::Finish && !plugin.pages_earlier() {
-                plan.iter_files()
-                    .map(|f| f.map(crate::convert::bundle_file))
-                    .collect::<Result<_, _>>()?
-            } else {
-                Vec::new()
-            },
-            python: python.clone(),
-            facts: facts.clone(),
-            verbose: options.verbose,
-        };
-        progress.message(
+        let request = self.request(call, run, work_dir, plan)?;
+        call.progress.message(
             airgap_archive::progress::Level::Info,
             &format!(
                 "source {} (plugin {} {})",
@@ -257,10 +325,10 @@ pub fn plan_bundle(
         let mut contribution = plugin
             .contribute_within(
                 &request,
-                crate::Earlier::Plan(&plan),
-                progress,
-                cancelled,
-                plugin_limit,
+                crate::Earlier::Plan(plan),
+                call.progress,
+                call.cancelled,
+                call.limit,
             )
             .map_err(|e| match e {
                 Error::PluginFailed {
@@ -272,7 +340,7 @@ pub fn plan_bundle(
                 } => Error::PluginFailed {
                     plugin,
                     source_name,
-                    config: config.path.clone(),
+                    config: call.config.path.clone(),
                     message,
                     help,
                 },
@@ -283,33 +351,76 @@ pub fn plan_bundle(
             .into_iter()
             .map(crate::convert::entry)
             .collect();
-        let added = plan.extend(&plugin.name, &entries, progress)?;
+        let added = plan.extend(&plugin.name, &entries, call.progress)?;
         drop(entries);
-        check_claims(&plugin.name, &contribution, &plan)?;
+        check_claims(&plugin.name, &contribution, plan)?;
+        self.absorb(run, contribution, added);
+        Ok(())
+    }
+
+    /// The request for one source: its table, the target, and what earlier sources brought.
+    fn request(
+        &self,
+        call: &Call<'_>,
+        run: &Run<'_>,
+        work_dir: PathBuf,
+        plan: &Plan,
+    ) -> Result<ContributeRequest, Error> {
+        Ok(ContributeRequest {
+            source: run.source.name.clone(),
+            config: run.source.config.clone(),
+            config_dir: call.config.dir.clone(),
+            bundle_name: call.bundle_name.to_owned(),
+            target: self.target.clone(),
+            work_dir,
+            // An ABI 1.0 Finish-stage plugin gets every earlier file here; a newer one pages
+            // through them from the plan (`Earlier::Plan` in `run_source`).
+            earlier: if run.plugin.stage == Stage::Finish && !run.plugin.pages_earlier() {
+                plan.iter_files()
+                    .map(|f| f.map(crate::convert::bundle_file))
+                    .collect::<Result<_, _>>()?
+            } else {
+                Vec::new()
+            },
+            python: self.python.clone(),
+            facts: self.facts.clone(),
+            verbose: call.options.verbose,
+        })
+    }
+
+    /// Take in a contribution whose entries are planned: its Python (the first one stays the
+    /// target's interpreter), facts, warnings, packages and steps.
+    fn absorb(
+        &mut self,
+        run: &Run<'_>,
+        contribution: airgap_plugin_api::Contribution,
+        added: usize,
+    ) {
+        let (source, plugin) = (run.source, run.plugin);
         if let Some(env) = &contribution.python {
-            if python.is_some() {
-                warnings.push(format!(
+            if self.python.is_some() {
+                self.warnings.push(format!(
                     "source `{}` brings a second Python environment ({}); the first one stays the target's interpreter",
                     source.name, env.prefix
                 ));
             } else {
-                complete_target(&mut target, env);
-                python = Some(env.clone());
+                complete_target(&mut self.target, env);
+                self.python = Some(env.clone());
             }
         }
         if !contribution.facts.is_empty() {
-            facts.insert(
+            self.facts.insert(
                 plugin.name.clone(),
                 serde_json::Value::Object(contribution.facts.clone().into_iter().collect()),
             );
         }
-        warnings.extend(
+        self.warnings.extend(
             contribution
                 .warnings
                 .iter()
                 .map(|w| format!("{}: {w}", source.name)),
         );
-        reports.push(SourceReport {
+        self.reports.push(SourceReport {
             name: source.name.clone(),
             plugin: plugin.name.clone(),
             plugin_version: plugin.version.clone(),
@@ -317,13 +428,13 @@ pub fn plan_bundle(
             packages: contribution.packages.len(),
             install_steps: contribution.install_steps.len(),
         });
-        plugin_records.push(PluginRecord {
+        self.plugin_records.push(PluginRecord {
             name: plugin.name.clone(),
             version: plugin.version.clone(),
             abi: format!("{}.{}", plugin.abi.0, plugin.abi.1),
             source: source.name.clone(),
         });
-        packages.extend(
+        self.packages.extend(
             contribution
                 .packages
                 .into_iter()
@@ -332,7 +443,7 @@ pub fn plan_bundle(
                     package: crate::convert::package(package),
                 }),
         );
-        steps.extend(
+        self.steps.extend(
             contribution
                 .install_steps
                 .into_iter()
@@ -342,24 +453,21 @@ pub fn plan_bundle(
                 }),
         );
     }
-    warnings.extend(plan.warnings().iter().cloned());
-    let manifest = ManifestInput {
-        bundle_name,
-        airgap_version: env!("CARGO_PKG_VERSION").to_string(),
-        plugins: plugin_records,
-        target: crate::convert::target(&target),
-        python: python.as_ref().map(crate::convert::python),
-        packages,
-        install_steps: steps,
-        warnings: warnings.clone(),
-    };
-    Ok(Planned {
-        plan,
-        manifest,
-        sources: reports,
-        warnings,
-        work,
-    })
+
+    /// The manifest's metadata, in the format's own types, and the per-source report.
+    fn into_manifest(self, bundle_name: String) -> (ManifestInput, Vec<SourceReport>) {
+        let manifest = ManifestInput {
+            bundle_name,
+            airgap_version: env!("CARGO_PKG_VERSION").to_string(),
+            plugins: self.plugin_records,
+            target: crate::convert::target(&self.target),
+            python: self.python.as_ref().map(crate::convert::python),
+            packages: self.packages,
+            install_steps: self.steps,
+            warnings: self.warnings,
+        };
+        (manifest, self.reports)
+    }
 }
 
 /// The mtime of the files plugins make during the run: `SOURCE_DATE_EPOCH` when set (the

@@ -355,137 +355,218 @@ pub(crate) fn write_record(out: &mut String, r: &FileRecord) {
 /// then parses the whole document with a full TOML parser).
 pub(crate) fn parse_record(line: &str) -> Option<FileRecord> {
     let s = line.trim().strip_suffix(',')?.trim_end();
-    let s = s.strip_prefix('{')?.strip_suffix('}')?;
-    let b = s.as_bytes();
-    let mut i = 0;
-    let skip = |i: &mut usize| {
-        while *i < b.len() && (b[*i] == b' ' || b[*i] == b'\t') {
-            *i += 1;
-        }
+    let mut table = InlineTable {
+        s: s.strip_prefix('{')?.strip_suffix('}')?,
+        i: 0,
     };
-    let mut r = FileRecord {
-        path: String::new(),
-        path_hex: None,
-        kind: FileType::File,
-        size: 0,
-        mode: 0,
-        sha256: None,
-        plugin: String::new(),
-        package: None,
-        target: None,
-        target_hex: None,
-    };
-    let (mut has_path, mut has_kind, mut has_mode, mut has_plugin) = (false, false, false, false);
+    let mut r = Fields::new();
     loop {
-        skip(&mut i);
-        if i >= b.len() {
+        table.skip_blanks();
+        if table.at_end() {
             break;
         }
-        let k0 = i;
-        while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
-            i += 1;
+        let key = table.key()?;
+        let value = table.value()?;
+        r.set(key, value)?;
+        table.skip_blanks();
+        match table.peek() {
+            None => break,
+            Some(b',') => table.i += 1,
+            Some(_) => return None,
         }
-        let key = &s[k0..i];
-        skip(&mut i);
-        if b.get(i) != Some(&b'=') {
+    }
+    r.finish()
+}
+
+/// A value of a record line: a basic string or a decimal integer.
+enum Value {
+    Str(String),
+    Num(u64),
+}
+
+/// A cursor over the inside of one inline table as [`write_record`] writes it.
+struct InlineTable<'a> {
+    s: &'a str,
+    i: usize,
+}
+
+impl<'a> InlineTable<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.s.as_bytes().get(self.i).copied()
+    }
+
+    fn at_end(&self) -> bool {
+        self.i >= self.s.len()
+    }
+
+    fn skip_blanks(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t')) {
+            self.i += 1;
+        }
+    }
+
+    /// A bare key and the `=` after it.
+    fn key(&mut self) -> Option<&'a str> {
+        let k0 = self.i;
+        while self
+            .peek()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_')
+        {
+            self.i += 1;
+        }
+        let key = &self.s[k0..self.i];
+        self.skip_blanks();
+        if self.peek() != Some(b'=') {
             return None;
         }
-        i += 1;
-        skip(&mut i);
-        enum V {
-            S(String),
-            N(u64),
+        self.i += 1;
+        self.skip_blanks();
+        Some(key)
+    }
+
+    fn value(&mut self) -> Option<Value> {
+        if self.peek() == Some(b'"') {
+            self.i += 1;
+            self.basic_string().map(Value::Str)
+        } else {
+            self.integer().map(Value::Num)
         }
-        let v = if b.get(i) == Some(&b'"') {
-            i += 1;
-            let mut out = String::new();
-            loop {
-                let c = *b.get(i)?;
-                match c {
-                    b'"' => {
-                        i += 1;
-                        break;
-                    }
-                    b'\\' => {
-                        let e = *b.get(i + 1)?;
-                        i += 2;
-                        match e {
-                            b'"' => out.push('"'),
-                            b'\\' => out.push('\\'),
-                            b'n' => out.push('\n'),
-                            b't' => out.push('\t'),
-                            b'r' => out.push('\r'),
-                            b'b' => out.push('\u{8}'),
-                            b'f' => out.push('\u{c}'),
-                            b'e' => out.push('\u{1b}'),
-                            b'u' | b'U' => {
-                                let n = if e == b'u' { 4 } else { 8 };
-                                let hex = s.get(i..i + n)?;
-                                let code = u32::from_str_radix(hex, 16).ok()?;
-                                out.push(char::from_u32(code)?);
-                                i += n;
-                            }
-                            _ => return None,
-                        }
-                    }
-                    c if c < 0x20 || c == 0x7f => return None,
-                    _ => {
-                        // Copy one UTF-8 character.
-                        let ch = s[i..].chars().next()?;
-                        out.push(ch);
-                        i += ch.len_utf8();
-                    }
+    }
+
+    /// The rest of a basic string after its opening quote, escapes decoded; control
+    /// characters unescaped are refused, as TOML refuses them.
+    fn basic_string(&mut self) -> Option<String> {
+        let mut out = String::new();
+        loop {
+            match self.peek()? {
+                b'"' => {
+                    self.i += 1;
+                    return Some(out);
+                }
+                b'\\' => self.escape(&mut out)?,
+                c if c < 0x20 || c == 0x7f => return None,
+                _ => {
+                    // Copy one UTF-8 character.
+                    let ch = self.s[self.i..].chars().next()?;
+                    out.push(ch);
+                    self.i += ch.len_utf8();
                 }
             }
-            V::S(out)
-        } else {
-            let d0 = i;
-            while i < b.len() && b[i].is_ascii_digit() {
-                i += 1;
+        }
+    }
+
+    /// One escape sequence, at its backslash.
+    fn escape(&mut self, out: &mut String) -> Option<()> {
+        let e = *self.s.as_bytes().get(self.i + 1)?;
+        self.i += 2;
+        match e {
+            b'"' => out.push('"'),
+            b'\\' => out.push('\\'),
+            b'n' => out.push('\n'),
+            b't' => out.push('\t'),
+            b'r' => out.push('\r'),
+            b'b' => out.push('\u{8}'),
+            b'f' => out.push('\u{c}'),
+            b'e' => out.push('\u{1b}'),
+            b'u' | b'U' => {
+                let n = if e == b'u' { 4 } else { 8 };
+                let hex = self.s.get(self.i..self.i + n)?;
+                let code = u32::from_str_radix(hex, 16).ok()?;
+                out.push(char::from_u32(code)?);
+                self.i += n;
             }
-            if i == d0 || (b[d0] == b'0' && i - d0 > 1) {
-                return None;
-            }
-            V::N(s[d0..i].parse().ok()?)
-        };
+            _ => return None,
+        }
+        Some(())
+    }
+
+    /// A decimal integer without a sign or leading zeros.
+    fn integer(&mut self) -> Option<u64> {
+        let d0 = self.i;
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.i += 1;
+        }
+        if self.i == d0 || (self.s.as_bytes()[d0] == b'0' && self.i - d0 > 1) {
+            return None;
+        }
+        self.s[d0..self.i].parse().ok()
+    }
+}
+
+/// The fields of a record line as they are read, each at most once (`size` excepted, as
+/// before), and which of the required ones were seen.
+struct Fields {
+    r: FileRecord,
+    has_path: bool,
+    has_kind: bool,
+    has_mode: bool,
+    has_plugin: bool,
+}
+
+impl Fields {
+    fn new() -> Fields {
+        Fields {
+            r: FileRecord {
+                path: String::new(),
+                path_hex: None,
+                kind: FileType::File,
+                size: 0,
+                mode: 0,
+                sha256: None,
+                plugin: String::new(),
+                package: None,
+                target: None,
+                target_hex: None,
+            },
+            has_path: false,
+            has_kind: false,
+            has_mode: false,
+            has_plugin: false,
+        }
+    }
+
+    /// Take one `key = value`; `None` for an unknown key, a repeated one or a wrong type.
+    fn set(&mut self, key: &str, v: Value) -> Option<()> {
         match (key, v) {
-            ("path", V::S(v)) if !has_path => {
-                r.path = v;
-                has_path = true;
+            ("path", Value::Str(v)) if !self.has_path => {
+                self.r.path = v;
+                self.has_path = true;
             }
-            ("path_hex", V::S(v)) if r.path_hex.is_none() => r.path_hex = Some(v),
-            ("kind", V::S(v)) if !has_kind => {
-                r.kind = match v.as_str() {
+            ("path_hex", Value::Str(v)) if self.r.path_hex.is_none() => self.r.path_hex = Some(v),
+            ("kind", Value::Str(v)) if !self.has_kind => {
+                self.r.kind = match v.as_str() {
                     "file" => FileType::File,
                     "dir" => FileType::Dir,
                     "symlink" => FileType::Symlink,
                     _ => return None,
                 };
-                has_kind = true;
+                self.has_kind = true;
             }
-            ("size", V::N(v)) => r.size = v,
-            ("mode", V::N(v)) if !has_mode => {
-                r.mode = u32::try_from(v).ok()?;
-                has_mode = true;
+            ("size", Value::Num(v)) => self.r.size = v,
+            ("mode", Value::Num(v)) if !self.has_mode => {
+                self.r.mode = u32::try_from(v).ok()?;
+                self.has_mode = true;
             }
-            ("sha256", V::S(v)) if r.sha256.is_none() => r.sha256 = Some(v),
-            ("plugin", V::S(v)) if !has_plugin => {
-                r.plugin = v;
-                has_plugin = true;
+            ("sha256", Value::Str(v)) if self.r.sha256.is_none() => self.r.sha256 = Some(v),
+            ("plugin", Value::Str(v)) if !self.has_plugin => {
+                self.r.plugin = v;
+                self.has_plugin = true;
             }
-            ("package", V::S(v)) if r.package.is_none() => r.package = Some(v),
-            ("target", V::S(v)) if r.target.is_none() => r.target = Some(v),
-            ("target_hex", V::S(v)) if r.target_hex.is_none() => r.target_hex = Some(v),
+            ("package", Value::Str(v)) if self.r.package.is_none() => self.r.package = Some(v),
+            ("target", Value::Str(v)) if self.r.target.is_none() => self.r.target = Some(v),
+            ("target_hex", Value::Str(v)) if self.r.target_hex.is_none() => {
+                self.r.target_hex = Some(v)
+            }
             _ => return None,
         }
-        skip(&mut i);
-        match b.get(i) {
-            None => break,
-            Some(b',') => i += 1,
-            Some(_) => return None,
-        }
+        Some(())
     }
-    (has_path && has_kind && has_mode && has_plugin).then_some(r)
+
+    /// The record, when every required field was there.
+    fn finish(self) -> Option<FileRecord> {
+        let complete = self.has_path && self.has_kind && self.has_mode && self.has_plugin;
+        complete.then_some(self.r)
+    }
 }
 
 /// The start of a manifest, before its file records (see [`write_record`]).

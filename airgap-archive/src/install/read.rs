@@ -270,7 +270,26 @@ fn open_archive_layout(
     decryptor: Option<&dyn Decryptor>,
 ) -> Result<(Stream, Option<crate::format::selfx::Layout>), ArchiveError> {
     let layout = run_layout(bundle, opened)?;
-    let start = layout.as_ref().map_or(0, |l| l.archive_offset);
+    let (file, kind) = open_archive_bytes(bundle, opened, layout.as_ref(), decryptor)?;
+    Ok((Stream::spawn(kind, file), layout))
+}
+
+/// How the archive inside a bundle file is compressed, told by its first bytes.
+enum Kind {
+    Gzip,
+    Zstd,
+    Plain,
+}
+
+/// The archive's bytes (after a `.run`'s header, decrypted when age-encrypted) and how they
+/// are compressed; a file that is none of these is refused before a thread starts.
+fn open_archive_bytes(
+    bundle: &Path,
+    opened: &File,
+    layout: Option<&crate::format::selfx::Layout>,
+    decryptor: Option<&dyn Decryptor>,
+) -> Result<(Box<dyn Read + Send>, Kind), ArchiveError> {
+    let start = layout.map_or(0, |l| l.archive_offset);
     let mut file = reader_from_start(bundle, opened)?;
     file.seek(SeekFrom::Start(start))
         .map_err(|e| ArchiveError::io("reading", bundle, e))?;
@@ -310,11 +329,6 @@ fn open_archive_layout(
         magic.copy_from_slice(&head[..4]);
         (Box::new(file), magic, n.min(4))
     };
-    enum Kind {
-        Gzip,
-        Zstd,
-        Plain,
-    }
     let kind = match &magic[..n] {
         [0x1f, 0x8b, ..] => Kind::Gzip,
         [0x28, 0xb5, 0x2f, 0xfd] => Kind::Zstd,
@@ -337,58 +351,16 @@ fn open_archive_layout(
             });
         }
     }
-    // Few buffers in flight (1 MiB each for members): memory stays flat.
-    let (tx, rx) = bounded::<io::Result<Vec<u8>>>(2);
-    let (recycle, used) = bounded::<Vec<u8>>(2);
-    let handle = thread::spawn(move || -> io::Result<()> {
-        let mut buffered = BufReader::with_capacity(CHUNK, file);
-        let mut reader: Box<dyn Read> = match kind {
-            Kind::Gzip => {
-                let mut head = [0u8; gzmember::HEADER_LEN];
-                let n = match airgap_io::read_full(&mut buffered, &mut head) {
-                    Ok(n) => n,
-                    Err(e) => {
-                        let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
-                        return Err(e);
-                    }
-                };
-                if gzmember::member_len(&head[..n]).is_some() {
-                    return inflate_members(io::Cursor::new(head).chain(buffered), &tx, &used);
-                }
-                let again = BufReader::with_capacity(
-                    CHUNK,
-                    io::Cursor::new(head[..n].to_vec()).chain(buffered),
-                );
-                Box::new(flate2::bufread::MultiGzDecoder::new(again))
-            }
-            #[cfg(feature = "zstd")]
-            Kind::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buffered)?),
-            #[cfg(not(feature = "zstd"))]
-            Kind::Zstd => return Err(io::Error::other("no zstd support")),
-            Kind::Plain => Box::new(buffered),
-        };
-        loop {
-            let mut chunk = used.try_recv().unwrap_or_default();
-            chunk.resize(CHUNK, 0);
-            let n = match airgap_io::read_full(&mut reader, &mut chunk) {
-                Ok(n) => n,
-                Err(e) => {
-                    let msg = e.to_string();
-                    let _ = tx.send(Err(io::Error::new(e.kind(), msg.clone())));
-                    return Err(io::Error::new(e.kind(), msg));
-                }
-            };
-            if n == 0 {
-                break;
-            }
-            chunk.truncate(n);
-            if tx.send(Ok(chunk)).is_err() {
-                return Err(io::Error::other("reader stopped"));
-            }
-        }
-        Ok(())
-    });
-    Ok((
+    Ok((file, kind))
+}
+
+impl Stream {
+    /// Decompress `file` on a thread of its own, a few buffers ahead of the reader (1 MiB
+    /// each for members): memory stays flat.
+    fn spawn(kind: Kind, file: Box<dyn Read + Send>) -> Stream {
+        let (tx, rx) = bounded::<io::Result<Vec<u8>>>(2);
+        let (recycle, used) = bounded::<Vec<u8>>(2);
+        let handle = thread::spawn(move || decompress(kind, file, &tx, &used));
         Stream {
             rx,
             recycle: Some(recycle),
@@ -396,9 +368,74 @@ fn open_archive_layout(
             pos: 0,
             handle: Some(handle),
             done: false,
-        },
-        layout,
-    ))
+        }
+    }
+}
+
+/// The decompressing thread: airgap's members on every core, any other gzip, zstd or plain
+/// tar on this thread.
+fn decompress(
+    kind: Kind,
+    file: Box<dyn Read + Send>,
+    tx: &Sender<io::Result<Vec<u8>>>,
+    used: &Receiver<Vec<u8>>,
+) -> io::Result<()> {
+    let mut buffered = BufReader::with_capacity(CHUNK, file);
+    let reader: Box<dyn Read> = match kind {
+        Kind::Gzip => {
+            let mut head = [0u8; gzmember::HEADER_LEN];
+            let n = match airgap_io::read_full(&mut buffered, &mut head) {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
+                    return Err(e);
+                }
+            };
+            if gzmember::member_len(&head[..n]).is_some() {
+                return inflate_members(io::Cursor::new(head).chain(buffered), tx, used);
+            }
+            let again = BufReader::with_capacity(
+                CHUNK,
+                io::Cursor::new(head[..n].to_vec()).chain(buffered),
+            );
+            Box::new(flate2::bufread::MultiGzDecoder::new(again))
+        }
+        #[cfg(feature = "zstd")]
+        Kind::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buffered)?),
+        #[cfg(not(feature = "zstd"))]
+        Kind::Zstd => return Err(io::Error::other("no zstd support")),
+        Kind::Plain => Box::new(buffered),
+    };
+    pump(reader, tx, used)
+}
+
+/// Send `reader`'s bytes on in chunks, reusing the chunks the reader hands back; an error is
+/// sent in its place, so that the reader reports it where it happened.
+fn pump(
+    mut reader: Box<dyn Read>,
+    tx: &Sender<io::Result<Vec<u8>>>,
+    used: &Receiver<Vec<u8>>,
+) -> io::Result<()> {
+    loop {
+        let mut chunk = used.try_recv().unwrap_or_default();
+        chunk.resize(CHUNK, 0);
+        let n = match airgap_io::read_full(&mut reader, &mut chunk) {
+            Ok(n) => n,
+            Err(e) => {
+                let msg = e.to_string();
+                let _ = tx.send(Err(io::Error::new(e.kind(), msg.clone())));
+                return Err(io::Error::new(e.kind(), msg));
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        chunk.truncate(n);
+        if tx.send(Ok(chunk)).is_err() {
+            return Err(io::Error::other("reader stopped"));
+        }
+    }
+    Ok(())
 }
 
 /// Inflate a bundle of members that carry their lengths ([`gzmember`]) on every core: this

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::ArchiveError;
 use crate::format::manifest::check_rel;
-use crate::format::manifest::{FileType, Manifest, StreamedManifest, MANIFEST_PATH};
+use crate::format::manifest::{FileRecord, FileType, Manifest, StreamedManifest, MANIFEST_PATH};
 use crate::install::dest::check_dest;
 use crate::install::read::{check_bundle, Decryptor, Target};
 use crate::install::relocate::{
@@ -561,203 +561,300 @@ fn copy_tree(
     manifest: &StreamedManifest,
     progress: &dyn Progress,
 ) -> Result<(u64, u64), ArchiveError> {
-    let scratch = crate::format::manifest::records::scratch_error;
-    let mut problems = Vec::new();
-    // The last path listed, and which of its prefixes were listed (length, kind).
-    let mut last: Vec<u8> = Vec::new();
-    let mut chain: Vec<(usize, FileType)> = Vec::new();
-    let mut links: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
-    let mut inodes: HashMap<(u64, u64), (PathBuf, Option<String>)> = HashMap::new();
-    let mut dirs = crate::spill::Stack::<TreeDir>::new(1024);
-    let (mut entries, mut bytes) = (0u64, 0u64);
-    let unsafe_entry = |path: &str, reason: String| ArchiveError::Unsafe {
-        bundle: tree.into(),
-        entry: path.into(),
-        reason,
-    };
+    let mut copy = TreeCopy::new(tree, staging);
     progress.begin("verifying", manifest.total_size(), Unit::Bytes);
-    let mut buf = vec![0u8; 256 * 1024];
     for rec in manifest.files.iter() {
         let rec = rec?;
         if progress.is_cancelled() {
             progress.end();
             return Err(ArchiveError::Cancelled);
         }
+        let rel = copy.take_in_order(&rec)?;
+        copy.copy(&rec, rel, progress)?;
+    }
+    progress.end();
+    copy.find_extra(manifest)?;
+    copy.check_links()?;
+    if !copy.problems.is_empty() {
+        return Err(ArchiveError::Mismatch {
+            bundle: tree.into(),
+            problems: copy.problems,
+        });
+    }
+    copy.finish_dirs()?;
+    Ok((copy.entries, copy.bytes))
+}
+
+/// The state of one [`copy_tree`]: what the records said so far and what was copied.
+struct TreeCopy<'a> {
+    tree: &'a Path,
+    staging: &'a Path,
+    /// What differs from the manifest (all reported together, nothing installed).
+    problems: Vec<String>,
+    /// The last path listed, and which of its prefixes were listed (length, kind).
+    last: Vec<u8>,
+    chain: Vec<(usize, FileType)>,
+    links: HashMap<Vec<u8>, Vec<u8>>,
+    inodes: HashMap<(u64, u64), (PathBuf, Option<String>)>,
+    dirs: crate::spill::Stack<TreeDir>,
+    entries: u64,
+    bytes: u64,
+    buf: Vec<u8>,
+}
+
+impl<'a> TreeCopy<'a> {
+    fn new(tree: &'a Path, staging: &'a Path) -> TreeCopy<'a> {
+        TreeCopy {
+            tree,
+            staging,
+            problems: Vec::new(),
+            last: Vec::new(),
+            chain: Vec::new(),
+            links: HashMap::new(),
+            inodes: HashMap::new(),
+            dirs: crate::spill::Stack::new(1024),
+            entries: 0,
+            bytes: 0,
+            buf: vec![0u8; 256 * 1024],
+        }
+    }
+
+    fn unsafe_entry(&self, path: &str, reason: String) -> ArchiveError {
+        ArchiveError::Unsafe {
+            bundle: self.tree.into(),
+            entry: path.into(),
+            reason,
+        }
+    }
+
+    /// The record's path, once it is a plain relative path, listed once, after its parent
+    /// directory: the records are sorted, so the prefixes of the last path that a later path
+    /// may still be inside stay on the chain.
+    fn take_in_order(&mut self, rec: &FileRecord) -> Result<Vec<u8>, ArchiveError> {
         let rel = rec.path_bytes();
-        check_rel(&rel).map_err(|r| unsafe_entry(&rec.path, r))?;
+        check_rel(&rel).map_err(|r| self.unsafe_entry(&rec.path, r))?;
         if rec.mode & 0o6000 != 0 {
-            return Err(unsafe_entry(&rec.path, "setuid or setgid bit".into()));
+            return Err(self.unsafe_entry(&rec.path, "setuid or setgid bit".into()));
         }
-        if entries > 0 && rel == last {
-            return Err(unsafe_entry(&rec.path, "listed twice".into()));
+        if self.entries > 0 && rel == self.last {
+            return Err(self.unsafe_entry(&rec.path, "listed twice".into()));
         }
-        // The records are sorted: the prefixes of the last path that a later path may still
-        // be inside stay on the chain.
-        while let Some(&(len, _)) = chain.last() {
-            if rel.starts_with(&last[..len]) && rel.get(len).is_some_and(|&b| b <= b'/') {
+        while let Some(&(len, _)) = self.chain.last() {
+            if rel.starts_with(&self.last[..len]) && rel.get(len).is_some_and(|&b| b <= b'/') {
                 break;
             }
-            chain.pop();
+            self.chain.pop();
         }
         if let Some(p) = rel.iter().rposition(|&b| b == b'/') {
-            if !chain.contains(&(p, FileType::Dir)) {
-                return Err(unsafe_entry(
+            if !self.chain.contains(&(p, FileType::Dir)) {
+                return Err(self.unsafe_entry(
                     &rec.path,
                     "its parent is not a directory listed before it".into(),
                 ));
             }
         }
-        chain.push((rel.len(), rec.kind));
-        last.clone_from(&rel);
-        entries += 1;
-        let src = tree.join(OsStr::from_bytes(&rel));
-        let dst = staging.join(OsStr::from_bytes(&rel));
-        let meta = match fs::symlink_metadata(&src) {
-            Ok(m) => m,
-            Err(_) => {
-                problems.push(format!("missing: {}", rec.path));
-                continue;
-            }
+        self.chain.push((rel.len(), rec.kind));
+        self.last.clone_from(&rel);
+        self.entries += 1;
+        Ok(rel)
+    }
+
+    /// Copy what the record lists from the tree into staging, or note how the tree differs.
+    fn copy(
+        &mut self,
+        rec: &FileRecord,
+        rel: Vec<u8>,
+        progress: &dyn Progress,
+    ) -> Result<(), ArchiveError> {
+        let src = self.tree.join(OsStr::from_bytes(&rel));
+        let dst = self.staging.join(OsStr::from_bytes(&rel));
+        let Ok(meta) = fs::symlink_metadata(&src) else {
+            self.problems.push(format!("missing: {}", rec.path));
+            return Ok(());
         };
         match rec.kind {
-            FileType::Dir => {
-                if !meta.is_dir() {
-                    problems.push(format!("changed: {} is not a directory", rec.path));
-                    continue;
-                }
-                fs::create_dir(&dst).map_err(|e| ArchiveError::io("creating", &dst, e))?;
-                let t = FileTime::from_last_modification_time(&meta);
-                dirs.push(TreeDir {
-                    rel: rel.clone(),
-                    mode: rec.mode & 0o1777,
-                    secs: t.unix_seconds(),
-                    nanos: t.nanoseconds(),
-                })
-                .map_err(scratch)?;
-            }
-            FileType::Symlink => {
-                let target = rec.target_bytes().unwrap_or_default();
-                if target.is_empty()
-                    || !crate::format::manifest::link_stays_inside(
-                        rel.rsplitn(2, |&b| b == b'/').nth(1).unwrap_or(b""),
-                        &target,
-                    )
-                {
-                    return Err(unsafe_entry(
-                        &rec.path,
-                        "symbolic link points outside the bundle".into(),
-                    ));
-                }
-                match fs::read_link(&src) {
-                    Ok(t)
-                        if meta.file_type().is_symlink()
-                            && t.as_os_str().as_bytes() == target.as_slice() => {}
-                    _ => {
-                        problems.push(format!(
-                            "changed: {} is not the link the manifest lists",
-                            rec.path
-                        ));
-                        continue;
-                    }
-                }
-                std::os::unix::fs::symlink(OsStr::from_bytes(&target), &dst)
-                    .map_err(|e| ArchiveError::io("creating", &dst, e))?;
-                links.insert(rel.clone(), target);
-            }
-            FileType::File => {
-                if !meta.is_file() {
-                    problems.push(format!("changed: {} is not a regular file", rec.path));
-                    continue;
-                }
-                if meta.len() != rec.size {
-                    problems.push(format!(
-                        "size: {} is {} bytes, the manifest says {}",
-                        rec.path,
-                        meta.len(),
-                        rec.size
-                    ));
-                    continue;
-                }
-                if let Some((first, sha)) = inodes.get(&(meta.dev(), meta.ino())) {
-                    if *sha == rec.sha256 {
-                        fs::hard_link(first, &dst)
-                            .map_err(|e| ArchiveError::io("creating", &dst, e))?;
-                        bytes += rec.size;
-                        progress.advance(rec.size);
-                        continue;
-                    }
-                }
-                let digest = copy_file(&src, &dst, rec.mode & 0o777, &meta, &mut buf, progress)?;
-                bytes += rec.size;
-                if rec.sha256.as_deref() != Some(digest.as_str()) {
-                    problems.push(format!(
-                        "hash: {} has sha256 {digest}, the manifest says {}",
-                        rec.path,
-                        rec.sha256.as_deref().unwrap_or("none")
-                    ));
-                    continue;
-                }
-                if meta.nlink() > 1 {
-                    inodes.insert((meta.dev(), meta.ino()), (dst, rec.sha256.clone()));
-                }
-            }
+            FileType::Dir => self.copy_dir(rec, rel, &meta, &dst),
+            FileType::Symlink => self.copy_link(rec, rel, &src, &meta, &dst),
+            FileType::File => self.copy_regular(rec, &src, &meta, dst, progress),
         }
     }
-    progress.end();
-    // Nothing extra may sit in the tree: its paths, sorted, against the records.
-    let mut walked = crate::spill::Sorter::<TreePath>::new(crate::spill::DEFAULT_BUDGET);
-    for entry in walkdir::WalkDir::new(tree).min_depth(1).follow_links(false) {
-        let entry = entry.map_err(|e| ArchiveError::io("listing", tree, io::Error::other(e)))?;
-        let rel = entry
-            .path()
-            .strip_prefix(tree)
-            .unwrap_or(entry.path())
-            .as_os_str()
-            .as_bytes()
-            .to_vec();
-        if rel == MANIFEST_PATH.as_bytes()
-            || rel == crate::install::relocate::PREFIXES_PATH.as_bytes()
+
+    /// A directory now; its mode and time once everything inside it is there.
+    fn copy_dir(
+        &mut self,
+        rec: &FileRecord,
+        rel: Vec<u8>,
+        meta: &fs::Metadata,
+        dst: &Path,
+    ) -> Result<(), ArchiveError> {
+        if !meta.is_dir() {
+            self.problems
+                .push(format!("changed: {} is not a directory", rec.path));
+            return Ok(());
+        }
+        fs::create_dir(dst).map_err(|e| ArchiveError::io("creating", dst, e))?;
+        let t = FileTime::from_last_modification_time(meta);
+        self.dirs
+            .push(TreeDir {
+                rel,
+                mode: rec.mode & 0o1777,
+                secs: t.unix_seconds(),
+                nanos: t.nanoseconds(),
+            })
+            .map_err(crate::format::manifest::records::scratch_error)
+    }
+
+    /// A link that stays inside the bundle and is the one the manifest lists.
+    fn copy_link(
+        &mut self,
+        rec: &FileRecord,
+        rel: Vec<u8>,
+        src: &Path,
+        meta: &fs::Metadata,
+        dst: &Path,
+    ) -> Result<(), ArchiveError> {
+        let target = rec.target_bytes().unwrap_or_default();
+        if target.is_empty()
+            || !crate::format::manifest::link_stays_inside(
+                rel.rsplitn(2, |&b| b == b'/').nth(1).unwrap_or(b""),
+                &target,
+            )
         {
-            continue;
+            return Err(
+                self.unsafe_entry(&rec.path, "symbolic link points outside the bundle".into())
+            );
         }
-        walked.push(TreePath(rel)).map_err(scratch)?;
+        match fs::read_link(src) {
+            Ok(t)
+                if meta.file_type().is_symlink()
+                    && t.as_os_str().as_bytes() == target.as_slice() => {}
+            _ => {
+                self.problems.push(format!(
+                    "changed: {} is not the link the manifest lists",
+                    rec.path
+                ));
+                return Ok(());
+            }
+        }
+        std::os::unix::fs::symlink(OsStr::from_bytes(&target), dst)
+            .map_err(|e| ArchiveError::io("creating", dst, e))?;
+        self.links.insert(rel, target);
+        Ok(())
     }
-    let mut listed = manifest.files.iter();
-    let mut next = listed.next().transpose()?.map(|r| r.path_bytes());
-    for rel in walked.finish().map_err(scratch)? {
-        let TreePath(rel) = rel.map_err(scratch)?;
-        while next.as_ref().is_some_and(|p| *p < rel) {
-            next = listed.next().transpose()?.map(|r| r.path_bytes());
+
+    /// A regular file of the listed size, copied and hashed in one read (a twin of a file
+    /// already copied is linked to it again).
+    fn copy_regular(
+        &mut self,
+        rec: &FileRecord,
+        src: &Path,
+        meta: &fs::Metadata,
+        dst: PathBuf,
+        progress: &dyn Progress,
+    ) -> Result<(), ArchiveError> {
+        if !meta.is_file() {
+            self.problems
+                .push(format!("changed: {} is not a regular file", rec.path));
+            return Ok(());
         }
-        if next.as_ref() != Some(&rel) {
-            problems.push(format!(
-                "extra: {} is not in the manifest",
-                String::from_utf8_lossy(&rel)
+        if meta.len() != rec.size {
+            self.problems.push(format!(
+                "size: {} is {} bytes, the manifest says {}",
+                rec.path,
+                meta.len(),
+                rec.size
             ));
+            return Ok(());
         }
-    }
-    for path in links.keys() {
-        if !crate::install::read::resolves_inside(path, &links) {
-            return Err(unsafe_entry(
-                &String::from_utf8_lossy(path),
-                "symbolic link leaves the bundle through other links".into(),
+        if let Some((first, sha)) = self.inodes.get(&(meta.dev(), meta.ino())) {
+            if *sha == rec.sha256 {
+                fs::hard_link(first, &dst).map_err(|e| ArchiveError::io("creating", &dst, e))?;
+                self.bytes += rec.size;
+                progress.advance(rec.size);
+                return Ok(());
+            }
+        }
+        let digest = copy_file(src, &dst, rec.mode & 0o777, meta, &mut self.buf, progress)?;
+        self.bytes += rec.size;
+        if rec.sha256.as_deref() != Some(digest.as_str()) {
+            self.problems.push(format!(
+                "hash: {} has sha256 {digest}, the manifest says {}",
+                rec.path,
+                rec.sha256.as_deref().unwrap_or("none")
             ));
+            return Ok(());
         }
+        if meta.nlink() > 1 {
+            self.inodes
+                .insert((meta.dev(), meta.ino()), (dst, rec.sha256.clone()));
+        }
+        Ok(())
     }
-    if !problems.is_empty() {
-        return Err(ArchiveError::Mismatch {
-            bundle: tree.into(),
-            problems,
-        });
+
+    /// Nothing extra may sit in the tree: its paths, sorted, against the records.
+    fn find_extra(&mut self, manifest: &StreamedManifest) -> Result<(), ArchiveError> {
+        let scratch = crate::format::manifest::records::scratch_error;
+        let tree = self.tree;
+        let mut walked = crate::spill::Sorter::<TreePath>::new(crate::spill::DEFAULT_BUDGET);
+        for entry in walkdir::WalkDir::new(tree).min_depth(1).follow_links(false) {
+            let entry =
+                entry.map_err(|e| ArchiveError::io("listing", tree, io::Error::other(e)))?;
+            let rel = entry
+                .path()
+                .strip_prefix(tree)
+                .unwrap_or(entry.path())
+                .as_os_str()
+                .as_bytes()
+                .to_vec();
+            if rel == MANIFEST_PATH.as_bytes()
+                || rel == crate::install::relocate::PREFIXES_PATH.as_bytes()
+            {
+                continue;
+            }
+            walked.push(TreePath(rel)).map_err(scratch)?;
+        }
+        let mut listed = manifest.files.iter();
+        let mut next = listed.next().transpose()?.map(|r| r.path_bytes());
+        for rel in walked.finish().map_err(scratch)? {
+            let TreePath(rel) = rel.map_err(scratch)?;
+            while next.as_ref().is_some_and(|p| *p < rel) {
+                next = listed.next().transpose()?.map(|r| r.path_bytes());
+            }
+            if next.as_ref() != Some(&rel) {
+                self.problems.push(format!(
+                    "extra: {} is not in the manifest",
+                    String::from_utf8_lossy(&rel)
+                ));
+            }
+        }
+        Ok(())
     }
-    while let Some(d) = dirs.pop().map_err(scratch)? {
-        let dst = staging.join(OsStr::from_bytes(&d.rel));
-        fs::set_permissions(&dst, fs::Permissions::from_mode(d.mode))
-            .map_err(|e| ArchiveError::io("writing", &dst, e))?;
-        let mtime = FileTime::from_unix_time(d.secs, d.nanos);
-        let _ = filetime::set_file_times(&dst, mtime, mtime);
+
+    /// No link may leave the bundle through other links.
+    fn check_links(&self) -> Result<(), ArchiveError> {
+        for path in self.links.keys() {
+            if !crate::install::read::resolves_inside(path, &self.links) {
+                return Err(self.unsafe_entry(
+                    &String::from_utf8_lossy(path),
+                    "symbolic link leaves the bundle through other links".into(),
+                ));
+            }
+        }
+        Ok(())
     }
-    Ok((entries, bytes))
+
+    /// The directories' modes and times, deepest first, now that their contents are in.
+    fn finish_dirs(&mut self) -> Result<(), ArchiveError> {
+        let scratch = crate::format::manifest::records::scratch_error;
+        while let Some(d) = self.dirs.pop().map_err(scratch)? {
+            let dst = self.staging.join(OsStr::from_bytes(&d.rel));
+            fs::set_permissions(&dst, fs::Permissions::from_mode(d.mode))
+                .map_err(|e| ArchiveError::io("writing", &dst, e))?;
+            let mtime = FileTime::from_unix_time(d.secs, d.nanos);
+            let _ = filetime::set_file_times(&dst, mtime, mtime);
+        }
+        Ok(())
+    }
 }
 
 /// Hash `len` zero bytes (a hole) without reading or writing them; Ctrl-C stops a long run.
