@@ -347,12 +347,12 @@ impl Gathered {
                 other => other,
             })?;
         check_contract(&plugin.name, &contribution.entries)?;
-        let entries: Vec<_> = std::mem::take(&mut contribution.entries)
-            .into_iter()
-            .map(crate::convert::entry)
-            .collect();
-        let added = plan.extend(&plugin.name, &entries, call.progress)?;
-        drop(entries);
+        let entries = std::mem::take(&mut contribution.entries);
+        let added = plan.extend(
+            &plugin.name,
+            entries.into_iter().map(crate::convert::entry),
+            call.progress,
+        )?;
         check_claims(&plugin.name, &contribution, plan)?;
         self.absorb(run, contribution, added);
         Ok(())

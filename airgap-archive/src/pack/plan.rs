@@ -420,10 +420,13 @@ impl Plan {
 
     /// [`Plan::add`] without the records: returns how many paths this call added or replaced
     /// (a record per path costs hundreds of bytes; a 100,000-file source does not need them).
-    pub fn extend(
+    ///
+    /// `entries` are taken one at a time, by reference or by value: the host converts a
+    /// plugin's entries on the way in, never into a second list.
+    pub fn extend<E: std::borrow::Borrow<Entry>>(
         &mut self,
         plugin: &str,
-        entries: &[Entry],
+        entries: impl IntoIterator<Item = E>,
         progress: &dyn Progress,
     ) -> Result<usize, ArchiveError> {
         progress.begin(&format!("scanning {plugin}"), 0, Unit::Items);
@@ -435,7 +438,7 @@ impl Plan {
                 if progress.is_cancelled() {
                     return Err(ArchiveError::Cancelled);
                 }
-                self.add_entry(plugin, entry, &mut pending, progress)?;
+                self.add_entry(plugin, entry.borrow(), &mut pending, progress)?;
             }
             while let Some(link) = pending.pop().map_err(scratch_error)? {
                 if progress.is_cancelled() {
