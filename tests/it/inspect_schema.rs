@@ -13,51 +13,11 @@ use airgap_archive::format::model::{
 };
 use airgap_archive::{Entry, PackageRecord, PlanOptions, StepRecord};
 use airgap_tests::archive::{input, plan, write};
-use airgap_tests::{run, tempdir, workspace_root};
+use airgap_tests::schema::validate_inspect as validate;
+use airgap_tests::{run, tempdir};
 
 fn airgap() -> Command {
     airgap_tests::with_build_plugins(airgap_tests::airgap())
-}
-
-/// The validator's verdict on `doc`: `Ok` or the validator's message. Panics when the
-/// validator itself is missing (no silent skip: `cargo xtask setup` installs it).
-fn validate(doc: &serde_json::Value) -> Result<(), String> {
-    let dir = tempdir();
-    let path = dir.path().join("doc.json");
-    fs::write(&path, serde_json::to_vec(doc).unwrap()).unwrap();
-    let schema = workspace_root().join("docs/schema/inspect-1.json");
-    let script = r#"
-import json, sys
-try:
-    import jsonschema
-except ImportError as e:
-    print("MISSING", e)
-    sys.exit(3)
-schema = json.load(open(sys.argv[1]))
-jsonschema.Draft202012Validator.check_schema(schema)
-errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(json.load(open(sys.argv[2]))), key=str)
-for e in errors:
-    print(list(e.absolute_path), e.message)
-sys.exit(1 if errors else 0)
-"#;
-    let out = Command::new(airgap_tests::python::tools())
-        .arg("-c")
-        .arg(script)
-        .arg(&schema)
-        .arg(&path)
-        .output()
-        .unwrap();
-    let said =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    match out.status.code() {
-        Some(0) => Ok(()),
-        Some(1) => Err(said),
-        _ => panic!(
-            "the schema validator did not run ({}): `cargo xtask setup` installs jsonschema \
-             into the tools venv (xtask/setup/pip.txt)\n{said}",
-            airgap_tests::python::tools().display()
-        ),
-    }
 }
 
 fn inspect_json(bundle: &Path) -> serde_json::Value {

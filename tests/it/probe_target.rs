@@ -436,6 +436,8 @@ dir = "py/lib/airgap-syslibs"
     };
     let grafted = |bundle: &str| -> Vec<String> {
         let (_, v) = json(&["inspect", bundle, "--json"]);
+        // A probed target's record (`target.system`) as the published schema describes it.
+        airgap_tests::schema::validate_inspect(&v).unwrap_or_else(|e| panic!("{e}\n{v:#}"));
         let mut names: Vec<String> = v["packages"]
             .as_array()
             .expect("packages")

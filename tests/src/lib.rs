@@ -17,6 +17,7 @@ pub mod conda;
 pub mod conformance;
 pub mod python;
 pub mod rootfs;
+pub mod schema;
 
 pub use python::skip;
 
