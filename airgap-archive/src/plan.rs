@@ -617,6 +617,12 @@ impl Plan {
                     )
                 }
             }
+            // The API crate may gain a kind this host was not taught yet: refuse it by name.
+            _ => Err(ArchiveError::InvalidDest {
+                plugin: plugin.into(),
+                path: entry.dest.clone(),
+                reason: "an entry of a kind this airgap does not know; upgrade airgap".into(),
+            }),
         }
     }
 
@@ -1331,15 +1337,11 @@ fn bundle_file(path: &[u8], item: &Item) -> BundleFile {
             0,
         ),
     };
-    BundleFile {
-        path: display(path),
-        source,
-        kind,
-        mode: item.mode,
-        size,
-        plugin: item.plugin.to_string(),
-        package: item.package.as_deref().map(str::to_owned),
-    }
+    let mut file = BundleFile::new(display(path), kind, item.mode, item.plugin.to_string());
+    file.source = source;
+    file.size = size;
+    file.package = item.package.as_deref().map(str::to_owned);
+    file
 }
 
 #[cfg(test)]

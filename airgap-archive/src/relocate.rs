@@ -504,7 +504,8 @@ pub(crate) fn groups(
                 root,
                 files,
             } => Some((i, old_prefix.as_str(), root.as_str(), files.as_slice())),
-            InstallStep::Run { .. } => None,
+            // Not a rewrite (check_steps refuses a step it does not know).
+            _ => None,
         })
         .collect()
 }

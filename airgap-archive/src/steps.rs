@@ -17,6 +17,7 @@ pub(crate) fn description(step: &InstallStep) -> String {
     match step {
         InstallStep::Run { description, .. } => description.clone(),
         InstallStep::RewritePrefix { root, .. } => format!("rewrite prefix of {root}"),
+        _ => "a step this airgap does not know".into(),
     }
 }
 
@@ -103,6 +104,12 @@ pub(crate) fn check_steps(manifest: &StreamedManifest) -> Result<(), ArchiveErro
                         "program {program:?}: only `{{python}}` itself may be run from the target's Python"
                     )));
                 }
+            }
+            // A step of a newer API this reader was not taught: never run half-understood.
+            _ => {
+                return Err(step_err(
+                    "this airgap does not know this kind of step; upgrade airgap".into(),
+                ))
             }
         }
     }

@@ -76,6 +76,7 @@ pub fn describe_step(step: &airgap_plugin_api::InstallStep) -> String {
             escape(description.trim_end()),
             command_line(program, args)
         ),
+        _ => "a step this airgap does not know".into(),
     }
 }
 

@@ -227,24 +227,21 @@ pub fn plan_bundle(
             path: work_dir.clone(),
             cause: source,
         })?;
-        let request = ContributeRequest {
-            source: source.name.clone(),
-            config: source.config.clone(),
-            config_dir: config.dir.clone(),
-            bundle_name: bundle_name.clone(),
-            target: target.clone(),
-            work_dir,
-            // An ABI 1.0 Finish-stage plugin gets every earlier file here; a newer one pages
-            // through them from the plan (`Earlier::Plan` below).
-            earlier: if plugin.stage == Stage::Finish && !plugin.pages_earlier() {
-                plan.files()?
-            } else {
-                Vec::new()
-            },
-            python: python.clone(),
-            facts: facts.clone(),
-            verbose: options.verbose,
-        };
+        let mut request = ContributeRequest::default();
+        request.source = source.name.clone();
+        request.config = source.config.clone();
+        request.config_dir = config.dir.clone();
+        request.bundle_name = bundle_name.clone();
+        request.target = target.clone();
+        request.work_dir = work_dir;
+        // An ABI 1.0 Finish-stage plugin gets every earlier file here; a newer one pages
+        // through them from the plan (`Earlier::Plan` below).
+        if plugin.stage == Stage::Finish && !plugin.pages_earlier() {
+            request.earlier = plan.files()?;
+        }
+        request.python = python.clone();
+        request.facts = facts.clone();
+        request.verbose = options.verbose;
         progress.message(
             airgap_archive::progress::Level::Info,
             &format!(

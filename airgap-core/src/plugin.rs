@@ -241,7 +241,7 @@ impl Plugin {
     ) -> Result<Contribution, Error> {
         let pages = self.pages_earlier();
         let encoded = if pages {
-            serde_json::to_vec(&without_earlier(request))
+            serde_json::to_vec(&request.without_earlier())
         } else {
             serde_json::to_vec(request)
         };
@@ -422,35 +422,6 @@ enum Event {
         reply: mpsc::SyncSender<Result<Vec<u8>, String>>,
     },
     Done(i32, Vec<u8>),
-}
-
-/// The request as a paging plugin gets it: everything but `earlier`. The fields are listed
-/// (no `..`), so that a field added to the request cannot be forgotten here.
-fn without_earlier(request: &ContributeRequest) -> ContributeRequest {
-    let ContributeRequest {
-        source,
-        config,
-        config_dir,
-        bundle_name,
-        target,
-        work_dir,
-        earlier: _,
-        python,
-        facts,
-        verbose,
-    } = request;
-    ContributeRequest {
-        source: source.clone(),
-        config: config.clone(),
-        config_dir: config_dir.clone(),
-        bundle_name: bundle_name.clone(),
-        target: target.clone(),
-        work_dir: work_dir.clone(),
-        earlier: Vec::new(),
-        python: python.clone(),
-        facts: facts.clone(),
-        verbose: *verbose,
-    }
 }
 
 /// Refuse files that are not ELF shared objects before `dlopen` sees them, with a message that

@@ -374,20 +374,20 @@ fn python_environment(
         .ok()
         .and_then(paths::to_bundle)
         .unwrap_or_else(|| format!("lib/python{}/site-packages", f.version_short));
-    PythonEnvironment {
-        prefix: env_root.dest.clone(),
-        executable: paths::join(
-            &env_root.dest,
-            &paths::to_bundle(rel_exe).unwrap_or_else(|| "bin/python3".into()),
-        ),
-        source_prefix: prefix.to_path_buf(),
-        source_executable: interp.to_path_buf(),
-        version: f.version.clone(),
-        implementation: f.implementation.clone(),
-        abi: f.abi.clone(),
-        platforms: f.platforms.clone(),
-        site_packages: paths::join(&env_root.dest, &site),
-    }
+    let mut env = PythonEnvironment::default();
+    env.prefix = env_root.dest.clone();
+    env.executable = paths::join(
+        &env_root.dest,
+        &paths::to_bundle(rel_exe).unwrap_or_else(|| "bin/python3".into()),
+    );
+    env.source_prefix = prefix.to_path_buf();
+    env.source_executable = interp.to_path_buf();
+    env.version = f.version.clone();
+    env.implementation = f.implementation.clone();
+    env.abi = f.abi.clone();
+    env.platforms = f.platforms.clone();
+    env.site_packages = paths::join(&env_root.dest, &site);
+    env
 }
 
 impl Planner<'_> {
@@ -464,15 +464,11 @@ impl Planner<'_> {
                     missing.push((record, file));
                 }
             }
-            self.packages.push(Package {
-                id: record.id(),
-                name: record.name.clone(),
-                version: record.version.clone(),
-                kind: "conda".into(),
-                origin: record.channel.clone(),
-                sha256: record.sha256.clone(),
-                license: record.license.clone(),
-            });
+            let mut package = Package::new(record.id(), &record.name, &record.version, "conda")
+                .with_origin(&record.channel);
+            package.sha256 = record.sha256.clone();
+            package.license = record.license.clone();
+            self.packages.push(package);
         }
         if let Some((record, file)) = missing.first() {
             let more = if missing.len() > 1 {
@@ -1210,15 +1206,10 @@ impl Planner<'_> {
                 e.target.display()
             ));
             let package = format!("python:{}-editable", e.name);
-            self.packages.push(Package {
-                id: package.clone(),
-                name: e.name.clone(),
-                version: String::new(),
-                kind: "python".into(),
-                origin: format!("editable install from {}", e.target.display()),
-                sha256: None,
-                license: None,
-            });
+            self.packages.push(
+                Package::new(&package, &e.name, "", "python")
+                    .with_origin(format!("editable install from {}", e.target.display())),
+            );
             for (source, name) in &e.copy {
                 let dest = paths::join(&site, name);
                 let mut entry = Entry::path(source, dest);
@@ -1521,15 +1512,13 @@ fn interpreter_package(facts: Option<&Facts>, prefix: &Path) -> Package {
         ),
         None => ("python".to_string(), String::new()),
     };
-    Package {
-        id: format!("python:{name}-{version}"),
+    Package::new(
+        format!("python:{name}-{version}"),
         name,
         version,
-        kind: "interpreter".into(),
-        origin: prefix.display().to_string(),
-        sha256: None,
-        license: None,
-    }
+        "interpreter",
+    )
+    .with_origin(prefix.display().to_string())
 }
 
 /// Python distributions in `site` that conda does not own, from their `RECORD` files; fills
@@ -1586,15 +1575,9 @@ fn python_packages(
                 owner.insert(paths::normalize(&site.join(path)), id.clone());
             }
         }
-        packages.push(Package {
-            id,
-            name,
-            version,
-            kind: "python".into(),
-            origin,
-            sha256: None,
-            license: field("License-Expression:").or_else(|| field("License:")),
-        });
+        let mut package = Package::new(id, name, version, "python").with_origin(origin);
+        package.license = field("License-Expression:").or_else(|| field("License:"));
+        packages.push(package);
     }
 }
 

@@ -178,15 +178,11 @@ impl SourcePlugin for AcmeStore {
                     artifact.name, artifact.version
                 ));
             }
-            contribution.packages.push(Package {
-                id,
-                name: artifact.name.clone(),
-                version: artifact.version.clone(),
-                kind: "acme".into(),
-                origin: index_path.display().to_string(),
-                sha256: artifact.sha256.clone(),
-                license: artifact.license.clone(),
-            });
+            let mut package = Package::new(id, &artifact.name, &artifact.version, "acme")
+                .with_origin(index_path.display().to_string());
+            package.sha256 = artifact.sha256.clone();
+            package.license = artifact.license.clone();
+            contribution.packages.push(package);
             host.progress(done as u64 + 1, total, "acme artifacts");
         }
         host.info(&format!(

@@ -926,21 +926,18 @@ impl<'r, 'h, 'a> Bundler<'r, 'h, 'a> {
                 Entry::path(self.wheelhouse.join(&l.file), format!("{dest}/{}", l.file))
                     .with_package(pkg_id.clone()),
             );
-            c.packages.push(Package {
-                id: pkg_id,
-                name: l.name.clone(),
-                version: l.version.clone(),
-                kind: "wheel".into(),
-                origin: match built {
-                    Some(b) => format!(
-                        "built from sdist with python {} on the build machine",
-                        b.python.version
-                    ),
-                    None => origin.clone(),
-                },
-                sha256: Some(l.sha256.clone()),
-                license: None,
-            });
+            let package_origin = match built {
+                Some(b) => format!(
+                    "built from sdist with python {} on the build machine",
+                    b.python.version
+                ),
+                None => origin.clone(),
+            };
+            c.packages.push(
+                Package::new(pkg_id, &l.name, &l.version, "wheel")
+                    .with_origin(package_origin)
+                    .with_sha256(&l.sha256),
+            );
             wheels_fact.push(json!({
                 "name": l.name, "version": l.version, "file": format!("{dest}/{}", l.file),
                 "sha256": l.sha256, "built": built.is_some(), "installer_only": installer_only,

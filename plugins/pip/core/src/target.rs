@@ -258,7 +258,7 @@ pub fn expand_platforms(given: &[String], arch: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use airgap_plugin_api::{PythonEnvironment, TargetProfile};
+    use airgap_plugin_api::PythonEnvironment;
 
     #[test]
     fn manylinux_tags_go_down_to_2_5_with_aliases() {
@@ -294,20 +294,14 @@ mod tests {
 
     #[test]
     fn target_fields_win_over_the_environment() {
-        let request = ContributeRequest {
-            target: TargetProfile {
-                python: Some("3.6.15".into()),
-                glibc: Some("2.17".into()),
-                ..Default::default()
-            },
-            python: Some(PythonEnvironment {
-                version: "3.11.7".into(),
-                abi: "cp311".into(),
-                implementation: "cp".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
+        let mut request = ContributeRequest::default();
+        request.target.python = Some("3.6.15".into());
+        request.target.glibc = Some("2.17".into());
+        let mut env = PythonEnvironment::default();
+        env.version = "3.11.7".into();
+        env.abi = "cp311".into();
+        env.implementation = "cp".into();
+        request.python = Some(env);
         let d = TargetTags::from_request(&request, || None).unwrap();
         assert_eq!(d.tags.version, "3.6.15");
         // The environment is another Python: its abi does not describe the target.
@@ -317,14 +311,9 @@ mod tests {
 
     #[test]
     fn a_version_without_micro_warns() {
-        let request = ContributeRequest {
-            target: TargetProfile {
-                python: Some("3.9".into()),
-                glibc: Some("2.28".into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
+        let mut request = ContributeRequest::default();
+        request.target.python = Some("3.9".into());
+        request.target.glibc = Some("2.28".into());
         let d = TargetTags::from_request(&request, || None).unwrap();
         assert_eq!(d.tags.abi, "cp39");
         assert!(d.warnings[0].contains("micro"));
