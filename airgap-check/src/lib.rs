@@ -1328,11 +1328,9 @@ mod target_tests {
     /// declared glibc: one target, one floor.
     #[test]
     fn a_declared_glibc_wins_over_platform_tags() {
-        let profile = TargetProfile {
-            glibc: Some("2.31".into()),
-            platforms: vec!["manylinux_2_36_x86_64".into(), "linux_x86_64".into()],
-            ..Default::default()
-        };
+        let mut profile = TargetProfile::default();
+        profile.glibc = Some("2.31".into());
+        profile.platforms = vec!["manylinux_2_36_x86_64".into(), "linux_x86_64".into()];
         let t = CheckTarget::from_profile(&profile).expect("target");
         let s = t.describe();
         assert_eq!(s.policy.as_deref(), Some("manylinux_2_31"));

@@ -347,15 +347,22 @@ impl Gathered {
                 other => other,
             })?;
         check_contract(&plugin.name, &contribution.entries)?;
-        let entries = std::mem::take(&mut contribution.entries);
-        let added = plan.extend(
-            &plugin.name,
-            entries.into_iter().map(crate::convert::entry),
-            call.progress,
-        )?;
+        // Converted on the way into the plan; the first entry of a kind this host does not
+        // know stops the run.
+        let mut refused = None;
+        let entries = std::mem::take(&mut contribution.entries)
+            .into_iter()
+            .map_while(|e| {
+                crate::convert::entry(&plugin.name, e)
+                    .map_err(|e| refused = Some(e))
+                    .ok()
+            });
+        let added = plan.extend(&plugin.name, entries, call.progress)?;
+        if let Some(e) = refused {
+            return Err(e);
+        }
         check_claims(&plugin.name, &contribution, plan)?;
-        self.absorb(run, contribution, added);
-        Ok(())
+        self.absorb(run, contribution, added)
     }
 
     /// The request for one source: its table, the target, and what earlier sources brought.
@@ -366,26 +373,25 @@ impl Gathered {
         work_dir: PathBuf,
         plan: &Plan,
     ) -> Result<ContributeRequest, Error> {
-        Ok(ContributeRequest {
-            source: run.source.name.clone(),
-            config: run.source.config.clone(),
-            config_dir: call.config.dir.clone(),
-            bundle_name: call.bundle_name.to_owned(),
-            target: self.target.clone(),
-            work_dir,
-            // An ABI 1.0 Finish-stage plugin gets every earlier file here; a newer one pages
-            // through them from the plan (`Earlier::Plan` in `run_source`).
-            earlier: if run.plugin.stage == Stage::Finish && !run.plugin.pages_earlier() {
-                plan.iter_files()
-                    .map(|f| f.map(crate::convert::bundle_file))
-                    .collect::<Result<_, _>>()?
-            } else {
-                Vec::new()
-            },
-            python: self.python.clone(),
-            facts: self.facts.clone(),
-            verbose: call.options.verbose,
-        })
+        let mut request = ContributeRequest::default();
+        request.source.clone_from(&run.source.name);
+        request.config = run.source.config.clone();
+        request.config_dir.clone_from(&call.config.dir);
+        request.bundle_name = call.bundle_name.to_owned();
+        request.target = self.target.clone();
+        request.work_dir = work_dir;
+        // An ABI 1.0 Finish-stage plugin gets every earlier file here; a newer one pages
+        // through them from the plan (`Earlier::Plan` in `run_source`).
+        if run.plugin.stage == Stage::Finish && !run.plugin.pages_earlier() {
+            request.earlier = plan
+                .iter_files()
+                .map(|f| f.map(crate::convert::bundle_file))
+                .collect::<Result<_, _>>()?;
+        }
+        request.python = self.python.clone();
+        request.facts = self.facts.clone();
+        request.verbose = call.options.verbose;
+        Ok(request)
     }
 
     /// Take in a contribution whose entries are planned: its Python (the first one stays the
@@ -395,7 +401,7 @@ impl Gathered {
         run: &Run<'_>,
         contribution: airgap_plugin_api::Contribution,
         added: usize,
-    ) {
+    ) -> Result<(), Error> {
         let (source, plugin) = (run.source, run.plugin);
         if let Some(env) = &contribution.python {
             if self.python.is_some() {
@@ -443,15 +449,13 @@ impl Gathered {
                     package: crate::convert::package(package),
                 }),
         );
-        self.steps.extend(
-            contribution
-                .install_steps
-                .into_iter()
-                .map(|step| StepRecord {
-                    plugin: plugin.name.clone(),
-                    step: crate::convert::step(step),
-                }),
-        );
+        for step in contribution.install_steps {
+            self.steps.push(StepRecord {
+                plugin: plugin.name.clone(),
+                step: crate::convert::step(&plugin.name, step)?,
+            });
+        }
+        Ok(())
     }
 
     /// The manifest's metadata, in the format's own types, and the per-source report.

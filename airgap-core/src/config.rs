@@ -312,16 +312,15 @@ impl Config {
             .glibc
             .clone()
             .or_else(|| platforms.iter().find_map(|p| glibc_of_platform_tag(p)));
-        TargetProfile {
-            python: t.python.clone(),
-            implementation: t.implementation.clone(),
-            abi: t.abi.clone(),
-            platforms,
-            glibc,
-            prefix: t.prefix.clone(),
-            arch: t.arch.clone(),
-            system: None,
-        }
+        let mut profile = TargetProfile::default();
+        profile.python = t.python.clone();
+        profile.implementation = t.implementation.clone();
+        profile.abi = t.abi.clone();
+        profile.platforms = platforms;
+        profile.glibc = glibc;
+        profile.prefix = t.prefix.clone();
+        profile.arch = t.arch.clone();
+        profile
     }
 
     /// The bundle's top folder name.

@@ -9,33 +9,46 @@ use airgap_archive::format::model as format;
 use airgap_archive::pack::entry as plan;
 use airgap_plugin_api as api;
 
-/// A plugin's entry, as the plan takes it (moved: a source may name 100,000 paths).
-pub(crate) fn entry(e: api::Entry) -> plan::Entry {
+use crate::Error;
+
+/// A plugin's entry, as the plan takes it (moved: a source may name 100,000 paths). A kind
+/// a newer API minor added is refused by name, never guessed at.
+pub(crate) fn entry(plugin: &str, e: api::Entry) -> Result<plan::Entry, Error> {
     let kind = match e.kind {
         api::EntryKind::Path { source, exclude } => plan::EntryKind::Path { source, exclude },
         api::EntryKind::Symlink { target } => plan::EntryKind::Symlink { target },
         api::EntryKind::Dir => plan::EntryKind::Dir,
+        _ => return Err(unknown(plugin, &format!("an entry (at {:?})", e.dest))),
     };
-    plan::Entry {
+    Ok(plan::Entry {
         dest: e.dest,
         kind,
         mode: e.mode,
         package: e.package,
         replace: e.replace,
+    })
+}
+
+/// What a plugin built against a newer API than this host's may bring.
+fn unknown(plugin: &str, what: &str) -> Error {
+    Error::PluginContract {
+        plugin: plugin.to_string(),
+        reason: format!(
+            "{what} of a kind this airgap does not know: the plugin is newer than the host"
+        ),
     }
 }
 
 /// A planned path, as a Finish-stage plugin receives it in `request.earlier` or a page.
 pub(crate) fn bundle_file(f: plan::PlannedFile) -> api::BundleFile {
-    api::BundleFile {
-        path: f.path,
-        source: f.source,
-        kind: file_kind(f.kind),
-        mode: f.mode,
-        size: f.size,
-        plugin: f.plugin,
-        package: f.package,
+    let mut file = api::BundleFile::new(f.path, file_kind(f.kind), f.mode, f.plugin);
+    if let Some(source) = f.source {
+        file = file.with_source(source, f.size);
     }
+    if let Some(package) = f.package {
+        file = file.with_package(package);
+    }
+    file
 }
 
 /// A planned path's kind, in the API's words.
@@ -130,9 +143,9 @@ pub(crate) fn package(p: api::Package) -> format::Package {
     }
 }
 
-/// An install step, as the manifest records it.
-pub(crate) fn step(s: api::InstallStep) -> format::InstallStep {
-    match s {
+/// An install step, as the manifest records it; a kind a newer API minor added is refused.
+pub(crate) fn step(plugin: &str, s: api::InstallStep) -> Result<format::InstallStep, Error> {
+    Ok(match s {
         api::InstallStep::RewritePrefix {
             old_prefix,
             root,
@@ -160,7 +173,8 @@ pub(crate) fn step(s: api::InstallStep) -> format::InstallStep {
             args,
             env,
         },
-    }
+        _ => return Err(unknown(plugin, "an install step")),
+    })
 }
 
 fn prefix_mode(m: api::PrefixMode) -> format::PrefixMode {
@@ -171,8 +185,6 @@ fn prefix_mode(m: api::PrefixMode) -> format::PrefixMode {
 }
 
 #[cfg(test)]
-// The API's types are built field by field, as a plugin outside the API crate must build them.
-#[allow(clippy::field_reassign_with_default)]
 mod tests {
     use super::*;
 
@@ -231,7 +243,8 @@ mod tests {
         ];
         for s in steps {
             let api_json = serde_json::to_string(&s).expect("api");
-            assert_eq!(serde_json::to_string(&step(s)).expect("format"), api_json);
+            let recorded = step("t", s).expect("a known step");
+            assert_eq!(serde_json::to_string(&recorded).expect("format"), api_json);
         }
         let mut p = api::Package::default();
         p.id = "conda:x-1".into();

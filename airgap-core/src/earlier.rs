@@ -164,24 +164,18 @@ mod tests {
     use super::*;
 
     fn request(n: usize) -> ContributeRequest {
-        ContributeRequest {
-            earlier: (0..n)
-                .map(|i| BundleFile {
-                    path: format!("f{i:05}"),
-                    source: None,
-                    kind: if i % 3 == 0 {
-                        FileKind::Symlink { target: "x".into() }
-                    } else {
-                        FileKind::Dir
-                    },
-                    mode: 0o755,
-                    size: 0,
-                    plugin: "t".into(),
-                    package: None,
-                })
-                .collect(),
-            ..Default::default()
-        }
+        let mut request = ContributeRequest::default();
+        request.earlier = (0..n)
+            .map(|i| {
+                let kind = if i % 3 == 0 {
+                    FileKind::Symlink { target: "x".into() }
+                } else {
+                    FileKind::Dir
+                };
+                BundleFile::new(format!("f{i:05}"), kind, 0o755, "t")
+            })
+            .collect();
+        request
     }
 
     fn paths(json: &[u8]) -> Vec<String> {

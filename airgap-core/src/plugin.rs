@@ -76,117 +76,37 @@ pub fn abi_compatible(major: u32, minor: u32) -> bool {
 }
 
 impl Plugin {
-    /// Load and check a plugin library.
+    /// Load and check a plugin library: an ELF shared object, opened once and never
+    /// unloaded, whose descriptor is checked (magic, ABI, size) before anything else of it
+    /// is read, and whose names and stage are read from it.
     pub fn load(path: &Path) -> Result<Plugin, Error> {
-        let fail = |reason: String, help: &str| Error::PluginLoad {
-            path: path.to_path_buf(),
-            reason,
-            help: help.to_string(),
-        };
         check_is_shared_library(path).map_err(|reason| {
-            fail(
+            load_error(
+                path,
                 reason,
                 "remove this file from the plugin directory, or rebuild the plugin as a cdylib",
             )
         })?;
-        // SAFETY: loading a library runs its initialisers. We only load files from the plugin
-        // search path (never the working directory implicitly), which the user controls.
-        let library = unsafe { libloading::Library::new(path) }.map_err(|e| {
-            fail(
-                format!("cannot load the library: {e}"),
-                "check that the plugin was built for this machine (x86-64 Linux, glibc) and that its own dependencies are installed",
-            )
-        })?;
-        // Never unload (see the module docs).
-        let library: &'static libloading::Library = Box::leak(Box::new(library));
-        type DescriptorFn = extern "C" fn() -> *const PluginDescriptor;
-        // SAFETY: the symbol's type is fixed by the ABI for every major version.
-        let describe = unsafe { library.get::<DescriptorFn>(DESCRIPTOR_SYMBOL.as_bytes()) }
-            .map_err(|_| {
-                fail(
-                    format!("the library has no `{DESCRIPTOR_SYMBOL}` symbol: it is not an airgap plugin"),
-                    "an airgap plugin declares itself with `airgap_plugin_api::export_plugin!`; see docs/writing-a-plugin.md",
-                )
-            })?;
-        let raw = describe();
-        if raw.is_null() {
-            return Err(fail(
-                "the plugin's descriptor is null".into(),
-                "rebuild the plugin with `airgap_plugin_api::export_plugin!`",
-            ));
-        }
-        // Read the frozen head first, as bytes: a plugin of another major may have a different
-        // layout after it.
-        // SAFETY: every descriptor starts with DESCRIPTOR_HEAD bytes of fixed layout.
-        let head = unsafe { std::slice::from_raw_parts(raw as *const u8, DESCRIPTOR_HEAD) };
-        if head[..8] != MAGIC {
-            return Err(fail(
-                "the descriptor's magic bytes are wrong: not an airgap plugin, or a corrupted build".into(),
-                "rebuild the plugin with `airgap_plugin_api::export_plugin!`",
-            ));
-        }
-        let word =
-            |at: usize| u32::from_ne_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
-        let (major, minor, size) = (word(8), word(12), word(16) as usize);
-        if !abi_compatible(major, minor) {
-            let help = if major != ABI_MAJOR {
-                format!(
-                    "rebuild the plugin against airgap-plugin-api {ABI_MAJOR}.x, or use an airgap that speaks plugin ABI {major}.x"
-                )
-            } else {
-                format!(
-                    "upgrade airgap to one that speaks plugin ABI {major}.{minor} or newer, or rebuild the plugin against airgap-plugin-api {ABI_MAJOR}.{ABI_MINOR}"
-                )
-            };
-            return Err(Error::PluginIncompatible {
-                path: path.to_path_buf(),
-                plugin_abi: format!("{major}.{minor}"),
-                host_abi: host_abi(),
-                help,
-            });
-        }
-        // The least size of the plugin's own minor, not of ours: a 1.0 descriptor keeps
-        // loading in a host whose descriptor grew (fields appended later are read only when
-        // `struct_size` covers them).
-        if size < descriptor_min_size(minor) {
-            return Err(fail(
-                format!(
-                    "the descriptor is {size} bytes but ABI {major}.{minor} needs {}",
-                    descriptor_min_size(minor)
-                ),
-                "rebuild the plugin with `airgap_plugin_api::export_plugin!`",
-            ));
-        }
+        let library = open_library(path)?;
+        let raw = descriptor_of(path, library)?;
+        let (major, minor) = check_head(path, raw)?;
         // SAFETY: magic, version and size checked: the layout is ours, in static storage of a
         // library that is never unloaded.
         let descriptor: &'static PluginDescriptor = unsafe { &*raw };
-        let text = |p: *const std::ffi::c_char, what: &str| -> Result<String, Error> {
-            if p.is_null() {
-                return Err(fail(
-                    format!("the descriptor's {what} is null"),
-                    "rebuild the plugin",
-                ));
-            }
-            // SAFETY: the ABI requires NUL-terminated static strings.
-            let s = unsafe { CStr::from_ptr(p) };
-            s.to_str().map(str::to_string).map_err(|_| {
-                fail(
-                    format!("the descriptor's {what} is not UTF-8"),
-                    "rebuild the plugin",
-                )
-            })
-        };
+        let text = |p: *const std::ffi::c_char, what: &str| descriptor_text(path, p, what);
         let name = text(descriptor.name, "name")?;
         let version = text(descriptor.version, "version")?;
         let description = text(descriptor.description, "description")?;
         let stage = Stage::from_raw(descriptor.stage).ok_or_else(|| {
-            fail(
+            load_error(
+                path,
                 format!("unknown stage {} in the descriptor", descriptor.stage),
                 "use airgap_plugin_api::Stage",
             )
         })?;
         if name.is_empty() || name.contains(['/', '\\', ' ']) {
-            return Err(fail(
+            return Err(load_error(
+                path,
                 format!("invalid plugin name {name:?}"),
                 "a plugin name is one word like `acme-store`",
             ));
@@ -240,21 +160,44 @@ impl Plugin {
         limit: Option<Duration>,
     ) -> Result<Contribution, Error> {
         let pages = self.pages_earlier();
-        let encoded = if pages {
-            serde_json::to_vec(&without_earlier(request))
-        } else {
-            serde_json::to_vec(request)
-        };
-        let json = encoded.map_err(|e| {
-            Error::Internal(format!(
-                "cannot encode the request for plugin {}: {e}",
-                self.name
-            ))
-        })?;
+        let json = self.encode(request, pages)?;
         let mut pager = Pager::new(earlier, request);
         let (events, inbox) = mpsc::channel::<Event>();
         let stop = Arc::new(AtomicBool::new(false));
         let context = CallContext::leak(events.clone(), Arc::clone(&stop), pages);
+        self.spawn_call(json, context, events)?;
+        let watch = Watch {
+            cancelled,
+            limit,
+            stop: &stop,
+        };
+        let (status, bytes) = self.relay(&inbox, &mut pager, progress, &watch)?;
+        self.answer(status, &bytes, request)
+    }
+
+    /// The request as JSON: without `earlier` for a plugin that pages through it.
+    fn encode(&self, request: &ContributeRequest, pages: bool) -> Result<Vec<u8>, Error> {
+        let encoded = if pages {
+            serde_json::to_vec(&request.without_earlier())
+        } else {
+            serde_json::to_vec(request)
+        };
+        encoded.map_err(|e| {
+            Error::Internal(format!(
+                "cannot encode the request for plugin {}: {e}",
+                self.name
+            ))
+        })
+    }
+
+    /// Call the plugin's `contribute` on a thread of its own, which sends the answer as the
+    /// last event (the calling thread is free to relay and to watch the clock meanwhile).
+    fn spawn_call(
+        &self,
+        json: Vec<u8>,
+        context: &'static CallContext,
+        events: mpsc::Sender<Event>,
+    ) -> Result<(), Error> {
         let descriptor = self.descriptor;
         std::thread::Builder::new()
             .name(format!("plugin-{}", self.name))
@@ -281,7 +224,19 @@ impl Plugin {
                 let _ = events.send(Event::Done(status, bytes));
             })
             .map_err(|e| Error::Internal(format!("cannot start a thread for a plugin: {e}")))?;
+        Ok(())
+    }
 
+    /// Relay the plugin's log, progress and page requests until it answers; meanwhile ask it
+    /// to stop on Ctrl-C or past its time limit, and abandon it when it has not returned
+    /// within [`STOP_GRACE`] of that. Returns its status and answer bytes.
+    fn relay(
+        &self,
+        inbox: &mpsc::Receiver<Event>,
+        pager: &mut Pager<'_>,
+        progress: &dyn Progress,
+        watch: &Watch<'_>,
+    ) -> Result<(i32, Vec<u8>), Error> {
         let started = Instant::now();
         let mut phase_started = false;
         let mut last_done = 0u64;
@@ -316,15 +271,8 @@ impl Plugin {
                 }
             }
             if stopping.is_none() {
-                let why = if cancelled.load(Ordering::Relaxed) {
-                    Some(Stopped::Cancelled)
-                } else {
-                    limit
-                        .filter(|l| started.elapsed() >= *l)
-                        .map(|_| Stopped::TimedOut)
-                };
-                if let Some(why) = why {
-                    stop.store(true, Ordering::Relaxed);
+                if let Some(why) = watch.reason_to_stop(started) {
+                    watch.stop.store(true, Ordering::Relaxed);
                     stopping = Some((why, Instant::now() + STOP_GRACE));
                 }
             }
@@ -333,7 +281,7 @@ impl Plugin {
                     if phase_started {
                         progress.end();
                     }
-                    return Err(self.stopped_error(why, limit, false));
+                    return Err(self.stopped_error(why, watch.limit, false));
                 }
             }
         };
@@ -341,19 +289,30 @@ impl Plugin {
             progress.end();
         }
         if let Some((why, _)) = stopping {
-            return Err(self.stopped_error(why, limit, true));
+            return Err(self.stopped_error(why, watch.limit, true));
         }
+        Ok((status, bytes))
+    }
+
+    /// The contribution the plugin answered with, or its error, panic or malformed answer as
+    /// a typed error naming the plugin.
+    fn answer(
+        &self,
+        status: i32,
+        bytes: &[u8],
+        request: &ContributeRequest,
+    ) -> Result<Contribution, Error> {
         match status {
             STATUS_OK => {
-                serde_json::from_slice::<Contribution>(&bytes).map_err(|e| Error::PluginMalformed {
+                serde_json::from_slice::<Contribution>(bytes).map_err(|e| Error::PluginMalformed {
                     plugin: self.name.clone(),
                     path: self.path.clone(),
                     reason: e.to_string(),
                 })
             }
             STATUS_ERROR => {
-                let error: PluginError = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-                    PluginError::new(String::from_utf8_lossy(&bytes).into_owned())
+                let error: PluginError = serde_json::from_slice(bytes).unwrap_or_else(|_| {
+                    PluginError::new(String::from_utf8_lossy(bytes).into_owned())
                 });
                 if error.cancelled {
                     return Err(Error::Cancelled);
@@ -369,7 +328,7 @@ impl Plugin {
             STATUS_PANIC => Err(Error::PluginPanicked {
                 plugin: self.name.clone(),
                 path: self.path.clone(),
-                message: String::from_utf8_lossy(&bytes).into_owned(),
+                message: String::from_utf8_lossy(bytes).into_owned(),
             }),
             other => Err(Error::PluginMalformed {
                 plugin: self.name.clone(),
@@ -400,6 +359,27 @@ pub const STOP_GRACE: Duration = Duration::from_secs(5);
 /// How often the host looks at the clock and the cancel flag while a plugin runs.
 const TICK: Duration = Duration::from_millis(100);
 
+/// What ends a call early: the user's Ctrl-C (`cancelled`) or the time limit; `stop` is
+/// how the plugin is asked to (its cancel callback reads it).
+struct Watch<'a> {
+    cancelled: &'a AtomicBool,
+    limit: Option<Duration>,
+    stop: &'a AtomicBool,
+}
+
+impl Watch<'_> {
+    /// Why a call that began at `started` should stop now, if it should.
+    fn reason_to_stop(&self, started: Instant) -> Option<Stopped> {
+        if self.cancelled.load(Ordering::Relaxed) {
+            Some(Stopped::Cancelled)
+        } else {
+            self.limit
+                .filter(|l| started.elapsed() >= *l)
+                .map(|_| Stopped::TimedOut)
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Stopped {
     Cancelled,
@@ -424,33 +404,122 @@ enum Event {
     Done(i32, Vec<u8>),
 }
 
-/// The request as a paging plugin gets it: everything but `earlier`. The fields are listed
-/// (no `..`), so that a field added to the request cannot be forgotten here.
-fn without_earlier(request: &ContributeRequest) -> ContributeRequest {
-    let ContributeRequest {
-        source,
-        config,
-        config_dir,
-        bundle_name,
-        target,
-        work_dir,
-        earlier: _,
-        python,
-        facts,
-        verbose,
-    } = request;
-    ContributeRequest {
-        source: source.clone(),
-        config: config.clone(),
-        config_dir: config_dir.clone(),
-        bundle_name: bundle_name.clone(),
-        target: target.clone(),
-        work_dir: work_dir.clone(),
-        earlier: Vec::new(),
-        python: python.clone(),
-        facts: facts.clone(),
-        verbose: *verbose,
+/// A plugin file that cannot be used, why, and what to do.
+fn load_error(path: &Path, reason: String, help: &str) -> Error {
+    Error::PluginLoad {
+        path: path.to_path_buf(),
+        reason,
+        help: help.to_string(),
     }
+}
+
+/// `dlopen` the library, leaked: it is never unloaded (see the module docs).
+fn open_library(path: &Path) -> Result<&'static libloading::Library, Error> {
+    // SAFETY: loading a library runs its initialisers. We only load files from the plugin
+    // search path (never the working directory implicitly), which the user controls.
+    let library = unsafe { libloading::Library::new(path) }.map_err(|e| {
+        load_error(
+            path,
+            format!("cannot load the library: {e}"),
+            "check that the plugin was built for this machine (x86-64 Linux, glibc) and that its own dependencies are installed",
+        )
+    })?;
+    Ok(Box::leak(Box::new(library)))
+}
+
+/// The descriptor the library's one exported function returns, not yet checked.
+fn descriptor_of(
+    path: &Path,
+    library: &'static libloading::Library,
+) -> Result<*const PluginDescriptor, Error> {
+    type DescriptorFn = extern "C" fn() -> *const PluginDescriptor;
+    // SAFETY: the symbol's type is fixed by the ABI for every major version.
+    let describe = unsafe { library.get::<DescriptorFn>(DESCRIPTOR_SYMBOL.as_bytes()) }
+        .map_err(|_| {
+            load_error(
+                path,
+                format!("the library has no `{DESCRIPTOR_SYMBOL}` symbol: it is not an airgap plugin"),
+                "an airgap plugin declares itself with `airgap_plugin_api::export_plugin!`; see docs/writing-a-plugin.md",
+            )
+        })?;
+    let raw = describe();
+    if raw.is_null() {
+        return Err(load_error(
+            path,
+            "the plugin's descriptor is null".into(),
+            "rebuild the plugin with `airgap_plugin_api::export_plugin!`",
+        ));
+    }
+    Ok(raw)
+}
+
+/// Check the descriptor's frozen head, read as bytes (a plugin of another major may have a
+/// different layout after it): the magic, an ABI this host speaks, and at least the size of
+/// the plugin's own minor. Returns the plugin's ABI (major, minor).
+fn check_head(path: &Path, raw: *const PluginDescriptor) -> Result<(u32, u32), Error> {
+    // SAFETY: every descriptor starts with DESCRIPTOR_HEAD bytes of fixed layout.
+    let head = unsafe { std::slice::from_raw_parts(raw as *const u8, DESCRIPTOR_HEAD) };
+    if head[..8] != MAGIC {
+        return Err(load_error(
+            path,
+            "the descriptor's magic bytes are wrong: not an airgap plugin, or a corrupted build"
+                .into(),
+            "rebuild the plugin with `airgap_plugin_api::export_plugin!`",
+        ));
+    }
+    let word = |at: usize| u32::from_ne_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
+    let (major, minor, size) = (word(8), word(12), word(16) as usize);
+    if !abi_compatible(major, minor) {
+        let help = if major != ABI_MAJOR {
+            format!(
+                "rebuild the plugin against airgap-plugin-api {ABI_MAJOR}.x, or use an airgap that speaks plugin ABI {major}.x"
+            )
+        } else {
+            format!(
+                "upgrade airgap to one that speaks plugin ABI {major}.{minor} or newer, or rebuild the plugin against airgap-plugin-api {ABI_MAJOR}.{ABI_MINOR}"
+            )
+        };
+        return Err(Error::PluginIncompatible {
+            path: path.to_path_buf(),
+            plugin_abi: format!("{major}.{minor}"),
+            host_abi: host_abi(),
+            help,
+        });
+    }
+    // The least size of the plugin's own minor, not of ours: a 1.0 descriptor keeps
+    // loading in a host whose descriptor grew (fields appended later are read only when
+    // `struct_size` covers them).
+    if size < descriptor_min_size(minor) {
+        return Err(load_error(
+            path,
+            format!(
+                "the descriptor is {size} bytes but ABI {major}.{minor} needs {}",
+                descriptor_min_size(minor)
+            ),
+            "rebuild the plugin with `airgap_plugin_api::export_plugin!`",
+        ));
+    }
+    Ok((major, minor))
+}
+
+/// One of the descriptor's strings (`what` names it in the error): NUL-terminated UTF-8.
+fn descriptor_text(path: &Path, p: *const std::ffi::c_char, what: &str) -> Result<String, Error> {
+    if p.is_null() {
+        return Err(load_error(
+            path,
+            format!("the descriptor's {what} is null"),
+            "rebuild the plugin",
+        ));
+    }
+    // SAFETY: the ABI requires NUL-terminated static strings (the descriptor was checked).
+    let s = unsafe { CStr::from_ptr(p) };
+    s.to_str().map(str::to_string).map_err(|_| {
+        load_error(
+            path,
+            format!("the descriptor's {what} is not UTF-8"),
+            "rebuild the plugin",
+        )
+    })
 }
 
 /// Refuse files that are not ELF shared objects before `dlopen` sees them, with a message that

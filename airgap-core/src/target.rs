@@ -73,17 +73,17 @@ pub fn apply(profile: &Profile, target: &mut TargetProfile, has_environment: boo
             versions.insert(prefix.to_owned(), v.clone());
         }
     }
-    target.system = Some(TargetSystem {
-        source: match profile.source {
-            Source::Probe => "probe".into(),
-            Source::Code => "code".into(),
-        },
-        libraries: profile
-            .libraries
-            .iter()
-            .map(|l| (l.soname.clone(), l.versions.clone()))
-            .collect(),
-        versions,
-        nvidia_driver: profile.nvidia_driver.clone(),
-    });
+    let mut system = TargetSystem::default();
+    system.source = match profile.source {
+        Source::Probe => "probe".into(),
+        Source::Code => "code".into(),
+    };
+    system.libraries = profile
+        .libraries
+        .iter()
+        .map(|l| (l.soname.clone(), l.versions.clone()))
+        .collect();
+    system.versions = versions;
+    system.nvidia_driver = profile.nvidia_driver.clone();
+    target.system = Some(system);
 }

@@ -501,16 +501,11 @@ fn exclude_globs_leave_paths_out() {
     fs::write(src.join("pkg/m.py"), "p").unwrap();
     fs::write(src.join("pkg/tmp.log"), "l").unwrap();
     fs::write(src.join("top.log"), "l").unwrap();
-    let entry = Entry {
-        dest: "d".into(),
-        kind: airgap_archive::EntryKind::Path {
-            source: src.clone(),
-            exclude: vec!["__pycache__".into(), "pkg/*.log".into()],
-        },
-        mode: None,
-        package: None,
-        replace: false,
+    let kind = airgap_archive::EntryKind::Path {
+        source: src.clone(),
+        exclude: vec!["__pycache__".into(), "pkg/*.log".into()],
     };
+    let entry = Entry::new("d", kind);
     let p = plan(&[entry], PlanOptions::default()).unwrap();
     let paths: Vec<String> = p.files().unwrap().into_iter().map(|f| f.path).collect();
     assert_eq!(paths, vec!["d", "d/pkg", "d/pkg/m.py", "d/top.log"]);

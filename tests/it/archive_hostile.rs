@@ -677,11 +677,7 @@ fn an_install_step_pointing_outside_dest_is_refused() {
             InstallStep::RewritePrefix {
                 old_prefix: "/opt/x".into(),
                 root: "".into(),
-                files: vec![PrefixFile {
-                    path: "../outside.txt".into(),
-                    mode: PrefixMode::Text,
-                    capacity: None,
-                }],
+                files: vec![PrefixFile::new("../outside.txt", PrefixMode::Text)],
             },
             "not inside the bundle",
         ),
@@ -697,11 +693,7 @@ fn an_install_step_pointing_outside_dest_is_refused() {
             InstallStep::RewritePrefix {
                 old_prefix: "/opt/x".into(),
                 root: "".into(),
-                files: vec![PrefixFile {
-                    path: "/etc/passwd".into(),
-                    mode: PrefixMode::Text,
-                    capacity: None,
-                }],
+                files: vec![PrefixFile::new("/etc/passwd", PrefixMode::Text)],
             },
             "not inside the bundle",
         ),

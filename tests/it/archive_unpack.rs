@@ -44,16 +44,8 @@ fn rewrite_step() -> StepRecord {
             old_prefix: PLACEHOLDER.into(),
             root: "env".into(),
             files: vec![
-                PrefixFile {
-                    path: "env/bin/tool".into(),
-                    mode: PrefixMode::Text,
-                    capacity: None,
-                },
-                PrefixFile {
-                    path: "env/lib/libx.so".into(),
-                    mode: PrefixMode::Binary,
-                    capacity: None,
-                },
+                PrefixFile::new("env/bin/tool", PrefixMode::Text),
+                PrefixFile::new("env/lib/libx.so", PrefixMode::Binary),
             ],
         },
     }

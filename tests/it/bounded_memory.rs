@@ -187,16 +187,8 @@ fn unpack_and_relocate_rewrite_a_huge_file_of_a_tiny_bundle_in_bounded_memory() 
             old_prefix: old.clone(),
             root: ".".into(),
             files: vec![
-                PrefixFile {
-                    path: "data/big.txt".into(),
-                    mode: PrefixMode::Text,
-                    capacity: None,
-                },
-                PrefixFile {
-                    path: "data/big.bin".into(),
-                    mode: PrefixMode::Binary,
-                    capacity: None,
-                },
+                PrefixFile::new("data/big.txt", PrefixMode::Text),
+                PrefixFile::new("data/big.bin", PrefixMode::Binary),
             ],
         },
     }];

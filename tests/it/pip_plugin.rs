@@ -22,23 +22,26 @@ use serde_json::{json, Value};
 fn request(work: &Path, config: Value, target: TargetProfile) -> ContributeRequest {
     let work_dir = work.join("work");
     std::fs::create_dir_all(&work_dir).unwrap();
-    ContributeRequest {
-        source: "pip".into(),
-        config,
-        config_dir: work.to_path_buf(),
-        bundle_name: "bundle".into(),
-        target,
-        work_dir,
-        ..Default::default()
-    }
+    let mut request = ContributeRequest::default();
+    request.source = "pip".into();
+    request.config = config;
+    request.config_dir = work.to_path_buf();
+    request.bundle_name = "bundle".into();
+    request.target = target;
+    request.work_dir = work_dir;
+    request
 }
 
 fn target_for(py: &Python, glibc: &str) -> TargetProfile {
-    TargetProfile {
-        python: Some(py.full_version()),
-        glibc: Some(glibc.into()),
-        ..Default::default()
-    }
+    target_of(&py.full_version(), glibc)
+}
+
+/// A target of this full Python version and glibc, nothing else declared.
+fn target_of(python: &str, glibc: &str) -> TargetProfile {
+    let mut target = TargetProfile::default();
+    target.python = Some(python.into());
+    target.glibc = Some(glibc.into());
+    target
 }
 
 fn contribute(request: &ContributeRequest) -> Result<Contribution, PluginError> {
@@ -232,11 +235,7 @@ fn pip_no_interpreter_to_build_an_sdist_is_a_clear_error() {
     let req = request(
         tmp.path(),
         json!({"packages": ["docopt==0.6.2"]}),
-        TargetProfile {
-            python: Some("3.5.10".into()),
-            glibc: Some("2.17".into()),
-            ..Default::default()
-        },
+        target_of("3.5.10", "2.17"),
     );
     let err = contribute(&req).expect_err("no python 3.5 to build docopt");
     assert!(err.message.contains("docopt==0.6.2"), "{}", err.message);
@@ -277,17 +276,17 @@ fn pip_installed_packages_of_the_bundled_env_install_into_it_offline() {
         TargetProfile::default(),
     );
     let (x, y, _) = py.version;
-    req.python = Some(PythonEnvironment {
-        prefix: "env".into(),
-        executable: "env/bin/python".into(),
-        source_prefix: src.clone(),
-        source_executable: src.join("bin/python"),
-        version: py.full_version(),
-        implementation: "cp".into(),
-        abi: format!("cp{x}{y}{}", if (x, y) < (3, 8) { "m" } else { "" }),
-        platforms: airgap_pip::manylinux_platforms("2.17", "x86_64").unwrap(),
-        site_packages: format!("env/lib/python{x}.{y}/site-packages"),
-    });
+    let mut env = PythonEnvironment::default();
+    env.prefix = "env".into();
+    env.executable = "env/bin/python".into();
+    env.source_prefix = src.clone();
+    env.source_executable = src.join("bin/python");
+    env.version = py.full_version();
+    env.implementation = "cp".into();
+    env.abi = format!("cp{x}{y}{}", if (x, y) < (3, 8) { "m" } else { "" });
+    env.platforms = airgap_pip::manylinux_platforms("2.17", "x86_64").unwrap();
+    env.site_packages = format!("env/lib/python{x}.{y}/site-packages");
+    req.python = Some(env);
     let c = contribute(&req).unwrap_or_else(|e| panic!("{}\n{:?}", e.message, e.help));
     let lock = lock_of(&c);
     assert!(lock.contains("six==1.16.0 --hash=sha256:"), "{lock}");
@@ -318,11 +317,7 @@ fn pip_installed_packages_of_the_bundled_env_install_into_it_offline() {
 #[test]
 fn pip_config_errors_name_the_key() {
     let tmp = airgap_tests::tempdir();
-    let target = TargetProfile {
-        python: Some("3.9.18".into()),
-        glibc: Some("2.17".into()),
-        ..Default::default()
-    };
+    let target = target_of("3.9.18", "2.17");
     let err = contribute(&request(tmp.path(), json!({}), target.clone())).unwrap_err();
     assert!(
         err.message.contains("names nothing to bundle"),

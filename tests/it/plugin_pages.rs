@@ -235,10 +235,8 @@ fn syslibs_grafts_from_its_pages_exactly_what_it_grafts_from_the_whole_list() {
     let earlier = bundle_files(&py, "py", &python_skip);
     let work = tempdir();
     let python = python_environment(&py);
-    let target = TargetProfile {
-        glibc: Some("2.36".into()),
-        ..Default::default()
-    };
+    let mut target = TargetProfile::default();
+    target.glibc = Some("2.36".into());
     let req = request(
         earlier,
         work.path(),

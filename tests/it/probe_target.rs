@@ -291,10 +291,8 @@ fn a_bookworm_profile_grafts_fewer_libraries_and_lowers_the_floor() {
         );
         run_syslibs(&req)
     };
-    let declared = TargetProfile {
-        glibc: Some("2.36".into()),
-        ..Default::default()
-    };
+    let mut declared = TargetProfile::default();
+    declared.glibc = Some("2.36".into());
     let mut probed = declared.clone();
     airgap_core::target::apply(&profile, &mut probed, true);
     let by_policy = graft(declared, "policy");

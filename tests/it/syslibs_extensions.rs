@@ -22,19 +22,19 @@ use airgap_tests::rootfs::{self, DebianRoot, Suite};
 const SITE: &str = "py/lib/python3.11/site-packages";
 
 fn python_env(py: &Path) -> PythonEnvironment {
-    PythonEnvironment {
-        prefix: "py".into(),
-        executable: "py/bin/python3.11".into(),
-        source_prefix: py.to_path_buf(),
-        source_executable: py.join("bin/python3.11"),
-        version: airgap_tests::python::Python::probe(&py.join("bin/python3.11"))
-            .expect("the 3.11 installation runs")
-            .full_version(),
-        implementation: "cp".into(),
-        abi: "cp311".into(),
-        platforms: vec!["linux_x86_64".into()],
-        site_packages: SITE.into(),
-    }
+    let mut env = PythonEnvironment::default();
+    env.prefix = "py".into();
+    env.executable = "py/bin/python3.11".into();
+    env.source_prefix = py.to_path_buf();
+    env.source_executable = py.join("bin/python3.11");
+    env.version = airgap_tests::python::Python::probe(&py.join("bin/python3.11"))
+        .expect("the 3.11 installation runs")
+        .full_version();
+    env.implementation = "cp".into();
+    env.abi = "cp311".into();
+    env.platforms = vec!["linux_x86_64".into()];
+    env.site_packages = SITE.into();
+    env
 }
 
 /// Lay out two bundles in `tmp`: `without` (syslibs ran before `extra` was added) and `with`
@@ -46,10 +46,8 @@ fn two_bundles(
     extra: Vec<BundleFile>,
 ) -> (DebianRoot, airgap_plugin_api::Contribution) {
     let python = bundle_files(py, "py", &python_skip);
-    let target = TargetProfile {
-        glibc: Some("2.36".into()),
-        ..Default::default()
-    };
+    let mut target = TargetProfile::default();
+    target.glibc = Some("2.36".into());
     let work = tmp.join("work-without");
     std::fs::create_dir_all(&work).expect("mkdir");
     let req = request(

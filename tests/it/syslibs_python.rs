@@ -48,10 +48,8 @@ fn pyenv_ssl_and_sqlite3_load_in_a_bare_debian_root_only_with_syslibs() {
     let work = tmp.path().join("work");
     std::fs::create_dir_all(&work).expect("work dir");
     let python = python_environment(&py);
-    let target = TargetProfile {
-        glibc: Some("2.36".into()),
-        ..Default::default()
-    };
+    let mut target = TargetProfile::default();
+    target.glibc = Some("2.36".into());
     let req = request(
         earlier.clone(),
         &work,

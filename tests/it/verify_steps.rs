@@ -29,15 +29,16 @@ fn bundle_with_step(out: &std::path::Path, old_prefix: &str, file: &str, capacit
             step: InstallStep::RewritePrefix {
                 old_prefix: old_prefix.into(),
                 root: ".".into(),
-                files: vec![PrefixFile {
-                    path: file.into(),
+                files: vec![{
                     // Text, as the step always was; binary where a capacity is recorded.
-                    mode: if capacity.is_some() {
+                    let mode = if capacity.is_some() {
                         PrefixMode::Binary
                     } else {
                         PrefixMode::Text
-                    },
-                    capacity,
+                    };
+                    let mut prefix_file = PrefixFile::new(file, mode);
+                    prefix_file.capacity = capacity;
+                    prefix_file
                 }],
             },
         }],

@@ -24,7 +24,7 @@ use airgap_conda::prefix;
 use airgap_conda::CondaPlugin;
 use airgap_plugin_api::{
     ContributeRequest, Contribution, EntryKind, Host, InstallStep, PluginError, PrefixMode,
-    SourcePlugin, TargetProfile,
+    SourcePlugin,
 };
 
 use crate::target_dir;
@@ -199,18 +199,13 @@ pub fn contribute(
     dest_prefix: Option<&str>,
 ) -> Result<Contribution, PluginError> {
     std::fs::create_dir_all(work_dir).expect("create work dir");
-    let request = ContributeRequest {
-        source: "conda".into(),
-        config,
-        config_dir: work_dir.to_path_buf(),
-        bundle_name: "bundle".into(),
-        target: TargetProfile {
-            prefix: dest_prefix.map(str::to_string),
-            ..TargetProfile::default()
-        },
-        work_dir: work_dir.to_path_buf(),
-        ..ContributeRequest::default()
-    };
+    let mut request = ContributeRequest::default();
+    request.source = "conda".into();
+    request.config = config;
+    request.config_dir = work_dir.to_path_buf();
+    request.bundle_name = "bundle".into();
+    request.target.prefix = dest_prefix.map(str::to_string);
+    request.work_dir = work_dir.to_path_buf();
     CondaPlugin.contribute(&request, &Host::detached())
 }
 
@@ -283,6 +278,11 @@ pub fn materialize(c: &Contribution, dest: &Path) -> Result<(), String> {
             }
             EntryKind::Path { source, exclude } => {
                 copy_tree(source, &to, exclude, e.mode)?;
+            }
+            other => {
+                return Err(format!(
+                    "an entry kind this helper does not know: {other:?}"
+                ))
             }
         }
     }

@@ -135,18 +135,17 @@ impl SourcePlugin for Plugin {
         }
         host.info(&format!("__NAME__: {}", source.display()));
         let id = format!("__NAME__:{}", config.version);
-        Ok(Contribution {
-            entries: vec![Entry::path(source.clone(), "__NAME__").with_package(&id)],
-            packages: vec![Package {
-                id,
-                name: "__NAME__".into(),
-                version: config.version,
-                kind: "__NAME__".into(),
-                origin: source.display().to_string(),
-                ..Package::default()
-            }],
-            ..Contribution::default()
-        })
+        // The API's structs are `#[non_exhaustive]` (an ABI minor may add fields): start
+        // from `default()` or a constructor and set fields, never a struct literal.
+        let mut contribution = Contribution::default();
+        contribution
+            .entries
+            .push(Entry::path(source.clone(), "__NAME__").with_package(&id));
+        contribution.packages.push(
+            Package::new(id, "__NAME__", config.version, "__NAME__")
+                .with_origin(source.display().to_string()),
+        );
+        Ok(contribution)
     }
 }
 

@@ -9,8 +9,28 @@
 //!
 //! Plugin authors write no `unsafe`: implement [`SourcePlugin`] and call [`export_plugin!`].
 //!
-//! ```ignore
-//! use airgap_plugin_api::{export_plugin, Contribution, ContributeRequest, Host, PluginError, SourcePlugin, Stage};
+//! # Values are built, never written as literals
+//!
+//! An ABI 1.x minor adds fields (with serde defaults) to the request and contribution types,
+//! and may add variants to their enums. So that such a minor never breaks a plugin's source,
+//! every struct of the JSON schema is `#[non_exhaustive]`: outside this crate it is made with
+//! `Default` and field assignment, or with its constructor and `with_*` methods
+//! ([`Entry::path`], [`Package::new`], [`PrefixFile::new`], [`BundleFile::new`],
+//! [`PluginError::new`]), never with a struct literal (not even `..Default::default()`), and
+//! read with `..` in its patterns. The enums that may grow ([`EntryKind`], [`FileKind`],
+//! [`InstallStep`], [`Stage`], [`LogLevel`], [`Earlier`]) are `#[non_exhaustive]` too: a
+//! `match` on one needs a `_` arm, which should return a clear error (or skip what it does
+//! not need), never panic. Within 1.x a variant's own fields do not change; a minor that
+//! needs more adds a variant. The wire format is the same either way: these attributes only
+//! change what Rust code may write.
+//!
+//! This example is compiled as a crate of its own, as a plugin is:
+//!
+//! ```
+//! use airgap_plugin_api::{
+//!     export_plugin, ContributeRequest, Contribution, Entry, FileKind, Host, Package,
+//!     PluginError, SourcePlugin, Stage,
+//! };
 //!
 //! #[derive(Default)]
 //! struct AcmeStore;
@@ -18,12 +38,46 @@
 //! impl SourcePlugin for AcmeStore {
 //!     fn contribute(&self, request: &ContributeRequest, host: &Host) -> Result<Contribution, PluginError> {
 //!         host.info("reading the acme index");
-//!         Ok(Contribution::default())
+//!         let id = "acme:tools-1.0";
+//!         let mut contribution = Contribution::default();
+//!         contribution
+//!             .entries
+//!             .push(Entry::path(request.resolve_path("tools"), "acme/tools").with_package(id));
+//!         let mut package = Package::new(id, "tools", "1.0", "acme").with_origin("the acme index");
+//!         package.license = Some("MIT".into());
+//!         contribution.packages.push(package);
+//!         Ok(contribution)
+//!     }
+//! }
+//!
+//! /// A match on an enum of the API has an arm for what a later minor adds.
+//! fn describe(kind: &FileKind) -> Result<&'static str, PluginError> {
+//!     match kind {
+//!         FileKind::File => Ok("file"),
+//!         FileKind::Dir => Ok("directory"),
+//!         FileKind::Symlink { .. } => Ok("link"),
+//!         _ => Err(PluginError::new("a kind of file this plugin does not know")),
 //!     }
 //! }
 //!
 //! export_plugin!(AcmeStore, name = "acme-store", version = env!("CARGO_PKG_VERSION"),
 //!                stage = Stage::Packages, description = "packages from the ACME artifact store");
+//!
+//! let mut request = ContributeRequest::default();
+//! request.config_dir = "/srv/acme".into();
+//! let contribution = AcmeStore.contribute(&request, &Host::detached()).expect("contributes");
+//! assert_eq!(contribution.packages[0].license.as_deref(), Some("MIT"));
+//! assert_eq!(describe(&FileKind::Dir).expect("known"), "directory");
+//! ```
+//!
+//! A struct literal does not compile outside this crate, so that the day a minor adds a field
+//! breaks no plugin:
+//!
+//! ```compile_fail,E0639
+//! let package = airgap_plugin_api::Package {
+//!     id: "acme:tools-1.0".into(),
+//!     ..Default::default()
+//! };
 //! ```
 #![deny(missing_docs)]
 
@@ -55,6 +109,7 @@ pub fn abi_version() -> String {
 /// configuration. A later stage sees everything the earlier ones contributed.
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum Stage {
     /// Brings a Python environment or interpreter (conda, venv, plain installation).
     Environment = 0,
@@ -102,6 +157,7 @@ pub trait SourcePlugin: Default + Send + Sync + 'static {
 /// Log levels passed to the host's log callback.
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LogLevel {
     /// Details shown with `-v`.
     Debug = 0,
@@ -113,6 +169,7 @@ pub enum LogLevel {
 
 /// Which earlier files a Finish-stage plugin pages through ([`Host::earlier`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Earlier {
     /// Every file, link and directory earlier plugins brought.
     All,

@@ -2,7 +2,9 @@
 //!
 //! Compatibility rule: within an ABI major, fields are only added, always with
 //! `#[serde(default)]`, so an older plugin ignores what it does not know and a newer plugin
-//! reading an older host's request gets defaults.
+//! reading an older host's request gets defaults. The same rule for source code: the types
+//! are `#[non_exhaustive]`, so a plugin builds them with `Default` or a constructor and never
+//! with a literal that a new field would break (see the crate documentation).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -12,6 +14,7 @@ use serde::{Deserialize, Serialize};
 /// What the host asks a plugin for.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
+#[non_exhaustive]
 pub struct ContributeRequest {
     /// The key of the source table that selected this plugin (`[sources.NAME]`).
     pub source: String,
@@ -43,6 +46,7 @@ pub struct ContributeRequest {
 /// The air-gapped machine, as declared in `[target]` and completed by the host.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
+#[non_exhaustive]
 pub struct TargetProfile {
     /// Full Python version on the target (`3.11.7`); micro matters for `Requires-Python`.
     pub python: Option<String>,
@@ -68,6 +72,7 @@ pub struct TargetProfile {
 /// The target's system libraries, as a probe found them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
+#[non_exhaustive]
 pub struct TargetSystem {
     /// What told us: `probe` (every library the target's loader finds) or `code` (a
     /// retyped code: only the libraries of its catalog; any other counts as absent).
@@ -84,6 +89,7 @@ pub struct TargetSystem {
 
 /// One path that will be in the bundle, as later plugins see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct BundleFile {
     /// Path inside the bundle, relative to its top folder, `/`-separated.
     pub path: String,
@@ -101,9 +107,44 @@ pub struct BundleFile {
     pub package: Option<String>,
 }
 
+impl BundleFile {
+    /// A path `plugin` brings, with no source, size or package (a link or a directory; a
+    /// regular file adds [`BundleFile::with_source`]).
+    pub fn new(
+        path: impl Into<String>,
+        kind: FileKind,
+        mode: u32,
+        plugin: impl Into<String>,
+    ) -> BundleFile {
+        BundleFile {
+            path: path.into(),
+            source: None,
+            kind,
+            mode,
+            size: 0,
+            plugin: plugin.into(),
+            package: None,
+        }
+    }
+
+    /// Where a regular file's content comes from on the build machine, and its size.
+    pub fn with_source(mut self, source: impl Into<PathBuf>, size: u64) -> BundleFile {
+        self.source = Some(source.into());
+        self.size = size;
+        self
+    }
+
+    /// Attach the package id.
+    pub fn with_package(mut self, package: impl Into<String>) -> BundleFile {
+        self.package = Some(package.into());
+        self
+    }
+}
+
 /// Kind of a [`BundleFile`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "type")]
+#[non_exhaustive]
 pub enum FileKind {
     /// A regular file.
     File,
@@ -119,6 +160,7 @@ pub enum FileKind {
 /// What a plugin brings.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
+#[non_exhaustive]
 pub struct Contribution {
     /// Paths to put into the bundle. The host reads, dereferences, deduplicates and hashes
     /// them: plugins name files, they never send contents.
@@ -137,6 +179,7 @@ pub struct Contribution {
 
 /// One thing to put into the bundle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Entry {
     /// Path inside the bundle, relative to its top folder, `/`-separated, no `..`.
     pub dest: String,
@@ -156,42 +199,39 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// A file or directory tree copied from `source` to `dest`.
-    pub fn path(source: impl Into<PathBuf>, dest: impl Into<String>) -> Entry {
+    /// An entry of `kind` at `dest`, with the source's permission bits, no package, and
+    /// replacing nothing ([`Entry::path`], [`Entry::symlink`] and [`Entry::dir`] are the
+    /// short forms).
+    pub fn new(dest: impl Into<String>, kind: EntryKind) -> Entry {
         Entry {
             dest: dest.into(),
-            kind: EntryKind::Path {
-                source: source.into(),
-                exclude: Vec::new(),
-            },
+            kind,
             mode: None,
             package: None,
             replace: false,
         }
+    }
+
+    /// A file or directory tree copied from `source` to `dest`.
+    pub fn path(source: impl Into<PathBuf>, dest: impl Into<String>) -> Entry {
+        let kind = EntryKind::Path {
+            source: source.into(),
+            exclude: Vec::new(),
+        };
+        Entry::new(dest, kind)
     }
 
     /// A symbolic link at `dest` pointing to `target` (relative to the link's directory).
     pub fn symlink(dest: impl Into<String>, target: impl Into<String>) -> Entry {
-        Entry {
-            dest: dest.into(),
-            kind: EntryKind::Symlink {
-                target: target.into(),
-            },
-            mode: None,
-            package: None,
-            replace: false,
-        }
+        let kind = EntryKind::Symlink {
+            target: target.into(),
+        };
+        Entry::new(dest, kind)
     }
 
     /// An empty directory at `dest`.
     pub fn dir(dest: impl Into<String>) -> Entry {
-        Entry {
-            dest: dest.into(),
-            kind: EntryKind::Dir,
-            mode: None,
-            package: None,
-            replace: false,
-        }
+        Entry::new(dest, EntryKind::Dir)
     }
 
     /// Attach the package id.
@@ -216,6 +256,7 @@ impl Entry {
 /// What an [`Entry`] puts into the bundle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
+#[non_exhaustive]
 pub enum EntryKind {
     /// A file, or a directory walked recursively, from the build machine. Symlinks under it are
     /// kept when they stay inside the bundle and dereferenced when they leave it.
@@ -239,6 +280,7 @@ pub enum EntryKind {
 /// A package a plugin brings, for the manifest.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
+#[non_exhaustive]
 pub struct Package {
     /// Unique id within the bundle, referenced by entries (`conda:numpy-1.26.4-py311h...`).
     pub id: String,
@@ -256,9 +298,47 @@ pub struct Package {
     pub license: Option<String>,
 }
 
+impl Package {
+    /// A package with its id (unique within the bundle), name, version and kind; no origin,
+    /// checksum or licence until the `with_*` methods add them.
+    pub fn new(
+        id: impl Into<String>,
+        name: impl Into<String>,
+        version: impl Into<String>,
+        kind: impl Into<String>,
+    ) -> Package {
+        Package {
+            id: id.into(),
+            name: name.into(),
+            version: version.into(),
+            kind: kind.into(),
+            ..Package::default()
+        }
+    }
+
+    /// Where it came from: channel, index URL, library path.
+    pub fn with_origin(mut self, origin: impl Into<String>) -> Package {
+        self.origin = origin.into();
+        self
+    }
+
+    /// The sha256 of the package artifact.
+    pub fn with_sha256(mut self, sha256: impl Into<String>) -> Package {
+        self.sha256 = Some(sha256.into());
+        self
+    }
+
+    /// The licence.
+    pub fn with_license(mut self, license: impl Into<String>) -> Package {
+        self.license = Some(license.into());
+        self
+    }
+}
+
 /// A Python environment brought into the bundle.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
+#[non_exhaustive]
 pub struct PythonEnvironment {
     /// The environment's directory inside the bundle (`env`).
     pub prefix: String,
@@ -289,6 +369,7 @@ pub struct PythonEnvironment {
 /// none was given: that is how a wheelhouse-only bundle asks for one).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "step")]
+#[non_exhaustive]
 pub enum InstallStep {
     /// Replace the build machine's prefix by where `root` ended up, in the listed files. Text
     /// files: every occurrence. Binary files: C strings starting with the prefix, rewritten in
@@ -320,6 +401,7 @@ pub enum InstallStep {
 
 /// A file that holds a prefix.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PrefixFile {
     /// Path inside the bundle.
     pub path: String,
@@ -366,6 +448,7 @@ pub enum PrefixMode {
 /// Why a plugin could not contribute.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
+#[non_exhaustive]
 pub struct PluginError {
     /// What went wrong, lower case, naming the file or setting at fault.
     pub message: String,
@@ -423,6 +506,36 @@ impl ContributeRequest {
         })
     }
 
+    /// This request without its earlier files: what a host that pages them
+    /// ([`crate::Host::earlier`]) sends. The fields are listed (no `..`), so that a field
+    /// added to the request cannot be forgotten here.
+    pub fn without_earlier(&self) -> ContributeRequest {
+        let ContributeRequest {
+            source,
+            config,
+            config_dir,
+            bundle_name,
+            target,
+            work_dir,
+            earlier: _,
+            python,
+            facts,
+            verbose,
+        } = self;
+        ContributeRequest {
+            source: source.clone(),
+            config: config.clone(),
+            config_dir: config_dir.clone(),
+            bundle_name: bundle_name.clone(),
+            target: target.clone(),
+            work_dir: work_dir.clone(),
+            earlier: Vec::new(),
+            python: python.clone(),
+            facts: facts.clone(),
+            verbose: *verbose,
+        }
+    }
+
     /// Resolve a path from the configuration against the configuration file's directory.
     pub fn resolve_path(&self, path: impl AsRef<std::path::Path>) -> PathBuf {
         let path = path.as_ref();
@@ -437,6 +550,44 @@ impl ContributeRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The constructors write exactly the JSON the struct literals of ABI 1.0 and 1.1
+    /// plugins wrote: `#[non_exhaustive]` changes what Rust code may write, never the wire.
+    #[test]
+    fn values_built_with_the_constructors_write_the_1_1_json() {
+        let package = Package::new("acme:t-1", "t", "1", "acme")
+            .with_origin("index")
+            .with_sha256("ab")
+            .with_license("MIT");
+        assert_eq!(
+            serde_json::to_string(&package).expect("writes"),
+            r#"{"id":"acme:t-1","name":"t","version":"1","kind":"acme","origin":"index","sha256":"ab","license":"MIT"}"#
+        );
+        let entry = Entry::path("/src/t", "t").with_package("acme:t-1");
+        assert_eq!(
+            serde_json::to_string(&entry).expect("writes"),
+            r#"{"dest":"t","kind":"path","source":"/src/t","exclude":[],"mode":null,"package":"acme:t-1","replace":false}"#
+        );
+        let file = BundleFile::new("env/lib/x.so", FileKind::File, 0o755, "conda")
+            .with_source("/opt/env/lib/x.so", 7)
+            .with_package("conda:x-1");
+        assert_eq!(
+            serde_json::to_string(&file).expect("writes"),
+            r#"{"path":"env/lib/x.so","source":"/opt/env/lib/x.so","kind":{"type":"file"},"mode":493,"size":7,"plugin":"conda","package":"conda:x-1"}"#
+        );
+        let link = BundleFile::new(
+            "env/lib/x",
+            FileKind::Symlink {
+                target: "x.so".into(),
+            },
+            0o777,
+            "conda",
+        );
+        assert_eq!(
+            serde_json::to_string(&link).expect("writes"),
+            r#"{"path":"env/lib/x","source":null,"kind":{"type":"symlink","target":"x.so"},"mode":511,"size":0,"plugin":"conda","package":null}"#
+        );
+    }
 
     /// An ABI 1.0 plugin's file (no capacity) reads as one without, and a file without one
     /// is written exactly as ABI 1.0 wrote it; a capacity is one more key.

@@ -169,21 +169,15 @@ impl SourcePlugin for Files {
             host.debug(&format!("adding {} as {dest}", resolved.display()));
             let mut exclude = config.exclude.clone();
             exclude.extend(extra.iter().cloned());
-            entries.push(Entry {
-                dest,
-                kind: EntryKind::Path {
-                    source: resolved,
-                    exclude,
-                },
-                mode: None,
-                package: None,
-                replace: false,
-            });
+            let kind = EntryKind::Path {
+                source: resolved,
+                exclude,
+            };
+            entries.push(Entry::new(dest, kind));
         }
-        Ok(Contribution {
-            entries,
-            ..Contribution::default()
-        })
+        let mut contribution = Contribution::default();
+        contribution.entries = entries;
+        Ok(contribution)
     }
 }
 
@@ -201,12 +195,11 @@ mod tests {
     use super::*;
 
     fn request(config: serde_json::Value) -> ContributeRequest {
-        ContributeRequest {
-            source: "files".into(),
-            config,
-            config_dir: std::env::temp_dir(),
-            ..ContributeRequest::default()
-        }
+        let mut request = ContributeRequest::default();
+        request.source = "files".into();
+        request.config = config;
+        request.config_dir = std::env::temp_dir();
+        request
     }
 
     #[test]

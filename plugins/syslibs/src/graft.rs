@@ -131,7 +131,9 @@ fn bundle_of(request: &ContributeRequest, host: &Host) -> Result<Bundle, PluginE
                     });
                 }
             }
-            FileKind::Dir => {}
+            // Directories, and any kind a newer API adds: neither an ELF file nor a link,
+            // so nothing the loader model reads.
+            _ => {}
         }
         if seen % 4096 == 0 && host.is_cancelled() {
             return Err(PluginError::cancelled());
@@ -758,15 +760,9 @@ fn describe(
             ),
             None => (name.clone(), path.display().to_string()),
         };
-        out.packages.push(Package {
-            id: format!("system:{name}"),
-            name: name.clone(),
-            version,
-            kind: "system".into(),
-            origin,
-            sha256: None,
-            license: None,
-        });
+        out.packages.push(
+            Package::new(format!("system:{name}"), name, version, "system").with_origin(origin),
+        );
     }
     for (name, users) in &grafted.missing {
         let users: Vec<&str> = users.iter().map(String::as_str).collect();

@@ -22,17 +22,17 @@ pub fn pyenv_python() -> Option<PathBuf> {
 /// The environment [`pyenv_python`]'s installation `py` is as the bundle's `py` folder, as
 /// the conda plugin would describe it to syslibs.
 pub fn python_environment(py: &Path) -> PythonEnvironment {
-    PythonEnvironment {
-        prefix: "py".into(),
-        executable: "py/bin/python3.11".into(),
-        source_prefix: py.to_path_buf(),
-        source_executable: py.join("bin/python3.11"),
-        version: "3.11.7".into(),
-        implementation: "cp".into(),
-        abi: "cp311".into(),
-        platforms: vec!["linux_x86_64".into()],
-        site_packages: "py/lib/python3.11/site-packages".into(),
-    }
+    let mut env = PythonEnvironment::default();
+    env.prefix = "py".into();
+    env.executable = "py/bin/python3.11".into();
+    env.source_prefix = py.to_path_buf();
+    env.source_executable = py.join("bin/python3.11");
+    env.version = "3.11.7".into();
+    env.implementation = "cp".into();
+    env.abi = "cp311".into();
+    env.platforms = vec!["linux_x86_64".into()];
+    env.site_packages = "py/lib/python3.11/site-packages".into();
+    env
 }
 
 /// Walk `src` and list it as bundle files under `prefix`, skipping paths `skip` says no to
@@ -73,38 +73,18 @@ fn walk(
         let mode = meta.permissions().mode() & 0o7777;
         if meta.file_type().is_symlink() {
             let target = std::fs::read_link(&path).expect("readlink");
-            out.push(BundleFile {
-                path: bundle_path,
-                source: None,
-                kind: FileKind::Symlink {
-                    target: target.to_string_lossy().into_owned(),
-                },
-                mode,
-                size: 0,
-                plugin: "test".into(),
-                package: None,
-            });
+            let kind = FileKind::Symlink {
+                target: target.to_string_lossy().into_owned(),
+            };
+            out.push(BundleFile::new(bundle_path, kind, mode, "test"));
         } else if meta.is_dir() {
-            out.push(BundleFile {
-                path: bundle_path,
-                source: None,
-                kind: FileKind::Dir,
-                mode,
-                size: 0,
-                plugin: "test".into(),
-                package: None,
-            });
+            out.push(BundleFile::new(bundle_path, FileKind::Dir, mode, "test"));
             walk(base, &path, prefix, skip, out);
         } else {
-            out.push(BundleFile {
-                path: bundle_path,
-                source: Some(path.clone()),
-                kind: FileKind::File,
-                mode,
-                size: meta.len(),
-                plugin: "test".into(),
-                package: None,
-            });
+            out.push(
+                BundleFile::new(bundle_path, FileKind::File, mode, "test")
+                    .with_source(&path, meta.len()),
+            );
         }
     }
 }
@@ -112,15 +92,8 @@ fn walk(
 /// One file as a bundle file.
 pub fn file(source: &Path, bundle_path: &str) -> BundleFile {
     let meta = std::fs::metadata(source).expect("stat");
-    BundleFile {
-        path: bundle_path.to_owned(),
-        source: Some(source.to_path_buf()),
-        kind: FileKind::File,
-        mode: meta.permissions().mode() & 0o7777,
-        size: meta.len(),
-        plugin: "test".into(),
-        package: None,
-    }
+    let mode = meta.permissions().mode() & 0o7777;
+    BundleFile::new(bundle_path, FileKind::File, mode, "test").with_source(source, meta.len())
 }
 
 /// The request the host would send to syslibs.
@@ -131,18 +104,17 @@ pub fn request(
     target: TargetProfile,
     config: serde_json::Value,
 ) -> ContributeRequest {
-    ContributeRequest {
-        source: "syslibs".into(),
-        config,
-        config_dir: work_dir.to_path_buf(),
-        bundle_name: "bundle".into(),
-        target,
-        work_dir: work_dir.to_path_buf(),
-        earlier,
-        python,
-        facts: Default::default(),
-        verbose: true,
-    }
+    let mut request = ContributeRequest::default();
+    request.source = "syslibs".into();
+    request.config = config;
+    request.config_dir = work_dir.to_path_buf();
+    request.bundle_name = "bundle".into();
+    request.target = target;
+    request.work_dir = work_dir.to_path_buf();
+    request.earlier = earlier;
+    request.python = python;
+    request.verbose = true;
+    request
 }
 
 /// Run the real syslibs plugin library (`libairgap_plugin_syslibs.so` of the build dir),
@@ -173,6 +145,7 @@ pub fn materialize(earlier: &[BundleFile], contribution: Option<&Contribution>, 
             FileKind::File => {
                 copy_file(f.source.as_ref().expect("file has a source"), &to, f.mode);
             }
+            other => panic!("a file kind this helper does not know: {other:?}"),
         }
     }
     if let Some(c) = contribution {
@@ -188,6 +161,7 @@ pub fn materialize(earlier: &[BundleFile], contribution: Option<&Contribution>, 
                     let _ = std::fs::remove_file(&to);
                     std::os::unix::fs::symlink(target, &to).expect("symlink");
                 }
+                other => panic!("an entry kind this helper does not know: {other:?}"),
             }
         }
     }

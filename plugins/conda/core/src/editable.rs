@@ -21,6 +21,10 @@ pub struct EditableInstall {
 
 /// Look for editable installs in `site_packages`; `inside` says whether a path is bundled
 /// anyway (an editable install pointing into the environment is harmless).
+///
+/// Each mechanism is read in its own function: `.pth` files (directories and setuptools
+/// finders), `.egg-link` files, then the `direct_url.json` of the distributions, which names
+/// what the others found.
 pub fn find(site_packages: &Path, inside: &dyn Fn(&Path) -> bool) -> Vec<EditableInstall> {
     let mut found: Vec<EditableInstall> = Vec::new();
     let Ok(dir) = std::fs::read_dir(site_packages) else {
@@ -33,119 +37,152 @@ pub fn find(site_packages: &Path, inside: &dyn Fn(&Path) -> bool) -> Vec<Editabl
             continue;
         };
         if file_name.ends_with(".pth") {
-            let Ok(text) = std::fs::read_to_string(path) else {
-                continue;
-            };
-            let mut dirs = Vec::new();
-            let mut finders = Vec::new();
-            for line in text.lines().map(str::trim) {
-                if line.is_empty() || line.starts_with('#') {
-                    continue;
-                }
-                if line.starts_with("import ") || line.starts_with("import\t") {
-                    // `import __editable___foo_1_0_finder; ...install()`
-                    for word in line.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
-                        if word.starts_with("__editable__") && word.ends_with("_finder") {
-                            finders.push(site_packages.join(format!("{word}.py")));
-                        }
-                    }
-                    continue;
-                }
-                let p = site_packages.join(line);
-                if p.is_dir() && !inside(&p) {
-                    dirs.push(p);
-                }
-            }
-            let name = editable_name(file_name.trim_end_matches(".pth"));
-            for d in dirs {
-                found.push(EditableInstall {
-                    name: name.clone(),
-                    copy: package_roots(&d),
-                    target: d,
-                    found_in: path.clone(),
-                    mechanism: vec![path.clone()],
-                });
-            }
-            for finder in finders {
-                let Ok(code) = std::fs::read_to_string(&finder) else {
-                    continue;
-                };
-                let mapping = finder_mapping(&code);
-                let outside: Vec<(String, PathBuf)> =
-                    mapping.into_iter().filter(|(_, p)| !inside(p)).collect();
-                if outside.is_empty() {
-                    continue;
-                }
-                let target = outside
-                    .first()
-                    .map(|(_, p)| p.parent().unwrap_or(p).to_path_buf())
-                    .unwrap_or_default();
-                let mut mechanism = vec![path.clone(), finder.clone()];
-                mechanism.extend(byte_code_of(&finder));
-                found.push(EditableInstall {
-                    name: name.clone(),
-                    target,
-                    found_in: path.clone(),
-                    mechanism,
-                    copy: outside
-                        .into_iter()
-                        .map(|(module, p)| {
-                            let dest = if p.is_dir() {
-                                module
-                            } else {
-                                p.file_name()
-                                    .and_then(|n| n.to_str())
-                                    .map(str::to_string)
-                                    .unwrap_or(module)
-                            };
-                            (p, dest)
-                        })
-                        .collect(),
-                });
-            }
+            found.extend(from_pth(site_packages, path, file_name, inside));
         } else if file_name.ends_with(".egg-link") {
-            let Ok(text) = std::fs::read_to_string(path) else {
-                continue;
-            };
-            if let Some(first) = text.lines().next().map(str::trim) {
-                let p = PathBuf::from(first);
-                if p.is_dir() && !inside(&p) && !found.iter().any(|f| f.target == p) {
-                    found.push(EditableInstall {
-                        name: file_name.trim_end_matches(".egg-link").to_string(),
-                        copy: package_roots(&p),
-                        target: p,
-                        found_in: path.clone(),
-                        mechanism: vec![path.clone()],
-                    });
-                }
+            if let Some(e) = from_egg_link(path, file_name, inside, &found) {
+                found.push(e);
             }
         }
     }
-    // direct_url.json files that say "editable" name the project properly.
-    for path in &names {
-        let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else {
-            continue;
-        };
-        let Some(stem) = file_name.strip_suffix(".dist-info") else {
-            continue;
-        };
-        let direct_url = path.join("direct_url.json");
-        let Ok(text) = std::fs::read(&direct_url) else {
-            continue;
-        };
-        let Ok(value) = serde_json::from_slice::<serde_json::Value>(&text) else {
-            continue;
-        };
-        let editable = value
-            .pointer("/dir_info/editable")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false);
-        if !editable {
+    name_from_direct_urls(&names, &mut found, inside);
+    found
+}
+
+/// The editable installs a `.pth` file makes importable: the outside directories it lists,
+/// then the outside code of the setuptools finders it imports.
+fn from_pth(
+    site_packages: &Path,
+    path: &Path,
+    file_name: &str,
+    inside: &dyn Fn(&Path) -> bool,
+) -> Vec<EditableInstall> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    let (dirs, finders) = pth_lines(&text, site_packages, inside);
+    let name = editable_name(file_name.trim_end_matches(".pth"));
+    let mut found = Vec::new();
+    for d in dirs {
+        found.push(EditableInstall {
+            name: name.clone(),
+            copy: package_roots(&d),
+            target: d,
+            found_in: path.to_path_buf(),
+            mechanism: vec![path.to_path_buf()],
+        });
+    }
+    for finder in finders {
+        found.extend(from_finder(path, &finder, &name, inside));
+    }
+    found
+}
+
+/// The outside directories a `.pth` file lists and the `__editable__` finder modules it
+/// imports (`import __editable___foo_1_0_finder; ...install()`).
+fn pth_lines(
+    text: &str,
+    site_packages: &Path,
+    inside: &dyn Fn(&Path) -> bool,
+) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let mut dirs = Vec::new();
+    let mut finders = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let url = value.get("url").and_then(|u| u.as_str()).unwrap_or("");
-        let target = PathBuf::from(url.strip_prefix("file://").unwrap_or(url));
-        let project = stem.split('-').next().unwrap_or(stem).to_string();
+        if line.starts_with("import ") || line.starts_with("import\t") {
+            for word in line.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
+                if word.starts_with("__editable__") && word.ends_with("_finder") {
+                    finders.push(site_packages.join(format!("{word}.py")));
+                }
+            }
+            continue;
+        }
+        let p = site_packages.join(line);
+        if p.is_dir() && !inside(&p) {
+            dirs.push(p);
+        }
+    }
+    (dirs, finders)
+}
+
+/// The editable install a setuptools finder maps to outside code, if any: the finder and its
+/// byte code are mechanism; each mapped package or module is copied under its own name.
+fn from_finder(
+    pth: &Path,
+    finder: &Path,
+    name: &str,
+    inside: &dyn Fn(&Path) -> bool,
+) -> Option<EditableInstall> {
+    let code = std::fs::read_to_string(finder).ok()?;
+    let mapping = finder_mapping(&code);
+    let outside: Vec<(String, PathBuf)> = mapping.into_iter().filter(|(_, p)| !inside(p)).collect();
+    if outside.is_empty() {
+        return None;
+    }
+    let target = outside
+        .first()
+        .map(|(_, p)| p.parent().unwrap_or(p).to_path_buf())
+        .unwrap_or_default();
+    let mut mechanism = vec![pth.to_path_buf(), finder.to_path_buf()];
+    mechanism.extend(byte_code_of(finder));
+    Some(EditableInstall {
+        name: name.to_string(),
+        target,
+        found_in: pth.to_path_buf(),
+        mechanism,
+        copy: outside
+            .into_iter()
+            .map(|(module, p)| {
+                let dest = if p.is_dir() {
+                    module
+                } else {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .map(str::to_string)
+                        .unwrap_or(module)
+                };
+                (p, dest)
+            })
+            .collect(),
+    })
+}
+
+/// The editable install an `.egg-link` file (`setup.py develop`) points to, unless it is
+/// inside the environment or already `found`.
+fn from_egg_link(
+    path: &Path,
+    file_name: &str,
+    inside: &dyn Fn(&Path) -> bool,
+    found: &[EditableInstall],
+) -> Option<EditableInstall> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let first = text.lines().next().map(str::trim)?;
+    let p = PathBuf::from(first);
+    if !p.is_dir() || inside(&p) || found.iter().any(|f| f.target == p) {
+        return None;
+    }
+    Some(EditableInstall {
+        name: file_name.trim_end_matches(".egg-link").to_string(),
+        copy: package_roots(&p),
+        target: p,
+        found_in: path.to_path_buf(),
+        mechanism: vec![path.to_path_buf()],
+    })
+}
+
+/// `direct_url.json` files that say "editable" name the project properly: rename what the
+/// other mechanisms found (their `direct_url.json` is mechanism too), or add an outside
+/// install nothing else found.
+fn name_from_direct_urls(
+    names: &[PathBuf],
+    found: &mut Vec<EditableInstall>,
+    inside: &dyn Fn(&Path) -> bool,
+) {
+    for path in names {
+        let Some((project, target, direct_url)) = editable_direct_url(path) else {
+            continue;
+        };
         let key = normalize(&project);
         let existing = found
             .iter_mut()
@@ -165,7 +202,27 @@ pub fn find(site_packages: &Path, inside: &dyn Fn(&Path) -> bool) -> Vec<Editabl
             None => {}
         }
     }
-    found
+}
+
+/// For a `NAME-VERSION.dist-info` directory whose `direct_url.json` says "editable": the
+/// project's name, where its code is, and that file.
+fn editable_direct_url(path: &Path) -> Option<(String, PathBuf, PathBuf)> {
+    let file_name = path.file_name().and_then(|n| n.to_str())?;
+    let stem = file_name.strip_suffix(".dist-info")?;
+    let direct_url = path.join("direct_url.json");
+    let text = std::fs::read(&direct_url).ok()?;
+    let value = serde_json::from_slice::<serde_json::Value>(&text).ok()?;
+    let editable = value
+        .pointer("/dir_info/editable")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    if !editable {
+        return None;
+    }
+    let url = value.get("url").and_then(|u| u.as_str()).unwrap_or("");
+    let target = PathBuf::from(url.strip_prefix("file://").unwrap_or(url));
+    let project = stem.split('-').next().unwrap_or(stem).to_string();
+    Some((project, target, direct_url))
 }
 
 /// `__pycache__/NAME.*.pyc` of a module file.

@@ -38,6 +38,15 @@ impl Kind {
             Kind::Plain => "python",
         }
     }
+
+    /// The activate script this kind of environment gets.
+    fn flavour(self) -> Flavour {
+        match self {
+            Kind::Conda => Flavour::Conda,
+            Kind::Venv => Flavour::Venv,
+            Kind::Plain => Flavour::Plain,
+        }
+    }
 }
 
 /// Tell what `prefix` is, or say clearly why it is none of the three.
@@ -137,6 +146,41 @@ struct FilePlan {
     capacity: Option<usize>,
 }
 
+/// What the search for prefixes in one file looks for, and what conda says of the file.
+struct Lookup<'p> {
+    /// Every root's prefix spellings, longest first ([`Planner::prefix_spellings`]).
+    spellings: &'p [(String, String)],
+    /// The placeholder conda lists for the file, and how to rewrite it.
+    placeholder: Option<&'p (String, PrefixMode)>,
+    /// A conda package owns the file: without a placeholder it holds no prefix.
+    managed: bool,
+}
+
+/// Whether a file may need anything worth reading it for: byte code is never rewritten
+/// ("bad marshal data"; a stale path in co_filename only shows in tracebacks), and a file
+/// conda says holds no prefix can only need a change as an ELF file (search paths) or a
+/// script (shebang).
+fn worth_reading(path: &Path, dest: &str, managed: Option<&Managed>) -> Result<bool, PluginError> {
+    let name = dest.rsplit('/').next().unwrap_or(dest);
+    if name.ends_with(".pyc") || name.ends_with(".pyo") {
+        return Ok(false);
+    }
+    if managed.is_some_and(|m| m.placeholder.is_none()) {
+        let mut head = [0u8; 4];
+        let n = std::fs::File::open(path)
+            .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+            .map_err(|e| read_error(path, e))?;
+        return Ok(head[..n].starts_with(b"\x7fELF") || head[..n].starts_with(b"#!"));
+    }
+    Ok(true)
+}
+
+/// A file of the environment that cannot be read.
+fn read_error(path: &Path, e: std::io::Error) -> PluginError {
+    PluginError::new(format!("could not read {}: {e}", path.display()))
+        .with_help("check the permissions of the environment")
+}
+
 struct Planner<'a> {
     host: &'a Host<'a>,
     config: Config,
@@ -157,151 +201,176 @@ struct Planner<'a> {
 }
 
 /// Build the contribution for `request`: what the environment is, the roots to walk (a
-/// venv's base too), the conda metadata, editable installs, the walks, then what later
+/// venv's base too), the files of the trees, the extras airgap writes, then what later
 /// plugins need to know.
 pub fn contribute(request: &ContributeRequest, host: &Host) -> Result<Contribution, PluginError> {
     let config: Config = request.config()?;
     let source = Source::inspect(request, &config, host)?;
-    let Source {
-        prefix,
-        kind,
-        interpreter,
-        facts,
-    } = &source;
-    let kind = *kind;
-
-    let mut planner = Planner {
-        host,
-        work_dir: request.work_dir.join("conda"),
-        roots: vec![Root {
-            canonical: std::fs::canonicalize(prefix).unwrap_or_else(|_| prefix.clone()),
-            source: prefix.clone(),
-            dest: config.dest.trim_matches('/').to_string(),
-        }],
-        config,
-        entries: Vec::new(),
-        files: Vec::new(),
-        packages: Vec::new(),
-        warnings: Vec::new(),
-        scanned: 0,
-        total: 0,
-        elf_strings_left: Vec::new(),
-        dropped: BTreeSet::new(),
-        copies: Default::default(),
-    };
-
-    // A venv brings its base installation along.
-    let mut base_excludes = match (kind, facts) {
-        (Kind::Venv, Some(f)) => planner.add_venv_base(prefix, f)?,
-        (Kind::Venv, None) => return Err(PluginError::new("no interpreter facts")),
-        _ => Vec::new(),
-    };
-    // The standard library's test suite, where the standard library is (the installation
-    // itself, or a venv's base).
-    let mut env_patterns = planner.config.exclude.clone();
-    if !planner.config.stdlib_tests {
-        if let Some(f) = facts {
-            let pattern = format!("lib/python{}/test", f.version_short);
-            match kind {
-                Kind::Venv => base_excludes.push(pattern),
-                _ => env_patterns.push(pattern),
-            }
-        }
-    }
-
-    let env_root = planner.roots[0].clone();
-    let env_excludes = globs(&env_patterns, "exclude")?;
-    let (managed, records) = if kind == Kind::Conda {
-        planner.read_conda_meta(prefix, facts.as_ref(), &env_excludes)?
-    } else {
-        (HashMap::new(), Vec::new())
-    };
-    let editables = match facts {
-        Some(f) => planner.find_editables(f)?,
-        None => Vec::new(),
-    };
-
-    // Python packages that conda does not know about (pip-installed), for the manifest.
-    let mut dist_owner: HashMap<PathBuf, String> = HashMap::new();
-    if let Some(f) = facts {
-        python_packages(
-            &f.purelib,
-            &managed,
-            prefix,
-            &mut planner.packages,
-            &mut dist_owner,
-        );
-    }
-
-    // Walk the trees.
-    planner.total = count_files(&planner.roots);
-    planner.walk(
-        0,
-        &env_excludes,
-        kind == Kind::Conda,
-        &managed,
-        &records,
-        &dist_owner,
-    )?;
-    if planner.roots.len() > 1 {
-        planner.walk_base(&base_excludes, facts.as_ref())?;
-    }
-    if kind == Kind::Plain {
-        let pkg = interpreter_package(facts.as_ref(), prefix);
-        planner.packages.push(pkg.clone());
-        for f in planner.files.iter_mut().filter(|f| f.package.is_none()) {
-            f.package = Some(pkg.id.clone());
-        }
-    }
-
-    // Editable installs copied as regular files.
-    if planner.config.editable == Editable::Bundle {
-        if let Some(f) = facts {
-            planner.bundle_editables(&editables, &f.purelib)?;
-        }
-    }
-
-    // The activate script.
+    let mut planner = Planner::new(request, host, config, &source.prefix);
+    let excludes = planner.add_roots_and_excludes(&source)?;
+    planner.plan_trees(&source, &excludes)?;
     if planner.config.activate {
-        let flavour = match kind {
-            Kind::Conda => Flavour::Conda,
-            Kind::Venv => Flavour::Venv,
-            Kind::Plain => Flavour::Plain,
-        };
-        planner.add_activate(flavour)?;
+        planner.add_activate(source.kind.flavour())?;
     }
-
-    if !planner.elf_strings_left.is_empty() {
-        host.debug(&format!(
-            "{} ELF files outside conda packages hold the source prefix as a string and are not \
-             rewritten (their search paths are patched instead): {}",
-            planner.elf_strings_left.len(),
-            planner.elf_strings_left.join(", ")
-        ));
-    }
-
+    planner.note_elf_strings_left();
     // A known target path: rewrite now, so that nothing is rewritten at unpack.
     if let Some(target) = request.target.prefix.clone() {
         planner.rewrite_for_target(&target)?;
     }
 
     let mut contribution = Contribution::default();
-    if let (Some(f), Some(interp)) = (facts, interpreter) {
-        contribution.python = Some(python_environment(f, interp, prefix, &env_root));
+    let env_root = &planner.roots[0];
+    if let (Some(f), Some(interp)) = (&source.facts, &source.interpreter) {
+        contribution.python = Some(python_environment(f, interp, &source.prefix, env_root));
     }
     contribution.facts.insert(
         "environment".into(),
         serde_json::json!({
-            "kind": kind.as_str(),
+            "kind": source.kind.as_str(),
             "prefix": env_root.dest,
-            "source_prefix": prefix,
+            "source_prefix": source.prefix,
             "base": planner.roots.get(1).map(|r| r.dest.clone()),
             "base_source_prefix": planner.roots.get(1).map(|r| r.source.clone()),
         }),
     );
-
     planner.finish(&mut contribution);
     Ok(contribution)
+}
+
+/// What the walks leave out: the environment's patterns (compiled) and, for a venv, the
+/// patterns its base is walked without.
+struct Excludes {
+    env: airgap_glob::Patterns,
+    base: Vec<String>,
+}
+
+impl<'a> Planner<'a> {
+    /// A planner with the environment's prefix as its only root, nothing planned yet.
+    fn new(request: &ContributeRequest, host: &'a Host<'a>, config: Config, prefix: &Path) -> Self {
+        Planner {
+            host,
+            work_dir: request.work_dir.join("conda"),
+            roots: vec![Root {
+                canonical: std::fs::canonicalize(prefix).unwrap_or_else(|_| prefix.to_path_buf()),
+                source: prefix.to_path_buf(),
+                dest: config.dest.trim_matches('/').to_string(),
+            }],
+            config,
+            entries: Vec::new(),
+            files: Vec::new(),
+            packages: Vec::new(),
+            warnings: Vec::new(),
+            scanned: 0,
+            total: 0,
+            elf_strings_left: Vec::new(),
+            dropped: BTreeSet::new(),
+            copies: Default::default(),
+        }
+    }
+
+    /// A venv's base as the second root, and what each root is walked without: the
+    /// configured patterns, and the standard library's test suite where the standard library
+    /// is (the installation itself, or a venv's base) unless `stdlib_tests` keeps it.
+    fn add_roots_and_excludes(&mut self, source: &Source) -> Result<Excludes, PluginError> {
+        let mut base = match (source.kind, &source.facts) {
+            (Kind::Venv, Some(f)) => self.add_venv_base(&source.prefix, f)?,
+            (Kind::Venv, None) => return Err(PluginError::new("no interpreter facts")),
+            _ => Vec::new(),
+        };
+        let mut env_patterns = self.config.exclude.clone();
+        if !self.config.stdlib_tests {
+            if let Some(f) = &source.facts {
+                let pattern = format!("lib/python{}/test", f.version_short);
+                match source.kind {
+                    Kind::Venv => base.push(pattern),
+                    _ => env_patterns.push(pattern),
+                }
+            }
+        }
+        let env = globs(&env_patterns, "exclude")?;
+        Ok(Excludes { env, base })
+    }
+
+    /// Plan every file of the roots: what conda and the Python distributions say they own
+    /// (packages for the manifest, placeholders), the editable installs (found before the
+    /// walk, which leaves their mechanism out; copied after it when asked), then the walks.
+    fn plan_trees(&mut self, source: &Source, excludes: &Excludes) -> Result<(), PluginError> {
+        let Source {
+            prefix,
+            kind,
+            facts,
+            ..
+        } = source;
+        let (managed, records) = if *kind == Kind::Conda {
+            self.read_conda_meta(prefix, facts.as_ref(), &excludes.env)?
+        } else {
+            (HashMap::new(), Vec::new())
+        };
+        let editables = match facts {
+            Some(f) => self.find_editables(f)?,
+            None => Vec::new(),
+        };
+
+        // Python packages that conda does not know about (pip-installed), for the manifest.
+        let mut dist_owner: HashMap<PathBuf, String> = HashMap::new();
+        if let Some(f) = facts {
+            python_packages(
+                &f.purelib,
+                &managed,
+                prefix,
+                &mut self.packages,
+                &mut dist_owner,
+            );
+        }
+
+        self.total = count_files(&self.roots);
+        let skip_conda = *kind == Kind::Conda;
+        self.walk(
+            0,
+            &excludes.env,
+            skip_conda,
+            &managed,
+            &records,
+            &dist_owner,
+        )?;
+        if self.roots.len() > 1 {
+            self.walk_base(&excludes.base, facts.as_ref())?;
+        }
+        if *kind == Kind::Plain {
+            self.own_unowned_by_interpreter(facts.as_ref(), prefix);
+        }
+
+        // Editable installs copied as regular files.
+        if self.config.editable == Editable::Bundle {
+            if let Some(f) = facts {
+                self.bundle_editables(&editables, &f.purelib)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A plain installation's files that no distribution owns belong to the interpreter, a
+    /// package of their own in the manifest.
+    fn own_unowned_by_interpreter(&mut self, facts: Option<&python::Facts>, prefix: &Path) {
+        let pkg = interpreter_package(facts, prefix);
+        self.packages.push(pkg.clone());
+        for f in self.files.iter_mut().filter(|f| f.package.is_none()) {
+            f.package = Some(pkg.id.clone());
+        }
+    }
+
+    /// Say (with `-v`) which ELF files outside conda packages keep the source prefix as a
+    /// string: they are not rewritten, so a user who sees a stale path knows why.
+    fn note_elf_strings_left(&self) {
+        if !self.elf_strings_left.is_empty() {
+            self.host.debug(&format!(
+                "{} ELF files outside conda packages hold the source prefix as a string and are not \
+                 rewritten (their search paths are patched instead): {}",
+                self.elf_strings_left.len(),
+                self.elf_strings_left.join(", ")
+            ));
+        }
+    }
 }
 
 /// The environment to bundle, as found on this machine.
@@ -374,20 +443,20 @@ fn python_environment(
         .ok()
         .and_then(paths::to_bundle)
         .unwrap_or_else(|| format!("lib/python{}/site-packages", f.version_short));
-    PythonEnvironment {
-        prefix: env_root.dest.clone(),
-        executable: paths::join(
-            &env_root.dest,
-            &paths::to_bundle(rel_exe).unwrap_or_else(|| "bin/python3".into()),
-        ),
-        source_prefix: prefix.to_path_buf(),
-        source_executable: interp.to_path_buf(),
-        version: f.version.clone(),
-        implementation: f.implementation.clone(),
-        abi: f.abi.clone(),
-        platforms: f.platforms.clone(),
-        site_packages: paths::join(&env_root.dest, &site),
-    }
+    let mut env = PythonEnvironment::default();
+    env.prefix = env_root.dest.clone();
+    env.executable = paths::join(
+        &env_root.dest,
+        &paths::to_bundle(rel_exe).unwrap_or_else(|| "bin/python3".into()),
+    );
+    env.source_prefix = prefix.to_path_buf();
+    env.source_executable = interp.to_path_buf();
+    env.version = f.version.clone();
+    env.implementation = f.implementation.clone();
+    env.abi = f.abi.clone();
+    env.platforms = f.platforms.clone();
+    env.site_packages = paths::join(&env_root.dest, &site);
+    env
 }
 
 impl Planner<'_> {
@@ -464,15 +533,11 @@ impl Planner<'_> {
                     missing.push((record, file));
                 }
             }
-            self.packages.push(Package {
-                id: record.id(),
-                name: record.name.clone(),
-                version: record.version.clone(),
-                kind: "conda".into(),
-                origin: record.channel.clone(),
-                sha256: record.sha256.clone(),
-                license: record.license.clone(),
-            });
+            let mut package = Package::new(record.id(), &record.name, &record.version, "conda")
+                .with_origin(&record.channel);
+            package.sha256 = record.sha256.clone();
+            package.license = record.license.clone();
+            self.packages.push(package);
         }
         if let Some((record, file)) = missing.first() {
             let more = if missing.len() > 1 {
@@ -728,6 +793,9 @@ impl Planner<'_> {
         Ok(())
     }
 
+    /// Plan one regular file: which prefixes it holds (to rewrite at unpack) and, when its
+    /// search path or shebang must change, a patched copy to bundle instead. Reads the file
+    /// once, or in windows when it is large.
     fn add_file(
         &mut self,
         path: &Path,
@@ -749,28 +817,9 @@ impl Planner<'_> {
             rewrites: Vec::new(),
             capacity: None,
         };
-        let name = dest.rsplit('/').next().unwrap_or(dest);
-        if name.ends_with(".pyc") || name.ends_with(".pyo") {
-            // Never rewrite byte code: that corrupts it ("bad marshal data"). A stale path in
-            // co_filename only shows in tracebacks.
+        if !worth_reading(path, dest, managed)? {
             self.files.push(plan);
             return Ok(());
-        }
-        let read_error = |e: std::io::Error| {
-            PluginError::new(format!("could not read {}: {e}", path.display()))
-                .with_help("check the permissions of the environment")
-        };
-        if managed.is_some_and(|m| m.placeholder.is_none()) {
-            // Conda says this file holds no prefix: only an ELF file (search paths) or a
-            // script (shebang) can still need a change. Do not read the rest.
-            let mut head = [0u8; 4];
-            let n = std::fs::File::open(path)
-                .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
-                .map_err(read_error)?;
-            if !(head[..n].starts_with(b"\x7fELF") || head[..n].starts_with(b"#!")) {
-                self.files.push(plan);
-                return Ok(());
-            }
         }
         let spellings = self.prefix_spellings();
         let placeholder = managed.and_then(|m| m.placeholder.clone());
@@ -779,131 +828,170 @@ impl Planner<'_> {
             // file that still holds its placeholder has that length itself.
             plan.capacity = Some(ph.len());
         }
-        let is_managed = managed.is_some();
-        let size = std::fs::metadata(path).map_err(read_error)?.len();
+        let lookup = Lookup {
+            spellings: &spellings,
+            placeholder: placeholder.as_ref(),
+            managed: managed.is_some(),
+        };
+        let size = std::fs::metadata(path)
+            .map_err(|e| read_error(path, e))?
+            .len();
         if size > WHOLE_READ_LIMIT
             && self
-                .plan_large_file(
-                    path,
-                    dest,
-                    &mut plan,
-                    &spellings,
-                    placeholder.as_ref(),
-                    is_managed,
-                )
-                .map_err(read_error)?
+                .plan_large_file(path, dest, &mut plan, &lookup)
+                .map_err(|e| read_error(path, e))?
         {
             self.files.push(plan);
             return Ok(());
         }
-        let data = std::fs::read(path).map_err(read_error)?;
-        let mut content: Option<Vec<u8>> = None;
+        let data = std::fs::read(path).map_err(|e| read_error(path, e))?;
+        let content = self.plan_content(path, dest, &data, &mut plan, &lookup);
+        if let Some(new) = content {
+            self.keep_copy(path, dest, &new, &mut plan)?;
+        }
+        self.files.push(plan);
+        Ok(())
+    }
 
+    /// Record the rewrites `data` (the whole file) needs, by what it is; returns the patched
+    /// contents when its search path or shebang changed.
+    fn plan_content(
+        &mut self,
+        path: &Path,
+        dest: &str,
+        data: &[u8],
+        plan: &mut FilePlan,
+        lookup: &Lookup,
+    ) -> Option<Vec<u8>> {
         if data.starts_with(b"!<arch>\n") {
             // A static library: object code, like ELF files. Its strings are only listed on
             // request; a listed `libpythonX.Y.a` would stop unpacking at a longer path.
-            if !is_managed {
-                let found = self.found_prefixes(&data, &spellings, None);
-                let rewrite = self.config.rewrite_elf_strings;
-                self.object_code_rewrites(&mut plan, dest, found, rewrite);
-            } else if let Some((ph, mode)) = &placeholder {
-                for (old, root) in self.found_prefixes(&data, &spellings, Some(ph)) {
-                    plan.rewrites.push((old, root, *mode));
-                }
-            }
-        } else if search_path::is_elf(&data) {
-            let mut force_binary = false;
-            let map = |dir: &str| -> Option<String> {
-                if dir.starts_with('$') || !dir.starts_with('/') {
-                    return None;
-                }
-                let dir = paths::normalize(Path::new(dir));
-                self.map(&dir).or_else(|| self.copy_map(&dir))
-            };
-            match search_path::make_relative(&data, dest, &map) {
-                SearchPath::Untouched => {}
-                SearchPath::Patched {
-                    data: patched,
-                    old,
-                    new,
-                } => {
-                    self.host
-                        .debug(&format!("{dest}: search path {old} -> {new}"));
-                    content = Some(patched);
-                }
-                SearchPath::CannotPatch {
-                    why,
-                    entries,
-                    runpath,
-                } => match self.patch_with_patchelf(path, dest, &entries, runpath) {
-                    Ok(patched) => {
-                        self.host.debug(&format!(
-                            "{dest}: search path set to {} with patchelf ({why})",
-                            entries.join(":")
-                        ));
-                        content = Some(patched);
-                    }
-                    Err(e) => {
-                        self.host.debug(&format!(
-                            "{dest}: search path not patched ({why}; {e}): rewriting the prefix \
-                             in place at unpack instead"
-                        ));
-                        force_binary = true;
-                    }
-                },
-            }
-            let current: &[u8] = content.as_deref().unwrap_or(&data);
-            if let Some((ph, mode)) = &placeholder {
-                for (old, root) in self.found_prefixes(current, &spellings, Some(ph)) {
-                    plan.rewrites.push((old, root, *mode));
-                }
-            } else if !is_managed {
-                let found = self.found_prefixes(current, &spellings, None);
-                let rewrite = self.config.rewrite_elf_strings || force_binary;
-                self.object_code_rewrites(&mut plan, dest, found, rewrite);
-            }
-        } else if prefix::is_text(&data) {
-            if let Some(new) = self.rewrite_shebang(&data, dest) {
-                content = Some(new);
-            }
-            let current: &[u8] = content.as_deref().unwrap_or(&data);
-            match (&placeholder, is_managed) {
-                (Some((ph, mode)), _) => {
-                    for (old, root) in self.found_prefixes(current, &spellings, Some(ph)) {
-                        plan.rewrites.push((old, root, *mode));
-                    }
-                }
-                (None, true) => {}
-                (None, false) => {
-                    for (old, root) in self.found_prefixes(current, &spellings, None) {
-                        plan.rewrites.push((old, root, PrefixMode::Text));
-                    }
-                }
-            }
+            let rewrite = self.config.rewrite_elf_strings;
+            self.plan_object_code(plan, dest, data, lookup, rewrite);
+            None
+        } else if search_path::is_elf(data) {
+            let (patched, force_binary) = self.patch_search_path(path, dest, data);
+            let current: &[u8] = patched.as_deref().unwrap_or(data);
+            let rewrite = self.config.rewrite_elf_strings || force_binary;
+            self.plan_object_code(plan, dest, current, lookup, rewrite);
+            patched
+        } else if prefix::is_text(data) {
+            let patched = self.rewrite_shebang(data, dest);
+            let current: &[u8] = patched.as_deref().unwrap_or(data);
+            self.plan_data(plan, current, lookup, PrefixMode::Text);
+            patched
         } else {
-            match (&placeholder, is_managed) {
-                (Some((ph, mode)), _) => {
-                    for (old, root) in self.found_prefixes(&data, &spellings, Some(ph)) {
-                        plan.rewrites.push((old, root, *mode));
-                    }
-                }
-                (None, true) => {}
-                (None, false) => {
-                    for (old, root) in self.found_prefixes(&data, &spellings, None) {
-                        plan.rewrites.push((old, root, PrefixMode::Binary));
-                    }
-                }
+            self.plan_data(plan, data, lookup, PrefixMode::Binary);
+            None
+        }
+    }
+
+    /// Make an ELF file's search path relative to itself (in place, or with patchelf when
+    /// that cannot be done in place). Returns the patched contents, and whether the prefix
+    /// must be rewritten in place at unpack instead (neither way worked).
+    fn patch_search_path(&self, path: &Path, dest: &str, data: &[u8]) -> (Option<Vec<u8>>, bool) {
+        let map = |dir: &str| -> Option<String> {
+            if dir.starts_with('$') || !dir.starts_with('/') {
+                return None;
             }
+            let dir = paths::normalize(Path::new(dir));
+            self.map(&dir).or_else(|| self.copy_map(&dir))
+        };
+        match search_path::make_relative(data, dest, &map) {
+            SearchPath::Untouched => (None, false),
+            SearchPath::Patched {
+                data: patched,
+                old,
+                new,
+            } => {
+                self.host
+                    .debug(&format!("{dest}: search path {old} -> {new}"));
+                (Some(patched), false)
+            }
+            SearchPath::CannotPatch {
+                why,
+                entries,
+                runpath,
+            } => match self.patch_with_patchelf(path, dest, &entries, runpath) {
+                Ok(patched) => {
+                    self.host.debug(&format!(
+                        "{dest}: search path set to {} with patchelf ({why})",
+                        entries.join(":")
+                    ));
+                    (Some(patched), false)
+                }
+                Err(e) => {
+                    self.host.debug(&format!(
+                        "{dest}: search path not patched ({why}; {e}): rewriting the prefix \
+                         in place at unpack instead"
+                    ));
+                    (None, true)
+                }
+            },
         }
-        if let Some(new) = content {
-            let mode = std::fs::metadata(path)
-                .map(|m| m.permissions().mode() & 0o7777)
-                .unwrap_or(0o644);
-            plan.source = self.write_copy(dest, &new)?;
-            plan.copied = true;
-            plan.mode = Some(mode);
+    }
+
+    /// Object code (an ELF file, a static library): conda's placeholder is rewritten as conda
+    /// says; in a file conda does not own, the prefixes found follow
+    /// [`Planner::object_code_rewrites`]; a conda file without a placeholder holds none.
+    fn plan_object_code(
+        &mut self,
+        plan: &mut FilePlan,
+        dest: &str,
+        data: &[u8],
+        lookup: &Lookup,
+        rewrite: bool,
+    ) {
+        if let Some((ph, mode)) = lookup.placeholder {
+            self.rewrite_found(plan, data, lookup.spellings, Some(ph), *mode);
+        } else if !lookup.managed {
+            let found = self.found_prefixes(data, lookup.spellings, None);
+            self.object_code_rewrites(plan, dest, found, rewrite);
         }
-        self.files.push(plan);
+    }
+
+    /// Any other file: conda's placeholder is rewritten as conda says; in a file conda does
+    /// not own, every prefix found is rewritten in `unowned` mode (text files: `Text`, any
+    /// other: `Binary`); a conda file without a placeholder holds none.
+    fn plan_data(&self, plan: &mut FilePlan, data: &[u8], lookup: &Lookup, unowned: PrefixMode) {
+        match (lookup.placeholder, lookup.managed) {
+            (Some((ph, mode)), _) => {
+                self.rewrite_found(plan, data, lookup.spellings, Some(ph), *mode)
+            }
+            (None, true) => {}
+            (None, false) => self.rewrite_found(plan, data, lookup.spellings, None, unowned),
+        }
+    }
+
+    /// Record a rewrite in `mode` of every prefix `data` holds ([`Planner::found_prefixes`]).
+    fn rewrite_found(
+        &self,
+        plan: &mut FilePlan,
+        data: &[u8],
+        spellings: &[(String, String)],
+        placeholder: Option<&str>,
+        mode: PrefixMode,
+    ) {
+        for (old, root) in self.found_prefixes(data, spellings, placeholder) {
+            plan.rewrites.push((old, root, mode));
+        }
+    }
+
+    /// Bundle the patched contents `new` instead of the file: a copy in the work directory,
+    /// with the original's permission bits.
+    fn keep_copy(
+        &self,
+        path: &Path,
+        dest: &str,
+        new: &[u8],
+        plan: &mut FilePlan,
+    ) -> Result<(), PluginError> {
+        let mode = std::fs::metadata(path)
+            .map(|m| m.permissions().mode() & 0o7777)
+            .unwrap_or(0o644);
+        plan.source = self.write_copy(dest, new)?;
+        plan.copied = true;
+        plan.mode = Some(mode);
         Ok(())
     }
 
@@ -939,10 +1027,13 @@ impl Planner<'_> {
         path: &Path,
         dest: &str,
         plan: &mut FilePlan,
-        spellings: &[(String, String)],
-        placeholder: Option<&(String, PrefixMode)>,
-        is_managed: bool,
+        lookup: &Lookup,
     ) -> std::io::Result<bool> {
+        let Lookup {
+            spellings,
+            placeholder,
+            managed: is_managed,
+        } = *lookup;
         let mut head = [0u8; 8];
         let n = airgap_io::read_full(&mut std::fs::File::open(path)?, &mut head)?;
         let head = &head[..n];
@@ -1210,15 +1301,10 @@ impl Planner<'_> {
                 e.target.display()
             ));
             let package = format!("python:{}-editable", e.name);
-            self.packages.push(Package {
-                id: package.clone(),
-                name: e.name.clone(),
-                version: String::new(),
-                kind: "python".into(),
-                origin: format!("editable install from {}", e.target.display()),
-                sha256: None,
-                license: None,
-            });
+            self.packages.push(
+                Package::new(&package, &e.name, "", "python")
+                    .with_origin(format!("editable install from {}", e.target.display())),
+            );
             for (source, name) in &e.copy {
                 let dest = paths::join(&site, name);
                 let mut entry = Entry::path(source, dest);
@@ -1521,15 +1607,13 @@ fn interpreter_package(facts: Option<&Facts>, prefix: &Path) -> Package {
         ),
         None => ("python".to_string(), String::new()),
     };
-    Package {
-        id: format!("python:{name}-{version}"),
+    Package::new(
+        format!("python:{name}-{version}"),
         name,
         version,
-        kind: "interpreter".into(),
-        origin: prefix.display().to_string(),
-        sha256: None,
-        license: None,
-    }
+        "interpreter",
+    )
+    .with_origin(prefix.display().to_string())
 }
 
 /// Python distributions in `site` that conda does not own, from their `RECORD` files; fills
@@ -1586,15 +1670,9 @@ fn python_packages(
                 owner.insert(paths::normalize(&site.join(path)), id.clone());
             }
         }
-        packages.push(Package {
-            id,
-            name,
-            version,
-            kind: "python".into(),
-            origin,
-            sha256: None,
-            license: field("License-Expression:").or_else(|| field("License:")),
-        });
+        let mut package = Package::new(id, name, version, "python").with_origin(origin);
+        package.license = field("License-Expression:").or_else(|| field("License:"));
+        packages.push(package);
     }
 }
 

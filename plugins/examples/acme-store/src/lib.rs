@@ -72,6 +72,8 @@ struct Artifact {
 pub struct AcmeStore;
 
 impl SourcePlugin for AcmeStore {
+    /// Read the index, check that every wanted package is in it, then bring each selected
+    /// artifact (checked against the index) as a package of its own.
     fn contribute(
         &self,
         request: &ContributeRequest,
@@ -79,114 +81,29 @@ impl SourcePlugin for AcmeStore {
     ) -> Result<Contribution, PluginError> {
         let config: Config = request.config()?;
         let index_path = request.resolve_path(&config.index);
-        let text = std::fs::read_to_string(&index_path).map_err(|e| {
-            PluginError::new(format!(
-                "cannot read the ACME index {}: {e}",
-                index_path.display()
-            ))
-            .with_help("set `index` in [sources.acme-store] to the store's index.toml")
-        })?;
-        let index: Index = toml::from_str(&text).map_err(|e| {
-            PluginError::new(format!("invalid ACME index {}: {e}", index_path.display()))
-        })?;
+        let index = read_index(&index_path)?;
         let store = index_path.parent().unwrap_or(Path::new("/"));
-        let wanted: Vec<(String, Option<String>)> = config
-            .packages
-            .iter()
-            .map(|p| match p.split_once("==") {
-                Some((n, v)) => (n.trim().to_string(), Some(v.trim().to_string())),
-                None => (p.trim().to_string(), None),
-            })
-            .collect();
+        let wanted = wanted(&config.packages);
+        check_wanted(&wanted, &index, &index_path)?;
 
         let mut contribution = Contribution::default();
-        for (name, version) in &wanted {
-            let known = index
-                .artifact
-                .iter()
-                .any(|a| &a.name == name && version.as_ref().is_none_or(|v| &a.version == v));
-            if !known {
-                let spec = version
-                    .as_ref()
-                    .map(|v| format!("{name}=={v}"))
-                    .unwrap_or(name.clone());
-                return Err(PluginError::new(format!(
-                    "{spec} is not in the ACME index {}",
-                    index_path.display()
-                ))
-                .with_help(format!(
-                    "the index has: {}",
-                    index
-                        .artifact
-                        .iter()
-                        .map(|a| format!("{}=={}", a.name, a.version))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
-            }
-        }
         let total = index.artifact.len() as u64;
         for (done, artifact) in index.artifact.iter().enumerate() {
             if host.is_cancelled() {
                 return Err(PluginError::cancelled());
             }
-            let selected = wanted.is_empty()
-                || wanted.iter().any(|(n, v)| {
-                    n == &artifact.name && v.as_ref().is_none_or(|v| v == &artifact.version)
-                });
-            if !selected {
+            if !is_selected(&wanted, artifact) {
                 continue;
             }
             let source = store.join(&artifact.path);
-            if !source.exists() {
-                return Err(PluginError::new(format!(
-                    "artifact {}=={} is listed in {} but {} does not exist",
-                    artifact.name,
-                    artifact.version,
-                    index_path.display(),
-                    source.display()
-                ))
-                .with_help("the ACME store is incomplete: sync it, or leave this package out of `packages`"));
-            }
-            if let Some(expected) = &artifact.sha256 {
-                let actual = sha256_of(&source).map_err(|e| {
-                    PluginError::new(format!("cannot read {}: {e}", source.display()))
-                })?;
-                if !actual.eq_ignore_ascii_case(expected) {
-                    return Err(PluginError::new(format!(
-                        "{} does not match the sha256 in the ACME index (expected {expected}, found {actual})",
-                        source.display()
-                    ))
-                    .with_help("the artifact changed after it was indexed: re-index the store"));
-                }
-            }
-            let id = format!("acme:{}-{}", artifact.name, artifact.version);
-            let file_name = source
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| artifact.name.clone());
-            contribution.entries.push(
-                Entry::path(
-                    &source,
-                    format!("{}/{}/{}", config.dest, artifact.name, file_name),
-                )
-                .with_package(&id),
+            check_artifact(artifact, &source, &index_path)?;
+            add_artifact(
+                &mut contribution,
+                artifact,
+                &source,
+                &config.dest,
+                &index_path,
             );
-            if artifact.license.is_none() {
-                contribution.warnings.push(format!(
-                    "{}=={} has no licence in the ACME index",
-                    artifact.name, artifact.version
-                ));
-            }
-            contribution.packages.push(Package {
-                id,
-                name: artifact.name.clone(),
-                version: artifact.version.clone(),
-                kind: "acme".into(),
-                origin: index_path.display().to_string(),
-                sha256: artifact.sha256.clone(),
-                license: artifact.license.clone(),
-            });
             host.progress(done as u64 + 1, total, "acme artifacts");
         }
         host.info(&format!(
@@ -196,6 +113,136 @@ impl SourcePlugin for AcmeStore {
         ));
         Ok(contribution)
     }
+}
+
+/// The store's `index.toml`.
+fn read_index(index_path: &Path) -> Result<Index, PluginError> {
+    let text = std::fs::read_to_string(index_path).map_err(|e| {
+        PluginError::new(format!(
+            "cannot read the ACME index {}: {e}",
+            index_path.display()
+        ))
+        .with_help("set `index` in [sources.acme-store] to the store's index.toml")
+    })?;
+    toml::from_str(&text)
+        .map_err(|e| PluginError::new(format!("invalid ACME index {}: {e}", index_path.display())))
+}
+
+/// `packages` as (name, version if pinned with `==`).
+fn wanted(packages: &[String]) -> Vec<(String, Option<String>)> {
+    packages
+        .iter()
+        .map(|p| match p.split_once("==") {
+            Some((n, v)) => (n.trim().to_string(), Some(v.trim().to_string())),
+            None => (p.trim().to_string(), None),
+        })
+        .collect()
+}
+
+/// Refuse a wanted package the index does not have, listing what it has: a typo fails here,
+/// not as a package missing on the target.
+fn check_wanted(
+    wanted: &[(String, Option<String>)],
+    index: &Index,
+    index_path: &Path,
+) -> Result<(), PluginError> {
+    for (name, version) in wanted {
+        let known = index
+            .artifact
+            .iter()
+            .any(|a| &a.name == name && version.as_ref().is_none_or(|v| &a.version == v));
+        if !known {
+            let spec = version
+                .as_ref()
+                .map(|v| format!("{name}=={v}"))
+                .unwrap_or(name.clone());
+            return Err(PluginError::new(format!(
+                "{spec} is not in the ACME index {}",
+                index_path.display()
+            ))
+            .with_help(format!(
+                "the index has: {}",
+                index
+                    .artifact
+                    .iter()
+                    .map(|a| format!("{}=={}", a.name, a.version))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `packages` selects `artifact` (an empty list selects every artifact).
+fn is_selected(wanted: &[(String, Option<String>)], artifact: &Artifact) -> bool {
+    wanted.is_empty()
+        || wanted
+            .iter()
+            .any(|(n, v)| n == &artifact.name && v.as_ref().is_none_or(|v| v == &artifact.version))
+}
+
+/// The artifact exists at `source` and matches the index's sha256, when it lists one: the
+/// bundle never carries an artifact that changed after it was indexed.
+fn check_artifact(
+    artifact: &Artifact,
+    source: &Path,
+    index_path: &Path,
+) -> Result<(), PluginError> {
+    if !source.exists() {
+        return Err(PluginError::new(format!(
+            "artifact {}=={} is listed in {} but {} does not exist",
+            artifact.name,
+            artifact.version,
+            index_path.display(),
+            source.display()
+        ))
+        .with_help(
+            "the ACME store is incomplete: sync it, or leave this package out of `packages`",
+        ));
+    }
+    if let Some(expected) = &artifact.sha256 {
+        let actual = sha256_of(source)
+            .map_err(|e| PluginError::new(format!("cannot read {}: {e}", source.display())))?;
+        if !actual.eq_ignore_ascii_case(expected) {
+            return Err(PluginError::new(format!(
+                "{} does not match the sha256 in the ACME index (expected {expected}, found {actual})",
+                source.display()
+            ))
+            .with_help("the artifact changed after it was indexed: re-index the store"));
+        }
+    }
+    Ok(())
+}
+
+/// Name the artifact's file under `dest/NAME/` and declare it as a package (with a warning
+/// when the index gives no licence: the people who approve the transfer look for one).
+fn add_artifact(
+    contribution: &mut Contribution,
+    artifact: &Artifact,
+    source: &Path,
+    dest: &str,
+    index_path: &Path,
+) {
+    let id = format!("acme:{}-{}", artifact.name, artifact.version);
+    let file_name = source
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| artifact.name.clone());
+    contribution.entries.push(
+        Entry::path(source, format!("{dest}/{}/{}", artifact.name, file_name)).with_package(&id),
+    );
+    if artifact.license.is_none() {
+        contribution.warnings.push(format!(
+            "{}=={} has no licence in the ACME index",
+            artifact.name, artifact.version
+        ));
+    }
+    let mut package = Package::new(id, &artifact.name, &artifact.version, "acme")
+        .with_origin(index_path.display().to_string());
+    package.sha256 = artifact.sha256.clone();
+    package.license = artifact.license.clone();
+    contribution.packages.push(package);
 }
 
 fn sha256_of(path: &Path) -> std::io::Result<String> {

@@ -905,19 +905,80 @@ impl<'r, 'h, 'a> Bundler<'r, 'h, 'a> {
         "https://pypi.org/simple".into()
     }
 
+    /// The contribution: the wheelhouse (wheels, lock, installer), the steps that install it
+    /// offline on the target, the wheels built here unpacked for syslibs, and the facts that
+    /// describe it all to later plugins.
     fn contribution(
         self,
         set: Vec<Locked>,
         installer: Locked,
     ) -> Result<Contribution, PluginError> {
         let dest = self.cfg.dest.clone();
+        let mut c = Contribution::default();
+        let wheels_fact = self.add_wheelhouse(&mut c, &set, &installer);
+        let (built_fact, elf_warnings) = self.unpack_built()?;
+        let (venv, python_in_bundle) = self.python_in_bundle();
+        if self.cfg.install {
+            if let Some(venv) = &venv {
+                c.install_steps.extend(self.venv_steps(venv));
+            }
+            let into = venv.clone().unwrap_or_else(|| {
+                self.request
+                    .python
+                    .as_ref()
+                    .map(|p| p.prefix.clone())
+                    .unwrap_or_default()
+            });
+            c.install_steps.push(self.install_step(
+                set.len(),
+                &installer,
+                &into,
+                &python_in_bundle,
+            ));
+        }
+
+        c.facts.insert(
+            "wheelhouse".into(),
+            json!({
+                "dest": dest,
+                "lock": format!("{dest}/{LOCK}"),
+                "installer": format!("{dest}/{}", installer.file),
+                "python": python_in_bundle,
+                "venv": venv,
+                "target": {
+                    "python": self.tags.version, "implementation": self.tags.implementation,
+                    "abi": self.tags.abi, "platforms": self.tags.platforms,
+                },
+                "wheels": wheels_fact,
+            }),
+        );
+        c.facts.insert("built".into(), json!(built_fact));
+        c.warnings = self.warnings.clone();
+        c.warnings.extend(elf_warnings);
+        self.host.info(&format!(
+            "pip: {} wheels for {} ({} built here), lock at {dest}/{LOCK}",
+            set.len(),
+            self.tags.describe(),
+            self.built.len()
+        ));
+        Ok(c)
+    }
+
+    /// Put every wheel of `set` (and the installer's, when the set does not hold it) and the
+    /// lock into the bundle, each wheel a package; returns the `wheels` fact.
+    fn add_wheelhouse(
+        &self,
+        c: &mut Contribution,
+        set: &[Locked],
+        installer: &Locked,
+    ) -> Vec<serde_json::Value> {
+        let dest = &self.cfg.dest;
         let origin = self.origin();
         let id = |name: &str, version: &str| format!("pip:{}-{version}", normalize(name));
-        let mut c = Contribution::default();
         let mut wheels_fact = Vec::new();
         let mut all: Vec<(&Locked, bool)> = set.iter().map(|l| (l, false)).collect();
         if !set.iter().any(|l| l.file == installer.file) {
-            all.push((&installer, true));
+            all.push((installer, true));
         }
         for (l, installer_only) in all {
             let built = self.built.iter().find(|b| b.file == l.file);
@@ -926,21 +987,18 @@ impl<'r, 'h, 'a> Bundler<'r, 'h, 'a> {
                 Entry::path(self.wheelhouse.join(&l.file), format!("{dest}/{}", l.file))
                     .with_package(pkg_id.clone()),
             );
-            c.packages.push(Package {
-                id: pkg_id,
-                name: l.name.clone(),
-                version: l.version.clone(),
-                kind: "wheel".into(),
-                origin: match built {
-                    Some(b) => format!(
-                        "built from sdist with python {} on the build machine",
-                        b.python.version
-                    ),
-                    None => origin.clone(),
-                },
-                sha256: Some(l.sha256.clone()),
-                license: None,
-            });
+            let package_origin = match built {
+                Some(b) => format!(
+                    "built from sdist with python {} on the build machine",
+                    b.python.version
+                ),
+                None => origin.clone(),
+            };
+            c.packages.push(
+                Package::new(pkg_id, &l.name, &l.version, "wheel")
+                    .with_origin(package_origin)
+                    .with_sha256(&l.sha256),
+            );
             wheels_fact.push(json!({
                 "name": l.name, "version": l.version, "file": format!("{dest}/{}", l.file),
                 "sha256": l.sha256, "built": built.is_some(), "installer_only": installer_only,
@@ -950,8 +1008,13 @@ impl<'r, 'h, 'a> Bundler<'r, 'h, 'a> {
             self.wheelhouse.join(LOCK),
             format!("{dest}/{LOCK}"),
         ));
+        wheels_fact
+    }
 
-        // Wheels built here may link this machine's libraries: unpack them for syslibs.
+    /// Wheels built here may link this machine's libraries: unpack them for syslibs, and
+    /// warn about those that hold compiled files. Returns the `built` fact and the warnings.
+    fn unpack_built(&self) -> Result<(Vec<serde_json::Value>, Vec<String>), PluginError> {
+        let dest = &self.cfg.dest;
         let mut built_fact = Vec::new();
         let mut elf_warnings = Vec::new();
         for b in &self.built {
@@ -983,10 +1046,67 @@ impl<'r, 'h, 'a> Bundler<'r, 'h, 'a> {
                 "extracted": dir, "elf_files": elf,
             }));
         }
+        Ok((built_fact, elf_warnings))
+    }
 
+    /// Where the wheels are installed on the target: the environment an earlier plugin
+    /// brought, or else a venv of our own (its folder, then the interpreter in the bundle).
+    fn python_in_bundle(&self) -> (Option<String>, String) {
+        match &self.request.python {
+            Some(env) => (None, env.executable.clone()),
+            None => (
+                Some(self.cfg.venv.clone()),
+                format!("{}/bin/python", self.cfg.venv),
+            ),
+        }
+    }
+
+    /// The steps that make our own venv from the target's Python, after checking that it is
+    /// the version the wheels were chosen for.
+    fn venv_steps(&self, venv: &str) -> [InstallStep; 2] {
+        let (major, minor) = (self.tags.major, self.tags.minor);
+        [
+            InstallStep::Run {
+                description: format!("check that the target python is {major}.{minor}"),
+                program: "{python}".into(),
+                args: vec![
+                    "-c".into(),
+                    format!(
+                        "import sys; v = sys.version_info[:2]; sys.exit(0 if v == ({major}, \
+                         {minor}) else 'this bundle is for python {major}.{minor}, not ' + \
+                         sys.version.split()[0] + ' (' + sys.executable + ')')"
+                    ),
+                ],
+                env: BTreeMap::new(),
+            },
+            InstallStep::Run {
+                description: format!("create the venv {venv} from the target's python"),
+                program: "{python}".into(),
+                args: vec![
+                    "-m".into(),
+                    "venv".into(),
+                    "--without-pip".into(),
+                    format!("{{dest}}/{venv}"),
+                ],
+                env: BTreeMap::new(),
+            },
+        ]
+    }
+
+    /// The step that installs the `wheels` wheels of the wheelhouse into `into` with the
+    /// bundled installer, offline, hash-checked against the lock, ignoring the target's pip
+    /// configuration.
+    fn install_step(
+        &self,
+        wheels: usize,
+        installer: &Locked,
+        into: &str,
+        python_in_bundle: &str,
+    ) -> InstallStep {
+        let dest = &self.cfg.dest;
         let installer_path = format!("{{dest}}/{dest}/{}/pip", installer.file);
         let pip_args: Vec<String> = vec![
-            installer_path.clone(),
+            installer_path,
             "install".into(),
             "--isolated".into(),
             "--no-input".into(),
@@ -1002,84 +1122,15 @@ impl<'r, 'h, 'a> Bundler<'r, 'h, 'a> {
         ];
         let pip_env: BTreeMap<String, String> =
             [("PIP_CONFIG_FILE".to_string(), "/dev/null".to_string())].into();
-        let (venv, python_in_bundle) = match &self.request.python {
-            Some(env) => (None, env.executable.clone()),
-            None => (
-                Some(self.cfg.venv.clone()),
-                format!("{}/bin/python", self.cfg.venv),
+        InstallStep::Run {
+            description: format!(
+                "install {wheels} wheels into {into} offline with pip {}",
+                installer.version
             ),
-        };
-        if self.cfg.install {
-            if let Some(venv) = &venv {
-                let (major, minor) = (self.tags.major, self.tags.minor);
-                c.install_steps.push(InstallStep::Run {
-                    description: format!("check that the target python is {major}.{minor}"),
-                    program: "{python}".into(),
-                    args: vec![
-                        "-c".into(),
-                        format!(
-                            "import sys; v = sys.version_info[:2]; sys.exit(0 if v == ({major}, \
-                             {minor}) else 'this bundle is for python {major}.{minor}, not ' + \
-                             sys.version.split()[0] + ' (' + sys.executable + ')')"
-                        ),
-                    ],
-                    env: BTreeMap::new(),
-                });
-                c.install_steps.push(InstallStep::Run {
-                    description: format!("create the venv {venv} from the target's python"),
-                    program: "{python}".into(),
-                    args: vec![
-                        "-m".into(),
-                        "venv".into(),
-                        "--without-pip".into(),
-                        format!("{{dest}}/{venv}"),
-                    ],
-                    env: BTreeMap::new(),
-                });
-            }
-            c.install_steps.push(InstallStep::Run {
-                description: format!(
-                    "install {} wheels into {} offline with pip {}",
-                    set.len(),
-                    venv.clone().unwrap_or_else(|| self
-                        .request
-                        .python
-                        .as_ref()
-                        .map(|p| p.prefix.clone())
-                        .unwrap_or_default()),
-                    installer.version
-                ),
-                program: format!("{{dest}}/{python_in_bundle}"),
-                args: pip_args,
-                env: pip_env,
-            });
+            program: format!("{{dest}}/{python_in_bundle}"),
+            args: pip_args,
+            env: pip_env,
         }
-
-        c.facts.insert(
-            "wheelhouse".into(),
-            json!({
-                "dest": dest,
-                "lock": format!("{dest}/{LOCK}"),
-                "installer": format!("{dest}/{}", installer.file),
-                "python": python_in_bundle,
-                "venv": venv,
-                "target": {
-                    "python": self.tags.version, "implementation": self.tags.implementation,
-                    "abi": self.tags.abi, "platforms": self.tags.platforms,
-                },
-                "wheels": wheels_fact,
-            }),
-        );
-        c.facts.insert("built".into(), json!(built_fact));
-        c.warnings = self.warnings.clone();
-        c.warnings.extend(elf_warnings);
-        self.host.info(&format!(
-            "pip: {} wheels for {} ({} built here), lock at {dest}/{LOCK}",
-            set.len(),
-            self.tags.describe(),
-            self.built.len()
-        ));
-        Ok(c)
     }
 }
 

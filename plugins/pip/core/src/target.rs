@@ -1,7 +1,7 @@
 //! The target profile as pip sees it: `--python-version`, `--implementation`, `--abi` and one
 //! `--platform` per tag.
 
-use airgap_plugin_api::{ContributeRequest, PluginError};
+use airgap_plugin_api::{ContributeRequest, PluginError, PythonEnvironment, TargetProfile};
 
 /// The target interpreter's tags.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,109 +30,33 @@ pub struct Derived {
 }
 
 impl TargetTags {
-    /// The profile for `request`: `[target]` fields first, then the bundled interpreter's.
+    /// The profile for `request`: `[target]` fields first, then the bundled interpreter's
+    /// (only when it is the same Python X.Y), then defaults; each tag in its own function.
     pub fn from_request(
         request: &ContributeRequest,
         host_glibc: impl FnOnce() -> Option<String>,
     ) -> Result<Derived, PluginError> {
         let target = &request.target;
-        let env = request.python.as_ref();
         let mut warnings = Vec::new();
-
-        let version = target
-            .python
-            .clone()
-            .filter(|v| !v.trim().is_empty())
-            .or_else(|| env.map(|e| e.version.clone()).filter(|v| !v.is_empty()))
-            .ok_or_else(|| {
-                PluginError::new("no target python version for the pip wheelhouse").with_help(
-                    "set `python = \"3.9.18\"` in [target], or bundle an environment with an \
-                     environment source (conda) before [sources.pip]",
-                )
-            })?;
-        let version = version.trim().to_string();
-        let parts: Vec<&str> = version.split('.').collect();
-        let parse = |i: usize| parts.get(i).and_then(|p| p.parse::<u32>().ok());
-        let (major, minor) = match (parse(0), parse(1)) {
-            (Some(major), Some(minor)) if parts.iter().all(|p| p.parse::<u32>().is_ok()) => {
-                (major, minor)
-            }
-            _ => {
-                return Err(PluginError::new(format!(
-                    "target python version {version:?} is not a version like 3.9.18"
-                ))
-                .with_help("set [target] python to the full version of the target's interpreter"))
-            }
-        };
+        let (version, major, minor) = target_version(target, request.python.as_ref())?;
         // The environment's tags describe the target only when it is the same Python X.Y.
-        let env = env.filter(|e| {
+        let env = request.python.as_ref().filter(|e| {
             let mut it = e.version.split('.').map(|p| p.parse::<u32>().ok());
             (it.next().flatten(), it.next().flatten()) == (Some(major), Some(minor))
         });
-        if parts.len() < 3 {
+        if version.split('.').count() < 3 {
             warnings.push(format!(
                 "target python {version} has no micro version: pip reads it as {version}.0 and \
                  rejects packages needing a later micro; set [target] python to the full version"
             ));
         }
-
-        let implementation = target
-            .implementation
-            .clone()
-            .or_else(|| {
-                env.map(|e| e.implementation.clone())
-                    .filter(|i| !i.is_empty())
-            })
-            .map(|i| match i.as_str() {
-                "cpython" | "CPython" => "cp".to_string(),
-                "pypy" | "PyPy" => "pp".to_string(),
-                _ => i,
-            })
-            .unwrap_or_else(|| "cp".into());
-
+        let implementation = implementation(target, env);
         let abi = target
             .abi
             .clone()
             .or_else(|| env.map(|e| e.abi.clone()).filter(|a| !a.is_empty()))
-            .unwrap_or_else(|| {
-                let m = if implementation == "cp" && (major, minor) < (3, 8) {
-                    "m"
-                } else {
-                    ""
-                };
-                format!("{implementation}{major}{minor}{m}")
-            });
-
-        let arch = target
-            .arch
-            .clone()
-            .unwrap_or_else(|| std::env::consts::ARCH.to_string());
-        let platforms = if !target.platforms.is_empty() {
-            expand_platforms(&target.platforms, &arch)
-        } else if let Some(glibc) = &target.glibc {
-            manylinux_platforms(glibc, &arch).ok_or_else(|| {
-                PluginError::new(format!("target glibc {glibc:?} is not a version like 2.17"))
-                    .with_help("set [target] glibc to the target's glibc version (`ldd --version`)")
-            })?
-        } else if let Some(env) = env.filter(|e| !e.platforms.is_empty()) {
-            expand_platforms(&env.platforms, &arch)
-        } else {
-            let glibc = host_glibc().ok_or_else(|| {
-                PluginError::new("no target platform for the pip wheelhouse")
-                    .with_help("set [target] glibc = \"2.17\" (or platforms = [...])")
-            })?;
-            warnings.push(format!(
-                "no target glibc given: assuming glibc {glibc} like this machine; set [target] glibc \
-                 to the target's (`ldd --version` there)"
-            ));
-            manylinux_platforms(&glibc, &arch).ok_or_else(|| {
-                PluginError::new(format!(
-                    "cannot read this machine's glibc version {glibc:?}"
-                ))
-                .with_help("set [target] glibc = \"2.17\"")
-            })?
-        };
-
+            .unwrap_or_else(|| default_abi(&implementation, major, minor));
+        let platforms = platforms(target, env, host_glibc, &mut warnings)?;
         Ok(Derived {
             tags: TargetTags {
                 version,
@@ -255,10 +179,111 @@ pub fn expand_platforms(given: &[String], arch: &str) -> Vec<String> {
     out
 }
 
+/// The target's full Python version (`[target] python`, else the environment's), with its
+/// major and minor; an error when there is none or it is not a version.
+fn target_version(
+    target: &TargetProfile,
+    env: Option<&PythonEnvironment>,
+) -> Result<(String, u32, u32), PluginError> {
+    let version = target
+        .python
+        .clone()
+        .filter(|v| !v.trim().is_empty())
+        .or_else(|| env.map(|e| e.version.clone()).filter(|v| !v.is_empty()))
+        .ok_or_else(|| {
+            PluginError::new("no target python version for the pip wheelhouse").with_help(
+                "set `python = \"3.9.18\"` in [target], or bundle an environment with an \
+                 environment source (conda) before [sources.pip]",
+            )
+        })?;
+    let version = version.trim().to_string();
+    let parts: Vec<&str> = version.split('.').collect();
+    let parse = |i: usize| parts.get(i).and_then(|p| p.parse::<u32>().ok());
+    match (parse(0), parse(1)) {
+        (Some(major), Some(minor)) if parts.iter().all(|p| p.parse::<u32>().is_ok()) => {
+            Ok((version, major, minor))
+        }
+        _ => Err(PluginError::new(format!(
+            "target python version {version:?} is not a version like 3.9.18"
+        ))
+        .with_help("set [target] python to the full version of the target's interpreter")),
+    }
+}
+
+/// The implementation tag: `[target]`'s, else the environment's, else `cp`; pip wants the
+/// short tag, so `cpython` and `pypy` are spelled `cp` and `pp`.
+fn implementation(target: &TargetProfile, env: Option<&PythonEnvironment>) -> String {
+    target
+        .implementation
+        .clone()
+        .or_else(|| {
+            env.map(|e| e.implementation.clone())
+                .filter(|i| !i.is_empty())
+        })
+        .map(|i| match i.as_str() {
+            "cpython" | "CPython" => "cp".to_string(),
+            "pypy" | "PyPy" => "pp".to_string(),
+            _ => i,
+        })
+        .unwrap_or_else(|| "cp".into())
+}
+
+/// The ABI tag of a version when neither `[target]` nor the environment gives one: CPython
+/// before 3.8 adds `m` (pymalloc).
+fn default_abi(implementation: &str, major: u32, minor: u32) -> String {
+    let m = if implementation == "cp" && (major, minor) < (3, 8) {
+        "m"
+    } else {
+        ""
+    };
+    format!("{implementation}{major}{minor}{m}")
+}
+
+/// The platform tags: `[target] platforms`, else manylinux tags of `[target] glibc`, else
+/// the environment's, else manylinux tags of this machine's glibc (with a warning: an
+/// assumption about the target).
+fn platforms(
+    target: &TargetProfile,
+    env: Option<&PythonEnvironment>,
+    host_glibc: impl FnOnce() -> Option<String>,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<String>, PluginError> {
+    let arch = target
+        .arch
+        .clone()
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    if !target.platforms.is_empty() {
+        return Ok(expand_platforms(&target.platforms, &arch));
+    }
+    if let Some(glibc) = &target.glibc {
+        return manylinux_platforms(glibc, &arch).ok_or_else(|| {
+            PluginError::new(format!("target glibc {glibc:?} is not a version like 2.17"))
+                .with_help("set [target] glibc to the target's glibc version (`ldd --version`)")
+        });
+    }
+    if let Some(env) = env.filter(|e| !e.platforms.is_empty()) {
+        return Ok(expand_platforms(&env.platforms, &arch));
+    }
+    let glibc = host_glibc().ok_or_else(|| {
+        PluginError::new("no target platform for the pip wheelhouse")
+            .with_help("set [target] glibc = \"2.17\" (or platforms = [...])")
+    })?;
+    warnings.push(format!(
+        "no target glibc given: assuming glibc {glibc} like this machine; set [target] glibc \
+         to the target's (`ldd --version` there)"
+    ));
+    manylinux_platforms(&glibc, &arch).ok_or_else(|| {
+        PluginError::new(format!(
+            "cannot read this machine's glibc version {glibc:?}"
+        ))
+        .with_help("set [target] glibc = \"2.17\"")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use airgap_plugin_api::{PythonEnvironment, TargetProfile};
+    use airgap_plugin_api::PythonEnvironment;
 
     #[test]
     fn manylinux_tags_go_down_to_2_5_with_aliases() {
@@ -294,20 +319,14 @@ mod tests {
 
     #[test]
     fn target_fields_win_over_the_environment() {
-        let request = ContributeRequest {
-            target: TargetProfile {
-                python: Some("3.6.15".into()),
-                glibc: Some("2.17".into()),
-                ..Default::default()
-            },
-            python: Some(PythonEnvironment {
-                version: "3.11.7".into(),
-                abi: "cp311".into(),
-                implementation: "cp".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
+        let mut request = ContributeRequest::default();
+        request.target.python = Some("3.6.15".into());
+        request.target.glibc = Some("2.17".into());
+        let mut env = PythonEnvironment::default();
+        env.version = "3.11.7".into();
+        env.abi = "cp311".into();
+        env.implementation = "cp".into();
+        request.python = Some(env);
         let d = TargetTags::from_request(&request, || None).unwrap();
         assert_eq!(d.tags.version, "3.6.15");
         // The environment is another Python: its abi does not describe the target.
@@ -317,14 +336,9 @@ mod tests {
 
     #[test]
     fn a_version_without_micro_warns() {
-        let request = ContributeRequest {
-            target: TargetProfile {
-                python: Some("3.9".into()),
-                glibc: Some("2.28".into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
+        let mut request = ContributeRequest::default();
+        request.target.python = Some("3.9".into());
+        request.target.glibc = Some("2.28".into());
         let d = TargetTags::from_request(&request, || None).unwrap();
         assert_eq!(d.tags.abi, "cp39");
         assert!(d.warnings[0].contains("micro"));
