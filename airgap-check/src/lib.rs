@@ -485,6 +485,10 @@ pub fn check_against(
 }
 
 /// [`check_against`] for `total` files of which `files` are those that matter.
+///
+/// One phase per call, in the order their lines join the report: the bundle's ELF objects
+/// and scripts, the loader's walk of the bundle on the target, the symbol versions the
+/// bundle needs from there, what must load and does not, and Python's tags.
 pub fn check_inputs(
     files: &[CheckInput],
     total: usize,
@@ -496,25 +500,63 @@ pub fn check_inputs(
         files: total,
         ..Default::default()
     };
-    let elves: Vec<ElfInput> = {
-        use rayon::prelude::*;
-        files
-            .par_iter()
-            .filter(|f| f.link.is_none() && airgap_elf::is_elf(&f.disk))
-            .filter_map(|f| {
-                ElfFile::parse(&f.disk).ok().map(|elf| ElfInput {
-                    path: f.path.clone(),
-                    disk: Some(f.disk.clone()),
-                    grafted: f.grafted,
-                    elf: Arc::new(elf),
-                })
+    let mut elves = elf_files(files);
+    let (members, wheel_members) = wheel_elves(files, &mut report);
+    elves.extend(members);
+    elves.sort_by(|a, b| a.path.cmp(&b.path));
+    report.elf_files = elves.len();
+    check_scripts(files, &mut report);
+
+    let anywhere = names_in_bundle(files, &wheel_members, &elves);
+    let view = bundle_view(files, &elves, python);
+    let walked = walk_on_target(&view, target, &elves, python);
+    let TargetNeeds {
+        versions,
+        env_glibc,
+        mut drivers,
+    } = target_needs(&elves, &anywhere);
+    let failures = failures(&walked.failing, &anywhere, &mut drivers);
+
+    report_versions(&versions, env_glibc.as_ref(), &mut report);
+    report_too_new(failures.too_new, target.allowed(), &mut report);
+    report.problems.extend(failures.bad_versions);
+    report.problems.extend(walked.on_target.iter().cloned());
+    report_missing(failures.missing, &mut report);
+    on_demand_verdicts(&walked.objects, &elves, target.strict, &mut report);
+    report_drivers(drivers, &mut report);
+    report.cuda = cuda_verdict(&elves, &target.profile, &mut report);
+    report.objects = walked.objects.into_values().collect();
+
+    check_python(files, &target.profile, python, &mut report);
+    Ok(report)
+}
+
+/// The ELF files among the inputs (by content, not by name), read in parallel: the headers
+/// of thousands of files are most of the check's I/O. Links are not read (the view resolves
+/// them), and ELF objects that are neither programs nor shared objects are loaded by nobody.
+fn elf_files(files: &[CheckInput]) -> Vec<ElfInput> {
+    use rayon::prelude::*;
+    files
+        .par_iter()
+        .filter(|f| f.link.is_none() && airgap_elf::is_elf(&f.disk))
+        .filter_map(|f| {
+            ElfFile::parse(&f.disk).ok().map(|elf| ElfInput {
+                path: f.path.clone(),
+                disk: Some(f.disk.clone()),
+                grafted: f.grafted,
+                elf: Arc::new(elf),
             })
-            .filter(|e| e.elf.kind != ElfKind::Other)
-            .collect()
-    };
-    let mut elves = elves;
-    // Wheels carried to be installed on the target (a wheelhouse): their ELF members load
-    // there too, from `<wheel>!/<member>`, and nobody can patch them inside the zip.
+        })
+        .filter(|e| e.elf.kind != ElfKind::Other)
+        .collect()
+}
+
+/// The ELF members of the wheels carried to be installed on the target (a wheelhouse): they
+/// load there too, from `<wheel>!/<member>`, and nobody can patch them inside the zip. Also
+/// every member's name as `<wheel>!/<member>`, so that the verdict can say where the bundle
+/// has a library. A wheel that cannot be read is a warning, not a failure of the check.
+fn wheel_elves(files: &[CheckInput], report: &mut CheckReport) -> (Vec<ElfInput>, Vec<String>) {
+    let mut elves: Vec<ElfInput> = Vec::new();
     let mut wheel_members: Vec<String> = Vec::new();
     for f in files.iter().filter(|f| f.path.ends_with(".whl")) {
         match wheel::elf_members(&f.disk, &f.path) {
@@ -541,11 +583,17 @@ pub fn check_inputs(
                 .push(format!("cannot look inside {}: {reason}", f.path)),
         }
     }
-    elves.sort_by(|a, b| a.path.cmp(&b.path));
-    report.elf_files = elves.len();
-    check_scripts(files, &mut report);
+    (elves, wheel_members)
+}
 
-    // Any copy of a name in the bundle (to say "the bundle has it at ...").
+/// Any copy of a name in the bundle, by file name and by soname (the first path wins): a
+/// library the bundle carries is not needed from the target, and a missing one the bundle
+/// has elsewhere is worded "the bundle has it at ...".
+fn names_in_bundle<'a>(
+    files: &'a [CheckInput],
+    wheel_members: &'a [String],
+    elves: &'a [ElfInput],
+) -> HashMap<&'a str, &'a str> {
     let mut anywhere: HashMap<&str, &str> = HashMap::new();
     for path in files
         .iter()
@@ -554,15 +602,24 @@ pub fn check_inputs(
     {
         anywhere.entry(split(path).1).or_insert(path);
     }
-    for e in &elves {
+    for e in elves {
         if let Some(so) = e.elf.soname() {
             anywhere.entry(so).or_insert(&e.path);
         }
     }
+    anywhere
+}
 
-    // The view of the bundle on the target, and the target's system.
+/// The bundle as the loader on the target sees it: its ELF objects and links at their bundle
+/// paths, and the Python environment's build-machine prefix mapped to its place in the
+/// bundle (absolute search paths name that prefix, which unpacking rewrites).
+fn bundle_view(
+    files: &[CheckInput],
+    elves: &[ElfInput],
+    python: Option<&PythonEnvironment>,
+) -> View {
     let mut view = View::new();
-    for e in &elves {
+    for e in elves {
         view.add_object(e.path.clone(), e.elf.clone());
     }
     for f in files {
@@ -578,6 +635,17 @@ pub fn check_inputs(
             );
         }
     }
+    view
+}
+
+/// The loader's walks of the bundle's view over the target's system: a manylinux policy's
+/// libraries, or the loader of a real root filesystem.
+fn walk_on_target(
+    view: &View,
+    target: &CheckTarget,
+    elves: &[ElfInput],
+    python: Option<&PythonEnvironment>,
+) -> Walked {
     let root_loader;
     let system = match &target.libs {
         TargetLibs::Policy(p) => System::Policy(p),
@@ -586,15 +654,29 @@ pub fn check_inputs(
             System::Root(&root_loader)
         }
     };
-    let model = Model::new(&view, system);
-    let walked = walk_bundle(&model, &elves, python);
+    let model = Model::new(view, system);
+    walk_bundle(&model, elves, python)
+}
 
-    // Symbol versions the bundle needs from the target (summary): skip those a bundled
-    // library provides.
+/// What the bundle needs from the target, for the summary (not the verdict: that is the
+/// walk's).
+struct TargetNeeds {
+    /// The highest version per prefix, the first file (in path order) needing it, and whether
+    /// airgap grafted that file.
+    versions: BTreeMap<String, (Version, String, bool)>,
+    /// The highest GLIBC version the environment's own (not grafted) files need, and the file.
+    env_glibc: Option<(Version, String)>,
+    /// GPU driver libraries named by the bundle's objects.
+    drivers: BTreeSet<String>,
+}
+
+/// The symbol versions every ELF object needs from the target: those from a library the
+/// bundle carries are left out, except glibc's (never bundled, so always the target's).
+fn target_needs(elves: &[ElfInput], anywhere: &HashMap<&str, &str>) -> TargetNeeds {
     let mut needs: BTreeMap<String, (Version, String, bool)> = BTreeMap::new();
     let mut env_glibc: Option<(Version, String)> = None;
     let mut drivers: BTreeSet<String> = BTreeSet::new();
-    for e in &elves {
+    for e in elves {
         let mut from_target = SymbolVersions::default();
         for need in &e.elf.version_needs {
             if never_bundle(&need.file) != Some(NeverBundle::Glibc)
@@ -623,13 +705,35 @@ pub fn check_inputs(
             }
         }
     }
+    TargetNeeds {
+        versions: needs,
+        env_glibc,
+        drivers,
+    }
+}
 
-    // What must load and does not.
-    let allowed = target.allowed();
+/// Why the objects that must load do not, sorted by what the report says of each.
+struct Failures {
+    /// Per prefix, each file needing a version the target lacks, with the highest it needs.
+    too_new: BTreeMap<String, BTreeMap<String, Version>>,
+    /// Per name not found: the files needing it, and a copy the bundle has elsewhere.
+    missing: BTreeMap<String, (BTreeSet<String>, Option<String>)>,
+    /// Versions that a bundled copy does not define, one line each.
+    bad_versions: Vec<String>,
+}
+
+/// Sort the failures of the walk: a name not found is a GPU driver library (expected from the
+/// target: added to `drivers`) or missing; a version not found is too new for the target when
+/// the target provides the library, or lacking from the bundled copy that was found.
+fn failures(
+    failing: &BTreeMap<String, ObjectReport>,
+    anywhere: &HashMap<&str, &str>,
+    drivers: &mut BTreeSet<String>,
+) -> Failures {
     let mut too_new: BTreeMap<String, BTreeMap<String, Version>> = BTreeMap::new();
     let mut missing: BTreeMap<String, (BTreeSet<String>, Option<String>)> = BTreeMap::new();
     let mut bad_versions: Vec<String> = Vec::new();
-    for o in walked.failing.values() {
+    for o in failing.values() {
         for d in &o.deps {
             if d.found.is_some() {
                 continue;
@@ -669,8 +773,21 @@ pub fn check_inputs(
             }
         }
     }
+    Failures {
+        too_new,
+        missing,
+        bad_versions,
+    }
+}
 
-    for (prefix, (v, file, grafted)) in &needs {
+/// The highest version per prefix into the report, and the glibc floor; when a grafted file
+/// sets that floor, a warning with the environment's own floor and how to keep it.
+fn report_versions(
+    needs: &BTreeMap<String, (Version, String, bool)>,
+    env_glibc: Option<&(Version, String)>,
+    report: &mut CheckReport,
+) {
+    for (prefix, (v, file, grafted)) in needs {
         let r = Requirement {
             version: v.to_string(),
             file: file.clone(),
@@ -679,7 +796,7 @@ pub fn check_inputs(
         if prefix == "GLIBC" {
             report.min_glibc = Some(r.clone());
             if *grafted {
-                let own = env_glibc.as_ref().map(|(g, f)| (g.to_string(), f.clone()));
+                let own = env_glibc.map(|(g, f)| (g.to_string(), f.clone()));
                 let name = split(file).1;
                 report.warnings.push(format!(
                     "the glibc floor {v} is set by {file}, which airgap grafted from this machine; the environment's own files need {}: let the target provide it ([sources.syslibs] exclude = [\"{name}\"]) or bundle on a builder with an older glibc",
@@ -697,6 +814,15 @@ pub fn check_inputs(
         }
         report.max_versions.insert(prefix.clone(), r);
     }
+}
+
+/// One problem per prefix whose needed version the target lacks, naming the file needing the
+/// most (the first in path order among equals) and how many need more than the target has.
+fn report_too_new(
+    too_new: BTreeMap<String, BTreeMap<String, Version>>,
+    allowed: &SymbolVersions,
+    report: &mut CheckReport,
+) {
     for (prefix, files) in too_new {
         let (required, worst) = files
             .iter()
@@ -725,8 +851,14 @@ pub fn check_inputs(
             files: files.into_iter().map(|(f, v)| (f, v.to_string())).collect(),
         });
     }
-    report.problems.extend(bad_versions);
-    report.problems.extend(walked.on_target.iter().cloned());
+}
+
+/// One problem per library nobody finds, naming three of its users, and the copy the bundle
+/// has where their search path does not reach it.
+fn report_missing(
+    missing: BTreeMap<String, (BTreeSet<String>, Option<String>)>,
+    report: &mut CheckReport,
+) {
     for (name, (users, copy)) in missing {
         let users: Vec<String> = users.into_iter().collect();
         let shown: Vec<&str> = users.iter().take(3).map(String::as_str).collect();
@@ -751,7 +883,11 @@ pub fn check_inputs(
             unreachable_copy: copy,
         });
     }
-    on_demand_verdicts(&walked.objects, &elves, target.strict, &mut report);
+}
+
+/// GPU driver libraries are the target's to provide (they match its kernel driver): a
+/// warning that names them, not a problem.
+fn report_drivers(drivers: BTreeSet<String>, report: &mut CheckReport) {
     if !drivers.is_empty() {
         report.warnings.push(format!(
             "expects GPU driver libraries from the target: {}",
@@ -759,11 +895,6 @@ pub fn check_inputs(
         ));
     }
     report.driver_libraries = drivers.into_iter().collect();
-    report.cuda = cuda_verdict(&elves, &target.profile, &mut report);
-    report.objects = walked.objects.into_values().collect();
-
-    check_python(files, &target.profile, python, &mut report);
-    Ok(report)
 }
 
 /// The bundled CUDA runtime's driver against the target's: known from a probed profile or
@@ -940,22 +1071,61 @@ fn split(path: &str) -> (&str, &str) {
 
 /// Python ABI and platform: the environment's interpreter, extension module file names, and
 /// wheel tags (installed `*.dist-info/WHEEL` files and `*.whl` files of a wheelhouse).
+///
+/// One pass over the files in path order, so that each file's lines stay together; only the
+/// first five extension modules built for another Python are named, then a count.
 fn check_python(
     files: &[CheckInput],
     profile: &TargetProfile,
     python: Option<&PythonEnvironment>,
     report: &mut CheckReport,
 ) {
-    let push = |report: &mut CheckReport, m: PythonMismatch| {
+    check_interpreter(profile, python, report);
+    let glibc = profile.glibc.as_deref().and_then(Version::parse);
+    let mut bad_ext = 0usize;
+    for f in files {
+        let name = split(&f.path).1;
+        if let Some(m) = extension_mismatch(f, name, profile) {
+            bad_ext += 1;
+            if bad_ext <= 5 {
+                push_mismatch(report, m);
+            }
+        }
+        let tags = wheel_tags(f, name);
+        if tags.is_empty() {
+            continue;
+        }
+        if let Some(m) = wheel_mismatch(f, &tags, profile, glibc.as_ref()) {
+            push_mismatch(report, m);
+        }
+    }
+    if bad_ext > 5 {
         report.problems.push(format!(
-            "{} {}: has {}, the target has {}",
-            m.what, m.path, m.found, m.expected
+            "... and {} more extension modules built for another Python",
+            bad_ext - 5
         ));
-        report.python.push(m);
-    };
+    }
+}
+
+/// A mismatch is both a problem line and an entry of `report.python` (for `--json`).
+fn push_mismatch(report: &mut CheckReport, m: PythonMismatch) {
+    report.problems.push(format!(
+        "{} {}: has {}, the target has {}",
+        m.what, m.path, m.found, m.expected
+    ));
+    report.python.push(m);
+}
+
+/// The environment's interpreter against the target's Python version (major.minor) and ABI,
+/// when both sides say.
+fn check_interpreter(
+    profile: &TargetProfile,
+    python: Option<&PythonEnvironment>,
+    report: &mut CheckReport,
+) {
     if let (Some(py), Some(want)) = (python, profile.python.as_deref()) {
         if !py.version.is_empty() && major_minor(&py.version) != major_minor(want) {
-            push(
+            push_mismatch(
                 report,
                 PythonMismatch {
                     what: "python version".into(),
@@ -968,7 +1138,7 @@ fn check_python(
     }
     if let (Some(py), Some(want)) = (python, profile.abi.as_deref()) {
         if !py.abi.is_empty() && py.abi != want {
-            push(
+            push_mismatch(
                 report,
                 PythonMismatch {
                     what: "python abi".into(),
@@ -979,108 +1149,108 @@ fn check_python(
             );
         }
     }
-    let glibc = profile.glibc.as_deref().and_then(Version::parse);
-    let mut bad_ext = 0usize;
-    for f in files {
-        let name = split(&f.path).1;
-        // foo.cpython-311-x86_64-linux-gnu.so
-        // Only extension modules: `__pycache__/x.cpython-311.pyc` carries the tag too.
-        let is_extension = name.ends_with(".so");
-        if let (true, Some(want), Some(rest)) = (
-            is_extension,
-            profile.abi.as_deref(),
-            name.split_once(".cpython-"),
-        ) {
-            if let Some(tag) = rest.1.split(['-', '.']).next() {
-                let found = format!("cp{tag}");
-                if want.starts_with("cp") && found != want && !found.ends_with('d') {
-                    bad_ext += 1;
-                    if bad_ext <= 5 {
-                        push(
-                            report,
-                            PythonMismatch {
-                                what: "extension module".into(),
-                                path: f.path.clone(),
-                                found,
-                                expected: want.to_owned(),
-                            },
-                        );
-                    }
-                }
-            }
-        }
-        let tags: Vec<String> = if f.path.ends_with(".dist-info/WHEEL") {
-            let mut text = String::new();
-            let _ = std::fs::File::open(&f.disk)
-                .and_then(|h| h.take(64 * 1024).read_to_string(&mut text));
-            text.lines()
-                .filter_map(|l| l.strip_prefix("Tag:"))
-                .map(|t| t.trim().to_owned())
-                .collect()
-        } else if let Some(stem) = name.strip_suffix(".whl") {
-            let parts: Vec<&str> = stem.split('-').collect();
-            if parts.len() >= 5 {
-                let n = parts.len();
-                vec![format!(
-                    "{}-{}-{}",
-                    parts[n - 3],
-                    parts[n - 2],
-                    parts[n - 1]
-                )]
-            } else {
-                Vec::new()
-            }
-        } else {
-            continue;
-        };
-        if tags.is_empty() {
-            continue;
-        }
-        // A wheel fits when any of its tags (expanded on '.') fits.
-        let mut reasons = Vec::new();
-        let fits = tags.iter().any(|t| {
-            let mut it = t.splitn(3, '-');
-            let (_py, abis, plats) = (it.next(), it.next().unwrap_or(""), it.next().unwrap_or(""));
-            let abi_ok = abis.split('.').any(|a| {
-                a == "none" || a == "abi3" || profile.abi.as_deref().is_none_or(|want| a == want)
-            });
-            let plat_ok = plats
-                .split('.')
-                .any(|p| platform_fits(p, profile, glibc.as_ref()));
-            if !abi_ok {
-                reasons.push(format!("abi {abis}"));
-            }
-            if !plat_ok {
-                reasons.push(format!("platform {plats}"));
-            }
-            abi_ok && plat_ok
-        });
-        if !fits {
-            push(
-                report,
-                PythonMismatch {
-                    what: "wheel tag".into(),
+}
+
+/// An extension module (`foo.cpython-311-x86_64-linux-gnu.so`, file `name` of `f`) built for
+/// another CPython ABI than the target's. Debug builds (`cp311d`) are let through.
+fn extension_mismatch(
+    f: &CheckInput,
+    name: &str,
+    profile: &TargetProfile,
+) -> Option<PythonMismatch> {
+    // Only extension modules: `__pycache__/x.cpython-311.pyc` carries the tag too.
+    let is_extension = name.ends_with(".so");
+    if let (true, Some(want), Some(rest)) = (
+        is_extension,
+        profile.abi.as_deref(),
+        name.split_once(".cpython-"),
+    ) {
+        if let Some(tag) = rest.1.split(['-', '.']).next() {
+            let found = format!("cp{tag}");
+            if want.starts_with("cp") && found != want && !found.ends_with('d') {
+                return Some(PythonMismatch {
+                    what: "extension module".into(),
                     path: f.path.clone(),
-                    found: tags.join(", "),
-                    expected: format!(
-                        "abi {} on {}",
-                        profile.abi.as_deref().unwrap_or("any"),
-                        profile
-                            .glibc
-                            .as_deref()
-                            .map(|g| format!("glibc {g}"))
-                            .unwrap_or_else(|| "any platform".into())
-                    ),
-                },
-            );
+                    found,
+                    expected: want.to_owned(),
+                });
+            }
         }
     }
-    if bad_ext > 5 {
-        report.problems.push(format!(
-            "... and {} more extension modules built for another Python",
-            bad_ext - 5
-        ));
+    None
+}
+
+/// The wheel tags of `f` (file `name`): the `Tag:` lines of an installed `*.dist-info/WHEEL`
+/// (its first 64 KiB; unreadable is none), or the tag of a `*.whl` file's name; none for
+/// any other file.
+fn wheel_tags(f: &CheckInput, name: &str) -> Vec<String> {
+    if f.path.ends_with(".dist-info/WHEEL") {
+        let mut text = String::new();
+        let _ =
+            std::fs::File::open(&f.disk).and_then(|h| h.take(64 * 1024).read_to_string(&mut text));
+        text.lines()
+            .filter_map(|l| l.strip_prefix("Tag:"))
+            .map(|t| t.trim().to_owned())
+            .collect()
+    } else if let Some(stem) = name.strip_suffix(".whl") {
+        let parts: Vec<&str> = stem.split('-').collect();
+        if parts.len() >= 5 {
+            let n = parts.len();
+            vec![format!(
+                "{}-{}-{}",
+                parts[n - 3],
+                parts[n - 2],
+                parts[n - 1]
+            )]
+        } else {
+            Vec::new()
+        }
+    } else {
+        Vec::new()
     }
+}
+
+/// A wheel none of whose `tags` fits the target: a wheel fits when any of its tags (expanded
+/// on '.') has an ABI and a platform the target can load.
+fn wheel_mismatch(
+    f: &CheckInput,
+    tags: &[String],
+    profile: &TargetProfile,
+    glibc: Option<&Version>,
+) -> Option<PythonMismatch> {
+    let mut reasons = Vec::new();
+    let fits = tags.iter().any(|t| {
+        let mut it = t.splitn(3, '-');
+        let (_py, abis, plats) = (it.next(), it.next().unwrap_or(""), it.next().unwrap_or(""));
+        let abi_ok = abis.split('.').any(|a| {
+            a == "none" || a == "abi3" || profile.abi.as_deref().is_none_or(|want| a == want)
+        });
+        let plat_ok = plats.split('.').any(|p| platform_fits(p, profile, glibc));
+        if !abi_ok {
+            reasons.push(format!("abi {abis}"));
+        }
+        if !plat_ok {
+            reasons.push(format!("platform {plats}"));
+        }
+        abi_ok && plat_ok
+    });
+    if fits {
+        return None;
+    }
+    Some(PythonMismatch {
+        what: "wheel tag".into(),
+        path: f.path.clone(),
+        found: tags.join(", "),
+        expected: format!(
+            "abi {} on {}",
+            profile.abi.as_deref().unwrap_or("any"),
+            profile
+                .glibc
+                .as_deref()
+                .map(|g| format!("glibc {g}"))
+                .unwrap_or_else(|| "any platform".into())
+        ),
+    })
 }
 
 fn major_minor(v: &str) -> String {

@@ -298,18 +298,12 @@ impl DynStr<'_> {
     }
 }
 
+/// Read what the loader uses from `src`, one part after the other as each part says where
+/// the next one is: the header, the program headers, the interpreter, the dynamic segment
+/// (not for ELF objects ld.so does not load), and the symbol versions its string table names.
 fn parse_source(path: &Path, src: &dyn Source) -> Parsed<ElfFile> {
-    let bad = |reason: String| Parse::Bad(reason);
-    // The ELF header: 64 bytes at most (52 for ELFCLASS32).
-    let head = read_up_to_at(src, 0, 64)?;
-    if !is_elf_bytes(&head) {
-        return Err(bad("no ELF magic".into()));
-    }
-    let header = goblin::elf::Elf::parse_header(&head).map_err(|e| bad(e.to_string()))?;
-    let container = header.container().map_err(|e| bad(e.to_string()))?;
-    let endian = header.endianness().map_err(|e| bad(e.to_string()))?;
-    let ctx = Ctx::new(container, endian);
-    let class = match container {
+    let (header, ctx) = read_header(src)?;
+    let class = match ctx.container {
         Container::Little => ElfClass::Elf32,
         Container::Big => ElfClass::Elf64,
     };
@@ -318,87 +312,15 @@ fn parse_source(path: &Path, src: &dyn Source) -> Parsed<ElfFile> {
         ET_DYN => ElfKind::Shared,
         _ => ElfKind::Other,
     };
-    let phnum = header.e_phnum as usize;
-    let ph_bytes = read_exact_at(
-        src,
-        header.e_phoff,
-        (phnum * ProgramHeader::size(ctx)) as u64,
-        "program headers",
-    )?;
-    let mut phdrs = ProgramHeader::parse(&ph_bytes, 0, phnum, ctx)
-        .map_err(|e| bad(format!("program headers: {e}")))?;
-    drop(ph_bytes);
+    let mut phdrs = read_program_headers(src, &header, ctx)?;
+    let interpreter = read_interpreter(src, &phdrs)?;
+    let dynamic = if kind == ElfKind::Other {
+        DynamicEntries::default()
+    } else {
+        read_dynamic(src, &mut phdrs, ctx)?
+    };
 
-    let mut interpreter = None;
-    for ph in &phdrs {
-        if ph.p_type == PT_INTERP && ph.p_filesz > 0 {
-            let raw = read_up_to_at(src, ph.p_offset, ph.p_filesz.min(MAX_STRING))?;
-            if !raw.is_empty() {
-                let raw = raw.split(|b| *b == 0).next().unwrap_or(&raw);
-                interpreter = Some(String::from_utf8_lossy(raw).into_owned());
-            }
-        }
-    }
-
-    let mut soname = None;
-    let mut needed = Vec::new();
-    let mut rpath = Vec::new();
-    let mut runpath = Vec::new();
-    let mut has_runpath = false;
-    let mut dynstr = None;
-    // goblin reads the first PT_DYNAMIC: read its bytes alone, and hand goblin a copy of
-    // the program headers where that segment starts at offset 0 of them.
-    let dyn_index = phdrs.iter().position(|ph| ph.p_type == PT_DYNAMIC);
-    if let (false, Some(i)) = (kind == ElfKind::Other, dyn_index) {
-        let ph = &phdrs[i];
-        if ph.p_filesz > MAX_TABLE {
-            return Err(bad(format!(
-                "dynamic: a dynamic segment of {} bytes",
-                ph.p_filesz
-            )));
-        }
-        let dyn_bytes = read_exact_at(src, ph.p_offset, ph.p_filesz, "dynamic: PT_DYNAMIC")?;
-        // Entries are read relative to the segment's own bytes.
-        phdrs[i].p_offset = 0;
-        let dynamic =
-            Dynamic::parse(&dyn_bytes, &phdrs, ctx).map_err(|e| bad(format!("dynamic: {e}")))?;
-        if let Some(dynamic) = dynamic {
-            let info = &dynamic.info;
-            let (offset, size) = (info.strtab as u64, info.strsz as u64);
-            if offset.checked_add(size).is_none_or(|end| end > src.len()) {
-                return Err(bad(format!(
-                    "dynamic string table: offset {offset:#x} and size {size:#x} are beyond the end of the file ({:#x})",
-                    src.len()
-                )));
-            }
-            let strtab = DynStr { src, offset, size };
-            for d in &dynamic.dyns {
-                match d.d_tag {
-                    goblin::elf::dynamic::DT_NEEDED => {
-                        if let Some(s) = strtab.get(d.d_val) {
-                            needed.push(s);
-                        }
-                    }
-                    goblin::elf::dynamic::DT_SONAME => soname = strtab.get(d.d_val),
-                    DT_RPATH => {
-                        if let Some(s) = strtab.get(d.d_val) {
-                            rpath.extend(split_path(&s));
-                        }
-                    }
-                    DT_RUNPATH => {
-                        has_runpath = true;
-                        if let Some(s) = strtab.get(d.d_val) {
-                            runpath.extend(split_path(&s));
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            dynstr = Some(strtab);
-        }
-    }
-
-    let (version_needs, version_defs) = match dynstr {
+    let (version_needs, version_defs) = match dynamic.dynstr {
         Some(ref strtab) => read_versions(src, &header, ctx, strtab)?.unwrap_or_default(),
         None => (Vec::new(), Vec::new()),
     };
@@ -409,15 +331,133 @@ fn parse_source(path: &Path, src: &dyn Source) -> Parsed<ElfFile> {
         machine: header.e_machine,
         kind,
         interpreter,
-        soname,
-        needed,
-        rpath,
-        runpath,
-        has_runpath,
+        soname: dynamic.soname,
+        needed: dynamic.needed,
+        rpath: dynamic.rpath,
+        runpath: dynamic.runpath,
+        has_runpath: dynamic.has_runpath,
         version_needs,
         version_defs,
         size: src.len(),
     })
+}
+
+/// The ELF header (64 bytes at most, 52 for ELFCLASS32) and the class and byte order every
+/// later part is read with.
+fn read_header(src: &dyn Source) -> Parsed<(Header, Ctx)> {
+    let bad = |reason: String| Parse::Bad(reason);
+    let head = read_up_to_at(src, 0, 64)?;
+    if !is_elf_bytes(&head) {
+        return Err(bad("no ELF magic".into()));
+    }
+    let header = goblin::elf::Elf::parse_header(&head).map_err(|e| bad(e.to_string()))?;
+    let container = header.container().map_err(|e| bad(e.to_string()))?;
+    let endian = header.endianness().map_err(|e| bad(e.to_string()))?;
+    Ok((header, Ctx::new(container, endian)))
+}
+
+/// The program headers, read alone (their bytes are dropped once parsed).
+fn read_program_headers(src: &dyn Source, header: &Header, ctx: Ctx) -> Parsed<Vec<ProgramHeader>> {
+    let phnum = header.e_phnum as usize;
+    let ph_bytes = read_exact_at(
+        src,
+        header.e_phoff,
+        (phnum * ProgramHeader::size(ctx)) as u64,
+        "program headers",
+    )?;
+    ProgramHeader::parse(&ph_bytes, 0, phnum, ctx)
+        .map_err(|e| Parse::Bad(format!("program headers: {e}")))
+}
+
+/// `PT_INTERP`: the loader an executable asks for, up to its first NUL (the last such
+/// segment wins).
+fn read_interpreter(src: &dyn Source, phdrs: &[ProgramHeader]) -> Parsed<Option<String>> {
+    let mut interpreter = None;
+    for ph in phdrs {
+        if ph.p_type == PT_INTERP && ph.p_filesz > 0 {
+            let raw = read_up_to_at(src, ph.p_offset, ph.p_filesz.min(MAX_STRING))?;
+            if !raw.is_empty() {
+                let raw = raw.split(|b| *b == 0).next().unwrap_or(&raw);
+                interpreter = Some(String::from_utf8_lossy(raw).into_owned());
+            }
+        }
+    }
+    Ok(interpreter)
+}
+
+/// What the dynamic segment names, and its string table (where the symbol versions' names
+/// are too). All empty for a file without one.
+#[derive(Default)]
+struct DynamicEntries<'a> {
+    soname: Option<String>,
+    needed: Vec<String>,
+    rpath: Vec<String>,
+    runpath: Vec<String>,
+    has_runpath: bool,
+    dynstr: Option<DynStr<'a>>,
+}
+
+/// The entries of the first `PT_DYNAMIC` (the one goblin reads): its bytes are read alone, and
+/// goblin is handed the program headers with that segment moved to offset 0 of them, which is
+/// why `phdrs` is changed. The string table is checked to lie inside the file.
+fn read_dynamic<'a>(
+    src: &'a dyn Source,
+    phdrs: &mut [ProgramHeader],
+    ctx: Ctx,
+) -> Parsed<DynamicEntries<'a>> {
+    let bad = |reason: String| Parse::Bad(reason);
+    let mut out = DynamicEntries::default();
+    let Some(i) = phdrs.iter().position(|ph| ph.p_type == PT_DYNAMIC) else {
+        return Ok(out);
+    };
+    let ph = &phdrs[i];
+    if ph.p_filesz > MAX_TABLE {
+        return Err(bad(format!(
+            "dynamic: a dynamic segment of {} bytes",
+            ph.p_filesz
+        )));
+    }
+    let dyn_bytes = read_exact_at(src, ph.p_offset, ph.p_filesz, "dynamic: PT_DYNAMIC")?;
+    // Entries are read relative to the segment's own bytes.
+    phdrs[i].p_offset = 0;
+    let dynamic =
+        Dynamic::parse(&dyn_bytes, phdrs, ctx).map_err(|e| bad(format!("dynamic: {e}")))?;
+    let Some(dynamic) = dynamic else {
+        return Ok(out);
+    };
+    let info = &dynamic.info;
+    let (offset, size) = (info.strtab as u64, info.strsz as u64);
+    if offset.checked_add(size).is_none_or(|end| end > src.len()) {
+        return Err(bad(format!(
+            "dynamic string table: offset {offset:#x} and size {size:#x} are beyond the end of the file ({:#x})",
+            src.len()
+        )));
+    }
+    let strtab = DynStr { src, offset, size };
+    for d in &dynamic.dyns {
+        match d.d_tag {
+            goblin::elf::dynamic::DT_NEEDED => {
+                if let Some(s) = strtab.get(d.d_val) {
+                    out.needed.push(s);
+                }
+            }
+            goblin::elf::dynamic::DT_SONAME => out.soname = strtab.get(d.d_val),
+            DT_RPATH => {
+                if let Some(s) = strtab.get(d.d_val) {
+                    out.rpath.extend(split_path(&s));
+                }
+            }
+            DT_RUNPATH => {
+                out.has_runpath = true;
+                if let Some(s) = strtab.get(d.d_val) {
+                    out.runpath.extend(split_path(&s));
+                }
+            }
+            _ => {}
+        }
+    }
+    out.dynstr = Some(strtab);
+    Ok(out)
 }
 
 /// `.gnu.version_r` (what the file needs) and `.gnu.version_d` (what it defines). Section

@@ -138,6 +138,57 @@ fn a_bundle_from_start_to_finish() {
     snapshot!("unpack_summary", tmp.path(), done);
 }
 
+/// The summary of a sealed bundle names what opening it takes on the target: the age
+/// identity or the passphrase, the trusted key, and the same steps with minisign, age and tar
+/// alone.
+#[test]
+fn sealed_bundle_summaries_name_what_opening_them_takes() {
+    let tmp = tempdir();
+    project(tmp.path());
+    let dir = tmp.path();
+    let (_, age_pub, sk, _) = crate::seal_support::keygen(&dir.join("keys"), "team");
+    let recipient = crate::seal_support::recipient(&age_pub);
+    let sk = sk.to_str().expect("utf-8 key path");
+    fs::write(dir.join("pass.txt"), "correct horse\n").unwrap();
+    let cases = [
+        (
+            "bundle_sealed_summary",
+            vec!["--encrypt-to", &recipient, "--sign", sk],
+        ),
+        (
+            "bundle_passphrase_summary",
+            vec![
+                "--compression",
+                "zstd",
+                "--passphrase-file",
+                "pass.txt",
+                "--sign",
+                sk,
+            ],
+        ),
+    ];
+    for (name, args) in cases {
+        let mut done = run(cli()
+            .current_dir(dir)
+            .args(["bundle", "-c", "airgap.toml", "--unpacker"])
+            .arg(bin("airgap-unpack"))
+            .args(&args))
+        .success();
+        done.stderr = redact_key_id(&done.stderr);
+        snapshot!(name, dir, done);
+    }
+}
+
+/// A minisign key id (16 upper-case hex digits, new with every key) as `[KEY ID]`.
+fn redact_key_id(text: &str) -> String {
+    match text.split_once("(minisign key ") {
+        Some((head, tail)) if tail.len() >= 16 => {
+            format!("{head}(minisign key [KEY ID]{}", &tail[16..])
+        }
+        _ => text.to_string(),
+    }
+}
+
 #[test]
 fn errors_say_what_to_do() {
     let tmp = tempdir();

@@ -64,6 +64,23 @@ impl Ctx {
         cmd
     }
 
+    /// `airgap bundle --no-check` of `config` to `output`, with the built plugins and unpacker:
+    /// the archive alone, for the rows that compare it with tar.
+    fn bundle_unchecked(&self, output: &Path, config: &Path) -> Command {
+        let mut c = Command::new(&self.airgap);
+        c.env("AIRGAP_NO_PROGRESS", "true")
+            .arg("-q")
+            .arg("--plugin-dir")
+            .arg(&self.release)
+            .args(["bundle", "--no-check", "-c"])
+            .arg(config)
+            .arg("-o")
+            .arg(output)
+            .arg("--unpacker")
+            .arg(&self.unpacker);
+        c
+    }
+
     /// Time and peak memory of GNU `tar -xzf` of `bundle` into a new `dir`, after a sync;
     /// the directory is removed again.
     fn untar(&self, label: &str, bundle: &Path, dir: &Path) -> Result<(f64, u64)> {
@@ -415,9 +432,60 @@ fn mb(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
-/// Run the benchmark and print one table.
+/// Run the benchmark and print one table, its ratios against the goals, then the rows of the
+/// encryption cost, the check and the real job.
 pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let o = parse(root, args)?;
+    let release = release_dir(root);
+    if o.build {
+        build_release(root, &release)?;
+    }
+    let ctx = prepare(&o, &release)?;
+    let files = count(&ctx.tree, "f");
+    let links = count(&ctx.tree, "l");
+    let bytes = du_bytes(&ctx.tree);
+
+    // Warm the page cache so that the first contender is not penalised.
+    sh(Command::new("sh").arg("-c").arg(format!(
+        "tar -cf - -C {} . | cat > /dev/null",
+        ctx.tree.display()
+    )))?;
+
+    let config = ctx.work.join("bench.toml");
+    std::fs::write(
+        &config,
+        format!("[bundle]\nname = \"tree\"\nlevel = {GZIP_LEVEL}\n\n[sources.files]\npaths = [ {{ source = \"{}\", dest = \".\" }} ]\n", ctx.tree.display()),
+    )?;
+    let rows = measure_rows(&ctx, &config)?;
+    print_table(&ctx, &rows, files, links, bytes);
+    print_ratios(&rows, files);
+    encryption_cost(
+        &ctx.airgap,
+        &ctx.release,
+        &ctx.unpacker,
+        &config,
+        &ctx.out,
+        (rows.t_ours, rows.s_ours),
+    )?;
+    check_row(&ctx, &config)?;
+    let mut points = real::run(&ctx)?;
+    // Last: it writes gigabytes, which the disk is still flushing when the next row starts.
+    if let (true, Some(python)) = (o.scale, o.pythons.first()) {
+        points.push(scale::run(&ctx, python)?);
+    }
+    print_growth(
+        "  peak memory of the real job as the prefix grows [flat]:",
+        &points,
+    );
+    if !o.keep {
+        std::fs::remove_dir_all(&ctx.out)?;
+    }
+    Ok(())
+}
+
+/// `target/release` of the workspace, or of `CARGO_TARGET_DIR` (relative to the root when
+/// relative): where `cargo build --release` puts the binaries measured.
+fn release_dir(root: &Path) -> PathBuf {
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
@@ -426,28 +494,36 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     } else {
         root.join(target_dir)
     };
-    let release = target_dir.join("release");
-    if o.build {
-        sh(
-            Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .current_dir(root)
-                .args([
-                    "build",
-                    "--release",
-                    "-p",
-                    "airgap-cli",
-                    "-p",
-                    "airgap-plugin-files",
-                    "-p",
-                    "airgap-plugin-conda",
-                    "-p",
-                    "airgap-plugin-syslibs",
-                ]),
-        )?;
-        // The unpacker users carry (static, stripped), as `cargo xtask build --release`
-        // makes it: its size is part of every bundle's.
-        crate::tasks::build_static_unpacker(true, &release)?;
-    }
+    target_dir.join("release")
+}
+
+/// Build the release binaries and plugins the bench runs.
+fn build_release(root: &Path, release: &Path) -> Result<()> {
+    sh(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(root)
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "airgap-cli",
+                "-p",
+                "airgap-plugin-files",
+                "-p",
+                "airgap-plugin-conda",
+                "-p",
+                "airgap-plugin-syslibs",
+            ]),
+    )?;
+    // The unpacker users carry (static, stripped), as `cargo xtask build --release`
+    // makes it: its size is part of every bundle's.
+    crate::tasks::build_static_unpacker(true, release)?;
+    Ok(())
+}
+
+/// The context of every row: the binaries (the static unpacker must be there), the work
+/// directory with the tree (built once, cached) and an empty output directory.
+fn prepare(o: &Options, release: &Path) -> Result<Ctx> {
     let airgap = release.join("airgap");
     let unpacker = release.join("airgap-unpack-static");
     if !unpacker.exists() {
@@ -459,61 +535,68 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     std::fs::create_dir_all(&o.work)?;
     let work = o.work.canonicalize()?;
     let tree = work.join("tree");
-    build_tree(&o, &tree)?;
+    build_tree(o, &tree)?;
     let out = work.join("out");
     if out.exists() {
         std::fs::remove_dir_all(&out)?;
     }
     std::fs::create_dir_all(&out)?;
-    let files = count(&tree, "f");
-    let links = count(&tree, "l");
-    let bytes = du_bytes(&tree);
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let ctx = Ctx {
-        airgap: airgap.clone(),
-        release: release.clone(),
-        unpacker: unpacker.clone(),
-        work: work.clone(),
-        out: out.clone(),
-        tree: tree.clone(),
+    Ok(Ctx {
+        airgap,
+        release: release.to_path_buf(),
+        unpacker,
+        work,
+        out,
+        tree,
         cores,
-    };
+    })
+}
 
-    // Warm the page cache so that the first contender is not penalised.
-    sh(Command::new("sh").arg("-c").arg(format!(
-        "tar -cf - -C {} . | cat > /dev/null",
-        tree.display()
-    )))?;
+/// The first table's measurements: time (s) and peak memory (KiB) of each contender, and
+/// the sizes (bytes) of what each wrote.
+struct Rows {
+    t_czh: f64,
+    m_czh: u64,
+    t_cz: f64,
+    m_cz: u64,
+    t_ours: f64,
+    m_ours: u64,
+    t_zpipe: f64,
+    m_zpipe: u64,
+    t_zours: f64,
+    m_zours: u64,
+    t_xz: f64,
+    m_xz: u64,
+    t_un: f64,
+    m_un: u64,
+    t_ver: f64,
+    m_ver: u64,
+    s_czh: u64,
+    s_cz: u64,
+    s_ours: u64,
+    s_zpipe: u64,
+    s_zours: u64,
+    /// `airgap bundle`'s peak memory on parts of the tree.
+    growth: Vec<(String, u64, u64)>,
+}
 
-    let config = work.join("bench.toml");
-    std::fs::write(
-        &config,
-        format!("[bundle]\nname = \"tree\"\nlevel = {GZIP_LEVEL}\n\n[sources.files]\npaths = [ {{ source = \"{}\", dest = \".\" }} ]\n", tree.display()),
-    )?;
+/// Measure the contenders of the first table one after the other, on the same tree: GNU tar
+/// and `airgap bundle` (gzip), the zstd pipeline and airgap's zstd bundle, then extracting,
+/// unpacking and verifying airgap's bundle.
+fn measure_rows(ctx: &Ctx, config: &Path) -> Result<Rows> {
+    let (work, out, tree, cores) = (&ctx.work, &ctx.out, &ctx.tree, ctx.cores);
     let ours = out.join("ours.tar.gz");
-    let bundle = |output: &Path, config: &Path| -> Command {
-        let mut c = Command::new(&airgap);
-        c.env("AIRGAP_NO_PROGRESS", "true")
-            .arg("-q")
-            .arg("--plugin-dir")
-            .arg(&release)
-            .args(["bundle", "--no-check", "-c"])
-            .arg(config)
-            .arg("-o")
-            .arg(output)
-            .arg("--unpacker")
-            .arg(&unpacker);
-        c
-    };
+    let bundle = |output: &Path, config: &Path| ctx.bundle_unchecked(output, config);
     let (t_czh, m_czh) = measure(
         "tar -czhf",
         Command::new("tar")
             .arg("-czhf")
             .arg(out.join("tar-czhf.tar.gz"))
             .arg("-C")
-            .arg(&work)
+            .arg(work)
             .arg("tree"),
     )?;
     let (t_cz, m_cz) = measure(
@@ -522,10 +605,10 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             .arg("-czf")
             .arg(out.join("tar-czf.tar.gz"))
             .arg("-C")
-            .arg(&work)
+            .arg(work)
             .arg("tree"),
     )?;
-    let (t_ours, m_ours) = measure("airgap bundle", &mut bundle(&ours, &config))?;
+    let (t_ours, m_ours) = measure("airgap bundle", &mut bundle(&ours, config))?;
     // What a user would type instead of a zstd bundle, and airgap's zstd bundle.
     let pipe = out.join("pipe.tar.zst");
     let (t_zpipe, m_zpipe) = measure(
@@ -544,22 +627,69 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let ours_zst = out.join("ours.tar.zst");
     let (t_zours, m_zours) = measure("airgap bundle (zstd)", &mut bundle(&ours_zst, &zconfig))?;
     // Memory must stay flat as the tree grows: the same on parts of the tree.
-    let growth = memory_growth(&bundle, &tree, &work, &out)?;
+    let growth = memory_growth(&bundle, tree, work, out)?;
     let (t_xz, m_xz) = ctx.untar("tar -xzf", &ours, &out.join("x-tar"))?;
     let (t_un, m_un) = ctx.unpack("airgap unpack", &ours, &out.join("x-ours"))?;
     let mut verify = ctx.airgap_cmd();
     verify.arg("verify").arg(&ours);
     let (t_ver, m_ver) = measure("airgap verify", &mut verify)?;
+    Ok(Rows {
+        t_czh,
+        m_czh,
+        t_cz,
+        m_cz,
+        t_ours,
+        m_ours,
+        t_zpipe,
+        m_zpipe,
+        t_zours,
+        m_zours,
+        t_xz,
+        m_xz,
+        t_un,
+        m_un,
+        t_ver,
+        m_ver,
+        s_czh: size(&out.join("tar-czhf.tar.gz")),
+        s_cz: size(&out.join("tar-czf.tar.gz")),
+        s_ours: size(&ours),
+        s_zpipe: size(&pipe),
+        s_zours: size(&ours_zst),
+        growth,
+    })
+}
 
-    let s_czh = size(&out.join("tar-czhf.tar.gz"));
-    let s_zpipe = size(&pipe);
-    let s_zours = size(&ours_zst);
-    let s_cz = size(&out.join("tar-czf.tar.gz"));
-    let s_ours = size(&ours);
+/// The tree and the first table: time, size and peak memory of each contender.
+fn print_table(ctx: &Ctx, rows: &Rows, files: u64, links: u64, bytes: u64) {
+    let cores = ctx.cores;
+    let &Rows {
+        t_czh,
+        m_czh,
+        t_cz,
+        m_cz,
+        t_ours,
+        m_ours,
+        t_zpipe,
+        m_zpipe,
+        t_zours,
+        m_zours,
+        t_xz,
+        m_xz,
+        t_un,
+        m_un,
+        t_ver,
+        m_ver,
+        s_czh,
+        s_cz,
+        s_ours,
+        s_zpipe,
+        s_zours,
+        ..
+    } = rows;
     println!();
     println!(
         "tree: {} ({} in {files} files, {links} symlinks; hard links counted once), {cores} cores",
-        tree.display(),
+        ctx.tree.display(),
         mb(bytes)
     );
     println!();
@@ -599,6 +729,30 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         mib(m_un)
     );
     println!("| `airgap verify` | {t_ver:.1} s | | {} |", mib(m_ver));
+}
+
+/// The first table's ratios, each with its goal in brackets, and the growth of `airgap
+/// bundle`'s peak memory up to the whole tree of `files` files.
+fn print_ratios(rows: &Rows, files: u64) {
+    let &Rows {
+        t_czh,
+        t_ours,
+        m_ours,
+        t_zpipe,
+        t_zours,
+        m_zours,
+        t_xz,
+        t_un,
+        m_un,
+        t_ver,
+        m_ver,
+        s_czh,
+        s_cz,
+        s_ours,
+        s_zpipe,
+        s_zours,
+        ..
+    } = rows;
     println!();
     println!("ratios (goal in brackets):");
     println!(
@@ -623,7 +777,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     );
     println!("  peak memory:               {} [< 64 MiB]", mib(m_ours));
     println!("  peak memory (zstd):        {} [< 64 MiB]", mib(m_zours));
-    let mut points = growth;
+    let mut points = rows.growth.clone();
     points.push(("whole tree".into(), files, m_ours));
     print_growth("  peak memory as the tree grows [flat]:", &points);
     println!("  unpack vs tar -xzf:        {:.2}x [<= 0.7x]", t_un / t_xz);
@@ -636,26 +790,21 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         mib(m_un),
         mib(m_ver)
     );
-    encryption_cost(
-        &airgap,
-        &release,
-        &unpacker,
-        &config,
-        &out,
-        (t_ours, s_ours),
-    )?;
-    // The pre-transfer check of the whole tree, as users run it (`airgap check -c`: plan,
-    // find the ELF files, the loader model over the bundle view). Exit 3 (a verdict of "will
-    // not load") is a result, not a failure of the bench.
+}
+
+/// The pre-transfer check of the whole tree, as users run it (`airgap check -c`: plan, find
+/// the ELF files, the loader model over the bundle view). Exit 3 (a verdict of "will not
+/// load") is a result, not a failure of the bench.
+fn check_row(ctx: &Ctx, config: &Path) -> Result<()> {
     eprintln!("bench: airgap check -c");
     let start = Instant::now();
-    let checked = Command::new(&airgap)
+    let checked = Command::new(&ctx.airgap)
         .env("AIRGAP_NO_PROGRESS", "true")
         .arg("-q")
         .arg("--plugin-dir")
-        .arg(&release)
+        .arg(&ctx.release)
         .args(["check", "--json", "-c"])
-        .arg(&config)
+        .arg(config)
         .output()
         .context("run airgap check")?;
     let t_check = start.elapsed().as_secs_f64();
@@ -675,18 +824,6 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         report["files"],
         report["problems"].as_array().map_or(0, Vec::len)
     );
-    let mut points = real::run(&ctx)?;
-    // Last: it writes gigabytes, which the disk is still flushing when the next row starts.
-    if let (true, Some(python)) = (o.scale, o.pythons.first()) {
-        points.push(scale::run(&ctx, python)?);
-    }
-    print_growth(
-        "  peak memory of the real job as the prefix grows [flat]:",
-        &points,
-    );
-    if !o.keep {
-        std::fs::remove_dir_all(&out)?;
-    }
     Ok(())
 }
 

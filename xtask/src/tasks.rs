@@ -396,15 +396,8 @@ pub fn demo() -> Result<()> {
     let demo = target_dir().join("demo");
     std::fs::create_dir_all(&demo).with_context(|| format!("create {}", demo.display()))?;
     let python = std::env::var("AIRGAP_DEMO_PYTHON").unwrap_or_else(|_| "python3".to_string());
-    let ask = |code: &str| -> Result<String> {
-        let out = Command::new(&python)
-            .args(["-c", code])
-            .output()
-            .with_context(|| format!("run {python}"))?;
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    };
-    let base_prefix = ask("import sys; print(sys.base_prefix)")?;
-    let interpreter = ask("import sys; print(sys.executable)")?;
+    let base_prefix = ask(&python, "import sys; print(sys.base_prefix)")?;
+    let interpreter = ask(&python, "import sys; print(sys.executable)")?;
     // A distribution's Python lives in /usr among everything else: it is not bundled (the
     // conda source refuses it). There the example is the seed's other case: a wheelhouse for
     // the target's own Python, installed offline into a new venv with `unpack --python`.
@@ -417,12 +410,43 @@ pub fn demo() -> Result<()> {
         step(&format!(
             "{python} is the distribution's Python ({interpreter}): the example is a wheelhouse for it"
         ));
-        let version = ask("import platform; print(platform.python_version())")?;
-        let glibc = ask("import os; print(os.confstr('CS_GNU_LIBC_VERSION').split()[1])")?;
-        std::fs::write(
-            &config,
-            format!(
-                r#"# The default example on a distribution's Python: wheels for it (one with a compiled
+        write_wheelhouse_example(&config, &python)?;
+    } else {
+        write_venv_example(&demo, &config, &python, &base_prefix, &tools)?;
+    }
+    let bundle = demo.join("example-env.tar.gz");
+    bundle_and_inspect(&airgap, &config, &bundle)?;
+    unpack_and_run(
+        &airgap,
+        &demo,
+        &bundle,
+        system_python.then_some(&*interpreter),
+    )?;
+    step(&format!("done: the bundle is {}", bundle.display()));
+    Ok(())
+}
+
+/// What `python` prints for `code`, trimmed.
+fn ask(python: &str, code: &str) -> Result<String> {
+    let out = Command::new(python)
+        .args(["-c", code])
+        .output()
+        .with_context(|| format!("run {python}"))?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The example for a distribution's Python: wheels for its version and glibc (one with a
+/// compiled extension) and a data file.
+fn write_wheelhouse_example(config: &Path, python: &str) -> Result<()> {
+    let version = ask(python, "import platform; print(platform.python_version())")?;
+    let glibc = ask(
+        python,
+        "import os; print(os.confstr('CS_GNU_LIBC_VERSION').split()[1])",
+    )?;
+    std::fs::write(
+        config,
+        format!(
+            r#"# The default example on a distribution's Python: wheels for it (one with a compiled
 # extension), proven to install offline, and a data file.
 [bundle]
 name = "example-env"
@@ -437,29 +461,41 @@ packages = ["markupsafe==2.1.5", "attrs==23.2.0"]
 [sources.files]
 paths = ["data"]
 "#
-            ),
-        )?;
+        ),
+    )?;
+    Ok(())
+}
+
+/// The example for any other Python: a venv made from it (once; later runs reuse it) with a
+/// compiled package installed by the tools venv's pip, a data file, and the system libraries
+/// they need.
+fn write_venv_example(
+    demo: &Path,
+    config: &Path,
+    python: &str,
+    base_prefix: &str,
+    tools: &Path,
+) -> Result<()> {
+    let env = demo.join("example-env");
+    if !env.join("bin/python").exists() {
+        step(&format!(
+            "making an example venv at {} from {python} ({base_prefix})",
+            env.display()
+        ));
+        // --without-pip: a python3 may lack ensurepip; the tools venv's pip installs into it.
+        run(Command::new(python)
+            .args(["-m", "venv", "--without-pip"])
+            .arg(&env))?;
+        run(Command::new(tools)
+            .args(["-m", "pip", "--python"])
+            .arg(env.join("bin/python"))
+            .args(["install", "--quiet", "markupsafe==2.1.5", "attrs==23.2.0"]))?;
     } else {
-        let env = demo.join("example-env");
-        if !env.join("bin/python").exists() {
-            step(&format!(
-                "making an example venv at {} from {python} ({base_prefix})",
-                env.display()
-            ));
-            // --without-pip: a python3 may lack ensurepip; the tools venv's pip installs into it.
-            run(Command::new(&python)
-                .args(["-m", "venv", "--without-pip"])
-                .arg(&env))?;
-            run(Command::new(&tools)
-                .args(["-m", "pip", "--python"])
-                .arg(env.join("bin/python"))
-                .args(["install", "--quiet", "markupsafe==2.1.5", "attrs==23.2.0"]))?;
-        } else {
-            step(&format!("reusing the example venv at {}", env.display()));
-        }
-        std::fs::write(
-            &config,
-            r#"# The default example: a venv with a compiled package, a data file, and the system
+        step(&format!("reusing the example venv at {}", env.display()));
+    }
+    std::fs::write(
+        config,
+        r#"# The default example: a venv with a compiled package, a data file, and the system
 # libraries they need.
 [bundle]
 name = "example-env"
@@ -472,24 +508,39 @@ paths = ["data"]
 
 [sources.syslibs]
 "#,
-        )?;
-    }
-    let bundle = demo.join("example-env.tar.gz");
+    )?;
+    Ok(())
+}
+
+/// On the connected side: bundle the example, verify every file against the manifest, and
+/// show what is inside.
+fn bundle_and_inspect(airgap: &Path, config: &Path, bundle: &Path) -> Result<()> {
     step(&format!(
         "bundling: airgap bundle -c {} -o {}",
         config.display(),
         bundle.display()
     ));
-    run(Command::new(&airgap)
+    run(Command::new(airgap)
         .arg("bundle")
         .arg("-c")
-        .arg(&config)
+        .arg(config)
         .arg("-o")
-        .arg(&bundle))?;
+        .arg(bundle))?;
     step("verifying every file against the manifest: airgap verify");
-    run(Command::new(&airgap).arg("verify").arg(&bundle))?;
+    run(Command::new(airgap).arg("verify").arg(bundle))?;
     step("what is inside: airgap inspect");
-    run(Command::new(&airgap).arg("inspect").arg(&bundle))?;
+    run(Command::new(airgap).arg("inspect").arg(bundle))?;
+    Ok(())
+}
+
+/// As on the target: unpack at another path (into a new venv of `interpreter` for a
+/// wheelhouse), run the environment there with a bare PATH, and read the data file.
+fn unpack_and_run(
+    airgap: &Path,
+    demo: &Path,
+    bundle: &Path,
+    interpreter: Option<&str>,
+) -> Result<()> {
     let elsewhere = demo.join(format!("elsewhere-{}", std::process::id()));
     let dest = elsewhere.join("example-env");
     std::fs::create_dir_all(&elsewhere)?;
@@ -498,21 +549,20 @@ paths = ["data"]
         bundle.display(),
         dest.display()
     ));
-    let mut unpack = Command::new(&airgap);
-    unpack.arg("unpack").arg(&bundle).arg(&dest);
-    if system_python {
-        unpack.arg("--python").arg(&interpreter);
+    let mut unpack = Command::new(airgap);
+    unpack.arg("unpack").arg(bundle).arg(&dest);
+    if let Some(interpreter) = interpreter {
+        unpack.arg("--python").arg(interpreter);
     }
     run(&mut unpack)?;
     step("running the unpacked environment there");
-    let env_dir = if system_python { "venv" } else { "env" };
+    let env_dir = if interpreter.is_some() { "venv" } else { "env" };
     run(Command::new(dest.join(env_dir).join("bin/python"))
         .args(["-c", "import markupsafe, attrs, sys; print('python', sys.version.split()[0], 'at', sys.prefix); print(markupsafe.escape('<airgap works>'))"])
         .env_clear()
         .env("PATH", "/usr/bin:/bin"))?;
     run(Command::new("cat").arg(dest.join("data/greeting.txt")))?;
     std::fs::remove_dir_all(&elsewhere).ok();
-    step(&format!("done: the bundle is {}", bundle.display()));
     Ok(())
 }
 

@@ -175,16 +175,52 @@ pub enum CompressionArg {
     Zstd,
 }
 
+/// Bundle, then sign and print. Levels and recipients are checked, and secrets asked, before
+/// any plugin runs: nobody learns of a typo or is asked for a password after a long run.
 pub fn run(args: BundleArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
     let cwd = std::env::current_dir()?;
     let config = match &args.config {
         Some(path) => Config::load(path).map_err(report::core)?,
         None => Config::active_environment(&cwd).map_err(report::core)?,
     };
-    // Levels and recipients are checked, and secrets asked, before any plugin runs: nobody
-    // learns of a typo or is asked for a password after a long run.
+    let compression = compression(&args, &config)?;
+    let encryption = encryption(&args)?;
+    let signing = signing_key(&args)?;
+    let (filter, encrypted) = output_filter(encryption);
+    let registry = super::plugins::registry(ui, &config.plugin_dirs);
+    let options = bundle_options(&args, ui, compression, filter);
+    match &config.path {
+        Some(path) => ui.status("Bundling", &format!("from {}", path.display())),
+        None => ui.status("Bundling", "the active Python environment"),
+    }
+    let result = airgap_core::bundle(&config, &registry, &options, ui, &crate::CANCELLED);
+    let report = match result {
+        Ok(report) => report,
+        Err(airgap_core::Error::CheckFailed { report, plugins }) => {
+            return Err(check_failed(&config, &report, &plugins));
+        }
+        Err(e) => return Err(report::core(e)),
+    };
+    let signature = sign(&report, signing.as_ref())?;
+    if args.json {
+        print_json(&report, encrypted.as_deref(), signature.as_deref())?;
+    } else {
+        print_summary(
+            &report,
+            ui,
+            encrypted.as_deref(),
+            signature.as_deref(),
+            signing.as_ref().map(|k| k.id()),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The compression and level from the flags and the configuration; `--long` is refused for
+/// gzip here rather than ignored.
+fn compression(args: &BundleArgs, config: &Config) -> anyhow::Result<airgap_archive::Compression> {
     let compression = airgap_core::bundle::choose_compression(
-        &config,
+        config,
         args.compression.map(|c| match c {
             CompressionArg::Gzip => "gzip",
             CompressionArg::Zstd => "zstd",
@@ -199,7 +235,13 @@ pub fn run(args: BundleArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
             2,
         ));
     }
-    let encryption = if !args.encrypt_to.is_empty() {
+    Ok(compression)
+}
+
+/// Who can open the bundle (age recipients, or a passphrase read from a file or asked), and
+/// how the summary says it; `None` when it is not encrypted.
+fn encryption(args: &BundleArgs) -> anyhow::Result<Option<(airgap_seal::Recipients, String)>> {
+    Ok(if !args.encrypt_to.is_empty() {
         let keys = recipients(&args.encrypt_to)?;
         let n = keys.len();
         let parsed = airgap_seal::Recipients::parse(&keys).map_err(seal)?;
@@ -216,8 +258,12 @@ pub fn run(args: BundleArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
         ))
     } else {
         None
-    };
-    let signing = match &args.sign {
+    })
+}
+
+/// The minisign key of `--sign`, unlocked with the password file or a prompt.
+fn signing_key(args: &BundleArgs) -> anyhow::Result<Option<airgap_seal::SigningKey>> {
+    Ok(match &args.sign {
         Some(key) => Some(
             airgap_seal::load_secret_key(key, || match &args.sign_password_file {
                 Some(file) => read_passphrase_file(file),
@@ -226,8 +272,18 @@ pub fn run(args: BundleArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
             .map_err(seal)?,
         ),
         None => None,
-    };
-    let (filter, encrypted) = match encryption {
+    })
+}
+
+/// An output filter of the archive writer, with the suffix it adds to the file name.
+type Filter = Option<(Arc<dyn airgap_archive::OutputFilter>, String)>;
+
+/// The encrypting filter for `encryption`, and how the summary says it (neither for a plain
+/// bundle).
+fn output_filter(
+    encryption: Option<(airgap_seal::Recipients, String)>,
+) -> (Filter, Option<String>) {
+    match encryption {
         Some((recipients, how)) => {
             let filter: Arc<dyn airgap_archive::OutputFilter> =
                 Arc::new(airgap_seal::Encrypt::new(recipients));
@@ -237,9 +293,17 @@ pub fn run(args: BundleArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
             )
         }
         None => (None, None),
-    };
-    let registry = super::plugins::registry(ui, &config.plugin_dirs);
-    let options = BundleOptions {
+    }
+}
+
+/// The flags as the core's options.
+fn bundle_options(
+    args: &BundleArgs,
+    ui: &Ui,
+    compression: airgap_archive::Compression,
+    filter: Filter,
+) -> BundleOptions {
+    BundleOptions {
         output: args.output.clone(),
         dest_prefix: args.dest_prefix.clone(),
         target: args.target.clone(),
@@ -254,33 +318,36 @@ pub fn run(args: BundleArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
         plugin_timeout: args.plugin_timeout,
         filter,
         self_extracting: args.self_extracting,
-    };
-    match &config.path {
-        Some(path) => ui.status("Bundling", &format!("from {}", path.display())),
-        None => ui.status("Bundling", "the active Python environment"),
     }
-    let result = airgap_core::bundle(&config, &registry, &options, ui, &crate::CANCELLED);
-    let report = match result {
-        Ok(report) => report,
-        Err(airgap_core::Error::CheckFailed { report, plugins }) => {
-            use super::check::{advice_lines, print_problem_list, Advice};
-            print_problem_list(&report);
-            let mut helps = advice_lines(
-                &report,
-                Advice::for_plan(&config, plugins.iter().map(String::as_str)),
-            );
-            helps.push("fix the problems above (see `airgap check --help`), change [target], or pass --no-check to write it anyway".into());
-            return Err(report::with_helps_code(
-                anyhow::anyhow!(
-                    "the bundle would not work on the declared target; nothing was written"
-                ),
-                helps,
-                3,
-            ));
-        }
-        Err(e) => return Err(report::core(e)),
-    };
-    let signature = match &signing {
+}
+
+/// The check refused the bundle: its problems as `airgap check` lists them, and the error
+/// (exit 3) with the advice that fits this plan.
+fn check_failed(
+    config: &Config,
+    report: &airgap_core::check::CheckReport,
+    plugins: &[String],
+) -> anyhow::Error {
+    use super::check::{advice_lines, print_problem_list, Advice};
+    print_problem_list(report);
+    let mut helps = advice_lines(
+        report,
+        Advice::for_plan(config, plugins.iter().map(String::as_str)),
+    );
+    helps.push("fix the problems above (see `airgap check --help`), change [target], or pass --no-check to write it anyway".into());
+    report::with_helps_code(
+        anyhow::anyhow!("the bundle would not work on the declared target; nothing was written"),
+        helps,
+        3,
+    )
+}
+
+/// The signature file beside the written bundle; a failure says the bundle is there unsigned.
+fn sign(
+    report: &BundleReport,
+    key: Option<&airgap_seal::SigningKey>,
+) -> anyhow::Result<Option<PathBuf>> {
+    Ok(match key {
         Some(key) => Some(
             airgap_seal::sign_file(&report.output, &report.sha256, key).map_err(|e| {
                 report::with_help(
@@ -293,26 +360,26 @@ pub fn run(args: BundleArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
             })?,
         ),
         None => None,
-    };
-    if args.json {
-        let mut value = serde_json::to_value(&report)?;
-        if let Some(map) = value.as_object_mut() {
-            map.insert("encrypted".into(), serde_json::json!(encrypted));
-            map.insert("signature".into(), serde_json::json!(signature));
-        }
-        println!("{}", serde_json::to_string_pretty(&value)?);
-    } else {
-        print_summary(
-            &report,
-            ui,
-            encrypted.as_deref(),
-            signature.as_deref(),
-            signing.as_ref().map(|k| k.id()),
-        );
-    }
-    Ok(ExitCode::SUCCESS)
+    })
 }
 
+/// `--json`: the core's report, with how it is encrypted and where its signature is.
+fn print_json(
+    report: &BundleReport,
+    encrypted: Option<&str>,
+    signature: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let mut value = serde_json::to_value(report)?;
+    if let Some(map) = value.as_object_mut() {
+        map.insert("encrypted".into(), serde_json::json!(encrypted));
+        map.insert("signature".into(), serde_json::json!(signature));
+    }
+    println!("{}", serde_json::to_string_pretty(&value)?);
+    Ok(())
+}
+
+/// What a person reads after `airgap bundle`: the warnings (even with `-q`), then what went
+/// in, what was written, and the commands that open it on the target.
 fn print_summary(
     report: &BundleReport,
     ui: &Ui,
@@ -326,6 +393,14 @@ fn print_summary(
     if ui.quiet {
         return;
     }
+    print_contents(report, ui);
+    print_written(report, ui, encrypted, signature, key_id);
+    print_on_the_target(report, ui, encrypted, signature);
+}
+
+/// Each source with its plugin and counts, the Python, and what the target needs: the glibc
+/// floor, the CUDA driver, and the check's warnings worth seeing on a passing bundle.
+fn print_contents(report: &BundleReport, ui: &Ui) {
     for source in &report.sources {
         ui.status(
             "Source",
@@ -366,6 +441,16 @@ fn print_summary(
     {
         ui.warn(w);
     }
+}
+
+/// The archive written (size, counts, the start of its sha256), and how it is sealed.
+fn print_written(
+    report: &BundleReport,
+    ui: &Ui,
+    encrypted: Option<&str>,
+    signature: Option<&std::path::Path>,
+    key_id: Option<&str>,
+) {
     ui.status(
         "Wrote",
         &format!(
@@ -384,28 +469,23 @@ fn print_summary(
     if let (Some(sig), Some(id)) = (signature, key_id) {
         ui.status("Signed", &format!("{} (minisign key {id})", sig.display()));
     }
+}
+
+/// The commands to type on the target, with the options its sealing needs: the
+/// self-extracting file's own, airgap's, and, when the bundle carries its unpacker, the
+/// same with only the standard tools.
+fn print_on_the_target(
+    report: &BundleReport,
+    ui: &Ui,
+    encrypted: Option<&str>,
+    signature: Option<&std::path::Path>,
+) {
     let archive = report
         .output
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let plain = archive.strip_suffix(".age").unwrap_or(&archive).to_string();
-    let extract = if plain.ends_with(".zst") {
-        "tar --zstd -xf"
-    } else {
-        "tar xzf"
-    };
-    let mut open = String::new();
-    if encrypted.is_some() {
-        open.push_str(if encrypted == Some("with a passphrase") {
-            " --passphrase"
-        } else {
-            " -i KEY.age.key"
-        });
-    }
-    if signature.is_some() {
-        open.push_str(" --trusted-key KEY.minisign.pub");
-    }
+    let open = open_options(encrypted, signature.is_some());
     ui.println("\nOn the target:");
     if archive.ends_with(".run") {
         ui.println(&format!(
@@ -420,24 +500,52 @@ fn print_summary(
         "  airgap verify {archive}{open} && airgap unpack {archive} /path/to/dest{open}"
     ));
     if report.unpacker.is_some() {
-        let mut steps = Vec::new();
-        if signature.is_some() {
-            steps.push(format!("minisign -Vm {archive} -p KEY.minisign.pub"));
-        }
-        if encrypted.is_some() {
-            steps.push(if encrypted == Some("with a passphrase") {
-                format!("age -d -o {plain} {archive}")
-            } else {
-                format!("age -d -i KEY.age.key -o {plain} {archive}")
-            });
-        }
-        steps.push(format!("{extract} {plain}"));
-        steps.push(format!("./{}/unpack /path/to/dest", report.name));
         ui.println(&format!(
             "  or, without airgap there:  {}",
-            steps.join(" && ")
+            without_airgap(&report.name, &archive, encrypted, signature.is_some()).join(" && ")
         ));
     }
+}
+
+/// The options `airgap verify` and `airgap unpack` need to open a sealed bundle.
+fn open_options(encrypted: Option<&str>, signed: bool) -> String {
+    let mut open = String::new();
+    if encrypted.is_some() {
+        open.push_str(if encrypted == Some("with a passphrase") {
+            " --passphrase"
+        } else {
+            " -i KEY.age.key"
+        });
+    }
+    if signed {
+        open.push_str(" --trusted-key KEY.minisign.pub");
+    }
+    open
+}
+
+/// The steps without airgap on the target: check the signature (minisign), decrypt (age),
+/// extract (tar) and run the bundled unpacker of bundle `name`.
+fn without_airgap(name: &str, archive: &str, encrypted: Option<&str>, signed: bool) -> Vec<String> {
+    let plain = archive.strip_suffix(".age").unwrap_or(archive).to_string();
+    let extract = if plain.ends_with(".zst") {
+        "tar --zstd -xf"
+    } else {
+        "tar xzf"
+    };
+    let mut steps = Vec::new();
+    if signed {
+        steps.push(format!("minisign -Vm {archive} -p KEY.minisign.pub"));
+    }
+    if encrypted.is_some() {
+        steps.push(if encrypted == Some("with a passphrase") {
+            format!("age -d -o {plain} {archive}")
+        } else {
+            format!("age -d -i KEY.age.key -o {plain} {archive}")
+        });
+    }
+    steps.push(format!("{extract} {plain}"));
+    steps.push(format!("./{name}/unpack /path/to/dest"));
+    steps
 }
 
 /// The file that sets the glibc floor, and whether airgap added it.

@@ -66,6 +66,37 @@ pub(super) fn growth(c: &Ctx, prefixes: &[(&str, PathBuf)]) -> Result<Vec<(Strin
 /// Returns the memory points of the real job, smallest first, for [`super::print_growth`].
 pub(super) fn run(c: &Ctx) -> Result<Vec<(String, u64, u64)>> {
     let prefix = c.tree.join("python");
+    let m = measure_all(c, &prefix)?;
+    print_table(c, &prefix, &m);
+    print_ratios(&m);
+    let mut parts = vec![("tree/python-1", c.tree.join("python-1"))];
+    parts.retain(|(_, p)| p.is_dir());
+    let mut points = growth(c, &parts)?;
+    points.push(("tree/python".into(), count(&prefix, "f"), m.ours.1));
+    Ok(points)
+}
+
+/// The real job's measurements, (seconds, peak KiB) each, and the files they wrote.
+struct Measured {
+    czh: (f64, u64),
+    zpipe: (f64, u64),
+    ours: (f64, u64),
+    zours: (f64, u64),
+    xz: (f64, u64),
+    un: (f64, u64),
+    ver: (f64, u64),
+    ver_z: (f64, u64),
+    ins: (f64, u64),
+    tar_gz: PathBuf,
+    pipe: PathBuf,
+    gz: PathBuf,
+    zst: PathBuf,
+}
+
+/// Measure the contenders on `prefix` one after the other: GNU tar and the zstd pipeline
+/// beside `airgap bundle` (gzip, then zstd), then extracting, unpacking, verifying and
+/// inspecting airgap's bundles.
+fn measure_all(c: &Ctx, prefix: &Path) -> Result<Measured> {
     let parent = c.tree.clone();
     let tar_gz = c.out.join("real-tar.tar.gz");
     let czh = measure(
@@ -90,12 +121,12 @@ pub(super) fn run(c: &Ctx) -> Result<Vec<(String, u64, u64)>> {
     let gz = c.out.join("real.tar.gz");
     let ours = measure(
         "real job: airgap bundle (conda + syslibs, gzip)",
-        &mut c.bundle_checked(&config(c, "real", &prefix, "gzip", GZIP_LEVEL)?, &gz),
+        &mut c.bundle_checked(&config(c, "real", prefix, "gzip", GZIP_LEVEL)?, &gz),
     )?;
     let zst = c.out.join("real.tar.zst");
     let zours = measure(
         "real job: airgap bundle --compression zstd",
-        &mut c.bundle_checked(&config(c, "real", &prefix, "zstd", 3)?, &zst),
+        &mut c.bundle_checked(&config(c, "real", prefix, "zstd", 3)?, &zst),
     )?;
     let xz = c.untar("real job: tar -xzf", &gz, &c.out.join("x-real-tar"))?;
     let un = c.unpack("real job: airgap unpack", &gz, &c.out.join("x-real"))?;
@@ -111,31 +142,64 @@ pub(super) fn run(c: &Ctx) -> Result<Vec<(String, u64, u64)>> {
         .arg(&gz)
         .stdout(Stdio::null());
     let ins = measure("real job: airgap inspect --json", &mut inspect)?;
+    Ok(Measured {
+        czh,
+        zpipe,
+        ours,
+        zours,
+        xz,
+        un,
+        ver,
+        ver_z,
+        ins,
+        tar_gz,
+        pipe,
+        gz,
+        zst,
+    })
+}
 
+/// The table of the real job: each contender's time, size and peak memory.
+fn print_table(c: &Ctx, prefix: &Path, m: &Measured) {
+    let Measured {
+        czh,
+        zpipe,
+        ours,
+        zours,
+        xz,
+        un,
+        ver,
+        ver_z,
+        ins,
+        tar_gz,
+        pipe,
+        gz,
+        zst,
+    } = m;
     let rows = [
         Row {
             what: "GNU `tar -czhf` of the prefix".into(),
             secs: czh.0,
             kib: czh.1,
-            bytes: size(&tar_gz),
+            bytes: size(tar_gz),
         },
         Row {
             what: "`airgap bundle`, conda + syslibs, checked (gzip)".into(),
             secs: ours.0,
             kib: ours.1,
-            bytes: size(&gz),
+            bytes: size(gz),
         },
         Row {
             what: format!("`tar -cf - -h \\| zstd -T{} -3` of the prefix", c.cores),
             secs: zpipe.0,
             kib: zpipe.1,
-            bytes: size(&pipe),
+            bytes: size(pipe),
         },
         Row {
             what: "`airgap bundle --compression zstd`, conda + syslibs, checked".into(),
             secs: zours.0,
             kib: zours.1,
-            bytes: size(&zst),
+            bytes: size(zst),
         },
         Row {
             what: "GNU `tar -xzf` of the gzip bundle".into(),
@@ -172,7 +236,7 @@ pub(super) fn run(c: &Ctx) -> Result<Vec<(String, u64, u64)>> {
     println!(
         "the real job: {} ({} files) through the conda source, syslibs implied, with the check",
         prefix.display(),
-        count(&prefix, "f")
+        count(prefix, "f")
     );
     println!();
     println!("| | time | size | peak memory |");
@@ -180,6 +244,25 @@ pub(super) fn run(c: &Ctx) -> Result<Vec<(String, u64, u64)>> {
     for r in &rows {
         r.print();
     }
+}
+
+/// The ratios of the real job, each with its goal in brackets.
+fn print_ratios(m: &Measured) {
+    let Measured {
+        czh,
+        zpipe,
+        ours,
+        zours,
+        xz,
+        un,
+        ver,
+        ver_z,
+        ins,
+        tar_gz,
+        pipe,
+        gz,
+        zst,
+    } = m;
     println!();
     println!("ratios of the real job (goal in brackets):");
     println!(
@@ -188,7 +271,7 @@ pub(super) fn run(c: &Ctx) -> Result<Vec<(String, u64, u64)>> {
     );
     println!(
         "  size vs tar -czhf:           {:.3} [<= 1]",
-        size(&gz) as f64 / size(&tar_gz) as f64
+        size(gz) as f64 / size(tar_gz) as f64
     );
     println!(
         "  zstd speed vs the pipeline:  {:.2}x faster [>= 1x]",
@@ -196,7 +279,7 @@ pub(super) fn run(c: &Ctx) -> Result<Vec<(String, u64, u64)>> {
     );
     println!(
         "  zstd size vs the pipeline:   {:.3} [<= 1]",
-        size(&zst) as f64 / size(&pipe) as f64
+        size(zst) as f64 / size(pipe) as f64
     );
     println!(
         "  unpack vs tar -xzf:          {:.2}x [<= 0.7x]",
@@ -215,9 +298,4 @@ pub(super) fn run(c: &Ctx) -> Result<Vec<(String, u64, u64)>> {
         mib(ver_z.1),
         mib(ins.1)
     );
-    let mut parts = vec![("tree/python-1", c.tree.join("python-1"))];
-    parts.retain(|(_, p)| p.is_dir());
-    let mut points = growth(c, &parts)?;
-    points.push(("tree/python".into(), count(&prefix, "f"), ours.1));
-    Ok(points)
 }
