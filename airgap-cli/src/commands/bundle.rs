@@ -526,7 +526,12 @@ fn open_options(encrypted: Option<&str>, signed: bool) -> String {
 /// The steps without airgap on the target: check the signature (minisign), decrypt (age),
 /// extract (tar) and run the bundled unpacker of bundle `name`.
 fn without_airgap(name: &str, archive: &str, encrypted: Option<&str>, signed: bool) -> Vec<String> {
-    let plain = archive.strip_suffix(".age").unwrap_or(archive).to_string();
+    // age must not write over its own input: `-o demo.tar.gz --encrypt-to ...` has no `.age`.
+    let plain = match archive.strip_suffix(".age") {
+        Some(plain) => plain.to_string(),
+        None if encrypted.is_some() => format!("decrypted-{archive}"),
+        None => archive.to_string(),
+    };
     let extract = if plain.ends_with(".zst") {
         "tar --zstd -xf"
     } else {
@@ -554,5 +559,37 @@ pub(crate) fn floor_source(g: &airgap_core::check::Requirement) -> String {
         format!("{}, grafted by airgap from this machine", g.file)
     } else {
         g.file.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_airgap;
+
+    /// The decrypted file never has the encrypted one's name, whatever `-o` said.
+    #[test]
+    fn the_age_step_never_writes_over_its_input() {
+        for archive in ["demo.tar.gz", "demo.tar.gz.age", "demo.tar.zst"] {
+            for how in ["to 1 recipient", "with a passphrase"] {
+                let steps = without_airgap("demo", archive, Some(how), false);
+                let age = steps
+                    .iter()
+                    .find(|s| s.starts_with("age -d"))
+                    .expect("an age step");
+                let words: Vec<&str> = age.split_whitespace().collect();
+                let out = words[words.iter().position(|w| *w == "-o").expect("-o") + 1];
+                assert_ne!(out, archive, "{age}");
+                assert!(
+                    steps.iter().any(|s| s.ends_with(&format!(" {out}"))),
+                    "{steps:?}"
+                );
+            }
+        }
+        let zst = without_airgap("demo", "demo.tar.zst", Some("to 1 recipient"), false);
+        assert!(
+            zst.iter()
+                .any(|s| s.starts_with("tar --zstd -xf decrypted-demo.tar.zst")),
+            "{zst:?}"
+        );
     }
 }
