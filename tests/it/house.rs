@@ -206,3 +206,47 @@ fn the_archive_crate_has_no_module_circle_and_pack_and_install_meet_only_in_the_
         }
     }
 }
+
+/// The format is pure of the bundle's I/O: its modules open nothing by path (the manifest's
+/// record store uses unnamed temporary files, which it is handed or makes with `tempfile`).
+#[test]
+fn the_format_opens_no_file_by_path() {
+    let src = workspace_root().join("airgap-archive/src/format");
+    let opening = [
+        "File::open",
+        "File::create",
+        "OpenOptions",
+        "fs::read",
+        "fs::write",
+        "fs::metadata",
+        "fs::symlink_metadata",
+        "fs::create_dir",
+        "fs::remove",
+        "fs::rename",
+        "read_dir",
+        "walkdir",
+    ];
+    let mut seen = 0;
+    for entry in walkdir::WalkDir::new(&src) {
+        let path = entry.expect("walk").into_path();
+        if path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        seen += 1;
+        let text = std::fs::read_to_string(&path).expect("read");
+        for (n, line) in text.lines().enumerate() {
+            if line.trim_start().starts_with("//") {
+                continue;
+            }
+            for call in opening {
+                assert!(
+                    !line.contains(call),
+                    "{}:{}: the format opens a file ({call}): {line}",
+                    path.display(),
+                    n + 1
+                );
+            }
+        }
+    }
+    assert!(seen >= 6, "the format's modules were not found under {}", src.display());
+}

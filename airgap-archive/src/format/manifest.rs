@@ -1,7 +1,7 @@
 //! The manifest: the first entry of every bundle, a versioned TOML file that lists every
 //! file with its size, mode and sha256, where it came from, and what to do on the target.
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::Path;
 
@@ -873,7 +873,7 @@ fn parse_streamed(bundle: &Path, text: File, len: u64) -> Result<StreamedManifes
 
 /// Copy `len` bytes of manifest text from `input` into an unnamed temporary file and parse
 /// it there; errors reading `input` are `reading`'s.
-fn stream_from(
+pub(crate) fn stream_from(
     bundle: &Path,
     input: &mut dyn Read,
     reading: &dyn Fn(io::Error) -> ArchiveError,
@@ -899,27 +899,6 @@ fn stream_from(
         }
     }
     parse_streamed(bundle, out, len)
-}
-
-/// The manifest of an extracted or unpacked bundle folder, streamed, refused over
-/// [`MAX_MANIFEST`] before it is read.
-pub(crate) fn open_manifest_in(tree: &Path) -> Result<StreamedManifest, ArchiveError> {
-    let path = tree.join(MANIFEST_PATH);
-    let file = fs::File::open(&path).map_err(|e| ArchiveError::io("reading", &path, e))?;
-    let size = file
-        .metadata()
-        .map_err(|e| ArchiveError::io("reading", &path, e))?
-        .len();
-    if size > MAX_MANIFEST {
-        return Err(ArchiveError::ManifestTooLarge {
-            bundle: tree.into(),
-            size,
-            max: MAX_MANIFEST,
-        });
-    }
-    stream_from(tree, &mut file.take(MAX_MANIFEST + 1), &|e| {
-        ArchiveError::io("reading", &path, e)
-    })
 }
 
 /// The manifest must name the top folder it sits in.

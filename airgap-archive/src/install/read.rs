@@ -18,8 +18,8 @@ use crate::error::ArchiveError;
 use crate::format::gzmember;
 use crate::format::manifest::records::{scratch_error, Records};
 use crate::format::manifest::{
-    check_rel, check_top, open_manifest_in, read_first_entry, FileRecord, FileType, Manifest,
-    StreamedManifest, MANIFEST_PATH, MAX_FILE_SIZE,
+    check_rel, check_top, read_first_entry, FileRecord, FileType, Manifest, StreamedManifest,
+    MANIFEST_PATH, MAX_FILE_SIZE,
 };
 use crate::format::tarfmt::{EntryType, TarEntry, TarReader};
 use crate::progress::{Progress, Unit};
@@ -1749,4 +1749,26 @@ pub fn pick_bundle(
         bytes,
         detached_sha256: None,
     })
+}
+/// The manifest of an extracted or unpacked bundle folder, streamed, refused over
+/// [`MAX_MANIFEST`](crate::format::manifest::MAX_MANIFEST) before it is read.
+pub(crate) fn open_manifest_in(tree: &Path) -> Result<StreamedManifest, ArchiveError> {
+    let path = tree.join(MANIFEST_PATH);
+    let file = fs::File::open(&path).map_err(|e| ArchiveError::io("reading", &path, e))?;
+    let size = file
+        .metadata()
+        .map_err(|e| ArchiveError::io("reading", &path, e))?
+        .len();
+    if size > crate::format::manifest::MAX_MANIFEST {
+        return Err(ArchiveError::ManifestTooLarge {
+            bundle: tree.into(),
+            size,
+            max: crate::format::manifest::MAX_MANIFEST,
+        });
+    }
+    crate::format::manifest::stream_from(
+        tree,
+        &mut file.take(crate::format::manifest::MAX_MANIFEST + 1),
+        &|e| ArchiveError::io("reading", &path, e),
+    )
 }

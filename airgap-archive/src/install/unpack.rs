@@ -481,7 +481,7 @@ pub fn unpack_dir(
     progress: &dyn Progress,
 ) -> Result<UnpackReport, ArchiveError> {
     let (dest, existed, mut parents) = check_dest(dest)?;
-    let manifest = crate::format::manifest::open_manifest_in(tree)?;
+    let manifest = crate::install::read::open_manifest_in(tree)?;
     crate::install::steps::check_steps(&manifest)?;
     preflight(&manifest, &dest, options, true)?;
     let tree_abs = std::path::absolute(tree).map_err(|e| ArchiveError::io("resolving", tree, e))?;
