@@ -248,5 +248,9 @@ fn the_format_opens_no_file_by_path() {
             }
         }
     }
-    assert!(seen >= 6, "the format's modules were not found under {}", src.display());
+    assert!(
+        seen >= 6,
+        "the format's modules were not found under {}",
+        src.display()
+    );
 }

@@ -40,9 +40,16 @@ struct Ctx {
     out: PathBuf,
     tree: PathBuf,
     cores: usize,
+    /// Where unpacks write ([`unpack_root`]).
+    dests: PathBuf,
 }
 
 impl Ctx {
+    /// A destination for one unpack, removed again after it is measured.
+    fn dest(&self, name: &str) -> PathBuf {
+        self.dests.join(name)
+    }
+
     /// `airgap -q` with no progress output.
     fn airgap_cmd(&self) -> Command {
         let mut c = Command::new(&self.airgap);
@@ -477,6 +484,9 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         "  peak memory of the real job as the prefix grows [flat]:",
         &points,
     );
+    if ctx.dests != ctx.out {
+        std::fs::remove_dir_all(&ctx.dests)?;
+    }
     if !o.keep {
         std::fs::remove_dir_all(&ctx.out)?;
     }
@@ -544,6 +554,9 @@ fn prepare(o: &Options, release: &Path) -> Result<Ctx> {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
+    let largest = if o.scale { 7 << 30 } else { du_bytes(&tree) };
+    let dests = unpack_root(&out, largest.saturating_mul(3))?;
+    println!("unpacks write to {}", dests.display());
     Ok(Ctx {
         airgap,
         release: release.to_path_buf(),
@@ -552,7 +565,36 @@ fn prepare(o: &Options, release: &Path) -> Result<Ctx> {
         out,
         tree,
         cores,
+        dests,
     })
+}
+
+/// Where unpacks (`tar -xzf` and `airgap unpack` alike) write: a tmpfs (`/dev/shm`) when it
+/// has room for `need` bytes, so that the ratio measures the work and not the disk's
+/// write-back, which made it swing from 0.5x to 2.9x between runs; else `fallback`.
+fn unpack_root(fallback: &Path, need: u64) -> Result<PathBuf> {
+    let shm = Path::new("/dev/shm");
+    let free = Command::new("df")
+        .args(["--output=avail", "-B1"])
+        .arg(shm)
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .nth(1)
+                .and_then(|l| l.trim().parse::<u64>().ok())
+        });
+    if free.is_some_and(|f| f >= need) {
+        let dir = shm.join(format!("airgap-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        return Ok(dir);
+    }
+    println!(
+        "note: /dev/shm has no room for {} MB: unpacks write to the disk, and their ratios depend on its write-back",
+        need >> 20
+    );
+    Ok(fallback.to_path_buf())
 }
 
 /// The first table's measurements: time (s) and peak memory (KiB) of each contender, and
@@ -628,8 +670,8 @@ fn measure_rows(ctx: &Ctx, config: &Path) -> Result<Rows> {
     let (t_zours, m_zours) = measure("airgap bundle (zstd)", &mut bundle(&ours_zst, &zconfig))?;
     // Memory must stay flat as the tree grows: the same on parts of the tree.
     let growth = memory_growth(&bundle, tree, work, out)?;
-    let (t_xz, m_xz) = ctx.untar("tar -xzf", &ours, &out.join("x-tar"))?;
-    let (t_un, m_un) = ctx.unpack("airgap unpack", &ours, &out.join("x-ours"))?;
+    let (t_xz, m_xz) = ctx.untar("tar -xzf", &ours, &ctx.dest("x-tar"))?;
+    let (t_un, m_un) = ctx.unpack("airgap unpack", &ours, &ctx.dest("x-ours"))?;
     let mut verify = ctx.airgap_cmd();
     verify.arg("verify").arg(&ours);
     let (t_ver, m_ver) = measure("airgap verify", &mut verify)?;

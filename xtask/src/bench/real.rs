@@ -128,8 +128,8 @@ fn measure_all(c: &Ctx, prefix: &Path) -> Result<Measured> {
         "real job: airgap bundle --compression zstd",
         &mut c.bundle_checked(&config(c, "real", prefix, "zstd", 3)?, &zst),
     )?;
-    let xz = c.untar("real job: tar -xzf", &gz, &c.out.join("x-real-tar"))?;
-    let un = c.unpack("real job: airgap unpack", &gz, &c.out.join("x-real"))?;
+    let xz = c.untar("real job: tar -xzf", &gz, &c.dest("x-real-tar"))?;
+    let un = c.unpack("real job: airgap unpack", &gz, &c.dest("x-real"))?;
     let mut verify = c.airgap_cmd();
     verify.arg("verify").arg(&gz);
     let ver = measure("real job: airgap verify", &mut verify)?;

@@ -77,8 +77,8 @@ pub(super) fn run(c: &Ctx, python: &Path) -> Result<(String, u64, u64)> {
         "scale: airgap bundle (conda + syslibs, gzip)",
         &mut c.bundle_checked(&config, &gz),
     )?;
-    let xz = c.untar("scale: tar -xzf", &gz, &c.out.join("x-scale-tar"))?;
-    let un = c.unpack("scale: airgap unpack", &gz, &c.out.join("x-scale"))?;
+    let xz = c.untar("scale: tar -xzf", &gz, &c.dest("x-scale-tar"))?;
+    let un = c.unpack("scale: airgap unpack", &gz, &c.dest("x-scale"))?;
     let mut verify = c.airgap_cmd();
     verify.arg("verify").arg(&gz);
     let ver = measure("scale: airgap verify", &mut verify)?;
