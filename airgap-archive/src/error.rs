@@ -259,6 +259,34 @@ pub enum ArchiveError {
         /// Why (an `airgap-seal` error, with its own advice), shown in the message.
         cause: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A delta bundle was given where a whole one is needed (no `--onto`).
+    #[error("{} is a delta: it carries only what changed since {base_name} (manifest sha256 {base})", bundle.display())]
+    DeltaNeedsBase {
+        /// The bundle.
+        bundle: PathBuf,
+        /// The base's bundle name.
+        base_name: String,
+        /// The base's identity (its manifest's sha256).
+        base: String,
+    },
+    /// `--onto` named a tree that is not the delta's base, or one whose files changed since
+    /// it was installed.
+    #[error("{} is not the base of {}: {reason}{}", onto.display(), bundle.display(), lines(files))]
+    WrongBase {
+        /// The delta.
+        bundle: PathBuf,
+        /// The installed tree.
+        onto: PathBuf,
+        /// What differs.
+        reason: String,
+        /// The differing files (at most a few dozen), one line each.
+        files: Vec<String>,
+    },
+}
+
+/// Lines after a message, each indented as a list item.
+fn lines(items: &[String]) -> String {
+    items.iter().map(|i| format!("\n  - {i}")).collect()
 }
 
 impl ArchiveError {
@@ -282,6 +310,14 @@ impl ArchiveError {
             ArchiveError::Changed { .. } => {
                 Some("stop whatever writes to the environment while bundling, then retry".into())
             }
+            ArchiveError::DeltaNeedsBase { bundle, .. } => Some(format!(
+                "apply it onto the installed base: airgap unpack {} --onto INSTALLED (or NAME/unpack --from {} --onto INSTALLED without airgap)",
+                bundle.display(),
+                bundle.display()
+            )),
+            ArchiveError::WrongBase { .. } => Some(
+                "nothing was changed; apply the delta onto the tree it was made against, or install the whole bundle of the new version instead".into(),
+            ),
             ArchiveError::Corrupt { .. } | ArchiveError::Mismatch { .. } => Some(
                 "the bundle was damaged or altered after it was written: copy it again and compare with its .sha256".into(),
             ),

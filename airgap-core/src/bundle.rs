@@ -56,6 +56,26 @@ pub struct BundleOptions {
     pub filter: Option<(Arc<dyn OutputFilter>, String)>,
     /// Write a self-extracting `NAME.run` instead of the plain archive (`--self-extracting`).
     pub self_extracting: bool,
+    /// Write a delta against this previous version (`--since`): a bundle, an extracted
+    /// bundle or installed tree (its `.airgap/manifest.toml`), or a manifest file.
+    pub since: Option<PathBuf>,
+}
+
+/// The previous version a delta is written against, read before any plugin runs.
+fn load_base(
+    base: &Path,
+    options: &BundleOptions,
+) -> Result<airgap_archive::pack::delta::DeltaBase, Error> {
+    if options.self_extracting {
+        return Err(airgap_archive::ArchiveError::SelfExtracting {
+            output: options.output.clone().unwrap_or_default(),
+            reason: "--since writes a delta, which is applied with `unpack --onto`; a .run cannot carry one".into(),
+            help: "drop --self-extracting for the delta (the carried unpacker applies it: NAME/unpack --from DELTA.tar.gz --onto INSTALLED)".into(),
+        }
+        .into());
+    }
+    let manifest = airgap_archive::install::read::open_manifest_any(base)?;
+    Ok(airgap_archive::pack::delta::DeltaBase::new(manifest)?)
 }
 
 /// Seconds a source plugin may run by default: generous, since resolving and downloading a
@@ -124,6 +144,8 @@ pub struct BundleReport {
     pub python: Option<format::PythonEnvironment>,
     /// The unpacker carried inside, if any.
     pub unpacker: Option<PathBuf>,
+    /// A delta (`--since`): files left to the base and their bytes.
+    pub reused: Option<(u64, u64)>,
 }
 
 /// Run every source of the configuration and build the plan. Nothing is written.
@@ -579,6 +601,10 @@ pub fn bundle(
         None => choose_compression(config, None, None)?,
     };
     let unpacker = options.unpacker.clone().or_else(find_unpacker);
+    let delta = match &options.since {
+        Some(base) => Some(Arc::new(load_base(base, options)?)),
+        None => None,
+    };
     let write_options = WriteOptions {
         compression,
         threads: options.threads,
@@ -587,6 +613,7 @@ pub fn bundle(
         memory_paths: 0,
         self_extracting: options.self_extracting,
         zstd_long: options.zstd_long,
+        delta,
     };
     // A .run without its unpacker, or encrypted, is refused before the plugins run.
     airgap_archive::pack::write::check_self_extracting(
@@ -638,6 +665,7 @@ pub fn bundle(
         target: planned.manifest.target.clone(),
         python: planned.manifest.python.clone(),
         unpacker,
+        reused: options.since.as_ref().map(|_| summary.reused),
     })
 }
 

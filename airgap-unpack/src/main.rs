@@ -14,15 +14,20 @@ mod probe;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use airgap_archive::install::delta::apply_delta;
 use airgap_archive::install::installed::summary_lines;
-use airgap_archive::install::unpack::{unpack, unpack_dir, UnpackOptions};
+use airgap_archive::install::unpack::{
+    unpack, unpack_dir, unpack_dir_onto, UnpackOptions, UnpackReport,
+};
 use airgap_archive::progress::{Level, Progress, Unit};
 use airgap_archive::text::escape_lines;
+use airgap_archive::ArchiveError;
 
 mod run;
 
 const USAGE: &str = "usage: unpack DEST [--python PATH] [--no-run] [-q]
        unpack --from BUNDLE.tar.gz DEST [--python PATH] [--no-run] [-q]
+       unpack --from DELTA.tar.gz --onto INSTALLED [DEST] [--no-previous] [...]
        airgap-unpack BUNDLE DEST [--python PATH] [--no-run] [-q]
 
 Verifies every file of the bundle against its manifest, installs it into a staging
@@ -34,6 +39,10 @@ that succeeded. DEST must not exist (or be an empty directory).
                   holds the archive and DEST, not a third, extracted copy
   --python PATH   the target's Python, for bundles whose install steps need one
   --no-run        install the files but run none of the bundle's programs; list them
+  --onto INSTALLED  apply a delta bundle (airgap bundle --since) onto the tree it was made
+                  against: checked to be that version, updated in one atomic exchange, the
+                  old tree kept as INSTALLED.previous (or into a new DEST, when given)
+  --no-previous   with --onto in place: remove the old tree after the update
   -q, --quiet     print only errors
   --probe [DEST]  print this machine's target profile and code (for `airgap bundle --target`)
 
@@ -66,6 +75,8 @@ fn main() -> ExitCode {
     let mut python: Option<PathBuf> = None;
     let mut quiet = false;
     let mut no_run = false;
+    let mut onto: Option<PathBuf> = None;
+    let mut drop_previous = false;
     let mut positional: Vec<PathBuf> = Vec::new();
     while let Some(a) = args.next() {
         match a.to_str() {
@@ -92,6 +103,8 @@ fn main() -> ExitCode {
             Some("--python") => python = args.next().map(PathBuf::from),
             Some("-q") | Some("--quiet") => quiet = true,
             Some("--no-run") => no_run = true,
+            Some("--onto") => onto = args.next().map(PathBuf::from),
+            Some("--no-previous") => drop_previous = true,
             Some("--probe") => {
                 return probe::run(positional.pop().or_else(|| args.next().map(PathBuf::from)))
             }
@@ -107,31 +120,88 @@ fn main() -> ExitCode {
             _ => positional.push(PathBuf::from(a)),
         }
     }
-    let options = UnpackOptions { python, no_run };
+    let options = UnpackOptions {
+        python,
+        no_run,
+        drop_previous,
+    };
     let progress = Quiet(quiet);
-    let result = match (run_file, from, from_dir, positional.as_slice()) {
+    let result = match (&onto, run_file.is_some(), &from, positional.as_slice()) {
+        (Some(onto), false, Some(bundle), []) => {
+            apply_delta(bundle, onto, None, &options, &progress)
+        }
+        (Some(onto), false, Some(bundle), [dest]) => {
+            apply_delta(bundle, onto, Some(dest), &options, &progress)
+        }
+        (Some(onto), false, None, [bundle]) if from_dir.is_none() => {
+            apply_delta(bundle, onto, None, &options, &progress)
+        }
+        (Some(onto), false, None, [bundle, dest]) if from_dir.is_none() => {
+            apply_delta(bundle, onto, Some(dest), &options, &progress)
+        }
+        (Some(onto), false, None, rest) if from_dir.is_some() && rest.len() < 2 => {
+            let dir = from_dir.as_deref().unwrap_or(std::path::Path::new("."));
+            unpack_dir_onto(
+                dir,
+                onto,
+                rest.first().map(|p| p.as_path()),
+                &options,
+                &progress,
+            )
+        }
+        (Some(_), ..) => {
+            eprintln!("error: --onto applies a delta bundle: unpack --from DELTA.tar.gz --onto INSTALLED [DEST]\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+        (None, ..) => install(
+            run_file,
+            from,
+            from_dir,
+            &positional,
+            run_mode,
+            &options,
+            &progress,
+        ),
+    };
+    report(result, quiet)
+}
+
+/// Install a whole bundle, as the arguments say.
+fn install(
+    run_file: Option<PathBuf>,
+    from: Option<PathBuf>,
+    from_dir: Option<PathBuf>,
+    positional: &[PathBuf],
+    run_mode: run::Mode,
+    options: &UnpackOptions,
+    progress: &Quiet,
+) -> Result<UnpackReport, ArchiveError> {
+    let (options, progress) = (options, progress);
+    Ok(match (run_file, from, from_dir, positional) {
         (Some(file), _, _, rest) if run_mode.takes_dir() == (rest.len() == 1) => {
             if run_mode == run::Mode::Install {
-                unpack(&file, &rest[0], &options, &progress)
+                unpack(&file, &rest[0], options, progress)?
             } else {
-                match run::run(run_mode, &file, rest.first(), &progress) {
-                    Ok(()) => return ExitCode::SUCCESS,
-                    Err(e) => Err(e),
-                }
+                run::run(run_mode, &file, rest.first(), progress)?;
+                std::process::exit(0);
             }
         }
         (Some(_), ..) => {
             eprintln!("error: expected a destination directory\n\n{}", run::USAGE);
-            return ExitCode::from(2);
+            std::process::exit(2);
         }
-        (None, Some(bundle), _, [dest]) => unpack(&bundle, dest, &options, &progress),
-        (None, None, Some(dir), [dest]) => unpack_dir(&dir, dest, &options, &progress),
-        (None, None, None, [bundle, dest]) => unpack(bundle, dest, &options, &progress),
+        (None, Some(bundle), _, [dest]) => unpack(&bundle, dest, options, progress)?,
+        (None, None, Some(dir), [dest]) => unpack_dir(&dir, dest, options, progress)?,
+        (None, None, None, [bundle, dest]) => unpack(bundle, dest, options, progress)?,
         _ => {
             eprintln!("error: expected a destination directory\n\n{USAGE}");
-            return ExitCode::from(2);
+            std::process::exit(2);
         }
-    };
+    })
+}
+
+/// Print what was installed, or the error.
+fn report(result: Result<UnpackReport, ArchiveError>, quiet: bool) -> ExitCode {
     match result {
         Ok(report) => {
             if !quiet {
@@ -142,6 +212,17 @@ fn main() -> ExitCode {
                     report.dest.display(),
                     report.steps
                 );
+            }
+            if let (false, Some(r)) = (quiet, &report.reused) {
+                eprintln!(
+                    "   from base {}: {} file(s) hard-linked, {} copied",
+                    r.base.display(),
+                    r.linked,
+                    r.copied
+                );
+                if let Some(p) = &r.previous {
+                    eprintln!("    previous tree kept as {}", p.display());
+                }
             }
             if !quiet {
                 for (label, text) in summary_lines(&report.installed, 12) {
@@ -162,7 +243,11 @@ fn main() -> ExitCode {
         Err(e) => {
             // Errors name entries from the bundle: escaped before the terminal.
             eprintln!("error: {}", escape_lines(&e.to_string()));
-            if let airgap_archive::ArchiveError::Mismatch { problems, .. } = &e {
+            if let ArchiveError::Mismatch { problems, .. }
+            | ArchiveError::WrongBase {
+                files: problems, ..
+            } = &e
+            {
                 for p in problems.iter().take(50) {
                     eprintln!("  {}", escape_lines(&p.to_string()));
                 }

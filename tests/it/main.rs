@@ -23,6 +23,7 @@ mod conda_python;
 mod conda_shebang;
 mod conformance;
 mod crypto;
+mod delta;
 mod e2e;
 mod faults_bundle;
 mod hostile_cli;

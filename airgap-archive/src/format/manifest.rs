@@ -569,6 +569,11 @@ impl Fields {
     }
 }
 
+/// Do these first bytes of a file start a manifest as airgap writes one?
+pub fn looks_like_manifest(head: &[u8]) -> bool {
+    head.starts_with(HEADER.as_bytes()) || head.starts_with(FILES_START.as_bytes())
+}
+
 /// The start of a manifest, before its file records (see [`write_record`]).
 pub(crate) fn begin_files(out: &mut String) {
     out.push_str(HEADER);
@@ -730,6 +735,25 @@ impl StreamedManifest {
             return Err(crate::spill::corrupt());
         }
         Ok(())
+    }
+
+    /// The sha256 (hex) of the manifest's exact text: a version's identity, which a delta
+    /// names as its base ([`crate::format::delta::DeltaMeta::base`]).
+    pub fn sha256(&self) -> io::Result<String> {
+        use sha2::{Digest, Sha256};
+        struct Hashing(Sha256);
+        impl Write for Hashing {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.0.update(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut h = Hashing(Sha256::new());
+        self.write_text(&mut h)?;
+        Ok(hex::encode(h.0.finalize()))
     }
 
     /// The whole manifest, its records in memory: for small manifests and tests.
@@ -961,7 +985,7 @@ pub(crate) fn read_first_entry<R: Read>(
 }
 
 /// The data of a tar reader's current entry as an `io::Read`.
-struct EntryData<'a, R>(&'a mut TarReader<R>);
+pub(crate) struct EntryData<'a, R>(pub(crate) &'a mut TarReader<R>);
 
 impl<R: Read> Read for EntryData<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {

@@ -6,6 +6,7 @@
 //! a new ABI minor cannot change FORMAT 1; `airgap-core` converts a contribution into these
 //! types once, when it writes the manifest.
 
+pub mod delta;
 pub mod gzmember;
 pub mod manifest;
 pub mod model;

@@ -15,6 +15,7 @@ use filetime::FileTime;
 use sha2::{Digest, Sha256};
 
 use crate::error::ArchiveError;
+use crate::format::delta::{Delta, Reused};
 use crate::format::gzmember;
 use crate::format::manifest::records::{scratch_error, Records};
 use crate::format::manifest::{
@@ -189,6 +190,36 @@ pub fn open_manifest(bundle: &Path) -> Result<StreamedManifest, ArchiveError> {
     }
     let file = open_bundle(bundle)?;
     open_manifest_opened(bundle, &file, None)
+}
+
+/// The manifest of a previous version, however it is at hand: a bundle file, an extracted
+/// bundle or an installed tree (its `.airgap/manifest.toml`), or a manifest file itself.
+pub fn open_manifest_any(path: &Path) -> Result<StreamedManifest, ArchiveError> {
+    if path.is_dir() {
+        return open_manifest_in(path);
+    }
+    let file = open_bundle(path)?;
+    let mut head = [0u8; 128];
+    let n = airgap_io::read_full(&mut &file, &mut head)
+        .map_err(|e| ArchiveError::io("reading", path, e))?;
+    if crate::format::manifest::looks_like_manifest(&head[..n]) {
+        let size = file
+            .metadata()
+            .map_err(|e| ArchiveError::io("reading", path, e))?
+            .len();
+        if size > crate::format::manifest::MAX_MANIFEST {
+            return Err(ArchiveError::ManifestTooLarge {
+                bundle: path.into(),
+                size,
+                max: crate::format::manifest::MAX_MANIFEST,
+            });
+        }
+        let mut input = reader_from_start(path, &file)?;
+        return crate::format::manifest::stream_from(path, &mut input, &|e| {
+            ArchiveError::io("reading", path, e)
+        });
+    }
+    open_manifest_opened(path, &file, None)
 }
 
 /// [`read_manifest`] of a bundle file over a descriptor from [`open_bundle`].
@@ -629,6 +660,21 @@ pub struct VerifyReport {
     /// `Some(true)` when `BUNDLE.sha256` exists and matches, `Some(false)` when it does not
     /// match, `None` when there is none.
     pub detached_sha256: Option<bool>,
+    /// A delta's word on its base: the files it does not carry are checked only when it is
+    /// applied (`unpack --onto`).
+    pub delta: Option<crate::format::delta::DeltaMeta>,
+}
+
+impl VerifyReport {
+    fn from(c: Checked, detached_sha256: Option<bool>) -> VerifyReport {
+        VerifyReport {
+            manifest: c.manifest,
+            entries: c.entries,
+            bytes: c.bytes,
+            detached_sha256,
+            delta: c.delta.map(|d| d.meta),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1310,18 +1356,53 @@ impl<'a> Checker<'a> {
         Ok(())
     }
 
-    /// After the last entry: nothing missing, no link escaping through other links; then the
-    /// directories get their modes and times.
-    pub(crate) fn finish(mut self, target: &Target<'_>) -> Result<(u64, u64), ArchiveError> {
+    /// After the last entry: nothing missing but what a delta takes from its base (each
+    /// handed to `reuse`, in path order, before any directory is closed), no link escaping
+    /// through other links; then the directories get their modes and times.
+    pub(crate) fn finish(
+        mut self,
+        target: &Target<'_>,
+        delta: Option<&Delta>,
+        mut reuse: Option<&mut Reuse<'_>>,
+    ) -> Result<(u64, u64), ArchiveError> {
+        let mut reused = ReusedCursor::new(delta);
         for (i, r) in self.records.iter().enumerate() {
             let r = r?;
-            if self.kinds.get(i as u64).is_none() {
-                let text = format!(
-                    "missing: {} is in the manifest but not in the archive",
-                    r.path
-                );
-                self.problem(text)?;
+            let path = r.path_bytes();
+            let here = reused.take(&path, &mut |x| self.problem(unlisted(x)))?;
+            match (self.kinds.get(i as u64), here) {
+                (_, Some(_)) if r.kind != FileType::File => {
+                    let text = format!(
+                        "the delta takes {} from its base, but only files are taken",
+                        r.path
+                    );
+                    self.problem(text)?;
+                }
+                (None, None) => {
+                    let text = format!(
+                        "missing: {} is in the manifest but not in the archive",
+                        r.path
+                    );
+                    self.problem(text)?;
+                }
+                (None, Some(x)) => {
+                    if let Some(reuse) = reuse.as_deref_mut() {
+                        reuse(&x, &r)?;
+                        self.bytes += r.size;
+                    }
+                }
+                (Some(_), Some(_)) => {
+                    let text = format!(
+                        "the delta both carries {} and takes it from its base",
+                        r.path
+                    );
+                    self.problem(text)?;
+                }
+                (Some(_), None) => {}
             }
+        }
+        while let Some(x) = reused.next_upto(None)? {
+            self.problem(unlisted(&x))?;
         }
         for (path, _) in self.links.iter() {
             if !resolves_inside(path, &self.links) {
@@ -1346,6 +1427,62 @@ impl<'a> Checker<'a> {
             }
         }
         Ok((self.entries, self.bytes))
+    }
+}
+
+/// The problem of a reused line that no record of the manifest matches.
+pub(crate) fn unlisted(x: &Reused) -> String {
+    format!(
+        "the delta takes {} from its base, but the manifest does not list it",
+        String::from_utf8_lossy(&x.path)
+    )
+}
+
+/// What a delta's reader does with each file the delta takes from its base: its line and
+/// its record in the new manifest.
+pub(crate) type Reuse<'r> = dyn FnMut(&Reused, &FileRecord) -> Result<(), ArchiveError> + 'r;
+
+/// A delta's list of reused files, read beside the manifest's records in path order.
+pub(crate) struct ReusedCursor<'d>(Option<std::iter::Peekable<ReusedIter<'d>>>);
+
+type ReusedIter<'d> = Box<dyn Iterator<Item = io::Result<Reused>> + 'd>;
+
+impl<'d> ReusedCursor<'d> {
+    /// The list of `delta`, or an empty one.
+    pub(crate) fn new(delta: Option<&'d Delta>) -> Self {
+        ReusedCursor(delta.map(|d| (Box::new(d.iter()) as ReusedIter).peekable()))
+    }
+
+    /// The line for the record at `path`, if the list has one; the lines before it (which
+    /// no record matches) go to `unlisted`.
+    pub(crate) fn take(
+        &mut self,
+        path: &[u8],
+        unlisted: &mut dyn FnMut(&Reused) -> Result<(), ArchiveError>,
+    ) -> Result<Option<Reused>, ArchiveError> {
+        while let Some(x) = self.next_upto(Some(path))? {
+            if x.path == path {
+                return Ok(Some(x));
+            }
+            unlisted(&x)?;
+        }
+        Ok(None)
+    }
+
+    /// The next line whose path is at most `upto` (any, with `None`).
+    pub(crate) fn next_upto(
+        &mut self,
+        upto: Option<&[u8]>,
+    ) -> Result<Option<Reused>, ArchiveError> {
+        let Some(list) = &mut self.0 else {
+            return Ok(None);
+        };
+        if let (Some(Ok(r)), Some(upto)) = (list.peek(), upto) {
+            if r.path.as_slice() > upto {
+                return Ok(None);
+            }
+        }
+        list.next().transpose().map_err(scratch_error)
     }
 }
 
@@ -1437,6 +1574,36 @@ fn copy_data<R: Read>(
     Ok(hex::encode(hasher.finalize()))
 }
 
+/// What the one reader found: the manifest, a delta's description, the counts.
+pub(crate) struct Checked {
+    pub manifest: StreamedManifest,
+    pub delta: Option<Delta>,
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+/// What a caller of the reader does at its two moments: `on_manifest` sees the manifest (and
+/// a delta's description) before any file is read; `reuse` takes each file a delta leaves to
+/// its base, after the last entry (`unpack --onto`; without it the list is only checked).
+pub(crate) struct Hooks<'m, 'r> {
+    pub on_manifest: Option<&'m mut OnManifest<'m>>,
+    pub reuse: Option<&'r mut Reuse<'r>>,
+}
+
+/// What a reader's caller checks when the manifest (and a delta's description) is known.
+pub(crate) type OnManifest<'m> =
+    dyn FnMut(&StreamedManifest, Option<&Delta>) -> Result<(), ArchiveError> + 'm;
+
+impl Hooks<'_, '_> {
+    /// Nothing to do but check.
+    pub(crate) fn none() -> Hooks<'static, 'static> {
+        Hooks {
+            on_manifest: None,
+            reuse: None,
+        }
+    }
+}
+
 /// Read a whole bundle through the checker. Returns the manifest and the counts.
 pub(crate) fn check_bundle(
     bundle: &Path,
@@ -1445,24 +1612,23 @@ pub(crate) fn check_bundle(
     target: &Target<'_>,
     fail_fast: bool,
     progress: &dyn Progress,
-    on_manifest: &mut dyn FnMut(&StreamedManifest) -> Result<(), ArchiveError>,
-) -> Result<(StreamedManifest, u64, u64), ArchiveError> {
+    hooks: Hooks<'_, '_>,
+) -> Result<Checked, ArchiveError> {
     let (stream, layout) = open_archive_layout(bundle, file, decryptor)?;
     let mut tar = TarReader::new(stream);
     let checked = check_tar(
         bundle,
         &mut tar,
-        target,
-        fail_fast,
+        (target, fail_fast),
         progress,
-        on_manifest,
+        hooks,
         |tar| {
             let stream = std::mem::replace(tar.get_mut(), empty_stream());
             stream.finish()
         },
     )?;
     if let Some(layout) = layout {
-        check_run_unpacker(bundle, file, &layout, &checked.0)?;
+        check_run_unpacker(bundle, file, &layout, &checked.manifest)?;
     }
     Ok(checked)
 }
@@ -1537,12 +1703,11 @@ impl Write for HashWrite<'_> {
 fn check_tar<R: Read>(
     bundle: &Path,
     tar: &mut TarReader<R>,
-    target: &Target<'_>,
-    fail_fast: bool,
+    (target, fail_fast): (&Target<'_>, bool),
     progress: &dyn Progress,
-    on_manifest: &mut dyn FnMut(&StreamedManifest) -> Result<(), ArchiveError>,
+    hooks: Hooks<'_, '_>,
     finish: impl FnOnce(&mut TarReader<R>) -> io::Result<()>,
-) -> Result<(StreamedManifest, u64, u64), ArchiveError> {
+) -> Result<Checked, ArchiveError> {
     let corrupt = |reason: String| ArchiveError::Corrupt {
         bundle: bundle.into(),
         reason,
@@ -1559,24 +1724,74 @@ fn check_tar<R: Read>(
             reason: reason.clone(),
         });
     }
-    let mut checker = Checker::new(bundle, top, &manifest.files, fail_fast, target)?;
-    on_manifest(&manifest)?;
+    let mut checker = Checker::new(bundle, top.clone(), &manifest.files, fail_fast, target)?;
+    let mut pending = Some(tar.next_entry().map_err(|e| corrupt(e.to_string()))?);
+    let delta = match pending.take() {
+        Some(Some(e)) if is_delta_entry(&top, &e) => Some(read_delta(bundle, tar, &e)?),
+        other => {
+            pending = other;
+            None
+        }
+    };
+    if let Some(on_manifest) = hooks.on_manifest {
+        on_manifest(&manifest, delta.as_ref())?;
+    }
     progress.begin("verifying", manifest.total_size(), Unit::Bytes);
+    let reuse = hooks.reuse;
     let result = (|| {
         loop {
             if progress.is_cancelled() {
                 return Err(ArchiveError::Cancelled);
             }
-            let entry = tar.next_entry().map_err(|e| corrupt(e.to_string()))?;
+            let entry = match pending.take() {
+                Some(entry) => entry,
+                None => tar.next_entry().map_err(|e| corrupt(e.to_string()))?,
+            };
             let Some(entry) = entry else { break };
             checker.entry(&entry, tar, target, progress)?;
         }
         finish(tar).map_err(|e| corrupt(e.to_string()))?;
-        checker.finish(target)
+        checker.finish(target, delta.as_ref(), reuse)
     })();
     progress.end();
     let (entries, bytes) = result?;
-    Ok((manifest, entries, bytes))
+    Ok(Checked {
+        manifest,
+        delta,
+        entries,
+        bytes,
+    })
+}
+
+/// Is `e` a delta's description (`TOP/.airgap/delta.toml`, a file), the entry after the
+/// manifest?
+fn is_delta_entry(top: &[u8], e: &TarEntry) -> bool {
+    let mut path = top.to_vec();
+    path.push(b'/');
+    path.extend_from_slice(crate::format::delta::DELTA_PATH.as_bytes());
+    e.path == path && e.kind == EntryType::File
+}
+
+/// A delta's description, read from its entry (bounded; never extracted: the tree it
+/// makes is the new version's, whose manifest does not list it).
+fn read_delta<R: Read>(
+    bundle: &Path,
+    tar: &mut TarReader<R>,
+    e: &TarEntry,
+) -> Result<Delta, ArchiveError> {
+    let corrupt = |reason: String| ArchiveError::Corrupt {
+        bundle: bundle.into(),
+        reason: format!("{}: {reason}", crate::format::delta::DELTA_PATH),
+    };
+    if e.size > crate::format::delta::MAX_DELTA {
+        return Err(corrupt(format!(
+            "{} bytes, more than a delta may hold",
+            e.size
+        )));
+    }
+    let data = crate::format::manifest::EntryData(tar).take(e.size);
+    let mut input = BufReader::new(data);
+    Delta::read(&mut input).map_err(corrupt)
 }
 
 /// Check an uncompressed tar stream exactly as [`verify_bundle`] checks a bundle (without
@@ -1588,21 +1803,15 @@ pub fn verify_stream<R: Read>(
     progress: &dyn Progress,
 ) -> Result<VerifyReport, ArchiveError> {
     let mut tar = TarReader::new(reader);
-    let (manifest, entries, bytes) = check_tar(
+    let checked = check_tar(
         name,
         &mut tar,
-        &Target::Verify,
-        false,
+        (&Target::Verify, false),
         progress,
-        &mut |_| Ok(()),
+        Hooks::none(),
         |_| Ok(()),
     )?;
-    Ok(VerifyReport {
-        manifest,
-        entries,
-        bytes,
-        detached_sha256: None,
-    })
+    Ok(VerifyReport::from(checked, None))
 }
 
 fn empty_stream() -> Stream {
@@ -1689,21 +1898,16 @@ pub fn verify_opened(
         &Target::Verify,
         false,
         progress,
-        &mut |_| Ok(()),
+        Hooks::none(),
     ) {
-        Ok((manifest, entries, bytes)) => {
+        Ok(checked) => {
             if !problems.is_empty() {
                 return Err(ArchiveError::Mismatch {
                     bundle: bundle.into(),
                     problems,
                 });
             }
-            Ok(VerifyReport {
-                manifest,
-                entries,
-                bytes,
-                detached_sha256,
-            })
+            Ok(VerifyReport::from(checked, detached_sha256))
         }
         Err(ArchiveError::Mismatch {
             bundle,
@@ -1734,21 +1938,27 @@ pub fn pick_bundle(
     progress: &dyn Progress,
 ) -> Result<VerifyReport, ArchiveError> {
     let file = open_bundle(bundle)?;
-    let (manifest, entries, bytes) = check_bundle(
+    let mut refuse_delta = |_: &StreamedManifest, delta: Option<&Delta>| match delta {
+        Some(d) => Err(ArchiveError::DeltaNeedsBase {
+            bundle: bundle.into(),
+            base_name: d.meta.base_name.clone(),
+            base: d.meta.base.clone(),
+        }),
+        None => Ok(()),
+    };
+    let checked = check_bundle(
         bundle,
         &file,
         None,
         &Target::Pick(root, want),
         false,
         progress,
-        &mut |_| Ok(()),
+        Hooks {
+            on_manifest: Some(&mut refuse_delta),
+            reuse: None,
+        },
     )?;
-    Ok(VerifyReport {
-        manifest,
-        entries,
-        bytes,
-        detached_sha256: None,
-    })
+    Ok(VerifyReport::from(checked, None))
 }
 /// The manifest of an extracted or unpacked bundle folder, streamed, refused over
 /// [`MAX_MANIFEST`](crate::format::manifest::MAX_MANIFEST) before it is read.

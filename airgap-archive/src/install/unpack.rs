@@ -16,10 +16,13 @@ use filetime::FileTime;
 use sha2::{Digest, Sha256};
 
 use crate::error::ArchiveError;
+use crate::format::delta::Delta;
+use crate::format::delta::Reused;
 use crate::format::manifest::check_rel;
 use crate::format::manifest::{FileRecord, FileType, Manifest, StreamedManifest, MANIFEST_PATH};
+use crate::install::delta::{exchange, Base, Filler};
 use crate::install::dest::check_dest;
-use crate::install::read::{check_bundle, Decryptor, Target};
+use crate::install::read::{check_bundle, unlisted, Decryptor, Hooks, ReusedCursor, Target};
 use crate::install::relocate::{
     check_fits, groups, prefix_for, rewrite_all, write_state, PrefixRecord, PrefixState,
 };
@@ -35,6 +38,9 @@ pub struct UnpackOptions {
     /// Install the files (and rewrite prefixes) but run no program: the `Run` steps are
     /// reported in [`UnpackReport::not_run`] instead (`unpack --no-run`).
     pub no_run: bool,
+    /// A delta applied in place: remove the replaced tree after success instead of keeping
+    /// it as `INSTALLED.previous` (`--no-previous`).
+    pub drop_previous: bool,
 }
 
 /// What was installed.
@@ -52,6 +58,22 @@ pub struct UnpackReport {
     pub not_run: Vec<String>,
     /// The paths a user needs next: interpreters, `activate`, kernels, commands.
     pub installed: crate::install::installed::Installed,
+    /// A delta: files taken from the base (hard-linked, copied), and where the replaced
+    /// tree was kept (in place, unless dropped).
+    pub reused: Option<Reuse>,
+}
+
+/// What applying a delta took from its base.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Reuse {
+    /// The base.
+    pub base: PathBuf,
+    /// Files hard-linked to the base's (same content, mode and mtime).
+    pub linked: u64,
+    /// Files copied from the base.
+    pub copied: u64,
+    /// The replaced tree, kept (`None`: a new DEST, or dropped).
+    pub previous: Option<PathBuf>,
 }
 
 /// A staging directory that is removed unless it was renamed into place. While it exists its
@@ -140,6 +162,15 @@ fn preflight(
     from_tree: bool,
 ) -> Result<(), ArchiveError> {
     crate::install::space::check_free_space(dest, manifest, from_tree)?;
+    preflight_steps(manifest, dest, options)
+}
+
+/// What the steps need of DEST and of `--python`.
+fn preflight_steps(
+    manifest: &StreamedManifest,
+    dest: &Path,
+    options: &UnpackOptions,
+) -> Result<(), ArchiveError> {
     for (i, rec) in manifest.meta.install_steps.iter().enumerate() {
         if uses_python(&rec.step) && options.python.is_none() {
             return Err(ArchiveError::Step {
@@ -183,22 +214,93 @@ pub fn unpack_opened(
 ) -> Result<UnpackReport, ArchiveError> {
     let (dest, existed, mut parents) = check_dest(dest)?;
     check_detached(bundle, file)?;
-    let (staging, manifest, entries, bytes) =
-        extract_verified((bundle, file, decryptor), &dest, progress, &mut |m| {
-            preflight(m, &dest, options, false)
-        })?;
+    let staging = new_staging(&dest, progress)?;
+    let (staging, manifest, entries, bytes) = extract_verified(
+        (bundle, file, decryptor),
+        staging,
+        progress,
+        Hooks {
+            on_manifest: Some(&mut |m, delta| {
+                refuse_delta(bundle, delta)?;
+                preflight(m, &dest, options, false)
+            }),
+            reuse: None,
+        },
+    )?;
     let report = install(
         staging,
         &manifest.meta,
-        &dest,
-        existed,
+        (&dest, Place::New { existed }),
         options,
-        entries,
-        bytes,
+        (entries, bytes),
         progress,
     )?;
     parents.keep = true;
     Ok(report)
+}
+
+/// A delta needs its base: refused where a whole bundle is expected.
+fn refuse_delta(bundle: &Path, delta: Option<&Delta>) -> Result<(), ArchiveError> {
+    match delta {
+        Some(d) => Err(ArchiveError::DeltaNeedsBase {
+            bundle: bundle.into(),
+            base_name: d.meta.base_name.clone(),
+            base: d.meta.base.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Apply a delta onto the installed base `onto` ([`crate::install::delta`]): into `dest`
+/// when given (a new tree; `onto` is only read), else in place.
+pub(crate) fn unpack_onto_opened(
+    (bundle, file, decryptor): (&Path, &fs::File, Option<&dyn Decryptor>),
+    onto: &Path,
+    dest: Option<&Path>,
+    options: &UnpackOptions,
+    progress: &dyn Progress,
+) -> Result<UnpackReport, ArchiveError> {
+    let base = Base::open(onto, bundle)?;
+    let (final_dest, place, mut parents) = onto_place(&base, dest, options)?;
+    check_detached(bundle, file)?;
+    let staging = new_staging(&final_dest, progress)?;
+    let staging_path = staging.path.clone();
+    let mut filler = Filler::new(&base, &staging_path, progress);
+    let (staging, manifest, entries, bytes) = extract_verified(
+        (bundle, file, decryptor),
+        staging,
+        progress,
+        Hooks {
+            on_manifest: Some(&mut |m, delta| {
+                base.check_delta(bundle, delta)?;
+                crate::install::space::check_free_space(&final_dest, m, false)?;
+                preflight_steps(m, &final_dest, options)
+            }),
+            reuse: Some(&mut |x, rec| filler.take(x, rec)),
+        },
+    )?;
+    filler.verdict(bundle)?;
+    let reuse = filler.report(&place);
+    let mut report = install(
+        staging,
+        &manifest.meta,
+        (&final_dest, place),
+        options,
+        (entries, bytes),
+        progress,
+    )?;
+    if let Some(p) = &mut parents {
+        p.keep = true;
+    }
+    report.reused = Some(reuse);
+    Ok(report)
+}
+
+/// `path` with `suffix` on its last component (`env` -> `env.previous`).
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    path.with_file_name(name)
 }
 
 /// Verify `bundle` while extracting it into a new staging directory beside `dest`, with its
@@ -206,26 +308,32 @@ pub fn unpack_opened(
 /// the manifest before any file is extracted.
 fn extract_verified(
     (bundle, file, decryptor): (&Path, &fs::File, Option<&dyn Decryptor>),
-    dest: &Path,
+    staging: Staging,
     progress: &dyn Progress,
-    preflight: &mut dyn FnMut(&StreamedManifest) -> Result<(), ArchiveError>,
+    hooks: Hooks<'_, '_>,
 ) -> Result<(Staging, StreamedManifest, u64, u64), ArchiveError> {
-    let staging = new_staging(dest, progress)?;
     // The manifest is the first entry: what it alone shows to be impossible is refused before
     // any file is extracted, and its exact text travels with the tree (for `relocate`).
     let parked = staging.path.join(".airgap-manifest.partial");
-    let (manifest, entries, bytes) = check_bundle(
+    let mut caller = hooks.on_manifest;
+    let checked = check_bundle(
         bundle,
         file,
         decryptor,
         &Target::Extract(&staging.path),
         true,
         progress,
-        &mut |m| {
-            preflight(m)?;
-            write_manifest(&parked, m)
+        Hooks {
+            on_manifest: Some(&mut |m, delta| {
+                if let Some(c) = caller.as_deref_mut() {
+                    c(m, delta)?;
+                }
+                write_manifest(&parked, m)
+            }),
+            reuse: hooks.reuse,
         },
     )?;
+    let (manifest, entries, bytes) = (checked.manifest, checked.entries, checked.bytes);
     let airgap_dir = staging.path.join(".airgap");
     match fs::symlink_metadata(&airgap_dir) {
         Ok(m) if m.is_dir() => {}
@@ -258,10 +366,19 @@ pub fn extract_tree(
     let file = crate::install::read::open_bundle(bundle)?;
     let (dest, existed, mut parents) = check_dest(dest)?;
     check_detached(bundle, &file)?;
-    let (mut staging, _, entries, bytes) =
-        extract_verified((bundle, &file, None), &dest, progress, &mut |m| {
-            crate::install::space::check_free_space(&dest, m, false)
-        })?;
+    let staging = new_staging(&dest, progress)?;
+    let (mut staging, _, entries, bytes) = extract_verified(
+        (bundle, &file, None),
+        staging,
+        progress,
+        Hooks {
+            on_manifest: Some(&mut |m, delta| {
+                refuse_delta(bundle, delta)?;
+                crate::install::space::check_free_space(&dest, m, false)
+            }),
+            reuse: None,
+        },
+    )?;
     fs::set_permissions(&staging.path, fs::Permissions::from_mode(0o755))
         .map_err(|e| ArchiveError::io("writing", &staging.path, e))?;
     if existed {
@@ -285,6 +402,7 @@ pub fn extract_tree(
         steps: 0,
         not_run: Vec::new(),
         installed: Default::default(),
+        reused: None,
     })
 }
 
@@ -325,18 +443,82 @@ fn write_manifest(path: &Path, manifest: &StreamedManifest) -> Result<(), Archiv
         .map_err(|e| ArchiveError::io("writing", path, e))
 }
 
-#[allow(clippy::too_many_arguments)]
+/// How the finished tree takes DEST's place.
+pub(crate) enum Place {
+    /// DEST was absent, or an empty directory (`existed`): a rename.
+    New { existed: bool },
+    /// DEST is a delta's installed base: an atomic exchange, the old tree at `previous`
+    /// (removed after success unless `keep`).
+    Swap { previous: PathBuf, keep: bool },
+}
+
+/// Rewrite prefixes in staging for the final path, put the tree in DEST's place, run the
+/// `Run` steps there; any failure puts DEST back as it was.
 fn install(
     mut staging: Staging,
     manifest: &Manifest,
-    dest: &Path,
-    existed: bool,
+    (dest, place): (&Path, Place),
     options: &UnpackOptions,
-    entries: u64,
-    bytes: u64,
+    (entries, bytes): (u64, u64),
     progress: &dyn Progress,
 ) -> Result<UnpackReport, ArchiveError> {
-    // Prefixes are rewritten for the final path while the files sit in staging.
+    relocate_staged(manifest, &staging.path, dest, progress)?;
+    if progress.is_cancelled() {
+        return Err(ArchiveError::Cancelled);
+    }
+    match &place {
+        Place::New { existed } => rename_into(&mut staging, dest, *existed)?,
+        Place::Swap { previous, .. } => swap_into(&mut staging, dest, previous, progress)?,
+    }
+    // From here on DEST is ours: on failure it is put back as it was.
+    let rollback = |err: ArchiveError| -> ArchiveError {
+        match &place {
+            Place::New { existed } => {
+                make_writable(dest);
+                let _ = fs::remove_dir_all(dest);
+                if *existed {
+                    let _ = fs::create_dir(dest);
+                }
+            }
+            Place::Swap { previous, .. } => {
+                if exchange(previous, dest).is_ok() {
+                    make_writable(previous);
+                    let _ = fs::remove_dir_all(previous);
+                }
+            }
+        }
+        err
+    };
+    let (steps, not_run) = match run_steps(manifest, dest, options, progress) {
+        Ok(done) => done,
+        Err(e) => return Err(rollback(e)),
+    };
+    if let Place::Swap {
+        previous,
+        keep: false,
+    } = &place
+    {
+        make_writable(previous);
+        let _ = fs::remove_dir_all(previous);
+    }
+    Ok(UnpackReport {
+        dest: dest.into(),
+        entries,
+        bytes,
+        steps,
+        not_run,
+        installed: crate::install::installed::installed(dest, manifest),
+        reused: None,
+    })
+}
+
+/// Prefixes are rewritten for the final path while the files sit in staging.
+fn relocate_staged(
+    manifest: &Manifest,
+    staging: &Path,
+    dest: &Path,
+    progress: &dyn Progress,
+) -> Result<(), ArchiveError> {
     let start = PrefixState {
         prefix: groups(manifest)
             .into_iter()
@@ -348,15 +530,16 @@ fn install(
             })
             .collect(),
     };
-    let (state, _) = rewrite_all(manifest, &start, &staging.path, dest, true, progress)?;
-    let (state2, _) = rewrite_all(manifest, &start, &staging.path, dest, false, progress)?;
+    let (state, _) = rewrite_all(manifest, &start, staging, dest, true, progress)?;
+    let (state2, _) = rewrite_all(manifest, &start, staging, dest, false, progress)?;
     debug_assert_eq!(state.prefix, state2.prefix);
-    write_state(&staging.path, &state2)?;
-    fs::set_permissions(&staging.path, fs::Permissions::from_mode(0o755))
-        .map_err(|e| ArchiveError::io("writing", &staging.path, e))?;
-    if progress.is_cancelled() {
-        return Err(ArchiveError::Cancelled);
-    }
+    write_state(staging, &state2)?;
+    fs::set_permissions(staging, fs::Permissions::from_mode(0o755))
+        .map_err(|e| ArchiveError::io("writing", staging, e))
+}
+
+/// Staging becomes DEST (absent, or an empty directory that is replaced).
+fn rename_into(staging: &mut Staging, dest: &Path, existed: bool) -> Result<(), ArchiveError> {
     if existed {
         fs::remove_dir(dest).map_err(|e| ArchiveError::Dest {
             path: dest.into(),
@@ -370,15 +553,53 @@ fn install(
         return Err(ArchiveError::io("renaming into", dest, e));
     }
     staging.keep = true;
-    // From here on DEST is ours: on failure it goes away again.
-    let rollback = |err: ArchiveError| -> ArchiveError {
-        make_writable(dest);
-        let _ = fs::remove_dir_all(dest);
-        if existed {
-            let _ = fs::create_dir(dest);
-        }
-        err
-    };
+    Ok(())
+}
+
+/// Staging takes the place of the installed tree DEST in one atomic exchange; the old tree
+/// ends at `previous` (an older `previous` is removed first). At every moment DEST is the
+/// whole old tree or the whole new one, and the old one is never where a later run would
+/// take it for a killed run's staging.
+fn swap_into(
+    staging: &mut Staging,
+    dest: &Path,
+    previous: &Path,
+    progress: &dyn Progress,
+) -> Result<(), ArchiveError> {
+    if fs::symlink_metadata(previous).is_ok() {
+        make_writable(previous);
+        fs::remove_dir_all(previous).map_err(|e| ArchiveError::io("removing", previous, e))?;
+        progress.message(
+            Level::Info,
+            &format!(
+                "removed {}, the tree before the last update",
+                previous.display()
+            ),
+        );
+    }
+    fs::rename(&staging.path, previous)
+        .map_err(|e| ArchiveError::io("renaming into", previous, e))?;
+    staging.keep = true;
+    if let Err(e) = exchange(previous, dest) {
+        make_writable(previous);
+        let _ = fs::remove_dir_all(previous);
+        return Err(ArchiveError::io(
+            "exchanging (renameat2 RENAME_EXCHANGE: this file system may not offer it) with",
+            dest,
+            e,
+        ));
+    }
+    Ok(())
+}
+
+/// The `Run` steps in DEST, in order (or listed, with `--no-run`): how many ran, and the
+/// ones not run.
+fn run_steps(
+    manifest: &Manifest,
+    dest: &Path,
+    options: &UnpackOptions,
+    progress: &dyn Progress,
+) -> Result<(usize, Vec<String>), ArchiveError> {
     let mut steps = 0;
     let mut not_run = Vec::new();
     for (i, rec) in manifest.install_steps.iter().enumerate() {
@@ -390,7 +611,7 @@ fn install(
         } = &rec.step
         {
             if progress.is_cancelled() {
-                return Err(rollback(ArchiveError::Cancelled));
+                return Err(ArchiveError::Cancelled);
             }
             if options.no_run {
                 not_run.push(crate::text::describe_step(&rec.step));
@@ -405,20 +626,11 @@ fn install(
                     crate::text::command_line(program, args)
                 ),
             );
-            if let Err(e) = run_step(i, description, program, args, env, dest, options) {
-                return Err(rollback(e));
-            }
+            run_step(i, description, program, args, env, dest, options)?;
         }
         steps += 1;
     }
-    Ok(UnpackReport {
-        dest: dest.into(),
-        entries,
-        bytes,
-        steps,
-        not_run,
-        installed: crate::install::installed::installed(dest, manifest),
-    })
+    Ok((steps, not_run))
 }
 
 fn run_step(
@@ -482,6 +694,7 @@ pub fn unpack_dir(
 ) -> Result<UnpackReport, ArchiveError> {
     let (dest, existed, mut parents) = check_dest(dest)?;
     let manifest = crate::install::read::open_manifest_in(tree)?;
+    refuse_delta(tree, tree_delta(tree)?.as_ref())?;
     crate::install::steps::check_steps(&manifest)?;
     preflight(&manifest, &dest, options, true)?;
     let tree_abs = std::path::absolute(tree).map_err(|e| ArchiveError::io("resolving", tree, e))?;
@@ -492,20 +705,105 @@ pub fn unpack_dir(
         });
     }
     let staging = new_staging(&dest, progress)?;
-    let (entries, bytes) = copy_tree(&tree_abs, &staging.path, &manifest, progress)?;
+    let (entries, bytes) = copy_tree(&tree_abs, &staging.path, &manifest, None, progress)?;
     write_manifest(&staging.path.join(MANIFEST_PATH), &manifest)?;
     let report = install(
         staging,
         &manifest.meta,
-        &dest,
-        existed,
+        (&dest, Place::New { existed }),
         options,
-        entries,
-        bytes,
+        (entries, bytes),
         progress,
     )?;
     parents.keep = true;
     Ok(report)
+}
+
+/// The description of an extracted delta, if `tree` is one.
+fn tree_delta(tree: &Path) -> Result<Option<Delta>, ArchiveError> {
+    let path = tree.join(crate::format::delta::DELTA_PATH);
+    let file = match fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(ArchiveError::io("reading", &path, e)),
+    };
+    let mut input = io::BufReader::new(file.take(crate::format::delta::MAX_DELTA));
+    Delta::read(&mut input)
+        .map(Some)
+        .map_err(|reason| ArchiveError::Corrupt {
+            bundle: tree.into(),
+            reason: format!("{}: {reason}", crate::format::delta::DELTA_PATH),
+        })
+}
+
+/// Apply an extracted delta (`tar xzf DELTA && NAME/unpack --onto INSTALLED`): as
+/// [`unpack_dir`], with the files it leaves out taken from the base (see
+/// [`crate::install::delta`]).
+pub fn unpack_dir_onto(
+    tree: &Path,
+    onto: &Path,
+    dest: Option<&Path>,
+    options: &UnpackOptions,
+    progress: &dyn Progress,
+) -> Result<UnpackReport, ArchiveError> {
+    let base = Base::open(onto, tree)?;
+    let (final_dest, place, mut parents) = onto_place(&base, dest, options)?;
+    let manifest = crate::install::read::open_manifest_in(tree)?;
+    let delta = tree_delta(tree)?;
+    base.check_delta(tree, delta.as_ref())?;
+    crate::install::steps::check_steps(&manifest)?;
+    preflight(&manifest, &final_dest, options, true)?;
+    let tree_abs = std::path::absolute(tree).map_err(|e| ArchiveError::io("resolving", tree, e))?;
+    let staging = new_staging(&final_dest, progress)?;
+    let mut filler = Filler::new(&base, &staging.path, progress);
+    let (entries, bytes) = copy_tree(
+        &tree_abs,
+        &staging.path,
+        &manifest,
+        delta.as_ref().map(|d| (d, &mut filler)),
+        progress,
+    )?;
+    filler.verdict(tree)?;
+    let reuse = filler.report(&place);
+    write_manifest(&staging.path.join(MANIFEST_PATH), &manifest)?;
+    let mut report = install(
+        staging,
+        &manifest.meta,
+        (&final_dest, place),
+        options,
+        (entries, bytes),
+        progress,
+    )?;
+    if let Some(p) = &mut parents {
+        p.keep = true;
+    }
+    report.reused = Some(reuse);
+    Ok(report)
+}
+
+/// Where an update goes: in place of the base (an exchange), or a new DEST.
+fn onto_place(
+    base: &Base,
+    dest: Option<&Path>,
+    options: &UnpackOptions,
+) -> Result<(PathBuf, Place, Option<crate::install::dest::Parents>), ArchiveError> {
+    let in_place = match dest {
+        None => true,
+        Some(d) => std::path::absolute(d).ok().as_deref() == Some(base.root.as_path()),
+    };
+    match dest {
+        Some(dest) if !in_place => {
+            let (dest, existed, parents) = check_dest(dest)?;
+            Ok((dest, Place::New { existed }, Some(parents)))
+        }
+        _ => {
+            let place = Place::Swap {
+                previous: sibling(&base.root, ".previous"),
+                keep: !options.drop_previous,
+            };
+            Ok((base.root.clone(), place, None))
+        }
+    }
 }
 
 /// A directory of the copy: its mode and time are set after everything inside it.
@@ -559,9 +857,11 @@ fn copy_tree(
     tree: &Path,
     staging: &Path,
     manifest: &StreamedManifest,
+    mut delta: Option<(&Delta, &mut Filler<'_>)>,
     progress: &dyn Progress,
 ) -> Result<(u64, u64), ArchiveError> {
     let mut copy = TreeCopy::new(tree, staging);
+    let mut reused = ReusedCursor::new(delta.as_ref().map(|d| d.0));
     progress.begin("verifying", manifest.total_size(), Unit::Bytes);
     for rec in manifest.files.iter() {
         let rec = rec?;
@@ -570,7 +870,18 @@ fn copy_tree(
             return Err(ArchiveError::Cancelled);
         }
         let rel = copy.take_in_order(&rec)?;
-        copy.copy(&rec, rel, progress)?;
+        let problems = &mut copy.problems;
+        let here = reused.take(&rel, &mut |x| {
+            problems.push(unlisted(x));
+            Ok(())
+        })?;
+        match (here, delta.as_mut()) {
+            (Some(x), Some((_, filler))) => copy.reuse(&rec, &rel, &x, filler)?,
+            _ => copy.copy(&rec, rel, progress)?,
+        }
+    }
+    while let Some(x) = reused.next_upto(None)? {
+        copy.problems.push(unlisted(&x));
     }
     progress.end();
     copy.find_extra(manifest)?;
@@ -659,6 +970,31 @@ impl<'a> TreeCopy<'a> {
         Ok(rel)
     }
 
+    /// A file an extracted delta leaves to its base: it must not be in the tree too.
+    fn reuse(
+        &mut self,
+        rec: &FileRecord,
+        rel: &[u8],
+        x: &Reused,
+        filler: &mut Filler<'_>,
+    ) -> Result<(), ArchiveError> {
+        if rec.kind != FileType::File {
+            self.problems.push(format!(
+                "the delta takes {} from its base, but only files are taken",
+                rec.path
+            ));
+        } else if fs::symlink_metadata(self.tree.join(OsStr::from_bytes(rel))).is_ok() {
+            self.problems.push(format!(
+                "the delta both carries {} and takes it from its base",
+                rec.path
+            ));
+        } else {
+            filler.take(x, rec)?;
+            self.bytes += rec.size;
+        }
+        Ok(())
+    }
+
     /// Copy what the record lists from the tree into staging, or note how the tree differs.
     fn copy(
         &mut self,
@@ -738,6 +1074,10 @@ impl<'a> TreeCopy<'a> {
         }
         std::os::unix::fs::symlink(OsStr::from_bytes(&target), dst)
             .map_err(|e| ArchiveError::io("creating", dst, e))?;
+        // The link's own time, as `tar xzf` and the archive's unpack give it.
+        let t = FileTime::from_last_modification_time(meta);
+        filetime::set_symlink_file_times(dst, t, t)
+            .map_err(|e| ArchiveError::io("writing", dst, e))?;
         self.links.insert(rel, target);
         Ok(())
     }
@@ -808,6 +1148,7 @@ impl<'a> TreeCopy<'a> {
                 .to_vec();
             if rel == MANIFEST_PATH.as_bytes()
                 || rel == crate::install::relocate::PREFIXES_PATH.as_bytes()
+                || rel == crate::format::delta::DELTA_PATH.as_bytes()
             {
                 continue;
             }
@@ -877,7 +1218,7 @@ fn hash_zeros(
     Ok(())
 }
 
-fn copy_file(
+pub(crate) fn copy_file(
     src: &Path,
     dst: &Path,
     mode: u32,

@@ -5,6 +5,7 @@
 //! the format ([`crate::format`]) and the crate's common parts (errors, scratch runs, atomic
 //! output).
 
+pub mod delta;
 pub mod entry;
 pub mod plan;
 pub mod write;

@@ -84,6 +84,10 @@ pub struct WriteOptions {
     /// content repeated far apart in big environments. Every zstd reader decodes it with its
     /// default limits (window log 27).
     pub zstd_long: bool,
+    /// Write a delta against this base: files whose content the base holds are left out
+    /// and listed in `.airgap/delta.toml` ([`crate::format::delta`]); the manifest stays
+    /// the whole new version's.
+    pub delta: Option<Arc<crate::pack::delta::DeltaBase>>,
 }
 
 /// A hook between the compressor and the output file, such as encryption (`airgap-seal`),
@@ -121,6 +125,8 @@ pub struct WriteSummary {
     pub deduplicated: u64,
     /// sha256 of the archive (also in `OUTPUT.sha256`).
     pub sha256: String,
+    /// A delta's files taken from its base (not in the archive), and their bytes.
+    pub reused: (u64, u64),
 }
 
 /// The POSIX sh launcher at the top of every bundle.
@@ -607,10 +613,11 @@ pub fn write_bundle(
     let (links, deduplicated) = job.find_duplicates(listing.files.dedup)?;
     let manifest_len = job.finish_manifest(&listing.spill, manifest)?;
     let (hashes, _) = listing.files.hashes.finish().map_err(scratch_error)?;
+    let reused = listing.reused.map(|r| r.finish(&job)).transpose()?;
     let temp = TempFile::new(output)?;
     let (bytes_out, digest) = job.archive_pass(
         &temp,
-        (&listing.spill.file, manifest_len),
+        ((&listing.spill.file, manifest_len), reused.as_ref()),
         &hashes,
         links,
         listing.files.unpacker_sha256,
@@ -624,6 +631,7 @@ pub fn write_bundle(
         bytes_out,
         deduplicated,
         sha256,
+        reused: reused.map(|r| (r.count, r.bytes)).unwrap_or((0, 0)),
     })
 }
 
@@ -725,6 +733,103 @@ struct Listing {
     spill: TempFile,
     /// The regular files it lists.
     files: ListedFiles,
+    /// A delta's files taken from the base.
+    reused: Option<ReusedFiles>,
+}
+
+/// The files a delta leaves out: the text of `.airgap/delta.toml` so far (in an unnamed
+/// temporary file) and their output indexes in archive order, for pass 2 to skip.
+struct ReusedFiles {
+    text: io::BufWriter<File>,
+    indexes: Tape,
+    count: u64,
+    bytes: u64,
+}
+
+/// [`ReusedFiles`] complete: the delta's entry and the indexes pass 2 skips.
+struct ReusedDone {
+    text: File,
+    text_len: u64,
+    indexes: File,
+    indexes_len: u64,
+    count: u64,
+    bytes: u64,
+}
+
+/// One output index (a file pass 2 leaves out).
+struct IndexAt(u64);
+
+impl Record for IndexAt {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_u64(out, self.0);
+    }
+    fn decode(bytes: &[u8]) -> io::Result<Self> {
+        Decoder::new(bytes).u64().map(IndexAt)
+    }
+}
+
+impl ReusedFiles {
+    fn new() -> Result<ReusedFiles, ArchiveError> {
+        let mut text = io::BufWriter::new(tempfile::tempfile().map_err(scratch_error)?);
+        let mut line = String::new();
+        crate::format::delta::begin(&mut line);
+        text.write_all(line.as_bytes()).map_err(scratch_error)?;
+        Ok(ReusedFiles {
+            text,
+            indexes: Tape::new().map_err(scratch_error)?,
+            count: 0,
+            bytes: 0,
+        })
+    }
+
+    fn add(&mut self, index: u64, r: &crate::format::delta::Reused, size: u64) -> io::Result<()> {
+        let mut line = String::new();
+        crate::format::delta::write_reused(&mut line, r);
+        self.text.write_all(line.as_bytes())?;
+        self.indexes.push(&IndexAt(index))?;
+        self.count += 1;
+        self.bytes += size;
+        Ok(())
+    }
+
+    fn finish(mut self, job: &Job<'_>) -> Result<ReusedDone, ArchiveError> {
+        let base = job
+            .options
+            .delta
+            .as_ref()
+            .ok_or_else(|| internal("a delta without a base"))?;
+        let meta = crate::format::delta::DeltaMeta {
+            format: crate::format::delta::DELTA_FORMAT,
+            base: base.identity.clone(),
+            base_name: base.name.clone(),
+            reused: self.count,
+            reused_bytes: self.bytes,
+        };
+        let mut line = String::new();
+        crate::format::delta::end(&mut line, &meta).map_err(|reason| ArchiveError::Manifest {
+            bundle: job.output.into(),
+            reason,
+        })?;
+        self.text
+            .write_all(line.as_bytes())
+            .map_err(scratch_error)?;
+        let mut text = self
+            .text
+            .into_inner()
+            .map_err(|e| scratch_error(e.into_error()))?;
+        let text_len = text.seek(SeekFrom::End(0)).map_err(scratch_error)?;
+        text.seek(SeekFrom::Start(0)).map_err(scratch_error)?;
+        let (indexes, _) = self.indexes.finish().map_err(scratch_error)?;
+        let indexes_len = indexes.metadata().map_err(scratch_error)?.len();
+        Ok(ReusedDone {
+            text,
+            text_len,
+            indexes,
+            indexes_len,
+            count: self.count,
+            bytes: self.bytes,
+        })
+    }
 }
 
 /// What the manifest's walk keeps of the regular files.
@@ -743,23 +848,25 @@ struct ListedFiles {
 }
 
 impl ListedFiles {
-    /// A regular file as listed: counted, queued for the duplicate sort, its hash kept for
-    /// pass 2.
-    fn add(&mut self, out: &Out, h: HashedAt) -> Result<(), ArchiveError> {
+    /// A regular file as listed: counted, queued for the duplicate sort unless a delta
+    /// leaves it out (`stored`), its hash kept for pass 2.
+    fn add(&mut self, out: &Out, h: HashedAt, stored: bool) -> Result<(), ArchiveError> {
         if out.path == UNPACKER_PATH.as_bytes() {
             self.unpacker_sha256 = Some(h.hashed.sha256);
         }
         self.count += 1;
         self.bytes += h.hashed.size;
-        self.dedup
-            .push(DedupKey {
-                sha256: h.hashed.sha256,
-                mode: out.mode(),
-                mtime: out.mtime(),
-                index: h.index,
-                path: out.path.clone(),
-            })
-            .map_err(scratch_error)?;
+        if stored {
+            self.dedup
+                .push(DedupKey {
+                    sha256: h.hashed.sha256,
+                    mode: out.mode(),
+                    mtime: out.mtime(),
+                    index: h.index,
+                    path: out.path.clone(),
+                })
+                .map_err(scratch_error)?;
+        }
         self.hashes.push(&h).map_err(scratch_error)
     }
 }
@@ -840,6 +947,10 @@ impl Job<'_> {
             bytes: 0,
             unpacker_sha256: None,
         };
+        let mut reused = match self.options.delta {
+            Some(_) => Some(ReusedFiles::new()?),
+            None => None,
+        };
         let spill_err = |e: io::Error| ArchiveError::io("writing", &spill.path, e);
         let mut spill_out = io::BufWriter::with_capacity(256 * 1024, &spill.file);
         let mut line = String::with_capacity(512);
@@ -865,13 +976,47 @@ impl Job<'_> {
                 &file_record(&out, hash.as_ref().map(|h| &h.hashed)),
             );
             if let Some(h) = hash {
-                files.add(&out, h)?;
+                let left_out = match (&self.options.delta, &mut reused) {
+                    (Some(base), Some(reused)) => self.reuse(base, reused, &out, &h)?,
+                    _ => false,
+                };
+                files.add(&out, h, !left_out)?;
             }
             spill_out.write_all(line.as_bytes()).map_err(spill_err)?;
         }
         spill_out.flush().map_err(spill_err)?;
         drop(spill_out);
-        Ok(Listing { spill, files })
+        Ok(Listing {
+            spill,
+            files,
+            reused,
+        })
+    }
+
+    /// A delta leaves a plugin's file out when its base holds the same content (airgap's
+    /// own entries always go in: `NAME/unpack` must run from an extracted delta).
+    fn reuse(
+        &self,
+        base: &crate::pack::delta::DeltaBase,
+        reused: &mut ReusedFiles,
+        out: &Out,
+        h: &HashedAt,
+    ) -> Result<bool, ArchiveError> {
+        if !matches!(out.src, Src::Plan(_)) {
+            return Ok(false);
+        }
+        let Some(from) = base.find(&out.path, &h.hashed.sha256)? else {
+            return Ok(false);
+        };
+        let r = crate::format::delta::Reused {
+            path: out.path.clone(),
+            from,
+            mtime: out.mtime(),
+        };
+        reused
+            .add(h.index, &r, h.hashed.size)
+            .map_err(scratch_error)?;
+        Ok(true)
     }
 
     /// Duplicates: sorted by (content, mode, mtime, index), each group's first is stored
@@ -945,7 +1090,7 @@ impl Job<'_> {
     fn archive_pass(
         &self,
         temp: &TempFile,
-        manifest: (&File, u64),
+        (manifest, reused): ((&File, u64), Option<&ReusedDone>),
         hashes: &File,
         links: Merge<LinkAt>,
         unpacker_sha256: Option<[u8; 32]>,
@@ -957,7 +1102,7 @@ impl Job<'_> {
         let result = write_tar(
             &mut *sink,
             &self.name,
-            manifest,
+            (manifest, reused),
             self.outputs(),
             TapeReader::new(hashes, 0, hashes_len),
             links,
@@ -1256,7 +1401,7 @@ fn hash_jobs(
 fn write_tar(
     sink: &mut dyn Sink,
     name: &str,
-    manifest: (&File, u64),
+    (manifest, reused): ((&File, u64), Option<&ReusedDone>),
     outs: Outputs<'_>,
     mut hashes: TapeReader<'_, HashedAt>,
     mut links: Merge<LinkAt>,
@@ -1268,6 +1413,17 @@ fn write_tar(
         buf: vec![0u8; READ_BUF],
     };
     tar.manifest(&in_top(name, MANIFEST_PATH.as_bytes()), manifest)?;
+    // A delta's description comes second, so that a reader knows before any file that the
+    // missing ones are the base's.
+    let mut skip = reused.map(|r| TapeReader::<IndexAt>::new(&r.indexes, 0, r.indexes_len));
+    let mut next_skip = None;
+    if let Some(r) = reused {
+        let path = in_top(name, crate::format::delta::DELTA_PATH.as_bytes());
+        tar.manifest(&path, (&r.text, r.text_len))?;
+    }
+    if let Some(skip) = &mut skip {
+        next_skip = skip.next_record().map_err(scratch_error)?.map(|i| i.0);
+    }
     tar.header(&Header {
         path: name.as_bytes(),
         kind: EntryType::Dir,
@@ -1310,6 +1466,13 @@ fn write_tar(
                     .filter(|h| h.index == index)
                     .ok_or_else(|| internal("a file has no hash"))?
                     .hashed;
+                if next_skip == Some(index) {
+                    if let Some(skip) = &mut skip {
+                        next_skip = skip.next_record().map_err(scratch_error)?.map(|i| i.0);
+                    }
+                    progress.advance(h.size);
+                    continue;
+                }
                 let link = links.next_if(|l| l.index == index).map_err(scratch_error)?;
                 match link {
                     Some(link) => {
@@ -1366,7 +1529,7 @@ impl TarStream<'_> {
             .map_err(tar_error)
     }
 
-    /// The manifest's entry, copied from its scratch file.
+    /// The manifest's entry (or a delta's description), copied from its scratch file.
     fn manifest(&mut self, path: &[u8], (file, len): (&File, u64)) -> Result<(), ArchiveError> {
         self.header(&Header {
             path,

@@ -23,7 +23,10 @@ Examples:
   airgap bundle --encrypt-to age1... --encrypt-to keys/site-b.age.pub --sign keys/airgap.minisign.key
                                               NAME.tar.gz.age, and NAME.tar.gz.age.minisig beside it
   airgap bundle --passphrase-file pass.txt    encrypted with a passphrase (--passphrase: asked)
-  airgap bundle --self-extracting             NAME.run: on the target, sh NAME.run /opt/nlp";
+  airgap bundle --self-extracting             NAME.run: on the target, sh NAME.run /opt/nlp
+  airgap bundle --since nlp-v1.tar.gz -o nlp-v2-delta.tar.gz
+                                              only what changed since v1: on the target,
+                                              airgap unpack nlp-v2-delta.tar.gz --onto /opt/nlp";
 
 #[derive(Debug, Args)]
 #[command(after_help = EXAMPLES)]
@@ -86,6 +89,13 @@ pub struct BundleArgs {
     /// (the unpacker has no crypto); --sign signs the whole .run
     #[arg(long, conflicts_with_all = ["encrypt_to", "passphrase", "passphrase_file"])]
     pub self_extracting: bool,
+
+    /// Write a delta against this previous version: only files whose content it lacks go
+    /// in, the rest are taken from it on the target (`airgap unpack DELTA --onto INSTALLED`).
+    /// PREVIOUS is that version's bundle, its extracted or installed tree, or its
+    /// `.airgap/manifest.toml`
+    #[arg(long, value_name = "PREVIOUS")]
+    pub since: Option<PathBuf>,
 
     /// The airgap-unpack binary to carry inside the bundle
     #[arg(long, value_name = "PATH", env = "AIRGAP_UNPACKER")]
@@ -318,6 +328,7 @@ fn bundle_options(
         plugin_timeout: args.plugin_timeout,
         filter,
         self_extracting: args.self_extracting,
+        since: args.since.clone(),
     }
 }
 
@@ -463,6 +474,16 @@ fn print_written(
             &report.sha256[..report.sha256.len().min(16)]
         ),
     );
+    if let Some((files, bytes)) = report.reused {
+        ui.status(
+            "Delta",
+            &format!(
+                "{files} unchanged file(s) ({}) left to the base; on the target: airgap unpack {} --onto INSTALLED",
+                human_bytes(bytes),
+                report.output.display()
+            ),
+        );
+    }
     if let Some(how) = encrypted {
         ui.status("Encrypted", &format!("{how} (age)"));
     }

@@ -4,8 +4,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use airgap_archive::install::delta::apply_delta_opened;
 use airgap_archive::install::installed::summary_lines;
-use airgap_archive::install::unpack::{unpack_dir, unpack_opened, UnpackOptions};
+use airgap_archive::install::unpack::{unpack_dir, unpack_dir_onto, unpack_opened, UnpackOptions};
 
 /// Commands listed by name after an unpack; the rest are counted (`--json` has them all).
 const MAX_COMMANDS: usize = 12;
@@ -34,9 +35,20 @@ pub struct UnpackArgs {
     #[arg(value_name = "BUNDLE")]
     pub bundle: PathBuf,
 
-    /// Where to install it (must not exist, or be empty)
-    #[arg(value_name = "DEST")]
-    pub dest: PathBuf,
+    /// Where to install it (must not exist, or be empty); with --onto, where the updated
+    /// tree goes (default: in place of INSTALLED)
+    #[arg(value_name = "DEST", required_unless_present = "onto")]
+    pub dest: Option<PathBuf>,
+
+    /// Apply a delta bundle (`airgap bundle --since`) onto the tree it was made against:
+    /// checked to be exactly that version, updated in staging, then swapped in atomically;
+    /// the old tree is kept as INSTALLED.previous
+    #[arg(long, value_name = "INSTALLED")]
+    pub onto: Option<PathBuf>,
+
+    /// With --onto in place: remove the old tree after a successful update
+    #[arg(long, requires = "onto")]
+    pub no_previous: bool,
 
     /// The target's own Python, for bundles whose install steps need one
     #[arg(long, value_name = "PATH")]
@@ -71,23 +83,75 @@ pub fn run(args: UnpackArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
     let options = UnpackOptions {
         python: args.python.clone(),
         no_run: args.no_run,
+        drop_previous: args.no_previous,
     };
-    ui.status(
-        "Unpacking",
-        &format!("{} into {}", args.bundle.display(), args.dest.display()),
-    );
-    let report = match &opened.file {
-        Some(file) => unpack_opened(
-            &args.bundle,
-            file,
-            opened.decryptor(),
-            &args.dest,
-            &options,
-            ui,
-        ),
-        None => unpack_dir(&args.bundle, &args.dest, &options, ui),
+    let report = match (&opened.file, &args.onto, &args.dest) {
+        (Some(file), Some(onto), dest) => {
+            ui.status(
+                "Updating",
+                &format!(
+                    "{} with the delta {}",
+                    dest.as_deref().unwrap_or(onto).display(),
+                    args.bundle.display()
+                ),
+            );
+            apply_delta_opened(
+                &args.bundle,
+                file,
+                opened.decryptor(),
+                onto,
+                dest.as_deref(),
+                &options,
+                ui,
+            )
+        }
+        (None, Some(onto), dest) => {
+            ui.status(
+                "Updating",
+                &format!(
+                    "{} with the extracted delta {}",
+                    dest.as_deref().unwrap_or(onto).display(),
+                    args.bundle.display()
+                ),
+            );
+            unpack_dir_onto(&args.bundle, onto, dest.as_deref(), &options, ui)
+        }
+        (file, None, Some(dest)) => {
+            ui.status(
+                "Unpacking",
+                &format!("{} into {}", args.bundle.display(), dest.display()),
+            );
+            match file {
+                Some(file) => {
+                    unpack_opened(&args.bundle, file, opened.decryptor(), dest, &options, ui)
+                }
+                None => unpack_dir(&args.bundle, dest, &options, ui),
+            }
+        }
+        (_, None, None) => Err(airgap_archive::ArchiveError::Dest {
+            path: args.bundle.clone(),
+            reason: "no DEST given".into(),
+        }),
     }
     .map_err(archive)?;
+    if let Some(r) = &report.reused {
+        ui.status(
+            "Reused",
+            &format!(
+                "{} file(s) from {} ({} hard-linked, {} copied)",
+                r.linked + r.copied,
+                r.base.display(),
+                r.linked,
+                r.copied
+            ),
+        );
+        if let Some(p) = &r.previous {
+            ui.status(
+                "Previous",
+                &format!("the old tree is kept as {}", p.display()),
+            );
+        }
+    }
     ui.status(
         "Installed",
         &format!(

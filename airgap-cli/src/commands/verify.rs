@@ -65,6 +65,7 @@ pub fn run(args: VerifyArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
                     "entries": report.entries,
                     "bytes": report.bytes,
                     "detached_sha256": report.detached_sha256,
+                    "delta": report.delta,
                     "problems": [],
                 });
                 println!("{}", serde_json::to_string_pretty(&value)?);
@@ -81,6 +82,18 @@ pub fn run(args: VerifyArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
                     report.entries, report.bytes
                 ),
             );
+            if let Some(d) = &report.delta {
+                ui.status(
+                    "Delta",
+                    &format!(
+                        "against {} (manifest sha256 {}): {} file(s), {} bytes, come from that base and are checked when it is applied (airgap unpack BUNDLE --onto INSTALLED)",
+                        crate::ui::escape(&d.base_name),
+                        d.base,
+                        d.reused,
+                        d.reused_bytes
+                    ),
+                );
+            }
             // What unpack will execute, stated here: "as the manifest says" covers files only.
             let runs: Vec<_> = report
                 .manifest

@@ -1,0 +1,409 @@
+//! Applying a delta bundle onto the tree it was made against (`unpack DELTA --onto
+//! INSTALLED`): the base is known by its manifest's sha256; the delta's own files are
+//! verified as any bundle's while they are extracted into staging, and each file it takes
+//! from the base is re-hashed there (with its prefix rewritten back to the bundled one when
+//! the base relocated it) and hard-linked when its mode and mtime already agree, else copied.
+//! A base whose files differ is refused, naming them, before anything outside staging
+//! changes; the finished tree then takes the base's place in one atomic exchange.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use filetime::FileTime;
+use sha2::{Digest, Sha256};
+
+use crate::error::ArchiveError;
+use crate::format::delta::{Delta, Reused};
+use crate::format::manifest::{FileRecord, FileType, StreamedManifest};
+use crate::format::model::PrefixMode;
+use crate::install::read::Decryptor;
+use crate::install::relocate::{groups, read_state, rewrite_stream, WINDOW};
+use crate::install::unpack::{Place, Reuse, UnpackOptions, UnpackReport};
+use crate::progress::Progress;
+
+/// How many differing files an error names (the count says how many more there are).
+const NAMED: usize = 20;
+
+/// The installed base a delta goes onto.
+pub(crate) struct Base {
+    /// Its directory (absolute).
+    pub root: PathBuf,
+    manifest: StreamedManifest,
+    /// The sha256 of its manifest's text.
+    pub identity: String,
+    /// Files its unpack relocated: (prefix now, prefix bundled, how).
+    relocated: HashMap<String, (String, String, PrefixMode)>,
+}
+
+impl Base {
+    /// The tree at `onto`, as its `.airgap/` records it.
+    pub(crate) fn open(onto: &Path, bundle: &Path) -> Result<Base, ArchiveError> {
+        let wrong = |reason: String| ArchiveError::WrongBase {
+            bundle: bundle.into(),
+            onto: onto.into(),
+            reason,
+            files: Vec::new(),
+        };
+        let root = std::path::absolute(onto).map_err(|e| wrong(e.to_string()))?;
+        match fs::symlink_metadata(&root) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(wrong("it is not a directory".into())),
+            Err(e) => return Err(wrong(e.to_string())),
+        }
+        let manifest = crate::install::read::open_manifest_in(&root).map_err(|e| {
+            wrong(format!(
+                "it has no readable .airgap/manifest.toml, so it was not installed by airgap ({e})"
+            ))
+        })?;
+        let identity = manifest
+            .sha256()
+            .map_err(|e| ArchiveError::io("reading", &root, e))?;
+        let mut relocated = HashMap::new();
+        let steps = groups(&manifest.meta);
+        if !steps.is_empty() {
+            let state = read_state(&root)?;
+            for (step, original, _root, files) in steps {
+                let Some(rec) = state.prefix.iter().find(|r| r.step == step) else {
+                    continue;
+                };
+                if rec.current == original {
+                    continue;
+                }
+                for f in files {
+                    relocated.insert(
+                        f.path.clone(),
+                        (rec.current.clone(), original.to_string(), f.mode),
+                    );
+                }
+            }
+        }
+        Ok(Base {
+            root,
+            manifest,
+            identity,
+            relocated,
+        })
+    }
+
+    /// Refuse a delta made against another version, or no delta at all.
+    pub(crate) fn check_delta(
+        &self,
+        bundle: &Path,
+        delta: Option<&Delta>,
+    ) -> Result<(), ArchiveError> {
+        let Some(delta) = delta else {
+            return Err(ArchiveError::WrongBase {
+                bundle: bundle.into(),
+                onto: self.root.clone(),
+                reason:
+                    "the bundle is whole, not a delta: install it with airgap unpack BUNDLE DEST"
+                        .into(),
+                files: Vec::new(),
+            });
+        };
+        if delta.meta.base != self.identity {
+            return Err(ArchiveError::WrongBase {
+                bundle: bundle.into(),
+                onto: self.root.clone(),
+                reason: format!(
+                    "its manifest's sha256 is {} ({}), the delta applies to {} ({})",
+                    self.identity,
+                    crate::text::escape(&self.manifest.meta.bundle_name),
+                    delta.meta.base,
+                    crate::text::escape(&delta.meta.base_name)
+                ),
+                files: Vec::new(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Takes a delta's reused files from the base into staging, and keeps the ones that differ.
+pub(crate) struct Filler<'a> {
+    pub base: &'a Base,
+    pub staging: &'a Path,
+    pub progress: &'a dyn Progress,
+    /// The base's files that differ from its manifest (the first [`NAMED`]), and how many.
+    pub differing: Vec<String>,
+    pub count: u64,
+    /// Files hard-linked and copied.
+    pub linked: u64,
+    pub copied: u64,
+    buf: Vec<u8>,
+}
+
+impl<'a> Filler<'a> {
+    pub(crate) fn new(base: &'a Base, staging: &'a Path, progress: &'a dyn Progress) -> Self {
+        Filler {
+            base,
+            staging,
+            progress,
+            differing: Vec::new(),
+            count: 0,
+            linked: 0,
+            copied: 0,
+            buf: vec![0u8; 256 * 1024],
+        }
+    }
+
+    fn differs(&mut self, text: String) {
+        self.count += 1;
+        if self.differing.len() < NAMED {
+            self.differing.push(text);
+        }
+    }
+
+    /// What was taken, for the report.
+    pub(crate) fn report(&self, place: &Place) -> Reuse {
+        Reuse {
+            base: self.base.root.clone(),
+            linked: self.linked,
+            copied: self.copied,
+            previous: match place {
+                Place::Swap {
+                    previous,
+                    keep: true,
+                } => Some(previous.clone()),
+                _ => None,
+            },
+        }
+    }
+
+    /// The error for the differing files, if any.
+    pub(crate) fn verdict(&self, bundle: &Path) -> Result<(), ArchiveError> {
+        if self.count == 0 {
+            return Ok(());
+        }
+        let mut files = self.differing.clone();
+        if self.count > files.len() as u64 {
+            files.push(format!("and {} more", self.count - files.len() as u64));
+        }
+        Err(ArchiveError::WrongBase {
+            bundle: bundle.into(),
+            onto: self.base.root.clone(),
+            reason: format!(
+                "{} of the files the delta takes from it differ from its manifest (edited or removed since it was installed)",
+                self.count
+            ),
+            files,
+        })
+    }
+
+    /// Put the base's copy of `x` at its new path in staging, as `rec` says it must be.
+    pub(crate) fn take(&mut self, x: &Reused, rec: &FileRecord) -> Result<(), ArchiveError> {
+        let from = String::from_utf8_lossy(&x.from).into_owned();
+        let Some(want) = rec.sha256.clone() else {
+            self.differs(format!("{}: the manifest lists no content", rec.path));
+            return Ok(());
+        };
+        match self.base.manifest.files.find(&x.from)? {
+            Some((_, b)) if b.kind == FileType::File && b.sha256.as_deref() == Some(&want) => {}
+            _ => {
+                self.differs(format!(
+                    "{from}: the base's manifest does not hold this content there"
+                ));
+                return Ok(());
+            }
+        }
+        let src = self.base.root.join(OsStr::from_bytes(&x.from));
+        let dst = self.staging.join(OsStr::from_bytes(&x.path));
+        let meta = match fs::symlink_metadata(&src) {
+            Ok(m) if m.is_file() => m,
+            Ok(_) => {
+                self.differs(format!("{from}: no longer a regular file"));
+                return Ok(());
+            }
+            Err(e) => {
+                self.differs(format!("{from}: {e}"));
+                return Ok(());
+            }
+        };
+        let relocated = self.base.relocated.get(&from).cloned();
+        let same = meta.mode() & 0o7777 == rec.mode
+            && meta.mtime() == x.mtime as i64
+            && meta.mtime_nsec() == 0;
+        let got = match relocated {
+            Some((now, bundled, mode)) => self.unrelocate(&src, &dst, (&now, &bundled, mode))?,
+            None if same => {
+                let got = self.hash(&src)?;
+                if got == want && fs::hard_link(&src, &dst).is_ok() {
+                    self.linked += 1;
+                    return Ok(());
+                }
+                if got != want {
+                    got
+                } else {
+                    self.copy(&src, &dst, &meta)?
+                }
+            }
+            None => self.copy(&src, &dst, &meta)?,
+        };
+        if got != want {
+            let _ = fs::remove_file(&dst);
+            self.differs(format!(
+                "{from}: its sha256 is {got}, the manifest says {want}"
+            ));
+            return Ok(());
+        }
+        self.copied += 1;
+        let f = fs::File::open(&dst).map_err(|e| ArchiveError::io("writing", &dst, e))?;
+        f.set_permissions(fs::Permissions::from_mode(rec.mode & 0o777))
+            .map_err(|e| ArchiveError::io("writing", &dst, e))?;
+        let t = FileTime::from_unix_time(x.mtime as i64, 0);
+        filetime::set_file_handle_times(&f, Some(t), Some(t))
+            .map_err(|e| ArchiveError::io("writing", &dst, e))
+    }
+
+    fn hash(&mut self, src: &Path) -> Result<String, ArchiveError> {
+        let mut f = open_nofollow(src)?;
+        let mut h = Sha256::new();
+        loop {
+            if self.progress.is_cancelled() {
+                return Err(ArchiveError::Cancelled);
+            }
+            let n = f
+                .read(&mut self.buf)
+                .map_err(|e| ArchiveError::io("reading", src, e))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&self.buf[..n]);
+            self.progress.advance(n as u64);
+        }
+        Ok(hex::encode(h.finalize()))
+    }
+
+    fn copy(
+        &mut self,
+        src: &Path,
+        dst: &Path,
+        meta: &fs::Metadata,
+    ) -> Result<String, ArchiveError> {
+        crate::install::unpack::copy_file(src, dst, 0o600, meta, &mut self.buf, self.progress)
+    }
+
+    /// Copy a file the base's unpack relocated with its prefix put back as bundled, so that
+    /// it hashes as the manifest says; staging's own rewrite then gives it the new prefix.
+    fn unrelocate(
+        &mut self,
+        src: &Path,
+        dst: &Path,
+        (now, bundled, mode): (&str, &str, PrefixMode),
+    ) -> Result<String, ArchiveError> {
+        let mut input = open_nofollow(src)?;
+        let out = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(dst)
+            .map_err(|e| ArchiveError::io("creating", dst, e))?;
+        let mut out = HashTee {
+            out: io::BufWriter::new(out),
+            hash: Sha256::new(),
+        };
+        rewrite_stream(
+            &mut input,
+            &mut out,
+            now.as_bytes(),
+            bundled.as_bytes(),
+            mode,
+            WINDOW,
+        )
+        .map_err(|e| ArchiveError::io("rewriting", dst, e))?;
+        out.out
+            .flush()
+            .map_err(|e| ArchiveError::io("writing", dst, e))?;
+        Ok(hex::encode(out.hash.finalize()))
+    }
+}
+
+/// Writes through, hashing what passes.
+struct HashTee<W> {
+    out: W,
+    hash: Sha256,
+}
+
+impl<W: Write> Write for HashTee<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+fn open_nofollow(path: &Path) -> Result<fs::File, ArchiveError> {
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| ArchiveError::io("reading", path, e))
+}
+
+/// Exchange two paths atomically (`renameat2(RENAME_EXCHANGE)`, Linux 3.15; ext4, xfs,
+/// btrfs and tmpfs have it).
+pub(crate) fn exchange(a: &Path, b: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    const RENAME_EXCHANGE: libc::c_uint = 2;
+    let a = CString::new(a.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    let b = CString::new(b.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    // SAFETY: two NUL-terminated paths that live across the call; no memory is shared.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            RENAME_EXCHANGE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Apply the delta `bundle` onto the installed base `onto`: in place (the finished tree
+/// takes `onto`'s place; the old one becomes `ONTO.previous` unless
+/// [`UnpackOptions::drop_previous`]), or into a new `dest` beside which `onto` stays as it
+/// is.
+pub fn apply_delta(
+    bundle: &Path,
+    onto: &Path,
+    dest: Option<&Path>,
+    options: &UnpackOptions,
+    progress: &dyn Progress,
+) -> Result<UnpackReport, ArchiveError> {
+    let file = crate::install::read::open_bundle(bundle)?;
+    crate::install::unpack::unpack_onto_opened((bundle, &file, None), onto, dest, options, progress)
+}
+
+/// [`apply_delta`] over a descriptor from [`crate::install::read::open_bundle`].
+pub fn apply_delta_opened(
+    bundle: &Path,
+    file: &fs::File,
+    decryptor: Option<&dyn Decryptor>,
+    onto: &Path,
+    dest: Option<&Path>,
+    options: &UnpackOptions,
+    progress: &dyn Progress,
+) -> Result<UnpackReport, ArchiveError> {
+    crate::install::unpack::unpack_onto_opened(
+        (bundle, file, decryptor),
+        onto,
+        dest,
+        options,
+        progress,
+    )
+}
