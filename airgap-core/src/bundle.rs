@@ -75,7 +75,69 @@ fn load_base(
         .into());
     }
     let manifest = airgap_archive::install::read::open_manifest_any(base)?;
-    Ok(airgap_archive::pack::delta::DeltaBase::new(manifest)?)
+    let delta = airgap_archive::pack::delta::DeltaBase::new(manifest)?;
+    // The base's contents, for patches of the files that changed a little: read from the
+    // previous bundle when asked, or the tree itself; a manifest alone has none.
+    let contents = if base.is_dir() {
+        Some(BaseContents::Tree(base.to_path_buf()))
+    } else if airgap_archive::install::read::open_manifest(base).is_ok() {
+        Some(BaseContents::Bundle {
+            path: base.to_path_buf(),
+            scratch: std::sync::Mutex::new(None),
+        })
+    } else {
+        None
+    };
+    Ok(match contents {
+        Some(c) => delta.with_references(Arc::new(c)),
+        None => delta,
+    })
+}
+
+/// Where a delta's writer finds the base's bundled contents.
+#[derive(Debug)]
+enum BaseContents {
+    /// The previous bundle: the files asked for are extracted (verified, by the one
+    /// reader) into a scratch directory that lives as long as this.
+    Bundle {
+        path: PathBuf,
+        scratch: std::sync::Mutex<Option<ScratchDir>>,
+    },
+    /// An extracted or installed tree (the writer checks each file against the base's
+    /// manifest, so a relocated one is carried whole).
+    Tree(PathBuf),
+}
+
+impl airgap_archive::pack::delta::References for BaseContents {
+    fn fetch(
+        &self,
+        paths: &[Vec<u8>],
+        progress: &dyn Progress,
+    ) -> Result<PathBuf, airgap_archive::ArchiveError> {
+        let (path, scratch) = match self {
+            BaseContents::Tree(tree) => return Ok(tree.clone()),
+            BaseContents::Bundle { path, scratch } => (path, scratch),
+        };
+        let io = |cause: std::io::Error| airgap_archive::ArchiveError::Io {
+            action: "creating",
+            path: std::env::temp_dir(),
+            cause,
+        };
+        let (dir, _) = ScratchDir::new(&std::env::temp_dir(), "airgap-base-").map_err(io)?;
+        let root = dir.path().join("base");
+        std::fs::create_dir(&root).map_err(io)?;
+        let wanted: std::collections::BTreeSet<Vec<u8>> = paths.iter().cloned().collect();
+        let want = move |p: &str, _: u32, _: &[u8]| wanted.contains(p.as_bytes());
+        match airgap_archive::install::read::pick_bundle(path, &root, &want, progress) {
+            // A delta as the base: its own files only; the rest are carried whole.
+            Ok(_) | Err(airgap_archive::ArchiveError::DeltaNeedsBase { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        if let Ok(mut held) = scratch.lock() {
+            *held = Some(dir);
+        }
+        Ok(root)
+    }
 }
 
 /// Seconds a source plugin may run by default: generous, since resolving and downloading a
@@ -144,8 +206,9 @@ pub struct BundleReport {
     pub python: Option<format::PythonEnvironment>,
     /// The unpacker carried inside, if any.
     pub unpacker: Option<PathBuf>,
-    /// A delta (`--since`): files left to the base and their bytes.
-    pub reused: Option<(u64, u64)>,
+    /// A delta (`--since`): files taken from the base, their bytes, and how many of them
+    /// go as patches.
+    pub reused: Option<(u64, u64, u64)>,
 }
 
 /// Run every source of the configuration and build the plan. Nothing is written.
@@ -665,7 +728,10 @@ pub fn bundle(
         target: planned.manifest.target.clone(),
         python: planned.manifest.python.clone(),
         unpacker,
-        reused: options.since.as_ref().map(|_| summary.reused),
+        reused: options
+            .since
+            .as_ref()
+            .map(|_| (summary.reused.0, summary.reused.1, summary.patched)),
     })
 }
 

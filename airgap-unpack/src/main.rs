@@ -215,10 +215,11 @@ fn report(result: Result<UnpackReport, ArchiveError>, quiet: bool) -> ExitCode {
             }
             if let (false, Some(r)) = (quiet, &report.reused) {
                 eprintln!(
-                    "   from base {}: {} file(s) hard-linked, {} copied",
+                    "   from base {}: {} file(s) hard-linked, {} copied, {} rebuilt from patches",
                     r.base.display(),
                     r.linked,
-                    r.copied
+                    r.copied,
+                    r.patched
                 );
                 if let Some(p) = &r.previous {
                     eprintln!("    previous tree kept as {}", p.display());

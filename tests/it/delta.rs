@@ -6,57 +6,18 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use airgap_tests::archive::{craft, gnu_tar, noise, record_for, sha256_hex, Raw};
+use airgap_archive::format::tarfmt::EntryType;
+use airgap_tests::archive::{craft, gnu_tar, noise, record_for, tree_state as state, Raw};
 use airgap_tests::{run, tempdir};
 
 fn airgap() -> Command {
     airgap_tests::with_build_plugins(airgap_tests::airgap())
-}
-
-/// What a tree holds, path by path: kind, mode, content hash or link target, mtime.
-type State = BTreeMap<String, (char, u32, String, i64)>;
-
-fn state(root: &Path) -> State {
-    fn walk(root: &Path, dir: &Path, out: &mut State) {
-        let mut names: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap()).collect();
-        names.sort_by_key(|e| e.file_name());
-        for e in names {
-            let path = e.path();
-            let rel = path
-                .strip_prefix(root)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            let m = fs::symlink_metadata(&path).unwrap();
-            let mode = m.permissions().mode() & 0o7777;
-            if m.file_type().is_symlink() {
-                let t = fs::read_link(&path).unwrap().to_string_lossy().into_owned();
-                out.insert(rel, ('l', 0, t, m.mtime()));
-            } else if m.is_dir() {
-                out.insert(rel, ('d', mode, String::new(), m.mtime()));
-                walk(root, &path, out);
-            } else {
-                let sha = sha256_hex(&fs::read(&path).unwrap());
-                out.insert(rel, ('f', mode, sha, m.mtime()));
-            }
-        }
-    }
-    let mut out = State::new();
-    walk(root, root, &mut out);
-    // What every unpack writes when it installs (so two full unpacks differ there too).
-    for own in [".airgap", ".airgap/manifest.toml", ".airgap/prefixes.toml"] {
-        if let Some(e) = out.get_mut(own) {
-            e.3 = 0;
-        }
-    }
-    out
 }
 
 /// A project of the files source: `src/` with files big enough that a delta's size shows.
@@ -430,23 +391,34 @@ fn an_apply_killed_midway_leaves_the_installed_tree_as_it_was() {
 #[test]
 fn a_description_that_disagrees_with_the_manifest_is_refused() {
     let dir = tempdir();
-    let cases: [(&str, &str); 3] = [
+    let cases: [(&str, &str); 4] = [
         (
             "{ path = \"gone.txt\", mtime = 0 },\n",
             "the manifest does not list it",
         ),
         ("{ path = \"carried.txt\", mtime = 0 },\n", "both carries"),
         ("{ path = \"sub\", mtime = 0 },\n", "only files are taken"),
+        (
+            "{ path = \"via/inner.txt\", mtime = 0 },\n",
+            "its parent is not a directory",
+        ),
     ];
     for (i, (line, expected)) in cases.iter().enumerate() {
         let carried = Raw::file("t/carried.txt", b"here");
         let reused = Raw::file("t/reused.txt", b"in the base");
         let sub = Raw::dir("t/sub");
+        // A link to a directory of the bundle: a file "under" it is no path of the bundle.
+        let via = Raw::new("t/via", EntryType::Symlink, 0o777, b"sub", b"");
+        let inner = Raw::file("t/via/inner.txt", b"x");
         let mut records = vec![
             record_for("t", &carried),
             record_for("t", &reused),
             record_for("t", &sub),
+            record_for("t", &via),
         ];
+        if i == 3 {
+            records.push(record_for("t", &inner));
+        }
         records.sort_by(|a, b| a.path.cmp(&b.path));
         let mut list = [
             (*line).to_string(),
@@ -464,9 +436,119 @@ fn a_description_that_disagrees_with_the_manifest_is_refused() {
             &out,
             "t",
             records,
-            &[delta, Raw::dir("t"), carried.clone(), sub.clone()],
+            &[
+                delta,
+                Raw::dir("t"),
+                carried.clone(),
+                sub.clone(),
+                via.clone(),
+            ],
         );
         let done = run(airgap().arg("verify").arg(&out)).failure();
         assert!(done.stderr.contains(expected), "case {i}: {}", done.stderr);
     }
+}
+
+/// v1 with a 2 MB file, installed; v2 with 4 bytes of it changed.
+fn changed_a_little() -> (Project, PathBuf, PathBuf) {
+    let p = Project::new();
+    fs::write(p.path("src/lib/big.bin"), noise(2_000_000)).unwrap();
+    let v1 = p.bundle("v1.tar.gz", &[]);
+    let inst = p.unpack(&v1, "inst");
+    let mut data = fs::read(p.path("src/lib/big.bin")).unwrap();
+    data[1_000_000..1_000_004].copy_from_slice(b"XXXX");
+    fs::write(p.path("src/lib/big.bin"), data).unwrap();
+    (p, v1, inst)
+}
+
+#[test]
+fn a_file_that_changed_a_little_goes_as_a_patch_and_is_rebuilt_exactly() {
+    let (p, v1, inst) = changed_a_little();
+    let full = p.bundle("v2.tar.gz", &[]);
+    let fresh = p.unpack(&full, "fresh");
+    for since in [v1.clone(), inst.clone()] {
+        let name = format!("d-{}.tar.gz", since.file_name().unwrap().to_string_lossy());
+        let delta = p.bundle(&name, &["--since", since.to_str().unwrap()]);
+        let names = listed(&delta);
+        assert!(
+            names.contains(&"env/.airgap/patch/src/lib/big.bin.zst".to_string()),
+            "{names:?}"
+        );
+        assert!(
+            !names.contains(&"env/src/lib/big.bin".to_string()),
+            "{names:?}"
+        );
+        assert!(
+            fs::metadata(&delta).unwrap().len() + 1_900_000 < fs::metadata(&full).unwrap().len(),
+            "the patch should be tiny"
+        );
+        let dest = p.path(&format!("new-{name}"));
+        let done = run(airgap()
+            .arg("unpack")
+            .arg(&delta)
+            .arg(&dest)
+            .arg("--onto")
+            .arg(&inst))
+        .success();
+        assert!(
+            done.stderr.contains("1 rebuilt from patches"),
+            "{}",
+            done.stderr
+        );
+        assert_eq!(state(&dest), state(&fresh));
+    }
+    // A manifest alone has no contents to patch against: the file is carried whole.
+    let delta = p.bundle(
+        "d-manifest.tar.gz",
+        &[
+            "--since",
+            inst.join(".airgap/manifest.toml").to_str().unwrap(),
+        ],
+    );
+    assert!(listed(&delta).contains(&"env/src/lib/big.bin".to_string()));
+}
+
+#[test]
+fn a_patch_or_its_base_file_that_differs_is_refused_and_nothing_changes() {
+    let (p, v1, inst) = changed_a_little();
+    let delta = p.bundle("d2.tar.gz", &["--since", v1.to_str().unwrap()]);
+    let carried = p.path("carried");
+    fs::create_dir(&carried).unwrap();
+    gnu_tar(&["xzf", delta.to_str().unwrap()], &carried);
+    let before = state(&inst);
+
+    // The base's file edited on the target.
+    let big = inst.join("src/lib/big.bin");
+    let original = fs::read(&big).unwrap();
+    fs::write(&big, b"edited").unwrap();
+    let done = run(airgap().arg("unpack").arg(&delta).arg("--onto").arg(&inst)).failure();
+    assert!(
+        done.stderr.contains("src/lib/big.bin: its sha256 is"),
+        "{}",
+        done.stderr
+    );
+    fs::write(&big, &original).unwrap();
+    let t =
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(before["src/lib/big.bin"].3 as u64);
+    fs::File::options()
+        .write(true)
+        .open(&big)
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
+    assert_eq!(state(&inst), before);
+
+    // A patch changed after the delta was written.
+    let patch = carried.join("env/.airgap/patch/src/lib/big.bin.zst");
+    let mut bytes = fs::read(&patch).unwrap();
+    let last = bytes.len() - 5;
+    bytes[last] ^= 0x55;
+    fs::write(&patch, bytes).unwrap();
+    let done = run(Command::new(carried.join("env/unpack"))
+        .arg("--onto")
+        .arg(&inst))
+    .failure();
+    assert!(done.stderr.contains("big.bin"), "{}", done.stderr);
+    assert_eq!(state(&inst), before);
+    assert!(staging_left(p.dir.path()).is_empty());
 }

@@ -321,3 +321,162 @@ fn e2e_older_glibc_target_is_refused_before_transfer() {
         result: "refused by airgap check (expected)",
     });
 }
+
+const UPGRADE_CHECK: &str = r#"
+import importlib.util, sys
+import markupsafe, idna, certifi, yaml
+assert markupsafe.__version__ == "2.1.5", markupsafe.__version__
+assert markupsafe.escape("<a>") == "&lt;a&gt;"
+assert importlib.util.find_spec("six") is None, "six was removed in v2"
+assert yaml.safe_load("a: [1, 2]") == {"a": [1, 2]}
+assert idna.encode("xn--bcher-kva.example").startswith(b"xn--")
+print("v2 ok at", sys.prefix, "certifi", certifi.__version__)
+"#;
+
+/// A realistic upgrade: a venv of real packages (markupsafe with its C extension upgraded,
+/// certifi added, six removed) bundled as v1, then v2 as a delta against v1. In a clean root
+/// the delta is applied by the carried unpacker onto v1 installed at another path than the
+/// source (so the files it takes from the base had their prefixes rewritten there), and the
+/// updated tree is the tree a full unpack of v2 at that path gives, file for file, and runs.
+/// A delta onto the wrong version, or onto v1 with one edited file, changes nothing and the
+/// tree still runs.
+#[test]
+fn e2e_delta_upgrade_of_a_venv() {
+    let dir = tempdir();
+    let base = conda::base_python();
+    let env = dir.path().join("app-env");
+    venv_from_index(
+        &base,
+        &env,
+        &[
+            "markupsafe==2.1.3",
+            "six==1.16.0",
+            "idna==3.6",
+            "pyyaml==6.0.1",
+        ],
+        &[],
+    );
+    let config = write_config(
+        dir.path(),
+        "app",
+        &format!(
+            "[sources.conda]\nprefix = \"{}\"\n{SLIM}\n\n[sources.syslibs]\n",
+            env.display()
+        ),
+    );
+    let v1 = dir.path().join("app-v1.tar.gz");
+    bundle(&config, &v1);
+    let pip = |args: &[&str]| {
+        run(std::process::Command::new(env.join("bin/python"))
+            .args(["-m", "pip", "--disable-pip-version-check", "--quiet"])
+            .args(args))
+        .success();
+    };
+    pip(&["install", "markupsafe==2.1.5", "certifi==2024.2.2"]);
+    pip(&["uninstall", "--yes", "six"]);
+    let v2 = dir.path().join("app-v2.tar.gz");
+    let full_secs = bundle(&config, &v2);
+    let delta = dir.path().join("app-v2-delta.tar.gz");
+    let started = Instant::now();
+    run(airgap()
+        .arg("bundle")
+        .arg("-c")
+        .arg(&config)
+        .arg("-o")
+        .arg(&delta)
+        .arg("--since")
+        .arg(&v1))
+    .success();
+    let delta_secs = started.elapsed().as_secs_f64();
+    let size = |p: &Path| std::fs::metadata(p).unwrap().len();
+    let (full_size, delta_size) = (size(&v2), size(&delta));
+    assert!(
+        delta_size * 2 < full_size,
+        "the delta ({delta_size} bytes) should be far smaller than the full bundle ({full_size})"
+    );
+
+    let root = DebianRoot::new(Suite::Bookworm);
+    carry_and_unpack(&root, &v1, "app", "/srv/app");
+    std::fs::write(root.host_path("/root/check.py"), UPGRADE_CHECK).expect("write check");
+    for (from, to) in [(&delta, "/root/delta.tar.gz"), (&v2, "/root/full.tar.gz")] {
+        std::fs::copy(from, root.host_path(to)).expect("carry");
+    }
+    // The wrong base: v2 installed in full. Refused; it still runs.
+    let done = root.run("set -e; mkdir -p /root/full && cd /root/full && tar xzf /root/full.tar.gz && ./app/unpack /srv/other");
+    assert_eq!(done.code, Some(0), "{}\n{}", done.stdout, done.stderr);
+    let done = root.run("mkdir -p /root/d && cd /root/d && tar xzf /root/delta.tar.gz && ./app/unpack --onto /srv/other");
+    assert_ne!(done.code, Some(0), "{}\n{}", done.stdout, done.stderr);
+    assert!(
+        done.stderr.contains("the delta applies to"),
+        "{}",
+        done.stderr
+    );
+    let done = root.run("/srv/other/env/bin/python /root/check.py");
+    assert_eq!(done.code, Some(0), "{}\n{}", done.stdout, done.stderr);
+
+    // v1 with one edited file the delta takes from it: refused naming it, unchanged, runs.
+    let edited = root.run("ls /srv/app/env/lib/python3.11/site-packages/idna/core.py");
+    assert_eq!(edited.code, Some(0), "{}", edited.stderr);
+    let core = root.host_path("/srv/app/env/lib/python3.11/site-packages/idna/core.py");
+    let original = std::fs::read(&core).expect("read core.py");
+    let mut changed = original.clone();
+    changed.extend_from_slice(b"\n# edited on the target\n");
+    std::fs::write(&core, &changed).expect("edit");
+    let before = airgap_tests::archive::tree_state(&root.host_path("/srv/app"));
+    let done = root.run("cd /root/d && ./app/unpack --from /root/delta.tar.gz --onto /srv/app");
+    assert_ne!(done.code, Some(0), "{}\n{}", done.stdout, done.stderr);
+    assert!(done.stderr.contains("idna/core.py"), "{}", done.stderr);
+    assert_eq!(
+        airgap_tests::archive::tree_state(&root.host_path("/srv/app")),
+        before,
+        "a refused delta changed the tree"
+    );
+    let done = root.run(
+        "/srv/app/env/bin/python -c 'import idna, six, markupsafe; print(markupsafe.__version__)'",
+    );
+    assert_eq!(done.code, Some(0), "{}\n{}", done.stdout, done.stderr);
+    assert!(done.stdout.contains("2.1.3"), "{}", done.stdout);
+    std::fs::write(&core, &original).expect("restore");
+
+    // The delta onto v1 as installed: the carried unpacker, from the extracted delta.
+    let started = Instant::now();
+    let done = root.run("cd /root/d && ./app/unpack --onto /srv/app");
+    let apply_secs = started.elapsed().as_secs_f64();
+    assert_eq!(done.code, Some(0), "{}\n{}", done.stdout, done.stderr);
+    assert!(done.stderr.contains("hard-linked"), "{}", done.stderr);
+    // File for file what a full unpack of v2 at the same path gives.
+    let updated = airgap_tests::archive::tree_state(&root.host_path("/srv/app"));
+    let done = root.run("mv /srv/app /srv/app-updated && cd /root/full && ./app/unpack /srv/app");
+    assert_eq!(done.code, Some(0), "{}\n{}", done.stdout, done.stderr);
+    let fresh = airgap_tests::archive::tree_state(&root.host_path("/srv/app"));
+    let differing: Vec<_> = updated
+        .iter()
+        .filter(|(k, v)| fresh.get(*k) != Some(v))
+        .map(|(k, _)| k)
+        .chain(fresh.keys().filter(|k| !updated.contains_key(*k)))
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "updated and fresh differ: {differing:?}"
+    );
+    let done = root.run(
+        "rm -rf /srv/app && mv /srv/app-updated /srv/app && /srv/app/env/bin/python /root/check.py",
+    );
+    assert_eq!(done.code, Some(0), "{}\n{}", done.stdout, done.stderr);
+    assert!(
+        done.stdout.contains("v2 ok at /srv/app/env"),
+        "{}",
+        done.stdout
+    );
+    assert!(root.host_path("/srv/app.previous/env/bin/python").exists());
+    record(Row {
+        workload: &format!(
+            "delta v1 -> v2 of a venv (markupsafe 2.1.3 -> 2.1.5, +certifi, -six): {} of the full bundle's {} bytes",
+            delta_size, full_size
+        ),
+        bundle: &delta,
+        bundle_secs: delta_secs.max(full_secs.min(delta_secs)),
+        unpack_secs: apply_secs,
+        result: "ok",
+    });
+}

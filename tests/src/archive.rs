@@ -2,6 +2,7 @@
 //! must handle, bundles written through the library, GNU tar, and hand-crafted (hostile)
 //! archives.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, PermissionsExt};
@@ -335,4 +336,56 @@ pub fn snapshot(dir: &Path) -> Vec<String> {
         .collect();
     lines.sort();
     lines
+}
+
+/// What a tree holds, path by path: kind, mode, content hash or link target, mtime; the
+/// times of what every unpack writes as it installs (`.airgap/` itself, its manifest and
+/// prefixes) are left out, so that two unpacks of one bundle give the same state.
+pub type State = BTreeMap<String, (char, u32, String, i64)>;
+
+pub fn tree_state(root: &Path) -> State {
+    fn walk(root: &Path, dir: &Path, out: &mut State) {
+        let mut names: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap()).collect();
+        names.sort_by_key(|e| e.file_name());
+        for e in names {
+            let path = e.path();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let m = fs::symlink_metadata(&path).unwrap();
+            let mode = m.permissions().mode() & 0o7777;
+            if m.file_type().is_symlink() {
+                let t = fs::read_link(&path).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, ('l', 0, t, std::os::unix::fs::MetadataExt::mtime(&m)));
+            } else if m.is_dir() {
+                out.insert(
+                    rel,
+                    (
+                        'd',
+                        mode,
+                        String::new(),
+                        std::os::unix::fs::MetadataExt::mtime(&m),
+                    ),
+                );
+                walk(root, &path, out);
+            } else {
+                let sha = sha256_hex(&fs::read(&path).unwrap());
+                out.insert(
+                    rel,
+                    ('f', mode, sha, std::os::unix::fs::MetadataExt::mtime(&m)),
+                );
+            }
+        }
+    }
+    let mut out = State::new();
+    walk(root, root, &mut out);
+    // What every unpack writes when it installs (so two full unpacks differ there too).
+    for own in [".airgap", ".airgap/manifest.toml", ".airgap/prefixes.toml"] {
+        if let Some(e) = out.get_mut(own) {
+            e.3 = 0;
+        }
+    }
+    out
 }

@@ -20,6 +20,28 @@ pub const DELTA_PATH: &str = ".airgap/delta.toml";
 pub const DELTA_FORMAT: u32 = 1;
 /// Largest description read (a hostile bundle may declare any size).
 pub const MAX_DELTA: u64 = crate::format::manifest::MAX_MANIFEST;
+/// Where a patched file's patch sits below the top folder: this, its path, `.zst`. Patches
+/// come right after the description, before the top folder's entry.
+pub const PATCH_DIR: &str = ".airgap/patch/";
+/// Largest file, and largest base file, a patch is made for or applied to: a patch is
+/// applied with the base file and the window in memory (docs/archive-format.md).
+pub const MAX_PATCHED: u64 = 32 << 20;
+/// Smallest file a patch is tried for: below it a patch saves little.
+pub const MIN_PATCHED: u64 = 64 << 10;
+
+/// The file name a reader stores the patch of `path` under in its scratch directory.
+pub fn patch_scratch_name(path: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(path))
+}
+
+/// The entry (below the top folder) holding the patch of `path`.
+pub fn patch_path(path: &[u8]) -> Vec<u8> {
+    let mut p = PATCH_DIR.as_bytes().to_vec();
+    p.extend_from_slice(path);
+    p.extend_from_slice(b".zst");
+    p
+}
 
 const HEADER: &str =
     "# airgap delta (docs/archive-format.md): the files taken from the base, then the base\n";
@@ -50,6 +72,9 @@ pub struct Reused {
     pub from: Vec<u8>,
     /// The mtime it gets (the new version's, which `.pyc` caches were made against).
     pub mtime: u64,
+    /// Its content is not the base's but a zstd frame (at [`patch_path`]) decoded with the
+    /// base's file `from` as its reference prefix (`zstd --patch-from`).
+    pub patch: bool,
 }
 
 impl Record for Reused {
@@ -57,6 +82,7 @@ impl Record for Reused {
         put_bytes(out, &self.path);
         put_bytes(out, &self.from);
         put_u64(out, self.mtime);
+        out.push(u8::from(self.patch));
     }
     fn decode(bytes: &[u8]) -> io::Result<Self> {
         let mut d = Decoder::new(bytes);
@@ -64,6 +90,7 @@ impl Record for Reused {
             path: d.bytes()?.to_vec(),
             from: d.bytes()?.to_vec(),
             mtime: d.u64()?,
+            patch: d.u8()? != 0,
         })
     }
 }
@@ -93,7 +120,12 @@ pub(crate) fn write_reused(out: &mut String, r: &Reused) {
             toml_str(out, &h);
         }
     }
-    let _ = writeln!(out, ", mtime = {} }},", r.mtime);
+    let _ = write!(out, ", mtime = {}", r.mtime);
+    out.push_str(if r.patch {
+        ", patch = true },\n"
+    } else {
+        " },\n"
+    });
 }
 
 /// The end of the list, then the metadata.
@@ -114,6 +146,8 @@ struct Line {
     #[serde(default)]
     from_hex: Option<String>,
     mtime: u64,
+    #[serde(default)]
+    patch: bool,
 }
 
 #[derive(Deserialize)]
@@ -151,6 +185,7 @@ fn parse_line(line: &str) -> Result<Reused, String> {
         path,
         from,
         mtime: l.mtime,
+        patch: l.patch,
     })
 }
 
@@ -162,6 +197,8 @@ pub struct Delta {
     list: std::fs::File,
     /// The tape's length in bytes.
     end: u64,
+    /// The paths whose patches the archive carried (the reader fills it).
+    pub(crate) patches: std::collections::HashSet<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Delta {
@@ -227,7 +264,12 @@ impl Delta {
         }
         let (list, _) = tape.finish().map_err(|e| e.to_string())?;
         let end = list.metadata().map_err(|e| e.to_string())?.len();
-        Ok(Delta { meta, list, end })
+        Ok(Delta {
+            meta,
+            list,
+            end,
+            patches: Default::default(),
+        })
     }
 
     /// The reused files in path order.
@@ -268,11 +310,13 @@ mod tests {
                 path: b"a/b.py".to_vec(),
                 from: b"a/b.py".to_vec(),
                 mtime: 7,
+                patch: false,
             },
             Reused {
                 path: b"a/\xffc".to_vec(),
                 from: b"old/\"q\"".to_vec(),
                 mtime: 0,
+                patch: true,
             },
         ];
         let mut sorted = list.clone();
@@ -291,6 +335,7 @@ mod tests {
             path: p.to_vec(),
             from: p.to_vec(),
             mtime: 1,
+            patch: false,
         };
         let bad_count = text(&[r(b"a")], &meta(2));
         assert!(Delta::read(&mut bad_count.as_bytes())

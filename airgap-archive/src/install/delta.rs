@@ -124,10 +124,30 @@ impl Base {
     }
 }
 
+/// Where a delta's patches are on the target.
+pub(crate) enum Patches {
+    /// Kept by the reader of the archive ([`crate::install::read::PATCH_SCRATCH`]).
+    Scratch(PathBuf),
+    /// In an extracted delta: `TREE/.airgap/patch/PATH.zst`.
+    Tree(PathBuf),
+}
+
+impl Patches {
+    fn of(&self, path: &[u8]) -> PathBuf {
+        match self {
+            Patches::Scratch(dir) => dir.join(crate::format::delta::patch_scratch_name(path)),
+            Patches::Tree(tree) => {
+                tree.join(OsStr::from_bytes(&crate::format::delta::patch_path(path)))
+            }
+        }
+    }
+}
+
 /// Takes a delta's reused files from the base into staging, and keeps the ones that differ.
 pub(crate) struct Filler<'a> {
     pub base: &'a Base,
     pub staging: &'a Path,
+    patches: Patches,
     pub progress: &'a dyn Progress,
     /// The base's files that differ from its manifest (the first [`NAMED`]), and how many.
     pub differing: Vec<String>,
@@ -135,19 +155,27 @@ pub(crate) struct Filler<'a> {
     /// Files hard-linked and copied.
     pub linked: u64,
     pub copied: u64,
+    pub patched: u64,
     buf: Vec<u8>,
 }
 
 impl<'a> Filler<'a> {
-    pub(crate) fn new(base: &'a Base, staging: &'a Path, progress: &'a dyn Progress) -> Self {
+    pub(crate) fn new(
+        base: &'a Base,
+        staging: &'a Path,
+        patches: Patches,
+        progress: &'a dyn Progress,
+    ) -> Self {
         Filler {
             base,
             staging,
+            patches,
             progress,
             differing: Vec::new(),
             count: 0,
             linked: 0,
             copied: 0,
+            patched: 0,
             buf: vec![0u8; 256 * 1024],
         }
     }
@@ -165,6 +193,7 @@ impl<'a> Filler<'a> {
             base: self.base.root.clone(),
             linked: self.linked,
             copied: self.copied,
+            patched: self.patched,
             previous: match place {
                 Place::Swap {
                     previous,
@@ -202,15 +231,17 @@ impl<'a> Filler<'a> {
             self.differs(format!("{}: the manifest lists no content", rec.path));
             return Ok(());
         };
-        match self.base.manifest.files.find(&x.from)? {
-            Some((_, b)) if b.kind == FileType::File && b.sha256.as_deref() == Some(&want) => {}
+        let base_sha = match self.base.manifest.files.find(&x.from)? {
+            Some((_, b)) if b.kind == FileType::File && (x.patch || b.sha256 == rec.sha256) => {
+                b.sha256.clone().unwrap_or_default()
+            }
             _ => {
                 self.differs(format!(
                     "{from}: the base's manifest does not hold this content there"
                 ));
                 return Ok(());
             }
-        }
+        };
         let src = self.base.root.join(OsStr::from_bytes(&x.from));
         let dst = self.staging.join(OsStr::from_bytes(&x.path));
         let meta = match fs::symlink_metadata(&src) {
@@ -225,6 +256,9 @@ impl<'a> Filler<'a> {
             }
         };
         let relocated = self.base.relocated.get(&from).cloned();
+        if x.patch {
+            return self.patched(x, rec, (&src, &dst), (&base_sha, relocated));
+        }
         let same = meta.mode() & 0o7777 == rec.mode
             && meta.mtime() == x.mtime as i64
             && meta.mtime_nsec() == 0;
@@ -252,12 +286,64 @@ impl<'a> Filler<'a> {
             return Ok(());
         }
         self.copied += 1;
-        let f = fs::File::open(&dst).map_err(|e| ArchiveError::io("writing", &dst, e))?;
-        f.set_permissions(fs::Permissions::from_mode(rec.mode & 0o777))
-            .map_err(|e| ArchiveError::io("writing", &dst, e))?;
-        let t = FileTime::from_unix_time(x.mtime as i64, 0);
-        filetime::set_file_handle_times(&f, Some(t), Some(t))
-            .map_err(|e| ArchiveError::io("writing", &dst, e))
+        set_mode_and_time(&dst, rec.mode, x.mtime)
+    }
+
+    /// A patched file: the base's file (its prefix put back when relocated) must hash as the
+    /// base's manifest says; the patch decoded against it must hash as the new one does.
+    fn patched(
+        &mut self,
+        x: &Reused,
+        rec: &FileRecord,
+        (src, dst): (&Path, &Path),
+        (base_sha, relocated): (&str, Option<(String, String, PrefixMode)>),
+    ) -> Result<(), ArchiveError> {
+        let from = String::from_utf8_lossy(&x.from).into_owned();
+        let want = rec.sha256.clone().unwrap_or_default();
+        if rec.size > crate::format::delta::MAX_PATCHED {
+            self.differs(format!("{}: too large to be patched", rec.path));
+            return Ok(());
+        }
+        let mut reference = Vec::new();
+        let mut input = open_nofollow(src)?;
+        let read = match &relocated {
+            Some((now, bundled, mode)) => rewrite_stream(
+                &mut (&mut input).take(crate::format::delta::MAX_PATCHED * 2),
+                &mut reference,
+                now.as_bytes(),
+                bundled.as_bytes(),
+                *mode,
+                WINDOW,
+            )
+            .map(|_| ()),
+            None => (&mut input)
+                .take(crate::format::delta::MAX_PATCHED + 1)
+                .read_to_end(&mut reference)
+                .map(|_| ()),
+        };
+        read.map_err(|e| ArchiveError::io("reading", src, e))?;
+        let got = hex::encode(Sha256::digest(&reference));
+        if got != base_sha {
+            self.differs(format!(
+                "{from}: its sha256 is {got}, the base's manifest says {base_sha}"
+            ));
+            return Ok(());
+        }
+        let patch = self.patches.of(&x.path);
+        let got = apply_patch(&patch, &reference, dst, rec.size)?;
+        if got != want {
+            let _ = fs::remove_file(dst);
+            return Err(ArchiveError::Corrupt {
+                bundle: patch,
+                reason: format!(
+                    "the patch of {} gives sha256 {got}, the manifest says {want}",
+                    rec.path
+                ),
+            });
+        }
+        self.patched += 1;
+        self.progress.advance(rec.size);
+        set_mode_and_time(dst, rec.mode, x.mtime)
     }
 
     fn hash(&mut self, src: &Path) -> Result<String, ArchiveError> {
@@ -322,6 +408,66 @@ impl<'a> Filler<'a> {
             .map_err(|e| ArchiveError::io("writing", dst, e))?;
         Ok(hex::encode(out.hash.finalize()))
     }
+}
+
+fn set_mode_and_time(dst: &Path, mode: u32, mtime: u64) -> Result<(), ArchiveError> {
+    let f = fs::File::open(dst).map_err(|e| ArchiveError::io("writing", dst, e))?;
+    f.set_permissions(fs::Permissions::from_mode(mode & 0o777))
+        .map_err(|e| ArchiveError::io("writing", dst, e))?;
+    let t = FileTime::from_unix_time(mtime as i64, 0);
+    filetime::set_file_handle_times(&f, Some(t), Some(t))
+        .map_err(|e| ArchiveError::io("writing", dst, e))
+}
+
+/// Decode the patch at `patch` against `reference` into `dst` (new), at most `size` bytes;
+/// returns the sha256 of what it wrote.
+#[cfg(feature = "zstd")]
+fn apply_patch(
+    patch: &Path,
+    reference: &[u8],
+    dst: &Path,
+    size: u64,
+) -> Result<String, ArchiveError> {
+    use zstd::zstd_safe::DParameter;
+    let corrupt = |reason: String| ArchiveError::Corrupt {
+        bundle: patch.into(),
+        reason,
+    };
+    let input = open_nofollow(patch).map_err(|_| corrupt("the delta's patch is missing".into()))?;
+    let mut dec =
+        zstd::stream::read::Decoder::with_ref_prefix(io::BufReader::new(input), reference)
+            .map_err(|e| corrupt(e.to_string()))?;
+    dec.set_parameter(DParameter::WindowLogMax(27))
+        .map_err(|e| corrupt(e.to_string()))?;
+    let out = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(dst)
+        .map_err(|e| ArchiveError::io("creating", dst, e))?;
+    let mut out = HashTee {
+        out: io::BufWriter::new(out),
+        hash: Sha256::new(),
+    };
+    let n =
+        io::copy(&mut (&mut dec).take(size + 1), &mut out).map_err(|e| corrupt(e.to_string()))?;
+    out.out
+        .flush()
+        .map_err(|e| ArchiveError::io("writing", dst, e))?;
+    if n != size {
+        return Err(corrupt(format!("the patch gives {n} bytes, not {size}")));
+    }
+    Ok(hex::encode(out.hash.finalize()))
+}
+
+/// This unpacker was built without zstd: it cannot apply a patch.
+#[cfg(not(feature = "zstd"))]
+fn apply_patch(patch: &Path, _: &[u8], _: &Path, _: u64) -> Result<String, ArchiveError> {
+    Err(ArchiveError::Corrupt {
+        bundle: patch.into(),
+        reason: "this unpacker was built without zstd and cannot apply the delta's patches: apply it with airgap".into(),
+    })
 }
 
 /// Writes through, hashing what passes.

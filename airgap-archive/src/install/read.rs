@@ -1386,7 +1386,19 @@ impl<'a> Checker<'a> {
                     self.problem(text)?;
                 }
                 (None, Some(x)) => {
-                    if let Some(reuse) = reuse.as_deref_mut() {
+                    // Its parent must be a directory the archive had, as for any entry.
+                    let parent = parent_of(&path).map_or(Ok(Some(Seen::Dir)), |p| self.seen(p))?;
+                    if parent != Some(Seen::Dir) {
+                        let text = format!(
+                            "the delta takes {} from its base, but its parent is not a directory of the bundle",
+                            r.path
+                        );
+                        self.problem(text)?;
+                    } else if x.patch && !delta.is_some_and(|d| d.patches.contains(&path)) {
+                        let text =
+                            format!("the delta patches {} but carries no patch for it", r.path);
+                        self.problem(text)?;
+                    } else if let Some(reuse) = reuse.as_deref_mut() {
                         reuse(&x, &r)?;
                         self.bytes += r.size;
                     }
@@ -1403,6 +1415,19 @@ impl<'a> Checker<'a> {
         }
         while let Some(x) = reused.next_upto(None)? {
             self.problem(unlisted(&x))?;
+        }
+        if let Some(d) = delta {
+            let patched = d
+                .iter()
+                .filter(|x| x.as_ref().is_ok_and(|x| x.patch))
+                .count();
+            if patched != d.patches.len() {
+                let text = format!(
+                    "the delta carries {} patch(es) but its list patches {patched} file(s)",
+                    d.patches.len()
+                );
+                self.problem(text)?;
+            }
         }
         for (path, _) in self.links.iter() {
             if !resolves_inside(path, &self.links) {
@@ -1727,7 +1752,11 @@ fn check_tar<R: Read>(
     let mut checker = Checker::new(bundle, top.clone(), &manifest.files, fail_fast, target)?;
     let mut pending = Some(tar.next_entry().map_err(|e| corrupt(e.to_string()))?);
     let delta = match pending.take() {
-        Some(Some(e)) if is_delta_entry(&top, &e) => Some(read_delta(bundle, tar, &e)?),
+        Some(Some(e)) if is_delta_entry(&top, &e) => {
+            let mut delta = read_delta(bundle, tar, &e)?;
+            pending = Some(read_patches(bundle, &top, tar, target, &mut delta)?);
+            Some(delta)
+        }
         other => {
             pending = other;
             None
@@ -1770,6 +1799,64 @@ fn is_delta_entry(top: &[u8], e: &TarEntry) -> bool {
     path.push(b'/');
     path.extend_from_slice(crate::format::delta::DELTA_PATH.as_bytes());
     e.path == path && e.kind == EntryType::File
+}
+
+/// Where a reader keeps the patches of a delta it extracts (inside staging, removed before
+/// the tree is installed).
+pub(crate) const PATCH_SCRATCH: &str = ".airgap-patches";
+
+/// The patches after a delta's description (`TOP/.airgap/patch/PATH.zst`, files): kept in
+/// [`PATCH_SCRATCH`] when extracting, else only read; noted in `delta.patches`. Returns the
+/// first entry after them.
+fn read_patches<R: Read>(
+    bundle: &Path,
+    top: &[u8],
+    tar: &mut TarReader<R>,
+    target: &Target<'_>,
+    delta: &mut Delta,
+) -> Result<Option<TarEntry>, ArchiveError> {
+    let corrupt = |reason: String| ArchiveError::Corrupt {
+        bundle: bundle.into(),
+        reason,
+    };
+    let mut prefix = top.to_vec();
+    prefix.push(b'/');
+    prefix.extend_from_slice(crate::format::delta::PATCH_DIR.as_bytes());
+    loop {
+        let Some(e) = tar.next_entry().map_err(|e| corrupt(e.to_string()))? else {
+            return Ok(None);
+        };
+        let inner = match e.path.strip_prefix(prefix.as_slice()) {
+            Some(rest) if e.kind == EntryType::File => rest.strip_suffix(b".zst"),
+            _ => None,
+        };
+        let Some(path) = inner.map(<[u8]>::to_vec) else {
+            return Ok(Some(e));
+        };
+        check_rel(&path).map_err(|r| corrupt(format!("a patch's path: {r}")))?;
+        if e.size > crate::format::delta::MAX_PATCHED || !delta.patches.insert(path.clone()) {
+            return Err(corrupt(format!(
+                "the patch of {} is too large or carried twice",
+                String::from_utf8_lossy(&path)
+            )));
+        }
+        let mut data = crate::format::manifest::EntryData(tar).take(e.size);
+        let copied = match target {
+            Target::Extract(root) => {
+                let dir = root.join(PATCH_SCRATCH);
+                let _ = fs::create_dir(&dir);
+                let dest = dir.join(crate::format::delta::patch_scratch_name(&path));
+                let mut out =
+                    new_file(&dest).map_err(|err| ArchiveError::io("creating", &dest, err))?;
+                io::copy(&mut data, &mut out)
+            }
+            _ => io::copy(&mut data, &mut io::sink()),
+        }
+        .map_err(|err| corrupt(err.to_string()))?;
+        if copied != e.size {
+            return Err(corrupt("a patch was cut short".into()));
+        }
+    }
 }
 
 /// A delta's description, read from its entry (bounded; never extracted: the tree it

@@ -20,7 +20,7 @@ use crate::format::delta::Delta;
 use crate::format::delta::Reused;
 use crate::format::manifest::check_rel;
 use crate::format::manifest::{FileRecord, FileType, Manifest, StreamedManifest, MANIFEST_PATH};
-use crate::install::delta::{exchange, Base, Filler};
+use crate::install::delta::{exchange, Base, Filler, Patches};
 use crate::install::dest::check_dest;
 use crate::install::read::{check_bundle, unlisted, Decryptor, Hooks, ReusedCursor, Target};
 use crate::install::relocate::{
@@ -72,6 +72,8 @@ pub struct Reuse {
     pub linked: u64,
     /// Files copied from the base.
     pub copied: u64,
+    /// Files rebuilt from a patch against the base's file.
+    pub patched: u64,
     /// The replaced tree, kept (`None`: a new DEST, or dropped).
     pub previous: Option<PathBuf>,
 }
@@ -265,7 +267,13 @@ pub(crate) fn unpack_onto_opened(
     check_detached(bundle, file)?;
     let staging = new_staging(&final_dest, progress)?;
     let staging_path = staging.path.clone();
-    let mut filler = Filler::new(&base, &staging_path, progress);
+    let scratch = staging_path.join(crate::install::read::PATCH_SCRATCH);
+    let mut filler = Filler::new(
+        &base,
+        &staging_path,
+        Patches::Scratch(scratch.clone()),
+        progress,
+    );
     let (staging, manifest, entries, bytes) = extract_verified(
         (bundle, file, decryptor),
         staging,
@@ -281,6 +289,9 @@ pub(crate) fn unpack_onto_opened(
     )?;
     filler.verdict(bundle)?;
     let reuse = filler.report(&place);
+    if scratch.exists() {
+        fs::remove_dir_all(&scratch).map_err(|e| ArchiveError::io("removing", &scratch, e))?;
+    }
     let mut report = install(
         staging,
         &manifest.meta,
@@ -755,7 +766,8 @@ pub fn unpack_dir_onto(
     preflight(&manifest, &final_dest, options, true)?;
     let tree_abs = std::path::absolute(tree).map_err(|e| ArchiveError::io("resolving", tree, e))?;
     let staging = new_staging(&final_dest, progress)?;
-    let mut filler = Filler::new(&base, &staging.path, progress);
+    let patches = Patches::Tree(tree_abs.clone());
+    let mut filler = Filler::new(&base, &staging.path, patches, progress);
     let (entries, bytes) = copy_tree(
         &tree_abs,
         &staging.path,
@@ -1149,6 +1161,11 @@ impl<'a> TreeCopy<'a> {
             if rel == MANIFEST_PATH.as_bytes()
                 || rel == crate::install::relocate::PREFIXES_PATH.as_bytes()
                 || rel == crate::format::delta::DELTA_PATH.as_bytes()
+                || rel.starts_with(crate::format::delta::PATCH_DIR.as_bytes())
+                || rel
+                    == crate::format::delta::PATCH_DIR
+                        .trim_end_matches('/')
+                        .as_bytes()
             {
                 continue;
             }

@@ -2,8 +2,22 @@
 //! and at which of its paths, so that the writer leaves those files out and lists them in
 //! `.airgap/delta.toml` ([`crate::format::delta`]).
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
 use crate::error::ArchiveError;
+use crate::format::delta::{MAX_PATCHED, MIN_PATCHED};
 use crate::format::manifest::{FileType, StreamedManifest};
+use crate::progress::Progress;
+
+/// Where the writer gets the base's bundled contents of the files it patches: the caller
+/// knows the base (a bundle to read, a tree), this crate's packing side reads no bundle.
+pub trait References: Send + Sync + std::fmt::Debug {
+    /// A directory holding, at `DIR/PATH`, the base's bundled content of each of `paths`
+    /// that it can give (the writer checks each against the base's manifest). Lives as
+    /// long as the `References`.
+    fn fetch(&self, paths: &[Vec<u8>], progress: &dyn Progress) -> Result<PathBuf, ArchiveError>;
+}
 
 /// A previous version's manifest, indexed by content.
 #[derive(Debug)]
@@ -16,6 +30,8 @@ pub struct DeltaBase {
     /// (sha256, record index) of every regular file, sorted: 40 bytes a file of the base,
     /// the one thing a delta's writer holds per path (docs/archive-format.md).
     by_content: Vec<([u8; 32], u64)>,
+    /// The base's contents, for patches (none: changed files are carried whole).
+    pub references: Option<Arc<dyn References>>,
 }
 
 impl DeltaBase {
@@ -44,7 +60,31 @@ impl DeltaBase {
             name: manifest.meta.bundle_name.clone(),
             manifest,
             by_content,
+            references: None,
         })
+    }
+
+    /// Patch changed files against the base's contents from `references`.
+    pub fn with_references(mut self, references: Arc<dyn References>) -> DeltaBase {
+        self.references = Some(references);
+        self
+    }
+
+    /// The base's sha256 of its file at `path`, when a patch of a changed file of
+    /// `size` bytes against it may be made (both between [`MIN_PATCHED`] and
+    /// [`MAX_PATCHED`]).
+    pub fn patch_base(&self, path: &[u8], size: u64) -> Result<Option<[u8; 32]>, ArchiveError> {
+        if self.references.is_none() || !(MIN_PATCHED..=MAX_PATCHED).contains(&size) {
+            return Ok(None);
+        }
+        let Some((_, r)) = self.manifest.files.find(path)? else {
+            return Ok(None);
+        };
+        if r.kind != FileType::File || !(MIN_PATCHED..=MAX_PATCHED).contains(&r.size) {
+            return Ok(None);
+        }
+        let sha = r.sha256.as_deref().and_then(|h| hex::decode(h).ok());
+        Ok(sha.and_then(|s| <[u8; 32]>::try_from(s.as_slice()).ok()))
     }
 
     /// The base's path that holds `sha256`: `path` itself when the base has this content

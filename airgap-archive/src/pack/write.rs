@@ -127,6 +127,8 @@ pub struct WriteSummary {
     pub sha256: String,
     /// A delta's files taken from its base (not in the archive), and their bytes.
     pub reused: (u64, u64),
+    /// Of those, the ones carried as a patch against the base's file.
+    pub patched: u64,
 }
 
 /// The POSIX sh launcher at the top of every bundle.
@@ -613,7 +615,13 @@ pub fn write_bundle(
     let (links, deduplicated) = job.find_duplicates(listing.files.dedup)?;
     let manifest_len = job.finish_manifest(&listing.spill, manifest)?;
     let (hashes, _) = listing.files.hashes.finish().map_err(scratch_error)?;
-    let reused = listing.reused.map(|r| r.finish(&job)).transpose()?;
+    let reused = match listing.reused {
+        Some(mut r) => {
+            let patches = job.make_patches(std::mem::take(&mut r.candidates))?;
+            Some(r.finish(&job, patches)?)
+        }
+        None => None,
+    };
     let temp = TempFile::new(output)?;
     let (bytes_out, digest) = job.archive_pass(
         &temp,
@@ -631,7 +639,11 @@ pub fn write_bundle(
         bytes_out,
         deduplicated,
         sha256,
-        reused: reused.map(|r| (r.count, r.bytes)).unwrap_or((0, 0)),
+        reused: reused
+            .as_ref()
+            .map(|r| (r.count, r.bytes))
+            .unwrap_or((0, 0)),
+        patched: reused.as_ref().map_or(0, |r| r.patches.len() as u64),
     })
 }
 
@@ -737,19 +749,42 @@ struct Listing {
     reused: Option<ReusedFiles>,
 }
 
-/// The files a delta leaves out: the text of `.airgap/delta.toml` so far (in an unnamed
-/// temporary file) and their output indexes in archive order, for pass 2 to skip.
+/// What a delta leaves out: the files its base holds (their lines of `.airgap/delta.toml`,
+/// with their output indexes, on a tape in archive order), and the changed files its base
+/// has at the same path, which may go as patches.
 struct ReusedFiles {
-    text: io::BufWriter<File>,
-    indexes: Tape,
+    lines: Tape,
     count: u64,
     bytes: u64,
+    candidates: Vec<Candidate>,
 }
 
-/// [`ReusedFiles`] complete: the delta's entry and the indexes pass 2 skips.
+/// A changed file the base has at the same path: a patch against it may be small.
+struct Candidate {
+    index: u64,
+    path: Vec<u8>,
+    source: PathBuf,
+    size: u64,
+    sha256: [u8; 32],
+    base_sha256: [u8; 32],
+    mtime: u64,
+}
+
+/// A file carried as a zstd patch against its base file.
+struct Patched {
+    index: u64,
+    path: Vec<u8>,
+    mtime: u64,
+    size: u64,
+    patch: File,
+    len: u64,
+}
+
+/// [`ReusedFiles`] complete: the delta's entry, the patches, the indexes pass 2 skips.
 struct ReusedDone {
     text: File,
     text_len: u64,
+    patches: Vec<Patched>,
     indexes: File,
     indexes_len: u64,
     count: u64,
@@ -768,66 +803,120 @@ impl Record for IndexAt {
     }
 }
 
+/// A line of the list and the output index it stands for.
+struct LineAt(u64, crate::format::delta::Reused);
+
+impl Record for LineAt {
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_u64(out, self.0);
+        self.1.encode(out);
+    }
+    fn decode(bytes: &[u8]) -> io::Result<Self> {
+        let index = Decoder::new(bytes).u64()?;
+        Ok(LineAt(
+            index,
+            crate::format::delta::Reused::decode(&bytes[8..])?,
+        ))
+    }
+}
+
+/// What the delta does with one listed file.
+enum Reuse {
+    /// Carried whole (and deduplicated as any file).
+    Stored,
+    /// Left to the base, or possibly patched: not deduplicated.
+    LeftOut,
+}
+
 impl ReusedFiles {
     fn new() -> Result<ReusedFiles, ArchiveError> {
-        let mut text = io::BufWriter::new(tempfile::tempfile().map_err(scratch_error)?);
-        let mut line = String::new();
-        crate::format::delta::begin(&mut line);
-        text.write_all(line.as_bytes()).map_err(scratch_error)?;
         Ok(ReusedFiles {
-            text,
-            indexes: Tape::new().map_err(scratch_error)?,
+            lines: Tape::new().map_err(scratch_error)?,
             count: 0,
             bytes: 0,
+            candidates: Vec::new(),
         })
     }
 
-    fn add(&mut self, index: u64, r: &crate::format::delta::Reused, size: u64) -> io::Result<()> {
-        let mut line = String::new();
-        crate::format::delta::write_reused(&mut line, r);
-        self.text.write_all(line.as_bytes())?;
-        self.indexes.push(&IndexAt(index))?;
+    fn add(&mut self, index: u64, r: crate::format::delta::Reused, size: u64) -> io::Result<()> {
+        self.lines.push(&LineAt(index, r))?;
         self.count += 1;
         self.bytes += size;
         Ok(())
     }
 
-    fn finish(mut self, job: &Job<'_>) -> Result<ReusedDone, ArchiveError> {
+    /// The delta's description (the reused and the patched files merged in archive
+    /// order, then the metadata) and the indexes pass 2 skips.
+    fn finish(self, job: &Job<'_>, patches: Vec<Patched>) -> Result<ReusedDone, ArchiveError> {
+        use crate::format::delta::{write_reused, Reused};
         let base = job
             .options
             .delta
             .as_ref()
             .ok_or_else(|| internal("a delta without a base"))?;
+        let patched_bytes: u64 = patches.iter().map(|p| p.size).sum();
         let meta = crate::format::delta::DeltaMeta {
             format: crate::format::delta::DELTA_FORMAT,
             base: base.identity.clone(),
             base_name: base.name.clone(),
-            reused: self.count,
-            reused_bytes: self.bytes,
+            reused: self.count + patches.len() as u64,
+            reused_bytes: self.bytes + patched_bytes,
         };
+        let mut text = io::BufWriter::new(tempfile::tempfile().map_err(scratch_error)?);
+        let mut indexes = Tape::new().map_err(scratch_error)?;
         let mut line = String::new();
+        crate::format::delta::begin(&mut line);
+        let (file, _) = self.lines.finish().map_err(scratch_error)?;
+        let end = file.metadata().map_err(scratch_error)?.len();
+        let mut lines = TapeReader::<LineAt>::new(&file, 0, end);
+        let mut next_line = lines.next_record().map_err(scratch_error)?;
+        let mut patch_iter = patches.iter().peekable();
+        loop {
+            let take_patch = match (&next_line, patch_iter.peek()) {
+                (None, None) => break,
+                (Some(l), Some(p)) => p.index < l.0,
+                (None, Some(_)) => true,
+                (Some(_), None) => false,
+            };
+            let (index, r) = if take_patch {
+                let p = patch_iter.next().ok_or_else(|| internal("no patch"))?;
+                let r = Reused {
+                    path: p.path.clone(),
+                    from: p.path.clone(),
+                    mtime: p.mtime,
+                    patch: true,
+                };
+                (p.index, r)
+            } else {
+                let l = next_line.take().ok_or_else(|| internal("no line"))?;
+                next_line = lines.next_record().map_err(scratch_error)?;
+                (l.0, l.1)
+            };
+            write_reused(&mut line, &r);
+            text.write_all(line.as_bytes()).map_err(scratch_error)?;
+            line.clear();
+            indexes.push(&IndexAt(index)).map_err(scratch_error)?;
+        }
         crate::format::delta::end(&mut line, &meta).map_err(|reason| ArchiveError::Manifest {
             bundle: job.output.into(),
             reason,
         })?;
-        self.text
-            .write_all(line.as_bytes())
-            .map_err(scratch_error)?;
-        let mut text = self
-            .text
+        text.write_all(line.as_bytes()).map_err(scratch_error)?;
+        let mut text = text
             .into_inner()
             .map_err(|e| scratch_error(e.into_error()))?;
         let text_len = text.seek(SeekFrom::End(0)).map_err(scratch_error)?;
         text.seek(SeekFrom::Start(0)).map_err(scratch_error)?;
-        let (indexes, _) = self.indexes.finish().map_err(scratch_error)?;
+        let (indexes, _) = indexes.finish().map_err(scratch_error)?;
         let indexes_len = indexes.metadata().map_err(scratch_error)?.len();
         Ok(ReusedDone {
             text,
             text_len,
+            patches,
             indexes,
             indexes_len,
-            count: self.count,
-            bytes: self.bytes,
+            count: meta.reused,
+            bytes: meta.reused_bytes,
         })
     }
 }
@@ -976,11 +1065,11 @@ impl Job<'_> {
                 &file_record(&out, hash.as_ref().map(|h| &h.hashed)),
             );
             if let Some(h) = hash {
-                let left_out = match (&self.options.delta, &mut reused) {
+                let how = match (&self.options.delta, &mut reused) {
                     (Some(base), Some(reused)) => self.reuse(base, reused, &out, &h)?,
-                    _ => false,
+                    _ => Reuse::Stored,
                 };
-                files.add(&out, h, !left_out)?;
+                files.add(&out, h, matches!(how, Reuse::Stored))?;
             }
             spill_out.write_all(line.as_bytes()).map_err(spill_err)?;
         }
@@ -993,30 +1082,79 @@ impl Job<'_> {
         })
     }
 
-    /// A delta leaves a plugin's file out when its base holds the same content (airgap's
-    /// own entries always go in: `NAME/unpack` must run from an extracted delta).
+    /// A delta leaves a plugin's file out when its base holds the same content, and keeps
+    /// a changed one that its base has at the same path aside as a patch candidate
+    /// (airgap's own entries always go in: `NAME/unpack` must run from an extracted delta).
     fn reuse(
         &self,
         base: &crate::pack::delta::DeltaBase,
         reused: &mut ReusedFiles,
         out: &Out,
         h: &HashedAt,
-    ) -> Result<bool, ArchiveError> {
+    ) -> Result<Reuse, ArchiveError> {
         if !matches!(out.src, Src::Plan(_)) {
-            return Ok(false);
+            return Ok(Reuse::Stored);
         }
-        let Some(from) = base.find(&out.path, &h.hashed.sha256)? else {
-            return Ok(false);
+        if let Some(from) = base.find(&out.path, &h.hashed.sha256)? {
+            let r = crate::format::delta::Reused {
+                path: out.path.clone(),
+                from,
+                mtime: out.mtime(),
+                patch: false,
+            };
+            reused
+                .add(h.index, r, h.hashed.size)
+                .map_err(scratch_error)?;
+            return Ok(Reuse::LeftOut);
+        }
+        let sparse = h.hashed.sparse.is_some();
+        let source = match out.kind() {
+            KindRef::File(ContentRef::Disk(source)) if !sparse => source.into_owned(),
+            _ => return Ok(Reuse::Stored),
         };
-        let r = crate::format::delta::Reused {
-            path: out.path.clone(),
-            from,
-            mtime: out.mtime(),
+        match base.patch_base(&out.path, h.hashed.size)? {
+            Some(base_sha256) => {
+                reused.candidates.push(Candidate {
+                    index: h.index,
+                    path: out.path.clone(),
+                    source,
+                    size: h.hashed.size,
+                    sha256: h.hashed.sha256,
+                    base_sha256,
+                    mtime: out.mtime(),
+                });
+                Ok(Reuse::LeftOut)
+            }
+            None => Ok(Reuse::Stored),
+        }
+    }
+
+    /// The changed files a patch against the base's content carries in under a quarter of
+    /// their size (`zstd --patch-from`); the others are written whole.
+    fn make_patches(&self, candidates: Vec<Candidate>) -> Result<Vec<Patched>, ArchiveError> {
+        let references = match (&self.options.delta, candidates.is_empty()) {
+            (Some(base), false) => base.references.clone(),
+            _ => None,
         };
-        reused
-            .add(h.index, &r, h.hashed.size)
-            .map_err(scratch_error)?;
-        Ok(true)
+        let Some(references) = references else {
+            return Ok(Vec::new());
+        };
+        let paths: Vec<Vec<u8>> = candidates.iter().map(|c| c.path.clone()).collect();
+        let dir = references.fetch(&paths, self.progress)?;
+        let total = candidates.iter().map(|c| c.size).sum();
+        self.progress.begin("patching", total, Unit::Bytes);
+        let mut patches = Vec::new();
+        for c in candidates {
+            if self.progress.is_cancelled() {
+                return Err(ArchiveError::Cancelled);
+            }
+            if let Some(p) = patch_one(&c, &dir.join(std::ffi::OsStr::from_bytes(&c.path)))? {
+                patches.push(p);
+            }
+            self.progress.advance(c.size);
+        }
+        self.progress.end();
+        Ok(patches)
     }
 
     /// Duplicates: sorted by (content, mode, mtime, index), each group's first is stored
@@ -1395,6 +1533,71 @@ fn hash_jobs(
     })
 }
 
+/// zstd's level for patches: they are small, and made once.
+#[cfg(feature = "zstd")]
+const PATCH_LEVEL: i32 = 19;
+
+/// A patch of `c` against `reference` (the base's content, checked against the base's
+/// manifest), when it is under a quarter of the file's size.
+#[cfg(feature = "zstd")]
+fn patch_one(c: &Candidate, reference: &Path) -> Result<Option<Patched>, ArchiveError> {
+    use zstd::zstd_safe::CParameter;
+    let Ok(old) = fs::read(reference) else {
+        return Ok(None);
+    };
+    if <[u8; 32]>::from(Sha256::digest(&old)) != c.base_sha256 {
+        return Ok(None);
+    }
+    let new = fs::read(&c.source).map_err(|e| ArchiveError::io("reading", &c.source, e))?;
+    if <[u8; 32]>::from(Sha256::digest(&new)) != c.sha256 {
+        return Err(ArchiveError::Changed {
+            path: c.source.clone(),
+            what: "its content changed while the bundle was written".into(),
+        });
+    }
+    let patch = (|| -> io::Result<Vec<u8>> {
+        let mut enc = zstd::stream::write::Encoder::with_ref_prefix(Vec::new(), PATCH_LEVEL, &old)?;
+        enc.set_parameter(CParameter::WindowLog(patch_window_log(
+            old.len() + new.len(),
+        )))?;
+        enc.set_parameter(CParameter::EnableLongDistanceMatching(true))?;
+        enc.set_pledged_src_size(Some(new.len() as u64))?;
+        enc.include_contentsize(true)?;
+        enc.write_all(&new)?;
+        enc.finish()
+    })()
+    .map_err(scratch_error)?;
+    if patch.len() as u64 * 4 > c.size {
+        return Ok(None);
+    }
+    let mut file = tempfile::tempfile().map_err(scratch_error)?;
+    file.write_all(&patch).map_err(scratch_error)?;
+    file.seek(SeekFrom::Start(0)).map_err(scratch_error)?;
+    Ok(Some(Patched {
+        index: c.index,
+        path: c.path.clone(),
+        mtime: c.mtime,
+        size: c.size,
+        patch: file,
+        len: patch.len() as u64,
+    }))
+}
+
+/// Without zstd, changed files are carried whole.
+#[cfg(not(feature = "zstd"))]
+fn patch_one(_: &Candidate, _: &Path) -> Result<Option<Patched>, ArchiveError> {
+    Ok(None)
+}
+
+/// The window a patch needs: the reference and the file together (as `--patch-from`).
+pub(crate) fn patch_window_log(bytes: usize) -> u32 {
+    let mut log = 10;
+    while log < 31 && (1usize << log) < bytes {
+        log += 1;
+    }
+    log
+}
+
 /// Pass 2: the tar stream into `sink`: the manifest first (a reader learns what to expect
 /// before any file), the top folder, every entry in archive order beside pass 1's hashes
 /// and the duplicates' links, then the end marker.
@@ -1420,6 +1623,10 @@ fn write_tar(
     if let Some(r) = reused {
         let path = in_top(name, crate::format::delta::DELTA_PATH.as_bytes());
         tar.manifest(&path, (&r.text, r.text_len))?;
+        for p in &r.patches {
+            let path = in_top(name, &crate::format::delta::patch_path(&p.path));
+            tar.manifest(&path, (&p.patch, p.len))?;
+        }
     }
     if let Some(skip) = &mut skip {
         next_skip = skip.next_record().map_err(scratch_error)?.map(|i| i.0);

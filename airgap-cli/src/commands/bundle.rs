@@ -474,11 +474,11 @@ fn print_written(
             &report.sha256[..report.sha256.len().min(16)]
         ),
     );
-    if let Some((files, bytes)) = report.reused {
+    if let Some((files, bytes, patched)) = report.reused {
         ui.status(
             "Delta",
             &format!(
-                "{files} unchanged file(s) ({}) left to the base; on the target: airgap unpack {} --onto INSTALLED",
+                "{files} file(s) ({}) taken from the base, {patched} of them changed a little and carried as patches; on the target: airgap unpack {} --onto INSTALLED",
                 human_bytes(bytes),
                 report.output.display()
             ),
@@ -517,13 +517,22 @@ fn print_on_the_target(
         ));
         return;
     }
+    // A delta goes onto the tree of the version it was made against.
+    let place = match report.reused {
+        Some(_) => "--onto /path/to/installed",
+        None => "/path/to/dest",
+    };
     ui.println(&format!(
-        "  airgap verify {archive}{open} && airgap unpack {archive} /path/to/dest{open}"
+        "  airgap verify {archive}{open} && airgap unpack {archive} {place}{open}"
     ));
     if report.unpacker.is_some() {
+        let mut steps = without_airgap(&report.name, &archive, encrypted, signature.is_some());
+        if let Some(last) = steps.last_mut() {
+            *last = format!("./{}/unpack {place}", report.name);
+        }
         ui.println(&format!(
             "  or, without airgap there:  {}",
-            without_airgap(&report.name, &archive, encrypted, signature.is_some()).join(" && ")
+            steps.join(" && ")
         ));
     }
 }

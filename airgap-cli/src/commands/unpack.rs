@@ -138,11 +138,12 @@ pub fn run(args: UnpackArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
         ui.status(
             "Reused",
             &format!(
-                "{} file(s) from {} ({} hard-linked, {} copied)",
-                r.linked + r.copied,
+                "{} file(s) from {} ({} hard-linked, {} copied, {} rebuilt from patches)",
+                r.linked + r.copied + r.patched,
                 r.base.display(),
                 r.linked,
-                r.copied
+                r.copied,
+                r.patched
             ),
         );
         if let Some(p) = &r.previous {
