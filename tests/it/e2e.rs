@@ -419,6 +419,9 @@ fn e2e_delta_upgrade_of_a_venv() {
     assert_eq!(edited.code, Some(0), "{}", edited.stderr);
     let core = root.host_path("/srv/app/env/lib/python3.11/site-packages/idna/core.py");
     let original = std::fs::read(&core).expect("read core.py");
+    let original_mtime = std::fs::metadata(&core)
+        .and_then(|m| m.modified())
+        .expect("mtime");
     let mut changed = original.clone();
     changed.extend_from_slice(b"\n# edited on the target\n");
     std::fs::write(&core, &changed).expect("edit");
@@ -431,12 +434,19 @@ fn e2e_delta_upgrade_of_a_venv() {
         before,
         "a refused delta changed the tree"
     );
+    // Put back as it was (content and time: Python would otherwise rewrite its cache), it
+    // still runs v1.
+    std::fs::write(&core, &original).expect("restore");
+    std::fs::File::options()
+        .write(true)
+        .open(&core)
+        .and_then(|f| f.set_modified(original_mtime))
+        .expect("restore the mtime");
     let done = root.run(
         "/srv/app/env/bin/python -c 'import idna, six, markupsafe; print(markupsafe.__version__)'",
     );
     assert_eq!(done.code, Some(0), "{}\n{}", done.stdout, done.stderr);
     assert!(done.stdout.contains("2.1.3"), "{}", done.stdout);
-    std::fs::write(&core, &original).expect("restore");
 
     // The delta onto v1 as installed: the carried unpacker, from the extracted delta.
     let started = Instant::now();
@@ -457,7 +467,12 @@ fn e2e_delta_upgrade_of_a_venv() {
         .collect();
     assert!(
         differing.is_empty(),
-        "updated and fresh differ: {differing:?}"
+        "updated and fresh differ:\n{}",
+        differing
+            .iter()
+            .map(|k| format!("{k}: {:?} / {:?}", updated.get(*k), fresh.get(*k)))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     let done = root.run(
         "rm -rf /srv/app && mv /srv/app-updated /srv/app && /srv/app/env/bin/python /root/check.py",

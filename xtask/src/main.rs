@@ -9,6 +9,7 @@
 //! - `demo`: the main job on a default example, step by step
 //! - `bench`: the archive benchmark against GNU tar
 //! - `e2e`: the clean-room workloads in a minimal Debian root, and their table
+//! - `delta-study`: what patches or chunking would save in deltas of real upgrades
 //! - `conformance`: the check's predictions against the real loader in Debian roots, and the table
 //! - `fuzz [--seconds N] [TARGET...]`: the cargo-fuzz targets (nightly), N seconds each
 //! - `new-plugin NAME --path DIR`: scaffold an out-of-tree plugin crate
@@ -38,6 +39,7 @@ fn main() -> ExitCode {
         "demo" => tasks::demo(),
         "bench" => tasks::bench(rest),
         "e2e" => tasks::e2e(rest),
+        "delta-study" => tasks::delta_study(),
         "conformance" => conformance::conformance(rest),
         "fuzz" => fuzz::fuzz(rest),
         "new-plugin" => scaffold::new_plugin(rest),
@@ -66,6 +68,8 @@ const USAGE: &str = "usage: cargo xtask <task>
   demo                       the main job on a default example, step by step
   bench                      archive benchmark against GNU tar (a few minutes)
   e2e                        every clean-room workload in a minimal Debian root, and the table
+  delta-study                what zstd patches or content-defined chunking would save in
+                             deltas of real package upgrades (docs/performance.md)
   conformance                the check against glibc's real loader: the corpus in bookworm,
                              bullseye and trixie roots, and the table (target/conformance/)
   fuzz [--seconds N] [TARGET] run the fuzz targets (manifest, entry_checker, elf,

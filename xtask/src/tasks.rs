@@ -569,3 +569,25 @@ fn unpack_and_run(
 fn step(text: &str) {
     eprintln!("\n==> {text}");
 }
+
+/// `cargo xtask delta-study`: what a delta of real upgrades would weigh with patches or
+/// content-defined chunking instead of whole files (`xtask/delta-study.py`; the figures are
+/// in docs/performance.md). Needs the package index; a venv of its own with `fastcdc`.
+pub fn delta_study() -> Result<()> {
+    let venv = target_dir().join("delta-study-venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))
+            .context("cannot make the study's venv with `python3 -m venv`")?;
+        run(Command::new(&python).args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "fastcdc==1.7.0",
+        ]))
+        .context("cannot install fastcdc into the study's venv")?;
+    }
+    run(Command::new(&python).arg(root().join("xtask/delta-study.py")))
+}

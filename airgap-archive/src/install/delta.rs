@@ -29,6 +29,11 @@ use crate::progress::Progress;
 /// How many differing files an error names (the count says how many more there are).
 const NAMED: usize = 20;
 
+/// The prefix rewrites an unpack made in one file, in order: (prefix now, prefix bundled,
+/// how). A file can be in several groups (a venv's `pyvenv.cfg` names its own root and the
+/// base interpreter's); they are undone in the reverse order.
+type Undo = Vec<(String, String, PrefixMode)>;
+
 /// The installed base a delta goes onto.
 pub(crate) struct Base {
     /// Its directory (absolute).
@@ -36,8 +41,8 @@ pub(crate) struct Base {
     manifest: StreamedManifest,
     /// The sha256 of its manifest's text.
     pub identity: String,
-    /// Files its unpack relocated: (prefix now, prefix bundled, how).
-    relocated: HashMap<String, (String, String, PrefixMode)>,
+    /// Files its unpack relocated, with each rewrite in the order it was made.
+    relocated: HashMap<String, Undo>,
 }
 
 impl Base {
@@ -75,10 +80,10 @@ impl Base {
                     continue;
                 }
                 for f in files {
-                    relocated.insert(
-                        f.path.clone(),
-                        (rec.current.clone(), original.to_string(), f.mode),
-                    );
+                    relocated
+                        .entry(f.path.clone())
+                        .or_insert_with(Vec::new)
+                        .push((rec.current.clone(), original.to_string(), f.mode));
                 }
             }
         }
@@ -263,7 +268,7 @@ impl<'a> Filler<'a> {
             && meta.mtime() == x.mtime as i64
             && meta.mtime_nsec() == 0;
         let got = match relocated {
-            Some((now, bundled, mode)) => self.unrelocate(&src, &dst, (&now, &bundled, mode))?,
+            Some(undo) => self.unrelocate(&src, &dst, &undo)?,
             None if same => {
                 let got = self.hash(&src)?;
                 if got == want && fs::hard_link(&src, &dst).is_ok() {
@@ -296,7 +301,7 @@ impl<'a> Filler<'a> {
         x: &Reused,
         rec: &FileRecord,
         (src, dst): (&Path, &Path),
-        (base_sha, relocated): (&str, Option<(String, String, PrefixMode)>),
+        (base_sha, relocated): (&str, Option<Undo>),
     ) -> Result<(), ArchiveError> {
         let from = String::from_utf8_lossy(&x.from).into_owned();
         let want = rec.sha256.clone().unwrap_or_default();
@@ -306,22 +311,23 @@ impl<'a> Filler<'a> {
         }
         let mut reference = Vec::new();
         let mut input = open_nofollow(src)?;
-        let read = match &relocated {
-            Some((now, bundled, mode)) => rewrite_stream(
-                &mut (&mut input).take(crate::format::delta::MAX_PATCHED * 2),
-                &mut reference,
+        (&mut input)
+            .take(crate::format::delta::MAX_PATCHED * 2)
+            .read_to_end(&mut reference)
+            .map_err(|e| ArchiveError::io("reading", src, e))?;
+        for (now, bundled, mode) in relocated.iter().flatten().rev() {
+            let mut undone = Vec::with_capacity(reference.len());
+            rewrite_stream(
+                &mut reference.as_slice(),
+                &mut undone,
                 now.as_bytes(),
                 bundled.as_bytes(),
                 *mode,
                 WINDOW,
             )
-            .map(|_| ()),
-            None => (&mut input)
-                .take(crate::format::delta::MAX_PATCHED + 1)
-                .read_to_end(&mut reference)
-                .map(|_| ()),
-        };
-        read.map_err(|e| ArchiveError::io("reading", src, e))?;
+            .map_err(|e| ArchiveError::io("reading", src, e))?;
+            reference = undone;
+        }
         let got = hex::encode(Sha256::digest(&reference));
         if got != base_sha {
             self.differs(format!(
@@ -376,37 +382,53 @@ impl<'a> Filler<'a> {
 
     /// Copy a file the base's unpack relocated with its prefix put back as bundled, so that
     /// it hashes as the manifest says; staging's own rewrite then gives it the new prefix.
-    fn unrelocate(
-        &mut self,
-        src: &Path,
-        dst: &Path,
-        (now, bundled, mode): (&str, &str, PrefixMode),
-    ) -> Result<String, ArchiveError> {
-        let mut input = open_nofollow(src)?;
-        let out = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(dst)
-            .map_err(|e| ArchiveError::io("creating", dst, e))?;
-        let mut out = HashTee {
-            out: io::BufWriter::new(out),
-            hash: Sha256::new(),
-        };
-        rewrite_stream(
-            &mut input,
-            &mut out,
-            now.as_bytes(),
-            bundled.as_bytes(),
-            mode,
-            WINDOW,
-        )
-        .map_err(|e| ArchiveError::io("rewriting", dst, e))?;
-        out.out
-            .flush()
-            .map_err(|e| ArchiveError::io("writing", dst, e))?;
-        Ok(hex::encode(out.hash.finalize()))
+    /// Each rewrite is undone in a pass of its own, the last one into `dst`, through
+    /// scratch files beside it.
+    fn unrelocate(&mut self, src: &Path, dst: &Path, undo: &Undo) -> Result<String, ArchiveError> {
+        let mut from = src.to_path_buf();
+        let mut scratch = Vec::new();
+        let mut hash = String::new();
+        for (i, (now, bundled, mode)) in undo.iter().rev().enumerate() {
+            let last = i + 1 == undo.len();
+            let to = if last {
+                dst.to_path_buf()
+            } else {
+                let mut name = dst.as_os_str().to_os_string();
+                name.push(format!(".airgap-undo-{i}"));
+                PathBuf::from(name)
+            };
+            let mut input = open_nofollow(&from)?;
+            let out = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&to)
+                .map_err(|e| ArchiveError::io("creating", &to, e))?;
+            let mut out = HashTee {
+                out: io::BufWriter::new(out),
+                hash: Sha256::new(),
+            };
+            rewrite_stream(
+                &mut input,
+                &mut out,
+                now.as_bytes(),
+                bundled.as_bytes(),
+                *mode,
+                WINDOW,
+            )
+            .and_then(|_| out.out.flush())
+            .map_err(|e| ArchiveError::io("rewriting", &to, e))?;
+            hash = hex::encode(out.hash.finalize());
+            if !last {
+                scratch.push(to.clone());
+            }
+            from = to;
+        }
+        for s in scratch {
+            let _ = fs::remove_file(s);
+        }
+        Ok(hash)
     }
 }
 

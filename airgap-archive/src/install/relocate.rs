@@ -424,8 +424,11 @@ pub(crate) fn rewrite_file(
         };
     }
     let dir = path.parent().unwrap_or(Path::new("."));
-    // A read-only directory (its mode from the bundle) is opened for the rename, then closed.
-    let dir_mode = fs::metadata(dir)
+    // A read-only directory (its mode from the bundle) is opened for the rename, then closed;
+    // its time is put back after it, so that a relocated tree keeps the bundle's times.
+    let dir_meta = fs::metadata(dir).ok();
+    let dir_mode = dir_meta
+        .as_ref()
         .map(|m| m.permissions().mode())
         .unwrap_or(0o755);
     let reopen = dir_mode & 0o200 == 0;
@@ -468,6 +471,10 @@ pub(crate) fn rewrite_file(
     })();
     if !matches!(result, Ok(Rewrite::Changed)) {
         let _ = fs::remove_file(&tmp);
+    }
+    if let Some(m) = &dir_meta {
+        let t = FileTime::from_last_modification_time(m);
+        let _ = filetime::set_file_mtime(dir, t);
     }
     if reopen {
         let _ = fs::set_permissions(dir, fs::Permissions::from_mode(dir_mode));
