@@ -56,6 +56,8 @@ pub struct BundleOptions {
     pub filter: Option<(Arc<dyn OutputFilter>, String)>,
     /// Write a self-extracting `NAME.run` instead of the plain archive (`--self-extracting`).
     pub self_extracting: bool,
+    /// Write the archive as volumes of at most this many bytes (`--split-size`).
+    pub split: Option<u64>,
 }
 
 /// Seconds a source plugin may run by default: generous, since resolving and downloading a
@@ -124,6 +126,9 @@ pub struct BundleReport {
     pub python: Option<format::PythonEnvironment>,
     /// The unpacker carried inside, if any.
     pub unpacker: Option<PathBuf>,
+    /// The volume list, when the archive was split into volumes (`OUTPUT.001`, …; `output`
+    /// is then the name their concatenation takes).
+    pub volumes: Option<PathBuf>,
 }
 
 /// Run every source of the configuration and build the plan. Nothing is written.
@@ -587,8 +592,11 @@ pub fn bundle(
         memory_paths: 0,
         self_extracting: options.self_extracting,
         zstd_long: options.zstd_long,
+        split: options.split,
     };
-    // A .run without its unpacker, or encrypted, is refused before the plugins run.
+    // A .run without its unpacker, encrypted or split, and a split size too small, are
+    // refused before the plugins run.
+    airgap_archive::pack::write::check_split(&output_of(config, options)?, &write_options)?;
     airgap_archive::pack::write::check_self_extracting(
         &output_of(config, options)?,
         &write_options,
@@ -638,6 +646,7 @@ pub fn bundle(
         target: planned.manifest.target.clone(),
         python: planned.manifest.python.clone(),
         unpacker,
+        volumes: summary.volumes,
     })
 }
 

@@ -11,3 +11,4 @@ pub mod manifest;
 pub mod model;
 pub mod selfx;
 pub mod tarfmt;
+pub mod volumes;

@@ -175,7 +175,7 @@ pub fn unpack(
 /// was checked on): the bundle is never opened again by name.
 pub fn unpack_opened(
     bundle: &Path,
-    file: &fs::File,
+    file: &crate::install::read::BundleFile,
     decryptor: Option<&dyn Decryptor>,
     dest: &Path,
     options: &UnpackOptions,
@@ -205,7 +205,11 @@ pub fn unpack_opened(
 /// manifest at `.airgap/manifest.toml`: the tree `tar xzf` gives, checked. `preflight` sees
 /// the manifest before any file is extracted.
 fn extract_verified(
-    (bundle, file, decryptor): (&Path, &fs::File, Option<&dyn Decryptor>),
+    (bundle, file, decryptor): (
+        &Path,
+        &crate::install::read::BundleFile,
+        Option<&dyn Decryptor>,
+    ),
     dest: &Path,
     progress: &dyn Progress,
     preflight: &mut dyn FnMut(&StreamedManifest) -> Result<(), ArchiveError>,
@@ -290,7 +294,10 @@ pub fn extract_tree(
 
 /// When `BUNDLE.sha256` sits beside the bundle, the bundle must match it: it also covers the
 /// few bytes of a gzip header that no checksum inside the archive does.
-fn check_detached(bundle: &Path, file: &fs::File) -> Result<(), ArchiveError> {
+fn check_detached(
+    bundle: &Path,
+    file: &crate::install::read::BundleFile,
+) -> Result<(), ArchiveError> {
     let path = crate::install::read::detached_sha256_path(bundle);
     if let Ok(text) = fs::read_to_string(&path) {
         let expected = text

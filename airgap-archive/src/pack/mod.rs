@@ -7,4 +7,5 @@
 
 pub mod entry;
 pub mod plan;
+pub mod split;
 pub mod write;

@@ -23,7 +23,9 @@ Examples:
   airgap bundle --encrypt-to age1... --encrypt-to keys/site-b.age.pub --sign keys/airgap.minisign.key
                                               NAME.tar.gz.age, and NAME.tar.gz.age.minisig beside it
   airgap bundle --passphrase-file pass.txt    encrypted with a passphrase (--passphrase: asked)
-  airgap bundle --self-extracting             NAME.run: on the target, sh NAME.run /opt/nlp";
+  airgap bundle --self-extracting             NAME.run: on the target, sh NAME.run /opt/nlp
+  airgap bundle --split-size fat32            NAME.tar.gz.001, .002, ... (each < 4 GiB) and the
+                                              list NAME.tar.gz.volumes; airgap unpack NAME.tar.gz.001";
 
 #[derive(Debug, Args)]
 #[command(after_help = EXAMPLES)]
@@ -86,6 +88,16 @@ pub struct BundleArgs {
     /// (the unpacker has no crypto); --sign signs the whole .run
     #[arg(long, conflicts_with_all = ["encrypt_to", "passphrase", "passphrase_file"])]
     pub self_extracting: bool,
+
+    /// Write the bundle as volumes of at most SIZE bytes, NAME.tar.gz.001, .002, ... and
+    /// their list NAME.tar.gz.volumes (sizes and sha256s; --sign signs it). SIZE is bytes, or
+    /// a number with K, M or G (powers of 1024: 700M is 734,003,200 bytes), at least 64K; or
+    /// a preset: fat32 (4 GiB - 1 byte, FAT32's largest file), dvd (4,600,000,000: a DVD's
+    /// 4.7 GB less room for its file system), bd25 (24,000,000,000). Read back with
+    /// `airgap unpack NAME.tar.gz.001 DEST`, or `cat NAME.tar.gz.[0-9][0-9][0-9] >
+    /// NAME.tar.gz`. Not with --self-extracting
+    #[arg(long, value_name = "SIZE", value_parser = split_size)]
+    pub split_size: Option<u64>,
 
     /// The airgap-unpack binary to carry inside the bundle
     #[arg(long, value_name = "PATH", env = "AIRGAP_UNPACKER")]
@@ -173,6 +185,11 @@ fn recipients(values: &[String]) -> anyhow::Result<Vec<String>> {
 pub enum CompressionArg {
     Gzip,
     Zstd,
+}
+
+/// `--split-size`, through the format's one reading of sizes and presets.
+fn split_size(text: &str) -> Result<u64, String> {
+    airgap_archive::format::volumes::parse_split_size(text)
 }
 
 /// Bundle, then sign and print. Levels and recipients are checked, and secrets asked, before
@@ -318,6 +335,7 @@ fn bundle_options(
         plugin_timeout: args.plugin_timeout,
         filter,
         self_extracting: args.self_extracting,
+        split: args.split_size,
     }
 }
 
@@ -347,14 +365,22 @@ fn sign(
     report: &BundleReport,
     key: Option<&airgap_seal::SigningKey>,
 ) -> anyhow::Result<Option<PathBuf>> {
+    // A split bundle's signature is over its volume list, whose hashes bind every volume.
+    let (signed, sha256) = match &report.volumes {
+        Some(list) if key.is_some() => (
+            list.clone(),
+            airgap_archive::install::read::sha256_file(list).map_err(super::verify::archive)?,
+        ),
+        _ => (report.output.clone(), report.sha256.clone()),
+    };
     Ok(match key {
         Some(key) => Some(
-            airgap_seal::sign_file(&report.output, &report.sha256, key).map_err(|e| {
+            airgap_seal::sign_file(&signed, &sha256, key).map_err(|e| {
                 report::with_help(
                     seal(e),
                     format!(
                         "the bundle {} was written but is not signed; sign it with `minisign -Sm` or run again",
-                        report.output.display()
+                        signed.display()
                     ),
                 )
             })?,
@@ -463,6 +489,16 @@ fn print_written(
             &report.sha256[..report.sha256.len().min(16)]
         ),
     );
+    if let Some(list) = &report.volumes {
+        ui.status(
+            "Split",
+            &format!(
+                "into volumes {}.001, ... listed with their sha256s in {}",
+                report.output.display(),
+                list.display()
+            ),
+        );
+    }
     if let Some(how) = encrypted {
         ui.status("Encrypted", &format!("{how} (age)"));
     }
@@ -493,6 +529,16 @@ fn print_on_the_target(
         ));
         ui.println(&format!(
             "  or, with airgap there:  airgap verify {archive}{open} && airgap unpack {archive} /path/to/dest{open}"
+        ));
+        return;
+    }
+    if report.volumes.is_some() {
+        let first = format!("{archive}.001");
+        ui.println(&format!(
+            "  airgap verify {first}{open} && airgap unpack {first} /path/to/dest{open}"
+        ));
+        ui.println(&format!(
+            "  or, to make the whole file again:  cat {archive}.[0-9][0-9][0-9] > {archive}"
         ));
         return;
     }
