@@ -956,3 +956,33 @@ fn probe_summary_shape() {
         insta::assert_snapshot!("probe_summary_shape", text);
     });
 }
+
+#[test]
+fn a_damaged_volume_is_named_by_its_number() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    project(dir);
+    run(cli()
+        .current_dir(dir)
+        .args([
+            "bundle",
+            "-c",
+            "airgap.toml",
+            "-o",
+            "demo.tar.gz",
+            "--split-size",
+            "4M",
+            "--unpacker",
+        ])
+        .arg(bin("airgap-unpack")))
+    .success();
+    let v2 = dir.join("demo.tar.gz.002");
+    let mut bytes = fs::read(&v2).unwrap();
+    bytes[1000] ^= 0x55;
+    fs::write(&v2, bytes).unwrap();
+    let done = run(cli()
+        .current_dir(dir)
+        .args(["unpack", "demo.tar.gz.001", "dest"]))
+    .failure();
+    snapshot!("error_damaged_volume", dir, done);
+}

@@ -5,17 +5,18 @@
 //! is made on disk or in memory.
 //!
 //! A volume set is opened from its first volume (`NAME.tar.gz.001`) or its list
-//! (`NAME.tar.gz.volumes`): the list is read once and kept (a signature covers it), every
-//! volume is opened once and checked against it (missing, wrong size, one more than it
-//! lists). Before the first byte of contents is read, every volume is hashed in order
-//! and a volume that is not what the list says is named by its number; then the readers
-//! hash each volume again as it passes, so a volume changed in between fails the read.
+//! (`NAME.tar.gz.volumes`): the list is read once and kept, as bytes, for the signature
+//! check ([`BundleFile::signed`]), which comes first. Before the first byte of contents is
+//! read, the list is parsed, every volume is opened once and checked against it (missing,
+//! wrong size, one more than it lists) and hashed in order, and a volume that is not what
+//! the list says is named by its number; then the readers hash each volume again as it
+//! passes, so a volume changed in between fails the read.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
@@ -36,18 +37,24 @@ enum Kind {
     Volumes(Arc<VolumeSet>),
 }
 
-/// The volumes of a split bundle, opened.
+/// A split bundle: its list as read, and its volumes once they were checked.
 pub struct VolumeSet {
     list_path: PathBuf,
     list_bytes: Vec<u8>,
+    /// The volume the user named (`None`: the list).
+    named: Option<usize>,
+    /// The list parsed and every volume opened and hashed: set by the first reader.
+    ready: Mutex<Option<Arc<Ready>>>,
+}
+
+/// The volumes, opened and found to be what the list says.
+struct Ready {
+    list_path: PathBuf,
     list: VolumeList,
     files: Vec<(PathBuf, File)>,
-    /// The first full pass over the volumes: `None` when each is what the list says.
-    checked: OnceLock<Option<Fault>>,
 }
 
 /// What the first pass found wrong with one volume.
-#[derive(Debug, Clone)]
 struct Fault {
     number: usize,
     reason: String,
@@ -81,10 +88,7 @@ impl BundleFile {
                     .map_err(|e| ArchiveError::io("reading", bundle, e))?;
                 Ok(BundleReader::One(dup))
             }
-            Kind::Volumes(set) => {
-                set.check()?;
-                Ok(BundleReader::Volumes(Concat::new(set.clone())))
-            }
+            Kind::Volumes(set) => Ok(BundleReader::Volumes(Concat::new(set.ready()?))),
         }
     }
 
@@ -114,29 +118,47 @@ impl VolumeSet {
         &self.list_path
     }
 
-    /// The number of volumes.
-    pub fn count(&self) -> usize {
-        self.files.len()
+    /// The list's bytes, as read once (what a signature covers).
+    pub fn list_bytes(&self) -> &[u8] {
+        &self.list_bytes
     }
 
-    /// The list, as read.
-    pub fn list(&self) -> &VolumeList {
-        &self.list
-    }
-
-    fn fault(&self, f: &Fault) -> ArchiveError {
-        ArchiveError::Volume {
-            list: self.list_path.clone(),
-            number: f.number,
-            file: self.files[f.number - 1].0.clone(),
-            reason: f.reason.clone(),
+    /// The volumes, checked: the first call parses the list, opens every volume and hashes
+    /// them all; an error is returned to the caller (who stops), a success kept.
+    fn ready(&self) -> Result<Arc<Ready>, ArchiveError> {
+        let mut ready = self
+            .ready
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(r) = ready.as_ref() {
+            return Ok(r.clone());
         }
+        let list = parse_list(&self.list_path, &self.list_bytes, self.named)?;
+        let files = open_listed(&self.list_path, &list)?;
+        let r = Ready {
+            list_path: self.list_path.clone(),
+            list,
+            files,
+        };
+        if let Some(f) = r.check() {
+            return Err(ArchiveError::Volume {
+                list: self.list_path.clone(),
+                number: f.number,
+                file: r.files[f.number - 1].0.clone(),
+                reason: f.reason,
+            });
+        }
+        let r = Arc::new(r);
+        *ready = Some(r.clone());
+        Ok(r)
     }
+}
 
-    /// Hash every volume in order, once; the first that is not what the list says is the
-    /// error, and a volume with another's contents says so (a reordered set).
-    fn check(&self) -> Result<(), ArchiveError> {
-        let found = self.checked.get_or_init(|| {
+impl Ready {
+    /// Hash every volume in order; the first that is not what the list says is the fault,
+    /// and a volume with another's contents says so (a reordered set).
+    fn check(&self) -> Option<Fault> {
+        {
             let mut whole = Sha256::new();
             let mut buf = vec![0u8; CHUNK];
             for (i, (_, file)) in self.files.iter().enumerate() {
@@ -202,10 +224,6 @@ impl VolumeSet {
                     self.list.sha256
                 ),
             })
-        });
-        match found {
-            None => Ok(()),
-            Some(f) => Err(self.fault(f)),
         }
     }
 }
@@ -240,7 +258,7 @@ impl Seek for BundleReader {
 /// Read in order from a volume's start, each volume is hashed again as it passes and
 /// compared with the list at its end.
 pub struct Concat {
-    set: Arc<VolumeSet>,
+    set: Arc<Ready>,
     pos: u64,
     /// Where each volume starts, and the end.
     starts: Vec<u64>,
@@ -249,7 +267,7 @@ pub struct Concat {
 }
 
 impl Concat {
-    fn new(set: Arc<VolumeSet>) -> Concat {
+    fn new(set: Arc<Ready>) -> Concat {
         let mut starts = Vec::with_capacity(set.files.len() + 1);
         let mut at = 0u64;
         for v in &set.list.volumes {
@@ -352,17 +370,16 @@ pub(crate) fn open_volumes(path: &Path) -> Result<Option<BundleFile>, ArchiveErr
     let Some((list_path, named)) = volume_set_of(path) else {
         return Ok(None);
     };
-    let bad_list = |reason: String| ArchiveError::VolumeList {
-        list: list_path.clone(),
-        reason,
-    };
     let list_file = match open_regular(&list_path) {
         Ok(f) => f,
         Err(ArchiveError::Io { cause, .. }) if cause.kind() == io::ErrorKind::NotFound => {
-            return Err(bad_list(format!(
-                "is missing, and {} is a volume of a split bundle: airgap reads the volumes through their list",
-                path.display()
-            )))
+            return Err(ArchiveError::VolumeList {
+                list: list_path,
+                reason: format!(
+                    "is missing, and {} is a volume of a split bundle: airgap reads the volumes through their list",
+                    path.display()
+                ),
+            })
         }
         Err(e) => return Err(e),
     };
@@ -372,35 +389,47 @@ pub(crate) fn open_volumes(path: &Path) -> Result<Option<BundleFile>, ArchiveErr
         .read_to_end(&mut list_bytes)
         .map_err(|e| ArchiveError::io("reading", &list_path, e))?;
     if list_bytes.len() as u64 > MAX_LIST {
-        return Err(bad_list(format!("is over {MAX_LIST} bytes")));
+        return Err(ArchiveError::VolumeList {
+            list: list_path,
+            reason: format!("is over {MAX_LIST} bytes"),
+        });
     }
-    let text = String::from_utf8(list_bytes.clone()).map_err(|_| bad_list("is not text".into()))?;
+    Ok(Some(BundleFile {
+        kind: Kind::Volumes(Arc::new(VolumeSet {
+            list_path,
+            list_bytes,
+            named,
+            ready: Mutex::new(None),
+        })),
+    }))
+}
+
+/// The list of the bytes read, checked ([`VolumeList::parse`]), when the volume named is
+/// its first.
+fn parse_list(
+    list_path: &Path,
+    bytes: &[u8],
+    named: Option<usize>,
+) -> Result<VolumeList, ArchiveError> {
+    let bad_list = |reason: String| ArchiveError::VolumeList {
+        list: list_path.into(),
+        reason,
+    };
+    let text = std::str::from_utf8(bytes).map_err(|_| bad_list("is not text".into()))?;
     let bundle = list_path
         .file_name()
         .and_then(|n| n.to_str())
         .and_then(|n| n.strip_suffix(LIST_SUFFIX))
         .unwrap_or_default()
         .to_string();
-    let list = VolumeList::parse(&text, &bundle).map_err(bad_list)?;
-    if let Some(n) = named {
-        if n != 1 {
-            return Err(bad_list(format!(
-                "{} is volume {n}: name volume 1 ({}) or the list",
-                path.display(),
-                volume_name(&bundle, 1)
-            )));
-        }
+    let list = VolumeList::parse(text, &bundle).map_err(bad_list)?;
+    if let Some(n) = named.filter(|&n| n != 1) {
+        return Err(bad_list(format!(
+            "{} is volume {n}: name volume 1 or the list",
+            volume_name(&bundle, n)
+        )));
     }
-    let files = open_listed(&list_path, &list)?;
-    Ok(Some(BundleFile {
-        kind: Kind::Volumes(Arc::new(VolumeSet {
-            list_path,
-            list_bytes,
-            list,
-            files,
-            checked: OnceLock::new(),
-        })),
-    }))
+    Ok(list)
 }
 
 /// Every volume the list names, opened, with the size it says; and none after the last.

@@ -91,7 +91,7 @@ pub struct BundleArgs {
 
     /// Write the bundle as volumes of at most SIZE bytes, NAME.tar.gz.001, .002, ... and
     /// their list NAME.tar.gz.volumes (sizes and sha256s; --sign signs it). SIZE is bytes, or
-    /// a number with K, M or G (powers of 1024: 700M is 734,003,200 bytes), at least 64K; or
+    /// a number with K, M or G (powers of 1024), at least 64K; or
     /// a preset: fat32 (4 GiB - 1 byte, FAT32's largest file), dvd (4,600,000,000: a DVD's
     /// 4.7 GB less room for its file system), bd25 (24,000,000,000). Read back with
     /// `airgap unpack NAME.tar.gz.001 DEST`, or `cat NAME.tar.gz.[0-9][0-9][0-9] >
