@@ -24,6 +24,7 @@ use crate::error::ArchiveError;
 use crate::format::volumes::{
     list_name, parse_volume_name, volume_name, VolumeList, LIST_SUFFIX, MAX_LIST,
 };
+use crate::progress::{NoProgress, Progress, Unit};
 
 const CHUNK: usize = 256 * 1024;
 
@@ -88,7 +89,16 @@ impl BundleFile {
                     .map_err(|e| ArchiveError::io("reading", bundle, e))?;
                 Ok(BundleReader::One(dup))
             }
-            Kind::Volumes(set) => Ok(BundleReader::Volumes(Concat::new(set.ready()?))),
+            Kind::Volumes(set) => Ok(BundleReader::Volumes(Concat::new(set.ready(&NoProgress)?))),
+        }
+    }
+
+    /// For volumes, the first pass over them ([`BundleFile::reader`] makes it otherwise),
+    /// reported to `progress`: for a reader that shows it, after the signature check.
+    pub fn check_volumes(&self, progress: &dyn Progress) -> Result<(), ArchiveError> {
+        match &self.kind {
+            Kind::One(_) => Ok(()),
+            Kind::Volumes(set) => set.ready(progress).map(|_| ()),
         }
     }
 
@@ -125,7 +135,7 @@ impl VolumeSet {
 
     /// The volumes, checked: the first call parses the list, opens every volume and hashes
     /// them all; an error is returned to the caller (who stops), a success kept.
-    fn ready(&self) -> Result<Arc<Ready>, ArchiveError> {
+    fn ready(&self, progress: &dyn Progress) -> Result<Arc<Ready>, ArchiveError> {
         let mut ready = self
             .ready
             .lock()
@@ -140,7 +150,13 @@ impl VolumeSet {
             list,
             files,
         };
-        if let Some(f) = r.check() {
+        progress.begin("checking volumes", r.list.size, Unit::Bytes);
+        let found = r.check(progress);
+        progress.end();
+        if progress.is_cancelled() {
+            return Err(ArchiveError::Cancelled);
+        }
+        if let Some(f) = found {
             return Err(ArchiveError::Volume {
                 list: self.list_path.clone(),
                 number: f.number,
@@ -157,7 +173,7 @@ impl VolumeSet {
 impl Ready {
     /// Hash every volume in order; the first that is not what the list says is the fault,
     /// and a volume with another's contents says so (a reordered set).
-    fn check(&self) -> Option<Fault> {
+    fn check(&self, progress: &dyn Progress) -> Option<Fault> {
         {
             let mut whole = Sha256::new();
             let mut buf = vec![0u8; CHUNK];
@@ -181,6 +197,10 @@ impl Ready {
                             h.update(&buf[..n]);
                             whole.update(&buf[..n]);
                             at += n as u64;
+                            progress.advance(n as u64);
+                            if progress.is_cancelled() {
+                                return None;
+                            }
                         }
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(e) => {

@@ -180,6 +180,10 @@ pub fn prepare(args: &OpenArgs, bundle: &Path, ui: &Ui) -> anyhow::Result<Opened
             }
         }
     }
+    // A split bundle's volumes are checked against their list (after its signature), with
+    // a progress bar: the pass reads every volume once before anything else does.
+    file.check_volumes(ui)
+        .map_err(crate::commands::verify::archive)?;
     if !airgap_seal::is_encrypted_opened(bundle, &file).map_err(seal)? {
         if !args.identities.is_empty() || args.passphrase || args.passphrase_file.is_some() {
             ui.warn(&format!(
