@@ -962,7 +962,7 @@ fn a_damaged_volume_is_named_by_its_number() {
     let tmp = tempdir();
     let dir = tmp.path();
     project(dir);
-    run(cli()
+    let done = run(cli()
         .current_dir(dir)
         .args([
             "bundle",
@@ -976,6 +976,15 @@ fn a_damaged_volume_is_named_by_its_number() {
         ])
         .arg(bin("airgap-unpack")))
     .success();
+    // Whether the unpacker of this build sets a glibc floor depends on how it was linked.
+    let mut done = done;
+    done.stderr = done
+        .stderr
+        .lines()
+        .filter(|l| !l.contains("on the target (.airgap/airgap-unpack)"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    snapshot!("bundle_split_summary", dir, done);
     let v2 = dir.join("demo.tar.gz.002");
     let mut bytes = fs::read(&v2).unwrap();
     bytes[1000] ^= 0x55;
