@@ -507,3 +507,81 @@ fn a_volume_changed_after_the_first_pass_fails_the_read_that_follows() {
         "{text}"
     );
 }
+
+#[test]
+fn a_split_bundle_cancelled_while_writing_leaves_no_volume() {
+    use std::process::Stdio;
+    let tmp = tempdir();
+    let dir = tmp.path();
+    fs::create_dir_all(dir.join("data")).unwrap();
+    // Noise at level 9 on one thread: writing takes seconds.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut noise = Vec::with_capacity(96 << 20);
+    while noise.len() < 96 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        noise.extend_from_slice(&x.to_le_bytes());
+    }
+    fs::write(dir.join("data/big.bin"), noise).unwrap();
+    fs::write(
+        dir.join("airgap.toml"),
+        "[bundle]\nname = \"demo\"\n\n[sources.files]\npaths = [\"data/\"]\n",
+    )
+    .unwrap();
+    let out = dir.join("out");
+    fs::create_dir(&out).unwrap();
+    let mut child = airgap()
+        .current_dir(dir)
+        .args([
+            "bundle",
+            "-c",
+            "airgap.toml",
+            "--no-check",
+            "--threads",
+            "1",
+            "--level",
+            "9",
+            "-o",
+            "out/demo.tar.gz",
+            "--split-size",
+            "1M",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The readiness signal: a third volume is being written.
+    let third = out.join(".demo.tar.gz.003.partial");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while !third.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before its third volume"
+        );
+        assert!(std::time::Instant::now() < deadline, "no third volume");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let killed = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let done = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(130), "{stderr}");
+    assert_eq!(names(&out), Vec::<String>::new(), "left behind: {stderr}");
+}
+
+#[test]
+fn a_zstd_bundle_is_split_and_read_back_alike() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let whole = split_bundle(dir, "demo.tar.zst", "8M", &["--compression", "zstd"]);
+    assert!(volumes(&whole).len() >= 2);
+    let first = dir.join("demo.tar.zst.001");
+    run(airgap().arg("verify").arg(&first)).success();
+    run(airgap().arg("unpack").arg(&first).arg(dir.join("dest"))).success();
+    assert_unpacked(&dir.join("dest"));
+}
