@@ -540,12 +540,40 @@ fn own_output(output: &Path) -> Vec<(u64, u64)> {
             format!("{name}.minisig"),
         ]);
     }
+    names.extend(own_volumes(dir, &name));
     names
         .iter()
         .filter_map(|n| std::fs::metadata(dir.join(n)).ok())
         .filter(|m| m.is_file())
         .map(|m| (m.dev(), m.ino()))
         .collect()
+}
+
+/// The files of an earlier run that split bundle `name` into volumes: the list (when it
+/// reads as airgap's), its signature, the volumes it lists, and their temporary names.
+fn own_volumes(dir: &Path, name: &str) -> Vec<String> {
+    use airgap_archive::format::volumes::{list_name, volume_name, VolumeList, MAX_LIST};
+    let list = list_name(name);
+    let Ok(meta) = std::fs::metadata(dir.join(&list)) else {
+        return Vec::new();
+    };
+    if !meta.is_file() || meta.len() > MAX_LIST {
+        return Vec::new();
+    }
+    let Some(parsed) = std::fs::read_to_string(dir.join(&list))
+        .ok()
+        .and_then(|text| VolumeList::parse(&text, name).ok())
+    else {
+        return Vec::new();
+    };
+    let mut names = vec![format!("{list}.minisig"), format!("{name}.sha256")];
+    for number in 1..=parsed.volumes.len() {
+        let volume = volume_name(name, number);
+        names.push(format!(".{volume}.partial"));
+        names.push(volume);
+    }
+    names.push(list);
+    names
 }
 
 /// Whether two paths name one existing file.

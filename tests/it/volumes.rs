@@ -585,3 +585,28 @@ fn a_zstd_bundle_is_split_and_read_back_alike() {
     run(airgap().arg("unpack").arg(&first).arg(dir.join("dest"))).success();
     assert_unpacked(&dir.join("dest"));
 }
+
+#[test]
+fn volumes_of_an_earlier_run_inside_a_bundled_tree_are_left_out_of_the_next() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let whole = split_bundle(dir, "data/demo.tar.gz", "8M", &[]);
+    let done = bundle(dir, &["-o", "data/demo.tar.gz", "--split-size", "8M"]).success();
+    assert!(
+        done.stderr
+            .contains("demo.tar.gz.001 is where this run writes")
+            && done
+                .stderr
+                .contains("demo.tar.gz.volumes is where this run writes"),
+        "{}",
+        done.stderr
+    );
+    let joined = dir.join("joined.tar.gz");
+    fs::write(&joined, cat(&whole)).unwrap();
+    let listing = run(Command::new("tar").arg("tzf").arg(&joined)).success();
+    assert!(
+        listing.stdout.contains("demo/data/hello.py") && !listing.stdout.contains("demo.tar.gz"),
+        "{}",
+        listing.stdout
+    );
+}
