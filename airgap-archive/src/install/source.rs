@@ -174,77 +174,75 @@ impl Ready {
     /// Hash every volume in order; the first that is not what the list says is the fault,
     /// and a volume with another's contents says so (a reordered set).
     fn check(&self, progress: &dyn Progress) -> Option<Fault> {
-        {
-            let mut whole = Sha256::new();
-            let mut buf = vec![0u8; CHUNK];
-            for (i, (_, file)) in self.files.iter().enumerate() {
-                let record = &self.list.volumes[i];
-                let mut h = Sha256::new();
-                let mut at = 0u64;
-                while at < record.size {
-                    let want = (record.size - at).min(CHUNK as u64) as usize;
-                    match file.read_at(&mut buf[..want], at) {
-                        Ok(0) => {
-                            return Some(Fault {
-                                number: i + 1,
-                                reason: format!(
-                                    "it ended at {at} bytes, and the list says {}",
-                                    record.size
-                                ),
-                            })
-                        }
-                        Ok(n) => {
-                            h.update(&buf[..n]);
-                            whole.update(&buf[..n]);
-                            at += n as u64;
-                            progress.advance(n as u64);
-                            if progress.is_cancelled() {
-                                return None;
-                            }
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => {
-                            return Some(Fault {
-                                number: i + 1,
-                                reason: format!("reading it: {e}"),
-                            })
+        let mut whole = Sha256::new();
+        let mut buf = vec![0u8; CHUNK];
+        for (i, (_, file)) in self.files.iter().enumerate() {
+            let record = &self.list.volumes[i];
+            let mut h = Sha256::new();
+            let mut at = 0u64;
+            while at < record.size {
+                let want = (record.size - at).min(CHUNK as u64) as usize;
+                match file.read_at(&mut buf[..want], at) {
+                    Ok(0) => {
+                        return Some(Fault {
+                            number: i + 1,
+                            reason: format!(
+                                "it ended at {at} bytes, and the list says {}",
+                                record.size
+                            ),
+                        })
+                    }
+                    Ok(n) => {
+                        h.update(&buf[..n]);
+                        whole.update(&buf[..n]);
+                        at += n as u64;
+                        progress.advance(n as u64);
+                        if progress.is_cancelled() {
+                            return None;
                         }
                     }
-                }
-                let actual = hex::encode(h.finalize());
-                if actual != record.sha256 {
-                    let other = self
-                        .list
-                        .volumes
-                        .iter()
-                        .position(|v| v.sha256 == actual && v.size == record.size);
-                    let reason = match other {
-                        Some(j) => format!(
-                            "it has the contents of volume {} ({}): the volumes were renamed or mixed up",
-                            j + 1,
-                            self.list.volumes[j].name
-                        ),
-                        None => format!(
-                            "it is damaged: its sha256 is {actual}, {} says {}",
-                            self.list_path.display(),
-                            record.sha256
-                        ),
-                    };
-                    return Some(Fault {
-                        number: i + 1,
-                        reason,
-                    });
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        return Some(Fault {
+                            number: i + 1,
+                            reason: format!("reading it: {e}"),
+                        })
+                    }
                 }
             }
-            let actual = hex::encode(whole.finalize());
-            (actual != self.list.sha256).then(|| Fault {
-                number: self.files.len(),
-                reason: format!(
-                    "the volumes together have sha256 {actual}, and the list says {}",
-                    self.list.sha256
-                ),
-            })
+            let actual = hex::encode(h.finalize());
+            if actual != record.sha256 {
+                let other = self
+                    .list
+                    .volumes
+                    .iter()
+                    .position(|v| v.sha256 == actual && v.size == record.size);
+                let reason = match other {
+                    Some(j) => format!(
+                        "it has the contents of volume {} ({}): the volumes were renamed or mixed up",
+                        j + 1,
+                        self.list.volumes[j].name
+                    ),
+                    None => format!(
+                        "it is damaged: its sha256 is {actual}, {} says {}",
+                        self.list_path.display(),
+                        record.sha256
+                    ),
+                };
+                return Some(Fault {
+                    number: i + 1,
+                    reason,
+                });
+            }
         }
+        let actual = hex::encode(whole.finalize());
+        (actual != self.list.sha256).then(|| Fault {
+            number: self.files.len(),
+            reason: format!(
+                "the volumes together have sha256 {actual}, and the list says {}",
+                self.list.sha256
+            ),
+        })
     }
 }
 
