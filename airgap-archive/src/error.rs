@@ -191,6 +191,33 @@ pub enum ArchiveError {
         /// What it is.
         kind: &'static str,
     },
+    /// A volume of a split bundle is missing, of the wrong size, or not what its list says.
+    #[error("volume {number} ({}): {reason}", file.display())]
+    Volume {
+        /// The volume list.
+        list: PathBuf,
+        /// The volume's number, from 1.
+        number: usize,
+        /// The volume's file.
+        file: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The volume list of a split bundle is missing or unreadable, or the directory holds a
+    /// volume it does not list.
+    #[error("volume list {}: {reason}", list.display())]
+    VolumeList {
+        /// The volume list.
+        list: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A `--split-size` is refused before any work.
+    #[error("--split-size: {reason}")]
+    SplitSize {
+        /// Why.
+        reason: String,
+    },
     /// The file is no bundle at all: neither gzip, zstd, age nor tar.
     #[error("{} is not an airgap bundle (neither gzip, zstd, age nor tar)", bundle.display())]
     NotABundle {
@@ -362,6 +389,16 @@ impl ArchiveError {
             ),
             ArchiveError::NotABundle { .. } => Some(
                 "give the .tar.gz or .tar.zst file that `airgap bundle` wrote (its .sha256, .minisig and airgap.toml are not bundles)".into(),
+            ),
+            ArchiveError::Volume { list, number, .. } => Some(format!(
+                "copy volume {number} again from where the bundle was written and compare it with its sha256 in {}; nothing was installed",
+                list.display()
+            )),
+            ArchiveError::VolumeList { .. } => Some(
+                "keep the volumes and their .volumes list together in one directory, as `airgap bundle --split-size` wrote them; nothing was installed".into(),
+            ),
+            ArchiveError::SplitSize { .. } => Some(
+                "give bytes, or a number with K, M or G (powers of 1024), of at least 64K; or a preset: fat32 (4 GiB - 1), dvd, bd25".into(),
             ),
             ArchiveError::DestPlace { help, .. } => Some(help.clone()),
             ArchiveError::SelfExtracting { help, .. } => Some(help.clone()),

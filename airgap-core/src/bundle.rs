@@ -56,6 +56,8 @@ pub struct BundleOptions {
     pub filter: Option<(Arc<dyn OutputFilter>, String)>,
     /// Write a self-extracting `NAME.run` instead of the plain archive (`--self-extracting`).
     pub self_extracting: bool,
+    /// Write the archive as volumes of at most this many bytes (`--split-size`).
+    pub split: Option<u64>,
     /// Write a delta against this previous version (`--since`): a bundle, an extracted
     /// bundle or installed tree (its `.airgap/manifest.toml`), or a manifest file.
     pub since: Option<PathBuf>,
@@ -206,6 +208,9 @@ pub struct BundleReport {
     pub python: Option<format::PythonEnvironment>,
     /// The unpacker carried inside, if any.
     pub unpacker: Option<PathBuf>,
+    /// The volume list, when the archive was split into volumes (`OUTPUT.001`, …; `output`
+    /// is then the name their concatenation takes).
+    pub volumes: Option<PathBuf>,
     /// A delta (`--since`): files taken from the base, their bytes, and how many of them
     /// go as patches.
     pub reused: Option<(u64, u64, u64)>,
@@ -620,12 +625,40 @@ fn own_output(output: &Path) -> Vec<(u64, u64)> {
             format!("{name}.minisig"),
         ]);
     }
+    names.extend(own_volumes(dir, &name));
     names
         .iter()
         .filter_map(|n| std::fs::metadata(dir.join(n)).ok())
         .filter(|m| m.is_file())
         .map(|m| (m.dev(), m.ino()))
         .collect()
+}
+
+/// The files of an earlier run that split bundle `name` into volumes: the list (when it
+/// reads as airgap's), its signature, the volumes it lists, and their temporary names.
+fn own_volumes(dir: &Path, name: &str) -> Vec<String> {
+    use airgap_archive::format::volumes::{list_name, volume_name, VolumeList, MAX_LIST};
+    let list = list_name(name);
+    let Ok(meta) = std::fs::metadata(dir.join(&list)) else {
+        return Vec::new();
+    };
+    if !meta.is_file() || meta.len() > MAX_LIST {
+        return Vec::new();
+    }
+    let Some(parsed) = std::fs::read_to_string(dir.join(&list))
+        .ok()
+        .and_then(|text| VolumeList::parse(&text, name).ok())
+    else {
+        return Vec::new();
+    };
+    let mut names = vec![format!("{list}.minisig"), format!("{name}.sha256")];
+    for number in 1..=parsed.volumes.len() {
+        let volume = volume_name(name, number);
+        names.push(format!(".{volume}.partial"));
+        names.push(volume);
+    }
+    names.push(list);
+    names
 }
 
 /// Whether two paths name one existing file.
@@ -676,9 +709,12 @@ pub fn bundle(
         memory_paths: 0,
         self_extracting: options.self_extracting,
         zstd_long: options.zstd_long,
+        split: options.split,
         delta,
     };
-    // A .run without its unpacker, or encrypted, is refused before the plugins run.
+    // A .run without its unpacker, encrypted or split, and a split size too small, are
+    // refused before the plugins run.
+    airgap_archive::pack::write::check_split(&output_of(config, options)?, &write_options)?;
     airgap_archive::pack::write::check_self_extracting(
         &output_of(config, options)?,
         &write_options,
@@ -728,6 +764,7 @@ pub fn bundle(
         target: planned.manifest.target.clone(),
         python: planned.manifest.python.clone(),
         unpacker,
+        volumes: summary.volumes,
         reused: options
             .since
             .as_ref()

@@ -14,6 +14,7 @@ use age::stream::{StreamReader, StreamWriter};
 use airgap_archive::{Decryptor, FilteredOutput, HashingWriter, OutputFilter};
 
 use crate::error::SealError;
+use airgap_archive::install::read::BundleFile;
 
 /// The suffix an encrypted bundle's default name gets.
 pub const SUFFIX: &str = ".age";
@@ -161,7 +162,7 @@ impl Keys {
     }
 
     /// Open `file` (positioned at its start) as an age file and return its plaintext.
-    pub fn decrypt(&self, bundle: &Path, file: File) -> Result<Plain, SealError> {
+    pub fn decrypt(&self, bundle: &Path, file: Box<dyn Read + Send>) -> Result<Plain, SealError> {
         let input = age::armor::ArmoredReader::new(file);
         let decryptor = age::Decryptor::new(input).map_err(|e| SealError::Tampered {
             bundle: bundle.into(),
@@ -222,13 +223,17 @@ impl Keys {
     /// Returns the plaintext size.
     pub fn authenticate(&self, bundle: &Path) -> Result<u64, SealError> {
         let file = File::open(bundle).map_err(|e| SealError::io("opening", bundle, e))?;
-        self.authenticate_opened(bundle, &file)
+        self.authenticate_opened(bundle, &BundleFile::from_file(file))
     }
 
     /// [`Keys::authenticate`] over the descriptor the bundle is then extracted through.
-    pub fn authenticate_opened(&self, bundle: &Path, opened: &File) -> Result<u64, SealError> {
+    pub fn authenticate_opened(
+        &self,
+        bundle: &Path,
+        opened: &BundleFile,
+    ) -> Result<u64, SealError> {
         let file = crate::sign::from_start(bundle, opened)?;
-        let mut plain = self.decrypt(bundle, file)?;
+        let mut plain = self.decrypt(bundle, Box::new(file))?;
         io::copy(&mut plain, &mut io::sink()).map_err(|e| SealError::Tampered {
             bundle: bundle.into(),
             reason: one_line(&e.to_string()),
@@ -254,7 +259,7 @@ fn one_line(s: &str) -> String {
 /// The plaintext of an age file. Read errors (a chunk failing authentication, a truncated
 /// file) say that the bundle is damaged or was tampered with.
 pub struct Plain {
-    inner: StreamReader<age::armor::ArmoredReader<BufReader<File>>>,
+    inner: StreamReader<age::armor::ArmoredReader<BufReader<Box<dyn Read + Send>>>>,
     bundle: PathBuf,
 }
 
@@ -280,7 +285,7 @@ impl Decryptor for Decrypt {
     fn open(
         &self,
         bundle: &Path,
-        file: File,
+        file: Box<dyn Read + Send>,
     ) -> Result<Box<dyn Read + Send>, Box<dyn std::error::Error + Send + Sync>> {
         Ok(Box::new(self.0.decrypt(bundle, file)?))
     }
@@ -289,11 +294,11 @@ impl Decryptor for Decrypt {
 /// Whether `path` is an age file (binary or armored), from its first bytes.
 pub fn is_encrypted(path: &Path) -> Result<bool, SealError> {
     let file = File::open(path).map_err(|e| SealError::io("opening", path, e))?;
-    is_encrypted_opened(path, &file)
+    is_encrypted_opened(path, &BundleFile::from_file(file))
 }
 
 /// [`is_encrypted`] over an opened bundle.
-pub fn is_encrypted_opened(path: &Path, opened: &File) -> Result<bool, SealError> {
+pub fn is_encrypted_opened(path: &Path, opened: &BundleFile) -> Result<bool, SealError> {
     let file = crate::sign::from_start(path, opened)?;
     let mut reader = BufReader::with_capacity(64, file);
     let head = reader

@@ -18,6 +18,9 @@ pub enum SealError {
         /// prints an error's chain, and would print it twice).
         cause: io::Error,
     },
+    /// The bundle could not be read: a volume of a split bundle missing or damaged, say.
+    #[error(transparent)]
+    Archive(Box<airgap_archive::ArchiveError>),
     /// An `--encrypt-to` value is not an age X25519 public key.
     #[error("{shown} is not an age public key (age1...)")]
     Recipient {
@@ -175,8 +178,13 @@ impl SealError {
             SealError::Exists { .. } => {
                 "keygen never overwrites keys: choose another --out directory or --name".into()
             }
+            SealError::Archive(e) => return e.help(),
             SealError::Io { .. } | SealError::Sign { .. } => return None,
         })
+    }
+
+    pub(crate) fn from_archive(e: airgap_archive::ArchiveError) -> Self {
+        SealError::Archive(Box::new(e))
     }
 
     pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {

@@ -10,6 +10,7 @@ use age::secrecy::{ExposeSecret, SecretString};
 use minisign::{PublicKey, PublicKeyBox, SecretKey, SecretKeyBox, SignatureBox};
 
 use crate::error::SealError;
+use airgap_archive::install::read::{BundleFile, BundleReader};
 
 /// The detached signature of a bundle: `BUNDLE.minisig` (minisign's own default name).
 pub fn signature_path(bundle: &Path) -> PathBuf {
@@ -219,6 +220,8 @@ pub fn sign_file(bundle: &Path, sha256: &str, key: &SigningKey) -> Result<PathBu
 /// What a good signature says.
 #[derive(Debug, Clone)]
 pub struct Verified {
+    /// The file the signature covers: the bundle, or a split bundle's volume list.
+    pub file: PathBuf,
     /// The signature file.
     pub signature: PathBuf,
     /// The id of the key that signed.
@@ -230,7 +233,7 @@ pub struct Verified {
 /// Check `BUNDLE.minisig` against `bundle` as it is on disk and the trusted key.
 pub fn verify_file(bundle: &Path, trusted: &TrustedKey) -> Result<Verified, SealError> {
     let file = File::open(bundle).map_err(|e| SealError::io("reading", bundle, e))?;
-    verify_opened(bundle, &file, trusted)
+    verify_opened(bundle, &BundleFile::from_file(file), trusted)
 }
 
 /// [`verify_file`] over the descriptor the bundle will then be read through (from
@@ -238,9 +241,12 @@ pub fn verify_file(bundle: &Path, trusted: &TrustedKey) -> Result<Verified, Seal
 /// whatever is renamed over the path afterwards.
 pub fn verify_opened(
     bundle: &Path,
-    opened: &File,
+    opened: &BundleFile,
     trusted: &TrustedKey,
 ) -> Result<Verified, SealError> {
+    // A split bundle's signature is its list's (`NAME.tar.gz.volumes.minisig`).
+    let (signed, file) = opened.signed(bundle).map_err(SealError::from_archive)?;
+    let bundle = signed.as_path();
     let signature = signature_path(bundle);
     if !signature.exists() {
         return Err(SealError::SignatureMissing {
@@ -268,7 +274,6 @@ pub fn verify_opened(
             trusted: trusted.id.clone(),
         });
     }
-    let file = from_start(bundle, opened)?;
     minisign::verify(&trusted.key, &sig, file, true, false, false).map_err(|e| {
         invalid(match e.kind() {
             minisign::ErrorKind::Io => e.to_string(),
@@ -276,6 +281,7 @@ pub fn verify_opened(
         })
     })?;
     Ok(Verified {
+        file: signed.clone(),
         signature,
         key_id: signed_by,
         trusted_comment: sig.trusted_comment().unwrap_or_default(),
@@ -283,14 +289,8 @@ pub fn verify_opened(
 }
 
 /// A duplicate of `opened` (same open file), positioned at its start.
-pub(crate) fn from_start(bundle: &Path, opened: &File) -> Result<File, SealError> {
-    use std::io::{Seek, SeekFrom};
-    let mut dup = opened
-        .try_clone()
-        .map_err(|e| SealError::io("reading", bundle, e))?;
-    dup.seek(SeekFrom::Start(0))
-        .map_err(|e| SealError::io("reading", bundle, e))?;
-    Ok(dup)
+pub(crate) fn from_start(bundle: &Path, opened: &BundleFile) -> Result<BundleReader, SealError> {
+    opened.reader(bundle).map_err(SealError::from_archive)
 }
 
 /// Write a file through a temporary name beside it and rename it into place.

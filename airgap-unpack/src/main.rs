@@ -36,7 +36,8 @@ that succeeded. DEST must not exist (or be an empty directory).
 
   --from BUNDLE   read the bundle archive this folder came in, in place: extract only
                   NAME/unpack and NAME/.airgap/airgap-unpack from it, and the disk
-                  holds the archive and DEST, not a third, extracted copy
+                  holds the archive and DEST, not a third, extracted copy; a bundle
+                  in volumes is read in place from its first, NAME.tar.gz.001
   --python PATH   the target's Python, for bundles whose install steps need one
   --no-run        install the files but run none of the bundle's programs; list them
   --onto INSTALLED  apply a delta bundle (airgap bundle --since) onto the tree it was made

@@ -956,3 +956,42 @@ fn probe_summary_shape() {
         insta::assert_snapshot!("probe_summary_shape", text);
     });
 }
+
+#[test]
+fn a_damaged_volume_is_named_by_its_number() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    project(dir);
+    let done = run(cli()
+        .current_dir(dir)
+        .args([
+            "bundle",
+            "-c",
+            "airgap.toml",
+            "-o",
+            "demo.tar.gz",
+            "--split-size",
+            "4M",
+            "--unpacker",
+        ])
+        .arg(bin("airgap-unpack")))
+    .success();
+    // Whether the unpacker of this build sets a glibc floor depends on how it was linked.
+    let mut done = done;
+    done.stderr = done
+        .stderr
+        .lines()
+        .filter(|l| !l.contains("on the target (.airgap/airgap-unpack)"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    snapshot!("bundle_split_summary", dir, done);
+    let v2 = dir.join("demo.tar.gz.002");
+    let mut bytes = fs::read(&v2).unwrap();
+    bytes[1000] ^= 0x55;
+    fs::write(&v2, bytes).unwrap();
+    let done = run(cli()
+        .current_dir(dir)
+        .args(["unpack", "demo.tar.gz.001", "dest"]))
+    .failure();
+    snapshot!("error_damaged_volume", dir, done);
+}

@@ -50,3 +50,4 @@ mod syslibs_python;
 mod syslibs_support;
 mod terminal;
 mod verify_steps;
+mod volumes;

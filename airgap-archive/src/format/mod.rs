@@ -12,3 +12,4 @@ pub mod manifest;
 pub mod model;
 pub mod selfx;
 pub mod tarfmt;
+pub mod volumes;

@@ -560,7 +560,7 @@ pub fn apply_delta(
 /// [`apply_delta`] over a descriptor from [`crate::install::read::open_bundle`].
 pub fn apply_delta_opened(
     bundle: &Path,
-    file: &fs::File,
+    file: &crate::install::read::BundleFile,
     decryptor: Option<&dyn Decryptor>,
     onto: &Path,
     dest: Option<&Path>,

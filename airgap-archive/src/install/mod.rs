@@ -11,6 +11,7 @@ pub(crate) mod dest;
 pub mod installed;
 pub mod read;
 pub mod relocate;
+pub mod source;
 pub mod space;
 pub mod stale;
 pub mod steps;

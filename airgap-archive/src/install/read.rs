@@ -23,6 +23,7 @@ use crate::format::manifest::{
     MANIFEST_PATH, MAX_FILE_SIZE,
 };
 use crate::format::tarfmt::{EntryType, TarEntry, TarReader};
+pub use crate::install::source::{BundleFile, BundleReader};
 use crate::progress::{Progress, Unit};
 use crate::spill;
 
@@ -113,7 +114,7 @@ pub trait Decryptor: Send + Sync {
     fn open(
         &self,
         bundle: &Path,
-        file: File,
+        file: Box<dyn Read + Send>,
     ) -> Result<Box<dyn Read + Send>, Box<dyn std::error::Error + Send + Sync>>;
 }
 
@@ -131,50 +132,14 @@ pub fn is_age(head: &[u8]) -> bool {
 /// checksum, decryption and extraction all go through this descriptor (and its duplicates,
 /// which share the open file), so that a file renamed over the path after the signature
 /// was checked is never read. Refuses anything but a regular file without blocking: a fifo
-/// would hang the open, and could not be read twice anyway.
-pub fn open_bundle(bundle: &Path) -> Result<File, ArchiveError> {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::fs::FileTypeExt;
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(bundle)
-        .map_err(|e| ArchiveError::io("opening", bundle, e))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| ArchiveError::io("opening", bundle, e))?;
-    let t = meta.file_type();
-    let kind = if t.is_file() {
-        None
-    } else if t.is_fifo() {
-        Some("a fifo")
-    } else if t.is_char_device() {
-        Some("a character device")
-    } else if t.is_block_device() {
-        Some("a block device")
-    } else if t.is_socket() {
-        Some("a socket")
-    } else if t.is_dir() {
-        Some("a directory")
-    } else {
-        Some("not a file")
-    };
-    if let Some(kind) = kind {
-        return Err(ArchiveError::NotRegular {
-            path: bundle.into(),
-            kind,
-        });
+/// would hang the open, and could not be read twice anyway. A split bundle's first volume
+/// (`NAME.tar.gz.001`) or list (`NAME.tar.gz.volumes`) opens every volume
+/// ([`crate::install::source`]).
+pub fn open_bundle(bundle: &Path) -> Result<BundleFile, ArchiveError> {
+    if let Some(set) = crate::install::source::open_volumes(bundle)? {
+        return Ok(set);
     }
-    // SAFETY: fcntl on a descriptor we own; clearing O_NONBLOCK involves no memory.
-    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, 0) };
-    if rc != 0 {
-        return Err(ArchiveError::io(
-            "opening",
-            bundle,
-            io::Error::last_os_error(),
-        ));
-    }
-    Ok(file)
+    crate::install::source::open_regular(bundle).map(BundleFile::from_file)
 }
 
 /// Read the manifest of a bundle archive (or of an unpacked bundle directory), its records
@@ -200,10 +165,13 @@ pub fn open_manifest_any(path: &Path) -> Result<StreamedManifest, ArchiveError> 
     }
     let file = open_bundle(path)?;
     let mut head = [0u8; 128];
-    let n = airgap_io::read_full(&mut &file, &mut head)
+    let n = airgap_io::read_full(&mut reader_from_start(path, &file)?, &mut head)
         .map_err(|e| ArchiveError::io("reading", path, e))?;
-    if crate::format::manifest::looks_like_manifest(&head[..n]) {
-        let size = file
+    if let Some(one) = file
+        .as_file()
+        .filter(|_| crate::format::manifest::looks_like_manifest(&head[..n]))
+    {
+        let size = one
             .metadata()
             .map_err(|e| ArchiveError::io("reading", path, e))?
             .len();
@@ -225,7 +193,7 @@ pub fn open_manifest_any(path: &Path) -> Result<StreamedManifest, ArchiveError> 
 /// [`read_manifest`] of a bundle file over a descriptor from [`open_bundle`].
 pub fn read_manifest_opened(
     bundle: &Path,
-    file: &fs::File,
+    file: &BundleFile,
     decryptor: Option<&dyn Decryptor>,
 ) -> Result<Manifest, ArchiveError> {
     open_manifest_opened(bundle, file, decryptor)?.into_manifest()
@@ -235,7 +203,7 @@ pub fn read_manifest_opened(
 /// only the first entry is read.
 pub fn open_manifest_opened(
     bundle: &Path,
-    file: &fs::File,
+    file: &BundleFile,
     decryptor: Option<&dyn Decryptor>,
 ) -> Result<StreamedManifest, ArchiveError> {
     let reader = open_archive_file(bundle, file, decryptor)?;
@@ -245,14 +213,10 @@ pub fn open_manifest_opened(
     Ok(m)
 }
 
-/// A reader of `file` from its start, through its own duplicate of the descriptor.
-pub fn reader_from_start(bundle: &Path, file: &File) -> Result<File, ArchiveError> {
-    let mut dup = file
-        .try_clone()
-        .map_err(|e| ArchiveError::io("reading", bundle, e))?;
-    dup.seek(SeekFrom::Start(0))
-        .map_err(|e| ArchiveError::io("reading", bundle, e))?;
-    Ok(dup)
+/// A reader of `file` from its start, through its own duplicate of the descriptor (or its
+/// own position in a split bundle's volumes).
+pub fn reader_from_start(bundle: &Path, file: &BundleFile) -> Result<BundleReader, ArchiveError> {
+    file.reader(bundle)
 }
 
 /// Open a bundle (gzip, zstd or plain tar, recognised by their magic bytes); an encrypted
@@ -266,7 +230,7 @@ pub fn open_archive(bundle: &Path) -> Result<Stream, ArchiveError> {
 /// `decryptor`.
 pub fn open_archive_file(
     bundle: &Path,
-    opened: &File,
+    opened: &BundleFile,
     decryptor: Option<&dyn Decryptor>,
 ) -> Result<Stream, ArchiveError> {
     open_archive_layout(bundle, opened, decryptor).map(|(stream, _)| stream)
@@ -276,7 +240,7 @@ pub fn open_archive_file(
 /// of `file`, or `None` when the file is no `.run`.
 pub fn run_layout(
     bundle: &Path,
-    file: &File,
+    file: &BundleFile,
 ) -> Result<Option<crate::format::selfx::Layout>, ArchiveError> {
     let mut file = reader_from_start(bundle, file)?;
     let mut head = vec![0u8; crate::format::selfx::MAX_HEADER as usize];
@@ -297,7 +261,7 @@ pub fn run_layout(
 /// archive is read in place, from its offset inside the `.run` file.
 fn open_archive_layout(
     bundle: &Path,
-    opened: &File,
+    opened: &BundleFile,
     decryptor: Option<&dyn Decryptor>,
 ) -> Result<(Stream, Option<crate::format::selfx::Layout>), ArchiveError> {
     let layout = run_layout(bundle, opened)?;
@@ -316,7 +280,7 @@ enum Kind {
 /// are compressed; a file that is none of these is refused before a thread starts.
 fn open_archive_bytes(
     bundle: &Path,
-    opened: &File,
+    opened: &BundleFile,
     layout: Option<&crate::format::selfx::Layout>,
     decryptor: Option<&dyn Decryptor>,
 ) -> Result<(Box<dyn Read + Send>, Kind), ArchiveError> {
@@ -344,12 +308,13 @@ fn open_archive_bytes(
                 bundle: bundle.into(),
             });
         };
-        let mut plain = decryptor
-            .open(bundle, file)
-            .map_err(|source| ArchiveError::Decrypt {
-                bundle: bundle.into(),
-                cause: source,
-            })?;
+        let mut plain =
+            decryptor
+                .open(bundle, Box::new(file))
+                .map_err(|source| ArchiveError::Decrypt {
+                    bundle: bundle.into(),
+                    cause: source,
+                })?;
         let mut magic = [0u8; 4];
         let n = airgap_io::read_full(&mut plain, &mut magic)
             .map_err(|e| ArchiveError::io("decrypting", bundle, e))?;
@@ -1632,7 +1597,7 @@ impl Hooks<'_, '_> {
 /// Read a whole bundle through the checker. Returns the manifest and the counts.
 pub(crate) fn check_bundle(
     bundle: &Path,
-    file: &File,
+    file: &BundleFile,
     decryptor: Option<&dyn Decryptor>,
     target: &Target<'_>,
     fail_fast: bool,
@@ -1664,7 +1629,7 @@ pub(crate) fn check_bundle(
 /// [`crate::format::selfx::parse`], the archive by the checker).
 fn check_run_unpacker(
     bundle: &Path,
-    file: &File,
+    file: &BundleFile,
     layout: &crate::format::selfx::Layout,
     manifest: &StreamedManifest,
 ) -> Result<(), ArchiveError> {
@@ -1916,11 +1881,11 @@ fn empty_stream() -> Stream {
 /// sha256 of a file, hex.
 pub fn sha256_file(path: &Path) -> Result<String, ArchiveError> {
     let f = File::open(path).map_err(|e| ArchiveError::io("reading", path, e))?;
-    sha256_opened(path, &f)
+    sha256_opened(path, &BundleFile::from_file(f))
 }
 
 /// sha256 of an opened file from its start, hex.
-pub fn sha256_opened(path: &Path, file: &File) -> Result<String, ArchiveError> {
+pub fn sha256_opened(path: &Path, file: &BundleFile) -> Result<String, ArchiveError> {
     let mut f = reader_from_start(path, file)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
@@ -1952,7 +1917,7 @@ pub fn verify_bundle(bundle: &Path, progress: &dyn Progress) -> Result<VerifyRep
 /// checked on), age-encrypted bundles through `decryptor`.
 pub fn verify_opened(
     bundle: &Path,
-    file: &File,
+    file: &BundleFile,
     decryptor: Option<&dyn Decryptor>,
     progress: &dyn Progress,
 ) -> Result<VerifyReport, ArchiveError> {

@@ -208,7 +208,7 @@ pub fn unpack(
 /// was checked on): the bundle is never opened again by name.
 pub fn unpack_opened(
     bundle: &Path,
-    file: &fs::File,
+    file: &crate::install::read::BundleFile,
     decryptor: Option<&dyn Decryptor>,
     dest: &Path,
     options: &UnpackOptions,
@@ -256,7 +256,11 @@ fn refuse_delta(bundle: &Path, delta: Option<&Delta>) -> Result<(), ArchiveError
 /// Apply a delta onto the installed base `onto` ([`crate::install::delta`]): into `dest`
 /// when given (a new tree; `onto` is only read), else in place.
 pub(crate) fn unpack_onto_opened(
-    (bundle, file, decryptor): (&Path, &fs::File, Option<&dyn Decryptor>),
+    (bundle, file, decryptor): (
+        &Path,
+        &crate::install::read::BundleFile,
+        Option<&dyn Decryptor>,
+    ),
     onto: &Path,
     dest: Option<&Path>,
     options: &UnpackOptions,
@@ -318,7 +322,11 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
 /// manifest at `.airgap/manifest.toml`: the tree `tar xzf` gives, checked. `preflight` sees
 /// the manifest before any file is extracted.
 fn extract_verified(
-    (bundle, file, decryptor): (&Path, &fs::File, Option<&dyn Decryptor>),
+    (bundle, file, decryptor): (
+        &Path,
+        &crate::install::read::BundleFile,
+        Option<&dyn Decryptor>,
+    ),
     staging: Staging,
     progress: &dyn Progress,
     hooks: Hooks<'_, '_>,
@@ -419,7 +427,10 @@ pub fn extract_tree(
 
 /// When `BUNDLE.sha256` sits beside the bundle, the bundle must match it: it also covers the
 /// few bytes of a gzip header that no checksum inside the archive does.
-fn check_detached(bundle: &Path, file: &fs::File) -> Result<(), ArchiveError> {
+fn check_detached(
+    bundle: &Path,
+    file: &crate::install::read::BundleFile,
+) -> Result<(), ArchiveError> {
     let path = crate::install::read::detached_sha256_path(bundle);
     if let Ok(text) = fs::read_to_string(&path) {
         let expected = text

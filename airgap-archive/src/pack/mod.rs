@@ -8,4 +8,5 @@
 pub mod delta;
 pub mod entry;
 pub mod plan;
+pub mod split;
 pub mod write;

@@ -23,6 +23,7 @@ use crate::format::manifest::{
 use crate::format::tarfmt::{self, EntryType, Header};
 use crate::output::TempFile;
 use crate::pack::plan::{Entries, Item, ItemKind, Plan};
+use crate::pack::split::VolumeWriter;
 use crate::progress::{Progress, Unit};
 use crate::spill::{
     self, put_bytes, put_u32, put_u64, Decoder, Merge, Record, Sorter, Tape, TapeReader,
@@ -84,6 +85,11 @@ pub struct WriteOptions {
     /// content repeated far apart in big environments. Every zstd reader decodes it with its
     /// default limits (window log 27).
     pub zstd_long: bool,
+    /// Write the bundle as volumes of at most this many bytes ([`crate::format::volumes`]):
+    /// `OUTPUT.001`, `OUTPUT.002`, … and the list `OUTPUT.volumes`, instead of `OUTPUT`
+    /// (its `.sha256` is still written, of the whole). At least
+    /// [`crate::format::volumes::MIN_SPLIT`]; not with `self_extracting`.
+    pub split: Option<u64>,
     /// Write a delta against this base: files whose content the base holds are left out
     /// and listed in `.airgap/delta.toml` ([`crate::format::delta`]); the manifest stays
     /// the whole new version's.
@@ -125,6 +131,8 @@ pub struct WriteSummary {
     pub deduplicated: u64,
     /// sha256 of the archive (also in `OUTPUT.sha256`).
     pub sha256: String,
+    /// The volume list, when the bundle was split ([`WriteOptions::split`]).
+    pub volumes: Option<PathBuf>,
     /// A delta's files taken from its base (not in the archive), and their bytes.
     pub reused: (u64, u64),
     /// Of those, the ones carried as a patch against the base's file.
@@ -622,16 +630,20 @@ pub fn write_bundle(
         }
         None => None,
     };
-    let temp = TempFile::new(output)?;
-    let (bytes_out, digest) = job.archive_pass(
-        &temp,
+    let temp = match options.split {
+        Some(limit) => Dest::Volumes(VolumeWriter::new(output, limit)?),
+        None => Dest::File(TempFile::new(output)?),
+    };
+    let finished = job.archive_pass(
+        temp,
         ((&listing.spill.file, manifest_len), reused.as_ref()),
         &hashes,
         links,
         listing.files.unpacker_sha256,
         listing.files.bytes,
     )?;
-    let sha256 = commit_with_checksum(temp, output, digest)?;
+    let bytes_out = finished.len;
+    let (sha256, volumes) = commit_with_checksum(finished, output)?;
     Ok(WriteSummary {
         output: output.to_path_buf(),
         files: listing.files.count,
@@ -639,6 +651,7 @@ pub fn write_bundle(
         bytes_out,
         deduplicated,
         sha256,
+        volumes,
         reused: reused
             .as_ref()
             .map(|r| (r.count, r.bytes))
@@ -657,9 +670,40 @@ fn check_write(
     options: &WriteOptions,
 ) -> Result<(), ArchiveError> {
     check_output(output)?;
+    check_split(output, options)?;
     check_self_extracting(output, options)?;
     check_output_not_input(plan, output)?;
     check_bundle_name(name, output)
+}
+
+/// What volumes need, refused before any work: a size of at least
+/// [`MIN_SPLIT`](crate::format::volumes::MIN_SPLIT), no `.run` (sh runs one file), and volume
+/// and list names the output's directory can take.
+pub fn check_split(output: &Path, options: &WriteOptions) -> Result<(), ArchiveError> {
+    let Some(limit) = options.split else {
+        return Ok(());
+    };
+    if options.self_extracting {
+        return Err(ArchiveError::SelfExtracting {
+            output: output.into(),
+            reason: "cannot be split into volumes: sh runs a .run as one file".into(),
+            help: "drop --self-extracting (the volumes are read by airgap unpack NAME.tar.gz.001, or by cat and tar), or drop --split-size".into(),
+        });
+    }
+    if limit < crate::format::volumes::MIN_SPLIT {
+        return Err(ArchiveError::SplitSize {
+            reason: format!(
+                "{limit} bytes is less than the least volume, {} bytes",
+                crate::format::volumes::MIN_SPLIT
+            ),
+        });
+    }
+    check_output(&crate::pack::split::volume_path(output, 1))?;
+    let name = output
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    check_output(&output.with_file_name(crate::format::volumes::list_name(&name)))
 }
 
 /// The bundle's name is its top folder: one path component.
@@ -1227,14 +1271,15 @@ impl Job<'_> {
     /// the compressor. Returns the file's size and sha256.
     fn archive_pass(
         &self,
-        temp: &TempFile,
+        temp: Dest,
         (manifest, reused): ((&File, u64), Option<&ReusedDone>),
         hashes: &File,
         links: Merge<LinkAt>,
         unpacker_sha256: Option<[u8; 32]>,
         bytes_in: u64,
-    ) -> Result<(u64, [u8; 32]), ArchiveError> {
+    ) -> Result<Finished, ArchiveError> {
         let hashes_len = hashes.metadata().map_err(scratch_error)?.len();
+        let temp_path = temp.path().to_path_buf();
         let mut sink = self.open_sink(temp, unpacker_sha256)?;
         self.progress.begin("writing", bytes_in, Unit::Bytes);
         let result = write_tar(
@@ -1248,7 +1293,7 @@ impl Job<'_> {
         )
         .and_then(|()| {
             sink.finish_sink()
-                .map_err(|e| ArchiveError::io("writing", &temp.path, e))
+                .map_err(|e| ArchiveError::io("writing", &temp_path, e))
         });
         self.progress.end();
         result
@@ -1259,22 +1304,32 @@ impl Job<'_> {
     /// the compressor.
     fn open_sink(
         &self,
-        temp: &TempFile,
+        temp: Dest,
         unpacker_sha256: Option<[u8; 32]>,
     ) -> Result<Box<dyn Sink>, ArchiveError> {
         let options = self.options;
-        let file = temp
-            .file
-            .try_clone()
-            .map_err(|e| ArchiveError::io("creating", &temp.path, e))?;
-        let mut counter = HashingWriter::new(file);
+        let temp_path = temp.path().to_path_buf();
+        let mut counter = HashingWriter::new(temp);
         if options.self_extracting {
-            write_run_prefix(&mut counter, &self.name, options, unpacker_sha256, temp)?;
+            let Dest::File(temp) = &counter.file else {
+                return Err(internal("a self-extracting bundle in volumes"));
+            };
+            let temp = temp
+                .file
+                .try_clone()
+                .map_err(|e| ArchiveError::io("writing", &temp_path, e))?;
+            write_run_prefix(
+                &mut counter,
+                &self.name,
+                options,
+                unpacker_sha256,
+                (&temp_path, &temp),
+            )?;
         }
         let counter: Box<dyn FilteredOutput> = match &options.filter {
             Some(filter) => filter
                 .wrap(counter)
-                .map_err(|e| ArchiveError::io("writing", &temp.path, e))?,
+                .map_err(|e| ArchiveError::io("writing", &temp_path, e))?,
             None => Box::new(counter),
         };
         Ok(match options.compression {
@@ -1283,7 +1338,7 @@ impl Job<'_> {
             }
             Compression::Zstd { level } => {
                 zstd_sink(counter, level, self.threads, options.zstd_long)
-                    .map_err(|e| ArchiveError::io("compressing", &temp.path, e))?
+                    .map_err(|e| ArchiveError::io("compressing", &temp_path, e))?
             }
         })
     }
@@ -1324,10 +1379,10 @@ fn file_record(out: &Out, hash: Option<&Hashed>) -> FileRecord {
 /// The output and its `.sha256` into place, each atomically: the bundle first, so that a
 /// checksum never names a bundle that is not there. Returns the sha256 in hex.
 fn commit_with_checksum(
-    temp: TempFile,
+    finished: Finished,
     output: &Path,
-    digest: [u8; 32],
-) -> Result<String, ArchiveError> {
+) -> Result<(String, Option<PathBuf>), ArchiveError> {
+    let digest = finished.sha256;
     let sha256 = hex::encode(digest);
     let sum_line = format!(
         "{sha256}  {}\n",
@@ -1341,9 +1396,19 @@ fn commit_with_checksum(
     (&sha_temp.file)
         .write_all(sum_line.as_bytes())
         .map_err(|e| ArchiveError::io("writing", &sha_temp.path, e))?;
-    temp.commit(output)?;
-    sha_temp.commit(&sha_path)?;
-    Ok(sha256)
+    match finished.dest {
+        Dest::File(temp) => {
+            temp.commit(output)?;
+            sha_temp.commit(&sha_path)?;
+            Ok((sha256, None))
+        }
+        Dest::Volumes(volumes) => {
+            // The list is the last file in place: a reader that finds it finds every volume.
+            sha_temp.commit(&sha_path)?;
+            let list = volumes.commit(finished.len, digest)?;
+            Ok((sha256, Some(list)))
+        }
+    }
 }
 
 /// What a self-extracting bundle needs, refused before any work: an unpacker to run, and
@@ -1382,7 +1447,7 @@ fn write_run_prefix(
     name: &str,
     options: &WriteOptions,
     listed: Option<[u8; 32]>,
-    temp: &TempFile,
+    (temp_path, temp_file): (&Path, &File),
 ) -> Result<(), ArchiveError> {
     let Some(unpacker) = &options.unpacker else {
         return Err(internal("a self-extracting bundle without an unpacker"));
@@ -1420,7 +1485,7 @@ fn write_run_prefix(
     };
     let cksum = sum(&mut src)?;
     let (header, layout) = crate::format::selfx::header(name, size, cksum);
-    let werr = |e| ArchiveError::io("writing", &temp.path, e);
+    let werr = |e| ArchiveError::io("writing", temp_path, e);
     out.write_all(&header).map_err(werr)?;
     src.seek(SeekFrom::Start(0))
         .map_err(|e| ArchiveError::io("reading", unpacker, e))?;
@@ -1449,7 +1514,7 @@ fn write_run_prefix(
         });
     }
     out.write_all(&pad).map_err(werr)?;
-    temp.file
+    temp_file
         .set_permissions(fs::Permissions::from_mode(0o755))
         .map_err(werr)?;
     Ok(())
@@ -1964,8 +2029,8 @@ fn hash_file_with(
 trait Sink: Write {
     /// Uncompressed bytes written so far.
     fn tar_len(&self) -> u64;
-    /// Flush everything; returns the archive's size and sha256.
-    fn finish_sink(&mut self) -> io::Result<(u64, [u8; 32])>;
+    /// Flush everything; returns the archive's size and sha256, and its files.
+    fn finish_sink(&mut self) -> io::Result<Finished>;
 }
 
 struct SinkWriter<'a>(&'a mut dyn Sink);
@@ -1979,37 +2044,79 @@ impl Write for SinkWriter<'_> {
     }
 }
 
-/// The output file: counts and hashes what goes to it.
+/// Where the archive's bytes land: one temporary file, or volumes.
+enum Dest {
+    File(TempFile),
+    Volumes(VolumeWriter),
+}
+
+impl Dest {
+    fn path(&self) -> &Path {
+        match self {
+            Dest::File(t) => &t.path,
+            Dest::Volumes(v) => v.current_path(),
+        }
+    }
+}
+
+/// The archive as written, not yet in place: its size, its sha256 and its files.
+struct Finished {
+    len: u64,
+    sha256: [u8; 32],
+    dest: Dest,
+}
+
+/// The output: counts and hashes what goes to it (the whole, also when it is split into
+/// volumes).
 pub struct HashingWriter {
-    file: File,
+    file: Dest,
     len: u64,
     hasher: Sha256,
 }
 
 impl HashingWriter {
-    fn new(file: File) -> Self {
+    fn new(file: Dest) -> Self {
         HashingWriter {
             file,
             len: 0,
             hasher: Sha256::new(),
         }
     }
+
+    /// Flush and sync; the size, the sha256 and the files.
+    fn finish(mut self) -> io::Result<Finished> {
+        self.flush()?;
+        if let Dest::File(t) = &self.file {
+            t.file.sync_all()?;
+        }
+        Ok(Finished {
+            len: self.len,
+            sha256: self.hasher.finalize().into(),
+            dest: self.file,
+        })
+    }
 }
 
 impl Write for HashingWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
+        let n = match &mut self.file {
+            Dest::File(t) => (&t.file).write(buf)?,
+            Dest::Volumes(v) => v.write(buf)?,
+        };
         self.hasher.update(&buf[..n]);
         self.len += n as u64;
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
+        match &mut self.file {
+            Dest::File(t) => (&t.file).flush(),
+            Dest::Volumes(v) => v.flush(),
+        }
     }
 }
 
-/// The thread that writes compressed blocks in order; returns the size and sha256.
-type OutputThread = thread::JoinHandle<io::Result<(u64, [u8; 32])>>;
+/// The thread that writes compressed blocks in order; returns what it wrote.
+type OutputThread = thread::JoinHandle<io::Result<Finished>>;
 
 /// gzip members of [`GZIP_BLOCK`] bytes, compressed by a pool of threads and written in
 /// order by another: constant memory (a bounded number of blocks in flight), every core busy,
@@ -2049,7 +2156,7 @@ impl ParallelGzip {
             }));
         }
         drop(done_tx);
-        let writer = thread::spawn(move || -> io::Result<(u64, [u8; 32])> {
+        let writer = thread::spawn(move || -> io::Result<Finished> {
             let mut out = out;
             let mut next = 0u64;
             let mut waiting: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
@@ -2063,10 +2170,7 @@ impl ParallelGzip {
             if !waiting.is_empty() {
                 return Err(io::Error::other("a compression thread stopped"));
             }
-            let mut out = out.finish()?;
-            out.flush()?;
-            out.file.sync_all()?;
-            Ok((out.len, out.hasher.finalize().into()))
+            out.finish()?.finish()
         });
         ParallelGzip {
             current: Vec::with_capacity(GZIP_BLOCK),
@@ -2103,7 +2207,7 @@ impl ParallelGzip {
         }
     }
 
-    fn stop(&mut self) -> io::Result<(u64, [u8; 32])> {
+    fn stop(&mut self) -> io::Result<Finished> {
         self.jobs = None;
         for w in self.workers.drain(..) {
             let _ = w.join();
@@ -2137,7 +2241,7 @@ impl Sink for ParallelGzip {
     fn tar_len(&self) -> u64 {
         self.tar_len
     }
-    fn finish_sink(&mut self) -> io::Result<(u64, [u8; 32])> {
+    fn finish_sink(&mut self) -> io::Result<Finished> {
         if !self.current.is_empty() || self.seq == 0 {
             self.send_block()?;
         }
@@ -2230,14 +2334,11 @@ impl Sink for ZstdSink {
     fn tar_len(&self) -> u64 {
         self.tar_len
     }
-    fn finish_sink(&mut self) -> io::Result<(u64, [u8; 32])> {
+    fn finish_sink(&mut self) -> io::Result<Finished> {
         let enc = self
             .enc
             .take()
             .ok_or_else(|| io::Error::other("finished"))?;
-        let mut out = enc.finish()?.finish()?;
-        out.flush()?;
-        out.file.sync_all()?;
-        Ok((out.len, out.hasher.finalize().into()))
+        enc.finish()?.finish()?.finish()
     }
 }

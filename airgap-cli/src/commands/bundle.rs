@@ -24,6 +24,8 @@ Examples:
                                               NAME.tar.gz.age, and NAME.tar.gz.age.minisig beside it
   airgap bundle --passphrase-file pass.txt    encrypted with a passphrase (--passphrase: asked)
   airgap bundle --self-extracting             NAME.run: on the target, sh NAME.run /opt/nlp
+  airgap bundle --split-size fat32            NAME.tar.gz.001, .002, ... (each < 4 GiB) and the
+                                              list NAME.tar.gz.volumes; airgap unpack NAME.tar.gz.001
   airgap bundle --since nlp-v1.tar.gz -o nlp-v2-delta.tar.gz
                                               only what changed since v1: on the target,
                                               airgap unpack nlp-v2-delta.tar.gz --onto /opt/nlp";
@@ -90,6 +92,15 @@ pub struct BundleArgs {
     #[arg(long, conflicts_with_all = ["encrypt_to", "passphrase", "passphrase_file"])]
     pub self_extracting: bool,
 
+    /// Write the bundle as volumes of at most SIZE bytes, NAME.tar.gz.001, .002, ... and
+    /// their list NAME.tar.gz.volumes (sizes and sha256s; --sign signs it). SIZE is bytes, or
+    /// a number with K, M or G (powers of 1024), at least 64K; or
+    /// a preset: fat32 (4 GiB - 1 byte, FAT32's largest file), dvd (4,600,000,000: a DVD's
+    /// 4.7 GB less room for its file system), bd25 (24,000,000,000). Read back with
+    /// `airgap unpack NAME.tar.gz.001 DEST`, or `cat NAME.tar.gz.[0-9][0-9][0-9] >
+    /// NAME.tar.gz`. Not with --self-extracting
+    #[arg(long, value_name = "SIZE", value_parser = split_size)]
+    pub split_size: Option<u64>,
     /// Write a delta against this previous version: only files whose content it lacks go
     /// in, the rest are taken from it on the target (`airgap unpack DELTA --onto INSTALLED`).
     /// PREVIOUS is that version's bundle, its extracted or installed tree, or its
@@ -183,6 +194,11 @@ fn recipients(values: &[String]) -> anyhow::Result<Vec<String>> {
 pub enum CompressionArg {
     Gzip,
     Zstd,
+}
+
+/// `--split-size`, through the format's one reading of sizes and presets.
+fn split_size(text: &str) -> Result<u64, String> {
+    airgap_archive::format::volumes::parse_split_size(text)
 }
 
 /// Bundle, then sign and print. Levels and recipients are checked, and secrets asked, before
@@ -328,6 +344,7 @@ fn bundle_options(
         plugin_timeout: args.plugin_timeout,
         filter,
         self_extracting: args.self_extracting,
+        split: args.split_size,
         since: args.since.clone(),
     }
 }
@@ -358,14 +375,22 @@ fn sign(
     report: &BundleReport,
     key: Option<&airgap_seal::SigningKey>,
 ) -> anyhow::Result<Option<PathBuf>> {
+    // A split bundle's signature is over its volume list, whose hashes bind every volume.
+    let (signed, sha256) = match &report.volumes {
+        Some(list) if key.is_some() => (
+            list.clone(),
+            airgap_archive::install::read::sha256_file(list).map_err(super::verify::archive)?,
+        ),
+        _ => (report.output.clone(), report.sha256.clone()),
+    };
     Ok(match key {
         Some(key) => Some(
-            airgap_seal::sign_file(&report.output, &report.sha256, key).map_err(|e| {
+            airgap_seal::sign_file(&signed, &sha256, key).map_err(|e| {
                 report::with_help(
                     seal(e),
                     format!(
                         "the bundle {} was written but is not signed; sign it with `minisign -Sm` or run again",
-                        report.output.display()
+                        signed.display()
                     ),
                 )
             })?,
@@ -474,6 +499,16 @@ fn print_written(
             &report.sha256[..report.sha256.len().min(16)]
         ),
     );
+    if let Some(list) = &report.volumes {
+        ui.status(
+            "Split",
+            &format!(
+                "into volumes {}.001, ... listed with their sha256s in {}",
+                report.output.display(),
+                list.display()
+            ),
+        );
+    }
     if let Some((files, bytes, patched)) = report.reused {
         ui.status(
             "Delta",
@@ -522,6 +557,16 @@ fn print_on_the_target(
         Some(_) => "--onto /path/to/installed",
         None => "/path/to/dest",
     };
+    if report.volumes.is_some() {
+        let first = format!("{archive}.001");
+        ui.println(&format!(
+            "  airgap verify {first}{open} && airgap unpack {first} {place}{open}"
+        ));
+        ui.println(&format!(
+            "  or, to make the whole file again:  cat {archive}.[0-9][0-9][0-9] > {archive}"
+        ));
+        return;
+    }
     ui.println(&format!(
         "  airgap verify {archive}{open} && airgap unpack {archive} {place}{open}"
     ));

@@ -25,7 +25,7 @@ Exit status: 0 when the bundle will load on the target, 3 when it will not, 1 or
 #[derive(Debug, Args)]
 #[command(after_help = EXAMPLES)]
 pub struct CheckArgs {
-    /// The bundle to check (.tar.gz, .tar.zst or .tar)
+    /// The bundle to check (.tar.gz, .tar.zst or .tar; in volumes, the first: NAME.tar.gz.001)
     #[arg(value_name = "BUNDLE", required_unless_present = "config")]
     pub bundle: Option<PathBuf>,
 

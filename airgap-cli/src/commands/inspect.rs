@@ -24,7 +24,8 @@ Examples:
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
 pub struct InspectArgs {
-    /// The bundle (.tar.gz, .tar.zst, or an unpacked bundle directory)
+    /// The bundle (.tar.gz, .tar.zst, the first of its volumes NAME.tar.gz.001, or an
+    /// unpacked bundle directory)
     #[arg(value_name = "BUNDLE")]
     pub bundle: PathBuf,
 

@@ -112,7 +112,7 @@ pub struct Opened {
     /// The bundle file, opened once: the signature was checked on it, and everything after
     /// (checksum, decryption, entries) must read it, never the path again. `None` for an
     /// extracted bundle directory.
-    pub file: Option<std::fs::File>,
+    pub file: Option<airgap_archive::install::read::BundleFile>,
 }
 
 impl Opened {
@@ -157,7 +157,9 @@ pub fn prepare(args: &OpenArgs, bundle: &Path, ui: &Ui) -> anyhow::Result<Opened
                 crate::ui::escape(&verified.trusted_comment.replace('\t', " "))
             ),
         );
-        let actual = bundle
+        // For a split bundle, the signature is its list's, made under the list's name.
+        let actual = verified
+            .file
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
@@ -178,6 +180,10 @@ pub fn prepare(args: &OpenArgs, bundle: &Path, ui: &Ui) -> anyhow::Result<Opened
             }
         }
     }
+    // A split bundle's volumes are checked against their list (after its signature), with
+    // a progress bar: the pass reads every volume once before anything else does.
+    file.check_volumes(ui)
+        .map_err(crate::commands::verify::archive)?;
     if !airgap_seal::is_encrypted_opened(bundle, &file).map_err(seal)? {
         if !args.identities.is_empty() || args.passphrase || args.passphrase_file.is_some() {
             ui.warn(&format!(

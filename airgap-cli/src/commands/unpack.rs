@@ -31,7 +31,8 @@ decrypted twice: once to authenticate all of it, before anything is written, the
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
 pub struct UnpackArgs {
-    /// The bundle (.tar.gz, .tar.zst, or an extracted bundle directory)
+    /// The bundle (.tar.gz, .tar.zst, the first of its volumes NAME.tar.gz.001, or an
+    /// extracted bundle directory)
     #[arg(value_name = "BUNDLE")]
     pub bundle: PathBuf,
 

@@ -20,7 +20,7 @@ Examples:
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
 pub struct VerifyArgs {
-    /// The bundle (.tar.gz or .tar.zst)
+    /// The bundle (.tar.gz or .tar.zst; of a bundle in volumes, the first, NAME.tar.gz.001)
     #[arg(value_name = "BUNDLE")]
     pub bundle: PathBuf,
 
