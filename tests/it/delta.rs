@@ -552,3 +552,30 @@ fn a_patch_or_its_base_file_that_differs_is_refused_and_nothing_changes() {
     assert_eq!(state(&inst), before);
     assert!(staging_left(p.dir.path()).is_empty());
 }
+
+#[test]
+fn a_delta_split_into_volumes_applies_from_its_first_volume() {
+    let (p, v1, inst) = changed_a_little();
+    let full = p.bundle("v2.tar.gz", &[]);
+    let fresh = p.unpack(&full, "fresh");
+    // Bigger than one volume: a new file of noise.
+    fs::write(p.path("src/lib/more.bin"), noise(700_000)).unwrap();
+    let fresh_more = {
+        let full = p.bundle("v2b.tar.gz", &[]);
+        p.unpack(&full, "fresh-more")
+    };
+    let _ = fresh;
+    p.bundle(
+        "d2.tar.gz",
+        &["--since", v1.to_str().unwrap(), "--split-size", "256K"],
+    );
+    assert!(p.path("d2.tar.gz.002").exists(), "the delta is split");
+    let done = run(airgap()
+        .arg("unpack")
+        .arg(p.path("d2.tar.gz.001"))
+        .arg("--onto")
+        .arg(&inst))
+    .success();
+    assert!(done.stderr.contains("1 rebuilt from patches"), "{}", done.stderr);
+    assert_eq!(state(&inst), state(&fresh_more));
+}
