@@ -14,8 +14,8 @@ mod probe;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use airgap_archive::install::delta::apply_delta;
 use airgap_archive::install::installed::summary_lines;
+use airgap_archive::install::unpack::apply_delta;
 use airgap_archive::install::unpack::{
     unpack, unpack_dir, unpack_dir_onto, UnpackOptions, UnpackReport,
 };

@@ -338,8 +338,8 @@ print("v2 ok at", sys.prefix, "certifi", certifi.__version__)
 /// the delta is applied by the carried unpacker onto v1 installed at another path than the
 /// source (so the files it takes from the base had their prefixes rewritten there), and the
 /// updated tree is the tree a full unpack of v2 at that path gives, file for file, and runs.
-/// A delta onto the wrong version, or onto v1 with one edited file, changes nothing and the
-/// tree still runs.
+/// A delta onto the wrong version, onto v1 with one edited file, or killed while it applies,
+/// changes nothing and the tree still runs.
 #[test]
 fn e2e_delta_upgrade_of_a_venv() {
     let dir = tempdir();
@@ -445,6 +445,31 @@ fn e2e_delta_upgrade_of_a_venv() {
     let done = root.run(
         "/srv/app/env/bin/python -c 'import idna, six, markupsafe; print(markupsafe.__version__)'",
     );
+    assert_eq!(done.code, Some(0), "{}\n{}", done.stdout, done.stderr);
+    assert!(done.stdout.contains("2.1.3"), "{}", done.stdout);
+
+    // An apply killed (SIGKILL) once its staging directory exists: the tree is unchanged and
+    // still runs. (A file appearing is the signal; the loop only waits for it.)
+    let before = airgap_tests::archive::tree_state(&root.host_path("/srv/app"));
+    let done = root.run(
+        "cd /root/d && { ./app/unpack --from /root/delta.tar.gz --onto /srv/app & pid=$!; \
+         until ls -d /srv/.app.airgap-staging-* >/dev/null 2>&1 || ! kill -0 $pid 2>/dev/null; do :; done; \
+         kill -9 $pid; wait $pid; echo killed=$?; }",
+    );
+    assert!(
+        done.stdout.contains("killed=137"),
+        "{}\n{}",
+        done.stdout,
+        done.stderr
+    );
+    assert_eq!(
+        airgap_tests::archive::tree_state(&root.host_path("/srv/app")),
+        before,
+        "a killed apply changed the tree"
+    );
+    assert!(!root.host_path("/srv/app.previous").exists());
+    let done = root
+        .run("/srv/app/env/bin/python -c 'import six, markupsafe; print(markupsafe.__version__)'");
     assert_eq!(done.code, Some(0), "{}\n{}", done.stdout, done.stderr);
     assert!(done.stdout.contains("2.1.3"), "{}", done.stdout);
 

@@ -45,7 +45,7 @@ pub fn patch_path(path: &[u8]) -> Vec<u8> {
 
 const HEADER: &str =
     "# airgap delta (docs/archive-format.md): the files taken from the base, then the base\n";
-const LIST_START: &str = "reused = [\n";
+const LIST_START: &str = "files = [\n";
 const LIST_END: &str = "]\n";
 
 /// What a delta says of its base.

@@ -21,9 +21,7 @@ use crate::error::ArchiveError;
 use crate::format::delta::{Delta, Reused};
 use crate::format::manifest::{FileRecord, FileType, StreamedManifest};
 use crate::format::model::PrefixMode;
-use crate::install::read::Decryptor;
 use crate::install::relocate::{groups, read_state, rewrite_stream, WINDOW};
-use crate::install::unpack::{Place, Reuse, UnpackOptions, UnpackReport};
 use crate::progress::Progress;
 
 /// How many differing files an error names (the count says how many more there are).
@@ -189,23 +187,6 @@ impl<'a> Filler<'a> {
         self.count += 1;
         if self.differing.len() < NAMED {
             self.differing.push(text);
-        }
-    }
-
-    /// What was taken, for the report.
-    pub(crate) fn report(&self, place: &Place) -> Reuse {
-        Reuse {
-            base: self.base.root.clone(),
-            linked: self.linked,
-            copied: self.copied,
-            patched: self.patched,
-            previous: match place {
-                Place::Swap {
-                    previous,
-                    keep: true,
-                } => Some(previous.clone()),
-                _ => None,
-            },
         }
     }
 
@@ -377,7 +358,7 @@ impl<'a> Filler<'a> {
         dst: &Path,
         meta: &fs::Metadata,
     ) -> Result<String, ArchiveError> {
-        crate::install::unpack::copy_file(src, dst, 0o600, meta, &mut self.buf, self.progress)
+        crate::install::copy::copy_file(src, dst, 0o600, meta, &mut self.buf, self.progress)
     }
 
     /// Copy a file the base's unpack relocated with its prefix put back as bundled, so that
@@ -398,12 +379,7 @@ impl<'a> Filler<'a> {
                 PathBuf::from(name)
             };
             let mut input = open_nofollow(&from)?;
-            let out = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&to)
+            let out = crate::install::read::new_file(&to)
                 .map_err(|e| ArchiveError::io("creating", &to, e))?;
             let mut out = HashTee {
                 out: io::BufWriter::new(out),
@@ -461,13 +437,8 @@ fn apply_patch(
             .map_err(|e| corrupt(e.to_string()))?;
     dec.set_parameter(DParameter::WindowLogMax(27))
         .map_err(|e| corrupt(e.to_string()))?;
-    let out = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(dst)
-        .map_err(|e| ArchiveError::io("creating", dst, e))?;
+    let out =
+        crate::install::read::new_file(dst).map_err(|e| ArchiveError::io("creating", dst, e))?;
     let mut out = HashTee {
         out: io::BufWriter::new(out),
         hash: Sha256::new(),
@@ -540,38 +511,4 @@ pub(crate) fn exchange(a: &Path, b: &Path) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
-}
-
-/// Apply the delta `bundle` onto the installed base `onto`: in place (the finished tree
-/// takes `onto`'s place; the old one becomes `ONTO.previous` unless
-/// [`UnpackOptions::drop_previous`]), or into a new `dest` beside which `onto` stays as it
-/// is.
-pub fn apply_delta(
-    bundle: &Path,
-    onto: &Path,
-    dest: Option<&Path>,
-    options: &UnpackOptions,
-    progress: &dyn Progress,
-) -> Result<UnpackReport, ArchiveError> {
-    let file = crate::install::read::open_bundle(bundle)?;
-    crate::install::unpack::unpack_onto_opened((bundle, &file, None), onto, dest, options, progress)
-}
-
-/// [`apply_delta`] over a descriptor from [`crate::install::read::open_bundle`].
-pub fn apply_delta_opened(
-    bundle: &Path,
-    file: &crate::install::read::BundleFile,
-    decryptor: Option<&dyn Decryptor>,
-    onto: &Path,
-    dest: Option<&Path>,
-    options: &UnpackOptions,
-    progress: &dyn Progress,
-) -> Result<UnpackReport, ArchiveError> {
-    crate::install::unpack::unpack_onto_opened(
-        (bundle, file, decryptor),
-        onto,
-        dest,
-        options,
-        progress,
-    )
 }

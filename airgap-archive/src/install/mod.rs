@@ -6,6 +6,7 @@
 //! share one checker ([`read`]) and one check of the install steps ([`steps`]), so a bundle
 //! that verifies is exactly a bundle that unpacks.
 
+pub(crate) mod copy;
 pub mod delta;
 pub(crate) mod dest;
 pub mod installed;

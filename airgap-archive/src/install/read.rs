@@ -604,7 +604,7 @@ impl Sink<'_> {
 }
 
 /// A file created by the reader: new, private until its mode is set, never through a link.
-fn new_file(path: &Path) -> io::Result<File> {
+pub(crate) fn new_file(path: &Path) -> io::Result<File> {
     fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs;
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -13,7 +13,6 @@ use std::process::Command;
 
 use crate::format::model::InstallStep;
 use filetime::FileTime;
-use sha2::{Digest, Sha256};
 
 use crate::error::ArchiveError;
 use crate::format::delta::Delta;
@@ -255,7 +254,7 @@ fn refuse_delta(bundle: &Path, delta: Option<&Delta>) -> Result<(), ArchiveError
 
 /// Apply a delta onto the installed base `onto` ([`crate::install::delta`]): into `dest`
 /// when given (a new tree; `onto` is only read), else in place.
-pub(crate) fn unpack_onto_opened(
+fn unpack_onto_opened(
     (bundle, file, decryptor): (
         &Path,
         &crate::install::read::BundleFile,
@@ -267,7 +266,7 @@ pub(crate) fn unpack_onto_opened(
     progress: &dyn Progress,
 ) -> Result<UnpackReport, ArchiveError> {
     let base = Base::open(onto, bundle)?;
-    let (final_dest, place, mut parents) = onto_place(&base, dest, options)?;
+    let (final_dest, place, parents) = onto_place(&base, dest, options)?;
     check_detached(bundle, file)?;
     let staging = new_staging(&final_dest, progress)?;
     let staging_path = staging.path.clone();
@@ -292,18 +291,97 @@ pub(crate) fn unpack_onto_opened(
         },
     )?;
     filler.verdict(bundle)?;
-    let reuse = filler.report(&place);
+    let reuse = reuse_report(&filler, &place);
     if scratch.exists() {
         fs::remove_dir_all(&scratch).map_err(|e| ArchiveError::io("removing", &scratch, e))?;
     }
-    let mut report = install(
+    let update = Update {
+        dest: &final_dest,
+        place,
+        parents,
+        reuse,
+    };
+    finish_update(
         staging,
         &manifest.meta,
-        (&final_dest, place),
+        update,
         options,
         (entries, bytes),
         progress,
-    )?;
+    )
+}
+
+/// What an update took from its base, for the report.
+fn reuse_report(filler: &Filler<'_>, place: &Place) -> Reuse {
+    Reuse {
+        base: filler.base.root.clone(),
+        linked: filler.linked,
+        copied: filler.copied,
+        patched: filler.patched,
+        previous: match place {
+            Place::Swap {
+                previous,
+                keep: true,
+            } => Some(previous.clone()),
+            _ => None,
+        },
+    }
+}
+
+/// Apply the delta `bundle` onto the installed base `onto`: in place (the finished tree
+/// takes `onto`'s place; the old one becomes `ONTO.previous` unless
+/// [`UnpackOptions::drop_previous`]), or into a new `dest` beside which `onto` stays as it
+/// is ([`crate::install::delta`]).
+pub fn apply_delta(
+    bundle: &Path,
+    onto: &Path,
+    dest: Option<&Path>,
+    options: &UnpackOptions,
+    progress: &dyn Progress,
+) -> Result<UnpackReport, ArchiveError> {
+    let file = crate::install::read::open_bundle(bundle)?;
+    unpack_onto_opened((bundle, &file, None), onto, dest, options, progress)
+}
+
+/// [`apply_delta`] over a bundle from [`crate::install::read::open_bundle`] (the one the
+/// signature was checked on), age-encrypted bundles through `decryptor`.
+pub fn apply_delta_opened(
+    bundle: &Path,
+    file: &crate::install::read::BundleFile,
+    decryptor: Option<&dyn Decryptor>,
+    onto: &Path,
+    dest: Option<&Path>,
+    options: &UnpackOptions,
+    progress: &dyn Progress,
+) -> Result<UnpackReport, ArchiveError> {
+    unpack_onto_opened((bundle, file, decryptor), onto, dest, options, progress)
+}
+
+/// Where an update's finished staging goes, and what it took from its base.
+struct Update<'a> {
+    dest: &'a Path,
+    place: Place,
+    parents: Option<crate::install::dest::Parents>,
+    reuse: Reuse,
+}
+
+/// An update's tree, complete in staging: installed as any unpack, then reported with what
+/// it took from its base.
+fn finish_update(
+    staging: Staging,
+    manifest: &Manifest,
+    update: Update<'_>,
+    options: &UnpackOptions,
+    counts: (u64, u64),
+    progress: &dyn Progress,
+) -> Result<UnpackReport, ArchiveError> {
+    let Update {
+        dest,
+        place,
+        mut parents,
+        reuse,
+    } = update;
+    let mut report = install(staging, manifest, (dest, place), options, counts, progress)?;
     if let Some(p) = &mut parents {
         p.keep = true;
     }
@@ -466,7 +544,7 @@ fn write_manifest(path: &Path, manifest: &StreamedManifest) -> Result<(), Archiv
 }
 
 /// How the finished tree takes DEST's place.
-pub(crate) enum Place {
+enum Place {
     /// DEST was absent, or an empty directory (`existed`): a rename.
     New { existed: bool },
     /// DEST is a delta's installed base: an atomic exchange, the old tree at `previous`
@@ -769,7 +847,7 @@ pub fn unpack_dir_onto(
     progress: &dyn Progress,
 ) -> Result<UnpackReport, ArchiveError> {
     let base = Base::open(onto, tree)?;
-    let (final_dest, place, mut parents) = onto_place(&base, dest, options)?;
+    let (final_dest, place, parents) = onto_place(&base, dest, options)?;
     let manifest = crate::install::read::open_manifest_in(tree)?;
     let delta = tree_delta(tree)?;
     base.check_delta(tree, delta.as_ref())?;
@@ -787,21 +865,22 @@ pub fn unpack_dir_onto(
         progress,
     )?;
     filler.verdict(tree)?;
-    let reuse = filler.report(&place);
+    let reuse = reuse_report(&filler, &place);
     write_manifest(&staging.path.join(MANIFEST_PATH), &manifest)?;
-    let mut report = install(
+    let update = Update {
+        dest: &final_dest,
+        place,
+        parents,
+        reuse,
+    };
+    finish_update(
         staging,
         &manifest.meta,
-        (&final_dest, place),
+        update,
         options,
         (entries, bytes),
         progress,
-    )?;
-    if let Some(p) = &mut parents {
-        p.keep = true;
-    }
-    report.reused = Some(reuse);
-    Ok(report)
+    )
 }
 
 /// Where an update goes: in place of the base (an exchange), or a new DEST.
@@ -1137,7 +1216,14 @@ impl<'a> TreeCopy<'a> {
                 return Ok(());
             }
         }
-        let digest = copy_file(src, &dst, rec.mode & 0o777, meta, &mut self.buf, progress)?;
+        let digest = crate::install::copy::copy_file(
+            src,
+            &dst,
+            rec.mode & 0o777,
+            meta,
+            &mut self.buf,
+            progress,
+        )?;
         self.bytes += rec.size;
         if rec.sha256.as_deref() != Some(digest.as_str()) {
             self.problems.push(format!(
@@ -1224,93 +1310,4 @@ impl<'a> TreeCopy<'a> {
         }
         Ok(())
     }
-}
-
-/// Hash `len` zero bytes (a hole) without reading or writing them; Ctrl-C stops a long run.
-fn hash_zeros(
-    h: &mut Sha256,
-    mut len: u64,
-    buf: &mut [u8],
-    progress: &dyn Progress,
-) -> Result<(), ArchiveError> {
-    buf.fill(0);
-    while len > 0 {
-        if progress.is_cancelled() {
-            return Err(ArchiveError::Cancelled);
-        }
-        let n = len.min(buf.len() as u64) as usize;
-        h.update(&buf[..n]);
-        progress.advance(n as u64);
-        len -= n as u64;
-    }
-    Ok(())
-}
-
-pub(crate) fn copy_file(
-    src: &Path,
-    dst: &Path,
-    mode: u32,
-    meta: &fs::Metadata,
-    buf: &mut [u8],
-    progress: &dyn Progress,
-) -> Result<String, ArchiveError> {
-    let mut input = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(src)
-        .map_err(|e| ArchiveError::io("reading", src, e))?;
-    let mut out = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(dst)
-        .map_err(|e| ArchiveError::io("creating", dst, e))?;
-    let mut h = Sha256::new();
-    // A file with holes (GNU tar recreates them from the bundle's sparse entries) is copied
-    // segment by segment and its holes are skipped, as `unpack` from the archive does: a
-    // small bundle must not fill the target's disk through `NAME/unpack`.
-    let size = meta.len();
-    let whole = [(0u64, u64::MAX)];
-    let found = crate::sparse::data_segments(&input, meta);
-    let segments: &[(u64, u64)] = found.as_deref().unwrap_or(&whole);
-    let mut pos = 0u64;
-    for &(off, len) in segments {
-        if found.is_some() {
-            hash_zeros(&mut h, off.saturating_sub(pos), buf, progress)?;
-            input
-                .seek(io::SeekFrom::Start(off))
-                .map_err(|e| ArchiveError::io("reading", src, e))?;
-            out.seek(io::SeekFrom::Start(off))
-                .map_err(|e| ArchiveError::io("writing", dst, e))?;
-            pos = off;
-        }
-        let mut left = len;
-        while left > 0 {
-            let want = left.min(buf.len() as u64) as usize;
-            let n = input
-                .read(&mut buf[..want])
-                .map_err(|e| ArchiveError::io("reading", src, e))?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-            out.write_all(&buf[..n])
-                .map_err(|e| ArchiveError::io("writing", dst, e))?;
-            progress.advance(n as u64);
-            left -= n as u64;
-            pos += n as u64;
-        }
-    }
-    if found.is_some() {
-        hash_zeros(&mut h, size.saturating_sub(pos), buf, progress)?;
-        out.set_len(size)
-            .map_err(|e| ArchiveError::io("writing", dst, e))?;
-    }
-    out.set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(|e| ArchiveError::io("writing", dst, e))?;
-    let t = FileTime::from_last_modification_time(meta);
-    filetime::set_file_handle_times(&out, Some(t), Some(t))
-        .map_err(|e| ArchiveError::io("writing", dst, e))?;
-    Ok(hex::encode(h.finalize()))
 }

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use airgap_archive::install::delta::apply_delta_opened;
 use airgap_archive::install::installed::summary_lines;
+use airgap_archive::install::unpack::apply_delta_opened;
 use airgap_archive::install::unpack::{unpack_dir, unpack_dir_onto, unpack_opened, UnpackOptions};
 
 /// Commands listed by name after an unpack; the rest are counted (`--json` has them all).
