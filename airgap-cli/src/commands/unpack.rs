@@ -135,25 +135,7 @@ pub fn run(args: UnpackArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
         }),
     }
     .map_err(archive)?;
-    if let Some(r) = &report.reused {
-        ui.status(
-            "Reused",
-            &format!(
-                "{} file(s) from {} ({} hard-linked, {} copied, {} rebuilt from patches)",
-                r.linked + r.copied + r.patched,
-                r.base.display(),
-                r.linked,
-                r.copied,
-                r.patched
-            ),
-        );
-        if let Some(p) = &r.previous {
-            ui.status(
-                "Previous",
-                &format!("the old tree is kept as {}", p.display()),
-            );
-        }
-    }
+    print_reused(&report, ui);
     ui.status(
         "Installed",
         &format!(
@@ -182,4 +164,27 @@ pub fn run(args: UnpackArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What an update took from its base, and where the old tree is kept.
+fn print_reused(report: &airgap_archive::install::unpack::UnpackReport, ui: &Ui) {
+    if let Some(r) = &report.reused {
+        ui.status(
+            "Reused",
+            &format!(
+                "{} file(s) from {} ({} hard-linked, {} copied, {} rebuilt from patches)",
+                r.linked + r.copied + r.patched,
+                r.base.display(),
+                r.linked,
+                r.copied,
+                r.patched
+            ),
+        );
+        if let Some(p) = &r.previous {
+            ui.status(
+                "Previous",
+                &format!("the old tree is kept as {}", p.display()),
+            );
+        }
+    }
 }
