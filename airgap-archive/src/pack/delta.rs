@@ -19,6 +19,23 @@ pub trait References: Send + Sync + std::fmt::Debug {
     fn fetch(&self, paths: &[Vec<u8>], progress: &dyn Progress) -> Result<PathBuf, ArchiveError>;
 }
 
+/// What a previous version holds for a file of the new one ([`DeltaBase::lookup`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InBase {
+    /// The same content, at this base path.
+    Same(Vec<u8>),
+    /// Another content at the same path, with this sha256: a patch against it may pay.
+    Patchable([u8; 32]),
+    /// Nothing to take or patch against.
+    Absent,
+}
+
+/// The sha256 a manifest record lists, as bytes.
+fn record_sha256(r: &crate::format::manifest::FileRecord) -> Option<[u8; 32]> {
+    let bytes = hex::decode(r.sha256.as_deref()?).ok()?;
+    <[u8; 32]>::try_from(bytes.as_slice()).ok()
+}
+
 /// A previous version's manifest, indexed by content.
 #[derive(Debug)]
 pub struct DeltaBase {
@@ -46,13 +63,9 @@ impl DeltaBase {
             if r.kind != FileType::File {
                 continue;
             }
-            let Some(sha) = r.sha256.as_deref().and_then(|h| hex::decode(h).ok()) else {
-                continue;
-            };
-            let Ok(sha) = <[u8; 32]>::try_from(sha.as_slice()) else {
-                continue;
-            };
-            by_content.push((sha, i as u64));
+            if let Some(sha) = record_sha256(&r) {
+                by_content.push((sha, i as u64));
+            }
         }
         by_content.sort_unstable();
         Ok(DeltaBase {
@@ -70,39 +83,40 @@ impl DeltaBase {
         self
     }
 
-    /// The base's sha256 of its file at `path`, when a patch of a changed file of
-    /// `size` bytes against it may be made (both between [`MIN_PATCHED`] and
-    /// [`MAX_PATCHED`]).
-    pub fn patch_base(&self, path: &[u8], size: u64) -> Result<Option<[u8; 32]>, ArchiveError> {
-        if self.references.is_none() || !(MIN_PATCHED..=MAX_PATCHED).contains(&size) {
-            return Ok(None);
-        }
-        let Some((_, r)) = self.manifest.files.find(path)? else {
-            return Ok(None);
-        };
-        if r.kind != FileType::File || !(MIN_PATCHED..=MAX_PATCHED).contains(&r.size) {
-            return Ok(None);
-        }
-        let sha = r.sha256.as_deref().and_then(|h| hex::decode(h).ok());
-        Ok(sha.and_then(|s| <[u8; 32]>::try_from(s.as_slice()).ok()))
-    }
-
-    /// The base's path that holds `sha256`: `path` itself when the base has this content
-    /// there, else the first base path with it; `None` when the base lacks it.
-    pub fn find(&self, path: &[u8], sha256: &[u8; 32]) -> Result<Option<Vec<u8>>, ArchiveError> {
-        if let Some((_, r)) = self.manifest.files.find(path)? {
-            let same = r.kind == FileType::File
-                && r.sha256
-                    .as_deref()
-                    .is_some_and(|h| h == hex::encode(sha256));
-            if same {
-                return Ok(Some(path.to_vec()));
-            }
+    /// What the base holds for a file of the new version at `path` with `sha256`: the
+    /// same content (at `path` itself when it has it there, else at the first path that
+    /// has it), or, when it lacks the content, whether a patch against its file at `path`
+    /// may be made (both between [`MIN_PATCHED`] and [`MAX_PATCHED`] bytes, and contents
+    /// to patch against at hand). One look-up of `path` serves both.
+    pub fn lookup(
+        &self,
+        path: &[u8],
+        sha256: &[u8; 32],
+        size: u64,
+    ) -> Result<InBase, ArchiveError> {
+        let at_path = self
+            .manifest
+            .files
+            .find(path)?
+            .map(|(_, r)| r)
+            .filter(|r| r.kind == FileType::File);
+        let at_path_sha = at_path.as_ref().and_then(record_sha256);
+        if at_path_sha.as_ref() == Some(sha256) {
+            return Ok(InBase::Same(path.to_vec()));
         }
         let at = self.by_content.partition_point(|(s, _)| s < sha256);
-        match self.by_content.get(at) {
-            Some((s, i)) if s == sha256 => Ok(Some(self.manifest.files.get(*i)?.path_bytes())),
-            _ => Ok(None),
+        if let Some((s, i)) = self.by_content.get(at) {
+            if s == sha256 {
+                return Ok(InBase::Same(self.manifest.files.get(*i)?.path_bytes()));
+            }
         }
+        let fits = |n: u64| (MIN_PATCHED..=MAX_PATCHED).contains(&n);
+        let patchable = self.references.is_some()
+            && fits(size)
+            && at_path.as_ref().is_some_and(|r| fits(r.size));
+        Ok(match at_path_sha {
+            Some(base) if patchable => InBase::Patchable(base),
+            _ => InBase::Absent,
+        })
     }
 }

@@ -1139,38 +1139,38 @@ impl Job<'_> {
         if !matches!(out.src, Src::Plan(_)) {
             return Ok(Reuse::Stored);
         }
-        if let Some(from) = base.find(&out.path, &h.hashed.sha256)? {
-            let r = crate::format::delta::Reused {
-                path: out.path.clone(),
-                from,
-                mtime: out.mtime(),
-                patch: false,
-            };
-            reused
-                .add(h.index, r, h.hashed.size)
-                .map_err(scratch_error)?;
-            return Ok(Reuse::LeftOut);
-        }
+        use crate::pack::delta::InBase;
+        let base_sha256 = match base.lookup(&out.path, &h.hashed.sha256, h.hashed.size)? {
+            InBase::Same(from) => {
+                let r = crate::format::delta::Reused {
+                    path: out.path.clone(),
+                    from,
+                    mtime: out.mtime(),
+                    patch: false,
+                };
+                reused
+                    .add(h.index, r, h.hashed.size)
+                    .map_err(scratch_error)?;
+                return Ok(Reuse::LeftOut);
+            }
+            InBase::Patchable(base_sha256) => base_sha256,
+            InBase::Absent => return Ok(Reuse::Stored),
+        };
         let sparse = h.hashed.sparse.is_some();
         let source = match out.kind() {
             KindRef::File(ContentRef::Disk(source)) if !sparse => source.into_owned(),
             _ => return Ok(Reuse::Stored),
         };
-        match base.patch_base(&out.path, h.hashed.size)? {
-            Some(base_sha256) => {
-                reused.candidates.push(Candidate {
-                    index: h.index,
-                    path: out.path.clone(),
-                    source,
-                    size: h.hashed.size,
-                    sha256: h.hashed.sha256,
-                    base_sha256,
-                    mtime: out.mtime(),
-                });
-                Ok(Reuse::LeftOut)
-            }
-            None => Ok(Reuse::Stored),
-        }
+        reused.candidates.push(Candidate {
+            index: h.index,
+            path: out.path.clone(),
+            source,
+            size: h.hashed.size,
+            sha256: h.hashed.sha256,
+            base_sha256,
+            mtime: out.mtime(),
+        });
+        Ok(Reuse::LeftOut)
     }
 
     /// The changed files a patch against the base's content carries in under a quarter of
