@@ -76,19 +76,18 @@ fn load_base(
         }
         .into());
     }
-    let manifest = airgap_archive::install::read::open_manifest_any(base)?;
+    use airgap_archive::install::read::ManifestFrom;
+    let (manifest, from) = airgap_archive::install::read::open_manifest_any(base)?;
     let delta = airgap_archive::pack::delta::DeltaBase::new(manifest)?;
     // The base's contents, for patches of the files that changed a little: read from the
     // previous bundle when asked, or the tree itself; a manifest alone has none.
-    let contents = if base.is_dir() {
-        Some(BaseContents::Tree(base.to_path_buf()))
-    } else if airgap_archive::install::read::open_manifest(base).is_ok() {
-        Some(BaseContents::Bundle {
+    let contents = match from {
+        ManifestFrom::Tree => Some(BaseContents::Tree(base.to_path_buf())),
+        ManifestFrom::Bundle => Some(BaseContents::Bundle {
             path: base.to_path_buf(),
             scratch: std::sync::Mutex::new(None),
-        })
-    } else {
-        None
+        }),
+        ManifestFrom::ManifestFile => None,
     };
     Ok(match contents {
         Some(c) => delta.with_references(Arc::new(c)),

@@ -197,6 +197,8 @@ pub struct Delta {
     list: std::fs::File,
     /// The tape's length in bytes.
     end: u64,
+    /// How many lines of the list say `patch = true`.
+    pub(crate) patched: usize,
     /// The paths whose patches the archive carried (the reader fills it).
     pub(crate) patches: std::collections::HashSet<Vec<u8>>,
 }
@@ -223,6 +225,7 @@ impl Delta {
         let mut tape = spill::Tape::new().map_err(|e| e.to_string())?;
         let mut last: Option<Vec<u8>> = None;
         let mut count = 0u64;
+        let mut patched = 0usize;
         loop {
             if !next(&mut line)? {
                 return Err("the list has no end".into());
@@ -243,6 +246,7 @@ impl Delta {
             last = Some(r.path.clone());
             tape.push(&r).map_err(|e| e.to_string())?;
             count += 1;
+            patched += usize::from(r.patch);
         }
         let mut rest = String::new();
         input.read_to_string(&mut rest).map_err(|e| e.to_string())?;
@@ -268,6 +272,7 @@ impl Delta {
             meta,
             list,
             end,
+            patched,
             patches: Default::default(),
         })
     }

@@ -157,11 +157,23 @@ pub fn open_manifest(bundle: &Path) -> Result<StreamedManifest, ArchiveError> {
     open_manifest_opened(bundle, &file, None)
 }
 
+/// What [`open_manifest_any`] read a manifest from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManifestFrom {
+    /// An extracted bundle or an installed tree (its `.airgap/manifest.toml`).
+    Tree,
+    /// A bundle file (or a split bundle's first volume or list).
+    Bundle,
+    /// A manifest file alone.
+    ManifestFile,
+}
+
 /// The manifest of a previous version, however it is at hand: a bundle file, an extracted
-/// bundle or an installed tree (its `.airgap/manifest.toml`), or a manifest file itself.
-pub fn open_manifest_any(path: &Path) -> Result<StreamedManifest, ArchiveError> {
+/// bundle or an installed tree (its `.airgap/manifest.toml`), or a manifest file itself;
+/// and which of these it was.
+pub fn open_manifest_any(path: &Path) -> Result<(StreamedManifest, ManifestFrom), ArchiveError> {
     if path.is_dir() {
-        return open_manifest_in(path);
+        return Ok((open_manifest_in(path)?, ManifestFrom::Tree));
     }
     let file = open_bundle(path)?;
     let mut head = [0u8; 128];
@@ -183,11 +195,15 @@ pub fn open_manifest_any(path: &Path) -> Result<StreamedManifest, ArchiveError> 
             });
         }
         let mut input = reader_from_start(path, &file)?;
-        return crate::format::manifest::stream_from(path, &mut input, &|e| {
+        let manifest = crate::format::manifest::stream_from(path, &mut input, &|e| {
             ArchiveError::io("reading", path, e)
-        });
+        })?;
+        return Ok((manifest, ManifestFrom::ManifestFile));
     }
-    open_manifest_opened(path, &file, None)
+    Ok((
+        open_manifest_opened(path, &file, None)?,
+        ManifestFrom::Bundle,
+    ))
 }
 
 /// [`read_manifest`] of a bundle file over a descriptor from [`open_bundle`].
@@ -1335,14 +1351,14 @@ impl<'a> Checker<'a> {
             let r = r?;
             let path = r.path_bytes();
             let here = reused.take(&path, &mut |x| self.problem(unlisted(x)))?;
-            match (self.kinds.get(i as u64), here) {
-                (_, Some(_)) if r.kind != FileType::File => {
-                    let text = format!(
-                        "the delta takes {} from its base, but only files are taken",
-                        r.path
-                    );
+            let seen = self.kinds.get(i as u64);
+            if here.is_some() {
+                if let Some(text) = reuse_refusal(&r, seen.is_some()) {
                     self.problem(text)?;
+                    continue;
                 }
+            }
+            match (seen, here) {
                 (None, None) => {
                     let text = format!(
                         "missing: {} is in the manifest but not in the archive",
@@ -1368,31 +1384,19 @@ impl<'a> Checker<'a> {
                         self.bytes += r.size;
                     }
                 }
-                (Some(_), Some(_)) => {
-                    let text = format!(
-                        "the delta both carries {} and takes it from its base",
-                        r.path
-                    );
-                    self.problem(text)?;
-                }
-                (Some(_), None) => {}
+                (Some(_), _) => {}
             }
         }
         while let Some(x) = reused.next_upto(None)? {
             self.problem(unlisted(&x))?;
         }
-        if let Some(d) = delta {
-            let patched = d
-                .iter()
-                .filter(|x| x.as_ref().is_ok_and(|x| x.patch))
-                .count();
-            if patched != d.patches.len() {
-                let text = format!(
-                    "the delta carries {} patch(es) but its list patches {patched} file(s)",
-                    d.patches.len()
-                );
-                self.problem(text)?;
-            }
+        if let Some(d) = delta.filter(|d| d.patched != d.patches.len()) {
+            let text = format!(
+                "the delta carries {} patch(es) but its list patches {} file(s)",
+                d.patches.len(),
+                d.patched
+            );
+            self.problem(text)?;
         }
         for (path, _) in self.links.iter() {
             if !resolves_inside(path, &self.links) {
@@ -1417,6 +1421,25 @@ impl<'a> Checker<'a> {
             }
         }
         Ok((self.entries, self.bytes))
+    }
+}
+
+/// Why a delta may not take the record `r` from its base, when the archive (or the
+/// extracted tree) also `carried` that path: only files are taken, and never beside a copy
+/// of their own. `None` when it may.
+pub(crate) fn reuse_refusal(r: &FileRecord, carried: bool) -> Option<String> {
+    if r.kind != FileType::File {
+        Some(format!(
+            "the delta takes {} from its base, but only files are taken",
+            r.path
+        ))
+    } else if carried {
+        Some(format!(
+            "the delta both carries {} and takes it from its base",
+            r.path
+        ))
+    } else {
+        None
     }
 }
 

@@ -21,7 +21,9 @@ use crate::format::manifest::check_rel;
 use crate::format::manifest::{FileRecord, FileType, Manifest, StreamedManifest, MANIFEST_PATH};
 use crate::install::delta::{exchange, Base, Filler, Patches};
 use crate::install::dest::check_dest;
-use crate::install::read::{check_bundle, unlisted, Decryptor, Hooks, ReusedCursor, Target};
+use crate::install::read::{
+    check_bundle, reuse_refusal, unlisted, Decryptor, Hooks, ReusedCursor, Target,
+};
 use crate::install::relocate::{
     check_fits, groups, prefix_for, rewrite_all, write_state, PrefixRecord, PrefixState,
 };
@@ -1080,19 +1082,13 @@ impl<'a> TreeCopy<'a> {
         x: &Reused,
         filler: &mut Filler<'_>,
     ) -> Result<(), ArchiveError> {
-        if rec.kind != FileType::File {
-            self.problems.push(format!(
-                "the delta takes {} from its base, but only files are taken",
-                rec.path
-            ));
-        } else if fs::symlink_metadata(self.tree.join(OsStr::from_bytes(rel))).is_ok() {
-            self.problems.push(format!(
-                "the delta both carries {} and takes it from its base",
-                rec.path
-            ));
-        } else {
-            filler.take(x, rec)?;
-            self.bytes += rec.size;
+        let carried = fs::symlink_metadata(self.tree.join(OsStr::from_bytes(rel))).is_ok();
+        match reuse_refusal(rec, carried) {
+            Some(problem) => self.problems.push(problem),
+            None => {
+                filler.take(x, rec)?;
+                self.bytes += rec.size;
+            }
         }
         Ok(())
     }
