@@ -20,6 +20,13 @@ fn airgap() -> Command {
     airgap_tests::with_build_plugins(airgap_tests::airgap())
 }
 
+/// `airgap unpack DELTA --onto INSTALLED`.
+fn onto(delta: &Path, installed: &Path) -> Command {
+    let mut cmd = airgap();
+    cmd.arg("unpack").arg(delta).arg("--onto").arg(installed);
+    cmd
+}
+
 /// A project of the files source: `src/` with files big enough that a delta's size shows.
 struct Project {
     dir: tempfile::TempDir,
@@ -163,12 +170,7 @@ fn a_delta_carries_only_changes_and_gives_the_tree_a_full_unpack_gives() {
     );
 
     let before = state(&u.inst);
-    let done = run(airgap()
-        .arg("unpack")
-        .arg(&u.delta)
-        .arg("--onto")
-        .arg(&u.inst))
-    .success();
+    let done = run(&mut onto(&u.delta, &u.inst)).success();
     assert!(done.stderr.contains("Reused"), "{}", done.stderr);
     let fresh = u.p.unpack(&u.full, "fresh");
     assert_eq!(state(&u.inst), state(&fresh), "the updated tree differs");
@@ -193,12 +195,7 @@ fn a_delta_carries_only_changes_and_gives_the_tree_a_full_unpack_gives() {
 
     // Applied again, the tree is v2 now: refused, nothing changes.
     let after = state(&u.inst);
-    let done = run(airgap()
-        .arg("unpack")
-        .arg(&u.delta)
-        .arg("--onto")
-        .arg(&u.inst))
-    .failure();
+    let done = run(&mut onto(&u.delta, &u.inst)).failure();
     assert!(
         done.stderr.contains("is not the base of"),
         "{}",
@@ -214,12 +211,7 @@ fn a_base_with_edited_or_missing_files_is_refused_naming_them_and_nothing_change
     fs::write(u.inst.join("src/lib/d.bin"), "edited on the target").unwrap();
     fs::remove_file(u.inst.join("src/lib/sub/small.txt")).unwrap();
     let before = state(&u.inst);
-    let done = run(airgap()
-        .arg("unpack")
-        .arg(&u.delta)
-        .arg("--onto")
-        .arg(&u.inst))
-    .failure();
+    let done = run(&mut onto(&u.delta, &u.inst)).failure();
     assert!(
         done.stderr.contains("is not the base of"),
         "{}",
@@ -250,24 +242,14 @@ fn a_delta_onto_another_version_or_a_full_bundle_onto_a_tree_is_refused() {
     let u = upgraded();
     let other = u.p.unpack(&u.full, "other");
     let before = state(&other);
-    let done = run(airgap()
-        .arg("unpack")
-        .arg(&u.delta)
-        .arg("--onto")
-        .arg(&other))
-    .failure();
+    let done = run(&mut onto(&u.delta, &other)).failure();
     assert!(
         done.stderr.contains("the delta applies to"),
         "{}",
         done.stderr
     );
     assert_eq!(state(&other), before);
-    let done = run(airgap()
-        .arg("unpack")
-        .arg(&u.full)
-        .arg("--onto")
-        .arg(&other))
-    .failure();
+    let done = run(&mut onto(&u.full, &other)).failure();
     assert!(done.stderr.contains("not a delta"), "{}", done.stderr);
     assert_eq!(state(&other), before);
     assert!(staging_left(u.p.dir.path()).is_empty());
@@ -378,7 +360,7 @@ fn an_apply_killed_midway_leaves_the_installed_tree_as_it_was() {
     assert_eq!(state(&inst), before, "the killed apply changed the tree");
     assert!(!p.path("inst.previous").exists());
     // The next run removes what the killed one left and applies the delta.
-    let done = run(airgap().arg("unpack").arg(&delta).arg("--onto").arg(&inst)).success();
+    let done = run(&mut onto(&delta, &inst)).success();
     assert!(
         done.stderr.contains("left by an unpack that was killed"),
         "{}",
@@ -522,7 +504,7 @@ fn a_patch_or_its_base_file_that_differs_is_refused_and_nothing_changes() {
     let big = inst.join("src/lib/big.bin");
     let original = fs::read(&big).unwrap();
     fs::write(&big, b"edited").unwrap();
-    let done = run(airgap().arg("unpack").arg(&delta).arg("--onto").arg(&inst)).failure();
+    let done = run(&mut onto(&delta, &inst)).failure();
     assert!(
         done.stderr.contains("src/lib/big.bin: its sha256 is"),
         "{}",
@@ -566,12 +548,7 @@ fn a_delta_split_into_volumes_applies_from_its_first_volume() {
         &["--since", v1.to_str().unwrap(), "--split-size", "256K"],
     );
     assert!(p.path("d2.tar.gz.002").exists(), "the delta is split");
-    let done = run(airgap()
-        .arg("unpack")
-        .arg(p.path("d2.tar.gz.001"))
-        .arg("--onto")
-        .arg(&inst))
-    .success();
+    let done = run(&mut onto(&p.path("d2.tar.gz.001"), &inst)).success();
     assert!(
         done.stderr.contains("1 rebuilt from patches"),
         "{}",
