@@ -94,6 +94,10 @@ pub struct WriteOptions {
     /// and listed in `.airgap/delta.toml` ([`crate::format::delta`]); the manifest stays
     /// the whole new version's.
     pub delta: Option<Arc<crate::pack::delta::DeltaBase>>,
+    /// More of airgap's own files, by their path below the top folder (`.airgap/sbom.cdx.json`,
+    /// `.airgap/self-test.toml`) and the file that holds each: the plan refuses `.airgap/`, so
+    /// what the host itself adds about the bundle goes in here, listed and hashed like the rest.
+    pub own_files: Vec<(&'static str, PathBuf)>,
 }
 
 /// A hook between the compressor and the output file, such as encryption (`airgap-seal`),
@@ -762,6 +766,16 @@ fn own_entries(options: &WriteOptions) -> Result<Vec<OwnEntry>, ArchiveError> {
                 content: Content::Disk(canonical),
             },
             0o755,
+        ));
+    }
+    for (path, file) in &options.own_files {
+        let canonical = fs::canonicalize(file).map_err(|e| ArchiveError::io("reading", file, e))?;
+        own.push((
+            path.as_bytes(),
+            OutKind::File {
+                content: Content::Disk(canonical),
+            },
+            0o644,
         ));
     }
     own.sort_by(|a, b| a.0.cmp(b.0));
