@@ -710,6 +710,7 @@ pub fn bundle(
         zstd_long: options.zstd_long,
         split: options.split,
         delta,
+        own_files: Vec::new(),
     };
     // A .run without its unpacker, encrypted or split, and a split size too small, are
     // refused before the plugins run.
