@@ -61,6 +61,8 @@ pub struct BundleOptions {
     /// Write a delta against this previous version (`--since`): a bundle, an extracted
     /// bundle or installed tree (its `.airgap/manifest.toml`), or a manifest file.
     pub since: Option<PathBuf>,
+    /// Also write the SBOM as SPDX 2.3 JSON beside the bundle (`NAME.spdx.json`).
+    pub spdx: bool,
 }
 
 /// The previous version a delta is written against, read before any plugin runs.
@@ -213,6 +215,9 @@ pub struct BundleReport {
     /// A delta (`--since`): files taken from the base, their bytes, and how many of them
     /// go as patches.
     pub reused: Option<(u64, u64, u64)>,
+    /// The bill of materials written beside the bundle: `NAME.cdx.json` (the bytes the
+    /// bundle carries as `.airgap/sbom.cdx.json`), and `NAME.spdx.json` when asked for.
+    pub sbom: Vec<PathBuf>,
 }
 
 /// Run every source of the configuration and build the plan. Nothing is written.
@@ -529,15 +534,21 @@ impl Gathered {
             abi: format!("{}.{}", plugin.abi.0, plugin.abi.1),
             source: source.name.clone(),
         });
-        self.packages.extend(
-            contribution
-                .packages
-                .into_iter()
-                .map(|package| PackageRecord {
-                    plugin: plugin.name.clone(),
-                    package: crate::convert::package(package),
-                }),
-        );
+        for mut package in contribution.packages {
+            if let Some(purl) = package.purl.take() {
+                match crate::convert::valid_purl(&purl) {
+                    true => package.purl = Some(purl),
+                    false => self.warnings.push(format!(
+                        "{}: package {} has the purl {purl:?}, which is not a package URL: left out of the SBOM",
+                        source.name, package.id
+                    )),
+                }
+            }
+            self.packages.push(PackageRecord {
+                plugin: plugin.name.clone(),
+                package: crate::convert::package(package),
+            });
+        }
         for step in contribution.install_steps {
             self.steps.push(StepRecord {
                 plugin: plugin.name.clone(),
@@ -607,8 +618,8 @@ fn output_of(config: &Config, options: &BundleOptions) -> Result<PathBuf, Error>
 
 /// The files a run writes at `output` that exist already, as (device, inode): the temporary
 /// `.NAME.partial` of a killed run and, when what is at `output` is an airgap bundle (its
-/// manifest reads: an earlier run's, which this one replaces), the bundle, its `.sha256`
-/// and `.minisig`. Anything else there (a data file, an encrypted bundle that cannot be
+/// manifest reads: an earlier run's, which this one replaces), the bundle, its `.sha256`,
+/// `.minisig` and bill of materials. Anything else there (a data file, an encrypted bundle that cannot be
 /// proven ours) is left to the walk, and so refused as an input.
 fn own_output(output: &Path) -> Vec<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
@@ -623,6 +634,12 @@ fn own_output(output: &Path) -> Vec<(u64, u64)> {
             format!("{name}.sha256"),
             format!("{name}.minisig"),
         ]);
+        for format in [airgap_sbom::Format::CycloneDx, airgap_sbom::Format::Spdx] {
+            let sbom = beside(Path::new(&name), format.suffix())
+                .to_string_lossy()
+                .into_owned();
+            names.extend([format!("{sbom}.minisig"), sbom]);
+        }
     }
     names.extend(own_volumes(dir, &name));
     names
@@ -700,7 +717,7 @@ pub fn bundle(
         Some(base) => Some(Arc::new(load_base(base, options)?)),
         None => None,
     };
-    let write_options = WriteOptions {
+    let mut write_options = WriteOptions {
         compression,
         threads: options.threads,
         unpacker: unpacker.clone(),
@@ -736,6 +753,15 @@ pub fn bundle(
         return Err(Error::Cancelled);
     }
     let output = output_of(config, options)?;
+    let sbom = Sbom::of(&planned.manifest)?;
+    let inside = planned.work.path().join("sbom.cdx.json");
+    std::fs::write(&inside, &sbom.cyclonedx).map_err(|cause| Error::Io {
+        path: inside.clone(),
+        cause,
+    })?;
+    write_options
+        .own_files
+        .push((airgap_sbom::INSIDE_PATH, inside));
     let summary: WriteSummary = airgap_archive::write_bundle(
         &planned.plan,
         planned.manifest.clone(),
@@ -743,6 +769,7 @@ pub fn bundle(
         &write_options,
         progress,
     )?;
+    let sbom = sbom.write_beside(&summary.output, options.spdx)?;
     let mut warnings = planned.warnings.clone();
     if unpacker.is_none() {
         warnings.push(
@@ -769,7 +796,80 @@ pub fn bundle(
             .since
             .as_ref()
             .map(|_| (summary.reused.0, summary.reused.1, summary.patched)),
+        sbom,
     })
+}
+
+/// A bundle's bill of materials, made before the archive is written (it goes inside).
+struct Sbom<'a> {
+    manifest: &'a ManifestInput,
+    cyclonedx: Vec<u8>,
+}
+
+impl<'a> Sbom<'a> {
+    /// The CycloneDX document of what the manifest will hold.
+    fn of(manifest: &'a ManifestInput) -> Result<Sbom<'a>, Error> {
+        let cyclonedx = airgap_sbom::cyclonedx_json(&sbom_input(manifest))?;
+        Ok(Sbom {
+            manifest,
+            cyclonedx,
+        })
+    }
+
+    /// Write `NAME.cdx.json` (and `NAME.spdx.json`) beside the written bundle, each whole
+    /// or not at all; their paths.
+    fn write_beside(self, output: &Path, spdx: bool) -> Result<Vec<PathBuf>, Error> {
+        let mut written = Vec::new();
+        let cdx = beside(output, airgap_sbom::Format::CycloneDx.suffix());
+        airgap_archive::output::write_file_atomic(&cdx, &self.cyclonedx)?;
+        written.push(cdx);
+        if spdx {
+            let path = beside(output, airgap_sbom::Format::Spdx.suffix());
+            let bytes = airgap_sbom::spdx_json(&sbom_input(self.manifest))?;
+            airgap_archive::output::write_file_atomic(&path, &bytes)?;
+            written.push(path);
+        }
+        Ok(written)
+    }
+}
+
+/// What the SBOM is made of, from the manifest; stamped with `SOURCE_DATE_EPOCH` when set.
+fn sbom_input(manifest: &ManifestInput) -> airgap_sbom::Input<'_> {
+    airgap_sbom::Input {
+        bundle_name: &manifest.bundle_name,
+        airgap_version: &manifest.airgap_version,
+        plugins: &manifest.plugins,
+        target: &manifest.target,
+        packages: &manifest.packages,
+        created: airgap_sbom::source_date_epoch(),
+    }
+}
+
+/// The bundle's suffixes, longest first: what `NAME.tar.gz` loses to name the files beside it.
+const BUNDLE_SUFFIXES: [&str; 5] = [".tar.gz", ".tar.zst", ".tgz", ".run", ".tar"];
+
+/// A file beside the bundle `output`, named after it: `nlp.tar.gz`, `nlp.tar.gz.age` or
+/// `nlp.run` and `.cdx.json` give `nlp.cdx.json` (what follows a bundle suffix is an
+/// output filter's, such as encryption's `.age`). A name without a bundle suffix is kept
+/// whole (`nlp.bin.cdx.json`).
+pub fn beside(output: &Path, suffix: &str) -> PathBuf {
+    let name = output
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = BUNDLE_SUFFIXES
+        .iter()
+        .find_map(|s| {
+            name.match_indices(s)
+                .map(|(at, _)| at)
+                .find(|at| {
+                    let rest = &name[at + s.len()..];
+                    *at > 0 && (rest.is_empty() || rest.starts_with('.'))
+                })
+                .map(|at| &name[..at])
+        })
+        .unwrap_or(&name);
+    output.with_file_name(format!("{stem}{suffix}"))
 }
 
 /// The levels each compressor is given: gzip's 1 to 9 (0 would store uncompressed), zstd's
@@ -984,4 +1084,26 @@ pub fn find_unpacker() -> Option<PathBuf> {
     .into_iter()
     .find(|p| p.is_file())
     .and_then(|p| p.canonicalize().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    #[test]
+    fn files_beside_a_bundle_are_named_after_it() {
+        for (bundle, want) in [
+            ("/o/nlp.tar.gz", "/o/nlp.cdx.json"),
+            ("nlp.tar.zst.age", "nlp.cdx.json"),
+            ("nlp.run", "nlp.cdx.json"),
+            ("nlp.bin", "nlp.bin.cdx.json"),
+            ("a.tar.gz.b.tar.gz", "a.cdx.json"),
+        ] {
+            assert_eq!(
+                super::beside(Path::new(bundle), ".cdx.json"),
+                Path::new(want),
+                "{bundle}"
+            );
+        }
+    }
 }

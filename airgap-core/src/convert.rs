@@ -140,7 +140,14 @@ pub(crate) fn package(p: api::Package) -> format::Package {
         origin: p.origin,
         sha256: p.sha256,
         license: p.license,
+        purl: p.purl,
     }
+}
+
+/// Whether a plugin's purl is a package URL (`pkg:TYPE/NAME@VERSION`), by the purl spec's
+/// parser: one that is not never reaches the SBOM.
+pub(crate) fn valid_purl(purl: &str) -> bool {
+    purl.parse::<purl::GenericPurl<String>>().is_ok()
 }
 
 /// An install step, as the manifest records it; a kind a newer API minor added is refused.

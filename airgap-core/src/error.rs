@@ -175,6 +175,9 @@ pub enum Error {
         /// Why, shown in the message (so not also returned by `source()`).
         cause: std::io::Error,
     },
+    /// The bill of materials could not be made.
+    #[error(transparent)]
+    Sbom(#[from] airgap_sbom::SbomError),
     /// A bug in airgap.
     #[error("internal error: {0}")]
     Internal(String),
@@ -217,7 +220,7 @@ impl Error {
             Error::CheckTarget { .. } => Some("give --glibc 2.17, --manylinux manylinux2014 or --target-root DIR (a root filesystem with /etc/ld.so.cache)".into()),
             Error::Cancelled => None,
             Error::Io { .. } => None,
-            Error::Internal(_) => Some("this is a bug in airgap; please report it".into()),
+            Error::Sbom(_) | Error::Internal(_) => Some("this is a bug in airgap; please report it".into()),
         }
     }
 }

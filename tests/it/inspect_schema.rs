@@ -71,6 +71,7 @@ fn every_record(dir: &Path) -> std::path::PathBuf {
                 origin: "local".into(),
                 sha256: Some("ab".repeat(32)),
                 license: Some("Zlib".into()),
+                purl: Some("pkg:conda/zlib@1.3".into()),
             },
         },
         PackageRecord {

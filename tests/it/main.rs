@@ -36,6 +36,7 @@ mod plugin_pages;
 mod plugins_host;
 mod probe_target;
 mod run_steps;
+mod sbom;
 mod seal_race;
 mod seal_support;
 mod selfx;

@@ -32,8 +32,8 @@ sys.exit(1 if errors else 0)
         .arg(&path)
         .output()
         .unwrap();
-    let said =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned()
+        + String::from_utf8_lossy(&out.stderr).as_ref();
     match out.status.code() {
         Some(0) => Ok(()),
         Some(1) => Err(said),

@@ -66,6 +66,9 @@ pub struct Package {
     pub sha256: Option<String>,
     /// Licence, when known.
     pub license: Option<String>,
+    /// Package URL, when the source knows one (the SBOM's identity of the package).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purl: Option<String>,
 }
 
 /// The Python environment the bundle carries.

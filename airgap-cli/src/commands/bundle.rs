@@ -107,6 +107,10 @@ pub struct BundleArgs {
     /// `.airgap/manifest.toml`
     #[arg(long, value_name = "PREVIOUS")]
     pub since: Option<PathBuf>,
+    /// Also write the bill of materials as SPDX 2.3 JSON (NAME.spdx.json) beside the
+    /// CycloneDX one (NAME.cdx.json, always written, and carried inside)
+    #[arg(long)]
+    pub spdx: bool,
 
     /// The airgap-unpack binary to carry inside the bundle
     #[arg(long, value_name = "PATH", env = "AIRGAP_UNPACKER")]
@@ -228,6 +232,7 @@ pub fn run(args: BundleArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(report::core(e)),
     };
     let signature = sign(&report, signing.as_ref())?;
+    sign_sbom(&report, signing.as_ref())?;
     if args.json {
         print_json(&report, encrypted.as_deref(), signature.as_deref())?;
     } else {
@@ -346,6 +351,7 @@ fn bundle_options(
         self_extracting: args.self_extracting,
         split: args.split_size,
         since: args.since.clone(),
+        spdx: args.spdx,
     }
 }
 
@@ -368,6 +374,28 @@ fn check_failed(
         helps,
         3,
     )
+}
+
+/// Sign the bill of materials beside the bundle too (`NAME.cdx.json.minisig`): what the
+/// approvers read must be as authentic as what they approve.
+fn sign_sbom(report: &BundleReport, key: Option<&airgap_seal::SigningKey>) -> anyhow::Result<()> {
+    let Some(key) = key else {
+        return Ok(());
+    };
+    for file in &report.sbom {
+        let sha256 =
+            airgap_archive::install::read::sha256_file(file).map_err(super::verify::archive)?;
+        airgap_seal::sign_file(file, &sha256, key).map_err(|e| {
+            report::with_help(
+                seal(e),
+                format!(
+                    "the bundle is signed but its SBOM {} is not; sign it with `minisign -Sm` or run again",
+                    file.display()
+                ),
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// The signature file beside the written bundle; a failure says the bundle is there unsigned.
@@ -518,6 +546,9 @@ fn print_written(
                 report.output.display()
             ),
         );
+    }
+    for sbom in &report.sbom {
+        ui.status("SBOM", &sbom.display().to_string());
     }
     if let Some(how) = encrypted {
         ui.status("Encrypted", &format!("{how} (age)"));

@@ -19,7 +19,9 @@ Examples:
   airgap inspect nlp.tar.gz
   airgap inspect nlp.tar.gz --json | jq '.packages[].package.name'
   airgap inspect /opt/nlp               an unpacked bundle
-  airgap inspect nlp.tar.gz.age -i me.age.key";
+  airgap inspect nlp.tar.gz.age -i me.age.key
+  airgap inspect nlp.tar.gz --sbom -            the CycloneDX bill of materials
+  airgap inspect nlp.tar.gz --sbom nlp.spdx.json --sbom-format spdx";
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
@@ -37,8 +39,26 @@ pub struct InspectArgs {
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub largest: usize,
 
+    /// Write the bundle's bill of materials to OUT (`-`: stdout) instead of the summary,
+    /// made from its manifest: the same document `airgap bundle` wrote beside it
+    #[arg(long, value_name = "OUT")]
+    pub sbom: Option<PathBuf>,
+
+    /// The format of --sbom
+    #[arg(long, value_enum, default_value_t = SbomFormat::Cyclonedx, requires = "sbom")]
+    pub sbom_format: SbomFormat,
+
     #[command(flatten)]
     pub open: super::seal::OpenArgs,
+}
+
+/// The formats of `--sbom`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SbomFormat {
+    /// CycloneDX 1.5 JSON
+    Cyclonedx,
+    /// SPDX 2.3 JSON
+    Spdx,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -142,6 +162,9 @@ pub fn run(args: InspectArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
         None => open_manifest(&args.bundle),
     }
     .map_err(archive)?;
+    if let Some(out) = &args.sbom {
+        return write_sbom(&m, out, args.sbom_format);
+    }
     let i = inspection(&m, args.largest).map_err(archive)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&i)?);
@@ -238,5 +261,34 @@ pub fn run(args: InspectArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
     // Everything above came from the bundle's manifest: no control character reaches the
     // terminal (the fields most likely to hide one were escaped whole above).
     print!("{}", escape_lines(&out));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--sbom OUT`: the bill of materials of the manifest, to a file (whole or not at all) or
+/// to stdout.
+fn write_sbom(
+    m: &StreamedManifest,
+    out: &std::path::Path,
+    format: SbomFormat,
+) -> anyhow::Result<ExitCode> {
+    let meta = &m.meta;
+    let input = airgap_sbom::Input {
+        bundle_name: &meta.bundle_name,
+        airgap_version: &meta.airgap_version,
+        plugins: &meta.plugins,
+        target: &meta.target,
+        packages: &meta.packages,
+        created: airgap_sbom::source_date_epoch(),
+    };
+    let bytes = match format {
+        SbomFormat::Cyclonedx => airgap_sbom::cyclonedx_json(&input),
+        SbomFormat::Spdx => airgap_sbom::spdx_json(&input),
+    }?;
+    if out == std::path::Path::new("-") {
+        use std::io::Write;
+        std::io::stdout().write_all(&bytes)?;
+    } else {
+        airgap_archive::output::write_file_atomic(out, &bytes).map_err(archive)?;
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -281,6 +281,7 @@ mod tests {
         assert_eq!(size_of::<PluginDescriptor>(), 64);
         assert_eq!(descriptor_min_size(0), 64);
         assert_eq!(descriptor_min_size(1), 64);
+        assert_eq!(descriptor_min_size(2), 64);
 
         // 1.0
         assert_eq!(offset_of!(HostCallbacks, struct_size), 0);

@@ -91,7 +91,8 @@ pub const ABI_MAJOR: u32 = 1;
 /// ABI minor version implemented by this crate. A host loads plugins whose minor is not newer.
 /// 1.1: a Finish-stage plugin pages through the earlier files ([`Host::earlier`]) and gets
 /// an empty `request.earlier`.
-pub const ABI_MINOR: u32 = 1;
+/// 1.2: [`Package::purl`], the package URL the SBOM names a package by.
+pub const ABI_MINOR: u32 = 2;
 /// First eight bytes of every descriptor; anything else is not an airgap plugin.
 pub const MAGIC: [u8; 8] = *b"AIRGAPPL";
 /// The one symbol every plugin exports (`extern "C" fn() -> *const PluginDescriptor`).

@@ -294,8 +294,13 @@ pub struct Package {
     pub origin: String,
     /// sha256 of the package artifact, when there is one (a wheel, a .conda file).
     pub sha256: Option<String>,
-    /// Licence, when known.
+    /// Licence, when known: as the package's metadata declares it (an SPDX expression where
+    /// it gives one), never guessed.
     pub license: Option<String>,
+    /// Package URL (`pkg:pypi/numpy@2.1.0`, `pkg:conda/...`, `pkg:deb/debian/...`), when the
+    /// source knows one: the SBOM's identity of the package. Since ABI 1.2.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purl: Option<String>,
 }
 
 impl Package {
@@ -331,6 +336,12 @@ impl Package {
     /// The licence.
     pub fn with_license(mut self, license: impl Into<String>) -> Package {
         self.license = Some(license.into());
+        self
+    }
+
+    /// The package URL (ABI 1.2).
+    pub fn with_purl(mut self, purl: impl Into<String>) -> Package {
+        self.purl = Some(purl.into());
         self
     }
 }

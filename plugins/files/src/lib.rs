@@ -12,7 +12,7 @@
 //! Relative sources resolve against the configuration file's directory.
 
 use airgap_plugin_api::{
-    export_plugin, ContributeRequest, Contribution, Entry, EntryKind, Host, PluginError,
+    export_plugin, ContributeRequest, Contribution, Entry, EntryKind, Host, Package, PluginError,
     SourcePlugin, Stage,
 };
 use serde::Deserialize;
@@ -125,6 +125,7 @@ impl SourcePlugin for Files {
             host.warn("[sources.files] has no `paths`: nothing to add");
         }
         let mut entries = Vec::new();
+        let mut packages = Vec::new();
         for spec in &config.paths {
             let (source, dest, extra) = match spec {
                 PathSpec::Plain(s) => (s.as_str(), default_dest(s)?, &[][..]),
@@ -167,16 +168,22 @@ impl SourcePlugin for Files {
                 .with_help("remove it from `paths`, or name the file it stands for"));
             }
             host.debug(&format!("adding {} as {dest}", resolved.display()));
+            // Each path is one package of the bill of materials: what it is, from where.
+            let id = format!("files:{dest}");
+            packages.push(
+                Package::new(&id, &dest, "", "files").with_origin(resolved.display().to_string()),
+            );
             let mut exclude = config.exclude.clone();
             exclude.extend(extra.iter().cloned());
             let kind = EntryKind::Path {
                 source: resolved,
                 exclude,
             };
-            entries.push(Entry::new(dest, kind));
+            entries.push(Entry::new(dest, kind).with_package(id));
         }
         let mut contribution = Contribution::default();
         contribution.entries = entries;
+        contribution.packages = packages;
         Ok(contribution)
     }
 }

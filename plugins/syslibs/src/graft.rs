@@ -741,6 +741,15 @@ fn patch_users(
     Ok(())
 }
 
+/// The sha256 of a library as it is on this machine (what dpkg installed), streamed.
+fn sha256_file(path: &Path) -> Option<String> {
+    use sha2::Digest;
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut hash = sha2::Sha256::new();
+    std::io::copy(&mut file, &mut hash).ok()?;
+    Some(hex::encode(hash.finalize()))
+}
+
 /// The grafted libraries as packages (with the Debian package each came from), warnings
 /// for what this machine lacks too, and the facts later plugins and `inspect` read.
 fn describe(
@@ -752,17 +761,21 @@ fn describe(
 ) {
     let added = &grafted.added;
     let deb = crate::dpkg::packages_of(&added.values().map(|(p, _)| p.clone()).collect::<Vec<_>>());
+    let distro = crate::dpkg::distro();
     for (name, (path, _dest)) in added {
-        let (version, origin) = match deb.get(path) {
-            Some((pkg, v)) => (
-                v.clone(),
-                format!("{} (debian package {pkg})", path.display()),
-            ),
-            None => (name.clone(), path.display().to_string()),
+        let mut package = match deb.get(path) {
+            Some(pkg) => {
+                let mut p = Package::new(format!("system:{name}"), name, &pkg.version, "system")
+                    .with_origin(format!("{} (debian package {})", path.display(), pkg.name));
+                p.purl = pkg.purl(&distro);
+                p.license = pkg.license();
+                p
+            }
+            None => Package::new(format!("system:{name}"), name, name, "system")
+                .with_origin(path.display().to_string()),
         };
-        out.packages.push(
-            Package::new(format!("system:{name}"), name, version, "system").with_origin(origin),
-        );
+        package.sha256 = sha256_file(path);
+        out.packages.push(package);
     }
     for (name, users) in &grafted.missing {
         let users: Vec<&str> = users.iter().map(String::as_str).collect();

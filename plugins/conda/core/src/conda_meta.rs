@@ -19,6 +19,10 @@ pub struct Record {
     pub channel: String,
     pub sha256: Option<String>,
     pub license: Option<String>,
+    /// The platform directory of its channel (`linux-64`, `noarch`).
+    pub subdir: Option<String>,
+    /// The package file's name (`numpy-2.1.0-py311h.conda`), from its URL.
+    pub file_name: Option<String>,
     /// Installed paths, relative to the prefix.
     pub files: Vec<String>,
     /// Installed paths that held a placeholder in the package, and how it was written.
@@ -37,6 +41,38 @@ impl Record {
     pub fn dist(&self) -> String {
         format!("{}-{}-{}", self.name, self.version, self.build)
     }
+
+    /// The package URL, as the purl spec writes a conda package:
+    /// `pkg:conda/NAME@VERSION?build=..&channel=..&subdir=..&type=conda`.
+    pub fn purl(&self) -> Option<String> {
+        let kind = self.file_name.as_deref().and_then(|f| {
+            [".conda", ".tar.bz2"]
+                .into_iter()
+                .find(|ext| f.ends_with(ext))
+                .map(|ext| &ext[1..])
+        });
+        let mut builder = purl::GenericPurlBuilder::new("conda".to_string(), &self.name)
+            .with_version(&self.version)
+            .with_qualifier("build", &self.build)
+            .ok()?;
+        let channel = self.channel.trim_end_matches('/');
+        let channel = match &self.subdir {
+            Some(subdir) => channel
+                .strip_suffix(&format!("/{subdir}"))
+                .unwrap_or(channel),
+            None => channel,
+        };
+        for (key, value) in [
+            ("channel", Some(channel)),
+            ("subdir", self.subdir.as_deref()),
+            ("type", kind),
+        ] {
+            if let Some(v) = value.filter(|v| !v.is_empty()) {
+                builder = builder.with_qualifier(key, v).ok()?;
+            }
+        }
+        builder.build().ok().map(|p| p.to_string())
+    }
 }
 
 #[derive(Deserialize)]
@@ -52,6 +88,10 @@ struct RawRecord {
     sha256: Option<String>,
     #[serde(default)]
     license: Option<String>,
+    #[serde(default)]
+    subdir: Option<String>,
+    #[serde(default, rename = "fn")]
+    fn_: Option<String>,
     #[serde(default)]
     files: Vec<String>,
     #[serde(default)]
@@ -100,6 +140,18 @@ pub fn read_records(prefix: &Path, python_short: Option<&str>) -> Result<Vec<Rec
         .collect();
     files.sort();
     files.iter().map(|f| read_record(f, python_short)).collect()
+}
+
+/// The licence in the package's own `info/about.json`, for a record that has none: what
+/// the package's recipe declared.
+fn about_license(extracted: &Path) -> Option<String> {
+    let text = std::fs::read(extracted.join("info/about.json")).ok()?;
+    let about: serde_json::Value = serde_json::from_slice(&text).ok()?;
+    about["license"]
+        .as_str()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
 }
 
 fn read_record(file: &Path, python_short: Option<&str>) -> Result<Record, PluginError> {
@@ -160,13 +212,25 @@ fn read_record(file: &Path, python_short: Option<&str>) -> Result<Record, Plugin
                 .and_then(|u| u.rsplit_once('/').map(|(d, _)| d.to_string()))
         })
         .unwrap_or_default();
+    let file_name = raw
+        .url
+        .as_deref()
+        .and_then(|u| u.rsplit('/').next())
+        .map(str::to_string)
+        .or(raw.fn_);
+    let license = raw
+        .license
+        .filter(|l| !l.trim().is_empty())
+        .or_else(|| about_license(raw.extracted_package_dir.as_deref()?));
     Ok(Record {
         name: raw.name,
         version: raw.version,
         build: raw.build,
         channel,
         sha256: raw.sha256,
-        license: raw.license,
+        license,
+        subdir: raw.subdir,
+        file_name,
         files: raw.files,
         placeholders,
         meta_file: file.to_path_buf(),

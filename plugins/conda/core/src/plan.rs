@@ -537,6 +537,7 @@ impl Planner<'_> {
                 .with_origin(&record.channel);
             package.sha256 = record.sha256.clone();
             package.license = record.license.clone();
+            package.purl = record.purl();
             self.packages.push(package);
         }
         if let Some((record, file)) = missing.first() {
@@ -1647,12 +1648,10 @@ fn python_packages(
         let Ok(text) = std::fs::read_to_string(&metadata) else {
             continue;
         };
-        let field = |key: &str| {
-            text.lines()
-                .take_while(|l| !l.is_empty())
-                .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
-        };
-        let (Some(name), Some(version)) = (field("Name:"), field("Version:")) else {
+        let (Some(name), Some(version)) = (
+            airgap_pymeta::field(&text, "Name"),
+            airgap_pymeta::field(&text, "Version"),
+        ) else {
             continue;
         };
         let id = format!("python:{name}-{version}");
@@ -1670,10 +1669,26 @@ fn python_packages(
                 owner.insert(paths::normalize(&site.join(path)), id.clone());
             }
         }
-        let mut package = Package::new(id, name, version, "python").with_origin(origin);
-        package.license = field("License-Expression:").or_else(|| field("License:"));
-        packages.push(package);
+        package_of_metadata(&text, &name, &version, id, origin, packages);
     }
+}
+
+/// A distribution conda does not own, as a package: its licence by the rule every source
+/// shares, and a PyPI purl when it came from an index (not a local or VCS install).
+fn package_of_metadata(
+    metadata: &str,
+    name: &str,
+    version: &str,
+    id: String,
+    origin: String,
+    packages: &mut Vec<Package>,
+) {
+    let mut package = Package::new(id, name, version, "python").with_origin(&origin);
+    package.license = airgap_pymeta::license(metadata);
+    if origin == "installed" {
+        package.purl = airgap_pymeta::pypi_purl(name, version);
+    }
+    packages.push(package);
 }
 
 #[cfg(test)]

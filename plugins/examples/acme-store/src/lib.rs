@@ -242,6 +242,14 @@ fn add_artifact(
         .with_origin(index_path.display().to_string());
     package.sha256 = artifact.sha256.clone();
     package.license = artifact.license.clone();
+    // The store has no type of its own in the purl spec: `generic`, with the store as the
+    // namespace (ABI 1.2).
+    package.purl = purl::GenericPurlBuilder::new("generic".to_string(), &artifact.name)
+        .with_namespace("acme")
+        .with_version(&artifact.version)
+        .build()
+        .ok()
+        .map(|p| p.to_string());
     contribution.packages.push(package);
 }
 

@@ -994,11 +994,12 @@ impl<'r, 'h, 'a> Bundler<'r, 'h, 'a> {
                 ),
                 None => origin.clone(),
             };
-            c.packages.push(
-                Package::new(pkg_id, &l.name, &l.version, "wheel")
-                    .with_origin(package_origin)
-                    .with_sha256(&l.sha256),
-            );
+            let mut package = Package::new(pkg_id, &l.name, &l.version, "wheel")
+                .with_origin(package_origin)
+                .with_sha256(&l.sha256);
+            package.license = wheel::license(&self.wheelhouse.join(&l.file));
+            package.purl = airgap_pymeta::pypi_purl(&l.name, &l.version);
+            c.packages.push(package);
             wheels_fact.push(json!({
                 "name": l.name, "version": l.version, "file": format!("{dest}/{}", l.file),
                 "sha256": l.sha256, "built": built.is_some(), "installer_only": installer_only,

@@ -54,6 +54,30 @@ impl WheelName {
 }
 
 /// Hex sha256 of a file.
+/// The licence a wheel's `*.dist-info/METADATA` declares (by `airgap_pymeta`'s rule, the
+/// one the conda source applies to installed distributions); none when the wheel is
+/// unreadable or declares none.
+pub fn license(wheel: &Path) -> Option<String> {
+    let file = std::fs::File::open(wheel).ok()?;
+    let mut archive = zip::ZipArchive::new(file).ok()?;
+    let name = archive
+        .file_names()
+        .find(|n| n.ends_with(".dist-info/METADATA") && n.matches('/').count() == 1)?
+        .to_string();
+    let mut text = String::new();
+    archive
+        .by_name(&name)
+        .ok()?
+        .take(MAX_METADATA)
+        .read_to_string(&mut text)
+        .ok()?;
+    airgap_pymeta::license(&text)
+}
+
+/// The most of a `METADATA` read: headers come first, and the description after them may
+/// be long; a licence is in the headers.
+const MAX_METADATA: u64 = 1 << 20;
+
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     let mut file = std::fs::File::open(path)?;
     let mut hasher = Sha256::new();
