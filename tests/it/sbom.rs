@@ -275,3 +275,88 @@ fn real_bundle_again(dir: &Path) {
         .arg(dir.join("sb.tar.gz")))
     .success();
 }
+
+/// A conda environment (py-rattler, from the local test channel) and an in-house plugin's
+/// artifacts: each package keeps the identity and licence its own source declared.
+#[test]
+fn conda_packages_and_in_house_artifacts_carry_their_purls_and_licences() {
+    use airgap_tests::conda;
+    if !conda::have_rattler() {
+        return airgap_tests::skip(
+            "py-rattler is not importable by the tools python (cargo xtask setup installs it)",
+        );
+    }
+    let tmp = tempdir();
+    let prefix = tmp.path().join("env");
+    conda::conda_env(&prefix, &tmp.path().join("pkgs"));
+    let store = tmp.path().join("store");
+    fs::create_dir_all(store.join("artifacts")).unwrap();
+    fs::write(store.join("artifacts/model.bin"), "weights\n").unwrap();
+    fs::write(
+        store.join("index.toml"),
+        "[[artifact]]\nname = \"acme-model\"\nversion = \"1.2.0\"\npath = \"artifacts/model.bin\"\n\
+         license = \"LicenseRef-Acme-Internal\"\n",
+    )
+    .unwrap();
+    let config = tmp.path().join("airgap.toml");
+    fs::write(
+        &config,
+        "[bundle]\nname = \"c\"\n\n[sources.conda]\nprefix = \"env\"\n\n\
+         [sources.acme-store]\nindex = \"store/index.toml\"\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("c.tar.gz");
+    run(with_build_plugins(airgap())
+        .args(["bundle", "--no-check", "-c"])
+        .arg(&config)
+        .arg("-o")
+        .arg(&out))
+    .success();
+    let cdx = tmp.path().join("c.cdx.json");
+    tools_python(VALIDATE_CDX, &[&cdx]).success();
+    let doc = json(&cdx);
+    let components = doc["components"].as_array().unwrap();
+    let find = |name: &str| {
+        components
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no component {name}"))
+    };
+    // What the environment's conda-meta record says of hello-tools, read here by Python.
+    let record = fs::read_dir(prefix.join("conda-meta"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("hello-tools-"))
+        .unwrap();
+    let meta = json(&record);
+    let tools = find("hello-tools");
+    let purl = tools["purl"].as_str().unwrap();
+    assert!(
+        purl.starts_with(&format!(
+            "pkg:conda/hello-tools@{}?build={}",
+            meta["version"].as_str().unwrap(),
+            meta["build"].as_str().unwrap()
+        )),
+        "{purl}"
+    );
+    assert!(
+        purl.contains(&format!("subdir={}", meta["subdir"].as_str().unwrap())),
+        "{purl}"
+    );
+    assert_eq!(
+        tools["licenses"][0]["license"]["id"], meta["license"],
+        "{tools}"
+    );
+    let model = find("acme-model");
+    assert_eq!(
+        model["purl"].as_str(),
+        Some("pkg:generic/acme/acme-model@1.2.0")
+    );
+    assert_eq!(
+        model["licenses"][0]["expression"]
+            .as_str()
+            .or(model["licenses"][0]["license"]["id"].as_str()),
+        Some("LicenseRef-Acme-Internal"),
+        "{model}"
+    );
+}
