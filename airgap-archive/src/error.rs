@@ -269,6 +269,14 @@ pub enum ArchiveError {
         /// What went wrong.
         reason: String,
     },
+    /// The check after the install steps (the self-test) failed: the install was rolled back.
+    #[error("the installed tree does not work, so it was removed again ({} was not installed): {failed}", dest.display())]
+    AfterInstall {
+        /// Where it was to go.
+        dest: PathBuf,
+        /// What failed.
+        failed: String,
+    },
     /// The work was cancelled (Ctrl-C).
     #[error("cancelled")]
     Cancelled,
@@ -321,6 +329,9 @@ impl ArchiveError {
     pub fn help(&self) -> Option<String> {
         match self {
             ArchiveError::Io { cause, path, .. } => io_help(cause, path),
+            ArchiveError::AfterInstall { .. } => Some(
+                "bundle again with what is missing (airgap check names it), or install anyway with --self-test=warn and fix it there".into(),
+            ),
             ArchiveError::Busy { .. } => Some(
                 "wait for the other run to finish, or write elsewhere with --output".into(),
             ),

@@ -83,6 +83,8 @@ pub enum Command {
     Keygen(commands::keygen::KeygenArgs),
     /// Move an unpacked bundle to a new place and fix its prefixes
     Relocate(commands::relocate::RelocateArgs),
+    /// Load every library and module of an installed bundle again, as its unpack did
+    SelfTest(commands::self_test::SelfTestArgs),
     /// List and check plugins
     #[command(subcommand)]
     Plugins(commands::plugins::PluginsCommand),

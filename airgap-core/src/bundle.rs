@@ -63,6 +63,9 @@ pub struct BundleOptions {
     pub since: Option<PathBuf>,
     /// Also write the SBOM as SPDX 2.3 JSON beside the bundle (`NAME.spdx.json`).
     pub spdx: bool,
+    /// Skip the self-test's trial on this machine: the bundle then carries no record, and
+    /// every failure on the target counts.
+    pub no_trial: bool,
 }
 
 /// The previous version a delta is written against, read before any plugin runs.
@@ -737,12 +740,20 @@ pub fn bundle(
         &write_options,
     )?;
     let planned = plan_bundle(config, registry, options, progress, cancelled)?;
-    let check = crate::check::check_planned_against(
-        &planned,
-        None,
-        options.strict || config.check.strict,
-        unpacker.as_deref(),
-    )?;
+    // The self-test's trial runs the environment's own interpreter while the check reads
+    // ELF files: two independent jobs, side by side.
+    let (check, trial) = std::thread::scope(|scope| {
+        let trial = scope.spawn(|| trial(&planned, options, progress));
+        let check = crate::check::check_planned_against(
+            &planned,
+            None,
+            options.strict || config.check.strict,
+            unpacker.as_deref(),
+        );
+        (check, trial.join())
+    });
+    let check = check?;
+    let trial = trial.map_err(|_| Error::Internal("the self-test trial panicked".into()))??;
     if !check.passed() && !options.no_check {
         return Err(Error::CheckFailed {
             report: Box::new(check),
@@ -753,6 +764,11 @@ pub fn bundle(
         return Err(Error::Cancelled);
     }
     let output = output_of(config, options)?;
+    if let Some(record) = trial {
+        write_options
+            .own_files
+            .push((airgap_selftest::SELF_TEST_PATH, record));
+    }
     let sbom = Sbom::of(&planned.manifest)?;
     let inside = planned.work.path().join("sbom.cdx.json");
     std::fs::write(&inside, &sbom.cyclonedx).map_err(|cause| Error::Io {
@@ -798,6 +814,59 @@ pub fn bundle(
             .map(|_| (summary.reused.0, summary.reused.1, summary.patched)),
         sbom,
     })
+}
+
+/// The self-test's trial on this machine (docs/self-test.md): every library, extension and
+/// module of the environment loaded with its own interpreter; what fails here is recorded as
+/// expected on the target, in a file of the work directory that the bundle carries. None
+/// without a Python environment, or with `--no-trial`.
+fn trial(
+    planned: &Planned,
+    options: &BundleOptions,
+    progress: &dyn Progress,
+) -> Result<Option<PathBuf>, Error> {
+    let Some(env) = planned
+        .manifest
+        .python
+        .as_ref()
+        .filter(|_| !options.no_trial)
+    else {
+        return Ok(None);
+    };
+    progress.message(
+        Level::Info,
+        &format!(
+            "self-test trial: loading every library and module of {} with {}",
+            env.source_prefix.display(),
+            env.source_executable.display()
+        ),
+    );
+    let timeout = airgap_selftest::DEFAULT_TIMEOUT_SECS;
+    let report = airgap_selftest::test_tree(
+        &env.source_prefix,
+        &env.prefix,
+        Some(&env.source_executable),
+        None,
+        timeout,
+    );
+    let record = report.record(timeout);
+    for e in &record.expected {
+        progress.message(
+            Level::Warn,
+            &format!(
+                "self-test trial: {} {} fails on this machine too ({}): it is recorded as expected to fail on the target",
+                e.kind.as_str(),
+                e.item,
+                e.reason
+            ),
+        );
+    }
+    let path = planned.work.path().join("self-test.toml");
+    std::fs::write(&path, record.to_toml()).map_err(|cause| Error::Io {
+        path: path.clone(),
+        cause,
+    })?;
+    Ok(Some(path))
 }
 
 /// A bundle's bill of materials, made before the archive is written (it goes inside).

@@ -13,6 +13,7 @@ mod probe;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use airgap_archive::install::installed::summary_lines;
 use airgap_archive::install::unpack::apply_delta;
@@ -25,8 +26,8 @@ use airgap_archive::ArchiveError;
 
 mod run;
 
-const USAGE: &str = "usage: unpack DEST [--python PATH] [--no-run] [-q]
-       unpack --from BUNDLE.tar.gz DEST [--python PATH] [--no-run] [-q]
+const USAGE: &str = "usage: unpack DEST [--python PATH] [--no-run] [--self-test=MODE] [-q]
+       unpack --from BUNDLE.tar.gz DEST [--python PATH] [--no-run] [--self-test=MODE] [-q]
        unpack --from DELTA.tar.gz --onto INSTALLED [DEST] [--no-previous] [...]
        airgap-unpack BUNDLE DEST [--python PATH] [--no-run] [-q]
 
@@ -40,6 +41,10 @@ that succeeded. DEST must not exist (or be an empty directory).
                   in volumes is read in place from its first, NAME.tar.gz.001
   --python PATH   the target's Python, for bundles whose install steps need one
   --no-run        install the files but run none of the bundle's programs; list them
+  --self-test=fail|warn|off  after the install steps, load every bundled library and
+                  extension and import every installed distribution's modules with the
+                  bundled interpreter; fail (the default) removes the install again when
+                  something fails that did not when the bundle was made, warn reports it
   --onto INSTALLED  apply a delta bundle (airgap bundle --since) onto the tree it was made
                   against: checked to be that version, updated in one atomic exchange, the
                   old tree kept as INSTALLED.previous (or into a new DEST, when given)
@@ -78,6 +83,7 @@ fn main() -> ExitCode {
     let mut no_run = false;
     let mut onto: Option<PathBuf> = None;
     let mut drop_previous = false;
+    let mut self_test = Some(airgap_selftest::Mode::Fail);
     let mut positional: Vec<PathBuf> = Vec::new();
     while let Some(a) = args.next() {
         match a.to_str() {
@@ -104,6 +110,24 @@ fn main() -> ExitCode {
             Some("--python") => python = args.next().map(PathBuf::from),
             Some("-q") | Some("--quiet") => quiet = true,
             Some("--no-run") => no_run = true,
+            Some(s) if s == "--self-test" || s.starts_with("--self-test=") => {
+                let mode = match s.strip_prefix("--self-test=") {
+                    Some(m) => Some(m.to_string()),
+                    None => args.next().and_then(|m| m.to_str().map(str::to_string)),
+                };
+                self_test = match mode.as_deref() {
+                    Some("fail") => Some(airgap_selftest::Mode::Fail),
+                    Some("warn") => Some(airgap_selftest::Mode::Warn),
+                    Some("off") => None,
+                    other => {
+                        eprintln!(
+                            "error: --self-test takes fail, warn or off, not {}\n\n{USAGE}",
+                            escape_lines(other.unwrap_or("nothing"))
+                        );
+                        return ExitCode::from(2);
+                    }
+                };
+            }
             Some("--onto") => onto = args.next().map(PathBuf::from),
             Some("--no-previous") => drop_previous = true,
             Some("--probe") => {
@@ -121,10 +145,15 @@ fn main() -> ExitCode {
             _ => positional.push(PathBuf::from(a)),
         }
     }
+    let self_test =
+        self_test.map(|mode| Arc::new(airgap_selftest::SelfTest::new(mode, python.clone())));
     let options = UnpackOptions {
         python,
         no_run,
         drop_previous,
+        after_install: self_test
+            .clone()
+            .map(|t| t as Arc<dyn airgap_archive::install::unpack::AfterInstall>),
     };
     let progress = Quiet(quiet);
     let result = match (&onto, run_file.is_some(), &from, positional.as_slice()) {
@@ -164,7 +193,28 @@ fn main() -> ExitCode {
             &progress,
         ),
     };
+    if let Some(report) = self_test.as_ref().and_then(|t| t.report()) {
+        print_self_test(&report, quiet);
+    }
     report(result, quiet)
+}
+
+/// The self-test's table (even with `-q` when something failed).
+fn print_self_test(report: &airgap_selftest::Report, quiet: bool) {
+    let failed = !report.failed().is_empty();
+    if quiet && !failed {
+        return;
+    }
+    let Some(python) = &report.python else {
+        eprintln!("warning: self-test: the tree has no Python interpreter and none was given (--python): nothing was loaded");
+        return;
+    };
+    let (pass, fail, expected) = report.counts();
+    eprintln!(
+        "   self-test {pass} loaded, {fail} failed, {expected} expected to fail (as at bundle time), with {}",
+        escape_lines(&python.display().to_string())
+    );
+    eprint!("{}", report.table());
 }
 
 /// Install a whole bundle, as the arguments say.

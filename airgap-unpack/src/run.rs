@@ -11,7 +11,7 @@ use airgap_archive::text::escape;
 use airgap_archive::ArchiveError;
 
 /// What the user shows when running `sh NAME.run` with `--help`.
-pub const USAGE: &str = "usage: sh NAME.run DEST [--python PATH] [--no-run] [-q]
+pub const USAGE: &str = "usage: sh NAME.run DEST [--python PATH] [--no-run] [--self-test=MODE] [-q]
        sh NAME.run --list | --verify | --extract-only DIR | --help
 
 A self-extracting airgap bundle: a sh header, the static unpacker and the bundle archive
@@ -28,6 +28,9 @@ this file and DEST only. DEST must not exist (or be an empty directory).
                       nothing; DIR/unpack DEST installs it later
   --python PATH       the target's Python, for bundles whose install steps need one
   --no-run            install the files but run none of the bundle's programs; list them
+  --self-test=MODE    after the install steps, load every bundled library and module with
+                      the bundled interpreter: fail (default: a failure removes the install
+                      again), warn (report it), off
   -q, --quiet         print only errors
 
 Each program the bundle runs is shown before it runs, as the unpacking user. The unpacker

@@ -39,6 +39,7 @@ mod run_steps;
 mod sbom;
 mod seal_race;
 mod seal_support;
+mod self_test;
 mod selfx;
 mod signals;
 mod signing;

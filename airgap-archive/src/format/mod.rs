@@ -10,6 +10,7 @@ pub mod delta;
 pub mod gzmember;
 pub mod manifest;
 pub mod model;
+pub mod selftest;
 pub mod selfx;
 pub mod tarfmt;
 pub mod volumes;

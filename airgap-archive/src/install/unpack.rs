@@ -42,6 +42,17 @@ pub struct UnpackOptions {
     /// A delta applied in place: remove the replaced tree after success instead of keeping
     /// it as `INSTALLED.previous` (`--no-previous`).
     pub drop_previous: bool,
+    /// What proves the installed tree works, run after the install steps (the self-test);
+    /// its failure rolls the install back like a failed step.
+    pub after_install: Option<std::sync::Arc<dyn AfterInstall>>,
+}
+
+/// A check of the installed tree, after its install steps and before the unpack succeeds:
+/// a trait, so that this crate runs no policy of its own (the self-test lives in
+/// `airgap-selftest`). Not run when `--no-run` left steps undone: the tree is not finished.
+pub trait AfterInstall: Send + Sync + std::fmt::Debug {
+    /// Check DEST; an error (what failed, for the user) rolls the install back.
+    fn check(&self, dest: &Path, manifest: &Manifest) -> Result<(), String>;
 }
 
 /// What was installed.
@@ -595,6 +606,14 @@ fn install(
         Ok(done) => done,
         Err(e) => return Err(rollback(e)),
     };
+    if let (Some(hook), true) = (&options.after_install, not_run.is_empty()) {
+        if let Err(failed) = hook.check(dest, manifest) {
+            return Err(rollback(ArchiveError::AfterInstall {
+                dest: dest.into(),
+                failed,
+            }));
+        }
+    }
     if let Place::Swap {
         previous,
         keep: false,

@@ -111,6 +111,11 @@ pub struct BundleArgs {
     /// CycloneDX one (NAME.cdx.json, always written, and carried inside)
     #[arg(long)]
     pub spdx: bool,
+    /// Skip the self-test's trial here (loading every library and module of the environment
+    /// with its own interpreter, to record what fails here too): then every failure of the
+    /// self-test on the target counts
+    #[arg(long)]
+    pub no_trial: bool,
 
     /// The airgap-unpack binary to carry inside the bundle
     #[arg(long, value_name = "PATH", env = "AIRGAP_UNPACKER")]
@@ -352,6 +357,7 @@ fn bundle_options(
         split: args.split_size,
         since: args.since.clone(),
         spdx: args.spdx,
+        no_trial: args.no_trial,
     }
 }
 

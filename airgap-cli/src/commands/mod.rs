@@ -9,6 +9,7 @@ pub mod plugins;
 pub mod probe;
 pub mod relocate;
 pub mod seal;
+pub mod self_test;
 pub mod unpack;
 pub mod verify;
 
@@ -33,6 +34,7 @@ pub fn run(cli: Cli, ui: &Ui) -> anyhow::Result<ExitCode> {
         Command::Probe(args) => probe::run(args, ui),
         Command::Keygen(args) => keygen::run(args, ui),
         Command::Relocate(args) => relocate::run(args, ui),
+        Command::SelfTest(args) => self_test::run(args, ui),
         Command::Plugins(command) => plugins::run(command, ui),
         Command::Completions(args) => completions::run(args),
         Command::External(args) => crate::external::run(args),

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use airgap_archive::install::installed::summary_lines;
 use airgap_archive::install::unpack::apply_delta_opened;
@@ -59,6 +60,12 @@ pub struct UnpackArgs {
     #[arg(long)]
     pub no_run: bool,
 
+    /// After the install steps, load every bundled library and extension and import every
+    /// installed distribution's modules with the bundled interpreter: `fail` rolls the
+    /// unpack back on a failure the bundle's own trial did not see, `warn` reports it
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = SelfTestArg::Fail)]
+    pub self_test: SelfTestArg,
+
     /// Print what was installed (the interpreter, `activate`, kernels, commands) as JSON on
     /// stdout
     #[arg(long)]
@@ -66,6 +73,14 @@ pub struct UnpackArgs {
 
     #[command(flatten)]
     pub open: super::seal::OpenArgs,
+}
+
+/// `--self-test`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SelfTestArg {
+    Fail,
+    Warn,
+    Off,
 }
 
 pub fn run(args: UnpackArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
@@ -81,10 +96,19 @@ pub fn run(args: UnpackArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
             .map_err(super::seal::seal)?;
         ui.debug(&format!("{size} bytes of plaintext authenticated"));
     }
+    let self_test = match args.self_test {
+        SelfTestArg::Fail => Some(airgap_selftest::Mode::Fail),
+        SelfTestArg::Warn => Some(airgap_selftest::Mode::Warn),
+        SelfTestArg::Off => None,
+    }
+    .map(|mode| Arc::new(airgap_selftest::SelfTest::new(mode, args.python.clone())));
     let options = UnpackOptions {
         python: args.python.clone(),
         no_run: args.no_run,
         drop_previous: args.no_previous,
+        after_install: self_test
+            .clone()
+            .map(|t| t as Arc<dyn airgap_archive::install::unpack::AfterInstall>),
     };
     let report = match (&opened.file, &args.onto, &args.dest) {
         (Some(file), Some(onto), dest) => {
@@ -133,8 +157,11 @@ pub fn run(args: UnpackArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
             path: args.bundle.clone(),
             reason: "no DEST given".into(),
         }),
+    };
+    if let Some(report) = self_test.as_ref().and_then(|t| t.report()) {
+        super::self_test::print_table(&report, ui);
     }
-    .map_err(archive)?;
+    let report = report.map_err(archive)?;
     print_reused(&report, ui);
     ui.status(
         "Installed",

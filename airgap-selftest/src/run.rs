@@ -1,0 +1,147 @@
+//! Each item in its own isolated interpreter process, with a time limit, on every core.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::{Item, ItemKind};
+
+/// How one item went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// It loaded.
+    Loaded,
+    /// It did not: the interpreter's last word, or the time limit.
+    Failed(String),
+}
+
+/// The most of a failing item's stderr kept: its last line is the reason.
+const MAX_STDERR: u64 = 64 * 1024;
+
+/// The program each kind runs: a library through `ctypes.CDLL` (CPython opens it with
+/// `RTLD_NOW`, so every symbol is bound now, by the real loader), anything else imported by
+/// its module name, so that its package's `__init__` runs first as in real use.
+fn code(kind: ItemKind) -> &'static str {
+    match kind {
+        ItemKind::Library => "import ctypes, sys\nctypes.CDLL(sys.argv[1])",
+        ItemKind::Extension | ItemKind::Module => {
+            "import importlib, sys\nimportlib.import_module(sys.argv[1])"
+        }
+    }
+}
+
+/// Run every item with `python` (`-I`: no user site, no `PYTHON*` variables, no current
+/// directory on the path; `-B`: no byte code written into the tree), as many at once as
+/// there are cores, each killed after `timeout_secs`. Outcomes in the order of `items`.
+pub fn run_items(root: &Path, python: &Path, items: &[Item], timeout_secs: u64) -> Vec<Outcome> {
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(items.len().max(1));
+    let next = AtomicUsize::new(0);
+    let outcomes: Mutex<Vec<Option<Outcome>>> = Mutex::new(vec![None; items.len()]);
+    let limit = Duration::from_secs(timeout_secs.max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(item) = items.get(i) else { break };
+                let outcome = run_one(root, python, item, limit);
+                if let Ok(mut all) = outcomes.lock() {
+                    all[i] = Some(outcome);
+                }
+            });
+        }
+    });
+    outcomes
+        .into_inner()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Outcome::Failed("not run".into())))
+        .collect()
+}
+
+/// One item, in its own process. A library is loaded with its own directory first on the
+/// search path: that is where the extension or program that needs it finds it (`$ORIGIN`
+/// paths), and so where its siblings are found in real use, as the loader model
+/// (`airgap_elf::model`) resolves a library in its users' context.
+fn run_one(root: &Path, python: &Path, item: &Item, limit: Duration) -> Outcome {
+    let mut command = Command::new(python);
+    if item.kind == ItemKind::Library {
+        if let Some(dir) = Path::new(&item.target).parent() {
+            let mut path = dir.as_os_str().to_os_string();
+            if let Some(old) = std::env::var_os("LD_LIBRARY_PATH").filter(|v| !v.is_empty()) {
+                path.push(":");
+                path.push(old);
+            }
+            command.env("LD_LIBRARY_PATH", path);
+        }
+    }
+    let child = command
+        .args(["-I", "-B", "-c", code(item.kind), &item.target])
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn();
+    match child {
+        Ok(child) => wait(child, limit),
+        Err(e) => Outcome::Failed(format!("cannot run {}: {e}", python.display())),
+    }
+}
+
+/// Wait for the process, reading its stderr meanwhile (so that a chatty one cannot block on
+/// a full pipe); kill it at the limit.
+fn wait(mut child: Child, limit: Duration) -> Outcome {
+    let stderr = child.stderr.take().map(|pipe| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = pipe.take(MAX_STDERR).read_to_end(&mut text);
+            text
+        })
+    });
+    let start = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if start.elapsed() >= limit => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(_) => break None,
+        }
+    };
+    let text = stderr
+        .and_then(|t| t.join().ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    match status {
+        Some(s) if s.success() => Outcome::Loaded,
+        Some(s) => Outcome::Failed(last_line(&text).unwrap_or_else(|| describe(s))),
+        None => Outcome::Failed(format!("no answer within {} s: killed", limit.as_secs())),
+    }
+}
+
+/// How a process without a word on stderr ended.
+fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (_, Some(sig)) => format!("killed by signal {sig}"),
+        (Some(code), _) => format!("exit status {code}"),
+        _ => "failed".into(),
+    }
+}
+
+/// The last non-empty line of a program's stderr: Python's exception line.
+pub(crate) fn last_line(text: &str) -> Option<String> {
+    text.lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(str::to_string)
+}
