@@ -213,6 +213,23 @@ pub struct BundleReport {
     /// A delta (`--since`): files taken from the base, their bytes, and how many of them
     /// go as patches.
     pub reused: Option<(u64, u64, u64)>,
+    /// What the manifest holds besides its files, for the approvers' report.
+    #[serde(skip)]
+    pub manifest: ManifestInput,
+    /// A delta's base (`--since`): its name, the sha256 of its manifest and its packages.
+    #[serde(skip)]
+    pub base: Option<BaseSummary>,
+}
+
+/// What a report says of a delta's base.
+#[derive(Debug, Clone)]
+pub struct BaseSummary {
+    /// The base's bundle name.
+    pub name: String,
+    /// The sha256 of its manifest text: the tree the delta applies to.
+    pub identity: String,
+    /// Its packages.
+    pub packages: Vec<airgap_archive::PackageRecord>,
 }
 
 /// Run every source of the configuration and build the plan. Nothing is written.
@@ -623,6 +640,7 @@ fn own_output(output: &Path) -> Vec<(u64, u64)> {
             format!("{name}.sha256"),
             format!("{name}.minisig"),
         ]);
+        names.extend(report_names(&name));
     }
     names.extend(own_volumes(dir, &name));
     names
@@ -631,6 +649,19 @@ fn own_output(output: &Path) -> Vec<(u64, u64)> {
         .filter(|m| m.is_file())
         .map(|m| (m.dev(), m.ino()))
         .collect()
+}
+
+/// The approvers' report files beside bundle `name` (`airgap bundle` writes them, and a
+/// later run replaces them), and their temporary names.
+pub fn report_names(name: &str) -> [String; 4] {
+    let html = format!("{name}.report.html");
+    let md = format!("{name}.report.md");
+    [
+        format!(".{html}.partial"),
+        format!(".{md}.partial"),
+        html,
+        md,
+    ]
 }
 
 /// The files of an earlier run that split bundle `name` into volumes: the list (when it
@@ -651,6 +682,7 @@ fn own_volumes(dir: &Path, name: &str) -> Vec<String> {
         return Vec::new();
     };
     let mut names = vec![format!("{list}.minisig"), format!("{name}.sha256")];
+    names.extend(report_names(name));
     for number in 1..=parsed.volumes.len() {
         let volume = volume_name(name, number);
         names.push(format!(".{volume}.partial"));
@@ -700,6 +732,11 @@ pub fn bundle(
         Some(base) => Some(Arc::new(load_base(base, options)?)),
         None => None,
     };
+    let base = delta.as_ref().map(|d| BaseSummary {
+        name: d.name.clone(),
+        identity: d.identity.clone(),
+        packages: d.packages().to_vec(),
+    });
     let write_options = WriteOptions {
         compression,
         threads: options.threads,
@@ -710,6 +747,7 @@ pub fn bundle(
         zstd_long: options.zstd_long,
         split: options.split,
         delta,
+        own_files: Vec::new(),
     };
     // A .run without its unpacker, encrypted or split, and a split size too small, are
     // refused before the plugins run.
@@ -768,6 +806,8 @@ pub fn bundle(
             .since
             .as_ref()
             .map(|_| (summary.reused.0, summary.reused.1, summary.patched)),
+        manifest: planned.manifest,
+        base,
     })
 }
 

@@ -16,7 +16,7 @@ use airgap_tests::{airgap, bin, run, tempdir, Done};
 
 /// The redactions every snapshot gets: `[TMP]` for the test's directory, then machine- and
 /// build-dependent figures.
-fn filters(tmp: &Path) -> Vec<(String, String)> {
+pub(crate) fn filters(tmp: &Path) -> Vec<(String, String)> {
     let tmp = regex_escape(&tmp.to_string_lossy());
     vec![
         (tmp, "[TMP]".into()),
