@@ -108,7 +108,7 @@ pub fn html(r: &ReportInput) -> String {
             format!("airgap {}", esc(&b.airgap_version)),
         ],
     ];
-    table(&mut out, "bundle", &["", ""], &rows);
+    table(&mut out, "bundle", &["field", "value"], &rows);
 
     out.push_str("<h2>Target</h2>\n");
     rows = vec![
@@ -121,7 +121,7 @@ pub fn html(r: &ReportInput) -> String {
             .iter()
             .map(|p| vec!["problem".into(), esc(p)]),
     );
-    table(&mut out, "target", &["", ""], &rows);
+    table(&mut out, "target", &["field", "value"], &rows);
 
     out.push_str("<h2>Warnings</h2>\n<ul id=\"warnings\">");
     if r.warnings.is_empty() {
@@ -245,35 +245,18 @@ fn delta(out: &mut String, d: &model::DeltaInput) {
         out.push_str("<p>The base's packages were not given: <code>airgap inspect DELTA --report --since BASE</code> lists what changed.</p>\n");
         return;
     };
-    let mut rows: Vec<Vec<String>> = Vec::new();
-    for p in &c.added {
-        rows.push(vec![
-            "added".into(),
-            esc(&p.name),
-            esc(&p.kind),
-            String::new(),
-            esc(&p.version),
-        ]);
-    }
-    for p in &c.removed {
-        rows.push(vec![
-            "removed".into(),
-            esc(&p.name),
-            esc(&p.kind),
-            esc(&p.version),
-            String::new(),
-        ]);
-    }
-    for x in &c.changed {
-        let p = &x.package;
-        rows.push(vec![
-            "changed".into(),
-            esc(&p.name),
-            esc(&p.kind),
-            esc(&x.from),
-            esc(&p.version),
-        ]);
-    }
+    let rows: Vec<Vec<String>> = model::change_rows(c)
+        .into_iter()
+        .map(|(change, p, from, to)| {
+            vec![
+                change.into(),
+                esc(&p.name),
+                esc(&p.kind),
+                esc(from),
+                esc(to),
+            ]
+        })
+        .collect();
     table(
         out,
         "delta",

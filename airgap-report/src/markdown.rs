@@ -93,7 +93,7 @@ pub fn markdown(r: &ReportInput) -> String {
             format!("airgap {}", esc(&b.airgap_version)),
         ],
     ];
-    table(&mut out, &["", ""], &rows);
+    table(&mut out, &["field", "value"], &rows);
 
     out.push_str("## Target\n\n");
     rows = vec![
@@ -106,7 +106,7 @@ pub fn markdown(r: &ReportInput) -> String {
             .iter()
             .map(|p| vec!["problem".into(), esc(p)]),
     );
-    table(&mut out, &["", ""], &rows);
+    table(&mut out, &["field", "value"], &rows);
 
     out.push_str("## Warnings\n\n");
     if r.warnings.is_empty() {
@@ -201,35 +201,18 @@ fn delta(out: &mut String, d: &model::DeltaInput) {
         out.push_str("The base's packages were not given: `airgap inspect DELTA --report --since BASE` lists what changed.\n");
         return;
     };
-    let mut rows: Vec<Vec<String>> = Vec::new();
-    for p in &c.added {
-        rows.push(vec![
-            "added".into(),
-            esc(&p.name),
-            esc(&p.kind),
-            String::new(),
-            esc(&p.version),
-        ]);
-    }
-    for p in &c.removed {
-        rows.push(vec![
-            "removed".into(),
-            esc(&p.name),
-            esc(&p.kind),
-            esc(&p.version),
-            String::new(),
-        ]);
-    }
-    for x in &c.changed {
-        let p = &x.package;
-        rows.push(vec![
-            "changed".into(),
-            esc(&p.name),
-            esc(&p.kind),
-            esc(&x.from),
-            esc(&p.version),
-        ]);
-    }
+    let rows: Vec<Vec<String>> = model::change_rows(c)
+        .into_iter()
+        .map(|(change, p, from, to)| {
+            vec![
+                change.into(),
+                esc(&p.name),
+                esc(&p.kind),
+                esc(from),
+                esc(to),
+            ]
+        })
+        .collect();
     table(
         out,
         &["change", "package", "kind", "base version", "new version"],

@@ -123,6 +123,24 @@ impl PackageChanges {
     }
 }
 
+/// The rows of a delta's change table: (change, package, base version, new version).
+pub(crate) fn change_rows(c: &PackageChanges) -> Vec<(&'static str, &Package, &str, &str)> {
+    let added = c.added.iter().map(|p| ("added", p, "", p.version.as_str()));
+    let removed = c
+        .removed
+        .iter()
+        .map(|p| ("removed", p, p.version.as_str(), ""));
+    let changed = c.changed.iter().map(|x| {
+        (
+            "changed",
+            &x.package,
+            x.from.as_str(),
+            x.package.version.as_str(),
+        )
+    });
+    added.chain(removed).chain(changed).collect()
+}
+
 /// The columns of the package table, in both renderers.
 // PURL: the format's `Package` gains `purl: Option<String>` (#21); its column goes after
 // "licence" here and in `package_cells`, and nowhere else.

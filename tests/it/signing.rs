@@ -78,6 +78,8 @@ fn a_signed_bundle_verifies_and_unpacks_with_the_trusted_key() {
             "data",
             "demo.tar.gz",
             "demo.tar.gz.minisig",
+            "demo.tar.gz.report.html",
+            "demo.tar.gz.report.md",
             "demo.tar.gz.sha256"
         ]
     );
