@@ -11,7 +11,7 @@ use crate::model::{self, ReportInput, PACKAGE_COLUMNS};
 
 const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:80em;padding:0 1em;color:#222}\
 h1{font-size:1.6em}h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ccc}\
-table{border-collapse:collapse;width:100%}th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}\
+table{border-collapse:collapse;width:100%}th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top;overflow-wrap:anywhere}\
 th{background:#f3f3f3}code{font:12px ui-monospace,monospace;background:#f6f6f6;padding:0 .2em;word-break:break-all}\
 ol.args{margin:0;padding-left:1.6em}#verdict{font-weight:bold;padding:.5em;border-radius:4px}\
 .passed{background:#e3f5e1}.failed{background:#fbe3e3}.unchecked{background:#fff4d6}";
