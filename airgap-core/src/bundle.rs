@@ -221,6 +221,23 @@ pub struct BundleReport {
     /// The bill of materials written beside the bundle: `NAME.cdx.json` (the bytes the
     /// bundle carries as `.airgap/sbom.cdx.json`), and `NAME.spdx.json` when asked for.
     pub sbom: Vec<PathBuf>,
+    /// What the manifest holds besides its files, for the approvers' report.
+    #[serde(skip)]
+    pub manifest: ManifestInput,
+    /// A delta's base (`--since`): its name, the sha256 of its manifest and its packages.
+    #[serde(skip)]
+    pub base: Option<BaseSummary>,
+}
+
+/// What a report says of a delta's base.
+#[derive(Debug, Clone)]
+pub struct BaseSummary {
+    /// The base's bundle name.
+    pub name: String,
+    /// The sha256 of its manifest text: the tree the delta applies to.
+    pub identity: String,
+    /// Its packages.
+    pub packages: Vec<airgap_archive::PackageRecord>,
 }
 
 /// Run every source of the configuration and build the plan. Nothing is written.
@@ -643,6 +660,7 @@ fn own_output(output: &Path) -> Vec<(u64, u64)> {
                 .into_owned();
             names.extend([format!("{sbom}.minisig"), sbom]);
         }
+        names.extend(report_names(&name));
     }
     names.extend(own_volumes(dir, &name));
     names
@@ -651,6 +669,19 @@ fn own_output(output: &Path) -> Vec<(u64, u64)> {
         .filter(|m| m.is_file())
         .map(|m| (m.dev(), m.ino()))
         .collect()
+}
+
+/// The approvers' report files beside bundle `name` (`airgap bundle` writes them, and a
+/// later run replaces them), and their temporary names.
+pub fn report_names(name: &str) -> [String; 4] {
+    let html = format!("{name}.report.html");
+    let md = format!("{name}.report.md");
+    [
+        format!(".{html}.partial"),
+        format!(".{md}.partial"),
+        html,
+        md,
+    ]
 }
 
 /// The files of an earlier run that split bundle `name` into volumes: the list (when it
@@ -671,6 +702,7 @@ fn own_volumes(dir: &Path, name: &str) -> Vec<String> {
         return Vec::new();
     };
     let mut names = vec![format!("{list}.minisig"), format!("{name}.sha256")];
+    names.extend(report_names(name));
     for number in 1..=parsed.volumes.len() {
         let volume = volume_name(name, number);
         names.push(format!(".{volume}.partial"));
@@ -720,6 +752,11 @@ pub fn bundle(
         Some(base) => Some(Arc::new(load_base(base, options)?)),
         None => None,
     };
+    let base = delta.as_ref().map(|d| BaseSummary {
+        name: d.name.clone(),
+        identity: d.identity.clone(),
+        packages: d.packages().to_vec(),
+    });
     let mut write_options = WriteOptions {
         compression,
         threads: options.threads,
@@ -813,6 +850,8 @@ pub fn bundle(
             .as_ref()
             .map(|_| (summary.reused.0, summary.reused.1, summary.patched)),
         sbom,
+        manifest: planned.manifest,
+        base,
     })
 }
 

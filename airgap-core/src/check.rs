@@ -40,20 +40,99 @@ pub fn check_bundle(
     target: Option<CheckTarget>,
     strict: bool,
 ) -> Result<BundleCheck, Error> {
-    let tmp = tempfile::Builder::new()
+    let file = airgap_archive::install::read::open_bundle(bundle)?;
+    check_bundle_opened(bundle, &file, None, target, strict)
+}
+
+/// A bundle file read once for its report: its manifest, and the check of a full bundle
+/// or a delta's word on its base (a delta is checked with its base, on `unpack --onto`).
+#[derive(Debug)]
+pub struct Judged {
+    /// The manifest, without its records.
+    pub manifest: airgap_archive::Manifest,
+    /// The check of a full bundle against its recorded target.
+    pub check: Option<CheckReport>,
+    /// A delta's base.
+    pub delta: Option<airgap_archive::format::delta::DeltaMeta>,
+}
+
+/// Read a bundle file through a descriptor from `open_bundle` (the one a signature was
+/// checked on; age-encrypted bundles through `decryptor`) in one pass of the strict reader,
+/// for `airgap inspect --report`: the manifest, and the check `airgap check BUNDLE` makes.
+pub fn judge_opened(
+    bundle: &Path,
+    file: &airgap_archive::install::read::BundleFile,
+    decryptor: Option<&dyn airgap_archive::Decryptor>,
+) -> Result<Judged, Error> {
+    let tmp = scratch()?;
+    let read = pick(bundle, file, decryptor, tmp.path(), true)?;
+    let manifest = read.manifest.meta.clone();
+    if read.delta.is_some() {
+        return Ok(Judged {
+            manifest,
+            check: None,
+            delta: read.delta,
+        });
+    }
+    let check = judge(read, tmp.path(), None, false)?;
+    Ok(Judged {
+        manifest,
+        check: Some(check.report),
+        delta: None,
+    })
+}
+
+/// A directory for the files the check reads.
+fn scratch() -> Result<tempfile::TempDir, Error> {
+    tempfile::Builder::new()
         .prefix("airgap-check-")
         .tempdir()
         .map_err(|e| Error::Io {
             path: std::env::temp_dir(),
             cause: e,
-        })?;
+        })
+}
+
+/// The strict reader's pass, extracting into `root` what the check reads.
+fn pick(
+    bundle: &Path,
+    file: &airgap_archive::install::read::BundleFile,
+    decryptor: Option<&dyn airgap_archive::Decryptor>,
+    root: &Path,
+    delta: bool,
+) -> Result<airgap_archive::VerifyReport, Error> {
     let want = |rel: &str, mode: u32, head: &[u8]| carried(rel) && read_by_check(rel, mode, head);
-    let read = airgap_archive::install::read::pick_bundle(
+    Ok(airgap_archive::install::read::pick_opened(
         bundle,
-        tmp.path(),
+        file,
+        decryptor,
+        root,
         &want,
+        delta,
         &airgap_archive::NoProgress,
-    )?;
+    )?)
+}
+
+/// [`check_bundle`] over a descriptor from `open_bundle`.
+fn check_bundle_opened(
+    bundle: &Path,
+    file: &airgap_archive::install::read::BundleFile,
+    decryptor: Option<&dyn airgap_archive::Decryptor>,
+    target: Option<CheckTarget>,
+    strict: bool,
+) -> Result<BundleCheck, Error> {
+    let tmp = scratch()?;
+    let read = pick(bundle, file, decryptor, tmp.path(), false)?;
+    judge(read, tmp.path(), target, strict)
+}
+
+/// The check of what [`pick`] read, its files in `root`.
+fn judge(
+    read: airgap_archive::VerifyReport,
+    root: &Path,
+    target: Option<CheckTarget>,
+    strict: bool,
+) -> Result<BundleCheck, Error> {
     // The check keeps its inputs (one a carried file) in memory; the records come from disk.
     let records = read.manifest.files.iter().collect::<Result<Vec<_>, _>>()?;
     let manifest = read.manifest.meta;
@@ -63,7 +142,7 @@ pub fn check_bundle(
         .iter()
         .filter(|f| f.kind != FileType::Dir && carried(&f.path))
         .map(|f| {
-            let disk = tmp.path().join(OsStr::from_bytes(&f.path_bytes()));
+            let disk = root.join(OsStr::from_bytes(&f.path_bytes()));
             let picked = f.kind == FileType::File && disk.is_file();
             CheckInput {
                 path: f.path.clone(),

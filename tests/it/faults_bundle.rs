@@ -308,7 +308,13 @@ fn two_runs_writing_one_output_leave_one_whole_bundle() {
     assert!(succeeded >= 1, "{first:?}\n{second:?}");
     assert_eq!(
         leftovers(dir.path()),
-        vec!["out.tar.gz".to_string(), "out.tar.gz.sha256".to_string()]
+        vec![
+            "out.cdx.json".to_string(),
+            "out.tar.gz".to_string(),
+            "out.tar.gz.report.html".to_string(),
+            "out.tar.gz.report.md".to_string(),
+            "out.tar.gz.sha256".to_string()
+        ]
     );
     run(airgap().arg("verify").arg(&out)).success();
 }
@@ -351,7 +357,10 @@ fn a_killed_runs_leftover_is_taken_over_by_the_next_run() {
     assert_eq!(
         leftovers(dir.path()),
         vec![
+            "out.cdx.json".to_string(),
             "out.tar.gz".to_string(),
+            "out.tar.gz.report.html".to_string(),
+            "out.tar.gz.report.md".to_string(),
             "out.tar.gz.sha256".to_string(),
             "tmp".to_string()
         ]

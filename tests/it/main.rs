@@ -35,6 +35,7 @@ mod pip_plugin;
 mod plugin_pages;
 mod plugins_host;
 mod probe_target;
+mod report;
 mod run_steps;
 mod sbom;
 mod seal_race;

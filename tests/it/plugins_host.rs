@@ -41,13 +41,13 @@ fn plugins_list_shows_the_default_plugins_with_version_and_abi() {
     for name in ["conda", "pip", "syslibs", "files", "acme-store"] {
         let p = find(&json, name);
         assert_eq!(p["status"], "ok", "{name}: {p:#}");
-        assert_eq!(p["abi"], "1.1", "{name}: {p:#}");
+        assert_eq!(p["abi"], format!("1.{ABI_MINOR}"), "{name}: {p:#}");
         assert!(
             p["version"].as_str().is_some_and(|v| !v.is_empty()),
             "{p:#}"
         );
     }
-    assert_eq!(json["host_abi"], "1.1");
+    assert_eq!(json["host_abi"], format!("1.{ABI_MINOR}"));
     let text = run(airgap().args(["plugins", "list"])).success().stdout;
     assert!(text.contains("acme-store"), "{text}");
     assert!(text.contains("searched (first match wins)"), "{text}");

@@ -76,8 +76,12 @@ fn a_signed_bundle_verifies_and_unpacks_with_the_trusted_key() {
         [
             "airgap.toml",
             "data",
+            "demo.cdx.json",
+            "demo.cdx.json.minisig",
             "demo.tar.gz",
             "demo.tar.gz.minisig",
+            "demo.tar.gz.report.html",
+            "demo.tar.gz.report.md",
             "demo.tar.gz.sha256"
         ]
     );

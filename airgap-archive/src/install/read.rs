@@ -1909,9 +1909,16 @@ pub fn sha256_file(path: &Path) -> Result<String, ArchiveError> {
 
 /// sha256 of an opened file from its start, hex.
 pub fn sha256_opened(path: &Path, file: &BundleFile) -> Result<String, ArchiveError> {
+    sha256_size_opened(path, file).map(|(sha, _)| sha)
+}
+
+/// sha256 (hex) and size of an opened file (a split bundle: of its volumes' concatenation),
+/// in one pass.
+pub fn sha256_size_opened(path: &Path, file: &BundleFile) -> Result<(String, u64), ArchiveError> {
     let mut f = reader_from_start(path, file)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
+    let mut size = 0u64;
     loop {
         let n = f
             .read(&mut buf)
@@ -1919,9 +1926,10 @@ pub fn sha256_opened(path: &Path, file: &BundleFile) -> Result<String, ArchiveEr
         if n == 0 {
             break;
         }
+        size += n as u64;
         h.update(&buf[..n]);
     }
-    Ok(hex::encode(h.finalize()))
+    Ok((hex::encode(h.finalize()), size))
 }
 
 /// The detached checksum file of a bundle, if there is one: `BUNDLE.sha256`.
@@ -2013,7 +2021,23 @@ pub fn pick_bundle(
     progress: &dyn Progress,
 ) -> Result<VerifyReport, ArchiveError> {
     let file = open_bundle(bundle)?;
-    let mut refuse_delta = |_: &StreamedManifest, delta: Option<&Delta>| match delta {
+    pick_opened(bundle, &file, None, root, want, false, progress)
+}
+
+/// [`pick_bundle`] over a descriptor from [`open_bundle`] (the one a signature was checked
+/// on), age-encrypted bundles through `decryptor`; a delta is read too when `delta` (its
+/// files from the base are then absent from `root`: [`VerifyReport::delta`] says so).
+pub fn pick_opened(
+    bundle: &Path,
+    file: &BundleFile,
+    decryptor: Option<&dyn Decryptor>,
+    root: &Path,
+    want: &Want,
+    delta: bool,
+    progress: &dyn Progress,
+) -> Result<VerifyReport, ArchiveError> {
+    let mut refuse_delta = |_: &StreamedManifest, d: Option<&Delta>| match d {
+        Some(_) if delta => Ok(()),
         Some(d) => Err(ArchiveError::DeltaNeedsBase {
             bundle: bundle.into(),
             base_name: d.meta.base_name.clone(),
@@ -2023,8 +2047,8 @@ pub fn pick_bundle(
     };
     let checked = check_bundle(
         bundle,
-        &file,
-        None,
+        file,
+        decryptor,
         &Target::Pick(root, want),
         false,
         progress,

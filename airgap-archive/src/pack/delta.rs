@@ -77,6 +77,11 @@ impl DeltaBase {
         })
     }
 
+    /// The base's packages, for what a report says changed.
+    pub fn packages(&self) -> &[crate::format::manifest::PackageRecord] {
+        &self.manifest.meta.packages
+    }
+
     /// Patch changed files against the base's contents from `references`.
     pub fn with_references(mut self, references: Arc<dyn References>) -> DeltaBase {
         self.references = Some(references);

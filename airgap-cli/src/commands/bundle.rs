@@ -117,6 +117,12 @@ pub struct BundleArgs {
     #[arg(long)]
     pub no_trial: bool,
 
+    /// Do not write the approvers' report (BUNDLE.report.html and BUNDLE.report.md beside
+    /// the bundle: its hash and signer, the verdict, every package, the commands the target
+    /// will run)
+    #[arg(long)]
+    pub no_report: bool,
+
     /// The airgap-unpack binary to carry inside the bundle
     #[arg(long, value_name = "PATH", env = "AIRGAP_UNPACKER")]
     pub unpacker: Option<PathBuf>,
@@ -238,15 +244,29 @@ pub fn run(args: BundleArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
     };
     let signature = sign(&report, signing.as_ref())?;
     sign_sbom(&report, signing.as_ref())?;
+    let key_id = signing.as_ref().map(|k| k.id());
+    // Last, once the bundle, its .sha256 and its .minisig exist: the report names them.
+    let approval = match args.no_report {
+        true => None,
+        false => Some(write_report(&report, encrypted.as_deref(), key_id)?),
+    };
     if args.json {
-        print_json(&report, encrypted.as_deref(), signature.as_deref())?;
+        print_json(
+            &report,
+            encrypted.as_deref(),
+            signature.as_deref(),
+            approval.as_ref(),
+        )?;
     } else {
         print_summary(
             &report,
             ui,
-            encrypted.as_deref(),
-            signature.as_deref(),
-            signing.as_ref().map(|k| k.id()),
+            Sealed {
+                encrypted: encrypted.as_deref(),
+                signature: signature.as_deref(),
+                key_id,
+                report: approval.as_ref(),
+            },
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -433,30 +453,62 @@ fn sign(
     })
 }
 
-/// `--json`: the core's report, with how it is encrypted and where its signature is.
+/// The approvers' report beside the written bundle: (HTML, Markdown).
+fn write_report(
+    report: &BundleReport,
+    encrypted: Option<&str>,
+    key_id: Option<&str>,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let input = super::provenance::of_written(report, encrypted, key_id);
+    let (html, md) = super::provenance::beside(&report.output);
+    super::provenance::write(&input, &html, &md).map_err(|e| {
+        report::with_help(
+            e,
+            format!(
+                "the bundle {} was written, its report not; make it with `airgap inspect {} --report`",
+                report.output.display(),
+                report.output.display()
+            ),
+        )
+    })?;
+    Ok((html, md))
+}
+
+/// `--json`: the core's report, with how it is encrypted and where its signature and the
+/// approvers' report are.
 fn print_json(
     report: &BundleReport,
     encrypted: Option<&str>,
     signature: Option<&std::path::Path>,
+    approval: Option<&(PathBuf, PathBuf)>,
 ) -> anyhow::Result<()> {
     let mut value = serde_json::to_value(report)?;
     if let Some(map) = value.as_object_mut() {
         map.insert("encrypted".into(), serde_json::json!(encrypted));
         map.insert("signature".into(), serde_json::json!(signature));
+        map.insert(
+            "report".into(),
+            serde_json::json!(
+                approval.map(|(html, md)| serde_json::json!({"html": html, "markdown": md}))
+            ),
+        );
     }
     println!("{}", serde_json::to_string_pretty(&value)?);
     Ok(())
 }
 
+/// What was written beside the bundle, and how it is sealed.
+struct Sealed<'a> {
+    encrypted: Option<&'a str>,
+    signature: Option<&'a std::path::Path>,
+    key_id: Option<&'a str>,
+    /// The approvers' report: (HTML, Markdown).
+    report: Option<&'a (PathBuf, PathBuf)>,
+}
+
 /// What a person reads after `airgap bundle`: the warnings (even with `-q`), then what went
 /// in, what was written, and the commands that open it on the target.
-fn print_summary(
-    report: &BundleReport,
-    ui: &Ui,
-    encrypted: Option<&str>,
-    signature: Option<&std::path::Path>,
-    key_id: Option<&str>,
-) {
+fn print_summary(report: &BundleReport, ui: &Ui, sealed: Sealed<'_>) {
     for warning in &report.warnings {
         ui.warn(warning);
     }
@@ -464,8 +516,24 @@ fn print_summary(
         return;
     }
     print_contents(report, ui);
-    print_written(report, ui, encrypted, signature, key_id);
-    print_on_the_target(report, ui, encrypted, signature);
+    print_written(
+        report,
+        ui,
+        sealed.encrypted,
+        sealed.signature,
+        sealed.key_id,
+    );
+    if let Some((html, md)) = sealed.report {
+        ui.status(
+            "Report",
+            &format!(
+                "{} (and {}), for the approvers",
+                html.display(),
+                md.display()
+            ),
+        );
+    }
+    print_on_the_target(report, ui, sealed.encrypted, sealed.signature);
 }
 
 /// Each source with its plugin and counts, the Python, and what the target needs: the glibc

@@ -147,9 +147,9 @@ pub fn run(args: CheckArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn print_human(what: &str, r: &CheckReport, advice: Advice, ui: &Ui) {
-    let t = &r.target;
-    let target = match (&t.root, &t.policy) {
+/// The target a check judged against, as a person reads it.
+pub(crate) fn target_text(t: &airgap_core::check::TargetSummary) -> String {
+    match (&t.root, &t.policy) {
         (Some(root), _) => format!(
             "the root filesystem {} (glibc {})",
             root.display(),
@@ -160,7 +160,27 @@ fn print_human(what: &str, r: &CheckReport, advice: Advice, ui: &Ui) {
             t.glibc.as_deref().unwrap_or("unknown")
         ),
         (None, None) => "the target".into(),
-    };
+    }
+}
+
+/// The check's verdict on `what`, for the approvers' report.
+pub(crate) fn verdict(what: &str, r: &CheckReport) -> airgap_report::Verdict {
+    let target = target_text(&r.target);
+    let passed = r.passed();
+    airgap_report::Verdict {
+        text: if passed {
+            format!("{what} will load on {target}")
+        } else {
+            format!("{what} will not load on {target}")
+        },
+        target,
+        passed: Some(passed),
+        problems: r.problems.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn print_human(what: &str, r: &CheckReport, advice: Advice, ui: &Ui) {
+    let target = target_text(&r.target);
     ui.status(
         "Target",
         &format!("{target}; {} files, {} ELF", r.files, r.elf_files),

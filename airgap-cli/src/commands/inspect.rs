@@ -21,7 +21,10 @@ Examples:
   airgap inspect /opt/nlp               an unpacked bundle
   airgap inspect nlp.tar.gz.age -i me.age.key
   airgap inspect nlp.tar.gz --sbom -            the CycloneDX bill of materials
-  airgap inspect nlp.tar.gz --sbom nlp.spdx.json --sbom-format spdx";
+  airgap inspect nlp.tar.gz --sbom nlp.spdx.json --sbom-format spdx
+  airgap inspect nlp.tar.gz --report --trusted-key airgap.minisign.pub
+                                        nlp.tar.gz.report.html and .md, for the approvers
+  airgap inspect nlp-v2-delta.tar.gz --report - --since nlp-v1.tar.gz";
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
@@ -41,12 +44,29 @@ pub struct InspectArgs {
 
     /// Write the bundle's bill of materials to OUT (`-`: stdout) instead of the summary,
     /// made from its manifest: the same document `airgap bundle` wrote beside it
-    #[arg(long, value_name = "OUT")]
+    #[arg(long, value_name = "OUT", conflicts_with_all = ["report", "json"])]
     pub sbom: Option<PathBuf>,
 
     /// The format of --sbom: CycloneDX 1.5 or SPDX 2.3 JSON
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = SbomFormat::Cyclonedx, requires = "sbom")]
     pub sbom_format: SbomFormat,
+
+    /// Write the approvers' report: BUNDLE.report.html and BUNDLE.report.md beside the
+    /// bundle; or OUT (Markdown when it ends in .md, else HTML); or, with `-`, the Markdown
+    /// on stdout. Its verdict is a new check of the bundle, as `airgap check BUNDLE` makes
+    #[arg(
+        long,
+        value_name = "OUT|-",
+        num_args = 0..=1,
+        default_missing_value = "",
+        conflicts_with = "json"
+    )]
+    pub report: Option<PathBuf>,
+
+    /// With --report on a delta: the previous version it was made against (its bundle, tree
+    /// or manifest), whose packages the report compares
+    #[arg(long, value_name = "PREVIOUS", requires = "report")]
+    pub since: Option<PathBuf>,
 
     #[command(flatten)]
     pub open: super::seal::OpenArgs,
@@ -153,6 +173,9 @@ fn inspection(
 
 pub fn run(args: InspectArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
     let opened = super::seal::prepare(&args.open, &args.bundle, ui)?;
+    if let Some(out) = &args.report {
+        return write_report(&args, &opened, out, ui);
+    }
     let m = match &opened.file {
         Some(file) => airgap_archive::install::read::open_manifest_opened(
             &args.bundle,
@@ -290,5 +313,103 @@ fn write_sbom(
     } else {
         airgap_archive::output::write_file_atomic(out, &bytes).map_err(archive)?;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--report`: the approvers' report of a bundle file, read in one pass of the strict reader
+/// after its hash (every reader shares the descriptor): its verdict from a new check of it
+/// (a delta's, which needs its base, is left unchecked), its signer from `--trusted-key`.
+fn write_report(
+    args: &InspectArgs,
+    opened: &super::seal::Opened,
+    out: &std::path::Path,
+    ui: &Ui,
+) -> anyhow::Result<ExitCode> {
+    use airgap_report::{DeltaInput, Identity, PackageChanges, ReportInput, Verdict};
+    let bundle = &args.bundle;
+    let Some(file) = &opened.file else {
+        return Err(crate::report::with_help(
+            anyhow::anyhow!(
+                "{} is a directory: --report describes a bundle file",
+                bundle.display()
+            ),
+            "give the bundle file it was extracted from",
+        ));
+    };
+    let (sha256, size) =
+        airgap_archive::install::read::sha256_size_opened(bundle, file).map_err(archive)?;
+    ui.status("Checking", &bundle.display().to_string());
+    let judged = airgap_core::check::judge_opened(bundle, file, opened.decryptor())
+        .map_err(crate::report::core)?;
+    let meta = &judged.manifest;
+    let (verdict, check_warnings) = match &judged.check {
+        Some(c) => (super::check::verdict(&meta.bundle_name, c), c.warnings.clone()),
+        None => (
+            Verdict {
+                target: "the target recorded in the bundle".into(),
+                passed: None,
+                text: "a delta is checked when it is bundled; the files it takes from its base are checked by `airgap unpack DELTA --onto INSTALLED`".into(),
+                problems: Vec::new(),
+            },
+            Vec::new(),
+        ),
+    };
+    let changes = match (&judged.delta, &args.since) {
+        (Some(_), Some(previous)) => {
+            let (previous, _) =
+                airgap_archive::install::read::open_manifest_any(previous).map_err(archive)?;
+            Some(PackageChanges::between(
+                &previous.meta.packages,
+                &meta.packages,
+            ))
+        }
+        _ => None,
+    };
+    let delta = judged.delta.as_ref().map(|d| DeltaInput {
+        base_name: d.base_name.clone(),
+        base_manifest_sha256: d.base.clone(),
+        reused_files: Some(d.reused),
+        changes,
+    });
+    let input = ReportInput {
+        bundle: Identity {
+            name: meta.bundle_name.clone(),
+            file: bundle
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            sha256,
+            size,
+            signer: opened.signer.clone(),
+            encrypted: opened.keys.as_ref().map(|_| "age".to_string()),
+            airgap_version: meta.airgap_version.clone(),
+        },
+        verdict,
+        warnings: super::provenance::merged(&[&meta.warnings, &check_warnings]),
+        sources: meta.plugins.clone(),
+        packages: meta.packages.clone(),
+        steps: meta.install_steps.clone(),
+        delta,
+    };
+    if out.as_os_str() == "-" {
+        print!("{}", airgap_report::markdown(&input));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if out.as_os_str().is_empty() {
+        let (html, md) = super::provenance::beside(bundle);
+        super::provenance::write(&input, &html, &md)?;
+        ui.status(
+            "Report",
+            &format!("{} (and {})", html.display(), md.display()),
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let text = if out.extension().is_some_and(|e| e == "md") {
+        airgap_report::markdown(&input)
+    } else {
+        airgap_report::html(&input)
+    };
+    airgap_archive::output::write_file_atomic(out, text.as_bytes()).map_err(archive)?;
+    ui.status("Report", &out.display().to_string());
     Ok(ExitCode::SUCCESS)
 }

@@ -7,6 +7,7 @@ pub mod inspect;
 pub mod keygen;
 pub mod plugins;
 pub mod probe;
+pub mod provenance;
 pub mod relocate;
 pub mod seal;
 pub mod self_test;

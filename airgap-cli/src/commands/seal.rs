@@ -113,6 +113,8 @@ pub struct Opened {
     /// (checksum, decryption, entries) must read it, never the path again. `None` for an
     /// extracted bundle directory.
     pub file: Option<airgap_archive::install::read::BundleFile>,
+    /// The key id of the signature `--trusted-key` verified.
+    pub signer: Option<String>,
 }
 
 impl Opened {
@@ -141,13 +143,16 @@ pub fn prepare(args: &OpenArgs, bundle: &Path, ui: &Ui) -> anyhow::Result<Opened
         return Ok(Opened {
             keys: None,
             file: None,
+            signer: None,
         });
     }
     let file = airgap_archive::install::read::open_bundle(bundle)
         .map_err(crate::commands::verify::archive)?;
+    let mut signer = None;
     if let Some(spec) = &args.trusted_key {
         let trusted: TrustedKey = airgap_seal::load_public_key(spec).map_err(seal)?;
         let verified = airgap_seal::verify_opened(bundle, &file, &trusted).map_err(seal)?;
+        signer = Some(verified.key_id.clone());
         ui.status(
             "Signature",
             &format!(
@@ -194,6 +199,7 @@ pub fn prepare(args: &OpenArgs, bundle: &Path, ui: &Ui) -> anyhow::Result<Opened
         return Ok(Opened {
             keys: None,
             file: Some(file),
+            signer,
         });
     }
     let keys = if !args.identities.is_empty() {
@@ -215,5 +221,6 @@ pub fn prepare(args: &OpenArgs, bundle: &Path, ui: &Ui) -> anyhow::Result<Opened
     Ok(Opened {
         keys: Some(Arc::new(airgap_seal::Decrypt(keys))),
         file: Some(file),
+        signer,
     })
 }
