@@ -80,6 +80,27 @@ pub fn never_bundle(name: &str) -> Option<NeverBundle> {
     None
 }
 
+/// Whether `name` (a soname or file name) belongs to a machine's display or GPU stack (X11,
+/// xcb, Wayland, GTK, Tk, fontconfig, the GL and driver libraries): what a manylinux target
+/// is assumed to have, or what only a desktop uses, and what a headless node lacks. A module that fails to
+/// load only for one of these needs a display or a GPU, not a fix of the bundle.
+pub fn display_or_driver(name: &str) -> bool {
+    let s = stem(name);
+    never_bundle(name) == Some(NeverBundle::Driver)
+        || [
+            "libX",
+            "libxcb",
+            "libwayland",
+            "libgtk",
+            "libgdk",
+            "libxkbcommon",
+            "libfontconfig",
+            "libtk",
+        ]
+        .iter()
+        .any(|p| s.starts_with(p))
+}
+
 /// A manylinux policy: a glibc floor and what a target of that tag is assumed to have. A
 /// probed target (a profile of `airgap probe`, a retyped code) is one more policy of this
 /// kind ([`ManylinuxPolicy::from_target`]): its own libraries instead of the tag's, with the

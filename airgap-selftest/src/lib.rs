@@ -178,7 +178,12 @@ pub fn test_tree(
                 Outcome::Loaded => Status::Pass,
                 Outcome::Failed(reason) => match record {
                     Some(r) if r.expects(item.kind, &item.name) => Status::Expected(reason),
-                    _ => Status::Fail(reason),
+                    _ => match needs_display(&item, &reason) {
+                        Some(lib) => Status::Expected(format!(
+                            "{reason} (needs {lib}, of the display or GPU stack a bundle leaves to the target)"
+                        )),
+                        None => Status::Fail(reason),
+                    },
                 },
             };
             Row { item, status }
@@ -190,6 +195,20 @@ pub fn test_tree(
     }
 }
 
+/// The display or GPU library a failure comes from, if it does: the item is one
+/// (`libtk8.6.so`), or the library the loader says is missing is one (`libX11.so.6: cannot
+/// open shared object file: ...`, as dlopen words it, after Python's `OSError: ` or
+/// `ImportError: `). Such an item needs a display or a GPU, not a fix of the bundle.
+fn needs_display(item: &Item, reason: &str) -> Option<String> {
+    let file = item.name.rsplit('/').next().unwrap_or(&item.name);
+    if item.kind != ItemKind::Module && airgap_elf::policy::display_or_driver(file) {
+        return Some(file.to_string());
+    }
+    let (before, _) = reason.split_once(": cannot open shared object file")?;
+    let lib = before.rsplit([' ', ':']).next()?.trim();
+    airgap_elf::policy::display_or_driver(lib).then(|| lib.to_string())
+}
+
 /// The record an installed tree carries, if any (`DEST/.airgap/self-test.toml`).
 pub fn read_record(dest: &Path) -> Result<Option<SelfTestRecord>, String> {
     let path = dest.join(SELF_TEST_PATH);
@@ -199,5 +218,47 @@ pub fn read_record(dest: &Path) -> Result<Option<SelfTestRecord>, String> {
             .map_err(|e| format!("{}: {e}", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{needs_display, Item, ItemKind};
+
+    fn item(kind: ItemKind, name: &str) -> Item {
+        Item {
+            kind,
+            name: name.into(),
+            target: name.into(),
+        }
+    }
+
+    #[test]
+    fn a_missing_display_library_is_expected_and_others_are_not() {
+        let ext = item(ItemKind::Extension, "py/lib/x/_tkinter.so");
+        assert_eq!(
+            needs_display(&ext, "ImportError: libX11.so.6: cannot open shared object file: No such file or directory").as_deref(),
+            Some("libX11.so.6")
+        );
+        assert_eq!(
+            needs_display(
+                &ext,
+                "OSError: libcuda.so.1: cannot open shared object file: No such file or directory"
+            )
+            .as_deref(),
+            Some("libcuda.so.1")
+        );
+        assert_eq!(
+            needs_display(
+                &item(ItemKind::Library, "env/lib/libfontconfig.so.1"),
+                "OSError: libexpat.so.1: cannot open shared object file: No such file or directory"
+            )
+            .as_deref(),
+            Some("libfontconfig.so.1")
+        );
+        assert_eq!(
+            needs_display(&ext, "ImportError: libpq.so.5: cannot open shared object file: No such file or directory"),
+            None
+        );
     }
 }

@@ -148,32 +148,8 @@ fn a_library_left_out_fails_the_unpack_naming_it_and_leaves_no_dest() {
     let tmp = tempdir();
     let env = tmp.path().join("pg-env");
     venv(&base_python(), &env, &[]);
-    let src = tmp.path().join("pqver.c");
-    fs::write(
-        &src,
-        r#"#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <libpq-fe.h>
-static PyObject *version(PyObject *self, PyObject *args) { return PyLong_FromLong(PQlibVersion()); }
-static PyMethodDef methods[] = {{"version", version, METH_NOARGS, "libpq version"}, {NULL, NULL, 0, NULL}};
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "pqver", NULL, -1, methods};
-PyMODINIT_FUNC PyInit_pqver(void) { return PyModule_Create(&module); }
-"#,
-    )
-    .unwrap();
     let so = site_packages(&env).join("pqver.cpython-311-x86_64-linux-gnu.so");
-    run(Command::new("gcc")
-        .args(["-shared", "-fPIC", "-O1"])
-        .arg(format!(
-            "-I{}",
-            base_python().join("include/python3.11").display()
-        ))
-        .arg("-I/usr/include/postgresql")
-        .arg(&src)
-        .arg("-o")
-        .arg(&so)
-        .arg("-lpq"))
-    .success();
+    crate::syslibs_support::build_pqver(&base_python(), tmp.path(), &so);
     // libpq is deliberately not grafted; the check would refuse, so --no-check.
     let archive = bundle(
         tmp.path(),

@@ -98,31 +98,8 @@ fn setup() -> Option<PathBuf> {
 fn an_extension_built_against_libpq_imports_only_with_syslibs() {
     let Some(py) = setup() else { return };
     let tmp = airgap_tests::tempdir();
-    let src = tmp.path().join("pqver.c");
-    std::fs::write(
-        &src,
-        r#"#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <libpq-fe.h>
-static PyObject *version(PyObject *self, PyObject *args) { return PyLong_FromLong(PQlibVersion()); }
-static PyMethodDef methods[] = {{"version", version, METH_NOARGS, "libpq version"}, {NULL, NULL, 0, NULL}};
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "pqver", NULL, -1, methods};
-PyMODINIT_FUNC PyInit_pqver(void) { return PyModule_Create(&module); }
-"#,
-    )
-    .expect("write source");
     let so = tmp.path().join("pqver.cpython-311-x86_64-linux-gnu.so");
-    airgap_tests::run(
-        Command::new("gcc")
-            .args(["-shared", "-fPIC", "-O1"])
-            .arg(format!("-I{}", py.join("include/python3.11").display()))
-            .arg("-I/usr/include/postgresql")
-            .arg(&src)
-            .arg("-o")
-            .arg(&so)
-            .arg("-lpq"),
-    )
-    .success();
+    build_pqver(&py, tmp.path(), &so);
     let extra = vec![file(
         &so,
         &format!("{SITE}/pqver.cpython-311-x86_64-linux-gnu.so"),

@@ -209,3 +209,33 @@ pub fn python_skip(rel: &str) -> bool {
     }
     rel.ends_with("__pycache__") || rel.ends_with(".a")
 }
+
+/// Compile `pqver`, a CPython 3.11 extension module built against libpq (the PostgreSQL
+/// client library, as psycopg2 built from its sdist is), with the headers of the
+/// installation `py`, to `so`. `import pqver; pqver.version()` gives libpq's version.
+pub fn build_pqver(py: &Path, work: &Path, so: &Path) {
+    let src = work.join("pqver.c");
+    std::fs::write(
+        &src,
+        r#"#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <libpq-fe.h>
+static PyObject *version(PyObject *self, PyObject *args) { return PyLong_FromLong(PQlibVersion()); }
+static PyMethodDef methods[] = {{"version", version, METH_NOARGS, "libpq version"}, {NULL, NULL, 0, NULL}};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "pqver", NULL, -1, methods};
+PyMODINIT_FUNC PyInit_pqver(void) { return PyModule_Create(&module); }
+"#,
+    )
+    .expect("write source");
+    airgap_tests::run(
+        std::process::Command::new("gcc")
+            .args(["-shared", "-fPIC", "-O1"])
+            .arg(format!("-I{}", py.join("include/python3.11").display()))
+            .arg("-I/usr/include/postgresql")
+            .arg(&src)
+            .arg("-o")
+            .arg(so)
+            .arg("-lpq"),
+    )
+    .success();
+}
