@@ -639,8 +639,8 @@ fn output_of(config: &Config, options: &BundleOptions) -> Result<PathBuf, Error>
 /// The files a run writes at `output` that exist already, as (device, inode): the temporary
 /// `.NAME.partial` of a killed run and, when what is at `output` is an airgap bundle (its
 /// manifest reads: an earlier run's, which this one replaces), the bundle, its `.sha256`,
-/// `.minisig` and bill of materials. Anything else there (a data file, an encrypted bundle that cannot be
-/// proven ours) is left to the walk, and so refused as an input.
+/// `.minisig`, bill of materials and report. Anything else there (a data file, an encrypted
+/// bundle that cannot be proven ours) is left to the walk, and so refused as an input.
 fn own_output(output: &Path) -> Vec<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     let Some(name) = output.file_name().map(|n| n.to_string_lossy().into_owned()) else {
