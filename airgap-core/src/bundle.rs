@@ -887,7 +887,11 @@ fn trial(
         Some(&env.source_executable),
         None,
         timeout,
+        &|| progress.is_cancelled(),
     );
+    if progress.is_cancelled() {
+        return Err(Error::Cancelled);
+    }
     let record = report.record(timeout);
     for e in &record.expected {
         progress.message(

@@ -1,7 +1,7 @@
 //! The self-test as the unpack runs it: after the install steps, on DEST.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use airgap_archive::format::manifest::Manifest;
 use airgap_archive::install::unpack::AfterInstall;
@@ -17,12 +17,24 @@ pub enum Mode {
     Warn,
 }
 
+/// Whether to stop (Ctrl-C).
+type Stop = Arc<dyn Fn() -> bool + Send + Sync>;
+
 /// The unpack's self-test; the report stays here for the caller to print.
-#[derive(Debug)]
 pub struct SelfTest {
     mode: Mode,
     python: Option<PathBuf>,
+    stop: Stop,
     report: Mutex<Option<Report>>,
+}
+
+impl std::fmt::Debug for SelfTest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SelfTest")
+            .field("mode", &self.mode)
+            .field("python", &self.python)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SelfTest {
@@ -32,8 +44,15 @@ impl SelfTest {
         SelfTest {
             mode,
             python,
+            stop: Arc::new(|| false),
             report: Mutex::new(None),
         }
+    }
+
+    /// Stop starting items once `stop` says so (Ctrl-C); the unpack is then rolled back.
+    pub fn with_stop(mut self, stop: impl Fn() -> bool + Send + Sync + 'static) -> SelfTest {
+        self.stop = Arc::new(stop);
+        self
     }
 
     /// Test the installed tree at `dest` (the interpreter an unpack would name, else the
@@ -55,6 +74,7 @@ impl SelfTest {
             python.as_deref(),
             record.as_ref(),
             timeout,
+            &*self.stop,
         ))
     }
 
@@ -67,6 +87,9 @@ impl SelfTest {
 impl AfterInstall for SelfTest {
     fn check(&self, dest: &Path, manifest: &Manifest) -> Result<(), String> {
         let report = self.run(dest, manifest)?;
+        if (self.stop)() {
+            return Err("cancelled during the self-test".into());
+        }
         let failed = report.summary();
         let regressions = !report.failed().is_empty();
         if let Ok(mut slot) = self.report.lock() {

@@ -157,19 +157,20 @@ impl Report {
 /// The self-test of the tree at `root` with `python`: discover, run, judge against `record`.
 /// `prefix` is the bundle path of `root` (items are named by bundle path, as the record
 /// names them: `env/lib/libz.so.1`); empty for an installed tree, whose root is the
-/// bundle's.
+/// bundle's. `stop` ends it early (Ctrl-C): what did not run fails as "not run".
 pub fn test_tree(
     root: &Path,
     prefix: &str,
     python: Option<&Path>,
     record: Option<&SelfTestRecord>,
     timeout_secs: u64,
+    stop: &(dyn Fn() -> bool + Sync),
 ) -> Report {
     let Some(python) = python else {
         return Report::default();
     };
     let items = discover(root, prefix, python);
-    let outcomes = run_items(root, python, &items, timeout_secs);
+    let outcomes = run_items(root, python, &items, timeout_secs, stop);
     let rows = items
         .into_iter()
         .zip(outcomes)

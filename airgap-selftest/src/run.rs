@@ -35,8 +35,15 @@ fn code(kind: ItemKind) -> &'static str {
 
 /// Run every item with `python` (`-I`: no user site, no `PYTHON*` variables, no current
 /// directory on the path; `-B`: no byte code written into the tree), as many at once as
-/// there are cores, each killed after `timeout_secs`. Outcomes in the order of `items`.
-pub fn run_items(root: &Path, python: &Path, items: &[Item], timeout_secs: u64) -> Vec<Outcome> {
+/// there are cores, each killed after `timeout_secs`. Outcomes in the order of `items`; once
+/// `stop` says so (Ctrl-C), no more items start, and those left are "not run".
+pub fn run_items(
+    root: &Path,
+    python: &Path,
+    items: &[Item],
+    timeout_secs: u64,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Vec<Outcome> {
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
@@ -47,6 +54,9 @@ pub fn run_items(root: &Path, python: &Path, items: &[Item], timeout_secs: u64) 
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| loop {
+                if stop() {
+                    break;
+                }
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(item) = items.get(i) else { break };
                 let outcome = run_one(root, python, item, limit);

@@ -101,7 +101,12 @@ pub fn run(args: UnpackArgs, ui: &Ui) -> anyhow::Result<ExitCode> {
         SelfTestArg::Warn => Some(airgap_selftest::Mode::Warn),
         SelfTestArg::Off => None,
     }
-    .map(|mode| Arc::new(airgap_selftest::SelfTest::new(mode, args.python.clone())));
+    .map(|mode| {
+        Arc::new(
+            airgap_selftest::SelfTest::new(mode, args.python.clone())
+                .with_stop(|| crate::CANCELLED.load(std::sync::atomic::Ordering::Relaxed)),
+        )
+    });
     let options = UnpackOptions {
         python: args.python.clone(),
         no_run: args.no_run,
