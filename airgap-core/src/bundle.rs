@@ -888,6 +888,7 @@ fn trial(
         None,
         timeout,
         &|| progress.is_cancelled(),
+        airgap_selftest::How::Screened,
     );
     if progress.is_cancelled() {
         return Err(Error::Cancelled);

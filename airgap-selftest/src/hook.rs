@@ -75,6 +75,7 @@ impl SelfTest {
             record.as_ref(),
             timeout,
             &*self.stop,
+            crate::How::Alone,
         ))
     }
 

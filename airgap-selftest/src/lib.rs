@@ -19,7 +19,7 @@ pub use airgap_archive::format::selftest::{
 };
 pub use discover::{discover, Item};
 pub use hook::{Mode, SelfTest};
-pub use run::{run_items, Outcome};
+pub use run::{run_items, screen, Outcome};
 
 /// The time limit of one item when nothing else is said.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 120;
@@ -154,6 +154,16 @@ impl Report {
     }
 }
 
+/// How the items run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum How {
+    /// Each in its own process: the self-test on the target.
+    Alone,
+    /// Imports screened by a few shared processes, what fails there run again alone
+    /// ([`screen`]): the trial at bundle time, where only failures are recorded.
+    Screened,
+}
+
 /// The self-test of the tree at `root` with `python`: discover, run, judge against `record`.
 /// `prefix` is the bundle path of `root` (items are named by bundle path, as the record
 /// names them: `env/lib/libz.so.1`); empty for an installed tree, whose root is the
@@ -165,12 +175,16 @@ pub fn test_tree(
     record: Option<&SelfTestRecord>,
     timeout_secs: u64,
     stop: &(dyn Fn() -> bool + Sync),
+    how: How,
 ) -> Report {
     let Some(python) = python else {
         return Report::default();
     };
     let items = discover(root, prefix, python);
-    let outcomes = run_items(root, python, &items, timeout_secs, stop);
+    let outcomes = match how {
+        How::Alone => run_items(root, python, &items, timeout_secs, stop),
+        How::Screened => screen(root, python, &items, timeout_secs, stop),
+    };
     let rows = items
         .into_iter()
         .zip(outcomes)

@@ -155,3 +155,171 @@ pub(crate) fn last_line(text: &str) -> Option<String> {
         .find(|l| !l.is_empty())
         .map(str::to_string)
 }
+
+/// The screening program of [`screen`]: import each name given, in this one process, and
+/// say how each went on a line of its own behind a marker, so that what a module prints
+/// itself cannot be taken for an answer.
+const SCREEN: &str = r#"import importlib, sys, traceback
+for i, name in enumerate(sys.argv[1:]):
+    try:
+        importlib.import_module(name)
+        r = "ok"
+    except BaseException as e:
+        r = "fail " + traceback.format_exception_only(type(e), e)[-1].strip().replace("\n", " ")
+    sys.__stdout__.write("\0airgap-selftest %d %s\n" % (i, r))
+    sys.__stdout__.flush()
+"#;
+
+/// The trial's fast path: the importable items (extensions, modules) imported by a few
+/// long-lived processes, one a core, instead of one process each; every item that does not
+/// pass there (it failed, or its process crashed or hung) is run again alone by
+/// [`run_items`], whose answer is the one kept. So what is recorded as failing was seen
+/// failing on its own, as the target tries it; only a pass can come from the shared process.
+pub fn screen(
+    root: &Path,
+    python: &Path,
+    items: &[Item],
+    timeout_secs: u64,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Vec<Outcome> {
+    let limit = Duration::from_secs(timeout_secs.max(1));
+    let importable: Vec<usize> = (0..items.len())
+        .filter(|&i| items[i].kind != ItemKind::Library)
+        .collect();
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(importable.len().max(1));
+    let mut passed = vec![false; items.len()];
+    let chunks: Vec<Vec<usize>> = (0..workers)
+        .map(|w| {
+            importable
+                .iter()
+                .copied()
+                .skip(w)
+                .step_by(workers)
+                .collect()
+        })
+        .collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .iter()
+            .map(|chunk| scope.spawn(move || screen_chunk(root, python, items, chunk, limit)))
+            .collect();
+        for (chunk, handle) in chunks.iter().zip(handles) {
+            for (k, ok) in handle.join().unwrap_or_default().into_iter().enumerate() {
+                if ok {
+                    passed[chunk[k]] = true;
+                }
+            }
+        }
+    });
+    let again: Vec<usize> = (0..items.len()).filter(|&i| !passed[i]).collect();
+    let rerun: Vec<Item> = again.iter().map(|&i| items[i].clone()).collect();
+    let mut outcomes = vec![Outcome::Loaded; items.len()];
+    for (i, outcome) in again
+        .into_iter()
+        .zip(run_items(root, python, &rerun, timeout_secs, stop))
+    {
+        outcomes[i] = outcome;
+    }
+    outcomes
+}
+
+/// One screening process over `chunk` (indexes into `items`): which passed, in order, as
+/// far as it answered; a silence longer than `limit` ends it.
+fn screen_chunk(
+    root: &Path,
+    python: &Path,
+    items: &[Item],
+    chunk: &[usize],
+    limit: Duration,
+) -> Vec<bool> {
+    use std::io::BufRead;
+    let mut passed = vec![false; chunk.len()];
+    if chunk.is_empty() {
+        return passed;
+    }
+    let child = Command::new(python)
+        .args(["-I", "-B", "-c", SCREEN])
+        .args(chunk.iter().map(|&i| &items[i].target))
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(mut child) = child else {
+        return passed;
+    };
+    let Some(stdout) = child.stdout.take() else {
+        return passed;
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .split(b'\n')
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut answered = 0;
+    while answered < chunk.len() {
+        let Ok(line) = rx.recv_timeout(limit) else {
+            break;
+        };
+        let text = String::from_utf8_lossy(&line);
+        let Some(rest) = text
+            .split('\0')
+            .nth(1)
+            .and_then(|t| t.strip_prefix("airgap-selftest "))
+        else {
+            continue;
+        };
+        let mut parts = rest.splitn(2, ' ');
+        if let (Some(Ok(k)), Some(result)) = (parts.next().map(str::parse::<usize>), parts.next()) {
+            if let Some(slot) = passed.get_mut(k) {
+                *slot = result == "ok";
+            }
+            answered = k + 1;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = reader.join();
+    passed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn module(name: &str) -> Item {
+        Item {
+            kind: ItemKind::Module,
+            name: name.into(),
+            target: name.into(),
+        }
+    }
+
+    /// `this` prints the Zen of Python on import: what a module prints is not an answer.
+    #[test]
+    fn screening_keeps_passes_and_confirms_failures_alone() {
+        let python = Path::new("/usr/bin/python3");
+        assert!(python.is_file(), "the test needs Debian's python3");
+        let items = [module("json"), module("this"), module("no_such_module_xyz")];
+        let out = screen(Path::new("/"), python, &items, 30, &|| false);
+        assert_eq!(out[0], Outcome::Loaded);
+        assert_eq!(out[1], Outcome::Loaded);
+        match &out[2] {
+            Outcome::Failed(reason) => assert!(reason.contains("No module named"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            out,
+            run_items(Path::new("/"), python, &items, 30, &|| false)
+        );
+    }
+}
