@@ -33,6 +33,14 @@ fn code(kind: ItemKind) -> &'static str {
     }
 }
 
+/// Processes to run at once for `jobs` items: one a core, never more than the items.
+fn workers(jobs: usize) -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(jobs.max(1))
+}
+
 /// Run every item with `python` (`-I`: no user site, no `PYTHON*` variables, no current
 /// directory on the path; `-B`: no byte code written into the tree), as many at once as
 /// there are cores, each killed after `timeout_secs`. Outcomes in the order of `items`; once
@@ -44,10 +52,7 @@ pub fn run_items(
     timeout_secs: u64,
     stop: &(dyn Fn() -> bool + Sync),
 ) -> Vec<Outcome> {
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(items.len().max(1));
+    let workers = workers(items.len());
     let next = AtomicUsize::new(0);
     let outcomes: Mutex<Vec<Option<Outcome>>> = Mutex::new(vec![None; items.len()]);
     let limit = Duration::from_secs(timeout_secs.max(1));
@@ -186,10 +191,7 @@ pub fn screen(
     let importable: Vec<usize> = (0..items.len())
         .filter(|&i| items[i].kind != ItemKind::Library)
         .collect();
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(importable.len().max(1));
+    let workers = workers(importable.len());
     let mut passed = vec![false; items.len()];
     let chunks: Vec<Vec<usize>> = (0..workers)
         .map(|w| {
