@@ -99,7 +99,8 @@ fn shared_objects(root: &Path, prefix: &str, interp: &Interpreter) -> Vec<Item> 
         .into_iter()
         .filter_entry(|e| e.depth() != 1 || e.file_name() != ".airgap");
     for entry in walk.flatten() {
-        if !entry.file_type().is_file() || !is_elf(entry.path()) {
+        // The magic first: cheaper than parsing every file.
+        if !entry.file_type().is_file() || !airgap_elf::is_elf(entry.path()) {
             continue;
         }
         let Ok(meta) = entry.metadata() else { continue };
@@ -132,16 +133,6 @@ fn shared_objects(root: &Path, prefix: &str, interp: &Interpreter) -> Vec<Item> 
         });
     }
     items
-}
-
-/// Whether a file starts with the ELF magic (cheaper than parsing every file).
-fn is_elf(path: &Path) -> bool {
-    use std::io::Read;
-    let mut magic = [0u8; 4];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .is_ok()
-        && magic == *b"\x7fELF"
 }
 
 /// The dotted name the interpreter imports an extension file by: its path below the deepest
