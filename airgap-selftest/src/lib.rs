@@ -75,6 +75,17 @@ impl Report {
         c
     }
 
+    /// The line above the table: the counts and the interpreter; none when nothing was tried
+    /// (no interpreter).
+    pub fn headline(&self) -> Option<String> {
+        let python = self.python.as_ref()?;
+        let (pass, fail, expected) = self.counts();
+        Some(format!(
+            "{pass} loaded, {fail} failed, {expected} expected to fail (as at bundle time), with {}",
+            python.display()
+        ))
+    }
+
     /// The table a person reads: a line per kind with its counts, then a line per item that
     /// did not pass, its reason escaped (it is a program's output).
     pub fn table(&self) -> String {

@@ -206,14 +206,10 @@ fn print_self_test(report: &airgap_selftest::Report, quiet: bool) {
         return;
     }
     // A tree of plain files has no interpreter: nothing to load.
-    let Some(python) = &report.python else {
+    let Some(headline) = report.headline() else {
         return;
     };
-    let (pass, fail, expected) = report.counts();
-    eprintln!(
-        "   self-test {pass} loaded, {fail} failed, {expected} expected to fail (as at bundle time), with {}",
-        escape_lines(&python.display().to_string())
-    );
+    eprintln!("   self-test {}", escape_lines(&headline));
     eprint!("{}", report.table());
 }
 

@@ -53,19 +53,12 @@ pub fn print_table(report: &Report, ui: &Ui) {
     if ui.quiet && !failed {
         return;
     }
-    let Some(python) = &report.python else {
+    let Some(headline) = report.headline() else {
         // A tree of plain files: nothing to load (with `--python`, its libraries would be).
         ui.debug("self-test: the tree has no Python interpreter and none was given (--python): nothing was loaded");
         return;
     };
-    let (pass, fail, expected) = report.counts();
-    ui.status(
-        "Self-test",
-        &format!(
-            "{pass} loaded, {fail} failed, {expected} expected to fail (as at bundle time), with {}",
-            python.display()
-        ),
-    );
+    ui.status("Self-test", &headline);
     for line in report.table().lines() {
         ui.println(line);
     }
