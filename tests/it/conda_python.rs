@@ -5,6 +5,7 @@
 // In tests a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used)]
 
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -221,6 +222,17 @@ fn plain_installation_runs_at_another_path_with_search_paths_made_relative() {
         readelf(&exe)
     );
     assert!(listed(&c, "libpython").is_empty());
+    // libpython is over the size read whole (4 MiB): its search path is patched while it is
+    // copied, to the same bytes as a whole read would give, so the copy keeps its size.
+    let lib = format!("py/lib/libpython{xy}.so.1.0");
+    let copy = entry_source(&c, &lib).unwrap();
+    let original = base.join(format!("lib/libpython{xy}.so.1.0"));
+    assert!(fs::metadata(&original).unwrap().len() > 4 << 20);
+    assert_eq!(
+        fs::metadata(&copy).unwrap().len(),
+        fs::metadata(&original).unwrap().len()
+    );
+    assert!(readelf(&copy).contains("[$ORIGIN]"), "{}", readelf(&copy));
     assert!(listed(&c, ".pyc").is_empty());
     // The stdlib's test suite is left out on request.
     assert!(!c

@@ -190,6 +190,26 @@ pub unsafe extern "C" fn free_buffer(buffer: Buffer) {
     }
 }
 
+/// `value` as JSON in a buffer of exactly its length: a contribution of 100,000 files is tens
+/// of megabytes, and a buffer grown by doubling would hold up to twice that at the run's peak.
+fn to_json_exact<T: serde::Serialize>(value: &T) -> serde_json::Result<Vec<u8>> {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, value)?;
+    let mut json = Vec::with_capacity(count.0);
+    serde_json::to_writer(&mut json, value)?;
+    Ok(json)
+}
+
 /// The body of every plugin's exported `contribute`: decode, call, encode, never unwind.
 ///
 /// # Safety
@@ -222,7 +242,7 @@ pub unsafe fn run_contribute<P: SourcePlugin>(
             .with_help("the host and the plugin disagree on the request format; rebuild the plugin against the host's airgap-plugin-api")),
         };
         match response {
-            Ok(contribution) => match serde_json::to_vec(&contribution) {
+            Ok(contribution) => match to_json_exact(&contribution) {
                 Ok(json) => (STATUS_OK, json),
                 Err(e) => error_json(PluginError::new(format!(
                     "the plugin could not encode its contribution: {e}"

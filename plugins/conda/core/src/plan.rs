@@ -181,6 +181,24 @@ fn read_error(path: &Path, e: std::io::Error) -> PluginError {
         .with_help("check the permissions of the environment")
 }
 
+/// A copy in the work directory that cannot be written.
+fn write_error(path: &Path, e: std::io::Error) -> PluginError {
+    PluginError::new(format!("could not write {}: {e}", path.display()))
+        .with_help("check that the work directory is writable and has space")
+}
+
+/// How an ELF file's search path changes at bundle time ([`Planner::patch_search_path`]).
+enum SearchPathChange {
+    /// No entry points into the bundle.
+    None,
+    /// Written over in place.
+    Edits(Vec<search_path::Edit>),
+    /// Set by patchelf on a copy: the copy's contents.
+    Patchelf(Vec<u8>),
+    /// Neither worked: the prefix is rewritten in place at unpack instead.
+    AtUnpack,
+}
+
 struct Planner<'a> {
     host: &'a Host<'a>,
     config: Config,
@@ -837,11 +855,7 @@ impl Planner<'_> {
         let size = std::fs::metadata(path)
             .map_err(|e| read_error(path, e))?
             .len();
-        if size > WHOLE_READ_LIMIT
-            && self
-                .plan_large_file(path, dest, &mut plan, &lookup)
-                .map_err(|e| read_error(path, e))?
-        {
+        if size > WHOLE_READ_LIMIT && self.plan_large_file(path, dest, &mut plan, &lookup)? {
             self.files.push(plan);
             return Ok(());
         }
@@ -871,7 +885,12 @@ impl Planner<'_> {
             self.plan_object_code(plan, dest, data, lookup, rewrite);
             None
         } else if search_path::is_elf(data) {
-            let (patched, force_binary) = self.patch_search_path(path, dest, data);
+            let (patched, force_binary) = match self.patch_search_path(path, dest, data) {
+                SearchPathChange::None => (None, false),
+                SearchPathChange::Edits(edits) => (Some(search_path::apply(data, &edits)), false),
+                SearchPathChange::Patchelf(patched) => (Some(patched), false),
+                SearchPathChange::AtUnpack => (None, true),
+            };
             let current: &[u8] = patched.as_deref().unwrap_or(data);
             let rewrite = self.config.rewrite_elf_strings || force_binary;
             self.plan_object_code(plan, dest, current, lookup, rewrite);
@@ -887,27 +906,25 @@ impl Planner<'_> {
         }
     }
 
-    /// Make an ELF file's search path relative to itself (in place, or with patchelf when
-    /// that cannot be done in place). Returns the patched contents, and whether the prefix
-    /// must be rewritten in place at unpack instead (neither way worked).
-    fn patch_search_path(&self, path: &Path, dest: &str, data: &[u8]) -> (Option<Vec<u8>>, bool) {
-        let map = |dir: &str| -> Option<String> {
-            if dir.starts_with('$') || !dir.starts_with('/') {
-                return None;
-            }
-            let dir = paths::normalize(Path::new(dir));
-            self.map(&dir).or_else(|| self.copy_map(&dir))
-        };
-        match search_path::make_relative(data, dest, &map) {
-            SearchPath::Untouched => (None, false),
-            SearchPath::Patched {
-                data: patched,
-                old,
-                new,
-            } => {
+    /// The bundle path of a directory an ELF search path names, if the bundle holds it:
+    /// `$ORIGIN`-style and relative entries are left as they are.
+    fn bundled_dir(&self, dir: &str) -> Option<String> {
+        if dir.starts_with('$') || !dir.starts_with('/') {
+            return None;
+        }
+        let dir = paths::normalize(Path::new(dir));
+        self.map(&dir).or_else(|| self.copy_map(&dir))
+    }
+
+    /// Make an ELF file's search path relative to itself: in place (edits), or with patchelf
+    /// when that cannot be done in place, or else the prefix is rewritten at unpack.
+    fn patch_search_path(&self, path: &Path, dest: &str, data: &[u8]) -> SearchPathChange {
+        match search_path::relative_edits(data, dest, &|dir| self.bundled_dir(dir)) {
+            SearchPath::Untouched => SearchPathChange::None,
+            SearchPath::Patched { edits, old, new } => {
                 self.host
                     .debug(&format!("{dest}: search path {old} -> {new}"));
-                (Some(patched), false)
+                SearchPathChange::Edits(edits)
             }
             SearchPath::CannotPatch {
                 why,
@@ -919,14 +936,14 @@ impl Planner<'_> {
                         "{dest}: search path set to {} with patchelf ({why})",
                         entries.join(":")
                     ));
-                    (Some(patched), false)
+                    SearchPathChange::Patchelf(patched)
                 }
                 Err(e) => {
                     self.host.debug(&format!(
                         "{dest}: search path not patched ({why}; {e}): rewriting the prefix \
                          in place at unpack instead"
                     ));
-                    (None, true)
+                    SearchPathChange::AtUnpack
                 }
             },
         }
@@ -996,6 +1013,36 @@ impl Planner<'_> {
         Ok(())
     }
 
+    /// [`Planner::keep_copy`] for a file too large to hold: `path` copied with `edits`
+    /// written over it, one window at a time.
+    fn keep_edited_copy(
+        &self,
+        path: &Path,
+        dest: &str,
+        edits: &[search_path::Edit],
+        plan: &mut FilePlan,
+    ) -> Result<(), PluginError> {
+        let mut from = std::fs::File::open(path).map_err(|e| read_error(path, e))?;
+        let mode = from
+            .metadata()
+            .map(|m| m.permissions().mode() & 0o7777)
+            .unwrap_or(0o644);
+        let copy = self.copy_path(dest)?;
+        let mut to = std::fs::File::create(&copy).map_err(|e| write_error(&copy, e))?;
+        search_path::copy_with_edits(&mut from, &mut to, edits).map_err(|e| {
+            PluginError::new(format!(
+                "could not copy {} to {}: {e}",
+                path.display(),
+                copy.display()
+            ))
+            .with_help("check that the environment is readable and the work directory has space")
+        })?;
+        plan.source = copy;
+        plan.copied = true;
+        plan.mode = Some(mode);
+        Ok(())
+    }
+
     /// Prefixes found in object code (ELF files, static libraries): rewritten in place when
     /// `rewrite` (asked for, or the search path could not be patched), else only listed for
     /// the note at the end of the run.
@@ -1020,23 +1067,26 @@ impl Planner<'_> {
 
     /// Plan a file over [`WHOLE_READ_LIMIT`] without reading it whole: its prefixes are looked
     /// for in windows, so that memory does not grow with the size of files (a conda env can
-    /// hold libraries of gigabytes). Returns false, having planned nothing, for the files
-    /// whose contents must change at bundle time (a script's `#!` line, an ELF search path
-    /// into the environment): those are read whole as before.
+    /// hold libraries of gigabytes). An ELF search path into the environment is patched while
+    /// the file is copied ([`Planner::plan_large_elf`]). Returns false, having planned nothing,
+    /// for the rare files that are read whole instead: a script (its `#!` line changes), a
+    /// search path only patchelf can change.
     fn plan_large_file(
         &mut self,
         path: &Path,
         dest: &str,
         plan: &mut FilePlan,
         lookup: &Lookup,
-    ) -> std::io::Result<bool> {
+    ) -> Result<bool, PluginError> {
         let Lookup {
             spellings,
             placeholder,
             managed: is_managed,
         } = *lookup;
         let mut head = [0u8; 8];
-        let n = airgap_io::read_full(&mut std::fs::File::open(path)?, &mut head)?;
+        let n = std::fs::File::open(path)
+            .and_then(|mut f| airgap_io::read_full(&mut f, &mut head))
+            .map_err(|e| read_error(path, e))?;
         let head = &head[..n];
         if head.starts_with(b"#!") {
             return Ok(false);
@@ -1052,15 +1102,16 @@ impl Planner<'_> {
                 dir.is_absolute() && (self.map(&dir).is_some() || self.copy_map(&dir).is_some())
             });
             if into_env {
-                return Ok(false);
+                return self.plan_large_elf(path, dest, plan, lookup);
             }
         }
         if placeholder.is_none() && is_managed {
             // Conda lists no prefix in it, and its search path stays: nothing to look for.
             return Ok(true);
         }
-        let (found, text) =
-            self.scan_file(path, spellings, placeholder.map(|(ph, _)| ph.as_str()))?;
+        let (found, text) = self
+            .scan_file(path, spellings, placeholder.map(|(ph, _)| ph.as_str()))
+            .map_err(|e| read_error(path, e))?;
         if let Some((_, mode)) = placeholder {
             for (old, root) in found {
                 plan.rewrites.push((old, root, *mode));
@@ -1077,6 +1128,46 @@ impl Planner<'_> {
             for (old, root) in found {
                 plan.rewrites.push((old, root, mode));
             }
+        }
+        Ok(true)
+    }
+
+    /// A large ELF file whose search path points into the environment: the edits are found in
+    /// a read-only map of it (only its headers, dynamic section and dynamic symbols are
+    /// touched), the patched copy is written one window at a time, and the copy is scanned
+    /// for the prefixes left as [`Planner::plan_object_code`] does for a file read whole.
+    /// Returns false when the search path needs more than edits in place (patchelf).
+    fn plan_large_elf(
+        &mut self,
+        path: &Path,
+        dest: &str,
+        plan: &mut FilePlan,
+        lookup: &Lookup,
+    ) -> Result<bool, PluginError> {
+        let file = std::fs::File::open(path).map_err(|e| read_error(path, e))?;
+        // SAFETY: the map is only read, and nothing in this process writes the file. Another
+        // process truncating it meanwhile would fault the read; the same change would also
+        // break the whole read this replaces, and the writer's hash check later.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| read_error(path, e))?;
+        let change = search_path::relative_edits(&map, dest, &|dir| self.bundled_dir(dir));
+        drop(map);
+        let SearchPath::Patched { edits, old, new } = change else {
+            return Ok(false);
+        };
+        self.host
+            .debug(&format!("{dest}: search path {old} -> {new}"));
+        self.keep_edited_copy(path, dest, &edits, plan)?;
+        let placeholder = lookup.placeholder.map(|(ph, _)| ph.as_str());
+        let (found, _) = self
+            .scan_file(&plan.source, lookup.spellings, placeholder)
+            .map_err(|e| read_error(&plan.source, e))?;
+        if let Some((_, mode)) = lookup.placeholder {
+            for (old, root) in found {
+                plan.rewrites.push((old, root, *mode));
+            }
+        } else if !lookup.managed {
+            let rewrite = self.config.rewrite_elf_strings;
+            self.object_code_rewrites(plan, dest, found, rewrite);
         }
         Ok(true)
     }
@@ -1265,6 +1356,13 @@ impl Planner<'_> {
     }
 
     fn write_copy(&self, dest: &str, data: &[u8]) -> Result<PathBuf, PluginError> {
+        let path = self.copy_path(dest)?;
+        std::fs::write(&path, data).map_err(|e| write_error(&path, e))?;
+        Ok(path)
+    }
+
+    /// Where the bundled copy of `dest` goes in the work directory, its directory made.
+    fn copy_path(&self, dest: &str) -> Result<PathBuf, PluginError> {
         let path = self.work_dir.join("files").join(dest);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| {
@@ -1272,10 +1370,6 @@ impl Planner<'_> {
                     .with_help("check that the work directory is writable")
             })?;
         }
-        std::fs::write(&path, data).map_err(|e| {
-            PluginError::new(format!("could not write {}: {e}", path.display()))
-                .with_help("check that the work directory is writable and has space")
-        })?;
         Ok(path)
     }
 
@@ -1438,8 +1532,9 @@ impl Planner<'_> {
             }
         }
         let mut entries = self.entries;
+        entries.reserve_exact(self.files.len());
         for f in self.files {
-            let mut entry = Entry::path(&f.source, f.dest);
+            let mut entry = Entry::path(f.source, f.dest);
             entry.mode = f.mode;
             entry.package = f.package;
             entries.push(entry);

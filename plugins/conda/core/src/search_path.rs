@@ -18,9 +18,10 @@ pub fn is_elf(data: &[u8]) -> bool {
 pub enum SearchPath {
     /// No RPATH/RUNPATH entry points into a bundled prefix.
     Untouched,
-    /// Patched: the new contents, and the old and new search paths for the log.
+    /// Patched: the bytes to write over the file's, and the old and new search paths for
+    /// the log.
     Patched {
-        data: Vec<u8>,
+        edits: Vec<Edit>,
         old: String,
         new: String,
     },
@@ -33,11 +34,63 @@ pub enum SearchPath {
     },
 }
 
-/// Rewrite the search paths of `data` (the file at bundle path `bundle_path`).
+/// Bytes to write over a file's at an offset: edits, not a patched copy, so that a library of
+/// hundreds of megabytes is patched while it is copied instead of in memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edit {
+    /// Where the bytes go, from the start of the file.
+    pub at: u64,
+    /// The new bytes (the new search path, padded with NUL bytes to the old one's length).
+    pub bytes: Vec<u8>,
+}
+
+/// `data` with `edits` written over it.
+pub fn apply(data: &[u8], edits: &[Edit]) -> Vec<u8> {
+    let mut out = data.to_vec();
+    for e in edits {
+        let at = e.at as usize;
+        out[at..at + e.bytes.len()].copy_from_slice(&e.bytes);
+    }
+    out
+}
+
+/// Copy `from` to `to` with `edits` (inside the file, sorted by offset) written over it, one
+/// window at a time.
+pub fn copy_with_edits(
+    from: &mut impl std::io::Read,
+    to: &mut impl std::io::Write,
+    edits: &[Edit],
+) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = 0u64;
+    loop {
+        let n = airgap_io::read_full(from, &mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let window = &mut buf[..n];
+        let end = pos + n as u64;
+        for e in edits {
+            let (start, stop) = (e.at, e.at + e.bytes.len() as u64);
+            if stop <= pos || start >= end {
+                continue;
+            }
+            // The part of the edit inside this window.
+            let (from_at, to_at) = (start.max(pos), stop.min(end));
+            let src = &e.bytes[(from_at - start) as usize..(to_at - start) as usize];
+            window[(from_at - pos) as usize..(to_at - pos) as usize].copy_from_slice(src);
+        }
+        to.write_all(window)?;
+        pos = end;
+    }
+}
+
+/// The edits that make the search paths of `data` (the file at bundle path `bundle_path`)
+/// relative to it.
 ///
 /// `map` turns an absolute directory on the build machine into its bundle path, or `None` when
 /// it is not bundled.
-pub fn make_relative(
+pub fn relative_edits(
     data: &[u8],
     bundle_path: &str,
     map: &dyn Fn(&str) -> Option<String>,
@@ -49,7 +102,7 @@ pub fn make_relative(
         return SearchPath::Untouched;
     };
     let strtab = dynamic.info.strtab;
-    let mut out: Option<Vec<u8>> = None;
+    let mut edits = Vec::new();
     let mut olds = Vec::new();
     let mut news = Vec::new();
     for d in &dynamic.dyns {
@@ -98,27 +151,30 @@ pub fn make_relative(
             };
         }
         let start = strtab + offset;
-        let end = start + value.len();
-        let buf = out.get_or_insert_with(|| data.to_vec());
-        if end > buf.len() {
+        if start + value.len() > data.len() {
             return SearchPath::CannotPatch {
                 why: "the string table lies outside the file".into(),
                 entries,
                 runpath,
             };
         }
-        buf[start..start + new_value.len()].copy_from_slice(new_value.as_bytes());
-        buf[start + new_value.len()..end].fill(0);
+        let mut bytes = new_value.clone().into_bytes();
+        bytes.resize(value.len(), 0);
+        edits.push(Edit {
+            at: start as u64,
+            bytes,
+        });
         olds.push(value.to_string());
         news.push(new_value);
     }
-    match out {
-        Some(data) => SearchPath::Patched {
-            data,
-            old: olds.join(" "),
-            new: news.join(" "),
-        },
-        None => SearchPath::Untouched,
+    if edits.is_empty() {
+        return SearchPath::Untouched;
+    }
+    edits.sort_by_key(|e| e.at);
+    SearchPath::Patched {
+        edits,
+        old: olds.join(" "),
+        new: news.join(" "),
     }
 }
 
@@ -173,6 +229,31 @@ fn shares_tail(elf: &Elf, offset: usize, len: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Edits at the start, across the copy's window boundary and at the end give the same
+    /// bytes streamed as applied in memory.
+    #[test]
+    fn edits_streamed_equal_edits_applied() {
+        let data: Vec<u8> = (0..(3 << 20) + 17).map(|i| (i % 251) as u8).collect();
+        let edits = vec![
+            Edit {
+                at: 0,
+                bytes: b"head".to_vec(),
+            },
+            Edit {
+                at: (1 << 20) - 3,
+                bytes: b"$ORIGIN\0\0".to_vec(),
+            },
+            Edit {
+                at: data.len() as u64 - 2,
+                bytes: b"zz".to_vec(),
+            },
+        ];
+        let mut streamed = Vec::new();
+        copy_with_edits(&mut &data[..], &mut streamed, &edits).unwrap();
+        assert_eq!(streamed, apply(&data, &edits));
+        assert_eq!(&streamed[(1 << 20) - 3..(1 << 20) + 6], b"$ORIGIN\0\0");
+    }
 
     #[test]
     fn origin_relative_paths() {
