@@ -157,7 +157,12 @@ const GNU: &str = "x86_64-unknown-linux-gnu";
 /// musl when that target is installed, else glibc with `crt-static`. The result is
 /// `target/<profile>/airgap-unpack-static`, which airgap finds beside itself.
 pub(crate) fn build_static_unpacker(release: bool, out: &Path) -> Result<()> {
-    let profile = if release { "release" } else { "debug" };
+    // The release unpacker is built for size ([profile.unpacker] in Cargo.toml).
+    let (profile, dir) = if release {
+        ("unpacker", "unpacker")
+    } else {
+        ("dev", "debug")
+    };
     let musl_installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
@@ -184,10 +189,15 @@ pub(crate) fn build_static_unpacker(release: bool, out: &Path) -> Result<()> {
     let slim = "-C debuginfo=0 -C strip=symbols";
     for (triple, env) in attempts {
         let mut cmd = cargo();
-        cmd.args(["build", "-p", "airgap-unpack", "--target", triple]);
-        if release {
-            cmd.arg("--release");
-        }
+        cmd.args([
+            "build",
+            "-p",
+            "airgap-unpack",
+            "--target",
+            triple,
+            "--profile",
+            profile,
+        ]);
         // With an explicit --target, RUSTFLAGS reach only the target's artifacts (kept in
         // target/<triple>/), so the normal build's cache stays valid and build scripts and
         // proc-macros are shared.
@@ -199,10 +209,7 @@ pub(crate) fn build_static_unpacker(release: bool, out: &Path) -> Result<()> {
         cmd.env("RUSTFLAGS", flags);
         match run(&mut cmd) {
             Ok(()) => {
-                let built = target_dir()
-                    .join(triple)
-                    .join(profile)
-                    .join("airgap-unpack");
+                let built = target_dir().join(triple).join(dir).join("airgap-unpack");
                 let dest = out.join("airgap-unpack-static");
                 std::fs::copy(&built, &dest)
                     .with_context(|| format!("copy {} to {}", built.display(), dest.display()))?;

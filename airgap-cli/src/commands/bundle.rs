@@ -54,7 +54,7 @@ pub struct BundleArgs {
     #[arg(long, value_enum)]
     pub compression: Option<CompressionArg>,
 
-    /// Compression level (gzip 1-9, default 5; zstd 1-19, default 3), for --compression or
+    /// Compression level (gzip 1-9, default 6; zstd 1-19, default 3), for --compression or
     /// `[bundle] compression`
     #[arg(long)]
     pub level: Option<i32>,
