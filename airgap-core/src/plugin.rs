@@ -165,14 +165,18 @@ impl Plugin {
         let (events, inbox) = mpsc::channel::<Event>();
         let stop = Arc::new(AtomicBool::new(false));
         let context = CallContext::leak(events.clone(), Arc::clone(&stop), pages);
-        self.spawn_call(json, context, events)?;
+        let answerer = Answerer {
+            plugin: self.name.clone(),
+            path: self.path.clone(),
+            source: request.source.clone(),
+        };
+        self.spawn_call(json, context, events, answerer)?;
         let watch = Watch {
             cancelled,
             limit,
             stop: &stop,
         };
-        let (status, bytes) = self.relay(&inbox, &mut pager, progress, &watch)?;
-        self.answer(status, &bytes, request)
+        self.relay(&inbox, &mut pager, progress, &watch)?
     }
 
     /// The request as JSON: without `earlier` for a plugin that pages through it.
@@ -190,13 +194,17 @@ impl Plugin {
         })
     }
 
-    /// Call the plugin's `contribute` on a thread of its own, which sends the answer as the
-    /// last event (the calling thread is free to relay and to watch the clock meanwhile).
+    /// Call the plugin's `contribute` on a thread of its own, which decodes the answer and
+    /// sends it as the last event (the calling thread is free to relay and to watch the clock
+    /// meanwhile). The answer is decoded from the plugin's own buffer, on the thread whose
+    /// allocations the plugin's freed memory went back to: a copy of it (tens of MB for
+    /// 100,000 files) would be held beside the buffer and then beside the decoded entries.
     fn spawn_call(
         &self,
         json: Vec<u8>,
         context: &'static CallContext,
         events: mpsc::Sender<Event>,
+        answerer: Answerer,
     ) -> Result<(), Error> {
         let descriptor = self.descriptor;
         std::thread::Builder::new()
@@ -218,10 +226,10 @@ impl Plugin {
                 // A thread the plugin left running that calls back now gets nothing.
                 context.close();
                 // SAFETY: `out` was filled by this plugin's contribute.
-                let bytes = unsafe { out.as_slice() }.to_vec();
+                let answer = answerer.decode(status, unsafe { out.as_slice() });
                 // SAFETY: freed once, by the library that allocated it.
                 unsafe { (descriptor.free_buffer)(out) };
-                let _ = events.send(Event::Done(status, bytes));
+                let _ = events.send(Event::Done(Box::new(answer)));
             })
             .map_err(|e| Error::Internal(format!("cannot start a thread for a plugin: {e}")))?;
         Ok(())
@@ -229,20 +237,20 @@ impl Plugin {
 
     /// Relay the plugin's log, progress and page requests until it answers; meanwhile ask it
     /// to stop on Ctrl-C or past its time limit, and abandon it when it has not returned
-    /// within [`STOP_GRACE`] of that. Returns its status and answer bytes.
+    /// within [`STOP_GRACE`] of that. Returns its decoded answer.
     fn relay(
         &self,
         inbox: &mpsc::Receiver<Event>,
         pager: &mut Pager<'_>,
         progress: &dyn Progress,
         watch: &Watch<'_>,
-    ) -> Result<(i32, Vec<u8>), Error> {
+    ) -> Result<Result<Contribution, Error>, Error> {
         let started = Instant::now();
         let mut phase_started = false;
         let mut last_done = 0u64;
         // Why the plugin was asked to stop, and until when it may take to do so.
         let mut stopping: Option<(Stopped, Instant)> = None;
-        let (status, bytes) = loop {
+        let answer = loop {
             match inbox.recv_timeout(TICK) {
                 Ok(Event::Log(level, text)) => progress.message(level, &text),
                 Ok(Event::Progress { done, total, text }) => {
@@ -261,7 +269,7 @@ impl Plugin {
                 }) => {
                     let _ = reply.send(pager.page(which, start, max));
                 }
-                Ok(Event::Done(status, bytes)) => break (status, bytes),
+                Ok(Event::Done(answer)) => break *answer,
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     return Err(Error::Internal(format!(
@@ -291,21 +299,38 @@ impl Plugin {
         if let Some((why, _)) = stopping {
             return Err(self.stopped_error(why, watch.limit, true));
         }
-        Ok((status, bytes))
+        Ok(answer)
     }
 
+    fn stopped_error(&self, why: Stopped, limit: Option<Duration>, stopped: bool) -> Error {
+        match why {
+            Stopped::Cancelled => Error::Cancelled,
+            Stopped::TimedOut => Error::PluginTimeout {
+                plugin: self.name.clone(),
+                path: self.path.clone(),
+                seconds: limit.map(|l| l.as_secs()).unwrap_or(0),
+                stopped,
+            },
+        }
+    }
+}
+
+/// Who answered a call, for the errors its answer can become.
+struct Answerer {
+    plugin: String,
+    path: PathBuf,
+    /// The source (config table) the call was for.
+    source: String,
+}
+
+impl Answerer {
     /// The contribution the plugin answered with, or its error, panic or malformed answer as
     /// a typed error naming the plugin.
-    fn answer(
-        &self,
-        status: i32,
-        bytes: &[u8],
-        request: &ContributeRequest,
-    ) -> Result<Contribution, Error> {
+    fn decode(&self, status: i32, bytes: &[u8]) -> Result<Contribution, Error> {
         match status {
             STATUS_OK => {
                 serde_json::from_slice::<Contribution>(bytes).map_err(|e| Error::PluginMalformed {
-                    plugin: self.name.clone(),
+                    plugin: self.plugin.clone(),
                     path: self.path.clone(),
                     reason: e.to_string(),
                 })
@@ -318,35 +343,23 @@ impl Plugin {
                     return Err(Error::Cancelled);
                 }
                 Err(Error::PluginFailed {
-                    plugin: self.name.clone(),
-                    source_name: request.source.clone(),
+                    plugin: self.plugin.clone(),
+                    source_name: self.source.clone(),
                     config: None,
                     message: error.message,
                     help: error.help,
                 })
             }
             STATUS_PANIC => Err(Error::PluginPanicked {
-                plugin: self.name.clone(),
+                plugin: self.plugin.clone(),
                 path: self.path.clone(),
                 message: String::from_utf8_lossy(bytes).into_owned(),
             }),
             other => Err(Error::PluginMalformed {
-                plugin: self.name.clone(),
+                plugin: self.plugin.clone(),
                 path: self.path.clone(),
                 reason: format!("unknown status code {other}"),
             }),
-        }
-    }
-
-    fn stopped_error(&self, why: Stopped, limit: Option<Duration>, stopped: bool) -> Error {
-        match why {
-            Stopped::Cancelled => Error::Cancelled,
-            Stopped::TimedOut => Error::PluginTimeout {
-                plugin: self.name.clone(),
-                path: self.path.clone(),
-                seconds: limit.map(|l| l.as_secs()).unwrap_or(0),
-                stopped,
-            },
         }
     }
 }
@@ -401,7 +414,8 @@ enum Event {
         max: u64,
         reply: mpsc::SyncSender<Result<Vec<u8>, String>>,
     },
-    Done(i32, Vec<u8>),
+    /// The plugin's answer, decoded (boxed: it is far larger than the other events).
+    Done(Box<Result<Contribution, Error>>),
 }
 
 /// A plugin file that cannot be used, why, and what to do.
