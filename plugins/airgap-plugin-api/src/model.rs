@@ -187,15 +187,21 @@ pub struct Entry {
     #[serde(flatten)]
     pub kind: EntryKind,
     /// Permission bits to store instead of the source's.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<u32>,
     /// The package this belongs to (a [`Package::id`]).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub package: Option<String>,
     /// This entry knowingly replaces what an earlier plugin put at `dest` (a patched copy of
     /// a file). Without it, two different contents at one path are an error.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub replace: bool,
+}
+
+/// Entries leave out the fields at their defaults: every reader since ABI 1.0 takes them as
+/// defaults, and a contribution of 100,000 entries is megabytes smaller.
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Entry {
@@ -265,7 +271,7 @@ pub enum EntryKind {
         source: PathBuf,
         /// Patterns (relative to `source`) to leave out when walking a directory, in airgap's
         /// one dialect (`airgap-glob`: a name at any depth, a path with `/` from `source`).
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         exclude: Vec<String>,
     },
     /// A symbolic link, stored as a link.
@@ -574,11 +580,18 @@ mod tests {
             serde_json::to_string(&package).expect("writes"),
             r#"{"id":"acme:t-1","name":"t","version":"1","kind":"acme","origin":"index","sha256":"ab","license":"MIT"}"#
         );
+        // An entry leaves out its fields at their defaults, which every host and plugin
+        // since 1.0 reads as those defaults; the full form older plugins write reads the same.
         let entry = Entry::path("/src/t", "t").with_package("acme:t-1");
         assert_eq!(
             serde_json::to_string(&entry).expect("writes"),
-            r#"{"dest":"t","kind":"path","source":"/src/t","exclude":[],"mode":null,"package":"acme:t-1","replace":false}"#
+            r#"{"dest":"t","kind":"path","source":"/src/t","package":"acme:t-1"}"#
         );
+        let full: Entry = serde_json::from_str(
+            r#"{"dest":"t","kind":"path","source":"/src/t","exclude":[],"mode":null,"package":"acme:t-1","replace":false}"#,
+        )
+        .expect("reads");
+        assert_eq!(full, entry);
         let file = BundleFile::new("env/lib/x.so", FileKind::File, 0o755, "conda")
             .with_source("/opt/env/lib/x.so", 7)
             .with_package("conda:x-1");
