@@ -960,11 +960,33 @@ impl Planner<'_> {
         lookup: &Lookup,
         rewrite: bool,
     ) {
-        if let Some((ph, mode)) = lookup.placeholder {
-            self.rewrite_found(plan, data, lookup.spellings, Some(ph), *mode);
-        } else if !lookup.managed {
-            let found = self.found_prefixes(data, lookup.spellings, None);
-            self.object_code_rewrites(plan, dest, found, rewrite);
+        if lookup.placeholder.is_none() && lookup.managed {
+            return;
+        }
+        let placeholder = lookup.placeholder.map(|(ph, _)| ph.as_str());
+        let found = self.found_prefixes(data, lookup.spellings, placeholder);
+        self.record_object_code(plan, dest, found, lookup, rewrite);
+    }
+
+    /// What [`Planner::plan_object_code`] records of the prefixes `found` in object code,
+    /// whether its contents were searched whole or in windows: conda's placeholder rewritten
+    /// as conda says, else [`Planner::object_code_rewrites`]. Not for a conda file without a
+    /// placeholder, which holds none.
+    fn record_object_code(
+        &mut self,
+        plan: &mut FilePlan,
+        dest: &str,
+        found: Vec<(String, String)>,
+        lookup: &Lookup,
+        rewrite: bool,
+    ) {
+        match lookup.placeholder {
+            Some((_, mode)) => {
+                for (old, root) in found {
+                    plan.rewrites.push((old, root, *mode));
+                }
+            }
+            None => self.object_code_rewrites(plan, dest, found, rewrite),
         }
     }
 
@@ -1157,18 +1179,15 @@ impl Planner<'_> {
         self.host
             .debug(&format!("{dest}: search path {old} -> {new}"));
         self.keep_edited_copy(path, dest, &edits, plan)?;
+        if lookup.placeholder.is_none() && lookup.managed {
+            return Ok(true);
+        }
         let placeholder = lookup.placeholder.map(|(ph, _)| ph.as_str());
         let (found, _) = self
             .scan_file(&plan.source, lookup.spellings, placeholder)
             .map_err(|e| read_error(&plan.source, e))?;
-        if let Some((_, mode)) = lookup.placeholder {
-            for (old, root) in found {
-                plan.rewrites.push((old, root, *mode));
-            }
-        } else if !lookup.managed {
-            let rewrite = self.config.rewrite_elf_strings;
-            self.object_code_rewrites(plan, dest, found, rewrite);
-        }
+        let rewrite = self.config.rewrite_elf_strings;
+        self.record_object_code(plan, dest, found, lookup, rewrite);
         Ok(true)
     }
 
