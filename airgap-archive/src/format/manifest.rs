@@ -378,6 +378,31 @@ pub(crate) fn parse_record(line: &str) -> Option<FileRecord> {
     r.finish()
 }
 
+/// The path bytes of a line as [`write_record`] writes it (its first field, and `path_hex`
+/// when that follows), without the rest: what a binary search over the records compares.
+/// `None` for any other line.
+pub(crate) fn record_path_key(line: &str) -> Option<Vec<u8>> {
+    let mut table = InlineTable {
+        s: line.trim_start().strip_prefix('{')?,
+        i: 0,
+    };
+    table.skip_blanks();
+    let path = match (table.key()?, table.value()?) {
+        ("path", Value::Str(p)) => p,
+        _ => return None,
+    };
+    table.skip_blanks();
+    let mut hex = None;
+    if table.peek() == Some(b',') {
+        table.i += 1;
+        table.skip_blanks();
+        if let ("path_hex", Value::Str(h)) = (table.key()?, table.value()?) {
+            hex = Some(h);
+        }
+    }
+    Some(decode(&path, &hex))
+}
+
 /// A value of a record line: a basic string or a decimal integer.
 enum Value {
     Str(String),
@@ -436,21 +461,26 @@ impl<'a> InlineTable<'a> {
     /// The rest of a basic string after its opening quote, escapes decoded; control
     /// characters unescaped are refused, as TOML refuses them.
     fn basic_string(&mut self) -> Option<String> {
+        let bytes = self.s.as_bytes();
         let mut out = String::new();
         loop {
+            // Copy the run up to the next quote, backslash or control character at once:
+            // each of those is ASCII, so the run ends on a character boundary.
+            let run = self.i;
+            while bytes
+                .get(self.i)
+                .is_some_and(|&c| c != b'"' && c != b'\\' && c >= 0x20 && c != 0x7f)
+            {
+                self.i += 1;
+            }
+            out.push_str(self.s.get(run..self.i)?);
             match self.peek()? {
                 b'"' => {
                     self.i += 1;
                     return Some(out);
                 }
                 b'\\' => self.escape(&mut out)?,
-                c if c < 0x20 || c == 0x7f => return None,
-                _ => {
-                    // Copy one UTF-8 character.
-                    let ch = self.s[self.i..].chars().next()?;
-                    out.push(ch);
-                    self.i += ch.len_utf8();
-                }
+                _ => return None,
             }
         }
     }
@@ -1034,6 +1064,25 @@ mod tests {
         assert_eq!(fast.files, full.files);
         assert_eq!(fast.files, m.files);
         assert_eq!(fast.warnings, vec!["w".to_string()]);
+    }
+
+    #[test]
+    fn a_lines_path_key_is_its_records_path_bytes() {
+        let mut hex = record("caf\u{fffd}");
+        hex.path_hex = Some(hex::encode(b"caf\xe9"));
+        for r in [
+            record("a/b"),
+            record("we\"ird\\ na\tme \u{1} é\u{7f}"),
+            record(""),
+            hex,
+        ] {
+            let mut line = String::new();
+            write_record(&mut line, &r);
+            assert_eq!(record_path_key(&line), Some(r.path_bytes()), "{line}");
+            assert_eq!(parse_record(&line).as_ref(), Some(&r));
+        }
+        assert_eq!(record_path_key("  { kind = \"file\" },"), None);
+        assert_eq!(record_path_key("  { path = \"unterminated },"), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 pub(crate) mod copy;
 pub mod delta;
 pub(crate) mod dest;
+pub(crate) mod hashing;
 pub mod installed;
 pub mod read;
 pub mod relocate;

@@ -23,6 +23,7 @@ use crate::format::manifest::{
     MANIFEST_PATH, MAX_FILE_SIZE,
 };
 use crate::format::tarfmt::{EntryType, TarEntry, TarReader};
+use crate::install::hashing::{Expected, Hashers, BUF};
 pub use crate::install::source::{BundleFile, BundleReader};
 use crate::progress::{Progress, Unit};
 use crate::spill;
@@ -756,7 +757,11 @@ pub(crate) struct Checker<'a> {
     max: Vec<u8>,
     links: HashMap<Vec<u8>, Vec<u8>>,
     dirs: Option<spill::Stack<DirAt>>,
-    problems: Vec<String>,
+    /// What does not match, each with the number of the entry it was found at (the hashes
+    /// come back from other threads out of order; sorted when reported).
+    problems: Vec<(u64, String)>,
+    /// The sha256 of each file, on other threads.
+    hashers: Hashers,
     /// Stop at the first mismatch (unpack) rather than collecting them all (verify).
     fail_fast: bool,
     pub entries: u64,
@@ -844,6 +849,7 @@ impl<'a> Checker<'a> {
             links: HashMap::new(),
             dirs: matches!(target, Target::Extract(_)).then(|| spill::Stack::new(DIRS_IN_MEMORY)),
             problems: Vec::new(),
+            hashers: Hashers::new(),
             fail_fast,
             entries: 0,
             bytes: 0,
@@ -941,13 +947,49 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// A mismatch at the current entry (after the last one: at its end).
     fn problem(&mut self, text: String) -> Result<(), ArchiveError> {
-        self.problems.push(text);
+        self.problem_at(self.entries, text)
+    }
+
+    fn problem_at(&mut self, key: u64, text: String) -> Result<(), ArchiveError> {
+        self.problems.push((key, text));
         if self.fail_fast {
-            return Err(ArchiveError::Mismatch {
+            self.problems.extend(self.hashers.found());
+            return Err(self.mismatch());
+        }
+        Ok(())
+    }
+
+    /// The problems so far, in the order of the entries they were found at.
+    fn mismatch(&mut self) -> ArchiveError {
+        let mut problems = std::mem::take(&mut self.problems);
+        problems.sort_by_key(|p| p.0);
+        ArchiveError::Mismatch {
+            bundle: self.bundle.clone(),
+            problems: problems.into_iter().map(|p| p.1).collect(),
+        }
+    }
+
+    /// Take the hashes that came back wrong.
+    fn hash_problems(&mut self) -> Result<(), ArchiveError> {
+        for (key, text) in self.hashers.found() {
+            self.problem_at(key, text)?;
+        }
+        Ok(())
+    }
+
+    /// Wait for the last hashes.
+    fn last_hash_problems(&mut self) -> Result<(), ArchiveError> {
+        let found = self
+            .hashers
+            .finish()
+            .map_err(|reason| ArchiveError::Corrupt {
                 bundle: self.bundle.clone(),
-                problems: std::mem::take(&mut self.problems),
-            });
+                reason,
+            })?;
+        for (key, text) in found {
+            self.problem_at(key, text)?;
         }
         Ok(())
     }
@@ -1309,7 +1351,8 @@ impl<'a> Checker<'a> {
             },
             _ => Sink::Nowhere,
         };
-        let digest = copy_data(e, tar, &mut out, progress).map_err(|err| match err {
+        let key = self.entries;
+        copy_data(e, tar, &mut out, &mut self.hashers, progress).map_err(|err| match err {
             CopyError::Cancelled => ArchiveError::Cancelled,
             CopyError::Read(err) => ArchiveError::Corrupt {
                 bundle: self.bundle.clone(),
@@ -1320,12 +1363,6 @@ impl<'a> Checker<'a> {
             }
         })?;
         self.bytes += e.real_size;
-        if record.sha256.as_deref() != Some(digest.as_str()) {
-            self.problem(format!(
-                "hash: {shown} has sha256 {digest}, the manifest says {}",
-                record.sha256.as_deref().unwrap_or("none")
-            ))?;
-        }
         if let (Some(f), Some(dest)) = (out.file(), &dest) {
             f.set_permissions(fs::Permissions::from_mode(mode & 0o777))
                 .map_err(|err| ArchiveError::io("writing", dest, err))?;
@@ -1333,6 +1370,13 @@ impl<'a> Checker<'a> {
             filetime::set_file_handle_times(f, Some(t), Some(t))
                 .map_err(|err| ArchiveError::io("writing", dest, err))?;
         }
+        drop(out);
+        self.hashers.end(Expected {
+            key,
+            shown,
+            sha256: record.sha256,
+        });
+        self.hash_problems()?;
         self.mark(rel, Some(index), Seen::File);
         Ok(())
     }
@@ -1346,6 +1390,7 @@ impl<'a> Checker<'a> {
         delta: Option<&Delta>,
         mut reuse: Option<&mut Reuse<'_>>,
     ) -> Result<(u64, u64), ArchiveError> {
+        self.last_hash_problems()?;
         let mut reused = ReusedCursor::new(delta);
         for (i, r) in self.records.iter().enumerate() {
             let r = r?;
@@ -1406,10 +1451,7 @@ impl<'a> Checker<'a> {
             }
         }
         if !self.problems.is_empty() {
-            return Err(ArchiveError::Mismatch {
-                bundle: self.bundle.clone(),
-                problems: self.problems,
-            });
+            return Err(self.mismatch());
         }
         if let (Target::Extract(root), Some(dirs)) = (target, &mut self.dirs) {
             while let Some(d) = dirs.pop().map_err(scratch_error)? {
@@ -1505,21 +1547,19 @@ enum CopyError {
     Write(io::Error),
 }
 
-/// What a sparse file's holes hash as, without an allocation per file.
-static HOLE_ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+/// Holes sent to the hashers in pieces of this size, so that Ctrl-C stops a long run of them.
+const HOLE_PIECE: u64 = 16 << 20;
 
-/// Stream an entry's data through sha256 (and into `out`), expanding sparse holes.
+/// Stream an entry's data into `out` and to the hashers (as the current file of
+/// `hashers`, begun here and ended by the caller), expanding sparse holes.
 fn copy_data<R: Read>(
     e: &TarEntry,
     tar: &mut TarReader<R>,
     out: &mut Sink<'_>,
+    hashers: &mut Hashers,
     progress: &dyn Progress,
-) -> Result<String, CopyError> {
-    let mut hasher = Sha256::new();
-    // Sized to the entry: most files are small, and a 256 KiB buffer each (twice, with the
-    // zeros) was two mmap/munmap pairs and their page faults per file under the CLI's fixed
-    // mmap threshold: half of unpack's kernel time.
-    let mut buf = vec![0u8; e.size.clamp(1, CHUNK as u64) as usize];
+) -> Result<(), CopyError> {
+    hashers.begin();
     let whole = [(0u64, e.size)];
     let segments: &[(u64, u64)] = if e.kind == EntryType::Sparse {
         &e.sparse
@@ -1528,21 +1568,21 @@ fn copy_data<R: Read>(
     };
     let mut pos = 0u64;
     // Holes cost no reading, only hashing: let Ctrl-C stop a long run of them.
-    let hole = |hasher: &mut Sha256, pos: &mut u64, end: u64| -> Result<(), CopyError> {
+    let hole = |hashers: &Hashers, pos: &mut u64, end: u64| -> Result<(), CopyError> {
         while *pos < end {
             if progress.is_cancelled() {
                 return Err(CopyError::Cancelled);
             }
-            let n = (end - *pos).min(HOLE_ZEROS.len() as u64) as usize;
-            hasher.update(&HOLE_ZEROS[..n]);
-            *pos += n as u64;
-            progress.advance(n as u64);
+            let n = (end - *pos).min(HOLE_PIECE);
+            hashers.zeros(n);
+            *pos += n;
+            progress.advance(n);
         }
         Ok(())
     };
     let mut first = true;
     for &(off, len) in segments {
-        hole(&mut hasher, &mut pos, off)?;
+        hole(hashers, &mut pos, off)?;
         if let Some(f) = out.file() {
             if e.kind == EntryType::Sparse {
                 f.seek(SeekFrom::Start(off)).map_err(CopyError::Write)?;
@@ -1550,13 +1590,14 @@ fn copy_data<R: Read>(
         }
         let mut left = len;
         while left > 0 {
-            let n = left.min(buf.len() as u64) as usize;
+            let n = left.min(BUF as u64) as usize;
+            // Sized to the piece: most files are small.
+            let mut buf = hashers.buffer(n);
             let mut got = 0;
             while got < n {
                 let k = tar.read_data(&mut buf[got..n]).map_err(CopyError::Read)?;
                 got += k;
             }
-            hasher.update(&buf[..n]);
             if first {
                 // A picked file starts at offset 0: a sparse file whose data starts later
                 // has no magic bytes to pick it by.
@@ -1568,14 +1609,15 @@ fn copy_data<R: Read>(
                 }
             }
             if let Some(f) = out.file() {
-                f.write_all(&buf[..n]).map_err(CopyError::Write)?;
+                f.write_all(&buf).map_err(CopyError::Write)?;
             }
+            hashers.data(buf);
             left -= n as u64;
             pos += n as u64;
             progress.advance(n as u64);
         }
     }
-    hole(&mut hasher, &mut pos, e.real_size)?;
+    hole(hashers, &mut pos, e.real_size)?;
     if first {
         out.decide(&[]).map_err(CopyError::Write)?;
     }
@@ -1584,7 +1626,7 @@ fn copy_data<R: Read>(
             f.set_len(e.real_size).map_err(CopyError::Write)?;
         }
     }
-    Ok(hex::encode(hasher.finalize()))
+    Ok(())
 }
 
 /// What the one reader found: the manifest, a delta's description, the counts.
