@@ -125,6 +125,10 @@ pub struct Plan {
     shared_plugin: Option<Arc<str>>,
     /// Number of [`Plan::add`] calls so far.
     gen: u32,
+    /// The last directory a file entry was resolved in, and its canonical path: a source
+    /// names one file an entry, mostly in the directory of the one before (see
+    /// [`Plan::canonical_file`]).
+    last_dir: Option<(PathBuf, PathBuf)>,
 }
 
 /// A link found while walking, decided once the walk is complete.
@@ -544,9 +548,13 @@ impl Plan {
             EntryKind::Path { source, exclude } => {
                 let excludes = Excludes::new(plugin, exclude)?;
                 let package: Option<Arc<str>> = entry.package.as_deref().map(Arc::from);
-                let meta = match fs::metadata(source) {
-                    Ok(m) => m,
-                    Err(e) => return Err(self.link_error(source, e)),
+                // One `lstat` for what is not a link (most entries), links followed otherwise.
+                let (meta, link) = match fs::symlink_metadata(source) {
+                    Ok(m) if !m.file_type().is_symlink() => (m, false),
+                    _ => match fs::metadata(source) {
+                        Ok(m) => (m, true),
+                        Err(e) => return Err(self.link_error(source, e)),
+                    },
                 };
                 if meta.is_dir() {
                     let canonical = fs::canonicalize(source)
@@ -581,7 +589,8 @@ impl Plan {
                         reason: "a file needs a name inside the bundle".into(),
                     })
                 } else {
-                    let canonical = fs::canonicalize(source)
+                    let canonical = self
+                        .canonical_file(source, link)
                         .map_err(|e| ArchiveError::io("resolving", source, e))?;
                     self.add_file(
                         plugin,
@@ -640,6 +649,29 @@ impl Plan {
             implicit: false,
         };
         self.insert(plugin, dest, item, replace)
+    }
+
+    /// What `fs::canonicalize` gives for a file `source`, where `link` says whether its
+    /// last component is a link: for one that is not, its directory's canonical path (kept
+    /// from the entry before when it is the same directory) joined with its name. A
+    /// `realpath` per file reads every component of its path as a link again: with a
+    /// source's 50,000 files, half a second of the host's plan.
+    fn canonical_file(&mut self, source: &Path, link: bool) -> io::Result<PathBuf> {
+        let (Some(dir), Some(name), false) = (source.parent(), source.file_name(), link) else {
+            return fs::canonicalize(source);
+        };
+        if !source.is_absolute() {
+            return fs::canonicalize(source);
+        }
+        match &self.last_dir {
+            Some((d, canonical)) if d == dir => Ok(canonical.join(name)),
+            _ => {
+                let canonical = fs::canonicalize(dir)?;
+                let file = canonical.join(name);
+                self.last_dir = Some((dir.to_path_buf(), canonical));
+                Ok(file)
+            }
+        }
     }
 
     fn link_error(&self, path: &Path, e: io::Error) -> ArchiveError {
