@@ -1381,4 +1381,36 @@ mod tests {
         assert!(!link_stays_inside(b"a", b"../../c"));
         assert!(!link_stays_inside(b"a", b"/etc"));
     }
+
+    #[test]
+    fn a_file_resolves_as_realpath_resolves_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        fs::create_dir_all(root.join("real/sub")).unwrap();
+        fs::write(root.join("real/sub/f"), b"x").unwrap();
+        fs::write(root.join("real/g"), b"y").unwrap();
+        std::os::unix::fs::symlink("real/sub", root.join("dirlink")).unwrap();
+        std::os::unix::fs::symlink("../g", root.join("real/sub/filelink")).unwrap();
+        let mut plan = Plan::default();
+        // In the order entries come: the same directory twice, through a link, a link.
+        for p in [
+            "real/sub/f",
+            "real/sub/f",
+            "dirlink/f",
+            "real/g",
+            "dirlink/filelink",
+            "real/sub/../g",
+        ] {
+            let source = root.join(p);
+            let link = fs::symlink_metadata(&source)
+                .unwrap()
+                .file_type()
+                .is_symlink();
+            assert_eq!(
+                plan.canonical_file(&source, link).unwrap(),
+                fs::canonicalize(&source).unwrap(),
+                "{p}"
+            );
+        }
+    }
 }
