@@ -1996,14 +1996,40 @@ pub fn verify_opened(
 ) -> Result<VerifyReport, ArchiveError> {
     let mut problems = Vec::new();
     let detached = detached_sha256_path(bundle);
-    let detached_sha256 = match fs::read_to_string(&detached) {
-        Ok(text) => {
-            let expected = text
-                .split_whitespace()
-                .next()
-                .unwrap_or("")
-                .to_ascii_lowercase();
-            let actual = sha256_opened(bundle, file)?;
+    let expected = fs::read_to_string(&detached).ok().map(|text| {
+        text.split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    });
+    // The whole file's sha256 on a thread of its own, beside the check's read of the same
+    // bytes (while the manifest is read, one thread is all the check runs).
+    let (actual, checked) = thread::scope(|scope| {
+        let actual = expected
+            .is_some()
+            .then(|| scope.spawn(|| sha256_opened(bundle, file)));
+        let checked = check_bundle(
+            bundle,
+            file,
+            decryptor,
+            &Target::Verify,
+            false,
+            progress,
+            Hooks::none(),
+        );
+        let actual = actual.map(|h| {
+            h.join().unwrap_or_else(|_| {
+                Err(ArchiveError::Corrupt {
+                    bundle: bundle.into(),
+                    reason: "the thread hashing the bundle stopped".into(),
+                })
+            })
+        });
+        (actual, checked)
+    });
+    let detached_sha256 = match (expected, actual) {
+        (Some(expected), Some(actual)) => {
+            let actual = actual?;
             if expected != actual {
                 problems.push(format!(
                     "checksum: the archive's sha256 is {actual}, {} says {expected}",
@@ -2014,17 +2040,9 @@ pub fn verify_opened(
                 Some(true)
             }
         }
-        Err(_) => None,
+        _ => None,
     };
-    match check_bundle(
-        bundle,
-        file,
-        decryptor,
-        &Target::Verify,
-        false,
-        progress,
-        Hooks::none(),
-    ) {
+    match checked {
         Ok(checked) => {
             if !problems.is_empty() {
                 return Err(ArchiveError::Mismatch {

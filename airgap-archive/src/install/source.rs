@@ -90,12 +90,10 @@ impl BundleFile {
     pub fn reader(&self, bundle: &Path) -> Result<BundleReader, ArchiveError> {
         match &self.kind {
             Kind::One(file) => {
-                let mut dup = file
+                let dup = file
                     .try_clone()
                     .map_err(|e| ArchiveError::io("reading", bundle, e))?;
-                dup.seek(SeekFrom::Start(0))
-                    .map_err(|e| ArchiveError::io("reading", bundle, e))?;
-                Ok(BundleReader::One(dup))
+                Ok(BundleReader::One(Positioned { file: dup, pos: 0 }))
             }
             Kind::Volumes(set) => Ok(BundleReader::Volumes(Concat::new(set.ready(&NoProgress)?))),
         }
@@ -256,8 +254,8 @@ impl Ready {
 
 /// A reader of a [`BundleFile`] from its start.
 pub enum BundleReader {
-    /// A duplicate of the one file's descriptor.
-    One(File),
+    /// The one file, by positioned reads.
+    One(Positioned),
     /// The concatenation of the volumes.
     Volumes(Concat),
 }
@@ -265,7 +263,11 @@ pub enum BundleReader {
 impl Read for BundleReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            BundleReader::One(f) => f.read(buf),
+            BundleReader::One(p) => {
+                let n = p.file.read_at(buf, p.pos)?;
+                p.pos += n as u64;
+                Ok(n)
+            }
             BundleReader::Volumes(c) => c.read(buf),
         }
     }
@@ -274,10 +276,27 @@ impl Read for BundleReader {
 impl Seek for BundleReader {
     fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
         match self {
-            BundleReader::One(f) => f.seek(pos),
+            BundleReader::One(p) => {
+                let to = match pos {
+                    SeekFrom::Start(n) => Some(n),
+                    SeekFrom::Current(d) => p.pos.checked_add_signed(d),
+                    SeekFrom::End(d) => p.file.metadata()?.len().checked_add_signed(d),
+                };
+                p.pos = to.ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::InvalidInput, "seek before the start")
+                })?;
+                Ok(p.pos)
+            }
             BundleReader::Volumes(c) => c.seek(pos),
         }
     }
+}
+
+/// One file read by positioned reads: a duplicate descriptor shares its offset with the
+/// original, and two readers of one bundle (the check and the whole file's hash) run at once.
+pub struct Positioned {
+    file: File,
+    pos: u64,
 }
 
 /// The volumes read as one file, by positioned reads (each reader has its own position).
