@@ -118,3 +118,31 @@ fn verify_lists_problems_and_fails_on_a_damaged_bundle() {
     run(airgap().arg("unpack").arg(&out).arg(&dest)).failure();
     assert!(!dest.exists());
 }
+
+/// The whole file's sha256, computed beside the check's read of the same bytes, is the one
+/// GNU `sha256sum` gives, and a `.sha256` that names another fails verify with both.
+#[test]
+fn verify_compares_the_bundle_with_its_sha256_file_as_sha256sum_reads_it() {
+    let tmp = tempdir();
+    let out = bundle(tmp.path());
+    let sum = Command::new("sha256sum")
+        .arg(&out)
+        .output()
+        .expect("GNU sha256sum (coreutils) runs");
+    let sum = String::from_utf8(sum.stdout).unwrap();
+    let actual = sum.split_whitespace().next().unwrap().to_string();
+    let detached = tmp.path().join("demo.tar.gz.sha256");
+    let written = fs::read_to_string(&detached).unwrap();
+    assert!(written.starts_with(&actual), "{written} / {sum}");
+
+    let wrong = "0".repeat(64);
+    fs::write(&detached, format!("{wrong}  demo.tar.gz\n")).unwrap();
+    let v = run(airgap().arg("verify").arg(&out)).failure();
+    assert!(
+        v.stderr
+            .contains(&format!("the archive's sha256 is {actual}, ")),
+        "{}",
+        v.stderr
+    );
+    assert!(v.stderr.contains(&format!("says {wrong}")), "{}", v.stderr);
+}
